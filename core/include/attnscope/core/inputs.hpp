@@ -1,0 +1,58 @@
+// Deterministic attention inputs: q, a multi-layer K/V cache in a chosen layout, and a key mask.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "attnscope/core/layout.hpp"
+#include "attnscope/core/problem.hpp"
+#include "attnscope/core/tensor.hpp"
+
+namespace attnscope {
+
+enum class Distribution {
+  normal,        // N(0, 1) everywhere
+  uniform,       // U(-1, 1) everywhere
+  heavy_tailed,  // Student-t(3) tails, and a few K channels scaled up as real K caches have
+  large_logits,  // q and K scaled so logits reach tens: stresses softmax and fp16 accumulation
+};
+
+std::string_view to_string(Distribution d);
+Distribution parse_distribution(std::string_view s);
+
+struct DataSpec {
+  Distribution dist = Distribution::normal;
+  std::uint64_t seed = 20261126;
+  double mask_fraction = 0.0;  // share of key positions masked out (0: no mask)
+};
+
+struct AttentionInputs {
+  Problem problem;
+  KvLayout layout;
+  DataSpec data;
+  HostTensor q;  // [batch, q_len, q_heads, head_dim]
+  HostTensor k;  // the whole cache, layout.storage_elems() elements
+  HostTensor v;  // same layout as k
+  // Empty, or [batch, seq_len]: 1 = attend, 0 = masked. Each query's own position is unmasked.
+  std::vector<std::uint8_t> key_mask;
+
+  std::int64_t q_offset(int b, int t, int h) const {
+    return ((std::int64_t(b) * problem.q_len + t) * problem.q_heads + h) * problem.head_dim;
+  }
+  bool attends(int b, std::int64_t pos) const {
+    return key_mask.empty() || key_mask[std::size_t(std::int64_t(b) * problem.seq_len + pos)] != 0;
+  }
+};
+
+// Logical element (b, h, pos, d) has the same value whatever the layout; storage that the
+// selected layer does not own (other layers, spare pages, tail capacity) holds other data.
+AttentionInputs make_inputs(const Problem& p, const KvLayoutSpec& layout, const DataSpec& data);
+
+// The value make_inputs stores (before rounding to the input dtype) for a logical element.
+// which: 0 = q (b, t=pos, h, d), 1 = K, 2 = V.
+double generated_value(const Problem& p, const DataSpec& data, int which, int b, int h,
+                       std::int64_t pos, int d);
+
+}  // namespace attnscope

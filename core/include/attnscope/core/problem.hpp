@@ -1,0 +1,46 @@
+// The attention problem of one decode (or speculative-verification) step.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "attnscope/core/dtype.hpp"
+
+namespace attnscope {
+
+// Query position t (0 <= t < q_len) sits at cache position seq_len - q_len + t and attends the
+// `window` positions ending at itself: [seq_len - q_len + t + 1 - window, seq_len - q_len + t].
+// Every query row therefore has exactly `window` keys, and scores are dense
+// [batch, q_heads, q_len, window] with column j at position window_start(t) + j.
+struct Problem {
+  int batch = 1;
+  int q_heads = 1;
+  int kv_heads = 1;  // GQA: group = q_heads / kv_heads query heads share one KV head
+  int q_len = 1;     // 1 for decode, small values (<= 16) for speculative verification
+  std::int64_t seq_len = 64;
+  std::int64_t window = 64;
+  int head_dim = 128;
+  double scale = 0.0;  // 0 selects 1/sqrt(head_dim)
+  DType input = DType::fp16;
+  Accum accum = Accum::fp32;
+  DType output = DType::fp16;
+
+  static constexpr int kMaxQLen = 16;
+
+  int group() const { return q_heads / kv_heads; }
+  double effective_scale() const;
+  std::int64_t window_start(int t) const { return seq_len - q_len + t + 1 - window; }
+  std::int64_t q_elems() const { return std::int64_t(batch) * q_len * q_heads * head_dim; }
+  std::int64_t out_elems() const { return q_elems(); }
+  std::int64_t score_elems() const { return std::int64_t(batch) * q_heads * q_len * window; }
+  std::int64_t lse_elems() const { return std::int64_t(batch) * q_heads * q_len; }
+
+  // Throws std::invalid_argument naming the first field that is wrong.
+  void validate() const;
+  // e.g. "b1_qh32_kvh8_q1_s4096_w4096_d128_in-fp16_acc-fp32_out-fp16"
+  std::string tag() const;
+};
+
+bool is_supported_head_dim(int d);
+
+}  // namespace attnscope

@@ -1,0 +1,95 @@
+#include "attnscope/core/dtype.hpp"
+
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+
+namespace attnscope {
+
+std::string_view to_string(DType t) {
+  switch (t) {
+    case DType::fp16: return "fp16";
+    case DType::bf16: return "bf16";
+    case DType::fp32: return "fp32";
+  }
+  return "?";
+}
+
+std::string_view to_string(Accum a) { return a == Accum::fp16 ? "fp16" : "fp32"; }
+
+DType parse_dtype(std::string_view s) {
+  if (s == "fp16") return DType::fp16;
+  if (s == "bf16") return DType::bf16;
+  if (s == "fp32") return DType::fp32;
+  throw std::invalid_argument("unknown dtype '" + std::string(s) + "' (expected fp16, bf16 or fp32)");
+}
+
+Accum parse_accum(std::string_view s) {
+  if (s == "fp16") return Accum::fp16;
+  if (s == "fp32") return Accum::fp32;
+  throw std::invalid_argument("unknown accumulation '" + std::string(s) +
+                              "' (expected fp16 or fp32)");
+}
+
+// _Float16 (GCC >= 12, clang on x86-64) rounds every conversion as binary16 does.
+std::uint16_t float_to_half(float f) {
+  const _Float16 h = static_cast<_Float16>(f);
+  std::uint16_t u;
+  std::memcpy(&u, &h, 2);
+  return u;
+}
+
+std::uint16_t double_to_half(double d) {
+  const _Float16 h = static_cast<_Float16>(d);
+  std::uint16_t u;
+  std::memcpy(&u, &h, 2);
+  return u;
+}
+
+std::uint16_t double_to_bf16(double d) {
+  // Round to float by truncation toward zero plus sticky bit, then RNE to bf16: float's 24
+  // bits keep the 8 bf16 bits plus guard bits, and the sticky bit stops double rounding.
+  if (std::isnan(d)) return float_to_bf16(std::numeric_limits<float>::quiet_NaN());
+  float f = static_cast<float>(d);
+  if (std::isfinite(f) && static_cast<double>(f) != d) {
+    // Make f the value truncated toward zero, then set its lowest bit as sticky.
+    if (std::fabs(static_cast<double>(f)) > std::fabs(d)) f = std::nextafter(f, 0.0f);
+    f = bits_to_float(float_to_bits(f) | 1u);
+  }
+  return float_to_bf16(f);
+}
+
+double round_to(DType t, double d) {
+  switch (t) {
+    case DType::fp16: return half_to_float(double_to_half(d));
+    case DType::bf16: return bf16_to_float(double_to_bf16(d));
+    case DType::fp32: return static_cast<double>(static_cast<float>(d));
+  }
+  return d;
+}
+
+double ulp_of(DType t, double v) {
+  int digits = 0;   // significand bits incl. implicit
+  int min_exp = 0;  // exponent of the smallest normal, as frexp sees it (value in [0.5,1)*2^e)
+  switch (t) {
+    case DType::fp16: digits = 11; min_exp = -13; break;
+    case DType::bf16: digits = 8; min_exp = -125; break;
+    case DType::fp32: digits = 24; min_exp = -125; break;
+  }
+  int e = 0;
+  const double a = std::fabs(v);
+  if (a == 0.0 || !std::isfinite(a)) e = min_exp;
+  else {
+    std::frexp(a, &e);
+    if (e < min_exp) e = min_exp;
+  }
+  return std::ldexp(1.0, e - digits);
+}
+
+double ulp_distance(DType t, double x, double ref) {
+  if (std::isnan(x) || std::isnan(ref)) return std::numeric_limits<double>::infinity();
+  if (x == ref) return 0.0;
+  return std::fabs(x - ref) / ulp_of(t, ref);
+}
+
+}  // namespace attnscope

@@ -1,0 +1,123 @@
+#include "attnscope/core/inputs.hpp"
+
+#include <cmath>
+#include <stdexcept>
+
+#include "attnscope/core/parallel.hpp"
+#include "attnscope/core/random.hpp"
+
+namespace attnscope {
+
+std::string_view to_string(Distribution d) {
+  switch (d) {
+    case Distribution::normal: return "normal";
+    case Distribution::uniform: return "uniform";
+    case Distribution::heavy_tailed: return "heavy_tailed";
+    case Distribution::large_logits: return "large_logits";
+  }
+  return "?";
+}
+
+Distribution parse_distribution(std::string_view s) {
+  if (s == "normal") return Distribution::normal;
+  if (s == "uniform") return Distribution::uniform;
+  if (s == "heavy_tailed") return Distribution::heavy_tailed;
+  if (s == "large_logits") return Distribution::large_logits;
+  throw std::invalid_argument("unknown distribution '" + std::string(s) +
+                              "' (expected normal, uniform, heavy_tailed or large_logits)");
+}
+
+namespace {
+
+constexpr std::uint64_t kStreamQ = 1, kStreamK = 2, kStreamV = 3, kStreamFill = 4,
+                        kStreamMask = 5, kStreamT = 6;
+
+// Student-t with 3 degrees of freedom, scaled to unit variance: z / sqrt(chi2_3 / 3) / sqrt(3).
+double student_t3(std::uint64_t seed, std::uint64_t stream, std::uint64_t i) {
+  const double z = counter_normal(seed, stream, 4 * i);
+  double chi2 = 0.0;
+  for (std::uint64_t k = 1; k <= 3; ++k) {
+    const double g = counter_normal(seed, stream + 100, 4 * i + k);
+    chi2 += g * g;
+  }
+  return z / std::sqrt(chi2 / 3.0) / std::sqrt(3.0);
+}
+
+}  // namespace
+
+double generated_value(const Problem& p, const DataSpec& data, int which, int b, int h,
+                       std::int64_t pos, int d) {
+  // A logical index independent of the layout.
+  const std::int64_t heads = which == 0 ? p.q_heads : p.kv_heads;
+  const std::uint64_t idx = static_cast<std::uint64_t>(
+      ((std::int64_t(b) * heads + h) * (which == 0 ? p.q_len : p.seq_len) + pos) * p.head_dim + d);
+  const std::uint64_t stream = which == 0 ? kStreamQ : which == 1 ? kStreamK : kStreamV;
+  switch (data.dist) {
+    case Distribution::normal: return counter_normal(data.seed, stream, idx);
+    case Distribution::uniform:
+      return 2.0 * to_unit_open(counter_hash(data.seed, stream, idx)) - 1.0;
+    case Distribution::heavy_tailed: {
+      double x = student_t3(data.seed, stream + kStreamT * 16, idx);
+      // Outlier channels: every 32nd channel of K (and of q, which meets them) is 8x larger.
+      if (which != 2 && d % 32 == 5) x *= 8.0;
+      return x;
+    }
+    case Distribution::large_logits:
+      // std(q.k * scale) = 3.5^2 = 12.25: logits spread over tens, as peaky attention does.
+      return (which == 2 ? 1.0 : 3.5) * counter_normal(data.seed, stream, idx);
+  }
+  return 0.0;
+}
+
+AttentionInputs make_inputs(const Problem& p, const KvLayoutSpec& layout_spec,
+                            const DataSpec& data) {
+  p.validate();
+  if (!(data.mask_fraction >= 0.0 && data.mask_fraction < 1.0))
+    throw std::invalid_argument("mask_fraction must be in [0, 1)");
+  AttentionInputs in{p, KvLayout(p, layout_spec), data, HostTensor(p.input, {p.batch, p.q_len, p.q_heads, p.head_dim}),
+                     HostTensor(), HostTensor(), {}};
+  const std::int64_t storage = in.layout.storage_elems();
+  in.k = HostTensor(p.input, {storage});
+  in.v = HostTensor(p.input, {storage});
+
+  // Storage outside the selected layer: distinct values, so a wrong offset is visible.
+  parallel_for(storage, [&](std::int64_t b0, std::int64_t e0) {
+    for (std::int64_t i = b0; i < e0; ++i) {
+      in.k.set(i, 4.0 * to_unit_open(counter_hash(data.seed, kStreamFill, 2 * std::uint64_t(i))) - 2.0);
+      in.v.set(i, 4.0 * to_unit_open(counter_hash(data.seed, kStreamFill, 2 * std::uint64_t(i) + 1)) - 2.0);
+    }
+  }, 1 << 16);
+
+  for (int b = 0; b < p.batch; ++b)
+    for (int t = 0; t < p.q_len; ++t)
+      for (int h = 0; h < p.q_heads; ++h)
+        for (int d = 0; d < p.head_dim; ++d)
+          in.q.set(in.q_offset(b, t, h) + d, generated_value(p, data, 0, b, h, t, d));
+
+  const KvAddressing a = in.layout.addressing();
+  const std::int64_t rows = std::int64_t(p.batch) * p.kv_heads * p.seq_len;
+  parallel_for(rows, [&](std::int64_t r0, std::int64_t r1) {
+    for (std::int64_t r = r0; r < r1; ++r) {
+      const std::int64_t pos = r % p.seq_len;
+      const int h = static_cast<int>((r / p.seq_len) % p.kv_heads);
+      const int b = static_cast<int>(r / (std::int64_t(p.seq_len) * p.kv_heads));
+      const std::int64_t base = a.offset(b, h, pos);
+      for (int d = 0; d < p.head_dim; ++d) {
+        in.k.set(base + d, generated_value(p, data, 1, b, h, pos, d));
+        in.v.set(base + d, generated_value(p, data, 2, b, h, pos, d));
+      }
+    }
+  }, 256);
+
+  if (data.mask_fraction > 0.0) {
+    in.key_mask.assign(std::size_t(std::int64_t(p.batch) * p.seq_len), 1);
+    for (int b = 0; b < p.batch; ++b)
+      for (std::int64_t pos = 0; pos < p.seq_len - p.q_len; ++pos) {
+        const double u = to_unit_open(counter_hash(data.seed, kStreamMask, std::uint64_t(b * p.seq_len + pos)));
+        if (u < data.mask_fraction) in.key_mask[std::size_t(b * p.seq_len + pos)] = 0;
+      }
+  }
+  return in;
+}
+
+}  // namespace attnscope

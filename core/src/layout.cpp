@@ -1,0 +1,108 @@
+#include "attnscope/core/layout.hpp"
+
+#include <numeric>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+
+#include "attnscope/core/random.hpp"
+
+namespace attnscope {
+
+std::string_view to_string(KvLayoutKind k) {
+  switch (k) {
+    case KvLayoutKind::bhsd: return "bhsd";
+    case KvLayoutKind::bshd: return "bshd";
+    case KvLayoutKind::paged: return "paged";
+  }
+  return "?";
+}
+
+KvLayoutKind parse_layout(std::string_view s) {
+  if (s == "bhsd") return KvLayoutKind::bhsd;
+  if (s == "bshd") return KvLayoutKind::bshd;
+  if (s == "paged") return KvLayoutKind::paged;
+  throw std::invalid_argument("unknown KV layout '" + std::string(s) +
+                              "' (expected bhsd, bshd or paged)");
+}
+
+void KvLayoutSpec::validate(const Problem& p) const {
+  auto fail = [](const std::string& w) { throw std::invalid_argument("invalid KV layout: " + w); };
+  if (layers < 1) fail("layers must be >= 1 (got " + std::to_string(layers) + ")");
+  if (layer < 0 || layer >= layers)
+    fail("layer " + std::to_string(layer) + " out of range [0, " + std::to_string(layers) + ")");
+  if (seq_capacity != 0 && seq_capacity < p.seq_len)
+    fail("seq_capacity (" + std::to_string(seq_capacity) + ") is smaller than seq_len (" +
+         std::to_string(p.seq_len) + ")");
+  if (kind == KvLayoutKind::paged) {
+    if (page_size < 1) fail("page_size must be >= 1 (got " + std::to_string(page_size) + ")");
+    if (spare_pages < 0) fail("spare_pages must be >= 0");
+    if (seq_capacity != 0 && seq_capacity != p.seq_len)
+      fail("seq_capacity does not apply to the paged layout");
+  }
+}
+
+std::string KvLayoutSpec::tag() const {
+  std::ostringstream s;
+  s << to_string(kind);
+  if (kind == KvLayoutKind::paged) s << "-p" << page_size;
+  if (seq_capacity != 0) s << "-cap" << seq_capacity;
+  if (layers > 1) s << "-L" << layers << "l" << layer;
+  return s.str();
+}
+
+KvLayout::KvLayout(const Problem& p, const KvLayoutSpec& spec) : spec_(spec) {
+  p.validate();
+  spec.validate(p);
+  const std::int64_t H = p.kv_heads, D = p.head_dim;
+  const std::int64_t cap = spec.seq_capacity != 0 ? spec.seq_capacity : p.seq_len;
+  switch (spec.kind) {
+    case KvLayoutKind::bhsd:
+      addr_.stride_seq = D;
+      addr_.stride_head = cap * D;
+      addr_.stride_batch = H * cap * D;
+      layer_elems_ = p.batch * addr_.stride_batch;
+      break;
+    case KvLayoutKind::bshd:
+      addr_.stride_head = D;
+      addr_.stride_seq = H * D;
+      addr_.stride_batch = cap * H * D;
+      layer_elems_ = p.batch * addr_.stride_batch;
+      break;
+    case KvLayoutKind::paged: {
+      const std::int64_t per_seq = (p.seq_len + spec.page_size - 1) / spec.page_size;
+      const std::int64_t pages = p.batch * per_seq + spec.spare_pages;
+      addr_.stride_head = D;
+      addr_.stride_seq = H * D;
+      addr_.stride_page = spec.page_size * H * D;
+      addr_.page_size = spec.page_size;
+      addr_.pages_per_seq = static_cast<std::int32_t>(per_seq);
+      layer_elems_ = pages * addr_.stride_page;
+      // A shuffled page order, so that a kernel ignoring the table reads the wrong data.
+      std::vector<std::int32_t> order(static_cast<std::size_t>(pages));
+      std::iota(order.begin(), order.end(), 0);
+      SplitMix64 rng(spec.page_seed);
+      for (std::size_t i = order.size(); i > 1; --i) {
+        const std::size_t j = static_cast<std::size_t>(rng.next() % i);
+        std::swap(order[i - 1], order[j]);
+      }
+      order.resize(static_cast<std::size_t>(p.batch * per_seq));
+      block_table_ = std::move(order);
+      break;
+    }
+  }
+  addr_.layer_offset = spec.layer * layer_elems_;
+  storage_elems_ = spec.layers * layer_elems_;
+}
+
+KvAddressing KvLayout::addressing() const {
+  return addressing(block_table_.empty() ? nullptr : block_table_.data());
+}
+
+KvAddressing KvLayout::addressing(const std::int32_t* block_table_at) const {
+  KvAddressing a = addr_;
+  a.block_table = spec_.kind == KvLayoutKind::paged ? block_table_at : nullptr;
+  return a;
+}
+
+}  // namespace attnscope

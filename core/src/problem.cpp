@@ -1,0 +1,54 @@
+#include "attnscope/core/problem.hpp"
+
+#include <cmath>
+#include <sstream>
+#include <stdexcept>
+
+namespace attnscope {
+
+bool is_supported_head_dim(int d) { return d == 64 || d == 128 || d == 256; }
+
+double Problem::effective_scale() const {
+  return scale != 0.0 ? scale : 1.0 / std::sqrt(static_cast<double>(head_dim));
+}
+
+namespace {
+[[noreturn]] void fail(const std::string& what) {
+  throw std::invalid_argument("invalid attention problem: " + what);
+}
+}  // namespace
+
+void Problem::validate() const {
+  if (batch < 1) fail("batch must be >= 1 (got " + std::to_string(batch) + ")");
+  if (q_heads < 1) fail("q_heads must be >= 1 (got " + std::to_string(q_heads) + ")");
+  if (kv_heads < 1) fail("kv_heads must be >= 1 (got " + std::to_string(kv_heads) + ")");
+  if (q_heads % kv_heads != 0)
+    fail("q_heads (" + std::to_string(q_heads) + ") must be a multiple of kv_heads (" +
+         std::to_string(kv_heads) + ")");
+  if (q_len < 1 || q_len > kMaxQLen)
+    fail("q_len must be in [1, " + std::to_string(kMaxQLen) + "] (got " + std::to_string(q_len) +
+         ")");
+  if (seq_len < 1) fail("seq_len must be >= 1 (got " + std::to_string(seq_len) + ")");
+  if (window < 1) fail("window must be >= 1 (got " + std::to_string(window) + ")");
+  if (window > seq_len)
+    fail("window (" + std::to_string(window) + ") must not exceed seq_len (" +
+         std::to_string(seq_len) + ")");
+  if (window + q_len - 1 > seq_len)
+    fail("window + q_len - 1 (" + std::to_string(window + q_len - 1) +
+         ") must not exceed seq_len (" + std::to_string(seq_len) +
+         "): the first query's window would start before the cache");
+  if (!is_supported_head_dim(head_dim))
+    fail("unsupported head_dim " + std::to_string(head_dim) + " (supported: 64, 128, 256)");
+  if (!std::isfinite(scale) || scale < 0.0)
+    fail("scale must be finite and > 0, or 0 for 1/sqrt(head_dim)");
+}
+
+std::string Problem::tag() const {
+  std::ostringstream s;
+  s << "b" << batch << "_qh" << q_heads << "_kvh" << kv_heads << "_q" << q_len << "_s" << seq_len
+    << "_w" << window << "_d" << head_dim << "_in-" << to_string(input) << "_acc-"
+    << to_string(accum) << "_out-" << to_string(output);
+  return s.str();
+}
+
+}  // namespace attnscope

@@ -1,0 +1,47 @@
+// Precision models: host emulation of an algorithm in its working precision, in a given
+// summation order, so the error an accumulation format is expected to give at a window size
+// can be told apart from a bug.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "attnscope/core/dtype.hpp"
+#include "attnscope/core/inputs.hpp"
+
+namespace attnscope::model {
+
+enum class OrderKind {
+  sequential,  // s = ((x0 + x1) + x2) + ...
+  pairwise,    // recursive halving, as a balanced tree
+  warp_tree,   // lane l accumulates chunks l, l + lanes, ... of `vec` consecutive elements
+               // sequentially (element by element), then a butterfly tree over the lanes
+};
+
+struct SummationOrder {
+  OrderKind kind = OrderKind::sequential;
+  int lanes = 32;  // warp_tree: lanes taking part (a power of two)
+  int vec = 1;     // warp_tree: consecutive elements one lane takes per step
+  std::string name() const;  // "sequential", "pairwise", "warp_tree(32x8)"
+};
+
+// The longest chain of roundings an element's contribution passes through: the n of gamma_n.
+std::int64_t summation_depth(const SummationOrder& order, std::int64_t n);
+
+// sum_i x_i * y_i evaluated in the accumulation format: each product-accumulate is one
+// fused multiply-add rounded once to the format (fp16: binary16, fp32: binary32).
+double model_dot(Accum acc, const SummationOrder& order, const double* x, const double* y,
+                 std::int64_t n);
+// sum_i x_i in the accumulation format, in the given order.
+double model_sum(Accum acc, const SummationOrder& order, const double* x, std::int64_t n);
+
+// Stage models on real inputs: what a kernel with this accumulation and order computes
+// (inputs as stored, products fused into the accumulation, result as a double before any
+// output rounding). Shapes as in ref::Trace.
+std::vector<double> model_qk(const AttentionInputs& in, Accum acc, const SummationOrder& order,
+                             bool apply_scale = true);
+std::vector<double> model_pv(const AttentionInputs& in, const std::vector<double>& probs,
+                             Accum acc, const SummationOrder& order);
+
+}  // namespace attnscope::model

@@ -1,0 +1,1 @@
+#include "attnscope/reference/bounds.hpp"

@@ -1,0 +1,1 @@
+#include "attnscope/reference/precision_model.hpp"
