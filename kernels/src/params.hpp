@@ -1,0 +1,67 @@
+// Kernel parameters passed by value, and the query tiling shared by the stage kernels.
+#pragma once
+
+#include <cstdint>
+
+#include "attnscope/core/dtype.hpp"
+#include "attnscope/core/layout.hpp"
+#include "attnscope/kernels/registry.hpp"
+
+namespace attnscope::gpu::detail {
+
+// The queries that share one KV head: q_len positions x group heads, tiled QT at a time.
+// Query index qi in [0, group * q_len): t = qi / group, h = kv_head * group + qi % group.
+struct KernelParams {
+  int batch, q_heads, kv_heads, group, q_len, head_dim;
+  std::int64_t seq_len, window;
+  std::int64_t span;       // window + q_len - 1: positions touched by some query of a row
+  std::int64_t span_start; // window_start(0)
+  float scale;             // applied where the stage applies it
+  DType output;
+  const void* q;
+  const void* k;
+  const void* v;
+  KvAddressing kv;
+  float* scores;
+  float* probs;
+  void* out;
+  float* lse;
+  void* workspace;
+  int q_tiles;  // tiles of queries per KV head
+  int qt;       // queries per tile
+  int splits;   // window splits (pv chunks, split_kv splits)
+  std::int64_t split_len;  // positions per split
+};
+
+inline KernelParams make_params(const StageArgs& a, int qt) {
+  const Problem& p = a.problem;
+  KernelParams k{};
+  k.batch = p.batch;
+  k.q_heads = p.q_heads;
+  k.kv_heads = p.kv_heads;
+  k.group = p.group();
+  k.q_len = p.q_len;
+  k.head_dim = p.head_dim;
+  k.seq_len = p.seq_len;
+  k.window = p.window;
+  k.span = p.window + p.q_len - 1;
+  k.span_start = p.window_start(0);
+  k.scale = static_cast<float>(p.effective_scale());
+  k.output = p.output;
+  k.q = a.q;
+  k.k = a.k;
+  k.v = a.v;
+  k.kv = a.kv;
+  k.scores = a.scores;
+  k.probs = a.probs;
+  k.out = a.out;
+  k.lse = a.lse;
+  k.workspace = a.workspace;
+  k.qt = qt;
+  k.q_tiles = (k.group * k.q_len + qt - 1) / qt;
+  k.splits = 1;
+  k.split_len = k.span;
+  return k;
+}
+
+}  // namespace attnscope::gpu::detail
