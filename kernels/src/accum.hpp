@@ -3,6 +3,7 @@
 #pragma once
 
 #include "common.hpp"
+#include "stage_kernels.hpp"
 
 namespace attnscope::gpu::detail {
 
@@ -139,8 +140,7 @@ void dispatch(const Problem& p, F&& f) {
   }
 }
 
-// Queries per tile: fewer for head_dim 256, whose rows take twice the registers.
 template <int D>
-inline constexpr int kQueryTile = D == 256 ? 4 : 8;
+inline constexpr int kQueryTile = query_tile(D);
 
 }  // namespace attnscope::gpu::detail

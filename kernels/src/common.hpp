@@ -105,10 +105,4 @@ __device__ __forceinline__ float group_max(float v) {
 
 inline int ceil_div(std::int64_t a, std::int64_t b) { return static_cast<int>((a + b - 1) / b); }
 
-// Multiprocessor count of the current device, read once.
-int multiprocessor_count();
-
-// Grid-dimension guard: y and z are limited to 65535 on every platform.
-void check_grid(std::int64_t x, std::int64_t y, std::int64_t z, const char* kernel);
-
 }  // namespace attnscope::gpu::detail

@@ -16,7 +16,6 @@ namespace attnscope::gpu::detail {
 
 namespace {
 
-constexpr int kDecThreads = 256;
 
 template <class T, Accum A, int D, int QT, bool kSplit>
 __global__ __launch_bounds__(kDecThreads) void decode_kernel(KernelParams p) {
@@ -202,24 +201,5 @@ struct LaunchDecode {
 
 void launch_fused(const StageArgs& a) { dispatch(a.problem, LaunchDecode<false>{a}); }
 void launch_split_kv(const StageArgs& a) { dispatch(a.problem, LaunchDecode<true>{a}); }
-
-int split_kv_splits(const Problem& p, int requested) {
-  if (requested > 0) return static_cast<int>(std::min<std::int64_t>(requested, p.window + p.q_len - 1));
-  return auto_splits(p, p.head_dim == 256 ? kQueryTile<256> : kQueryTile<128>, 256);
-}
-
-std::size_t split_kv_workspace_bytes(const Problem& p, int splits) {
-  const std::size_t rows = std::size_t(p.batch) * p.q_len * p.q_heads;
-  const std::size_t s = static_cast<std::size_t>(split_kv_splits(p, splits));
-  return rows * s * (std::size_t(p.head_dim) + 1) * sizeof(float);
-}
-
-std::string decode_summation_order(const Problem& p, int splits) {
-  const int vec = 16 / static_cast<int>(size_of(p.input));
-  const int lpr = std::min(p.head_dim / vec, 16);
-  return "online softmax: dot warp_tree(lanes=" + std::to_string(lpr) + ",vec=" + std::to_string(vec) +
-         "); values rows " + std::to_string(kDecThreads / lpr) + "-way strided, ascending tree merge; " +
-         std::to_string(splits) + " split(s) merged in order";
-}
 
 }  // namespace attnscope::gpu::detail

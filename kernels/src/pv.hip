@@ -13,7 +13,6 @@ namespace attnscope::gpu::detail {
 
 namespace {
 
-constexpr int kPvThreads = 256;
 
 template <class T, Accum A, int D, int QT>
 __global__ __launch_bounds__(kPvThreads) void pv_kernel(KernelParams p) {
@@ -132,24 +131,5 @@ struct LaunchPv {
 }  // namespace
 
 void launch_pv(const StageArgs& a) { dispatch(a.problem, LaunchPv{a}); }
-
-int pv_splits(const Problem& p, int requested) {
-  if (requested > 0) return static_cast<int>(std::min<std::int64_t>(requested, p.window + p.q_len - 1));
-  return auto_splits(p, p.head_dim == 256 ? kQueryTile<256> : kQueryTile<128>, 512);
-}
-
-std::size_t pv_workspace_bytes(const Problem& p, int splits) {
-  const int s = pv_splits(p, splits);
-  return s > 1 ? std::size_t(p.batch) * p.q_len * p.q_heads * s * p.head_dim * sizeof(float) : 0;
-}
-
-std::string pv_summation_order(const Problem& p, int splits) {
-  const int vec = 16 / static_cast<int>(size_of(p.input));
-  const int lpr = std::min(p.head_dim / vec, 16);
-  const int s = pv_splits(p, splits);
-  const std::int64_t span = p.window + p.q_len - 1;
-  return "warp_tree(lanes=" + std::to_string(kPvThreads / lpr) + ",vec=1,chunk=" +
-         std::to_string((span + s - 1) / s) + ")";
-}
 
 }  // namespace attnscope::gpu::detail

@@ -11,8 +11,6 @@ namespace attnscope::gpu::detail {
 
 namespace {
 
-constexpr int kQkThreads = 256;
-constexpr int kQkIter = 4;  // K rows in flight per lane
 
 template <class T, Accum A, int D, int QT>
 __global__ __launch_bounds__(kQkThreads) void qk_kernel(KernelParams p, int apply_scale) {
@@ -82,12 +80,5 @@ struct LaunchQk {
 }  // namespace
 
 void launch_qk(const StageArgs& a) { dispatch(a.problem, LaunchQk{a}); }
-
-std::string qk_summation_order(const Problem& p) {
-  const int vec = 16 / static_cast<int>(size_of(p.input));
-  const int lpr = std::min(p.head_dim / vec, 16);
-  return "warp_tree(lanes=" + std::to_string(lpr) + ",vec=" + std::to_string(vec) +
-         ",pack=" + (p.accum == Accum::fp16 ? "2" : "1") + ")";
-}
 
 }  // namespace attnscope::gpu::detail

@@ -1,6 +1,7 @@
 #include <utility>
 
 #include "check.hpp"
+#include "stage_kernels.hpp"
 
 namespace attnscope::gpu {
 
@@ -103,5 +104,17 @@ void DeviceBuffer::poison() {
 }
 
 void synchronize() { ATTNSCOPE_CHECK(hipDeviceSynchronize()); }
+
+namespace detail {
+int multiprocessor_count() {
+  static const int n = [] {
+    int dev = 0, sms = 0;
+    ATTNSCOPE_CHECK(hipGetDevice(&dev));
+    ATTNSCOPE_CHECK(hipDeviceGetAttribute(&sms, hipDeviceAttributeMultiprocessorCount, dev));
+    return sms;
+  }();
+  return n;
+}
+}  // namespace detail
 
 }  // namespace attnscope::gpu

@@ -1,5 +1,6 @@
 // The runtime of a build without a GPU backend: everything reports that no backend was built.
 #include "attnscope/kernels/runtime.hpp"
+#include "stage_kernels.hpp"
 
 namespace attnscope::gpu {
 
@@ -26,3 +27,12 @@ void synchronize() { no_backend(); }
 std::string run_selfcheck() { no_backend(); }
 
 }  // namespace attnscope::gpu
+
+namespace attnscope::gpu::detail {
+int multiprocessor_count() { no_backend(); }
+void launch_qk(const StageArgs&) { no_backend(); }
+void launch_softmax(const StageArgs&) { no_backend(); }
+void launch_pv(const StageArgs&) { no_backend(); }
+void launch_fused(const StageArgs&) { no_backend(); }
+void launch_split_kv(const StageArgs&) { no_backend(); }
+}  // namespace attnscope::gpu::detail

@@ -13,7 +13,6 @@ namespace attnscope::gpu::detail {
 
 namespace {
 
-constexpr int kSmThreads = 512;
 constexpr int kSmWarps = kSmThreads / kWarpSize;
 
 struct MaxSum {
@@ -123,10 +122,6 @@ void launch_softmax(const StageArgs& a) {
     else softmax_kernel<Accum::fp16, 1><<<grid, kSmThreads, 0, st>>>(p, apply);
   }
   ATTNSCOPE_CHECK_LAUNCH();
-}
-
-std::string softmax_summation_order(const Problem& p) {
-  return "warp_tree(lanes=" + std::to_string(kSmThreads) + ",vec=" + (p.window % 4 == 0 ? "4" : "1") + ")";
 }
 
 }  // namespace attnscope::gpu::detail

@@ -1,6 +1,7 @@
 // Host launchers of attnscope's stage kernels (registered in registry.hip).
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <string>
 
@@ -8,6 +9,25 @@
 #include "params.hpp"
 
 namespace attnscope::gpu::detail {
+
+// Block sizes; the summation orders documented by each kernel depend on them.
+inline constexpr int kQkThreads = 256;
+inline constexpr int kQkIter = 4;  // K rows in flight per lane
+inline constexpr int kSmThreads = 512;
+inline constexpr int kPvThreads = 256;
+inline constexpr int kDecThreads = 256;
+
+// Queries per tile: fewer for head_dim 256, whose rows take twice the registers.
+inline constexpr int query_tile(int head_dim) { return head_dim == 256 ? 4 : 8; }
+// Lanes holding one row of head_dim elements (16 bytes each, at most 16 lanes).
+inline int lanes_per_row(const Problem& p) {
+  const int vec = 16 / static_cast<int>(size_of(p.input));
+  return std::min(p.head_dim / vec, 16);
+}
+
+int multiprocessor_count();
+// Grid-dimension guard: y and z are limited to 65535 on every platform.
+void check_grid(std::int64_t x, std::int64_t y, std::int64_t z, const char* kernel);
 
 void launch_qk(const StageArgs& a);
 void launch_softmax(const StageArgs& a);

@@ -2,7 +2,9 @@
 #include <algorithm>
 #include <mutex>
 
-#include "accum.hpp"
+#include <stdexcept>
+
+#include "attnscope/kernels/runtime.hpp"
 #include "stage_kernels.hpp"
 
 namespace attnscope::gpu {
@@ -27,16 +29,6 @@ Stage parse_stage(std::string_view s) {
 
 namespace detail {
 
-int multiprocessor_count() {
-  static const int n = [] {
-    int dev = 0, sms = 0;
-    ATTNSCOPE_CHECK(hipGetDevice(&dev));
-    ATTNSCOPE_CHECK(hipDeviceGetAttribute(&sms, hipDeviceAttributeMultiprocessorCount, dev));
-    return sms;
-  }();
-  return n;
-}
-
 void check_grid(std::int64_t x, std::int64_t y, std::int64_t z, const char* kernel) {
   if (x < 1 || x > 0x7fffffff || y < 1 || y > 65535 || z < 1 || z > 65535)
     throw GpuError(std::string(kernel) + ": grid " + std::to_string(x) + " x " + std::to_string(y) +
@@ -50,6 +42,57 @@ int auto_splits(const Problem& p, int q_tile, std::int64_t min_len) {
   const std::int64_t want = (2LL * multiprocessor_count() + blocks - 1) / blocks;
   const std::int64_t most = std::max<std::int64_t>(1, span / min_len);
   return static_cast<int>(std::clamp<std::int64_t>(want, 1, std::min<std::int64_t>(most, 65535)));
+}
+
+std::string qk_summation_order(const Problem& p) {
+  const int vec = 16 / static_cast<int>(size_of(p.input));
+  const int lpr = lanes_per_row(p);
+  return "warp_tree(lanes=" + std::to_string(lpr) + ",vec=" + std::to_string(vec) +
+         ",pack=" + (p.accum == Accum::fp16 ? "2" : "1") + ")";
+}
+
+
+std::string softmax_summation_order(const Problem& p) {
+  return "warp_tree(lanes=" + std::to_string(kSmThreads) + ",vec=" + (p.window % 4 == 0 ? "4" : "1") + ")";
+}
+
+
+int pv_splits(const Problem& p, int requested) {
+  if (requested > 0) return static_cast<int>(std::min<std::int64_t>(requested, p.window + p.q_len - 1));
+  return auto_splits(p, query_tile(p.head_dim), 512);
+}
+
+std::size_t pv_workspace_bytes(const Problem& p, int splits) {
+  const int s = pv_splits(p, splits);
+  return s > 1 ? std::size_t(p.batch) * p.q_len * p.q_heads * s * p.head_dim * sizeof(float) : 0;
+}
+
+std::string pv_summation_order(const Problem& p, int splits) {
+  const int lpr = lanes_per_row(p);
+  const int s = pv_splits(p, splits);
+  const std::int64_t span = p.window + p.q_len - 1;
+  return "warp_tree(lanes=" + std::to_string(kPvThreads / lpr) + ",vec=1,chunk=" +
+         std::to_string((span + s - 1) / s) + ")";
+}
+
+
+int split_kv_splits(const Problem& p, int requested) {
+  if (requested > 0) return static_cast<int>(std::min<std::int64_t>(requested, p.window + p.q_len - 1));
+  return auto_splits(p, query_tile(p.head_dim), 256);
+}
+
+std::size_t split_kv_workspace_bytes(const Problem& p, int splits) {
+  const std::size_t rows = std::size_t(p.batch) * p.q_len * p.q_heads;
+  const std::size_t s = static_cast<std::size_t>(split_kv_splits(p, splits));
+  return rows * s * (std::size_t(p.head_dim) + 1) * sizeof(float);
+}
+
+std::string decode_summation_order(const Problem& p, int splits) {
+  const int vec = 16 / static_cast<int>(size_of(p.input));
+  const int lpr = lanes_per_row(p);
+  return "online softmax: dot warp_tree(lanes=" + std::to_string(lpr) + ",vec=" + std::to_string(vec) +
+         "); values rows " + std::to_string(kDecThreads / lpr) + "-way strided, ascending tree merge; " +
+         std::to_string(splits) + " split(s) merged in order";
 }
 
 namespace {
