@@ -80,6 +80,8 @@ std::vector<nlohmann::json> read_jsonl(const std::string& path) {
       throw std::runtime_error(path + ":" + std::to_string(n) + ": bad record: " + e.what());
     }
   }
+  // A directory opens as a stream but fails on the first read: not an empty file.
+  if (in.bad()) throw std::runtime_error("cannot read '" + path + "'");
   return out;
 }
 

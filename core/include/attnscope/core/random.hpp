@@ -26,9 +26,11 @@ inline std::uint64_t counter_hash(std::uint64_t seed, std::uint64_t stream, std:
   return mix64(mix64(seed ^ mix64(stream + 0x632be59bd9b4e019ull)) + i * 0x9e3779b97f4a7c15ull);
 }
 
-// Uniform in (0, 1): never 0, so log() is safe.
+// Uniform in (0, 1): never 0, so log() is safe, and never 1 ((2^53 - 1) + 0.5 rounds to 2^53,
+// so the top value is clamped to the largest double below 1).
 inline double to_unit_open(std::uint64_t bits) {
-  return (static_cast<double>(bits >> 11) + 0.5) * 0x1p-53;
+  const double u = (static_cast<double>(bits >> 11) + 0.5) * 0x1p-53;
+  return u < 1.0 ? u : 0x1.fffffffffffffp-1;
 }
 
 // Standard normal by Box-Muller on two counter-derived uniforms.
