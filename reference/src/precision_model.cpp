@@ -1,1 +1,386 @@
 #include "attnscope/reference/precision_model.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+#include <vector>
+
+#include "attnscope/core/parallel.hpp"
+
+namespace attnscope::model {
+
+namespace {
+
+using std::int64_t;
+
+// binary32 arithmetic: float operations on x86-64 (SSE, FLT_EVAL_METHOD 0) round once, and fmaf
+// is a correctly rounded fused multiply-add.
+struct Fp32Arith {
+  using T = float;
+  static T from(double x) { return static_cast<float>(x); }
+  static T add(T a, T b) { return a + b; }
+  static T mul(T a, T b) { return a * b; }
+  static T fma(T a, T b, T c) { return std::fmaf(a, b, c); }
+};
+
+// binary16 arithmetic. Each operation is carried out exactly in double and rounded once by the
+// double -> _Float16 conversion:
+//  - a sum or a product of two binary16 values (magnitudes 2^-24 .. 2^16) spans at most 41 or
+//    22 significant bits, so it is exact in double;
+//  - a * b + c (a b: 22 bits, c: 11 bits) is exact in double unless its bits span more than 53
+//    places. That needs either |a b| > 2^42 |c|, which with |c| >= 2^-24 puts |a b| above 2^18,
+//    beyond binary16's range, so the result is infinite however it is rounded; or
+//    |a b| < 2^-30 |c|, where the exact result lies within 2^-30 |c| of the binary16 value c,
+//    far inside c's rounding interval (half an ulp is at least 2^-12 |c|, or 2^-25 near zero),
+//    and so does its double approximation. The double rounding that an fma in double followed by
+//    a conversion can cause in general therefore never changes a binary16 result. The caveat
+//    holds for operands that are not binary16: callers convert them first, as a kernel must.
+struct Fp16Arith {
+  using T = _Float16;
+  static T from(double x) { return static_cast<_Float16>(x); }
+  static T add(T a, T b) { return from(static_cast<double>(a) + static_cast<double>(b)); }
+  static T mul(T a, T b) { return from(static_cast<double>(a) * static_cast<double>(b)); }
+  static T fma(T a, T b, T c) {
+    return from(std::fma(static_cast<double>(a), static_cast<double>(b), static_cast<double>(c)));
+  }
+};
+
+void check_order(const SummationOrder& order) {
+  if (order.chunk < 0) throw std::invalid_argument("chunk must be >= 0");
+  if (order.kind != OrderKind::warp_tree) return;
+  if (order.lanes < 1 || (order.lanes & (order.lanes - 1)) != 0)
+    throw std::invalid_argument("warp_tree lanes must be a power of two (got " +
+                                std::to_string(order.lanes) + ")");
+  if (order.vec < 1)
+    throw std::invalid_argument("warp_tree vec must be >= 1 (got " + std::to_string(order.vec) +
+                                ")");
+  if (order.pack < 1)
+    throw std::invalid_argument("warp_tree pack must be >= 1 (got " + std::to_string(order.pack) +
+                                ")");
+  if (order.chunk < 0) throw std::invalid_argument("chunk must be >= 0");
+}
+
+int log2_exact(int v) {
+  int l = 0;
+  while ((1 << l) < v) ++l;
+  return l;
+}
+
+// Recursive halving of [lo, lo + len): the left half takes floor(len / 2) elements.
+template <class A, class Step>
+typename A::T pairwise(int64_t lo, int64_t len, Step& step) {
+  if (len == 1) return step(A::from(0.0), lo);
+  const int64_t h = len / 2;
+  return A::add(pairwise<A>(lo, h, step), pairwise<A>(lo + h, len - h, step));
+}
+
+// Folds elements [lo, lo + n) into one value of format A::T in the given order (chunks aside).
+// step(acc, i) folds element i into acc with one rounding; partial results join with A::add.
+template <class A, class Step>
+typename A::T reduce_run(const SummationOrder& order, int64_t lo, int64_t n, Step& step) {
+  using T = typename A::T;
+  const T zero = A::from(0.0);
+  switch (order.kind) {
+    case OrderKind::sequential: {
+      T acc = zero;
+      for (int64_t i = 0; i < n; ++i) acc = step(acc, lo + i);
+      return acc;
+    }
+    case OrderKind::pairwise: {
+      if (n <= 0) return zero;
+      auto shifted = [&](T acc, int64_t i) { return step(acc, lo + i); };
+      return pairwise<A>(0, n, shifted);
+    }
+    case OrderKind::warp_tree: {
+      const int lanes = order.lanes;
+      const int64_t vec = order.vec;
+      const std::size_t pack = static_cast<std::size_t>(order.pack);
+      std::vector<T> acc(static_cast<std::size_t>(lanes), zero);
+      std::vector<T> part(pack, zero);
+      for (int l = 0; l < lanes; ++l) {
+        std::fill(part.begin(), part.end(), zero);
+        std::size_t k = 0;  // elements this lane has visited
+        for (int64_t c = l; c * vec < n; c += lanes) {
+          const int64_t end = std::min(n, c * vec + vec);
+          for (int64_t i = c * vec; i < end; ++i, ++k) part[k % pack] = step(part[k % pack], lo + i);
+        }
+        T a = part[0];
+        for (std::size_t q = 1; q < pack; ++q) a = A::add(a, part[q]);
+        acc[static_cast<std::size_t>(l)] = a;
+      }
+      // Butterfly (xor shuffle) with ascending distance: all lanes update in lockstep from the
+      // previous step's values.
+      std::vector<T> next(acc.size(), zero);
+      for (int m = 1; m < lanes; m *= 2) {
+        for (int l = 0; l < lanes; ++l)
+          next[static_cast<std::size_t>(l)] =
+              A::add(acc[static_cast<std::size_t>(l)], acc[static_cast<std::size_t>(l ^ m)]);
+        acc.swap(next);
+      }
+      return acc[0];
+    }
+  }
+  return zero;
+}
+
+// Folds elements [0, n): runs of order.chunk elements (all of them when chunk is 0), each
+// reduced by reduce_run, their results added in run order.
+template <class A, class Step>
+typename A::T reduce(const SummationOrder& order, int64_t n, Step&& step) {
+  const int64_t run = order.chunk > 0 ? order.chunk : std::max<int64_t>(n, 1);
+  typename A::T total = A::from(0.0);
+  for (int64_t lo = 0; lo < n; lo += run) {
+    const typename A::T r = reduce_run<A>(order, lo, std::min(run, n - lo), step);
+    total = lo == 0 ? r : A::add(total, r);
+  }
+  return total;
+}
+
+template <class A>
+double dot_impl(const SummationOrder& order, const double* x, const double* y, int64_t n) {
+  using T = typename A::T;
+  std::vector<T> xs(static_cast<std::size_t>(n)), ys(static_cast<std::size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    xs[static_cast<std::size_t>(i)] = A::from(x[i]);
+    ys[static_cast<std::size_t>(i)] = A::from(y[i]);
+  }
+  const T r = reduce<A>(order, n, [&](T acc, int64_t i) {
+    return A::fma(xs[static_cast<std::size_t>(i)], ys[static_cast<std::size_t>(i)], acc);
+  });
+  return static_cast<double>(r);
+}
+
+template <class A>
+double sum_impl(const SummationOrder& order, const double* x, int64_t n) {
+  using T = typename A::T;
+  std::vector<T> xs(static_cast<std::size_t>(n));
+  for (int64_t i = 0; i < n; ++i) xs[static_cast<std::size_t>(i)] = A::from(x[i]);
+  const T r = reduce<A>(
+      order, n, [&](T acc, int64_t i) { return A::add(acc, xs[static_cast<std::size_t>(i)]); });
+  return static_cast<double>(r);
+}
+
+template <class A>
+std::vector<double> qk_impl(const AttentionInputs& in, const SummationOrder& order,
+                            bool apply_scale) {
+  using T = typename A::T;
+  const Problem& p = in.problem;
+  const int D = p.head_dim, group = p.group();
+  const int64_t W = p.window;
+  const KvAddressing addr = in.layout.addressing();
+  // The kernel holds the scale in the accumulation format and multiplies after the dot.
+  const T scale = A::from(p.effective_scale());
+
+  // q in the accumulation format: [batch, q_len, q_heads, head_dim]
+  std::vector<T> q(static_cast<std::size_t>(p.q_elems()));
+  for (int64_t i = 0; i < p.q_elems(); ++i) q[static_cast<std::size_t>(i)] = A::from(in.q.get(i));
+
+  // [batch, q_heads, q_len, window]; masked keys -inf, as the reference writes them.
+  std::vector<double> scores(static_cast<std::size_t>(p.score_elems()),
+                             -std::numeric_limits<double>::infinity());
+  parallel_for(
+      p.score_elems(),
+      [&](int64_t e0, int64_t e1) {
+        std::vector<T> k(static_cast<std::size_t>(D));  // [head_dim]
+        for (int64_t e = e0; e < e1; ++e) {
+          const int64_t j = e % W, row = e / W;
+          const int t = static_cast<int>(row % p.q_len);
+          const int h = static_cast<int>((row / p.q_len) % p.q_heads);
+          const int b = static_cast<int>(row / (int64_t(p.q_len) * p.q_heads));
+          const int64_t pos = p.window_start(t) + j;
+          if (!in.attends(b, pos)) continue;
+          const int64_t base = addr.offset(b, h / group, pos);
+          for (int d = 0; d < D; ++d) k[static_cast<std::size_t>(d)] = A::from(in.k.get(base + d));
+          const T* qr = q.data() + in.q_offset(b, t, h);
+          T s = reduce<A>(order, D, [&](T acc, int64_t d) {
+            return A::fma(qr[d], k[static_cast<std::size_t>(d)], acc);
+          });
+          if (apply_scale) s = A::mul(s, scale);
+          scores[static_cast<std::size_t>(e)] = static_cast<double>(s);
+        }
+      },
+      std::max<int64_t>(1, 16384 / D));
+  return scores;
+}
+
+template <class A>
+std::vector<double> pv_impl(const AttentionInputs& in, const std::vector<double>& probs,
+                            const SummationOrder& order) {
+  using T = typename A::T;
+  const Problem& p = in.problem;
+  const int D = p.head_dim, group = p.group();
+  const int64_t W = p.window;
+  const KvAddressing addr = in.layout.addressing();
+  if (probs.size() != static_cast<std::size_t>(p.score_elems()))
+    throw std::invalid_argument("model_pv: probs has " + std::to_string(probs.size()) +
+                                " elements, expected " + std::to_string(p.score_elems()));
+
+  // Probabilities enter the kernel's multiply in the accumulation format.
+  std::vector<T> pt(probs.size());  // [batch, q_heads, q_len, window]
+  parallel_for(
+      p.score_elems(),
+      [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i)
+          pt[static_cast<std::size_t>(i)] = A::from(probs[static_cast<std::size_t>(i)]);
+      },
+      1 << 14);
+
+  // [batch, q_len, q_heads, head_dim]: one work item per output element.
+  std::vector<double> out(static_cast<std::size_t>(p.out_elems()), 0.0);
+  parallel_for(
+      p.out_elems(),
+      [&](int64_t e0, int64_t e1) {
+        std::vector<T> v(static_cast<std::size_t>(W));        // [window], one column of V
+        std::vector<char> live(static_cast<std::size_t>(W));  // [window], key attended
+        for (int64_t e = e0; e < e1; ++e) {
+          const int d = static_cast<int>(e % D);
+          const int h = static_cast<int>((e / D) % p.q_heads);
+          const int t = static_cast<int>((e / (int64_t(D) * p.q_heads)) % p.q_len);
+          const int b = static_cast<int>(e / (int64_t(D) * p.q_heads * p.q_len));
+          const int64_t start = p.window_start(t);
+          for (int64_t j = 0; j < W; ++j) {
+            const bool a = in.attends(b, start + j);
+            live[static_cast<std::size_t>(j)] = a ? 1 : 0;
+            v[static_cast<std::size_t>(j)] =
+                a ? A::from(in.v.get(addr.offset(b, h / group, start + j) + d)) : A::from(0.0);
+          }
+          const T* pr = pt.data() + ((int64_t(b) * p.q_heads + h) * p.q_len + t) * W;
+          // A masked key contributes nothing (probability 0), whatever its V slot holds.
+          const T r = reduce<A>(order, W, [&](T acc, int64_t j) {
+            return live[static_cast<std::size_t>(j)]
+                       ? A::fma(pr[j], v[static_cast<std::size_t>(j)], acc)
+                       : acc;
+          });
+          out[static_cast<std::size_t>(e)] = static_cast<double>(r);
+        }
+      },
+      std::max<int64_t>(1, 16384 / W));
+  return out;
+}
+
+}  // namespace
+
+std::string SummationOrder::name() const {
+  std::string s;
+  switch (kind) {
+    case OrderKind::sequential: s = "sequential"; break;
+    case OrderKind::pairwise: s = "pairwise"; break;
+    case OrderKind::warp_tree:
+      s = "warp_tree(lanes=" + std::to_string(lanes) + ",vec=" + std::to_string(vec);
+      if (pack != 1) s += ",pack=" + std::to_string(pack);
+      break;
+  }
+  if (chunk > 0) s += (kind == OrderKind::warp_tree ? ",chunk=" : "(chunk=") + std::to_string(chunk);
+  if (kind == OrderKind::warp_tree || chunk > 0) s += ")";
+  return s;
+}
+
+SummationOrder parse_order(const std::string& text) {
+  auto fail = [&](const std::string& why) -> SummationOrder {
+    throw std::invalid_argument("bad summation order '" + text + "': " + why);
+  };
+  SummationOrder o;
+  const auto paren = text.find('(');
+  const std::string kind = text.substr(0, paren);
+  if (kind == "sequential") o.kind = OrderKind::sequential;
+  else if (kind == "pairwise") o.kind = OrderKind::pairwise;
+  else if (kind == "warp_tree") o.kind = OrderKind::warp_tree;
+  else return fail("unknown kind '" + kind + "'");
+  if (paren == std::string::npos) {
+    if (o.kind == OrderKind::warp_tree) return fail("warp_tree needs (lanes=..,vec=..)");
+    return o;
+  }
+  if (text.back() != ')') return fail("missing ')'");
+  const std::string args = text.substr(paren + 1, text.size() - paren - 2);
+  const auto x = args.find('x');
+  if (x != std::string::npos && args.find('=') == std::string::npos) {  // "32x8"
+    try {
+      o.lanes = std::stoi(args.substr(0, x));
+      o.vec = std::stoi(args.substr(x + 1));
+    } catch (const std::exception&) {
+      return fail("expected LANESxVEC");
+    }
+  } else {
+    std::size_t at = 0;
+    while (at < args.size()) {
+      const auto comma = std::min(args.find(',', at), args.size());
+      const std::string kv = args.substr(at, comma - at);
+      const auto eq = kv.find('=');
+      if (eq == std::string::npos) return fail("expected key=value, got '" + kv + "'");
+      const std::string key = kv.substr(0, eq);
+      long long v = 0;
+      try {
+        std::size_t used = 0;
+        v = std::stoll(kv.substr(eq + 1), &used);
+        if (used != kv.size() - eq - 1) throw std::invalid_argument(kv);
+      } catch (const std::exception&) {
+        return fail("'" + kv + "' is not an integer setting");
+      }
+      if (key == "lanes") o.lanes = static_cast<int>(v);
+      else if (key == "vec") o.vec = static_cast<int>(v);
+      else if (key == "pack") o.pack = static_cast<int>(v);
+      else if (key == "chunk") o.chunk = v;
+      else return fail("unknown setting '" + key + "'");
+      at = comma + 1;
+    }
+  }
+  check_order(o);
+  return o;
+}
+
+std::int64_t summation_depth(const SummationOrder& order, std::int64_t n) {
+  check_order(order);
+  if (n <= 0) return 0;
+  const std::int64_t run = order.chunk > 0 ? std::min(order.chunk, n) : n;
+  const std::int64_t runs = (n + run - 1) / run;
+  std::int64_t inner = run;
+  switch (order.kind) {
+    case OrderKind::sequential:
+      inner = run;
+      break;
+    case OrderKind::pairwise: {
+      // ceil(log2 n) levels of additions above a leaf that may itself round (a product).
+      std::int64_t levels = 0;
+      while ((std::int64_t{1} << levels) < run) ++levels;
+      inner = levels + 1;
+      break;
+    }
+    case OrderKind::warp_tree: {
+      const std::int64_t per_step = std::int64_t(order.lanes) * order.vec;
+      const std::int64_t per_lane = (run + per_step - 1) / per_step * order.vec;
+      // Each of the pack accumulators sees every pack-th element, then pack - 1 joins.
+      inner = (per_lane + order.pack - 1) / order.pack + (order.pack - 1) + log2_exact(order.lanes);
+      break;
+    }
+  }
+  return inner + (runs - 1);
+}
+
+double model_dot(Accum acc, const SummationOrder& order, const double* x, const double* y,
+                 std::int64_t n) {
+  check_order(order);
+  return acc == Accum::fp16 ? dot_impl<Fp16Arith>(order, x, y, n)
+                            : dot_impl<Fp32Arith>(order, x, y, n);
+}
+
+double model_sum(Accum acc, const SummationOrder& order, const double* x, std::int64_t n) {
+  check_order(order);
+  return acc == Accum::fp16 ? sum_impl<Fp16Arith>(order, x, n) : sum_impl<Fp32Arith>(order, x, n);
+}
+
+std::vector<double> model_qk(const AttentionInputs& in, Accum acc, const SummationOrder& order,
+                             bool apply_scale) {
+  check_order(order);
+  return acc == Accum::fp16 ? qk_impl<Fp16Arith>(in, order, apply_scale)
+                            : qk_impl<Fp32Arith>(in, order, apply_scale);
+}
+
+std::vector<double> model_pv(const AttentionInputs& in, const std::vector<double>& probs, Accum acc,
+                             const SummationOrder& order) {
+  check_order(order);
+  return acc == Accum::fp16 ? pv_impl<Fp16Arith>(in, probs, order)
+                            : pv_impl<Fp32Arith>(in, probs, order);
+}
+
+}  // namespace attnscope::model

@@ -16,15 +16,27 @@ enum class OrderKind {
   sequential,  // s = ((x0 + x1) + x2) + ...
   pairwise,    // recursive halving, as a balanced tree
   warp_tree,   // lane l accumulates chunks l, l + lanes, ... of `vec` consecutive elements
-               // sequentially (element by element), then a butterfly tree over the lanes
+               // sequentially (element by element), then a butterfly over the lanes with
+               // ascending distance (xor 1, 2, 4, ...), as the kernels' shuffles and trees do
 };
 
 struct SummationOrder {
   OrderKind kind = OrderKind::sequential;
   int lanes = 32;  // warp_tree: lanes taking part (a power of two)
   int vec = 1;     // warp_tree: consecutive elements one lane takes per step
-  std::string name() const;  // "sequential", "pairwise", "warp_tree(32x8)"
+  // warp_tree: interleaved accumulators per lane (2 for packed half2 arithmetic): the k-th
+  // element a lane visits goes to accumulator k % pack; they are added in order at the end.
+  int pack = 1;
+  // Any kind: when > 0, the sequence is cut into runs of `chunk` consecutive elements, each
+  // reduced in this order, and the run results are added sequentially (split windows).
+  std::int64_t chunk = 0;
+  // "sequential", "pairwise", "warp_tree(lanes=32,vec=8)" (+ ",pack=2", ",chunk=4096")
+  std::string name() const;
 };
+
+// Reads the form name() writes (and the short "warp_tree(32x8)"); throws
+// std::invalid_argument on anything else.
+SummationOrder parse_order(const std::string& text);
 
 // The longest chain of roundings an element's contribution passes through: the n of gamma_n.
 std::int64_t summation_depth(const SummationOrder& order, std::int64_t n);
