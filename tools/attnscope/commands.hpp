@@ -14,4 +14,9 @@ struct SelfcheckOptions {
 // accuracy; returns the process exit code.
 int run_selfcheck(const SelfcheckOptions& opt);
 
+// Prints e.g. "nvidia-h100-80gb-hbm3"; exit code 1 (and the reason on stderr) without a GPU.
+int print_gpu_name();
+// The GPU's model name made safe for a folder: lower case, runs of other characters as '-'.
+std::string folder_name(const std::string& model);
+
 }  // namespace attnscope::cli

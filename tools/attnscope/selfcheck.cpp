@@ -1,3 +1,4 @@
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -99,6 +100,27 @@ int run_selfcheck(const SelfcheckOptions& opt) {
     std::fprintf(stderr, "attnscope: --require-gpu given but no GPU can be used: %s\n", reason.c_str());
     return 2;
   }
+  return 0;
+}
+
+std::string folder_name(const std::string& model) {
+  std::string out;
+  for (char ch : model) {
+    const unsigned char c = static_cast<unsigned char>(ch);
+    if (std::isalnum(c)) out += static_cast<char>(std::tolower(c));
+    else if (!out.empty() && out.back() != '-') out += '-';
+  }
+  while (!out.empty() && out.back() == '-') out.pop_back();
+  return out.empty() ? "unknown-gpu" : out;
+}
+
+int print_gpu_name() {
+  std::string reason;
+  if (!gpu::gpu_available(&reason)) {
+    std::fprintf(stderr, "attnscope: no GPU: %s\n", reason.c_str());
+    return 1;
+  }
+  std::printf("%s\n", folder_name(gpu::device_info().name).c_str());
   return 0;
 }
 

@@ -1,0 +1,293 @@
+#include "evaluate.hpp"
+
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <sstream>
+#include <stdexcept>
+
+#include "attnscope/core/records.hpp"
+#include "attnscope/kernels/device_problem.hpp"
+#include "attnscope/kernels/registry.hpp"
+#include "attnscope/reference/bounds.hpp"
+#include "attnscope/reference/precision_model.hpp"
+#include "attnscope/reference/stages.hpp"
+
+namespace attnscope::accuracy {
+
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+const gpu::Implementation& find_impl(const std::string& name) {
+  for (const gpu::Implementation& i : gpu::registry())
+    if (i.name == name) return i;
+  throw std::invalid_argument("no registered implementation named '" + name + "'");
+}
+
+// "attnscope.qk" -> "attnscope.softmax": the unfused path takes the stages of one family.
+std::string sibling(const std::string& qk_name, const char* stage) {
+  const auto dot = qk_name.rfind('.');
+  return (dot == std::string::npos ? qk_name : qk_name.substr(0, dot)) + "." + stage;
+}
+
+// The part of an order description named `key` ("dot=...;values=..."), or all of it.
+std::string order_part(const std::string& s, const std::string& key) {
+  const auto at = s.find(key + "=");
+  if (at == std::string::npos) return s;
+  const auto from = at + key.size() + 1;
+  return s.substr(from, s.find(';', from) - from);
+}
+
+std::int64_t depth_of(const std::string& order, std::int64_t n) {
+  return model::summation_depth(model::parse_order(order), n);
+}
+
+enum class Shape { scores, out, rows };
+
+std::string where(const Problem& p, Shape shape, std::int64_t i) {
+  if (i < 0) return "-";
+  std::ostringstream s;
+  if (shape == Shape::scores) {
+    const std::int64_t j = i % p.window, r = i / p.window;
+    const std::int64_t t = r % p.q_len, h = r / p.q_len % p.q_heads, b = r / p.q_len / p.q_heads;
+    s << "(batch " << b << ", head " << h << ", query " << t << ", position " << p.window_start(int(t)) + j << ")";
+  } else if (shape == Shape::out) {
+    const std::int64_t d = i % p.head_dim, r = i / p.head_dim;
+    const std::int64_t h = r % p.q_heads, t = r / p.q_heads % p.q_len, b = r / p.q_heads / p.q_len;
+    s << "(batch " << b << ", query " << t << ", head " << h << ", dim " << d << ")";
+  } else {
+    const std::int64_t t = i % p.q_len, h = i / p.q_len % p.q_heads, b = i / p.q_len / p.q_heads;
+    s << "(batch " << b << ", head " << h << ", query " << t << ")";
+  }
+  return s.str();
+}
+
+Check judge(const Problem& p, std::string what, std::string field, Shape shape,
+            const std::vector<double>& got, const std::vector<double>& ref,
+            const std::vector<double>& budget, DType format) {
+  if (got.size() != ref.size() || budget.size() != ref.size())
+    throw std::logic_error(what + ": result, reference and budget sizes differ");
+  Check c;
+  c.what = std::move(what);
+  c.field = std::move(field);
+  c.metrics = compare(std::int64_t(got.size()), got.data(), ref.data(), format);
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    c.budget_max = std::max(c.budget_max, budget[i]);
+    double r = 0.0;
+    if (std::isnan(ref[i]) || (std::isinf(ref[i]) && got[i] == ref[i])) continue;
+    if (!std::isfinite(got[i])) r = kInf;
+    else {
+      const double e = std::fabs(got[i] - ref[i]);
+      r = e == 0.0 ? 0.0 : budget[i] > 0.0 ? e / budget[i] : kInf;
+    }
+    if (r > c.budget_ratio || c.worst < 0) {
+      if (r >= c.budget_ratio) c.worst = std::int64_t(i);
+      c.budget_ratio = std::max(c.budget_ratio, r);
+    }
+  }
+  c.worst_where = where(p, shape, c.worst);
+  c.pass = c.metrics.nan_count == 0 && c.metrics.inf_count == 0 && c.budget_ratio <= 1.0;
+  return c;
+}
+
+// Bound on the error of lse = max + log(sum): the sum's relative error bound eps gives
+// |log(1 + eps)| <= eps / (1 - eps); the float log and add add 2 u32 (|lse| + 1).
+std::vector<double> lse_budget(const Problem& p, const std::vector<double>& lse_ref,
+                               const std::vector<double>& probs_ref,
+                               const std::vector<double>& logit_err, double logit_scale,
+                               std::int64_t depth) {
+  const double u = unit_roundoff(p.accum);
+  const double eta = 0.5 * ulp_of(accum_dtype(p.accum), 0.0);
+  const double g = bounds::gamma_tilde(depth, u, bounds::kDefaultLambda);
+  std::vector<double> b(lse_ref.size());
+  for (std::size_t r = 0; r < b.size(); ++r) {
+    double prop = 0.0;
+    for (std::int64_t j = 0; j < p.window; ++j) {
+      const std::size_t k = r * std::size_t(p.window) + std::size_t(j);
+      if (!logit_err.empty()) prop += probs_ref[k] * logit_err[k] * logit_scale;
+    }
+    // The sum of shifted exponentials is at least 1; each term may underflow by eta.
+    const double eps = g + 3.0 * u + prop + double(p.window) * eta;
+    b[r] = (eps < 1.0 ? eps / (1.0 - eps) : kInf) + 2.0 * 0x1p-24 * (std::fabs(lse_ref[r]) + 1.0);
+  }
+  return b;
+}
+
+template <class Real>
+std::vector<double> d(const std::vector<Real>& v) {
+  return ref::to_double(v);
+}
+
+}  // namespace
+
+std::string CaseResult::report() const {
+  std::ostringstream s;
+  for (const Check& c : checks) {
+    s << "  " << (c.pass ? "ok  " : "FAIL") << " " << c.what << ": max_abs " << c.metrics.max_abs
+      << ", mae " << c.metrics.mae << ", rel_l2 " << c.metrics.rel_l2 << ", nan " << c.metrics.nan_count
+      << ", inf " << c.metrics.inf_count << "; budget max " << c.budget_max << ", error/budget "
+      << c.budget_ratio << " at " << c.worst_where << "\n";
+  }
+  if (!first_failing_stage.empty()) s << "  first stage to leave its budget: " << first_failing_stage << "\n";
+  return s.str();
+}
+
+CaseResult run_case(const AccuracyCase& c, const gpu::DeviceInfo& device, const std::string& commit) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const Problem& p = c.problem;
+  const AttentionInputs in = make_inputs(p, c.layout, c.data);
+  gpu::DeviceProblem dp(in);
+  CaseResult res;
+  nlohmann::json& j = res.record;
+  j["case"] = c.name();
+  j["path"] = to_string(c.path);
+  j["implementation"] = c.impl;
+  j.update(to_json(p));
+  j.update(to_json(c.layout));
+  j.update(to_json(c.data));
+  j["gpu"] = device.name;
+  j["gpu_arch"] = device.arch;
+  j["commit"] = commit;
+
+  // FP64 reference; the 113-bit one where it is affordable.
+  const bool use_quad = p.score_elems() * p.head_dim <= (std::int64_t(1) << 21);
+  j["reference"] = use_quad ? "binary128" : "fp64";
+  ref::Trace<double> T;
+  if (use_quad) {
+    const ref::Trace<ref::Quad> q = ref::attention<ref::Quad>(in);
+    T = {d(q.scores), d(q.probs), d(q.lse), d(q.out)};
+  } else {
+    T = ref::attention<double>(in);
+  }
+  const double scale = p.effective_scale();
+  const double lambda = bounds::kDefaultLambda;
+  auto add = [&](Check ch) {
+    nlohmann::json& r = j;
+    add_metrics(r, ch.metrics, ch.field);
+    r[ch.field + "budget_max"] = ch.budget_max;
+    r[ch.field + "budget_ratio"] = ch.budget_ratio;
+    r[ch.field + "pass"] = ch.pass;
+    res.pass = res.pass && ch.pass;
+    res.checks.push_back(std::move(ch));
+  };
+
+  // The unfused stages on one set of device buffers: each stage's local check uses the
+  // reference applied to exactly what the previous GPU stage produced.
+  struct Unfused {
+    std::vector<double> scores, probs, out, lse;
+    bounds::ElementBounds qk_b, sm_e2e, pv_e2e;
+    std::vector<double> scores_ref;
+  };
+  auto run_unfused = [&](bool judge_stages) {
+    Unfused u;
+    const gpu::Implementation& qk = find_impl(c.path == Path::unfused ? c.impl : "attnscope.qk");
+    const gpu::Implementation& sm = find_impl(sibling(qk.name, "softmax"));
+    const gpu::Implementation& pv = find_impl(sibling(qk.name, "pv"));
+    const bool sis = c.path == Path::unfused && c.scale_in_softmax;
+    const double logit_scale = sis ? scale : 1.0;
+    const bounds::StageFormats f_qk{p.accum, depth_of(qk.summation_order(p), p.head_dim), DType::fp32, lambda};
+    const bounds::StageFormats f_sm{p.accum, depth_of(sm.summation_order(p), p.window), DType::fp32, lambda};
+    const bounds::StageFormats f_pv{p.accum, depth_of(pv.summation_order(p), p.window), p.output, lambda};
+
+    dp.poison_outputs();
+    dp.run(qk, sis);
+    u.scores = dp.scores();
+    u.scores_ref = sis ? (use_quad ? d(ref::qk<ref::Quad>(in, false)) : ref::qk<double>(in, false)) : T.scores;
+    u.qk_b = bounds::qk_bounds(in, f_qk, !sis);
+
+    dp.poison_outputs();
+    dp.set_scores(u.scores);
+    dp.run(sm, sis);
+    u.probs = dp.probs();
+    u.lse = dp.lse();
+    u.sm_e2e = bounds::softmax_bounds(in, u.scores_ref, logit_scale, u.qk_b.probabilistic, f_sm);
+
+    dp.poison_outputs();
+    dp.set_probs(u.probs);
+    dp.run(pv);
+    u.out = dp.out();
+    u.pv_e2e = bounds::pv_bounds(in, T.probs, u.sm_e2e.probabilistic, f_pv);
+    if (!judge_stages) return u;
+
+    j["qk_order"] = qk.summation_order(p);
+    j["softmax_order"] = sm.summation_order(p);
+    j["pv_order"] = pv.summation_order(p);
+    // Local: each stage against the reference on its actual inputs.
+    std::vector<double> lse_loc;
+    const std::vector<double> probs_loc = ref::softmax<double>(in, u.scores, logit_scale, &lse_loc);
+    const std::vector<double> out_loc = ref::pv<double>(in, u.probs);
+    std::vector<Check> local;
+    local.push_back(judge(p, "qk", "qk_", Shape::scores, u.scores, u.scores_ref, u.qk_b.probabilistic, DType::fp32));
+    local.push_back(judge(p, "softmax (on the GPU's scores)", "softmax_local_", Shape::scores, u.probs, probs_loc,
+                          bounds::softmax_bounds(in, u.scores, logit_scale, {}, f_sm).probabilistic, DType::fp32));
+    local.push_back(judge(p, "pv (on the GPU's probabilities)", "pv_local_", Shape::out, u.out, out_loc,
+                          bounds::pv_bounds(in, u.probs, {}, f_pv).probabilistic, p.output));
+    const char* names[] = {"qk", "softmax", "pv"};
+    for (std::size_t s = 0; s < local.size(); ++s)
+      if (!local[s].pass && res.first_failing_stage.empty()) res.first_failing_stage = names[s];
+    for (Check& ch : local) add(std::move(ch));
+    // End to end: each intermediate against the exact one, budgets propagated through stages.
+    add(judge(p, "softmax", "softmax_", Shape::scores, u.probs, T.probs, u.sm_e2e.probabilistic, DType::fp32));
+    add(judge(p, "lse", "lse_", Shape::rows, u.lse, T.lse,
+              lse_budget(p, T.lse, T.probs, u.qk_b.probabilistic, logit_scale, f_sm.depth), DType::fp32));
+    add(judge(p, "pv", "pv_", Shape::out, u.out, T.out, u.pv_e2e.probabilistic, p.output));
+    add(judge(p, "attn_out", "attn_out_", Shape::out, u.out, T.out, u.pv_e2e.probabilistic, p.output));
+    return u;
+  };
+
+  if (c.path == Path::unfused) {
+    run_unfused(true);
+  } else {
+    const gpu::Implementation& impl = find_impl(c.impl);
+    const std::string order = impl.summation_order(p);
+    j["order"] = order;
+    // Online softmax: every accumulation step may round twice (rescale, then add).
+    const std::int64_t values_depth = 2 * depth_of(order_part(order, "values"), p.window);
+    const bounds::StageFormats f_qk{p.accum, depth_of(order_part(order, "dot"), p.head_dim), DType::fp32, lambda};
+    const bounds::StageFormats f_sm{p.accum, values_depth, DType::fp32, lambda};
+    const bounds::StageFormats f_pv{p.accum, values_depth, p.output, lambda};
+    dp.poison_outputs();
+    dp.run(impl);
+    const std::vector<double> out = dp.out(), lse = dp.lse();
+    const bounds::ElementBounds b = bounds::attention_bounds(in, f_qk, f_sm, f_pv);
+    add(judge(p, "attn_out", "attn_out_", Shape::out, out, T.out, b.probabilistic, p.output));
+    const bounds::ElementBounds qk_b = bounds::qk_bounds(in, f_qk, true);
+    add(judge(p, "lse", "lse_", Shape::rows, lse, T.lse,
+              lse_budget(p, T.lse, T.probs, qk_b.probabilistic, 1.0, f_sm.depth), DType::fp32));
+
+    // Fused against unfused on the same inputs.
+    const Unfused u = run_unfused(false);
+    add_metrics(j, compare(p.out_elems(), u.out.data(), T.out.data(), p.output), "unfused_attn_out_");
+
+    // The target: every element within 1 ulp of the correctly rounded reference, and rel_l2
+    // within 5% of the rounded reference's own.
+    std::vector<double> rounded(T.out.size());
+    double max_ulp = 0.0;
+    for (std::size_t i = 0; i < rounded.size(); ++i) {
+      rounded[i] = round_to(p.output, T.out[i]);
+      max_ulp = std::max(max_ulp, ulp_distance(p.output, out[i], rounded[i]));
+    }
+    const Metrics rm = compare(p.out_elems(), rounded.data(), T.out.data(), p.output);
+    j["max_ulp_vs_rounded_reference"] = max_ulp;
+    j["rounded_reference_rel_l2"] = rm.rel_l2;
+    j["rel_l2_over_rounded"] = rm.rel_l2 > 0 ? res.checks.front().metrics.rel_l2 / rm.rel_l2 : 0.0;
+  }
+
+  // What the precision model predicts for fp16 accumulation (the P.V sum dominates).
+  if (p.accum == Accum::fp16 && p.q_len == 1) {
+    const gpu::Implementation& pv = find_impl("attnscope.pv");
+    const model::SummationOrder order = model::parse_order(pv.summation_order(p));
+    const std::vector<double> pred = model::model_pv(in, T.probs, Accum::fp16, order);
+    std::vector<double> pred_rounded(pred.size());
+    for (std::size_t i = 0; i < pred.size(); ++i) pred_rounded[i] = round_to(p.output, pred[i]);
+    add_metrics(j, compare(p.out_elems(), pred_rounded.data(), T.out.data(), p.output), "model_pv_");
+  }
+
+  j["first_failing_stage"] = res.first_failing_stage.empty() ? nlohmann::json(nullptr) : nlohmann::json(res.first_failing_stage);
+  j["pass"] = res.pass;
+  j["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return res;
+}
+
+}  // namespace attnscope::accuracy

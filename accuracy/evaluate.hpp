@@ -1,0 +1,40 @@
+// Runs one accuracy case on the GPU through the registered implementations and judges every
+// stage against the high-precision reference with budgets derived from the error bounds.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "attnscope/core/metrics.hpp"
+#include "attnscope/kernels/runtime.hpp"
+#include "cases.hpp"
+
+namespace attnscope::accuracy {
+
+// One compared quantity (a stage's output, locally or end to end).
+struct Check {
+  std::string what;      // e.g. "qk", "softmax (local)", "attn_out"
+  std::string field;     // JSON prefix: qk_, softmax_, pv_, attn_out_, lse_, ...
+  Metrics metrics;
+  double budget_max = 0.0;    // largest per-element budget
+  double budget_ratio = 0.0;  // max_i |err_i| / budget_i: <= 1 passes
+  std::int64_t worst = -1;    // element with the largest ratio
+  std::string worst_where;    // (b, h, t, position) or (b, t, h, d)
+  bool pass = true;
+};
+
+struct CaseResult {
+  std::vector<Check> checks;
+  std::string first_failing_stage;  // unfused: the first stage to leave its local budget
+  bool pass = true;
+  nlohmann::json record;
+  std::string report() const;  // the measured errors, budgets and worst elements
+};
+
+// The budget of a case is the probabilistic bound (Higham & Mary, lambda = 6) of every element,
+// for the summation depth of the kernel's documented order; Inf or NaN where the reference has
+// none always fails, as does any element left unwritten (outputs are poisoned with NaN).
+CaseResult run_case(const AccuracyCase& c, const gpu::DeviceInfo& device, const std::string& commit);
+
+}  // namespace attnscope::accuracy

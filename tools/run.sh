@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The main job: installs what is missing, builds attnscope for this machine's platform, runs the
+# self-check, and where a GPU is present the accuracy suite and the benchmarks, writing results
+# under results/<gpu-model>/ (or $ATTNSCOPE_RESULTS).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash tools/setup.sh
+preset=$(bash tools/preset.sh)
+cmake --preset "$preset"
+cmake --build --preset "$preset"
+bin="build-$preset"
+[[ "$preset" == default ]] && bin=build
+
+"$bin/tools/attnscope" selfcheck --json "$bin/selfcheck.json"
+if ! "$bin/tools/attnscope" gpu-name >/dev/null 2>&1; then
+  echo "run: no GPU available; the self-check above is the whole job on this machine"
+  exit 0
+fi
+gpu=$("$bin/tools/attnscope" gpu-name)
+out="${ATTNSCOPE_RESULTS:-results/$gpu}"
+mkdir -p "$out"
+echo "run: accuracy suite on $gpu -> $out"
+rm -f "$out/accuracy.jsonl"
+start=$(date +%s)
+ATTNSCOPE_ACCURACY_JSONL="$PWD/$out/accuracy.jsonl" "$bin/accuracy/accuracy_suite" \
+  --gtest_brief=1 2>&1 | tee "$out/accuracy.log" || true
+echo "accuracy suite wall time: $(( $(date +%s) - start )) s" | tee -a "$out/accuracy.log"
+python3 tools/summarize_accuracy.py "$out/accuracy.jsonl" > "$out/accuracy_summary.md"
+cp "$bin/selfcheck.json" "$out/selfcheck.json"
