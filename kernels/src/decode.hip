@@ -63,7 +63,7 @@ __global__ __launch_bounds__(kDecThreads) void decode_kernel(KernelParams p) {
     Pol::load(vc + off, lir, v);
 #pragma unroll
     for (int i = 0; i < QT; ++i) {
-      if (i >= nq) break;
+      if (i >= nq) continue;
       const std::int64_t j = pos - q_start[i];
       if (j < 0 || j >= p.window) continue;
       const float s = Pol::dot(q[i], k) * p.scale;
@@ -84,7 +84,7 @@ __global__ __launch_bounds__(kDecThreads) void decode_kernel(KernelParams p) {
 
 #pragma unroll
   for (int i = 0; i < QT; ++i) {
-    if (i >= nq) break;  // nq is uniform over the block
+    if (i >= nq) continue;  // nq is uniform over the block
 #pragma unroll
     for (int c = 0; c < S::NCH; ++c)
 #pragma unroll

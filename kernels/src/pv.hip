@@ -51,7 +51,7 @@ __global__ __launch_bounds__(kPvThreads) void pv_kernel(KernelParams p) {
     Pol::load(vc + p.kv.offset(b, kvh, pos), lir, v);
 #pragma unroll
     for (int i = 0; i < QT; ++i) {
-      if (i >= nq) break;
+      if (i >= nq) continue;
       const std::int64_t j = pos - q_start[i];
       if (j >= 0 && j < p.window) Pol::axpy(Pol::from_float(prow[i][j]), v, acc[i]);
     }
@@ -59,7 +59,7 @@ __global__ __launch_bounds__(kPvThreads) void pv_kernel(KernelParams p) {
 
 #pragma unroll
   for (int i = 0; i < QT; ++i) {
-    if (i >= nq) break;  // nq is uniform over the block
+    if (i >= nq) continue;  // nq is uniform over the block
 #pragma unroll
     for (int c = 0; c < S::NCH; ++c)
 #pragma unroll

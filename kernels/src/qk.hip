@@ -50,10 +50,10 @@ __global__ __launch_bounds__(kQkThreads) void qk_kernel(KernelParams p, int appl
 #pragma unroll
   for (int it = 0; it < kQkIter; ++it) {
     const std::int64_t pos = base + rg + it * ROWS;
-    if (pos >= end) break;
+    if (pos >= end) continue;  // stays true: continue keeps the loop unrollable
 #pragma unroll
     for (int i = 0; i < QT; ++i) {
-      if (i >= nq) break;
+      if (i >= nq) continue;
       const float s = Pol::dot(q[i], k[it]);
       const std::int64_t j = pos - q_start[i];
       if (lir == i % S::LPR && j >= 0 && j < p.window)

@@ -46,7 +46,7 @@ nlohmann::json fp16_model(std::int64_t window) {
   p.window = window;
   p.head_dim = 128;
   const AttentionInputs in = make_inputs(p, KvLayoutSpec{}, DataSpec{});
-  const ref::Trace<double> exact = ref::attention(in);
+  const ref::Trace<double> exact = ref::attention<double>(in);
   const model::SummationOrder order{model::OrderKind::warp_tree, 32, 8};
   const std::vector<double> pv16 = model::model_pv(in, exact.probs, Accum::fp16, order);
   const Metrics m = compare(p.out_elems(), pv16.data(), exact.out.data(), DType::fp16);
