@@ -88,11 +88,12 @@ std::size_t split_kv_workspace_bytes(const Problem& p, int splits) {
 }
 
 std::string decode_summation_order(const Problem& p, int splits) {
-  const int vec = 16 / static_cast<int>(size_of(p.input));
-  const int lpr = lanes_per_row(p);
-  return "online softmax: dot warp_tree(lanes=" + std::to_string(lpr) + ",vec=" + std::to_string(vec) +
-         "); values rows " + std::to_string(kDecThreads / lpr) + "-way strided, ascending tree merge; " +
-         std::to_string(splits) + " split(s) merged in order";
+  // The dot as in qk; the running sum and the output accumulate like pv's chunks, each key
+  // rescaled when the running max grows.
+  const std::int64_t span = p.window + p.q_len - 1;
+  return "dot=" + qk_summation_order(p) + ";values=warp_tree(lanes=" +
+         std::to_string(kDecThreads / lanes_per_row(p)) + ",vec=1,chunk=" +
+         std::to_string((span + splits - 1) / splits) + ")";
 }
 
 namespace {
