@@ -56,17 +56,25 @@ __global__ __launch_bounds__(kDecThreads) void decode_kernel(KernelParams p) {
   const std::int64_t c1 = min(c0 + p.split_len, p.span_start + p.span);
   const T* kc = static_cast<const T*>(p.k);
   const T* vc = static_cast<const T*>(p.v);
-  for (std::int64_t pos = c0 + rg; pos < c1; pos += ROWS) {
+  // Every lane of a warp runs the same number of steps: the dot's shuffles need the whole warp,
+  // so a row-group past the end computes on zeros and discards the result.
+  for (std::int64_t base = c0; base < c1; base += ROWS) {
+    const std::int64_t pos = base + rg;
+    const bool valid = pos < c1;
     typename Pol::Frag k, v;
-    const std::int64_t off = p.kv.offset(b, kvh, pos);
-    Pol::load(kc + off, lir, k);
-    Pol::load(vc + off, lir, v);
+    Pol::zero(k);
+    Pol::zero(v);
+    if (valid) {
+      const std::int64_t off = p.kv.offset(b, kvh, pos);
+      Pol::load(kc + off, lir, k);
+      Pol::load(vc + off, lir, v);
+    }
 #pragma unroll
     for (int i = 0; i < QT; ++i) {
-      if (i >= nq) continue;
-      const std::int64_t j = pos - q_start[i];
-      if (j < 0 || j >= p.window) continue;
+      if (i >= nq) continue;  // uniform over the block
       const float s = Pol::dot(q[i], k) * p.scale;
+      const std::int64_t j = pos - q_start[i];
+      if (!valid || j < 0 || j >= p.window) continue;
       float pr = 1.0f;
       if (s > m[i]) {
         const Sc alpha = Pol::from_float(expf(m[i] - s));  // 0 on the first key

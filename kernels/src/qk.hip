@@ -41,22 +41,23 @@ __global__ __launch_bounds__(kQkThreads) void qk_kernel(KernelParams p, int appl
   const std::int64_t base = p.span_start + std::int64_t(blockIdx.x) * (ROWS * kQkIter);
   const T* kc = static_cast<const T*>(p.k);
 
+  // Rows past the end are zeros: every lane runs every dot, whose shuffles need the whole warp.
   typename Pol::Frag k[kQkIter];
 #pragma unroll
   for (int it = 0; it < kQkIter; ++it) {
     const std::int64_t pos = base + rg + it * ROWS;
+    Pol::zero(k[it]);
     if (pos < end) Pol::load(kc + p.kv.offset(b, kvh, pos), lir, k[it]);
   }
 #pragma unroll
   for (int it = 0; it < kQkIter; ++it) {
     const std::int64_t pos = base + rg + it * ROWS;
-    if (pos >= end) continue;  // stays true: continue keeps the loop unrollable
 #pragma unroll
     for (int i = 0; i < QT; ++i) {
-      if (i >= nq) continue;
+      if (i >= nq) continue;  // uniform over the block
       const float s = Pol::dot(q[i], k[it]);
       const std::int64_t j = pos - q_start[i];
-      if (lir == i % S::LPR && j >= 0 && j < p.window)
+      if (pos < end && lir == i % S::LPR && j >= 0 && j < p.window)
         p.scores[std::int64_t(q_row[i]) * p.window + j] = s * scale;
     }
   }
