@@ -7,4 +7,9 @@ preset=$(bash tools/preset.sh)
 echo "test: preset $preset"
 cmake --preset "$preset"
 cmake --build --preset "$preset"
+bin="build-$preset"
+[[ "$preset" == default ]] && bin=build
+if ! reason=$("$bin/tools/attnscope" gpu-name 2>&1); then
+  echo "test: the GPU tests will skip: ${reason#attnscope: }"
+fi
 ctest --preset "$preset"
