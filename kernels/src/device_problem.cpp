@@ -21,6 +21,38 @@ DeviceProblem::DeviceProblem(const AttentionInputs& in)
   block_table_.upload(in.layout.block_table().data(), block_table_.bytes());
 }
 
+DeviceProblem::DeviceProblem(const Problem& p, const KvLayoutSpec& layout_spec, std::uint64_t seed)
+    : problem_(p) {
+  const KvLayout layout(p, layout_spec);  // validates the problem and the layout
+  const std::size_t in_size = size_of(p.input);
+  q_ = DeviceBuffer(std::size_t(p.q_elems()) * in_size);
+  k_ = DeviceBuffer(std::size_t(layout.storage_elems()) * in_size);
+  v_ = DeviceBuffer(std::size_t(layout.storage_elems()) * in_size);
+  block_table_ = DeviceBuffer(layout.block_table().size() * sizeof(std::int32_t));
+  scores_ = DeviceBuffer(std::size_t(p.score_elems()) * sizeof(float));
+  probs_ = DeviceBuffer(std::size_t(p.score_elems()) * sizeof(float));
+  out_ = DeviceBuffer(std::size_t(p.out_elems()) * size_of(p.output));
+  lse_ = DeviceBuffer(std::size_t(p.lse_elems()) * sizeof(float));
+  block_table_.upload(layout.block_table().data(), block_table_.bytes());
+  // Device addressing: the block table, if any, at its device copy.
+  kv_host_ = layout.addressing(block_table_.as<const std::int32_t>());
+  // One seed per tensor, so q, K and V are unrelated sequences.
+  fill_normal(q_.data(), p.q_elems(), p.input, seed ^ 0x1u);
+  fill_normal(k_.data(), layout.storage_elems(), p.input, seed ^ 0x2u);
+  fill_normal(v_.data(), layout.storage_elems(), p.input, seed ^ 0x3u);
+  synchronize();
+}
+
+std::size_t DeviceProblem::device_bytes(const Problem& p, const KvLayoutSpec& layout_spec) {
+  const KvLayout layout(p, layout_spec);
+  const std::size_t in_size = size_of(p.input);
+  return std::size_t(p.q_elems()) * in_size + 2 * std::size_t(layout.storage_elems()) * in_size +
+         layout.block_table().size() * sizeof(std::int32_t) +
+         2 * std::size_t(p.score_elems()) * sizeof(float) +
+         std::size_t(p.out_elems()) * size_of(p.output) +
+         std::size_t(p.lse_elems()) * sizeof(float);
+}
+
 StageArgs DeviceProblem::args(const Implementation& impl, int splits) {
   const std::size_t ws = impl.workspace_bytes ? impl.workspace_bytes(problem_, splits) : 0;
   if (ws > workspace_.bytes()) workspace_ = DeviceBuffer(ws);
@@ -40,11 +72,20 @@ StageArgs DeviceProblem::args(const Implementation& impl, int splits) {
   return a;
 }
 
-void DeviceProblem::poison_outputs() {
-  scores_.poison();
-  probs_.poison();
-  out_.poison();
-  lse_.poison();
+void DeviceProblem::poison_outputs(unsigned which) {
+  if (which & kScores) scores_.poison();
+  if (which & kProbs) probs_.poison();
+  if (which & kOut) out_.poison();
+  if (which & kLse) lse_.poison();
+}
+
+std::int64_t DeviceProblem::nan_count(unsigned which) const {
+  std::int64_t n = 0;
+  if (which & kScores) n += count_nan(scores_.data(), problem_.score_elems(), DType::fp32);
+  if (which & kProbs) n += count_nan(probs_.data(), problem_.score_elems(), DType::fp32);
+  if (which & kOut) n += count_nan(out_.data(), problem_.out_elems(), problem_.output);
+  if (which & kLse) n += count_nan(lse_.data(), problem_.lse_elems(), DType::fp32);
+  return n;
 }
 
 void DeviceProblem::run(const Implementation& impl, bool scale_in_softmax, int splits) {

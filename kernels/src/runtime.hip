@@ -1,3 +1,5 @@
+#include <chrono>
+#include <thread>
 #include <utility>
 
 #include "check.hpp"
@@ -65,6 +67,12 @@ DeviceInfo device_info() {
   return info;
 }
 
+std::int64_t free_device_bytes() {
+  std::size_t free_b = 0, total_b = 0;
+  ATTNSCOPE_CHECK(hipMemGetInfo(&free_b, &total_b));
+  return static_cast<std::int64_t>(free_b);
+}
+
 DeviceBuffer::DeviceBuffer(std::size_t bytes) : bytes_(bytes) {
   if (bytes > 0) ATTNSCOPE_CHECK(hipMalloc(&ptr_, bytes));
 }
@@ -103,7 +111,96 @@ void DeviceBuffer::poison() {
   if (bytes_) ATTNSCOPE_CHECK(hipMemset(ptr_, 0xFF, bytes_));
 }
 
+void DeviceBuffer::fill_async(int value, void* stream) {
+  if (bytes_)
+    ATTNSCOPE_CHECK(hipMemsetAsync(ptr_, value, bytes_, static_cast<hipStream_t>(stream)));
+}
+
+void DeviceBuffer::copy_from_async(const DeviceBuffer& src, void* stream) {
+  if (src.bytes_ < bytes_)
+    throw GpuError("copy of " + std::to_string(bytes_) + " bytes from a buffer of " +
+                   std::to_string(src.bytes_));
+  if (bytes_)
+    ATTNSCOPE_CHECK(hipMemcpyAsync(ptr_, src.ptr_, bytes_, hipMemcpyDeviceToDevice,
+                                   static_cast<hipStream_t>(stream)));
+}
+
 void synchronize() { ATTNSCOPE_CHECK(hipDeviceSynchronize()); }
+
+Stream::Stream() {
+  hipStream_t s = nullptr;
+  ATTNSCOPE_CHECK(hipStreamCreate(&s));
+  stream_ = s;
+}
+
+Stream::~Stream() {
+  if (stream_) (void)hipStreamDestroy(static_cast<hipStream_t>(stream_));
+}
+
+Stream::Stream(Stream&& o) noexcept : stream_(std::exchange(o.stream_, nullptr)) {}
+
+Stream& Stream::operator=(Stream&& o) noexcept {
+  if (this != &o) {
+    if (stream_) (void)hipStreamDestroy(static_cast<hipStream_t>(stream_));
+    stream_ = std::exchange(o.stream_, nullptr);
+  }
+  return *this;
+}
+
+void Stream::synchronize() const {
+  ATTNSCOPE_CHECK(hipStreamSynchronize(static_cast<hipStream_t>(stream_)));
+}
+
+EventTimer::EventTimer(void* stream) : stream_(stream) {
+  hipEvent_t a = nullptr, b = nullptr;
+  ATTNSCOPE_CHECK(hipEventCreate(&a));
+  start_ = a;
+  try {
+    ATTNSCOPE_CHECK(hipEventCreate(&b));
+  } catch (...) {
+    (void)hipEventDestroy(a);
+    throw;
+  }
+  stop_ = b;
+}
+
+EventTimer::~EventTimer() {
+  (void)hipEventDestroy(static_cast<hipEvent_t>(start_));
+  (void)hipEventDestroy(static_cast<hipEvent_t>(stop_));
+}
+
+void EventTimer::start() {
+  ATTNSCOPE_CHECK(
+      hipEventRecord(static_cast<hipEvent_t>(start_), static_cast<hipStream_t>(stream_)));
+}
+
+void EventTimer::stop() {
+  ATTNSCOPE_CHECK(
+      hipEventRecord(static_cast<hipEvent_t>(stop_), static_cast<hipStream_t>(stream_)));
+}
+
+float EventTimer::elapsed_ms(double timeout_s) const {
+  const hipEvent_t stop = static_cast<hipEvent_t>(stop_);
+  if (timeout_s > 0.0) {
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+    for (;;) {
+      const hipError_t e = hipEventQuery(stop);
+      if (e == hipSuccess) break;
+      if (e != hipErrorNotReady) ATTNSCOPE_CHECK(e);
+      if (std::chrono::steady_clock::now() > deadline)
+        throw GpuTimeout("GPU work did not finish within " +
+                         std::to_string(static_cast<long long>(timeout_s)) +
+                         " s: a kernel that never ends");
+      std::this_thread::yield();
+    }
+  }
+  ATTNSCOPE_CHECK(hipEventSynchronize(stop));
+  float ms = 0.0f;
+  ATTNSCOPE_CHECK(
+      hipEventElapsedTime(&ms, static_cast<hipEvent_t>(start_), static_cast<hipEvent_t>(stop_)));
+  return ms;
+}
 
 namespace detail {
 int multiprocessor_count() {

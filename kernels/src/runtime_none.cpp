@@ -16,6 +16,7 @@ bool gpu_available(std::string* reason) {
   return false;
 }
 DeviceInfo device_info() { no_backend(); }
+std::int64_t free_device_bytes() { no_backend(); }
 DeviceBuffer::DeviceBuffer(std::size_t) { no_backend(); }
 DeviceBuffer::~DeviceBuffer() = default;
 DeviceBuffer::DeviceBuffer(DeviceBuffer&&) noexcept = default;
@@ -23,7 +24,22 @@ DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&&) noexcept = default;
 void DeviceBuffer::upload(const void*, std::size_t) { no_backend(); }
 void DeviceBuffer::download(void*, std::size_t) const { no_backend(); }
 void DeviceBuffer::poison() { no_backend(); }
+void DeviceBuffer::fill_async(int, void*) { no_backend(); }
+void DeviceBuffer::copy_from_async(const DeviceBuffer&, void*) { no_backend(); }
 void synchronize() { no_backend(); }
+Stream::Stream() { no_backend(); }
+Stream::~Stream() = default;
+Stream::Stream(Stream&&) noexcept = default;
+Stream& Stream::operator=(Stream&&) noexcept = default;
+void Stream::synchronize() const { no_backend(); }
+EventTimer::EventTimer(void*) { no_backend(); }
+EventTimer::~EventTimer() = default;
+void EventTimer::start() { no_backend(); }
+void EventTimer::stop() { no_backend(); }
+float EventTimer::elapsed_ms(double) const { no_backend(); }
+void fill_normal(void*, std::int64_t, DType, std::uint64_t, void*) { no_backend(); }
+std::int64_t count_nan(const void*, std::int64_t, DType, void*) { no_backend(); }
+void spin_async(double, void*) { no_backend(); }
 std::string run_selfcheck() { no_backend(); }
 
 }  // namespace attnscope::gpu

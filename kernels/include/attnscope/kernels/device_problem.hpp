@@ -14,16 +14,35 @@
 
 namespace attnscope::gpu {
 
+// The outputs of the stages, as bit flags: a stage benchmark poisons and checks only what its
+// stage writes, and keeps the inputs an earlier stage produced.
+enum StageOutput : unsigned {
+  kScores = 1u,
+  kProbs = 2u,
+  kOut = 4u,
+  kLse = 8u,
+  kAllOutputs = kScores | kProbs | kOut | kLse,
+};
+
 class DeviceProblem {
  public:
   // Uploads q, the K/V caches and the block table. Throws GpuError on any failed call.
   explicit DeviceProblem(const AttentionInputs& in);
+  // Benchmark inputs: q and the whole K/V storage (every layer, spare page and tail slot) filled
+  // with N(0, 1) values on the GPU (fill_normal), from `seed`. Not the values make_inputs gives;
+  // the accuracy suite keeps to the constructor above.
+  DeviceProblem(const Problem& p, const KvLayoutSpec& layout, std::uint64_t seed);
+
+  // Device bytes a problem takes (inputs, every output, the block table), before workspace.
+  static std::size_t device_bytes(const Problem& p, const KvLayoutSpec& layout);
 
   const Problem& problem() const { return problem_; }
   // Arguments with every device pointer set; workspace sized for `impl` at `splits`.
   StageArgs args(const Implementation& impl, int splits = 0);
-  // Fills every output (scores, probs, out, lse) with NaN.
-  void poison_outputs();
+  // Fills the outputs named by `which` (StageOutput flags; default all) with NaN.
+  void poison_outputs(unsigned which = kAllOutputs);
+  // NaN values in the outputs named by `which`: after a poisoned run, the elements not written.
+  std::int64_t nan_count(unsigned which) const;
   // Runs impl and waits for it.
   void run(const Implementation& impl, bool scale_in_softmax = false, int splits = 0);
 

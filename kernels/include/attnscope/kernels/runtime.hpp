@@ -7,12 +7,21 @@
 #include <stdexcept>
 #include <string>
 
+#include "attnscope/core/dtype.hpp"
+
 namespace attnscope::gpu {
 
 // Any failed GPU runtime call: names the call, the file and the line.
 class GpuError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
+};
+
+// GPU work that did not finish within a deadline: a kernel that never ends. The device cannot be
+// used further by this process; only its exit ends the kernel.
+class GpuTimeout : public GpuError {
+ public:
+  using GpuError::GpuError;
 };
 
 // "rocm", "cuda" or "none": the platform this build targets.
@@ -32,6 +41,8 @@ struct DeviceInfo {
   int driver_version = 0;
 };
 DeviceInfo device_info();
+// Device memory free now, in bytes.
+std::int64_t free_device_bytes();
 
 // Device memory owned by RAII; every call checked.
 class DeviceBuffer {
@@ -54,6 +65,10 @@ class DeviceBuffer {
   void download(void* host, std::size_t bytes) const;
   // Fills every byte with 0xFF: NaN in fp16, bf16 and fp32, so unwritten outputs show.
   void poison();
+  // Enqueues a fill of every byte with `value` on `stream` (a hipStream_t; null: the default).
+  void fill_async(int value, void* stream = nullptr);
+  // Enqueues a device-to-device copy of bytes() bytes from `src`, which must be as large.
+  void copy_from_async(const DeviceBuffer& src, void* stream = nullptr);
 
  private:
   void* ptr_ = nullptr;
@@ -61,6 +76,56 @@ class DeviceBuffer {
 };
 
 void synchronize();
+
+// A GPU stream owned by RAII. handle() is the hipStream_t that StageArgs::stream takes.
+class Stream {
+ public:
+  Stream();
+  ~Stream();
+  Stream(Stream&& o) noexcept;
+  Stream& operator=(Stream&& o) noexcept;
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+
+  void* handle() const { return stream_; }
+  void synchronize() const;
+
+ private:
+  void* stream_ = nullptr;
+};
+
+// Times work on one stream with a pair of device events: the interval is the GPU's own, from
+// the point the stream reaches start() to the point it reaches stop(), free of host overheads.
+class EventTimer {
+ public:
+  explicit EventTimer(void* stream = nullptr);
+  ~EventTimer();
+  EventTimer(const EventTimer&) = delete;
+  EventTimer& operator=(const EventTimer&) = delete;
+
+  void start();
+  void stop();
+  // Waits for the stop event, then returns the interval in milliseconds. With timeout_s > 0 the
+  // wait polls and throws GpuTimeout once timeout_s seconds have passed without the stop event.
+  float elapsed_ms(double timeout_s = 0.0) const;
+
+ private:
+  void* stream_ = nullptr;
+  void* start_ = nullptr;
+  void* stop_ = nullptr;
+};
+
+// Fills `elems` values of `type` at device address `data` with N(0, 1) values; value i depends
+// only on (seed, i). Benchmark inputs of tens of GiB are made this way in a fraction of a second,
+// where the host generator (make_inputs) would take minutes.
+void fill_normal(void* data, std::int64_t elems, DType type, std::uint64_t seed,
+                 void* stream = nullptr);
+// The number of NaN values among `elems` values of `type` at `data`; waits for the result.
+std::int64_t count_nan(const void* data, std::int64_t elems, DType type, void* stream = nullptr);
+// Occupies `stream` for about `microseconds` of GPU time. Enqueued ahead of a timed region, it
+// lets the host finish enqueueing the timed work before the start event fires, so launch
+// latency stays out of the measurement.
+void spin_async(double microseconds, void* stream = nullptr);
 
 // Runs the platform self-check kernel: a warp-width butterfly reduction and a half-precision
 // FMA per thread, compared on the host. Returns a one-line description; throws on failure.

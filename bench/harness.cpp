@@ -1,0 +1,346 @@
+#include "harness.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <sstream>
+
+namespace attnscope::bench {
+
+namespace {
+
+constexpr std::int64_t kMiB = std::int64_t(1) << 20;
+constexpr std::int64_t kGiB = std::int64_t(1) << 30;
+
+// Warm-up before each run of a benchmark: at least kWarmupMin launches and kWarmupMs of GPU
+// time (clocks ramp up, code and the TLB are loaded), at most kWarmupMax launches.
+constexpr int kWarmupMin = 3;
+constexpr int kWarmupMax = 50;
+constexpr double kWarmupMs = 5.0;
+// GPU time the stream is held ahead of each timed region: longer than the host takes to enqueue
+// the start event, up to three stage launches (some with a combine kernel) and the stop event.
+constexpr double kSpinUs = 30.0;
+// Device memory left free beyond a problem's own needs (runtime, L2 flush, allocator slack).
+constexpr std::int64_t kMemoryMargin = 256 * kMiB;
+
+std::string gib(double bytes) {
+  char s[32];
+  std::snprintf(s, sizeof(s), "%.2f GiB", bytes / double(kGiB));
+  return s;
+}
+
+std::string fixed(double v, int digits) {
+  char s[64];
+  std::snprintf(s, sizeof(s), "%.*f", digits, v);
+  return s;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+const gpu::Implementation& find_impl(const std::string& name) {
+  for (const gpu::Implementation& i : gpu::registry())
+    if (i.name == name) return i;
+  throw std::invalid_argument("no registered implementation named '" + name + "'");
+}
+
+std::vector<const gpu::Implementation*> resolve(const std::vector<std::string>& names) {
+  std::vector<const gpu::Implementation*> out;
+  for (const std::string& n : names) out.push_back(&find_impl(n));
+  return out;
+}
+
+}  // namespace
+
+std::string_view to_string(Path p) {
+  switch (p) {
+    case Path::qk:
+      return "qk";
+    case Path::softmax:
+      return "softmax";
+    case Path::pv:
+      return "pv";
+    case Path::unfused:
+      return "unfused";
+    case Path::fused:
+      return "fused";
+    case Path::split_kv:
+      return "split_kv";
+  }
+  return "?";
+}
+
+Cost cost(Path path, const Problem& p) {
+  const double in = double(size_of(p.input));
+  const double span = double(p.window + p.q_len - 1);  // K/V positions some query attends
+  const double q = double(p.q_elems()) * in;
+  const double kv_window = double(p.batch) * p.kv_heads * span * p.head_dim * in;  // K or V
+  const double scores = double(p.score_elems()) * sizeof(float);  // fp32 scores or probs
+  const double out = double(p.out_elems()) * double(size_of(p.output));
+  const double lse = double(p.lse_elems()) * sizeof(float);
+  const double dot_flops = 2.0 * double(p.score_elems()) * p.head_dim;  // one multiply-add each
+  const double softmax_flops = 5.0 * double(p.score_elems());  // max, subtract, exp, sum, scale
+  const Cost qk{q + kv_window + scores, dot_flops};
+  const Cost softmax{2.0 * scores + lse, softmax_flops};
+  const Cost pv{scores + kv_window + out, dot_flops};
+  switch (path) {
+    case Path::qk:
+      return qk;
+    case Path::softmax:
+      return softmax;
+    case Path::pv:
+      return pv;
+    case Path::unfused:
+      return {qk.bytes + softmax.bytes + pv.bytes, qk.flops + softmax.flops + pv.flops};
+    case Path::fused:
+    case Path::split_kv:
+      return {q + 2.0 * kv_window + out + lse, 2.0 * dot_flops + softmax_flops};
+  }
+  return {};
+}
+
+unsigned outputs_of(Path path) {
+  switch (path) {
+    case Path::qk:
+      return gpu::kScores;
+    case Path::softmax:
+      return gpu::kProbs | gpu::kLse;
+    case Path::pv:
+      return gpu::kOut;
+    case Path::unfused:
+      return gpu::kAllOutputs;
+    case Path::fused:
+    case Path::split_kv:
+      return gpu::kOut | gpu::kLse;
+  }
+  return gpu::kAllOutputs;
+}
+
+std::string BenchCase::name(bool hot) const {
+  const Problem& p = problem;
+  std::ostringstream s;
+  s << to_string(path) << "/impl:" << impl << "/acc:" << to_string(p.accum)
+    << "/in:" << to_string(p.input) << "/d:" << p.head_dim << "/b:" << p.batch
+    << "/qh:" << p.q_heads << "/kvh:" << p.kv_heads << "/q:" << p.q_len << "/window:" << p.window
+    << "/layout:" << to_string(layout.kind);
+  if (layout.kind == KvLayoutKind::paged) s << "/page:" << layout.page_size;
+  if (p.output != p.input) s << "/out:" << to_string(p.output);
+  if (hot) s << "/l2:hot";
+  return s.str();
+}
+
+Harness& Harness::instance() {
+  static Harness h;
+  return h;
+}
+
+void Harness::init(const Options& options, bool measure) {
+  options_ = options;
+  gpu_ = gpu::gpu_available(&no_gpu_reason_);
+  if (!gpu_) return;
+  device_ = gpu::device_info();
+  if (!measure) return;
+  stream_ = std::make_unique<gpu::Stream>();
+  const std::int64_t l2 = device_.l2_bytes > 0 ? device_.l2_bytes : 64 * kMiB;
+  flush_ = gpu::DeviceBuffer(
+      static_cast<std::size_t>(options_.flush_bytes > 0 ? options_.flush_bytes : 2 * l2));
+  measure_peak();
+}
+
+// Peak: a device-to-device copy far larger than L2, timed with events; bandwidth counts the
+// bytes read and the bytes written, as the benchmarks' byte counts do.
+void Harness::measure_peak() {
+  constexpr int kWarm = 2;
+  peak_reps_ = 10;
+  const std::int64_t quarter_free = gpu::free_device_bytes() / 4;
+  peak_copy_bytes_ =
+      static_cast<std::size_t>(std::min<std::int64_t>(kGiB, quarter_free) / kMiB * kMiB);
+  if (peak_copy_bytes_ == 0)
+    throw gpu::GpuError("too little free device memory to measure the copy bandwidth");
+  gpu::DeviceBuffer src(peak_copy_bytes_), dst(peak_copy_bytes_);
+  src.fill_async(0x3c, stream());
+  dst.fill_async(0, stream());
+  gpu::EventTimer timer(stream());
+  for (int i = 0; i < kWarm; ++i) dst.copy_from_async(src, stream());
+  std::vector<double> ms;
+  for (int i = 0; i < peak_reps_; ++i) {
+    timer.start();
+    dst.copy_from_async(src, stream());
+    timer.stop();
+    ms.push_back(timer.elapsed_ms());
+  }
+  peak_gbps_ = 2.0 * double(peak_copy_bytes_) / (median(ms) * 1e-3) / 1e9;
+}
+
+void Harness::add_context() const {
+  benchmark::AddCustomContext("attnscope_platform", gpu::platform_name());
+  benchmark::AddCustomContext("bench_set", options_.set);
+  if (!gpu_) {
+    benchmark::AddCustomContext("gpu", "none: " + no_gpu_reason_);
+    return;
+  }
+  benchmark::AddCustomContext("gpu", device_.name);
+  benchmark::AddCustomContext("gpu_arch", device_.arch);
+  benchmark::AddCustomContext("gpu_multiprocessors", std::to_string(device_.multiprocessors));
+  benchmark::AddCustomContext("gpu_l2_bytes", std::to_string(device_.l2_bytes));
+  benchmark::AddCustomContext("gpu_memory_bytes", std::to_string(device_.global_bytes));
+  benchmark::AddCustomContext("gpu_runtime_version", std::to_string(device_.runtime_version));
+  benchmark::AddCustomContext("gpu_driver_version", std::to_string(device_.driver_version));
+  if (peak_gbps_ > 0.0) {
+    benchmark::AddCustomContext("peak_copy_GBps", fixed(peak_gbps_, 1));
+    benchmark::AddCustomContext(
+        "peak_copy_method", "median of " + std::to_string(peak_reps_) +
+                                " device-to-device copies of " + std::to_string(peak_copy_bytes_) +
+                                " bytes timed with events; (read + write bytes) / time");
+  }
+  benchmark::AddCustomContext("l2_mode", options_.hot ? "hot" : "cold");
+  benchmark::AddCustomContext("l2_flush_bytes",
+                              options_.hot ? "0" : std::to_string(flush_.bytes()));
+  benchmark::AddCustomContext(
+      "timing", "device events around the timed launches on one stream; " +
+                    std::to_string(kWarmupMin) + " to " + std::to_string(kWarmupMax) +
+                    " warm-up launches (at least " + fixed(kWarmupMs, 0) +
+                    " ms) per run; stream held " + fixed(kSpinUs, 0) +
+                    " us ahead of each timed region" +
+                    (options_.hot ? "" : "; L2 flushed before each iteration, outside it"));
+  benchmark::AddCustomContext(
+      "counters",
+      "bytes: fewest bytes the path must move; GB/s = bytes / time; FLOP/s; "
+      "pct_of_peak = GB/s / peak_copy_GBps * 100");
+}
+
+std::string Harness::describe() const {
+  if (!gpu_) return std::string("no GPU: ") + no_gpu_reason_;
+  std::ostringstream s;
+  s << device_.name << " (" << device_.arch << ", " << device_.multiprocessors
+    << " multiprocessors, L2 " << device_.l2_bytes / kMiB << " MiB, "
+    << gib(double(device_.global_bytes)) << ")";
+  if (peak_gbps_ > 0.0)
+    s << "; copy bandwidth " << fixed(peak_gbps_, 1) << " GB/s (median of " << peak_reps_ << " x "
+      << peak_copy_bytes_ / kMiB << " MiB device-to-device copies)";
+  s << "; L2 "
+    << (options_.hot ? "hot" : "cold (flush " + std::to_string(flush_.bytes() / kMiB) + " MiB)")
+    << "; set " << options_.set;
+  return s.str();
+}
+
+void Harness::flush_l2() {
+  flush_.fill_async(0, stream());
+}
+
+gpu::DeviceProblem& Harness::problem(const Problem& p, const KvLayoutSpec& layout,
+                                     std::size_t workspace_bytes) {
+  const std::string key = p.tag() + "/" + layout.tag();
+  if (problem_ && key == problem_key_) return *problem_;
+  problem_.reset();  // free the previous shape before measuring what is free
+  problem_key_.clear();
+  const double need = double(gpu::DeviceProblem::device_bytes(p, layout) + workspace_bytes);
+  const std::int64_t free_bytes = gpu::free_device_bytes();
+  if (need + double(kMemoryMargin) > double(free_bytes))
+    throw NotRunnable("does not fit in device memory: needs " + gib(need) +
+                      " (inputs, outputs, workspace) plus a " + gib(double(kMemoryMargin)) +
+                      " margin; " + gib(double(free_bytes)) + " free of " +
+                      gib(double(device_.global_bytes)));
+  problem_ = std::make_unique<gpu::DeviceProblem>(p, layout, options_.seed);
+  problem_key_ = key;
+  return *problem_;
+}
+
+void run_case(benchmark::State& state, const BenchCase& c) {
+  Harness& h = Harness::instance();
+  if (!h.gpu()) {
+    state.SkipWithError(("not run: " + h.no_gpu_reason()).c_str());
+    return;
+  }
+  if (!h.hung_in().empty()) {
+    state.SkipWithError(("not run: the GPU hung in " + h.hung_in()).c_str());
+    return;
+  }
+  try {
+    const Problem& p = c.problem;
+    const std::vector<const gpu::Implementation*> before = resolve(c.before);
+    const std::vector<const gpu::Implementation*> timed = resolve(c.timed);
+    std::vector<const gpu::Implementation*> all = before;
+    all.insert(all.end(), timed.begin(), timed.end());
+    std::size_t workspace = 0;
+    for (const gpu::Implementation* impl : all) {
+      const std::string why =
+          impl->unsupported_reason ? impl->unsupported_reason(p, c.layout.kind) : std::string();
+      if (!why.empty()) throw NotRunnable("unsupported by " + impl->name + ": " + why);
+      if (impl->workspace_bytes) workspace = std::max(workspace, impl->workspace_bytes(p, 0));
+    }
+    gpu::DeviceProblem& dp = h.problem(p, c.layout, workspace);
+
+    // The implementations share one workspace: a first pass grows it to the largest need, so
+    // the pointers the second pass hands out stay valid.
+    for (const gpu::Implementation* impl : all) (void)dp.args(*impl);
+    auto args_of = [&](const std::vector<const gpu::Implementation*>& impls) {
+      std::vector<gpu::StageArgs> v;
+      for (const gpu::Implementation* impl : impls) {
+        gpu::StageArgs a = dp.args(*impl);
+        a.stream = h.stream();
+        v.push_back(a);
+      }
+      return v;
+    };
+    const std::vector<gpu::StageArgs> before_args = args_of(before);
+    const std::vector<gpu::StageArgs> timed_args = args_of(timed);
+    for (std::size_t i = 0; i < before.size(); ++i) before[i]->launch(before_args[i]);
+
+    const bool cold = !h.options().hot;
+    gpu::EventTimer timer(h.stream());
+    auto timed_run_ms = [&] {
+      if (cold) h.flush_l2();
+      gpu::spin_async(kSpinUs, h.stream());
+      timer.start();
+      for (std::size_t i = 0; i < timed.size(); ++i) timed[i]->launch(timed_args[i]);
+      timer.stop();
+      return double(timer.elapsed_ms(h.options().timeout_s));
+    };
+    double warm_ms = 0.0;
+    for (int i = 0; i < kWarmupMax && (i < kWarmupMin || warm_ms < kWarmupMs); ++i)
+      warm_ms += timed_run_ms();
+
+    const unsigned outputs = outputs_of(c.path);
+    dp.poison_outputs(outputs);
+    gpu::synchronize();
+    double total_s = 0.0;
+    for (auto _ : state) {
+      const double s = timed_run_ms() * 1e-3;
+      state.SetIterationTime(s);
+      total_s += s;
+    }
+    gpu::synchronize();
+    const std::int64_t nan = dp.nan_count(outputs);
+    if (nan > 0)
+      throw NotRunnable(std::to_string(nan) +
+                        " output values are NaN after the timed runs (outputs are poisoned with "
+                        "NaN before them): elements left unwritten, or NaN computed");
+
+    const Cost k = cost(c.path, p);
+    const double t = total_s / double(state.iterations());
+    const double gbps = k.bytes / t / 1e9;
+    state.counters["bytes"] = k.bytes;
+    state.counters["GB/s"] = gbps;
+    state.counters["FLOP/s"] = k.flops / t;
+    state.counters["pct_of_peak"] = h.peak_gbps() > 0.0 ? 100.0 * gbps / h.peak_gbps() : 0.0;
+    if (c.timed.size() > 1) {
+      std::string label;
+      for (const std::string& n : c.timed) label += (label.empty() ? "" : "+") + n;
+      state.SetLabel(label);
+    }
+  } catch (const gpu::GpuTimeout& e) {
+    h.mark_hung(c.name(h.options().hot));
+    state.SkipWithError(
+        (std::string("GPU hang: ") + e.what() + "; no further benchmark runs in this process")
+            .c_str());
+  } catch (const NotRunnable& e) {
+    state.SkipWithError(e.what());
+  } catch (const std::exception& e) {
+    state.SkipWithError((std::string("error: ") + e.what()).c_str());
+  }
+}
+
+}  // namespace attnscope::bench

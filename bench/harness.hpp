@@ -1,0 +1,120 @@
+// The GPU benchmark harness: every registered stage and path timed with device events on one
+// stream, cold L2 by default, outputs poisoned before the timed runs and checked after them,
+// and each benchmark's fewest bytes and FLOPs turned into bandwidth and percent of the copy
+// bandwidth the harness measures at start-up.
+#pragma once
+
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "attnscope/core/layout.hpp"
+#include "attnscope/core/problem.hpp"
+#include "attnscope/kernels/device_problem.hpp"
+#include "attnscope/kernels/registry.hpp"
+#include "attnscope/kernels/runtime.hpp"
+
+namespace attnscope::bench {
+
+// What one benchmark times: a single stage, the three stages in sequence (unfused), or a
+// single-pass path.
+enum class Path { qk, softmax, pv, unfused, fused, split_kv };
+std::string_view to_string(Path p);
+
+// The fewest bytes a path must move (each input read once, each output written once) and its
+// floating-point operations.
+struct Cost {
+  double bytes = 0.0;
+  double flops = 0.0;
+};
+Cost cost(Path path, const Problem& p);
+// The StageOutput flags a path writes: poisoned before its timed runs, checked after them.
+unsigned outputs_of(Path path);
+
+// One benchmark: a path of one implementation (a family for unfused) on one problem and layout.
+struct BenchCase {
+  Path path = Path::fused;
+  std::string impl;                 // e.g. "attnscope.fused"; the family ("attnscope") if unfused
+  std::vector<std::string> timed;   // implementations launched in the timed region, in order
+  std::vector<std::string> before;  // run once, untimed: they make the inputs (softmax, pv)
+  Problem problem;
+  KvLayoutSpec layout;
+  // e.g.
+  // fused/impl:attnscope.fused/acc:fp32/in:fp16/d:128/b:1/qh:32/kvh:8/q:1/window:4096/layout:bhsd
+  std::string name(bool hot) const;
+};
+
+struct Options {
+  bool hot = false;              // keep L2 warm between iterations (no flush)
+  std::string set = "default";   // quick, default or full
+  std::int64_t flush_bytes = 0;  // 0: twice the L2 size
+  double timeout_s = 10.0;       // a timed run longer than this is taken for a hung kernel
+  std::uint64_t seed = 20261126;
+};
+
+// A benchmark that cannot run on this device: skipped with the message.
+class NotRunnable : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+class Harness {
+ public:
+  static Harness& instance();
+
+  // Finds the GPU; unless `measure` is false (listing only), measures the copy bandwidth and
+  // allocates the L2 flush buffer. Without a GPU it records why, and every benchmark skips.
+  void init(const Options& options, bool measure);
+  // Records the device, the peak and the timing rules in the benchmark context.
+  void add_context() const;
+  // One line for the log: device, peak, L2 mode.
+  std::string describe() const;
+
+  bool gpu() const { return gpu_; }
+  const std::string& no_gpu_reason() const { return no_gpu_reason_; }
+  const Options& options() const { return options_; }
+  const gpu::DeviceInfo& device() const { return device_; }
+  double peak_gbps() const { return peak_gbps_; }
+  void* stream() const { return stream_ ? stream_->handle() : nullptr; }
+
+  // After a kernel that never ended, the device is unusable for this process: every later
+  // benchmark skips, naming the one that hung, and the process must end without touching the
+  // GPU again (freeing memory would wait for the hung kernel).
+  void mark_hung(const std::string& benchmark) { hung_in_ = benchmark; }
+  const std::string& hung_in() const { return hung_in_; }
+
+  // Enqueues an overwrite of a buffer twice the L2 size (cold mode) on the stream.
+  void flush_l2();
+  // The device-resident problem, made on first use and kept while consecutive benchmarks share
+  // it (registration order groups them by shape). The previous one is freed first; throws
+  // NotRunnable when the new one (plus `workspace_bytes`) does not fit in free device memory.
+  gpu::DeviceProblem& problem(const Problem& p, const KvLayoutSpec& layout,
+                              std::size_t workspace_bytes);
+
+ private:
+  Harness() = default;
+  void measure_peak();
+
+  Options options_;
+  bool gpu_ = false;
+  std::string no_gpu_reason_;
+  gpu::DeviceInfo device_;
+  std::unique_ptr<gpu::Stream> stream_;
+  gpu::DeviceBuffer flush_;
+  double peak_gbps_ = 0.0;
+  std::size_t peak_copy_bytes_ = 0;
+  int peak_reps_ = 0;
+  std::string problem_key_;
+  std::unique_ptr<gpu::DeviceProblem> problem_;
+  std::string hung_in_;
+};
+
+// The body of every registered benchmark.
+void run_case(benchmark::State& state, const BenchCase& c);
+
+}  // namespace attnscope::bench

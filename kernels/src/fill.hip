@@ -1,0 +1,106 @@
+// Device-side helpers of the benchmarks: deterministic N(0, 1) inputs made on the GPU, NaN counts
+// of outputs (poisoned outputs left unwritten), and a spin that holds a stream ahead of a timed
+// region.
+#include <algorithm>
+
+#include "attnscope/core/random.hpp"
+#include "common.hpp"
+#include "stage_kernels.hpp"
+
+namespace attnscope::gpu {
+
+namespace {
+
+constexpr int kFillThreads = 256;
+
+// Blocks of a grid-stride loop over n elements: enough to fill the device, never more than needed.
+unsigned grid_for(std::int64_t n) {
+  const std::int64_t want = (n + kFillThreads - 1) / kFillThreads;
+  const std::int64_t most = std::int64_t(detail::multiprocessor_count()) * 16;
+  return static_cast<unsigned>(std::max<std::int64_t>(1, std::min(want, most)));
+}
+
+// Box-Muller on two uniforms cut from one counter hash: u1 in (0, 1) keeps the log finite
+// (23 bits plus one half are exact in float), u2 in [0, 1).
+__device__ __forceinline__ float normal_at(std::uint64_t key, std::uint64_t i) {
+  const std::uint64_t h = mix64(key + i * 0x9e3779b97f4a7c15ull);
+  const float u1 = (static_cast<float>(h >> 41) + 0.5f) * 0x1p-23f;
+  const float u2 = static_cast<float>((h >> 16) & 0xffffffull) * 0x1p-24f;
+  return sqrtf(-2.0f * logf(u1)) * cospif(2.0f * u2);
+}
+
+__global__ void fill_normal_kernel(void* data, std::int64_t n, DType type, std::uint64_t key) {
+  const std::int64_t stride = std::int64_t(gridDim.x) * blockDim.x;
+  for (std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
+    detail::store_output(data, i, normal_at(key, static_cast<std::uint64_t>(i)), type);
+}
+
+// NaN tests on the raw bits: exponent all ones and a non-zero significand.
+__device__ __forceinline__ bool is_nan_at(const void* data, std::int64_t i, DType type) {
+  switch (type) {
+    case DType::fp32:
+      return (static_cast<const unsigned*>(data)[i] & 0x7fffffffu) > 0x7f800000u;
+    case DType::fp16:
+      return (static_cast<const std::uint16_t*>(data)[i] & 0x7fffu) > 0x7c00u;
+    case DType::bf16:
+      return (static_cast<const std::uint16_t*>(data)[i] & 0x7fffu) > 0x7f80u;
+  }
+  return false;
+}
+
+__global__ void count_nan_kernel(const void* data, std::int64_t n, DType type,
+                                 unsigned long long* count) {
+  const std::int64_t stride = std::int64_t(gridDim.x) * blockDim.x;
+  unsigned long long c = 0;
+  for (std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
+    c += is_nan_at(data, i, type) ? 1ull : 0ull;
+  if (c) atomicAdd(count, c);
+}
+
+__global__ void spin_kernel(long long cycles) {
+  const long long start = clock64();
+  while (clock64() - start < cycles) {
+  }
+}
+
+}  // namespace
+
+void fill_normal(void* data, std::int64_t elems, DType type, std::uint64_t seed, void* stream) {
+  if (elems <= 0) return;
+  // Distinct seeds give unrelated sequences: the seed is hashed before the counter is added.
+  const std::uint64_t key = mix64(seed ^ 0x5bd1e9955bd1e995ull);
+  fill_normal_kernel<<<grid_for(elems), kFillThreads, 0, static_cast<hipStream_t>(stream)>>>(
+      data, elems, type, key);
+  ATTNSCOPE_CHECK_LAUNCH();
+}
+
+std::int64_t count_nan(const void* data, std::int64_t elems, DType type, void* stream) {
+  if (elems <= 0) return 0;
+  const hipStream_t st = static_cast<hipStream_t>(stream);
+  DeviceBuffer count(sizeof(unsigned long long));
+  count.fill_async(0, stream);
+  count_nan_kernel<<<grid_for(elems), kFillThreads, 0, st>>>(data, elems, type,
+                                                             count.as<unsigned long long>());
+  ATTNSCOPE_CHECK_LAUNCH();
+  unsigned long long host = 0;
+  ATTNSCOPE_CHECK(hipMemcpyAsync(&host, count.data(), sizeof(host), hipMemcpyDeviceToHost, st));
+  ATTNSCOPE_CHECK(hipStreamSynchronize(st));
+  return static_cast<std::int64_t>(host);
+}
+
+void spin_async(double microseconds, void* stream) {
+  // The shader clock's rate; clock64() counts its cycles (approximately so on some AMD parts,
+  // which is enough for a spin whose only job is to outlast the host's enqueueing).
+  static const int clock_khz = [] {
+    int dev = 0, khz = 0;
+    ATTNSCOPE_CHECK(hipGetDevice(&dev));
+    ATTNSCOPE_CHECK(hipDeviceGetAttribute(&khz, hipDeviceAttributeClockRate, dev));
+    return khz > 0 ? khz : 1000000;
+  }();
+  const long long cycles = static_cast<long long>(microseconds * clock_khz / 1000.0);
+  if (cycles <= 0) return;
+  spin_kernel<<<1, 1, 0, static_cast<hipStream_t>(stream)>>>(cycles);
+  ATTNSCOPE_CHECK_LAUNCH();
+}
+
+}  // namespace attnscope::gpu
