@@ -27,3 +27,19 @@ ATTNSCOPE_ACCURACY_JSONL="$PWD/$out/accuracy.jsonl" "$bin/accuracy/accuracy_suit
 echo "accuracy suite wall time: $(( $(date +%s) - start )) s" | tee -a "$out/accuracy.log"
 python3 tools/summarize_accuracy.py "$out/accuracy.jsonl" > "$out/accuracy_summary.md"
 cp "$bin/selfcheck.json" "$out/selfcheck.json"
+
+echo "run: benchmarks (${ATTNSCOPE_BENCH_SET:-default} set) -> $out/bench.json"
+"$bin/bench/bench_attention" --benchmark_out="$out/bench.json" --benchmark_out_format=json \
+  2>&1 | tee "$out/bench.log"
+peers=()
+if python3 -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
+  echo "run: PyTorch peers on the same shapes -> $out/peers.json"
+  python3 bench/peers/torch_sdpa.py --shapes-from "$out/bench.json" --out "$out/peers.json" \
+    2>&1 | tee "$out/peers.log"
+  peers=(--peers "$out/peers.json")
+else
+  echo "run: PyTorch with a GPU not found; no peers in this run"
+fi
+python3 tools/bench_report.py "$out/bench.json" "${peers[@]}" --accuracy "$out/accuracy.jsonl" \
+  --out "$out/bench_report.md"
+echo "run: done; results in $out"

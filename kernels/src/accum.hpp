@@ -19,6 +19,14 @@ struct AccPolicy<T, Accum::fp32, D> {
     float x[S::PER_LANE];
   };
   __device__ static void load(const T* row, int lir, Frag& f) { load_row<T, D>(row, lir, f.x); }
+  __device__ static void from_raw(const RawRow<T, D>& r, Frag& f) {
+#pragma unroll
+    for (int c = 0; c < S::NCH; ++c) {
+      const T* e = reinterpret_cast<const T*>(&r.w[c]);
+#pragma unroll
+      for (int i = 0; i < S::VEC; ++i) f.x[c * S::VEC + i] = to_float(e[i]);
+    }
+  }
   // Sequential over the lane's elements, then an ascending butterfly over the LPR lanes.
   __device__ static float dot(const Frag& a, const Frag& b) {
     float s = 0.0f;
@@ -60,6 +68,14 @@ struct AccPolicy<__half, Accum::fp16, D> {
     __half2 x[P];
   };
   __device__ static void load(const __half* row, int lir, Frag& f) { load_row_half2<D>(row, lir, f.x); }
+  __device__ static void from_raw(const RawRow<__half, D>& r, Frag& f) {
+#pragma unroll
+    for (int c = 0; c < S::NCH; ++c) {
+      const __half2* e = reinterpret_cast<const __half2*>(&r.w[c]);
+#pragma unroll
+      for (int i = 0; i < S::VEC / 2; ++i) f.x[c * S::VEC / 2 + i] = e[i];
+    }
+  }
   __device__ static float dot(const Frag& a, const Frag& b) {
     __half2 s = __float2half2_rn(0.0f);
 #pragma unroll
@@ -140,7 +156,15 @@ void dispatch(const Problem& p, F&& f) {
   }
 }
 
-template <int D>
-inline constexpr int kQueryTile = query_tile(D);
+// Runs launch.template run<QT>() with the query tile query_tile(p) chooses (4 or 8).
+template <int D, class L>
+void with_query_tile(const Problem& p, const L& launch) {
+  if constexpr (D == 256) {
+    launch.template run<4>();
+  } else {
+    if (query_tile(p) == 4) launch.template run<4>();
+    else launch.template run<8>();
+  }
+}
 
 }  // namespace attnscope::gpu::detail

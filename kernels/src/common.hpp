@@ -49,6 +49,27 @@ struct RowSplit {
   __device__ static int dim(int c, int lane_in_row, int e) { return (c * LPR + lane_in_row) * VEC + e; }
 };
 
+// One lane's part of a row as loaded: NCH 16-byte words, converted only when used, so several
+// rows can be in flight in few registers.
+template <class T, int D>
+struct RawRow {
+  uint4 w[RowSplit<T, D>::NCH];
+};
+
+template <class T, int D>
+__device__ __forceinline__ void load_raw(const T* row, int lane_in_row, RawRow<T, D>& r) {
+  using S = RowSplit<T, D>;
+#pragma unroll
+  for (int c = 0; c < S::NCH; ++c)
+    r.w[c] = *reinterpret_cast<const uint4*>(row + (c * S::LPR + lane_in_row) * S::VEC);
+}
+
+template <class T, int D>
+__device__ __forceinline__ void zero_raw(RawRow<T, D>& r) {
+#pragma unroll
+  for (int c = 0; c < RowSplit<T, D>::NCH; ++c) r.w[c] = make_uint4(0u, 0u, 0u, 0u);
+}
+
 // Loads one lane's part of a row (NCH 16-byte loads) and widens it to float.
 template <class T, int D>
 __device__ __forceinline__ void load_row(const T* row, int lane_in_row,

@@ -18,7 +18,8 @@ namespace {
 
 
 template <class T, Accum A, int D, int QT, bool kSplit>
-__global__ __launch_bounds__(kDecThreads) void decode_kernel(KernelParams p) {
+// Two blocks a multiprocessor where the state fits in 128 registers without spilling.
+__global__ __launch_bounds__(kDecThreads, (QT <= 4 && D <= 128) ? 2 : 1) void decode_kernel(KernelParams p) {
   using Pol = AccPolicy<T, A, D>;
   using S = RowSplit<T, D>;
   using Sc = typename Pol::Scalar;
@@ -56,37 +57,51 @@ __global__ __launch_bounds__(kDecThreads) void decode_kernel(KernelParams p) {
   const std::int64_t c1 = min(c0 + p.split_len, p.span_start + p.span);
   const T* kc = static_cast<const T*>(p.k);
   const T* vc = static_cast<const T*>(p.v);
+  // Up to kDecIter K and V rows in flight per lane, taken in the documented order r, r + ROWS, ...
   // Every lane of a warp runs the same number of steps: the dot's shuffles need the whole warp,
   // so a row-group past the end computes on zeros and discards the result.
-  for (std::int64_t base = c0; base < c1; base += ROWS) {
-    const std::int64_t pos = base + rg;
-    const bool valid = pos < c1;
-    typename Pol::Frag k, v;
-    Pol::zero(k);
-    Pol::zero(v);
-    if (valid) {
-      const std::int64_t off = p.kv.offset(b, kvh, pos);
-      Pol::load(kc + off, lir, k);
-      Pol::load(vc + off, lir, v);
+  // Fewer rows in flight where a row takes several 16-byte words, to stay in registers.
+  constexpr int ITER = S::NCH >= kDecIter ? 1 : kDecIter / S::NCH;
+  for (std::int64_t base = c0; base < c1; base += std::int64_t(ROWS) * ITER) {
+    RawRow<T, D> kraw[ITER], vraw[ITER];
+#pragma unroll
+    for (int it = 0; it < ITER; ++it) {
+      const std::int64_t pos = base + rg + std::int64_t(it) * ROWS;
+      if (pos < c1) {
+        const std::int64_t off = p.kv.offset(b, kvh, pos);
+        load_raw<T, D>(kc + off, lir, kraw[it]);
+        load_raw<T, D>(vc + off, lir, vraw[it]);
+      } else {
+        zero_raw<T, D>(kraw[it]);
+        zero_raw<T, D>(vraw[it]);
+      }
     }
 #pragma unroll
-    for (int i = 0; i < QT; ++i) {
-      if (i >= nq) continue;  // uniform over the block
-      const float s = Pol::dot(q[i], k) * p.scale;
-      const std::int64_t j = pos - q_start[i];
-      if (!valid || j < 0 || j >= p.window) continue;
-      float pr = 1.0f;
-      if (s > m[i]) {
-        const Sc alpha = Pol::from_float(expf(m[i] - s));  // 0 on the first key
-        l[i] = Pol::mul(l[i], alpha);
-        Pol::scale(alpha, acc[i]);
-        m[i] = s;
-      } else {
-        pr = expf(s - m[i]);
+    for (int it = 0; it < ITER; ++it) {
+      const std::int64_t pos = base + rg + std::int64_t(it) * ROWS;
+      const bool valid = pos < c1;
+      typename Pol::Frag k, v;
+      Pol::from_raw(kraw[it], k);
+      Pol::from_raw(vraw[it], v);
+#pragma unroll
+      for (int i = 0; i < QT; ++i) {
+        if (i >= nq) continue;  // uniform over the block
+        const float s = Pol::dot(q[i], k) * p.scale;
+        const std::int64_t j = pos - q_start[i];
+        if (!valid || j < 0 || j >= p.window) continue;
+        float pr = 1.0f;
+        if (s > m[i]) {
+          const Sc alpha = Pol::from_float(expf(m[i] - s));  // 0 on the first key
+          l[i] = Pol::mul(l[i], alpha);
+          Pol::scale(alpha, acc[i]);
+          m[i] = s;
+        } else {
+          pr = expf(s - m[i]);
+        }
+        const Sc ps = Pol::from_float(pr);
+        l[i] = Pol::add(l[i], ps);
+        Pol::axpy(ps, v, acc[i]);
       }
-      const Sc ps = Pol::from_float(pr);
-      l[i] = Pol::add(l[i], ps);
-      Pol::axpy(ps, v, acc[i]);
     }
   }
 
@@ -181,12 +196,11 @@ __global__ void decode_combine(KernelParams p) {
   }
 }
 
-template <bool kSplit>
-struct LaunchDecode {
+template <class T, Accum A, int D, bool kSplit>
+struct DecodeLaunch {
   const StageArgs& a;
-  template <class T, Accum A, int D>
-  void operator()() const {
-    constexpr int QT = kQueryTile<D>;
+  template <int QT>
+  void run() const {
     KernelParams p = make_params(a, QT);
     p.splits = kSplit ? split_kv_splits(a.problem, a.splits) : 1;
     p.split_len = (p.span + p.splits - 1) / p.splits;
@@ -202,6 +216,15 @@ struct LaunchDecode {
       decode_combine<<<dim3(unsigned(rows)), D < 128 ? D : 128, 0, st>>>(p);
       ATTNSCOPE_CHECK_LAUNCH();
     }
+  }
+};
+
+template <bool kSplit>
+struct LaunchDecode {
+  const StageArgs& a;
+  template <class T, Accum A, int D>
+  void operator()() const {
+    with_query_tile<D>(a.problem, DecodeLaunch<T, A, D, kSplit>{a});
   }
 };
 

@@ -15,7 +15,8 @@ namespace {
 
 
 template <class T, Accum A, int D, int QT>
-__global__ __launch_bounds__(kPvThreads) void pv_kernel(KernelParams p) {
+// Two blocks a multiprocessor where the accumulators fit in 128 registers without spilling.
+__global__ __launch_bounds__(kPvThreads, (QT <= 4 && D <= 128) ? 2 : 1) void pv_kernel(KernelParams p) {
   using Pol = AccPolicy<T, A, D>;
   using S = RowSplit<T, D>;
   constexpr int ROWS = kPvThreads / S::LPR;
@@ -46,14 +47,32 @@ __global__ __launch_bounds__(kPvThreads) void pv_kernel(KernelParams p) {
   const std::int64_t c0 = p.span_start + std::int64_t(split) * p.split_len;
   const std::int64_t c1 = min(c0 + p.split_len, p.span_start + p.span);
   const T* vc = static_cast<const T*>(p.v);
-  for (std::int64_t pos = c0 + rg; pos < c1; pos += ROWS) {
-    typename Pol::Frag v;
-    Pol::load(vc + p.kv.offset(b, kvh, pos), lir, v);
+  // kPvIter rows of V (and their probabilities) in flight per lane; positions are still taken
+  // in the documented order r, r + ROWS, r + 2 ROWS, ...
+  for (std::int64_t base = c0 + rg; base < c1; base += std::int64_t(ROWS) * kPvIter) {
+    RawRow<T, D> vraw[kPvIter];
+    float pj[kPvIter][QT];
 #pragma unroll
-    for (int i = 0; i < QT; ++i) {
-      if (i >= nq) continue;
-      const std::int64_t j = pos - q_start[i];
-      if (j >= 0 && j < p.window) Pol::axpy(Pol::from_float(prow[i][j]), v, acc[i]);
+    for (int it = 0; it < kPvIter; ++it) {
+      const std::int64_t pos = base + std::int64_t(it) * ROWS;
+      if (pos < c1) load_raw<T, D>(vc + p.kv.offset(b, kvh, pos), lir, vraw[it]);
+#pragma unroll
+      for (int i = 0; i < QT; ++i) {
+        const std::int64_t j = pos - q_start[i];
+        pj[it][i] = i < nq && pos < c1 && j >= 0 && j < p.window ? prow[i][j] : 0.0f;
+      }
+    }
+#pragma unroll
+    for (int it = 0; it < kPvIter; ++it) {
+      const std::int64_t pos = base + std::int64_t(it) * ROWS;
+      if (pos >= c1) continue;
+      typename Pol::Frag v;
+      Pol::from_raw(vraw[it], v);
+#pragma unroll
+      for (int i = 0; i < QT; ++i) {
+        const std::int64_t j = pos - q_start[i];
+        if (i < nq && j >= 0 && j < p.window) Pol::axpy(Pol::from_float(pj[it][i]), v, acc[i]);
+      }
     }
   }
 
@@ -105,11 +124,11 @@ __global__ void pv_combine(KernelParams p, int head_dim) {
   }
 }
 
-struct LaunchPv {
+template <class T, Accum A, int D>
+struct PvLaunch {
   const StageArgs& a;
-  template <class T, Accum A, int D>
-  void operator()() const {
-    constexpr int QT = kQueryTile<D>;
+  template <int QT>
+  void run() const {
     KernelParams p = make_params(a, QT);
     p.splits = pv_splits(a.problem, a.splits);
     p.split_len = (p.span + p.splits - 1) / p.splits;
@@ -125,6 +144,14 @@ struct LaunchPv {
       pv_combine<A><<<dim3(unsigned(rows)), D < 128 ? D : 128, 0, st>>>(p, D);
       ATTNSCOPE_CHECK_LAUNCH();
     }
+  }
+};
+
+struct LaunchPv {
+  const StageArgs& a;
+  template <class T, Accum A, int D>
+  void operator()() const {
+    with_query_tile<D>(a.problem, PvLaunch<T, A, D>{a});
   }
 };
 

@@ -12,8 +12,12 @@ namespace attnscope::gpu::detail {
 namespace {
 
 
+// K rows in flight per lane: 8 words of 16 bytes (fewer rows when a row takes several words).
+template <class T, int D>
+inline constexpr int kQkRowsInFlight = RowSplit<T, D>::NCH >= 4 ? 2 : kQkIter / RowSplit<T, D>::NCH;
+
 template <class T, Accum A, int D, int QT>
-__global__ __launch_bounds__(kQkThreads) void qk_kernel(KernelParams p, int apply_scale) {
+__global__ __launch_bounds__(kQkThreads, 2) void qk_kernel(KernelParams p, int apply_scale) {
   using Pol = AccPolicy<T, A, D>;
   using S = RowSplit<T, D>;
   constexpr int ROWS = kQkThreads / S::LPR;
@@ -23,10 +27,25 @@ __global__ __launch_bounds__(kQkThreads) void qk_kernel(KernelParams p, int appl
   const int b = static_cast<int>(blockIdx.z) / p.q_tiles;
   const int q0 = (static_cast<int>(blockIdx.z) % p.q_tiles) * QT;
   const int nq = min(QT, p.group * p.q_len - q0);
+  const float scale = apply_scale ? p.scale : 1.0f;
+  const std::int64_t end = p.span_start + p.span;
+  constexpr int ITER = kQkRowsInFlight<T, D>;
+  const std::int64_t base = p.span_start + std::int64_t(blockIdx.x) * (ROWS * ITER);
+  const T* kc = static_cast<const T*>(p.k);
+
+  // K rows first, as raw 16-byte words: ITER rows per lane in flight before any use.
+  // Rows past the end are zeros: every lane runs every dot, whose shuffles need the whole warp.
+  RawRow<T, D> kraw[ITER];
+#pragma unroll
+  for (int it = 0; it < ITER; ++it) {
+    const std::int64_t pos = base + rg + it * ROWS;
+    if (pos < end) load_raw<T, D>(kc + p.kv.offset(b, kvh, pos), lir, kraw[it]);
+    else zero_raw<T, D>(kraw[it]);
+  }
 
   typename Pol::Frag q[QT];
-  int q_row[QT];            // score row index (b, h, t)
-  std::int64_t q_start[QT]; // window_start(t)
+  int q_row[QT];             // score row index (b, h, t)
+  std::int64_t q_start[QT];  // window_start(t)
 #pragma unroll
   for (int i = 0; i < QT; ++i) {
     const int qi = q0 + (i < nq ? i : 0);
@@ -36,26 +55,16 @@ __global__ __launch_bounds__(kQkThreads) void qk_kernel(KernelParams p, int appl
     q_row[i] = (b * p.q_heads + h) * p.q_len + t;
     q_start[i] = p.seq_len - p.q_len + t + 1 - p.window;
   }
-  const float scale = apply_scale ? p.scale : 1.0f;
-  const std::int64_t end = p.span_start + p.span;
-  const std::int64_t base = p.span_start + std::int64_t(blockIdx.x) * (ROWS * kQkIter);
-  const T* kc = static_cast<const T*>(p.k);
 
-  // Rows past the end are zeros: every lane runs every dot, whose shuffles need the whole warp.
-  typename Pol::Frag k[kQkIter];
 #pragma unroll
-  for (int it = 0; it < kQkIter; ++it) {
+  for (int it = 0; it < ITER; ++it) {
     const std::int64_t pos = base + rg + it * ROWS;
-    Pol::zero(k[it]);
-    if (pos < end) Pol::load(kc + p.kv.offset(b, kvh, pos), lir, k[it]);
-  }
-#pragma unroll
-  for (int it = 0; it < kQkIter; ++it) {
-    const std::int64_t pos = base + rg + it * ROWS;
+    typename Pol::Frag k;
+    Pol::from_raw(kraw[it], k);
 #pragma unroll
     for (int i = 0; i < QT; ++i) {
       if (i >= nq) continue;  // uniform over the block
-      const float s = Pol::dot(q[i], k[it]);
+      const float s = Pol::dot(q[i], k);
       const std::int64_t j = pos - q_start[i];
       if (pos < end && lir == i % S::LPR && j >= 0 && j < p.window)
         p.scores[std::int64_t(q_row[i]) * p.window + j] = s * scale;
@@ -63,18 +72,26 @@ __global__ __launch_bounds__(kQkThreads) void qk_kernel(KernelParams p, int appl
   }
 }
 
-struct LaunchQk {
+template <class T, Accum A, int D>
+struct QkLaunch {
   const StageArgs& a;
-  template <class T, Accum A, int D>
-  void operator()() const {
-    constexpr int QT = kQueryTile<D>;
+  template <int QT>
+  void run() const {
     const KernelParams p = make_params(a, QT);
-    constexpr int per_block = (kQkThreads / RowSplit<T, D>::LPR) * kQkIter;
+    constexpr int per_block = (kQkThreads / RowSplit<T, D>::LPR) * kQkRowsInFlight<T, D>;
     const std::int64_t gx = (p.span + per_block - 1) / per_block;
     check_grid(gx, p.kv_heads, std::int64_t(p.batch) * p.q_tiles, "qk");
     qk_kernel<T, A, D, QT><<<dim3(unsigned(gx), unsigned(p.kv_heads), unsigned(p.batch * p.q_tiles)),
                              kQkThreads, 0, static_cast<hipStream_t>(a.stream)>>>(p, a.scale_in_softmax ? 0 : 1);
     ATTNSCOPE_CHECK_LAUNCH();
+  }
+};
+
+struct LaunchQk {
+  const StageArgs& a;
+  template <class T, Accum A, int D>
+  void operator()() const {
+    with_query_tile<D>(a.problem, QkLaunch<T, A, D>{a});
   }
 };
 

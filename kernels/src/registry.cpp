@@ -59,7 +59,7 @@ std::string softmax_summation_order(const Problem& p) {
 
 int pv_splits(const Problem& p, int requested) {
   if (requested > 0) return static_cast<int>(std::min<std::int64_t>(requested, p.window + p.q_len - 1));
-  return auto_splits(p, query_tile(p.head_dim), 512);
+  return auto_splits(p, query_tile(p), 128);
 }
 
 std::size_t pv_workspace_bytes(const Problem& p, int splits) {
@@ -78,7 +78,7 @@ std::string pv_summation_order(const Problem& p, int splits) {
 
 int split_kv_splits(const Problem& p, int requested) {
   if (requested > 0) return static_cast<int>(std::min<std::int64_t>(requested, p.window + p.q_len - 1));
-  return auto_splits(p, query_tile(p.head_dim), 256);
+  return auto_splits(p, query_tile(p), 256);
 }
 
 std::size_t split_kv_workspace_bytes(const Problem& p, int splits) {

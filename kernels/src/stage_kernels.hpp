@@ -12,13 +12,18 @@ namespace attnscope::gpu::detail {
 
 // Block sizes; the summation orders documented by each kernel depend on them.
 inline constexpr int kQkThreads = 256;
-inline constexpr int kQkIter = 4;  // K rows in flight per lane
+inline constexpr int kQkIter = 8;  // K rows in flight per lane
+inline constexpr int kPvIter = 4;  // V rows in flight per lane
+inline constexpr int kDecIter = 4; // K and V rows in flight per lane
 inline constexpr int kSmThreads = 512;
 inline constexpr int kPvThreads = 256;
 inline constexpr int kDecThreads = 256;
 
-// Queries per tile: fewer for head_dim 256, whose rows take twice the registers.
-inline constexpr int query_tile(int head_dim) { return head_dim == 256 ? 4 : 8; }
+// Queries per tile (4 or 8): every query of a KV head shares one pass over its K/V rows, and
+// each takes registers, so small groups (Llama's 4) and head_dim 256 use tiles of 4.
+inline int query_tile(const Problem& p) {
+  return p.head_dim == 256 || p.group() * p.q_len <= 4 ? 4 : 8;
+}
 // Lanes holding one row of head_dim elements (16 bytes each, at most 16 lanes).
 inline int lanes_per_row(const Problem& p) {
   const int vec = 16 / static_cast<int>(size_of(p.input));
