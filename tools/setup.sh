@@ -3,6 +3,10 @@
 # GPU toolchains are not installed here: CUDA's nvcc comes with the CUDA toolkit
 # (/usr/local/cuda); ROCm packages are added with ATTNSCOPE_WITH_ROCM=1.
 set -euo pipefail
+if [[ "${ATTNSCOPE_SKIP_SETUP:-0}" == 1 ]]; then
+  echo "setup: skipped (ATTNSCOPE_SKIP_SETUP=1: packages are managed otherwise on this machine)"
+  exit 0
+fi
 
 packages=(cmake ninja-build g++ git libboost-dev nlohmann-json3-dev libcli11-dev libgtest-dev
           libbenchmark-dev python3)
