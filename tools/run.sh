@@ -19,10 +19,11 @@ fi
 gpu=$("$bin/tools/attnscope" gpu-name)
 out="${ATTNSCOPE_RESULTS:-results/$gpu}"
 mkdir -p "$out"
+out=$(cd "$out" && pwd)
 echo "run: accuracy suite on $gpu -> $out"
 rm -f "$out/accuracy.jsonl"
 start=$(date +%s)
-ATTNSCOPE_ACCURACY_JSONL="$PWD/$out/accuracy.jsonl" "$bin/accuracy/accuracy_suite" \
+ATTNSCOPE_ACCURACY_JSONL="$out/accuracy.jsonl" "$bin/accuracy/accuracy_suite" \
   --gtest_brief=1 2>&1 | tee "$out/accuracy.log" || true
 echo "accuracy suite wall time: $(( $(date +%s) - start )) s" | tee -a "$out/accuracy.log"
 python3 tools/summarize_accuracy.py "$out/accuracy.jsonl" > "$out/accuracy_summary.md"
