@@ -44,31 +44,37 @@ __global__ __launch_bounds__(kQkThreads, 2) void qk_kernel(KernelParams p, int a
   }
 
   typename Pol::Frag q[QT];
-  int q_row[QT];             // score row index (b, h, t)
-  std::int64_t q_start[QT];  // window_start(t)
 #pragma unroll
   for (int i = 0; i < QT; ++i) {
     const int qi = q0 + (i < nq ? i : 0);
     const int t = qi / p.group, h = kvh * p.group + qi % p.group;
     const T* qrow = static_cast<const T*>(p.q) + ((std::int64_t(b) * p.q_len + t) * p.q_heads + h) * D;
     Pol::load(qrow, lir, q[i]);
-    q_row[i] = (b * p.q_heads + h) * p.q_len + t;
-    q_start[i] = p.seq_len - p.q_len + t + 1 - p.window;
   }
 
+  // Scores go through shared memory so that each query's run of positions is written to global
+  // memory as one contiguous, coalesced stretch (one lane per row would write 4 scattered bytes).
+  __shared__ float tile[QT][ROWS * ITER];
 #pragma unroll
   for (int it = 0; it < ITER; ++it) {
-    const std::int64_t pos = base + rg + it * ROWS;
     typename Pol::Frag k;
     Pol::from_raw(kraw[it], k);
 #pragma unroll
     for (int i = 0; i < QT; ++i) {
       if (i >= nq) continue;  // uniform over the block
       const float s = Pol::dot(q[i], k);
-      const std::int64_t j = pos - q_start[i];
-      if (pos < end && lir == i % S::LPR && j >= 0 && j < p.window)
-        p.scores[std::int64_t(q_row[i]) * p.window + j] = s * scale;
+      if (lir == i % S::LPR) tile[i][rg + it * ROWS] = s * scale;
     }
+  }
+  __syncthreads();
+  for (int idx = static_cast<int>(threadIdx.x); idx < nq * ROWS * ITER; idx += kQkThreads) {
+    const int i = idx / (ROWS * ITER), local = idx % (ROWS * ITER);
+    const std::int64_t pos = base + local;
+    const int qi = q0 + i;
+    const int t = qi / p.group, h = kvh * p.group + qi % p.group;
+    const std::int64_t j = pos - (p.seq_len - p.q_len + t + 1 - p.window);
+    if (pos < end && j >= 0 && j < p.window)
+      p.scores[(std::int64_t(b * p.q_heads + h) * p.q_len + t) * p.window + j] = tile[i][local];
   }
 }
 
