@@ -49,15 +49,15 @@ std::string where(const Problem& p, Shape shape, std::int64_t i) {
   if (i < 0) return "-";
   std::ostringstream s;
   if (shape == Shape::scores) {
-    const std::int64_t j = i % p.window, r = i / p.window;
-    const std::int64_t t = r % p.q_len, h = r / p.q_len % p.q_heads, b = r / p.q_len / p.q_heads;
-    s << "(batch " << b << ", head " << h << ", query " << t << ", position " << p.window_start(int(t)) + j << ")";
+    const auto [b, h, t] = p.score_row(i / p.window);
+    s << "(batch " << b << ", head " << h << ", query " << t << ", position "
+      << p.window_start(t) + i % p.window << ")";
   } else if (shape == Shape::out) {
     const std::int64_t d = i % p.head_dim, r = i / p.head_dim;
     const std::int64_t h = r % p.q_heads, t = r / p.q_heads % p.q_len, b = r / p.q_heads / p.q_len;
     s << "(batch " << b << ", query " << t << ", head " << h << ", dim " << d << ")";
   } else {
-    const std::int64_t t = i % p.q_len, h = i / p.q_len % p.q_heads, b = i / p.q_len / p.q_heads;
+    const auto [b, h, t] = p.score_row(i);
     s << "(batch " << b << ", head " << h << ", query " << t << ")";
   }
   return s.str();

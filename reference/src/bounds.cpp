@@ -122,8 +122,8 @@ ElementBounds softmax_impl(const AttentionInputs& in, const std::vector<double>&
             eps(static_cast<std::size_t>(W));
         std::vector<char> live(static_cast<std::size_t>(W));
         for (int64_t row = r0; row < r1; ++row) {
-          const int t = static_cast<int>(row % p.q_len);
-          const int b = static_cast<int>(row / (int64_t(p.q_heads) * p.q_len));
+          const auto [b, h, t] = p.score_row(row);
+          (void)h;
           const int64_t start = p.window_start(t), base = row * W;
           const double* l = logits.data() + base;
 
@@ -274,9 +274,7 @@ ElementBounds pv_impl(const AttentionInputs& in, const std::vector<double>& prob
         for (int64_t item = i0; item < i1; ++item) {
           const int64_t row = item / blocks;
           const int d0 = static_cast<int>(item % blocks) * kBlock, d1 = std::min(D, d0 + kBlock);
-          const int t = static_cast<int>(row % p.q_len);
-          const int h = static_cast<int>((row / p.q_len) % p.q_heads);
-          const int b = static_cast<int>(row / (int64_t(p.q_heads) * p.q_len));
+          const auto [b, h, t] = p.score_row(row);
           const int64_t start = p.window_start(t), base = row * W;
           std::fill(std::begin(exact), std::end(exact), 0.0);
           for (auto& e : in_err) std::fill(std::begin(e), std::end(e), 0.0);
@@ -377,10 +375,8 @@ ElementBounds qk_bounds(const AttentionInputs& in, const StageFormats& f, bool a
       p.score_elems(),
       [&](int64_t e0, int64_t e1) {
         for (int64_t e = e0; e < e1; ++e) {
-          const int64_t j = e % W, row = e / W;
-          const int t = static_cast<int>(row % p.q_len);
-          const int h = static_cast<int>((row / p.q_len) % p.q_heads);
-          const int b = static_cast<int>(row / (int64_t(p.q_len) * p.q_heads));
+          const int64_t j = e % W;
+          const auto [b, h, t] = p.score_row(e / W);
           const int64_t pos = p.window_start(t) + j;
           if (!in.attends(b, pos)) continue;  // -inf in every implementation: no error
           const int64_t kb = addr.offset(b, h / group, pos);

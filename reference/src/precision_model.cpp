@@ -184,10 +184,8 @@ std::vector<double> qk_impl(const AttentionInputs& in, const SummationOrder& ord
       [&](int64_t e0, int64_t e1) {
         std::vector<T> k(static_cast<std::size_t>(D));  // [head_dim]
         for (int64_t e = e0; e < e1; ++e) {
-          const int64_t j = e % W, row = e / W;
-          const int t = static_cast<int>(row % p.q_len);
-          const int h = static_cast<int>((row / p.q_len) % p.q_heads);
-          const int b = static_cast<int>(row / (int64_t(p.q_len) * p.q_heads));
+          const int64_t j = e % W;
+          const auto [b, h, t] = p.score_row(e / W);
           const int64_t pos = p.window_start(t) + j;
           if (!in.attends(b, pos)) continue;
           const int64_t base = addr.offset(b, h / group, pos);

@@ -35,6 +35,16 @@ struct Problem {
   std::int64_t score_elems() const { return std::int64_t(batch) * q_heads * q_len * window; }
   std::int64_t lse_elems() const { return std::int64_t(batch) * q_heads * q_len; }
 
+  // The (batch, query head, query) of a row of the [batch, q_heads, q_len, ...] score, probability
+  // and lse layouts.
+  struct RowCoords {
+    int b, h, t;
+  };
+  RowCoords score_row(std::int64_t row) const {
+    return {static_cast<int>(row / (std::int64_t(q_heads) * q_len)),
+            static_cast<int>(row / q_len % q_heads), static_cast<int>(row % q_len)};
+  }
+
   // Throws std::invalid_argument naming the first field that is wrong.
   void validate() const;
   // e.g. "b1_qh32_kvh8_q1_s4096_w4096_d128_in-fp16_acc-fp32_out-fp16"
