@@ -22,6 +22,9 @@ struct Check {
   std::int64_t worst = -1;    // element with the largest ratio
   std::string worst_where;    // (b, h, t, position) or (b, t, h, d)
   bool pass = true;
+  // Checks against the precision model: its rel_l2 and max_abs on the same inputs (else -1).
+  double model_rel_l2 = -1.0;
+  double model_max_abs = -1.0;
 };
 
 struct CaseResult {
@@ -34,7 +37,9 @@ struct CaseResult {
 
 // The budget of a case is the probabilistic bound (Higham & Mary, lambda = 6) of every element,
 // for the summation depth of the kernel's documented order; Inf or NaN where the reference has
-// none always fails, as does any element left unwritten (outputs are poisoned with NaN).
+// none always fails, as does any element left unwritten (outputs are poisoned with NaN). With
+// fp16 accumulation the bound outgrows the output at long windows, so the P.V stage and the
+// fused paths are also held to the precision model of the kernel's own order (model_gate).
 CaseResult run_case(const AccuracyCase& c, const gpu::DeviceInfo& device, const std::string& commit);
 
 }  // namespace attnscope::accuracy

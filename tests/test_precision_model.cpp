@@ -15,7 +15,9 @@
 
 #include "attnscope/core/inputs.hpp"
 #include "attnscope/reference/bounds.hpp"
+#include "attnscope/core/metrics.hpp"
 #include "attnscope/reference/precision_model.hpp"
+#include "attnscope/reference/stages.hpp"
 
 namespace attnscope {
 namespace {
@@ -413,6 +415,35 @@ TEST(PrecisionModel, ParseOrderRoundTripsAndRejectsNonsense) {
                           "warp_tree(lanes=32,vec=x)", "warp_tree(lanes=32,speed=2)",
                           "warp_tree(lanes=32,vec=8"})
     EXPECT_THROW(model::parse_order(bad), std::invalid_argument) << bad;
+}
+
+// The decode kernels' model in fp32 agrees with the FP64 reference to fp32 precision, whatever
+// the split and row-group counts; in fp16 one long sequential run per row-group stagnates while
+// the same keys cut into runs do not (the fused-against-split_kv effect the suite measures).
+TEST(PrecisionModel, DecodeModelAgreesInFp32AndStagnatesInLongFp16Runs) {
+  Problem p;
+  p.q_heads = 4;
+  p.kv_heads = 2;
+  p.seq_len = p.window = 8192;
+  p.head_dim = 64;
+  const AttentionInputs in = make_inputs(p, KvLayoutSpec{}, DataSpec{});
+  std::vector<double> ref_out, ref_lse;
+  ref::attention_output<double>(in, ref_out, ref_lse);
+  const SummationOrder dot = model::parse_order("warp_tree(lanes=8,vec=8)");
+  for (std::int64_t split_len : {std::int64_t{8192}, std::int64_t{700}}) {
+    std::vector<double> out, lse;
+    model::model_decode(in, Accum::fp32, dot, 16, split_len, out, lse);
+    const Metrics m = compare(p.out_elems(), out.data(), ref_out.data(), DType::fp32);
+    EXPECT_LT(m.rel_l2, 1e-5) << split_len;
+    for (std::size_t i = 0; i < lse.size(); ++i) EXPECT_NEAR(lse[i], ref_lse[i], 1e-4) << i;
+  }
+  std::vector<double> one_run, runs, lse;
+  model::model_decode(in, Accum::fp16, dot, 1, 8192, one_run, lse);
+  model::model_decode(in, Accum::fp16, dot, 16, 256, runs, lse);
+  const double e_one = compare(p.out_elems(), one_run.data(), ref_out.data(), DType::fp16).rel_l2;
+  const double e_runs = compare(p.out_elems(), runs.data(), ref_out.data(), DType::fp16).rel_l2;
+  EXPECT_GT(e_one, 4.0 * e_runs) << e_one << " vs " << e_runs;
+  EXPECT_THROW(model::model_decode(in, Accum::fp16, dot, 3, 256, runs, lse), std::invalid_argument);
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 #include <stdexcept>
+#include <type_traits>
 #include <vector>
 
 #include "attnscope/core/parallel.hpp"
@@ -257,6 +258,110 @@ std::vector<double> pv_impl(const AttentionInputs& in, const std::vector<double>
   return out;
 }
 
+
+// One query's run of the decode kernels: the state of one row-group or of a merged tree node.
+template <class A>
+struct DecodeState {
+  float m = -std::numeric_limits<float>::infinity();
+  typename A::T l = A::from(0.0);
+  std::vector<typename A::T> acc;  // [head_dim]
+};
+
+template <class A>
+void decode_impl(const AttentionInputs& in, const SummationOrder& dot, int rows,
+                 std::int64_t split_len, std::vector<double>& out, std::vector<double>& lse) {
+  using T = typename A::T;
+  const Problem& p = in.problem;
+  const int D = p.head_dim, group = p.group();
+  const KvAddressing addr = in.layout.addressing();
+  const int64_t span = p.window + p.q_len - 1, span_start = p.window_start(0);
+  const int64_t splits = (span + split_len - 1) / split_len;
+  const float scale = static_cast<float>(p.effective_scale());
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  out.assign(static_cast<std::size_t>(p.out_elems()), 0.0);
+  lse.assign(static_cast<std::size_t>(p.lse_elems()), 0.0);
+
+  parallel_for(p.lse_elems(), [&](int64_t r0, int64_t r1) {
+    std::vector<double> q(static_cast<std::size_t>(D)), k(static_cast<std::size_t>(D));
+    std::vector<DecodeState<A>> st(static_cast<std::size_t>(rows));
+    std::vector<float> o_run(static_cast<std::size_t>(splits * D)), lse_run(static_cast<std::size_t>(splits));
+    for (int64_t row = r0; row < r1; ++row) {
+      const auto [b, h, t] = p.score_row(row);
+      const int64_t qoff = in.q_offset(b, t, h), start = p.window_start(t);
+      for (int d = 0; d < D; ++d) q[std::size_t(d)] = in.q.get(qoff + d);
+      for (int64_t s = 0; s < splits; ++s) {
+        for (auto& x : st) {
+          x.m = neg_inf;
+          x.l = A::from(0.0);
+          x.acc.assign(static_cast<std::size_t>(D), A::from(0.0));
+        }
+        const int64_t c0 = span_start + s * split_len, c1 = std::min(c0 + split_len, span_start + span);
+        for (int64_t pos = c0; pos < c1; ++pos) {
+          const int64_t j = pos - start;
+          if (j < 0 || j >= p.window || !in.attends(b, pos)) continue;
+          DecodeState<A>& x = st[static_cast<std::size_t>((pos - c0) % rows)];
+          const int64_t kb = addr.offset(b, h / group, pos);
+          for (int d = 0; d < D; ++d) k[std::size_t(d)] = in.k.get(kb + d);
+          const float sc = static_cast<float>(model_dot(std::is_same<T, float>::value ? Accum::fp32 : Accum::fp16,
+                                                        dot, q.data(), k.data(), D)) * scale;
+          float pr = 1.0f;
+          if (sc > x.m) {
+            const T alpha = A::from(std::exp(x.m - sc));
+            x.l = A::mul(x.l, alpha);
+            for (T& a : x.acc) a = A::mul(alpha, a);
+            x.m = sc;
+          } else {
+            pr = std::exp(sc - x.m);
+          }
+          const T ps = A::from(pr);
+          x.l = A::add(x.l, ps);
+          for (int d = 0; d < D; ++d)
+            x.acc[std::size_t(d)] = A::fma(ps, A::from(in.v.get(kb + d)), x.acc[std::size_t(d)]);
+        }
+        // Ascending tree over the row-groups, as the kernels merge them.
+        for (int w = 1; w < rows; w *= 2)
+          for (int g = 0; g + w < rows; g += 2 * w) {
+            DecodeState<A>& x = st[std::size_t(g)];
+            const DecodeState<A>& y = st[std::size_t(g + w)];
+            const float mm = std::max(x.m, y.m);
+            const T f1 = A::from(x.m == neg_inf ? 0.0f : std::exp(x.m - mm));
+            const T f2 = A::from(y.m == neg_inf ? 0.0f : std::exp(y.m - mm));
+            for (int d = 0; d < D; ++d)
+              x.acc[std::size_t(d)] = A::add(A::mul(x.acc[std::size_t(d)], f1), A::mul(y.acc[std::size_t(d)], f2));
+            x.l = A::add(A::mul(x.l, f1), A::mul(y.l, f2));
+            x.m = mm;
+          }
+        const DecodeState<A>& top = st[0];
+        const double lt = static_cast<double>(top.l);
+        for (int d = 0; d < D; ++d)
+          o_run[std::size_t(s * D + d)] =
+              lt == 0.0 ? 0.0f : static_cast<float>(A::from(static_cast<double>(top.acc[std::size_t(d)]) / lt));
+        lse_run[std::size_t(s)] = lt > 0.0 ? top.m + std::log(static_cast<float>(lt)) : neg_inf;
+      }
+      const int64_t orow = (int64_t(b) * p.q_len + t) * p.q_heads + h;
+      if (splits == 1) {
+        for (int d = 0; d < D; ++d) out[std::size_t(orow * D + d)] = o_run[std::size_t(d)];
+        lse[std::size_t(row)] = lse_run[0];
+        continue;
+      }
+      // The split combine runs in fp32 whatever the accumulation format.
+      float mx = neg_inf;
+      for (int64_t s = 0; s < splits; ++s) mx = std::max(mx, lse_run[std::size_t(s)]);
+      float wsum = 0.0f;
+      for (int64_t s = 0; s < splits; ++s)
+        if (lse_run[std::size_t(s)] != neg_inf) wsum += std::exp(lse_run[std::size_t(s)] - mx);
+      for (int d = 0; d < D; ++d) {
+        float o = 0.0f;
+        for (int64_t s = 0; s < splits; ++s)
+          if (lse_run[std::size_t(s)] != neg_inf)
+            o = std::fmaf(std::exp(lse_run[std::size_t(s)] - mx), o_run[std::size_t(s * D + d)], o);
+        out[std::size_t(orow * D + d)] = o / wsum;
+      }
+      lse[std::size_t(row)] = mx + std::log(wsum);
+    }
+  });
+}
+
 }  // namespace
 
 std::string SummationOrder::name() const {
@@ -379,6 +484,16 @@ std::vector<double> model_pv(const AttentionInputs& in, const std::vector<double
   check_order(order);
   return acc == Accum::fp16 ? pv_impl<Fp16Arith>(in, probs, order)
                             : pv_impl<Fp32Arith>(in, probs, order);
+}
+
+void model_decode(const AttentionInputs& in, Accum acc, const SummationOrder& dot, int rows,
+                  std::int64_t split_len, std::vector<double>& out, std::vector<double>& lse) {
+  check_order(dot);
+  if (rows < 1 || (rows & (rows - 1)) != 0)
+    throw std::invalid_argument("model_decode: rows must be a power of two (got " + std::to_string(rows) + ")");
+  if (split_len < 1) throw std::invalid_argument("model_decode: split_len must be >= 1");
+  if (acc == Accum::fp16) decode_impl<Fp16Arith>(in, dot, rows, split_len, out, lse);
+  else decode_impl<Fp32Arith>(in, dot, rows, split_len, out, lse);
 }
 
 }  // namespace attnscope::model

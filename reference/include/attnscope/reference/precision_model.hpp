@@ -56,4 +56,17 @@ std::vector<double> model_qk(const AttentionInputs& in, Accum acc, const Summati
 std::vector<double> model_pv(const AttentionInputs& in, const std::vector<double>& probs,
                              Accum acc, const SummationOrder& order);
 
+// The fused and split_kv decode kernels emulated in the accumulation format. For each query,
+// the span [window_start(0), seq_len) is cut into runs of `split_len` positions from its start;
+// in each run, row-group r of `rows` takes positions r, r + rows, ... and keeps an online softmax
+// (running max in fp32; running sum and output in the accumulation format, both rescaled by
+// exp(old max - new max) when the max grows; each key's weight exp(s - max) evaluated in fp32 and
+// rounded to the format; s = fp32(dot) * scale, the dot in the `dot` order). Row-groups merge by
+// an ascending tree, each side scaled by its exp(m - max); a run's output is acc / sum in the
+// format, its lse = max + log(sum) in fp32; runs combine in fp32 in run order, weighted by
+// exp(lse - max lse). out: [batch, q_len, q_heads, head_dim] before output rounding;
+// lse: [batch, q_heads, q_len].
+void model_decode(const AttentionInputs& in, Accum acc, const SummationOrder& dot, int rows,
+                  std::int64_t split_len, std::vector<double>& out, std::vector<double>& lse);
+
 }  // namespace attnscope::model
