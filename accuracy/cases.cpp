@@ -1,23 +1,17 @@
 #include "cases.hpp"
 
+#include <map>
 #include <sstream>
+#include <stdexcept>
 
 namespace attnscope::accuracy {
-
-std::string_view to_string(Path p) {
-  switch (p) {
-    case Path::unfused: return "unfused";
-    case Path::fused: return "fused";
-    case Path::split_kv: return "split_kv";
-  }
-  return "?";
-}
 
 std::string AccuracyCase::name() const {
   const Problem& p = problem;
   std::ostringstream s;
-  s << to_string(path) << "_acc_" << to_string(p.accum) << "_w" << p.window << "_d" << p.head_dim
-    << "_in_" << to_string(p.input) << "_" << to_string(data.dist) << "_" << to_string(layout.kind);
+  for (char ch : impl) s << (ch == '.' || ch == '-' ? '_' : ch);
+  s << "_acc_" << to_string(p.accum) << "_w" << p.window << "_d" << p.head_dim << "_in_"
+    << to_string(p.input) << "_" << to_string(data.dist) << "_" << to_string(layout.kind);
   if (layout.kind == KvLayoutKind::paged) s << "p" << layout.page_size;
   if (layout.layers > 1) s << "_L" << layout.layers << "l" << layout.layer;
   if (layout.seq_capacity) s << "_cap" << layout.seq_capacity;
@@ -27,13 +21,37 @@ std::string AccuracyCase::name() const {
   return s.str();
 }
 
+Sweep parse_sweep(std::string_view s) {
+  if (s == "default") return Sweep::default_set;
+  if (s == "full") return Sweep::full;
+  throw std::invalid_argument("unknown accuracy sweep '" + std::string(s) +
+                              "' (expected default or full)");
+}
+
 namespace {
 
+// What a case runs: one implementation, or a family's three stages.
+struct Target {
+  Path path;
+  std::string impl;
+  std::string family;
+  std::vector<const gpu::Implementation*> parts;
+};
+
+std::string why_unsupported(const Target& t, const AccuracyCase& c) {
+  for (const gpu::Implementation* i : t.parts) {
+    const std::string why = i->why_unsupported(c.problem, c.layout);
+    if (!why.empty()) return t.parts.size() > 1 ? i->name + ": " + why : why;
+  }
+  return {};
+}
+
 // The base shape: Llama-style GQA (group 4) decode at fp16.
-AccuracyCase base(Path path, Accum acc, std::int64_t window) {
+AccuracyCase base(const Target& t, Accum acc, std::int64_t window) {
   AccuracyCase c;
-  c.path = path;
-  c.impl = path == Path::unfused ? "attnscope.qk" : path == Path::fused ? "attnscope.fused" : "attnscope.split_kv";
+  c.path = t.path;
+  c.impl = t.impl;
+  c.family = t.family;
   c.problem.batch = 1;
   c.problem.q_heads = 8;
   c.problem.kv_heads = 2;
@@ -47,83 +65,142 @@ AccuracyCase base(Path path, Accum acc, std::int64_t window) {
   return c;
 }
 
-}  // namespace
-
-std::vector<AccuracyCase> make_cases(bool full) {
+std::vector<AccuracyCase> variants(const Target& t, Sweep sweep) {
   std::vector<AccuracyCase> cases;
   const std::vector<std::int64_t> windows = {1, 2, 17, 64, 256, 1000, 4096, 32768, 131072};
-  for (Path path : {Path::unfused, Path::fused, Path::split_kv}) {
-    for (Accum acc : {Accum::fp32, Accum::fp16}) {
-      for (std::int64_t w : windows) cases.push_back(base(path, acc, w));
+  for (Accum acc : {Accum::fp32, Accum::fp16}) {
+    for (std::int64_t w : windows) cases.push_back(base(t, acc, w));
 
-      // Each other axis varied around the base at a mid-size window.
-      const std::vector<std::int64_t> around = full ? std::vector<std::int64_t>{17, 1000, 32768}
-                                                    : std::vector<std::int64_t>{1000};
-      for (std::int64_t w : around) {
-        for (int d : {64, 256}) {
-          AccuracyCase c = base(path, acc, w);
-          c.problem.head_dim = d;
-          cases.push_back(c);
-        }
-        if (acc == Accum::fp32) {
-          for (DType in : {DType::bf16, DType::fp32}) {
-            AccuracyCase c = base(path, acc, w);
-            c.problem.input = in;
-            c.problem.output = in;
-            cases.push_back(c);
-          }
-        }
-        for (Distribution dist : {Distribution::uniform, Distribution::heavy_tailed, Distribution::large_logits}) {
-          AccuracyCase c = base(path, acc, w);
-          c.data.dist = dist;
-          cases.push_back(c);
-        }
-        {
-          AccuracyCase c = base(path, acc, w);
-          c.layout.kind = KvLayoutKind::bshd;
-          c.layout.layers = 3;
-          c.layout.layer = 2;
-          cases.push_back(c);
-        }
-        for (int page : {16, 7}) {
-          AccuracyCase c = base(path, acc, w);
-          c.layout.kind = KvLayoutKind::paged;
-          c.layout.page_size = page;
-          c.layout.spare_pages = 5;
-          cases.push_back(c);
-        }
-        {
-          AccuracyCase c = base(path, acc, w);
-          c.layout.seq_capacity = c.problem.seq_len + 29;
-          c.layout.layers = 2;
-          c.layout.layer = 1;
-          cases.push_back(c);
-        }
-        for (int group : {1, 8}) {
-          AccuracyCase c = base(path, acc, w);
-          c.problem.kv_heads = 8 / group;
-          c.problem.q_heads = 8;
-          if (group == 8) c.problem.q_heads = 16, c.problem.kv_heads = 2;
-          cases.push_back(c);
-        }
-        for (int q_len : {4, 16}) {
-          AccuracyCase c = base(path, acc, w);
-          c.problem.q_len = q_len;
-          c.problem.seq_len = w + q_len + 2;
-          cases.push_back(c);
-        }
-        {
-          AccuracyCase c = base(path, acc, w);
-          c.problem.batch = 3;
-          cases.push_back(c);
-        }
-        if (path == Path::unfused) {
-          AccuracyCase c = base(path, acc, w);
-          c.scale_in_softmax = true;
+    // Each other axis varied around the base at a mid-size window.
+    const std::vector<std::int64_t> around = sweep == Sweep::full
+                                                 ? std::vector<std::int64_t>{17, 1000, 32768}
+                                                 : std::vector<std::int64_t>{1000};
+    for (std::int64_t w : around) {
+      for (int d : {64, 256}) {
+        AccuracyCase c = base(t, acc, w);
+        c.problem.head_dim = d;
+        cases.push_back(c);
+      }
+      if (acc == Accum::fp32) {
+        for (DType in : {DType::bf16, DType::fp32}) {
+          AccuracyCase c = base(t, acc, w);
+          c.problem.input = in;
+          c.problem.output = in;
           cases.push_back(c);
         }
       }
+      for (Distribution dist : {Distribution::uniform, Distribution::heavy_tailed, Distribution::large_logits}) {
+        AccuracyCase c = base(t, acc, w);
+        c.data.dist = dist;
+        cases.push_back(c);
+      }
+      {
+        AccuracyCase c = base(t, acc, w);
+        c.layout.kind = KvLayoutKind::bshd;
+        c.layout.layers = 3;
+        c.layout.layer = 2;
+        cases.push_back(c);
+      }
+      for (int page : {16, 7}) {
+        AccuracyCase c = base(t, acc, w);
+        c.layout.kind = KvLayoutKind::paged;
+        c.layout.page_size = page;
+        c.layout.spare_pages = 5;
+        cases.push_back(c);
+      }
+      {
+        AccuracyCase c = base(t, acc, w);
+        c.layout.seq_capacity = c.problem.seq_len + 29;
+        c.layout.layers = 2;
+        c.layout.layer = 1;
+        cases.push_back(c);
+      }
+      for (int group : {1, 8}) {
+        AccuracyCase c = base(t, acc, w);
+        c.problem.kv_heads = 8 / group;
+        c.problem.q_heads = 8;
+        if (group == 8) c.problem.q_heads = 16, c.problem.kv_heads = 2;
+        cases.push_back(c);
+      }
+      for (int q_len : {4, 16}) {
+        AccuracyCase c = base(t, acc, w);
+        c.problem.q_len = q_len;
+        c.problem.seq_len = w + q_len + 2;
+        cases.push_back(c);
+      }
+      {
+        AccuracyCase c = base(t, acc, w);
+        c.problem.batch = 3;
+        cases.push_back(c);
+      }
+      if (t.path == Path::unfused) {
+        AccuracyCase c = base(t, acc, w);
+        c.scale_in_softmax = true;
+        cases.push_back(c);
+      }
     }
+  }
+  return cases;
+}
+
+// A case on the base layout that the implementation does not support moves to the first cache
+// layout it does (an engine's kernel may address its own layout only), as an engine holds it:
+// every layer in one buffer, the case reading layer 1 of 2. Where no layout serves, `why`
+// becomes the first reason other than the layout itself.
+bool adapt_layout(const Target& t, AccuracyCase& c, std::string& why) {
+  const KvLayoutSpec base_layout;
+  if (c.layout.kind != base_layout.kind || c.layout.layers != 1 || c.layout.seq_capacity != 0)
+    return false;
+  std::string other;
+  for (KvLayoutKind k : {KvLayoutKind::bshd, KvLayoutKind::paged}) {
+    AccuracyCase moved = c;
+    moved.layout.kind = k;
+    moved.layout.layers = 2;
+    moved.layout.layer = 1;
+    const std::string moved_why = why_unsupported(t, moved);
+    if (moved_why.empty()) {
+      c = moved;
+      return true;
+    }
+    if (other.empty() && moved_why != why) other = moved_why;
+  }
+  if (!other.empty()) why = other;
+  return false;
+}
+
+std::vector<Target> targets(const gpu::NameFilter& filter) {
+  std::vector<Target> out;
+  for (const std::string& family : gpu::unfused_families()) {
+    const std::string name = gpu::unfused_name(family);
+    if (!filter.matches(name)) continue;
+    out.push_back({Path::unfused, name, family,
+                   {gpu::family_stage(family, Path::qk), gpu::family_stage(family, Path::softmax),
+                    gpu::family_stage(family, Path::pv)}});
+  }
+  for (Path path : {Path::fused, Path::split_kv})
+    for (const gpu::Implementation* i : gpu::implementations(path))
+      if (filter.matches(i->name)) out.push_back({path, i->name, i->family, {i}});
+  return out;
+}
+
+}  // namespace
+
+std::vector<AccuracyCase> make_cases(const CaseSelection& selection, std::vector<LeftOut>* left_out) {
+  std::vector<AccuracyCase> cases;
+  for (const Target& t : targets(selection.filter)) {
+    std::map<std::string, int> skipped;  // reason -> cases
+    std::vector<std::string> order;      // reasons in the order first seen
+    for (AccuracyCase& c : variants(t, selection.sweep)) {
+      std::string why = why_unsupported(t, c);
+      if (!why.empty() && adapt_layout(t, c, why)) why.clear();
+      if (why.empty()) {
+        cases.push_back(std::move(c));
+      } else if (skipped[why]++ == 0) {
+        order.push_back(why);
+      }
+    }
+    if (left_out)
+      for (const std::string& why : order) left_out->push_back({t.impl, why, skipped[why]});
   }
   return cases;
 }

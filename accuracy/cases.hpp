@@ -1,4 +1,5 @@
-// The accuracy suite's cases: one attention problem, its data and layout, and the path run.
+// The accuracy suite's cases, generated from the registry: one attention problem, its data and
+// cache layout, and the path of one implementation (or of a family's unfused stages) it runs.
 #pragma once
 
 #include <string>
@@ -6,29 +7,50 @@
 
 #include "attnscope/core/inputs.hpp"
 #include "attnscope/core/layout.hpp"
+#include "attnscope/core/path.hpp"
 #include "attnscope/core/problem.hpp"
+#include "attnscope/kernels/registry.hpp"
 
 namespace attnscope::accuracy {
 
-// unfused: the registered qk, softmax and pv run in sequence with stage isolation;
-// fused / split_kv: the single-pass paths, compared beside the unfused one on the same inputs.
-enum class Path { unfused, fused, split_kv };
-std::string_view to_string(Path p);
-
 struct AccuracyCase {
+  // unfused: the family's qk, softmax and pv in sequence, each stage also checked on the exact
+  // inputs the previous GPU stage produced; fused / split_kv: one implementation, compared
+  // beside attnscope's unfused path on the same inputs.
   Path path = Path::unfused;
-  std::string impl;  // implementation name (fused/split_kv); qk name for unfused
+  std::string impl;  // the implementation, or "<family>.unfused"
+  std::string family;
   Problem problem;
   KvLayoutSpec layout;
   DataSpec data;
   bool scale_in_softmax = false;  // unfused only
-  std::string name() const;       // spells the case: a failure names itself
+  // "<impl>_acc_<accum>_w<window>_d<head_dim>_in_<input>_<distribution>_<layout>..." with the
+  // implementation's dots as underscores: a valid GoogleTest name, so a failure names itself.
+  std::string name() const;
 };
 
-// The default suite (a CI gate on a GPU runner), or with `full` the larger opt-in sweep:
-// accumulation x window {1, 2, 17, 64, 256, 1000, 4096, 32768, 131072} on the base shape, and
-// each other axis (head_dim, input dtype, distribution, layout, GQA group, q_len, batch, scale
-// placement) varied around it.
-std::vector<AccuracyCase> make_cases(bool full);
+enum class Sweep { default_set, full };
+Sweep parse_sweep(std::string_view s);  // "default" or "full"; throws std::invalid_argument
+
+struct CaseSelection {
+  Sweep sweep = Sweep::default_set;
+  gpu::NameFilter filter;  // implementation names, "<family>.unfused" for unfused paths
+};
+
+// Cases that an implementation does not support are left out; each distinct reason is reported
+// once with the number of cases it covers.
+struct LeftOut {
+  std::string impl;
+  std::string reason;
+  int cases = 0;
+};
+
+// For every selected implementation (fused, split_kv) and unfused family: accumulation x window
+// {1, 2, 17, 64, 256, 1000, 4096, 32768, 131072} on the base shape (GQA group 4 decode at fp16,
+// bhsd, or the first cache layout the implementation supports), and each other axis (head_dim,
+// input dtype, distribution, layout, GQA group, q_len, batch, scale placement) varied around it.
+// The full sweep varies the axes at three windows instead of one.
+std::vector<AccuracyCase> make_cases(const CaseSelection& selection,
+                                     std::vector<LeftOut>* left_out = nullptr);
 
 }  // namespace attnscope::accuracy

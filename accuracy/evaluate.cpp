@@ -1,5 +1,6 @@
 #include "evaluate.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <limits>
@@ -19,28 +20,8 @@ namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-const gpu::Implementation& find_impl(const std::string& name) {
-  for (const gpu::Implementation& i : gpu::registry())
-    if (i.name == name) return i;
-  throw std::invalid_argument("no registered implementation named '" + name + "'");
-}
-
-// "attnscope.qk" -> "attnscope.softmax": the unfused path takes the stages of one family.
-std::string sibling(const std::string& qk_name, const char* stage) {
-  const auto dot = qk_name.rfind('.');
-  return (dot == std::string::npos ? qk_name : qk_name.substr(0, dot)) + "." + stage;
-}
-
-// The part of an order description named `key` ("dot=...;values=..."), or all of it.
-std::string order_part(const std::string& s, const std::string& key) {
-  const auto at = s.find(key + "=");
-  if (at == std::string::npos) return s;
-  const auto from = at + key.size() + 1;
-  return s.substr(from, s.find(';', from) - from);
-}
-
-std::int64_t depth_of(const std::string& order, std::int64_t n) {
-  return model::summation_depth(model::parse_order(order), n);
+std::int64_t depth_of(const std::optional<SummationOrder>& order, std::int64_t n) {
+  return summation_depth(order.value_or(SummationOrder{}), n);
 }
 
 enum class Shape { scores, out, rows };
@@ -165,11 +146,13 @@ CaseResult run_case(const AccuracyCase& c, const gpu::DeviceInfo& device, const 
   const Problem& p = c.problem;
   const AttentionInputs in = make_inputs(p, c.layout, c.data);
   gpu::DeviceProblem dp(in);
+  const gpu::LaunchContext ctx = dp.launch_context();
   CaseResult res;
   nlohmann::json& j = res.record;
   j["case"] = c.name();
   j["path"] = to_string(c.path);
   j["implementation"] = c.impl;
+  j["family"] = c.family;
   j.update(to_json(p));
   j.update(to_json(c.layout));
   j.update(to_json(c.data));
@@ -203,6 +186,15 @@ CaseResult run_case(const AccuracyCase& c, const gpu::DeviceInfo& device, const 
     res.checks.push_back(std::move(ch));
   };
 
+  // Where an order (and so a budget) depends on the device or was not declared, the record says so.
+  auto note_order = [&](const gpu::Implementation& impl, const KernelOrder& o) {
+    if (!impl.declares_order()) j["order_undeclared"].push_back(impl.name);
+    if (o.device_dependent) {
+      j["order_device_dependent"].push_back(impl.name);
+      j["multiprocessors"] = ctx.multiprocessors;
+    }
+  };
+
   // The unfused stages on one set of device buffers: each stage's local check uses the
   // reference applied to exactly what the previous GPU stage produced.
   struct Unfused {
@@ -210,18 +202,20 @@ CaseResult run_case(const AccuracyCase& c, const gpu::DeviceInfo& device, const 
     bounds::ElementBounds qk_b, sm_e2e, pv_e2e;
     std::vector<double> scores_ref;
   };
-  auto run_unfused = [&](bool judge_stages) {
+  // The unfused path of `family` (the case's own, or the one a single-pass path is compared with).
+  auto run_unfused = [&](const std::string& family, bool judge_stages) {
     Unfused u;
-    const gpu::Implementation& qk = find_impl(c.path == Path::unfused ? c.impl : "attnscope.qk");
-    const gpu::Implementation& sm = find_impl(sibling(qk.name, "softmax"));
-    const gpu::Implementation& pv = find_impl(sibling(qk.name, "pv"));
+    const gpu::Implementation& qk = *gpu::family_stage(family, Path::qk);
+    const gpu::Implementation& sm = *gpu::family_stage(family, Path::softmax);
+    const gpu::Implementation& pv = *gpu::family_stage(family, Path::pv);
+    const KernelOrder qk_o = qk.order(p, ctx), sm_o = sm.order(p, ctx), pv_o = pv.order(p, ctx);
     const bool sis = c.path == Path::unfused && c.scale_in_softmax;
     const double logit_scale = sis ? scale : 1.0;
-    const bounds::StageFormats f_qk{p.accum, depth_of(qk.summation_order(p), p.head_dim), DType::fp32, lambda};
+    const bounds::StageFormats f_qk{p.accum, depth_of(qk_o.dot, p.head_dim), DType::fp32, lambda};
     // The fp32 softmax keeps a running (max, sum) with rescaling: each step may round twice.
-    const std::int64_t sm_depth = depth_of(sm.summation_order(p), p.window) * (p.accum == Accum::fp32 ? 2 : 1);
+    const std::int64_t sm_depth = depth_of(sm_o.values, p.window) * (p.accum == Accum::fp32 ? 2 : 1);
     const bounds::StageFormats f_sm{p.accum, sm_depth, DType::fp32, lambda};
-    const bounds::StageFormats f_pv{p.accum, depth_of(pv.summation_order(p), p.window), p.output, lambda};
+    const bounds::StageFormats f_pv{p.accum, depth_of(pv_o.values, p.window), p.output, lambda};
 
     dp.poison_outputs();
     dp.run(qk, sis);
@@ -243,9 +237,12 @@ CaseResult run_case(const AccuracyCase& c, const gpu::DeviceInfo& device, const 
     u.pv_e2e = bounds::pv_bounds(in, T.probs, u.sm_e2e.probabilistic, f_pv);
     if (!judge_stages) return u;
 
-    j["qk_order"] = qk.summation_order(p);
-    j["softmax_order"] = sm.summation_order(p);
-    j["pv_order"] = pv.summation_order(p);
+    j["qk_order"] = qk_o.describe();
+    j["softmax_order"] = sm_o.describe();
+    j["pv_order"] = pv_o.describe();
+    note_order(qk, qk_o);
+    note_order(sm, sm_o);
+    note_order(pv, pv_o);
     // Local: each stage against the reference on its actual inputs.
     std::vector<double> lse_loc;
     const std::vector<double> probs_loc = ref::softmax<double>(in, u.scores, logit_scale, &lse_loc);
@@ -261,7 +258,7 @@ CaseResult run_case(const AccuracyCase& c, const gpu::DeviceInfo& device, const 
     if (p.accum == Accum::fp16) {
       // The bound grows past the output itself at long fp16 windows; the precision model of
       // pv's own order on the same probabilities keeps the check able to fail.
-      std::vector<double> pred = model::model_pv(in, u.probs, Accum::fp16, model::parse_order(pv.summation_order(p)));
+      std::vector<double> pred = model::model_pv(in, u.probs, Accum::fp16, pv_o.values.value_or(SummationOrder{}));
       for (double& x : pred) x = round_to(p.output, x);
       local.push_back(model_gate(p, "pv (on the GPU's probabilities) against the precision model", "pv_local_model_",
                                  u.out, pred, out_loc));
@@ -280,28 +277,42 @@ CaseResult run_case(const AccuracyCase& c, const gpu::DeviceInfo& device, const 
   };
 
   if (c.path == Path::unfused) {
-    run_unfused(true);
+    run_unfused(c.family, true);
   } else {
-    const gpu::Implementation& impl = find_impl(c.impl);
-    const std::string order = impl.summation_order(p);
-    j["order"] = order;
+    const gpu::Implementation& impl = gpu::implementation(c.impl);
+    const KernelOrder order = impl.order(p, ctx);
+    j["order"] = order.describe();
+    note_order(impl, order);
     // Online softmax: every accumulation step may round twice (rescale, then add).
-    const std::int64_t values_depth = 2 * depth_of(order_part(order, "values"), p.window);
-    const bounds::StageFormats f_qk{p.accum, depth_of(order_part(order, "dot"), p.head_dim), DType::fp32, lambda};
+    const std::int64_t values_depth = 2 * depth_of(order.values, p.window);
+    const bounds::StageFormats f_qk{p.accum, depth_of(order.dot, p.head_dim), DType::fp32, lambda};
     const bounds::StageFormats f_sm{p.accum, values_depth, DType::fp32, lambda};
     const bounds::StageFormats f_pv{p.accum, values_depth, p.output, lambda};
     dp.poison_outputs();
     dp.run(impl);
     const std::vector<double> out = dp.out(), lse = dp.lse();
+    const std::size_t first_check = res.checks.size();
     const bounds::ElementBounds b = bounds::attention_bounds(in, f_qk, f_sm, f_pv);
     add(judge(p, "attn_out", "attn_out_", Shape::out, out, T.out, b.probabilistic, p.output));
-    const bounds::ElementBounds qk_b = bounds::qk_bounds(in, f_qk, true);
-    add(judge(p, "lse", "lse_", Shape::rows, lse, T.lse,
-              lse_budget(p, T.lse, T.probs, qk_b.probabilistic, 1.0, f_sm.depth), DType::fp32));
+    if (impl.writes_lse) {
+      const bounds::ElementBounds qk_b = bounds::qk_bounds(in, f_qk, true);
+      add(judge(p, "lse", "lse_", Shape::rows, lse, T.lse,
+                lse_budget(p, T.lse, T.probs, qk_b.probabilistic, 1.0, f_sm.depth), DType::fp32));
+    }
 
-    // Fused against unfused on the same inputs.
-    const Unfused u = run_unfused(false);
-    add_metrics(j, compare(p.out_elems(), u.out.data(), T.out.data(), p.output), "unfused_attn_out_");
+    // Fused against unfused on the same inputs: the implementation's own family's unfused
+    // path where it has one, else attnscope's.
+    const auto families = gpu::unfused_families();
+    const bool own = std::find(families.begin(), families.end(), c.family) != families.end();
+    const std::string cmp = own ? c.family : std::string("attnscope");
+    bool cmp_runs = std::find(families.begin(), families.end(), cmp) != families.end();
+    for (Path stage : {Path::qk, Path::softmax, Path::pv})
+      cmp_runs = cmp_runs && gpu::family_stage(cmp, stage)->why_unsupported(p, c.layout).empty();
+    if (cmp_runs) {
+      const Unfused u = run_unfused(cmp, false);
+      j["unfused_family"] = cmp;
+      add_metrics(j, compare(p.out_elems(), u.out.data(), T.out.data(), p.output), "unfused_attn_out_");
+    }
 
     // The target: every element within 1 ulp of the correctly rounded reference, and rel_l2
     // within 5% of the rounded reference's own.
@@ -313,18 +324,26 @@ CaseResult run_case(const AccuracyCase& c, const gpu::DeviceInfo& device, const 
     }
     const Metrics rm = compare(p.out_elems(), rounded.data(), T.out.data(), p.output);
     j["max_ulp_vs_rounded_reference"] = max_ulp;
-    if (p.accum == Accum::fp16) {
+    const SummationOrder vals = order.values.value_or(SummationOrder{});
+    if (p.accum == Accum::fp16 && vals.kind != OrderKind::pairwise) {
       // The precision model of this kernel's own order (online softmax per row-group, tree merge,
       // split combine) on the same inputs: a check that can fail where the bound cannot.
-      const model::SummationOrder vals = model::parse_order(order_part(order, "values"));
+      // Sequential values are one row-group.
+      const int rows = vals.kind == OrderKind::warp_tree ? vals.lanes : 1;
+      const std::int64_t split_len = vals.chunk > 0 ? vals.chunk : p.window + p.q_len - 1;
       std::vector<double> pred, pred_lse;
-      model::model_decode(in, Accum::fp16, model::parse_order(order_part(order, "dot")), vals.lanes,
-                          vals.chunk, pred, pred_lse);
+      model::model_decode(in, Accum::fp16, order.dot.value_or(SummationOrder{}), rows, split_len, pred,
+                          pred_lse);
       for (double& x : pred) x = round_to(p.output, x);
       add(model_gate(p, "attn_out against the precision model", "attn_out_model_", out, pred, T.out));
+    } else if (p.accum == Accum::fp16) {
+      j["model_gate"] = "not run: the precision model follows sequential and warp_tree orders only";
     }
     j["rounded_reference_rel_l2"] = rm.rel_l2;
-    j["rel_l2_over_rounded"] = rm.rel_l2 > 0 ? res.checks.front().metrics.rel_l2 / rm.rel_l2 : 0.0;
+    j["rel_l2_over_rounded"] = rm.rel_l2 > 0 ? res.checks[first_check].metrics.rel_l2 / rm.rel_l2 : 0.0;
+    for (std::size_t k = first_check; k < res.checks.size(); ++k)
+      if (!res.checks[k].pass && res.first_failing_stage.empty())
+        res.first_failing_stage = std::string(to_string(c.path)) + " (" + res.checks[k].what + ")";
   }
 
   j["first_failing_stage"] = res.first_failing_stage.empty() ? nlohmann::json(nullptr) : nlohmann::json(res.first_failing_stage);

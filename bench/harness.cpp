@@ -40,37 +40,13 @@ double median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-const gpu::Implementation& find_impl(const std::string& name) {
-  for (const gpu::Implementation& i : gpu::registry())
-    if (i.name == name) return i;
-  throw std::invalid_argument("no registered implementation named '" + name + "'");
-}
-
 std::vector<const gpu::Implementation*> resolve(const std::vector<std::string>& names) {
   std::vector<const gpu::Implementation*> out;
-  for (const std::string& n : names) out.push_back(&find_impl(n));
+  for (const std::string& n : names) out.push_back(&gpu::implementation(n));
   return out;
 }
 
 }  // namespace
-
-std::string_view to_string(Path p) {
-  switch (p) {
-    case Path::qk:
-      return "qk";
-    case Path::softmax:
-      return "softmax";
-    case Path::pv:
-      return "pv";
-    case Path::unfused:
-      return "unfused";
-    case Path::fused:
-      return "fused";
-    case Path::split_kv:
-      return "split_kv";
-  }
-  return "?";
-}
 
 Cost cost(Path path, const Problem& p) {
   const double in = double(size_of(p.input));
@@ -264,12 +240,13 @@ void run_case(benchmark::State& state, const BenchCase& c) {
     const std::vector<const gpu::Implementation*> timed = resolve(c.timed);
     std::vector<const gpu::Implementation*> all = before;
     all.insert(all.end(), timed.begin(), timed.end());
+    gpu::LaunchContext ctx;
+    ctx.multiprocessors = h.device().multiprocessors;
     std::size_t workspace = 0;
     for (const gpu::Implementation* impl : all) {
-      const std::string why =
-          impl->unsupported_reason ? impl->unsupported_reason(p, c.layout.kind) : std::string();
+      const std::string why = impl->why_unsupported(p, c.layout);
       if (!why.empty()) throw NotRunnable("unsupported by " + impl->name + ": " + why);
-      if (impl->workspace_bytes) workspace = std::max(workspace, impl->workspace_bytes(p, 0));
+      workspace = std::max(workspace, impl->workspace(p, ctx));
     }
     gpu::DeviceProblem& dp = h.problem(p, c.layout, workspace);
 
@@ -303,7 +280,9 @@ void run_case(benchmark::State& state, const BenchCase& c) {
     for (int i = 0; i < kWarmupMax && (i < kWarmupMin || warm_ms < kWarmupMs); ++i)
       warm_ms += timed_run_ms();
 
-    const unsigned outputs = outputs_of(c.path);
+    unsigned outputs = outputs_of(c.path);
+    for (const gpu::Implementation* impl : timed)
+      if (is_single_pass(impl->path) && !impl->writes_lse) outputs &= ~unsigned(gpu::kLse);
     dp.poison_outputs(outputs);
     gpu::synchronize();
     double total_s = 0.0;

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "attnscope/core/layout.hpp"
+#include "attnscope/core/path.hpp"
 #include "attnscope/core/problem.hpp"
 #include "attnscope/kernels/device_problem.hpp"
 #include "attnscope/kernels/registry.hpp"
@@ -21,10 +22,8 @@
 
 namespace attnscope::bench {
 
-// What one benchmark times: a single stage, the three stages in sequence (unfused), or a
-// single-pass path.
-enum class Path { qk, softmax, pv, unfused, fused, split_kv };
-std::string_view to_string(Path p);
+// What one benchmark times is a Path: a single stage, a family's three stages in sequence
+// (unfused), or a single-pass path.
 
 // The fewest bytes a path must move (each input read once, each output written once) and its
 // floating-point operations.
@@ -55,6 +54,7 @@ struct Options {
   std::int64_t flush_bytes = 0;  // 0: twice the L2 size
   double timeout_s = 10.0;       // a timed run longer than this is taken for a hung kernel
   std::uint64_t seed = 20261126;
+  gpu::NameFilter filter;  // implementations to time (--attnscope_impl); empty: all
 };
 
 // A benchmark that cannot run on this device: skipped with the message.

@@ -1,4 +1,5 @@
-// Host checks of the accuracy suite's plumbing: case names and the kernels' order strings.
+// Host checks of the registry and of the accuracy cases it generates: names, coverage, the
+// kernels' declared orders, registration rules, and an engine's implementation picked up.
 #include <gtest/gtest.h>
 
 #include <cctype>
@@ -7,60 +8,207 @@
 #include "attnscope/kernels/registry.hpp"
 #include "attnscope/reference/precision_model.hpp"
 #include "cases.hpp"
+#include "config.hpp"  // kernels/src: the geometry the kernels compile with
 
 namespace attnscope::accuracy {
 namespace {
 
+// attnscope's own implementations unless told otherwise: a test below registers an engine's.
+CaseSelection selection(Sweep sweep, const std::string& filter = "attnscope.*") {
+  CaseSelection s;
+  s.sweep = sweep;
+  s.filter = gpu::NameFilter(filter);
+  return s;
+}
+
 TEST(AccuracyCases, NamesAreUniqueAndValidTestNames) {
-  for (bool full : {false, true}) {
+  for (Sweep sweep : {Sweep::default_set, Sweep::full}) {
     std::set<std::string> seen;
-    for (const AccuracyCase& c : make_cases(full)) {
+    for (const AccuracyCase& c : make_cases(selection(sweep))) {
       const std::string n = c.name();
+      SCOPED_TRACE(n);
       EXPECT_TRUE(seen.insert(n).second) << "duplicate case " << n;
-      for (char ch : n)
-        EXPECT_TRUE(std::isalnum(static_cast<unsigned char>(ch)) || ch == '_') << n;
-      EXPECT_NO_THROW(c.problem.validate()) << n;
-      EXPECT_NO_THROW(c.layout.validate(c.problem)) << n;
+      for (char ch : n) EXPECT_TRUE(std::isalnum(static_cast<unsigned char>(ch)) || ch == '_');
+      EXPECT_NO_THROW(c.problem.validate());
+      EXPECT_NO_THROW(c.layout.validate(c.problem));
     }
+  }
+}
+
+TEST(AccuracyCases, NamesStartWithTheImplementation) {
+  for (const AccuracyCase& c : make_cases(selection(Sweep::default_set))) {
+    std::string slug = c.impl;
+    for (char& ch : slug)
+      if (ch == '.') ch = '_';
+    EXPECT_EQ(c.name().rfind(slug + "_acc_", 0), 0u) << c.name();
   }
 }
 
 TEST(AccuracyCases, DefaultSetCoversEveryWindowPathAndAccumulation) {
   std::set<std::tuple<int, int, std::int64_t>> seen;
-  for (const AccuracyCase& c : make_cases(false))
-    seen.insert({int(c.path), int(c.problem.accum), c.problem.window});
-  for (Path p : {Path::unfused, Path::fused, Path::split_kv})
+  const auto cases = make_cases(selection(Sweep::default_set));
+  for (const AccuracyCase& c : cases) seen.insert({int(c.path), int(c.problem.accum), c.problem.window});
+  for (Path p : kEndToEndPaths)
     for (Accum a : {Accum::fp16, Accum::fp32})
       for (std::int64_t w : {1, 2, 17, 64, 256, 1000, 4096, 32768, 131072})
         EXPECT_EQ(seen.count({int(p), int(a), w}), 1u) << to_string(p) << " " << to_string(a) << " " << w;
-  EXPECT_GT(make_cases(true).size(), make_cases(false).size());
+  // attnscope's own implementations support every case of the set: nothing is left out.
+  std::vector<LeftOut> left_out;
+  EXPECT_EQ(make_cases(selection(Sweep::default_set), &left_out).size(), cases.size());
+  EXPECT_TRUE(left_out.empty());
+  EXPECT_EQ(cases.size(), 146u);
+  EXPECT_GT(make_cases(selection(Sweep::full)).size(), cases.size());
 }
 
-// The budgets read each kernel's documented order; it must parse and give a sane depth.
-TEST(AccuracyCases, KernelOrdersParse) {
+TEST(AccuracyCases, FilterSelectsByImplementationName) {
+  for (const AccuracyCase& c : make_cases(selection(Sweep::default_set, "attnscope.split_kv")))
+    EXPECT_EQ(c.impl, "attnscope.split_kv");
+  std::set<std::string> impls;
+  for (const AccuracyCase& c : make_cases(selection(Sweep::default_set, "*.unfused,attnscope.fused")))
+    impls.insert(c.impl);
+  EXPECT_EQ(impls, (std::set<std::string>{"attnscope.unfused", "attnscope.fused"}));
+  EXPECT_TRUE(make_cases(selection(Sweep::default_set, "nothing.*")).empty());
+  EXPECT_THROW(gpu::NameFilter("a,,b"), std::invalid_argument);
+  EXPECT_THROW(parse_sweep("bogus"), std::invalid_argument);
+}
+
+// The budgets read each kernel's declared order: every part a path uses is present, valid, and
+// derived from the same geometry the kernels compile with.
+TEST(KernelOrders, DeclaredOrdersFollowTheKernelGeometry) {
   Problem p;
   p.q_heads = 8;
   p.kv_heads = 2;
   p.seq_len = p.window = 1000;
-  for (Accum a : {Accum::fp32, Accum::fp16}) {
-    p.accum = a;
-    for (const char* name : {"attnscope.qk", "attnscope.softmax", "attnscope.fused"}) {
-      const gpu::Implementation* impl = nullptr;
-      for (const gpu::Implementation& i : gpu::registry())
-        if (i.name == name) impl = &i;
-      ASSERT_NE(impl, nullptr) << name;
-      std::string order = impl->summation_order(p);
-      for (const std::string key : {"dot=", "values="}) {
-        const auto at = order.find(key);
-        if (at == std::string::npos) continue;
-        const std::string part = order.substr(at + key.size(), order.find(';', at) - at - key.size());
-        EXPECT_GT(model::summation_depth(model::parse_order(part), p.window), 0) << part;
-      }
-      if (order.rfind("dot=", 0) != 0) {
-        EXPECT_GT(model::summation_depth(model::parse_order(order), p.window), 0) << order;
+  gpu::LaunchContext ctx;
+  ctx.multiprocessors = 132;
+  for (DType in : {DType::fp16, DType::bf16, DType::fp32}) {
+    for (int d : {64, 128, 256}) {
+      for (Accum a : {Accum::fp32, Accum::fp16}) {
+        if (a == Accum::fp16 && in != DType::fp16) continue;
+        p.input = p.output = in;
+        p.head_dim = d;
+        p.accum = a;
+        SCOPED_TRACE(p.tag());
+        const int bytes = static_cast<int>(size_of(in));
+        const int lanes = gpu::detail::row_lanes(d, bytes);
+        for (const gpu::Implementation* impl : gpu::implementations()) {
+          if (impl->family != "attnscope") continue;
+          SCOPED_TRACE(impl->name);
+          ASSERT_TRUE(impl->declares_order());
+          const KernelOrder o = impl->order(p, ctx);
+          EXPECT_EQ(o.dot.has_value(), impl->path == Path::qk || is_single_pass(impl->path));
+          EXPECT_EQ(o.values.has_value(), impl->path != Path::qk);
+          if (o.dot) {
+            EXPECT_EQ(o.dot->lanes, lanes);
+            EXPECT_EQ(o.dot->vec, 16 / bytes);
+            EXPECT_EQ(o.dot->pack, a == Accum::fp16 ? 2 : 1);
+            EXPECT_EQ(o.dot->lanes * o.dot->vec * (d / (lanes * o.dot->vec)), d);
+          }
+          if (o.values) {
+            EXPECT_NO_THROW(check_order(*o.values));
+            EXPECT_GT(summation_depth(*o.values, p.window), 0);
+            EXPECT_EQ(parse_order(o.values->name()), *o.values);
+          }
+          if (impl->path == Path::fused) {
+            EXPECT_EQ(o.values->lanes, 256 / lanes);
+            EXPECT_EQ(o.values->chunk, p.window);
+            EXPECT_FALSE(o.device_dependent);
+          }
+        }
       }
     }
   }
+}
+
+// Orders that depend on the split count say so, and follow the requested count exactly.
+TEST(KernelOrders, SplitCountsComeFromTheContext) {
+  Problem p;
+  p.q_heads = 32;
+  p.kv_heads = 8;
+  p.seq_len = p.window = 32768;
+  const gpu::Implementation& split = gpu::implementation("attnscope.split_kv");
+  const gpu::Implementation& pv = gpu::implementation("attnscope.pv");
+  gpu::LaunchContext none;
+  EXPECT_THROW(split.order(p, none), std::invalid_argument);  // auto splits need a device
+  gpu::LaunchContext h200;
+  h200.multiprocessors = 132;
+  const KernelOrder auto_o = split.order(p, h200);
+  EXPECT_TRUE(auto_o.device_dependent);
+  EXPECT_EQ(auto_o.splits, gpu::detail::auto_splits(p, 132, gpu::detail::kSplitKvMinSplitLen));
+  EXPECT_EQ(auto_o.values->chunk, (p.window + auto_o.splits - 1) / auto_o.splits);
+  gpu::LaunchContext fixed;
+  fixed.splits = 7;
+  const KernelOrder fixed_o = split.order(p, fixed);
+  EXPECT_FALSE(fixed_o.device_dependent);
+  EXPECT_EQ(fixed_o.splits, 7);
+  EXPECT_EQ(fixed_o.values->chunk, (p.window + 6) / 7);
+  EXPECT_TRUE(pv.order(p, h200).device_dependent);
+  EXPECT_EQ(split.workspace(p, fixed), std::size_t(32) * 7 * (128 + 1) * sizeof(float));
+}
+
+TEST(Registry, LooksUpFamiliesAndRejectsBadRegistrations) {
+  EXPECT_EQ(gpu::implementation("attnscope.qk").path, Path::qk);
+  EXPECT_THROW(gpu::implementation("no.such"), std::invalid_argument);
+  EXPECT_EQ(gpu::family_stage("attnscope", Path::pv)->name, "attnscope.pv");
+  EXPECT_EQ(gpu::unfused_name("attnscope"), "attnscope.unfused");
+  const auto families = gpu::unfused_families();
+  EXPECT_NE(std::find(families.begin(), families.end(), "attnscope"), families.end());
+
+  auto launch = [](const gpu::StageArgs&) {};
+  gpu::Implementation taken{"attnscope.qk", "x", Path::qk, {}, {}, {}, launch};
+  EXPECT_THROW(gpu::register_implementation(taken), std::invalid_argument);
+  gpu::Implementation unfused{"x.y", "x", Path::unfused, {}, {}, {}, launch};
+  EXPECT_THROW(gpu::register_implementation(unfused), std::invalid_argument);
+  gpu::Implementation no_launch{"x.z", "x", Path::fused, {}, {}, {}, {}};
+  EXPECT_THROW(gpu::register_implementation(no_launch), std::invalid_argument);
+  gpu::Implementation reserved{"x.unfused", "x", Path::fused, {}, {}, {}, launch};
+  EXPECT_THROW(gpu::register_implementation(reserved), std::invalid_argument);
+}
+
+// An engine's kernel registered at run time gets cases of its own: on the cache layout it
+// supports, without what it cannot run (reported once per reason), with the sequential default
+// order when it declares none.
+TEST(Registry, EngineImplementationGetsCasesOnItsOwnLayout) {
+  gpu::Implementation engine;
+  engine.name = "testengine.decode";
+  engine.family = "testengine";
+  engine.path = Path::fused;
+  engine.unsupported_reason = [](const Problem& p, const KvLayoutSpec& l) -> std::string {
+    if (l.kind != KvLayoutKind::bshd) return "bshd caches only";
+    if (p.accum != Accum::fp32) return "fp32 accumulation only";
+    return {};
+  };
+  engine.launch = [](const gpu::StageArgs&) {};
+  gpu::register_implementation(engine);
+
+  std::vector<LeftOut> left_out;
+  const auto cases = make_cases(selection(Sweep::default_set, "testengine.*"), &left_out);
+  ASSERT_FALSE(cases.empty());
+  bool layer_slice = false;
+  for (const AccuracyCase& c : cases) {
+    EXPECT_EQ(c.impl, "testengine.decode");
+    EXPECT_EQ(c.path, Path::fused);
+    EXPECT_EQ(c.layout.kind, KvLayoutKind::bshd) << c.name();
+    EXPECT_EQ(c.problem.accum, Accum::fp32) << c.name();
+    layer_slice = layer_slice || (c.layout.layers > 1 && c.layout.layer != 0);
+  }
+  EXPECT_TRUE(layer_slice) << "a multi-layer cache case reads a layer other than 0";
+  std::set<std::string> reasons;
+  int left = 0;
+  for (const LeftOut& l : left_out) {
+    EXPECT_EQ(l.impl, "testengine.decode");
+    reasons.insert(l.reason);
+    left += l.cases;
+  }
+  EXPECT_EQ(reasons, (std::set<std::string>{"bshd caches only", "fp32 accumulation only"}));
+  EXPECT_EQ(std::size_t(left) + cases.size(), 48u);  // the fused path's cases of the default set
+
+  const gpu::Implementation& reg = gpu::implementation("testengine.decode");
+  EXPECT_FALSE(reg.declares_order());
+  const KernelOrder o = reg.order(cases.front().problem, {});
+  ASSERT_TRUE(o.dot && o.values);
+  EXPECT_EQ(o.dot->kind, OrderKind::sequential);
+  EXPECT_EQ(summation_depth(*o.values, 1000), 1000);
 }
 
 }  // namespace

@@ -6,7 +6,8 @@
 
 #include "attnscope/core/dtype.hpp"
 #include "attnscope/core/layout.hpp"
-#include "check.hpp"
+#include "attnscope/kernels/check.hpp"
+#include "config.hpp"
 
 namespace attnscope::gpu::detail {
 
@@ -41,8 +42,8 @@ __device__ __forceinline__ void store_output(void* out, std::int64_t i, float v,
 // owns chunks c * LPR + lane_in_row, c < NCH.
 template <class T, int D>
 struct RowSplit {
-  static constexpr int VEC = 16 / static_cast<int>(sizeof(T));
-  static constexpr int LPR = (D / VEC) < 16 ? (D / VEC) : 16;
+  static constexpr int VEC = row_vec(static_cast<int>(sizeof(T)));
+  static constexpr int LPR = row_lanes(D, static_cast<int>(sizeof(T)));
   static constexpr int NCH = D / (VEC * LPR);
   static constexpr int PER_LANE = NCH * VEC;
   static_assert(D % (VEC * LPR) == 0, "head_dim must split evenly over the lanes");

@@ -202,7 +202,7 @@ struct DecodeLaunch {
   template <int QT>
   void run() const {
     KernelParams p = make_params(a, QT);
-    p.splits = kSplit ? split_kv_splits(a.problem, a.splits) : 1;
+    p.splits = kSplit ? split_kv_splits(a.problem, launch_context(a)) : 1;
     p.split_len = (p.span + p.splits - 1) / p.splits;
     hipStream_t st = static_cast<hipStream_t>(a.stream);
     if (kSplit && a.workspace == nullptr) throw GpuError("split_kv: workspace required");

@@ -13,6 +13,7 @@ DeviceProblem::DeviceProblem(const AttentionInputs& in)
       probs_(std::size_t(in.problem.score_elems()) * sizeof(float)),
       out_(std::size_t(in.problem.out_elems()) * size_of(in.problem.output)),
       lse_(std::size_t(in.problem.lse_elems()) * sizeof(float)) {
+  multiprocessors_ = device_info().multiprocessors;
   if (!in.key_mask.empty())
     throw std::invalid_argument("the GPU kernels take no key mask; generate inputs with mask_fraction 0");
   q_.upload(in.q.data(), in.q.bytes());
@@ -22,7 +23,7 @@ DeviceProblem::DeviceProblem(const AttentionInputs& in)
 }
 
 DeviceProblem::DeviceProblem(const Problem& p, const KvLayoutSpec& layout_spec, std::uint64_t seed)
-    : problem_(p) {
+    : problem_(p), multiprocessors_(device_info().multiprocessors) {
   const KvLayout layout(p, layout_spec);  // validates the problem and the layout
   const std::size_t in_size = size_of(p.input);
   q_ = DeviceBuffer(std::size_t(p.q_elems()) * in_size);
@@ -54,7 +55,7 @@ std::size_t DeviceProblem::device_bytes(const Problem& p, const KvLayoutSpec& la
 }
 
 StageArgs DeviceProblem::args(const Implementation& impl, int splits) {
-  const std::size_t ws = impl.workspace_bytes ? impl.workspace_bytes(problem_, splits) : 0;
+  const std::size_t ws = impl.workspace(problem_, launch_context(splits));
   if (ws > workspace_.bytes()) workspace_ = DeviceBuffer(ws);
   StageArgs a;
   a.problem = problem_;
@@ -126,6 +127,13 @@ void DeviceProblem::set_probs(const std::vector<double>& v) {
   if (std::int64_t(v.size()) != problem_.score_elems())
     throw std::invalid_argument("set_probs: expected " + std::to_string(problem_.score_elems()) + " values");
   upload_f32(probs_, v);
+}
+
+LaunchContext DeviceProblem::launch_context(int splits) const {
+  LaunchContext c;
+  c.multiprocessors = multiprocessors_;
+  c.splits = splits;
+  return c;
 }
 
 std::size_t DeviceProblem::input_bytes() const { return q_.bytes() + k_.bytes() + v_.bytes(); }

@@ -6,6 +6,7 @@
 #include "attnscope/core/dtype.hpp"
 #include "attnscope/core/layout.hpp"
 #include "attnscope/kernels/registry.hpp"
+#include "config.hpp"
 
 namespace attnscope::gpu::detail {
 
@@ -44,7 +45,7 @@ inline KernelParams make_params(const StageArgs& a, int qt) {
   k.head_dim = p.head_dim;
   k.seq_len = p.seq_len;
   k.window = p.window;
-  k.span = p.window + p.q_len - 1;
+  k.span = span_of(p);
   k.span_start = p.window_start(0);
   k.scale = static_cast<float>(p.effective_scale());
   k.output = p.output;

@@ -130,7 +130,7 @@ struct PvLaunch {
   template <int QT>
   void run() const {
     KernelParams p = make_params(a, QT);
-    p.splits = pv_splits(a.problem, a.splits);
+    p.splits = pv_splits(a.problem, launch_context(a));
     p.split_len = (p.span + p.splits - 1) / p.splits;
     hipStream_t st = static_cast<hipStream_t>(a.stream);
     if (p.splits > 1 && a.workspace == nullptr) throw GpuError("pv: workspace required for split windows");

@@ -1,164 +1,151 @@
-// attnscope's own implementations, registered under "attnscope.<stage>".
-#include <algorithm>
-#include <mutex>
+// The registry container: registration, look-up and selection by name. attnscope's own
+// implementations are added on first use (attnscope_implementations.cpp).
+#include "attnscope/kernels/registry.hpp"
 
+#include <fnmatch.h>
+
+#include <deque>
+#include <mutex>
 #include <stdexcept>
 
-#include "attnscope/kernels/runtime.hpp"
 #include "stage_kernels.hpp"
 
 namespace attnscope::gpu {
 
-std::string_view to_string(Stage s) {
-  switch (s) {
-    case Stage::qk: return "qk";
-    case Stage::softmax: return "softmax";
-    case Stage::pv: return "pv";
-    case Stage::fused: return "fused";
-    case Stage::split_kv: return "split_kv";
-  }
-  return "?";
-}
-
-Stage parse_stage(std::string_view s) {
-  for (Stage st : {Stage::qk, Stage::softmax, Stage::pv, Stage::fused, Stage::split_kv})
-    if (to_string(st) == s) return st;
-  throw std::invalid_argument("unknown stage '" + std::string(s) +
-                              "' (expected qk, softmax, pv, fused or split_kv)");
-}
-
-namespace detail {
-
-void check_grid(std::int64_t x, std::int64_t y, std::int64_t z, const char* kernel) {
-  if (x < 1 || x > 0x7fffffff || y < 1 || y > 65535 || z < 1 || z > 65535)
-    throw GpuError(std::string(kernel) + ": grid " + std::to_string(x) + " x " + std::to_string(y) +
-                   " x " + std::to_string(z) + " exceeds the launch limits");
-}
-
-int auto_splits(const Problem& p, int q_tile, std::int64_t min_len) {
-  const std::int64_t span = p.window + p.q_len - 1;
-  const std::int64_t tiles = (std::int64_t(p.group()) * p.q_len + q_tile - 1) / q_tile;
-  const std::int64_t blocks = std::int64_t(p.batch) * p.kv_heads * tiles;
-  const std::int64_t want = (2LL * multiprocessor_count() + blocks - 1) / blocks;
-  const std::int64_t most = std::max<std::int64_t>(1, span / min_len);
-  return static_cast<int>(std::clamp<std::int64_t>(want, 1, std::min<std::int64_t>(most, 65535)));
-}
-
-std::string qk_summation_order(const Problem& p) {
-  const int vec = 16 / static_cast<int>(size_of(p.input));
-  const int lpr = lanes_per_row(p);
-  return "warp_tree(lanes=" + std::to_string(lpr) + ",vec=" + std::to_string(vec) +
-         ",pack=" + (p.accum == Accum::fp16 ? "2" : "1") + ")";
-}
-
-
-std::string softmax_summation_order(const Problem& p) {
-  return "warp_tree(lanes=" + std::to_string(kSmThreads) + ",vec=" + (p.window % 4 == 0 ? "4" : "1") + ")";
-}
-
-
-int pv_splits(const Problem& p, int requested) {
-  if (requested > 0) return static_cast<int>(std::min<std::int64_t>(requested, p.window + p.q_len - 1));
-  return auto_splits(p, query_tile(p), 128);
-}
-
-std::size_t pv_workspace_bytes(const Problem& p, int splits) {
-  const int s = pv_splits(p, splits);
-  return s > 1 ? std::size_t(p.batch) * p.q_len * p.q_heads * s * p.head_dim * sizeof(float) : 0;
-}
-
-std::string pv_summation_order(const Problem& p, int splits) {
-  const int lpr = lanes_per_row(p);
-  const int s = pv_splits(p, splits);
-  const std::int64_t span = p.window + p.q_len - 1;
-  return "warp_tree(lanes=" + std::to_string(kPvThreads / lpr) + ",vec=1,chunk=" +
-         std::to_string((span + s - 1) / s) + ")";
-}
-
-
-int split_kv_splits(const Problem& p, int requested) {
-  if (requested > 0) return static_cast<int>(std::min<std::int64_t>(requested, p.window + p.q_len - 1));
-  return auto_splits(p, query_tile(p), 256);
-}
-
-std::size_t split_kv_workspace_bytes(const Problem& p, int splits) {
-  const std::size_t rows = std::size_t(p.batch) * p.q_len * p.q_heads;
-  const std::size_t s = static_cast<std::size_t>(split_kv_splits(p, splits));
-  return rows * s * (std::size_t(p.head_dim) + 1) * sizeof(float);
-}
-
-std::string decode_summation_order(const Problem& p, int splits) {
-  // The dot as in qk; the running sum and the output accumulate like pv's chunks, each key
-  // rescaled when the running max grows.
-  const std::int64_t span = p.window + p.q_len - 1;
-  return "dot=" + qk_summation_order(p) + ";values=warp_tree(lanes=" +
-         std::to_string(kDecThreads / lanes_per_row(p)) + ",vec=1,chunk=" +
-         std::to_string((span + splits - 1) / splits) + ")";
-}
-
 namespace {
 
-// Common limits of the stage kernels.
-std::string common_reason(const Problem& p, KvLayoutKind) {
-  try {
-    p.validate();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  if (p.accum == Accum::fp16 && p.input != DType::fp16)
-    return "fp16 accumulation is implemented for fp16 inputs only (other inputs would be rounded "
-           "to fp16 first)";
-  return {};
+struct Registry {
+  std::mutex mutex;
+  std::deque<Implementation> items;  // a deque: references stay valid as it grows
+};
+
+void check_new(const Implementation& impl, const std::deque<Implementation>& items) {
+  auto fail = [&](const std::string& why) {
+    throw std::invalid_argument("cannot register implementation '" + impl.name + "': " + why);
+  };
+  if (impl.name.empty()) fail("the name is empty");
+  if (impl.family.empty()) fail("the family is empty");
+  if (impl.path == Path::unfused)
+    fail("unfused is not an implementation's path: register the family's qk, softmax and pv");
+  if (!impl.launch) fail("no launch function");
+  if (impl.name == unfused_name(impl.family)) fail("the name is reserved for the family's unfused path");
+  for (const Implementation& i : items)
+    if (i.name == impl.name) fail("the name is taken");
 }
 
-}  // namespace
-}  // namespace detail
-
-namespace {
-
-std::vector<Implementation>& mutable_registry() {
-  static std::vector<Implementation> r = [] {
-    using namespace detail;
-    std::vector<Implementation> v;
-    auto none = [](const Problem&, int) { return std::size_t{0}; };
-    v.push_back({"attnscope.qk", Stage::qk, qk_summation_order, common_reason, none, launch_qk});
-    v.push_back({"attnscope.softmax", Stage::softmax, softmax_summation_order, common_reason, none,
-                 launch_softmax});
-    v.push_back({"attnscope.pv", Stage::pv, [](const Problem& p) { return pv_summation_order(p, 0); },
-                 common_reason, pv_workspace_bytes, launch_pv});
-    v.push_back({"attnscope.fused", Stage::fused,
-                 [](const Problem& p) { return decode_summation_order(p, 1); }, common_reason, none,
-                 launch_fused});
-    v.push_back({"attnscope.split_kv", Stage::split_kv,
-                 [](const Problem& p) { return decode_summation_order(p, split_kv_splits(p, 0)); },
-                 common_reason, split_kv_workspace_bytes, launch_split_kv});
-    return v;
-  }();
+Registry& registry() {
+  static Registry r;
+  static std::once_flag own;
+  std::call_once(own, [] {
+    for (Implementation& i : detail::attnscope_implementations()) {
+      check_new(i, r.items);
+      r.items.push_back(std::move(i));
+    }
+  });
   return r;
 }
 
-std::mutex& registry_mutex() {
-  static std::mutex m;
-  return m;
-}
-
 }  // namespace
 
-const std::vector<Implementation>& registry() { return mutable_registry(); }
-
-void register_implementation(Implementation impl) {
-  std::lock_guard<std::mutex> lock(registry_mutex());
-  auto& r = mutable_registry();
-  if (std::any_of(r.begin(), r.end(), [&](const Implementation& i) { return i.name == impl.name; }))
-    throw std::invalid_argument("an implementation named '" + impl.name + "' is already registered");
-  r.push_back(std::move(impl));
+std::string Implementation::why_unsupported(const Problem& p, const KvLayoutSpec& layout) const {
+  try {
+    p.validate();
+    layout.validate(p);
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return unsupported_reason ? unsupported_reason(p, layout) : std::string();
 }
 
-std::vector<const Implementation*> implementations(Stage s) {
+std::size_t Implementation::workspace(const Problem& p, const LaunchContext& c) const {
+  return workspace_bytes ? workspace_bytes(p, c) : 0;
+}
+
+KernelOrder Implementation::order(const Problem& p, const LaunchContext& c) const {
+  if (summation_order) return summation_order(p, c);
+  KernelOrder o;
+  if (path == Path::qk || is_single_pass(path)) o.dot = SummationOrder{};
+  if (path != Path::qk) o.values = SummationOrder{};
+  return o;
+}
+
+std::vector<const Implementation*> implementations() {
+  Registry& r = registry();
+  std::lock_guard<std::mutex> lock(r.mutex);
   std::vector<const Implementation*> out;
-  for (const Implementation& i : registry())
-    if (i.stage == s) out.push_back(&i);
+  for (const Implementation& i : r.items) out.push_back(&i);
   return out;
+}
+
+std::vector<const Implementation*> implementations(Path path) {
+  std::vector<const Implementation*> out;
+  for (const Implementation* i : implementations())
+    if (i->path == path) out.push_back(i);
+  return out;
+}
+
+const Implementation& register_implementation(Implementation impl) {
+  Registry& r = registry();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  check_new(impl, r.items);
+  r.items.push_back(std::move(impl));
+  return r.items.back();
+}
+
+const Implementation* find_implementation(std::string_view name) {
+  for (const Implementation* i : implementations())
+    if (i->name == name) return i;
+  return nullptr;
+}
+
+const Implementation& implementation(std::string_view name) {
+  if (const Implementation* i = find_implementation(name)) return *i;
+  std::string known;
+  for (const Implementation* i : implementations()) known += (known.empty() ? "" : ", ") + i->name;
+  throw std::invalid_argument("no implementation named '" + std::string(name) +
+                              "' is registered (registered: " + known + ")");
+}
+
+const Implementation* family_stage(std::string_view family, Path stage) {
+  for (const Implementation* i : implementations())
+    if (i->family == family && i->path == stage) return i;
+  return nullptr;
+}
+
+std::vector<std::string> unfused_families() {
+  std::vector<std::string> out;
+  for (const Implementation* i : implementations(Path::qk))
+    if (family_stage(i->family, Path::softmax) && family_stage(i->family, Path::pv)) {
+      bool seen = false;
+      for (const std::string& f : out) seen = seen || f == i->family;
+      if (!seen) out.push_back(i->family);
+    }
+  return out;
+}
+
+std::string unfused_name(std::string_view family) { return std::string(family) + ".unfused"; }
+
+NameFilter::NameFilter(std::string_view patterns) {
+  if (patterns.empty()) return;
+  std::size_t at = 0;
+  while (true) {
+    const std::size_t comma = std::min(patterns.find(',', at), patterns.size());
+    std::string p(patterns.substr(at, comma - at));
+    if (p.empty())
+      throw std::invalid_argument("empty pattern in the implementation filter '" +
+                                  std::string(patterns) + "'");
+    patterns_.push_back(std::move(p));
+    if (comma == patterns.size()) break;
+    at = comma + 1;
+  }
+}
+
+bool NameFilter::matches(std::string_view name) const {
+  if (patterns_.empty()) return true;
+  const std::string n(name);
+  for (const std::string& p : patterns_)
+    if (fnmatch(p.c_str(), n.c_str(), 0) == 0) return true;
+  return false;
 }
 
 }  // namespace attnscope::gpu

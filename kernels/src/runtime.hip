@@ -2,7 +2,7 @@
 #include <thread>
 #include <utility>
 
-#include "check.hpp"
+#include "attnscope/kernels/check.hpp"
 #include "stage_kernels.hpp"
 
 namespace attnscope::gpu {

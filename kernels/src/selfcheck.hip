@@ -4,7 +4,7 @@
 #include <sstream>
 #include <vector>
 
-#include "check.hpp"
+#include "attnscope/kernels/check.hpp"
 
 namespace attnscope::gpu {
 

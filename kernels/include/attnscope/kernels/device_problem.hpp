@@ -58,12 +58,15 @@ class DeviceProblem {
   void set_probs(const std::vector<double>& v);
 
   std::size_t input_bytes() const;
+  // The context launches on this device see: its multiprocessor count, and `splits`.
+  LaunchContext launch_context(int splits = 0) const;
 
  private:
   std::vector<double> download_f32(const DeviceBuffer& b, std::int64_t n) const;
   void upload_f32(DeviceBuffer& b, const std::vector<double>& v);
 
   Problem problem_;
+  int multiprocessors_ = 0;
   KvAddressing kv_host_;
   DeviceBuffer q_, k_, v_, block_table_;
   DeviceBuffer scores_, probs_, out_, lse_, workspace_;

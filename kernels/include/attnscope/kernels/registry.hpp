@@ -1,5 +1,6 @@
-// The registry of attention-stage implementations. Suites iterate over whatever is registered,
-// so an engine's own kernels can be registered beside attnscope's.
+// The registry of attention implementations. The accuracy suite and the benchmarks are generated
+// from whatever is registered, so an engine registers its own kernels beside attnscope's and
+// runs them through the same gate and the same benchmarks.
 #pragma once
 
 #include <cstddef>
@@ -9,13 +10,11 @@
 #include <vector>
 
 #include "attnscope/core/layout.hpp"
+#include "attnscope/core/order.hpp"
+#include "attnscope/core/path.hpp"
 #include "attnscope/core/problem.hpp"
 
 namespace attnscope::gpu {
-
-enum class Stage { qk, softmax, pv, fused, split_kv };
-std::string_view to_string(Stage s);
-Stage parse_stage(std::string_view s);
 
 // Device pointers and the problem, as a launch sees them. Unused pointers may be null.
 struct StageArgs {
@@ -30,25 +29,75 @@ struct StageArgs {
   float* lse = nullptr;     // [batch, q_heads, q_len]: softmax, fused and split_kv write it
   bool scale_in_softmax = false;  // qk writes unscaled dots and softmax applies the scale
   void* workspace = nullptr;      // implementation scratch (workspace_bytes)
-  int splits = 0;                 // split_kv: number of window splits (0: chosen to fill the GPU)
+  int splits = 0;                 // requested window splits (0: the implementation chooses)
   void* stream = nullptr;         // hipStream_t; null: the default stream
 };
 
-struct Implementation {
-  std::string name;  // unique, e.g. "attnscope.qk"
-  Stage stage;
-  // The summation order the kernel uses, in the words of model::SummationOrder, documented so
-  // the precision model can follow it (e.g. "warp_tree(lanes=16,vec=8)").
-  std::function<std::string(const Problem&)> summation_order;
-  // Empty when supported; otherwise why not (the suites skip with this reason).
-  std::function<std::string(const Problem&, KvLayoutKind)> unsupported_reason;
-  std::function<std::size_t(const Problem&, int splits)> workspace_bytes;
-  std::function<void(const StageArgs&)> launch;  // enqueues; throws GpuError on failure
+// What a launch's shape may depend on besides the problem. Implementations that choose a split
+// count to fill the device read the multiprocessor count; their order (and so the budget of a
+// case) then holds for that device only, and KernelOrder::device_dependent says so.
+struct LaunchContext {
+  int multiprocessors = 0;  // of the device the kernel runs on; 0 when unknown
+  int splits = 0;           // requested window splits; 0: the implementation chooses
 };
 
-const std::vector<Implementation>& registry();
-// Adds an implementation (e.g. an engine's kernel); throws if the name is taken.
-void register_implementation(Implementation impl);
-std::vector<const Implementation*> implementations(Stage s);
+struct Implementation {
+  std::string name;    // unique, e.g. "attnscope.qk", "myengine.decode"
+  std::string family;  // e.g. "attnscope": a family's qk -> softmax -> pv is its unfused path
+  Path path = Path::fused;  // qk, softmax, pv, fused or split_kv (never unfused)
+  // Empty when the implementation runs this problem on this cache layout; otherwise why not.
+  // Absent: everything the problem model allows. The suites leave out what is unsupported and
+  // say why.
+  std::function<std::string(const Problem&, const KvLayoutSpec&)> unsupported_reason;
+  // Device scratch a launch needs. Absent: none.
+  std::function<std::size_t(const Problem&, const LaunchContext&)> workspace_bytes;
+  // The summation orders the kernel uses on a problem. Absent: undeclared, and the budgets
+  // assume sequential summation, the deepest order (the loosest budget).
+  std::function<KernelOrder(const Problem&, const LaunchContext&)> summation_order;
+  // Enqueues the kernel(s) on args.stream; throws (GpuError) on failure.
+  std::function<void(const StageArgs&)> launch;
+  // fused / split_kv: the kernel writes lse as well as out (checked and timed only then).
+  bool writes_lse = true;
+
+  std::string why_unsupported(const Problem& p, const KvLayoutSpec& layout) const;
+  std::size_t workspace(const Problem& p, const LaunchContext& c) const;
+  // The declared order, or the sequential default for the parts the path uses.
+  KernelOrder order(const Problem& p, const LaunchContext& c) const;
+  bool declares_order() const { return static_cast<bool>(summation_order); }
+};
+
+// Every implementation, in registration order; attnscope's own come first. References stay
+// valid while more are registered.
+std::vector<const Implementation*> implementations();
+std::vector<const Implementation*> implementations(Path path);
+// Adds an implementation (e.g. an engine's kernel). Throws std::invalid_argument when the name
+// is empty or taken, the family is empty, the path is unfused, or there is no launch.
+const Implementation& register_implementation(Implementation impl);
+// The implementation named `name`, or null.
+const Implementation* find_implementation(std::string_view name);
+// The implementation named `name`; throws std::invalid_argument listing the registered names.
+const Implementation& implementation(std::string_view name);
+// The stage implementation of a family (qk, softmax or pv), or null.
+const Implementation* family_stage(std::string_view family, Path stage);
+// The families with all three stages registered: each has an unfused path.
+std::vector<std::string> unfused_families();
+
+// Names the suites select by: an implementation's own name, or "<family>.unfused" for a
+// family's unfused path.
+std::string unfused_name(std::string_view family);
+
+// Selection by name: a comma-separated list of glob patterns (*, ?, [...]) matched against the
+// names above; an empty filter matches everything.
+class NameFilter {
+ public:
+  NameFilter() = default;
+  explicit NameFilter(std::string_view patterns);  // throws std::invalid_argument on "a,,b"
+  bool matches(std::string_view name) const;
+  bool empty() const { return patterns_.empty(); }
+  const std::vector<std::string>& patterns() const { return patterns_; }
+
+ private:
+  std::vector<std::string> patterns_;
+};
 
 }  // namespace attnscope::gpu

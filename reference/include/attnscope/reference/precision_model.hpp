@@ -9,37 +9,17 @@
 
 #include "attnscope/core/dtype.hpp"
 #include "attnscope/core/inputs.hpp"
+#include "attnscope/core/order.hpp"
 
 namespace attnscope::model {
 
-enum class OrderKind {
-  sequential,  // s = ((x0 + x1) + x2) + ...
-  pairwise,    // recursive halving, as a balanced tree
-  warp_tree,   // lane l accumulates chunks l, l + lanes, ... of `vec` consecutive elements
-               // sequentially (element by element), then a butterfly over the lanes with
-               // ascending distance (xor 1, 2, 4, ...), as the kernels' shuffles and trees do
-};
-
-struct SummationOrder {
-  OrderKind kind = OrderKind::sequential;
-  int lanes = 32;  // warp_tree: lanes taking part (a power of two)
-  int vec = 1;     // warp_tree: consecutive elements one lane takes per step
-  // warp_tree: interleaved accumulators per lane (2 for packed half2 arithmetic): the k-th
-  // element a lane visits goes to accumulator k % pack; they are added in order at the end.
-  int pack = 1;
-  // Any kind: when > 0, the sequence is cut into runs of `chunk` consecutive elements, each
-  // reduced in this order, and the run results are added sequentially (split windows).
-  std::int64_t chunk = 0;
-  // "sequential", "pairwise", "warp_tree(lanes=32,vec=8)" (+ ",pack=2", ",chunk=4096")
-  std::string name() const;
-};
-
-// Reads the form name() writes (and the short "warp_tree(32x8)"); throws
-// std::invalid_argument on anything else.
-SummationOrder parse_order(const std::string& text);
-
-// The longest chain of roundings an element's contribution passes through: the n of gamma_n.
-std::int64_t summation_depth(const SummationOrder& order, std::int64_t n);
+// The order vocabulary lives in core (kernels declare their orders with it); the model's
+// functions take it under these names.
+using ::attnscope::KernelOrder;
+using ::attnscope::OrderKind;
+using ::attnscope::parse_order;
+using ::attnscope::summation_depth;
+using ::attnscope::SummationOrder;
 
 // sum_i x_i * y_i evaluated in the accumulation format: each product-accumulate is one
 // fused multiply-add rounded once to the format (fp16: binary16, fp32: binary32).

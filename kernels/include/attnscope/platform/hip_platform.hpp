@@ -88,7 +88,7 @@ inline hipError_t hipFuncSetAttributeMaxDynamicSharedMemory(F* f, int bytes) {
   return cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
 }
 #else
-#error "kernels/platform/hip_platform.hpp needs ATTNSCOPE_PLATFORM_ROCM or ATTNSCOPE_PLATFORM_CUDA"
+#error "attnscope/platform/hip_platform.hpp needs ATTNSCOPE_PLATFORM_ROCM or ATTNSCOPE_PLATFORM_CUDA"
 #endif
 
 #if defined(ATTNSCOPE_PLATFORM_ROCM)

@@ -1,10 +1,11 @@
-// Every GPU runtime call goes through ATTNSCOPE_CHECK: a failure throws GpuError naming the call.
+// Every GPU runtime call goes through ATTNSCOPE_CHECK: a failure throws GpuError naming the call,
+// the file and the line. For GPU sources (.hip) only: it needs the HIP spelling of the platform.
 #pragma once
 
 #include <string>
 
 #include "attnscope/kernels/runtime.hpp"
-#include "platform/hip_platform.hpp"
+#include "attnscope/platform/hip_platform.hpp"
 
 namespace attnscope::gpu::detail {
 [[noreturn]] void throw_error(hipError_t e, const char* call, const char* file, int line);

@@ -1,0 +1,337 @@
+// GPU benchmarks of every registered stage and path: qk, softmax, pv, unfused (the three in
+// sequence, as an engine runs them), fused and split_kv, over decode shapes. Names spell the
+// configuration, e.g.
+//   fused/impl:attnscope.fused/acc:fp32/in:fp16/d:128/b:1/qh:32/kvh:8/q:1/window:4096/layout:bhsd
+// Unsupported implementations are registered and skip with their reason, so every configuration
+// of a set appears in the output.
+//
+// bench_main (attnscope/bench/suite.hpp) runs them over whatever is registered.
+//
+// Options (flags are read before Google Benchmark's; environment variables in parentheses):
+//   --attnscope_set=quick|default|full  (ATTNSCOPE_BENCH_SET)  shapes; default: default
+//   --attnscope_hot                     (ATTNSCOPE_BENCH_HOT=1) keep L2 warm between iterations
+//   --attnscope_flush_mib=N             (ATTNSCOPE_BENCH_FLUSH_MIB)  L2 flush size; 0: 2 x L2
+//   --attnscope_timeout_s=S             (ATTNSCOPE_BENCH_TIMEOUT_S)  a timed run longer than S
+//                                       seconds is a hung kernel: the rest skip, exit status 3
+// Unless given, --benchmark_repetitions=10, --benchmark_min_time=0.01 (manual time) and
+// --benchmark_display_aggregates_only=true are added: the console shows mean, median, stddev
+// and cv; --benchmark_out=FILE --benchmark_out_format=json keeps every repetition as well.
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "attnscope/kernels/registry.hpp"
+#include "attnscope/kernels/runtime.hpp"
+#include "attnscope/bench/suite.hpp"
+#include "harness.hpp"
+
+namespace {
+
+using attnscope::Accum;
+using attnscope::DType;
+using attnscope::KvLayoutKind;
+using attnscope::KvLayoutSpec;
+using attnscope::Problem;
+using attnscope::bench::BenchCase;
+using attnscope::bench::Harness;
+using attnscope::bench::Options;
+using attnscope::Path;
+namespace gpu = attnscope::gpu;
+
+// A benchmark shape: the problem of one decode step and its cache layout.
+struct Shape {
+  int batch = 1;
+  int q_heads = 32;
+  int kv_heads = 8;
+  std::int64_t window = 4096;
+  int head_dim = 128;
+  DType input = DType::fp16;
+  Accum accum = Accum::fp32;
+  KvLayoutKind layout = KvLayoutKind::bhsd;
+
+  Problem problem() const {
+    Problem p;
+    p.batch = batch;
+    p.q_heads = q_heads;
+    p.kv_heads = kv_heads;
+    p.q_len = 1;
+    p.window = window;
+    p.seq_len = window;  // the cache holds exactly the attended window
+    p.head_dim = head_dim;
+    p.input = input;
+    p.output = input;
+    p.accum = accum;
+    return p;
+  }
+  KvLayoutSpec layout_spec() const {
+    KvLayoutSpec l;
+    l.kind = layout;
+    return l;  // paged: 16-position pages
+  }
+};
+
+// The single-head shape engines trace when they debug a divergence.
+Shape debug_shape() {
+  return {1, 1, 1, 64, 128};
+}
+// Llama-3-8B decode: 32 query heads on 8 KV heads, head_dim 128.
+Shape llama(int batch, std::int64_t window) {
+  return {batch, 32, 8, window, 128};
+}
+// Multi-head attention: every query head has its own KV head.
+Shape mha(int batch, std::int64_t window) {
+  return {batch, 32, 32, window, 128};
+}
+
+std::vector<Shape> make_shapes(const std::string& set) {
+  std::vector<Shape> s;
+  if (set == "quick") {
+    s = {debug_shape(), llama(1, 4096), mha(1, 4096)};
+    return s;
+  }
+  s.push_back(debug_shape());
+  for (int batch : {1, 16, 64})
+    for (std::int64_t window : {1024, 4096, 32768, 131072}) s.push_back(llama(batch, window));
+  for (int batch : {1, 8})
+    for (std::int64_t window : {4096, 8192}) s.push_back(mha(batch, window));
+  if (set != "full") return s;
+
+  // full: each other axis varied around two Llama decode shapes, a short and a long cache.
+  for (const Shape& base : {llama(1, 4096), llama(16, 32768)}) {
+    Shape v = base;
+    v.accum = Accum::fp16;  // fp16 accumulation is implemented for fp16 inputs
+    s.push_back(v);
+    v = base;
+    v.input = DType::bf16;
+    s.push_back(v);
+    for (int d : {64, 256}) {
+      v = base;
+      v.head_dim = d;
+      s.push_back(v);
+    }
+    for (KvLayoutKind k : {KvLayoutKind::bshd, KvLayoutKind::paged}) {
+      v = base;
+      v.layout = k;
+      s.push_back(v);
+    }
+    for (int kv_heads : {32, 16, 4}) {  // GQA groups 1, 2 and 8
+      v = base;
+      v.kv_heads = kv_heads;
+      s.push_back(v);
+    }
+  }
+  // fp16 accumulation along the window sweep, where its error and its speed both change.
+  for (std::int64_t window : {1024, 32768, 131072}) {
+    Shape v = llama(1, window);
+    v.accum = Accum::fp16;
+    s.push_back(v);
+  }
+  return s;
+}
+
+// The stage of `family`, or attnscope's when the family has none: softmax and pv benchmarks
+// need their inputs made by some qk (and softmax).
+std::string stage_of(const std::string& family, Path stage) {
+  const gpu::Implementation* own = gpu::family_stage(family, stage);
+  return own ? own->name : gpu::family_stage("attnscope", stage)->name;
+}
+
+std::vector<BenchCase> make_cases(const std::vector<Shape>& shapes, const gpu::NameFilter& filter) {
+  std::vector<BenchCase> cases;
+  // Shape-major order: consecutive benchmarks share the device-resident inputs.
+  for (const Shape& shape : shapes) {
+    auto add = [&](Path path, std::string impl, std::vector<std::string> timed,
+                   std::vector<std::string> before) {
+      BenchCase c;
+      c.path = path;
+      c.impl = std::move(impl);
+      c.timed = std::move(timed);
+      c.before = std::move(before);
+      c.problem = shape.problem();
+      c.layout = shape.layout_spec();
+      cases.push_back(std::move(c));
+    };
+    for (Path path : attnscope::kAllPaths) {
+      if (path == Path::unfused) {
+        for (const std::string& f : gpu::unfused_families())
+          if (filter.matches(gpu::unfused_name(f)))
+            add(path, f,
+                {stage_of(f, Path::qk), stage_of(f, Path::softmax), stage_of(f, Path::pv)}, {});
+        continue;
+      }
+      for (const gpu::Implementation* i : gpu::implementations(path)) {
+        if (!filter.matches(i->name)) continue;
+        std::vector<std::string> before;
+        if (path == Path::softmax || path == Path::pv) before.push_back(stage_of(i->family, Path::qk));
+        if (path == Path::pv) before.push_back(stage_of(i->family, Path::softmax));
+        add(path, i->name, {i->name}, std::move(before));
+        // An implementation that addresses another cache layout only (an engine's kernel) is
+        // timed on the first of bshd and paged that it supports.
+        BenchCase& c = cases.back();
+        if (!i->why_unsupported(c.problem, c.layout).empty()) {
+          for (KvLayoutKind k : {KvLayoutKind::bshd, KvLayoutKind::paged}) {
+            KvLayoutSpec l = c.layout;
+            l.kind = k;
+            if (i->why_unsupported(c.problem, l).empty()) {
+              c.layout = l;
+              break;
+            }
+          }
+        }
+      }
+    }
+  }
+  return cases;
+}
+
+std::string env_or(const char* name, const std::string& fallback) {
+  const char* v = std::getenv(name);
+  return v != nullptr && *v != '\0' ? std::string(v) : fallback;
+}
+
+bool starts_with(const char* s, const char* prefix) {
+  return std::strncmp(s, prefix, std::strlen(prefix)) == 0;
+}
+
+// Takes attnscope's own flags out of argv (Google Benchmark rejects flags it does not know).
+Options parse_options(int& argc, char** argv) {
+  Options o;
+  o.set = env_or("ATTNSCOPE_BENCH_SET", "default");
+  o.hot = env_or("ATTNSCOPE_BENCH_HOT", "0") == "1";
+  o.flush_bytes = std::stoll(env_or("ATTNSCOPE_BENCH_FLUSH_MIB", "0")) << 20;
+  o.timeout_s = std::stod(env_or("ATTNSCOPE_BENCH_TIMEOUT_S", "10"));
+  o.filter = gpu::NameFilter(env_or("ATTNSCOPE_BENCH_IMPL", ""));
+  int kept = 1;
+  for (int i = 1; i < argc; ++i) {
+    const char* a = argv[i];
+    if (starts_with(a, "--attnscope_set=")) {
+      o.set = a + std::strlen("--attnscope_set=");
+    } else if (std::strcmp(a, "--attnscope_hot") == 0 ||
+               std::strcmp(a, "--attnscope_hot=true") == 0) {
+      o.hot = true;
+    } else if (starts_with(a, "--attnscope_flush_mib=")) {
+      o.flush_bytes = std::stoll(a + std::strlen("--attnscope_flush_mib=")) << 20;
+    } else if (starts_with(a, "--attnscope_timeout_s=")) {
+      o.timeout_s = std::stod(a + std::strlen("--attnscope_timeout_s="));
+    } else if (starts_with(a, "--attnscope_impl=")) {
+      o.filter = gpu::NameFilter(a + std::strlen("--attnscope_impl="));
+    } else if (starts_with(a, "--attnscope")) {
+      throw std::invalid_argument(std::string("unknown option '") + a + "' (see --help)");
+    } else {
+      argv[kept++] = argv[i];
+    }
+  }
+  argc = kept;
+  if (o.set != "quick" && o.set != "default" && o.set != "full")
+    throw std::invalid_argument("unknown benchmark set '" + o.set +
+                                "' (expected quick, default or full)");
+  return o;
+}
+
+bool has_flag(int argc, char** argv, const char* flag, const char* env) {
+  const std::string prefix = std::string("--") + flag;
+  for (int i = 1; i < argc; ++i)
+    if (argv[i] == prefix || starts_with(argv[i], (prefix + "=").c_str())) return true;
+  return std::getenv(env) != nullptr;  // Google Benchmark reads BENCHMARK_<FLAG> as well
+}
+
+void print_help() {
+  benchmark::PrintDefaultHelp();
+  std::cout << "attnscope options (before Google Benchmark's; environment variables too):\n"
+               "  --attnscope_set=quick|default|full  (ATTNSCOPE_BENCH_SET)\n"
+               "  --attnscope_hot                     (ATTNSCOPE_BENCH_HOT=1)\n"
+               "  --attnscope_flush_mib=N             (ATTNSCOPE_BENCH_FLUSH_MIB)\n"
+               "  --attnscope_timeout_s=S             (ATTNSCOPE_BENCH_TIMEOUT_S)\n"
+               "  --attnscope_impl=GLOB[,GLOB...]     (ATTNSCOPE_BENCH_IMPL) implementations to time;\n"
+               "                                      <family>.unfused names a family's unfused path\n";
+}
+
+}  // namespace
+
+namespace attnscope {
+
+int bench_main(int argc, char** argv) {
+  Options options;
+  try {
+    options = parse_options(argc, argv);
+  } catch (const std::exception& e) {
+    std::cerr << "bench_attention: " << e.what() << "\n";
+    return 2;
+  }
+  const bool gpu_present = gpu::gpu_available();
+  // Listing needs no measurement (Initialize below consumes the flag, so look for it first).
+  bool listing = false;
+  for (int i = 1; i < argc; ++i)
+    listing = listing || (starts_with(argv[i], "--benchmark_list_tests") &&
+                          std::strcmp(argv[i], "--benchmark_list_tests=false") != 0);
+
+  // Defaults for GPU timing: each iteration is timed on its own, so a short minimum time with
+  // many repetitions gives the median and the spread without hours of flushes and syncs.
+  std::vector<std::string> extra;
+  if (!has_flag(argc, argv, "benchmark_repetitions", "BENCHMARK_REPETITIONS"))
+    extra.push_back(gpu_present ? "--benchmark_repetitions=10" : "--benchmark_repetitions=1");
+  if (!has_flag(argc, argv, "benchmark_min_time", "BENCHMARK_MIN_TIME"))
+#if defined(ATTNSCOPE_BENCHMARK_MIN_TIME_SUFFIX)
+    extra.push_back("--benchmark_min_time=0.01s");
+#else
+    extra.push_back("--benchmark_min_time=0.01");
+#endif
+  if (!has_flag(argc, argv, "benchmark_display_aggregates_only",
+                "BENCHMARK_DISPLAY_AGGREGATES_ONLY") &&
+      !has_flag(argc, argv, "benchmark_report_aggregates_only", "BENCHMARK_REPORT_AGGREGATES_ONLY"))
+    extra.push_back("--benchmark_display_aggregates_only=true");
+  std::vector<char*> args(argv, argv + argc);
+  for (std::string& e : extra) args.push_back(e.data());
+  int n = static_cast<int>(args.size());
+  args.push_back(nullptr);
+  benchmark::Initialize(&n, args.data(), print_help);
+  if (benchmark::ReportUnrecognizedArguments(n, args.data())) return 1;
+
+  Harness& h = Harness::instance();
+  try {
+    h.init(options, !listing);
+  } catch (const std::exception& e) {
+    std::cerr << "bench_attention: GPU set-up failed: " << e.what() << "\n";
+    return 1;
+  }
+  h.add_context();
+  if (!listing) {
+    if (h.gpu())
+      std::cerr << "bench_attention: " << h.describe() << "\n";
+    else
+      std::cerr << "bench_attention: not run: " << h.no_gpu_reason()
+                << ". Every benchmark is skipped with this reason.\n";
+  }
+
+  const std::vector<BenchCase> cases = make_cases(make_shapes(options.set), options.filter);
+  if (cases.empty()) {
+    std::cerr << "bench_attention: no registered implementation matches --attnscope_impl\n";
+    return 2;
+  }
+  for (const BenchCase& c : cases) {
+    benchmark::RegisterBenchmark(
+        c.name(options.hot).c_str(),
+        [c](benchmark::State& state) { attnscope::bench::run_case(state, c); })
+        ->UseManualTime()
+        ->Unit(benchmark::kMicrosecond);
+  }
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  if (!h.hung_in().empty()) {
+    // The output files are complete; releasing GPU memory now would wait on the hung kernel.
+    std::cerr << "bench_attention: the GPU hung in " << h.hung_in()
+              << "; the benchmarks after it were skipped\n";
+    std::cout.flush();
+    std::fflush(nullptr);
+    std::_Exit(3);
+  }
+  return 0;
+}
+
+}  // namespace attnscope

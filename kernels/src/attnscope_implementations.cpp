@@ -1,0 +1,145 @@
+// attnscope's own implementations: what each supports, the scratch it needs, and the summation
+// order it uses, registered under "attnscope.<path>".
+#include <algorithm>
+#include <stdexcept>
+
+#include "attnscope/kernels/runtime.hpp"
+#include "stage_kernels.hpp"
+
+namespace attnscope::gpu::detail {
+
+void check_grid(std::int64_t x, std::int64_t y, std::int64_t z, const char* kernel) {
+  if (x < 1 || x > 0x7fffffff || y < 1 || y > 65535 || z < 1 || z > 65535)
+    throw GpuError(std::string(kernel) + ": grid " + std::to_string(x) + " x " + std::to_string(y) +
+                   " x " + std::to_string(z) + " exceeds the launch limits");
+}
+
+namespace {
+
+int splits_for(const Problem& p, const LaunchContext& c, std::int64_t min_len, const char* who) {
+  if (c.splits > 0) return static_cast<int>(std::min<std::int64_t>(c.splits, span_of(p)));
+  if (c.multiprocessors < 1)
+    throw std::invalid_argument(std::string(who) +
+                                ": the split count is chosen from the device's multiprocessor "
+                                "count, and none was given");
+  return auto_splits(p, c.multiprocessors, min_len);
+}
+
+int elem_bytes(const Problem& p) { return static_cast<int>(size_of(p.input)); }
+
+}  // namespace
+
+int pv_splits(const Problem& p, const LaunchContext& c) {
+  return splits_for(p, c, kPvMinSplitLen, "attnscope.pv");
+}
+int split_kv_splits(const Problem& p, const LaunchContext& c) {
+  return splits_for(p, c, kSplitKvMinSplitLen, "attnscope.split_kv");
+}
+
+LaunchContext launch_context(const StageArgs& a) {
+  LaunchContext c;
+  c.splits = a.splits;
+  if (a.splits <= 0) c.multiprocessors = multiprocessor_count();
+  return c;
+}
+
+std::size_t pv_workspace_bytes(const Problem& p, const LaunchContext& c) {
+  const int s = pv_splits(p, c);
+  return s > 1 ? std::size_t(p.batch) * p.q_len * p.q_heads * s * p.head_dim * sizeof(float) : 0;
+}
+
+std::size_t split_kv_workspace_bytes(const Problem& p, const LaunchContext& c) {
+  const std::size_t rows = std::size_t(p.batch) * p.q_len * p.q_heads;
+  const std::size_t s = static_cast<std::size_t>(split_kv_splits(p, c));
+  return rows * s * (std::size_t(p.head_dim) + 1) * sizeof(float);
+}
+
+// Per score: the lane's elements sequentially (two interleaved binary16 accumulators with
+// packed fp16 arithmetic), then an ascending butterfly over the lanes of a row.
+KernelOrder qk_order(const Problem& p) {
+  KernelOrder o;
+  o.dot = SummationOrder::warp_tree_of(row_lanes(p.head_dim, elem_bytes(p)), row_vec(elem_bytes(p)),
+                                       p.accum == Accum::fp16 ? 2 : 1);
+  return o;
+}
+
+// One block of kSmThreads per row, softmax_vec scores a thread at a time.
+KernelOrder softmax_order(const Problem& p) {
+  KernelOrder o;
+  o.values = SummationOrder::warp_tree_of(kSmThreads, softmax_vec(p.window));
+  return o;
+}
+
+// Row-group r of a block takes positions r, r + rows, ... of its split; the row-groups are
+// added by an ascending tree, the splits in order.
+KernelOrder pv_order(const Problem& p, const LaunchContext& c) {
+  KernelOrder o;
+  o.splits = pv_splits(p, c);
+  o.device_dependent = c.splits <= 0;
+  o.values = SummationOrder::warp_tree_of(row_groups(kPvThreads, p.head_dim, elem_bytes(p)), 1, 1,
+                                          (span_of(p) + o.splits - 1) / o.splits);
+  return o;
+}
+
+KernelOrder decode_order(const Problem& p, int splits) {
+  KernelOrder o = qk_order(p);
+  o.splits = splits;
+  o.values = SummationOrder::warp_tree_of(row_groups(kDecThreads, p.head_dim, elem_bytes(p)), 1, 1,
+                                          (span_of(p) + splits - 1) / splits);
+  return o;
+}
+
+namespace {
+
+// What every stage kernel of attnscope supports: every problem and layout the model allows, but
+// fp16 accumulation for fp16 inputs only.
+std::string attnscope_support(const Problem& p, const KvLayoutSpec&) {
+  if (p.accum == Accum::fp16 && p.input != DType::fp16)
+    return "fp16 accumulation is implemented for fp16 inputs only (other inputs would be rounded "
+           "to fp16 first)";
+  return {};
+}
+
+Implementation own(Path path, std::function<void(const StageArgs&)> launch) {
+  Implementation i;
+  i.name = "attnscope." + std::string(to_string(path));
+  i.family = "attnscope";
+  i.path = path;
+  i.unsupported_reason = attnscope_support;
+  i.launch = std::move(launch);
+  return i;
+}
+
+}  // namespace
+
+std::vector<Implementation> attnscope_implementations() {
+  std::vector<Implementation> v;
+  Implementation qk = own(Path::qk, launch_qk);
+  qk.summation_order = [](const Problem& p, const LaunchContext&) { return qk_order(p); };
+  v.push_back(std::move(qk));
+
+  Implementation sm = own(Path::softmax, launch_softmax);
+  sm.summation_order = [](const Problem& p, const LaunchContext&) { return softmax_order(p); };
+  v.push_back(std::move(sm));
+
+  Implementation pv = own(Path::pv, launch_pv);
+  pv.summation_order = pv_order;
+  pv.workspace_bytes = pv_workspace_bytes;
+  v.push_back(std::move(pv));
+
+  Implementation fused = own(Path::fused, launch_fused);
+  fused.summation_order = [](const Problem& p, const LaunchContext&) { return decode_order(p, 1); };
+  v.push_back(std::move(fused));
+
+  Implementation split = own(Path::split_kv, launch_split_kv);
+  split.summation_order = [](const Problem& p, const LaunchContext& c) {
+    KernelOrder o = decode_order(p, split_kv_splits(p, c));
+    o.device_dependent = c.splits <= 0;
+    return o;
+  };
+  split.workspace_bytes = split_kv_workspace_bytes;
+  v.push_back(std::move(split));
+  return v;
+}
+
+}  // namespace attnscope::gpu::detail
