@@ -137,7 +137,6 @@ std::string CaseResult::report() const {
       << ", inf " << c.metrics.inf_count << "; budget max " << c.budget_max << ", error/budget "
       << c.budget_ratio << " at " << c.worst_where << "\n";
   }
-  if (!first_failing_stage.empty()) s << "  first stage to leave its budget: " << first_failing_stage << "\n";
   return s.str();
 }
 
