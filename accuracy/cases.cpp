@@ -1,5 +1,8 @@
 #include "cases.hpp"
 
+#include "attnscope/core/random.hpp"
+
+#include <cmath>
 #include <map>
 #include <sstream>
 #include <stdexcept>
@@ -18,6 +21,7 @@ std::string AccuracyCase::name() const {
   s << "_g" << p.group() << "_qh" << p.q_heads << "_q" << p.q_len << "_b" << p.batch;
   if (p.seq_len != p.window + p.q_len - 1) s << "_s" << p.seq_len;
   if (path == Path::unfused) s << (scale_in_softmax ? "_scale_softmax" : "_scale_qk");
+  s << suffix;
   return s.str();
 }
 
@@ -201,6 +205,68 @@ std::vector<AccuracyCase> make_cases(const CaseSelection& selection, std::vector
     }
     if (left_out)
       for (const std::string& why : order) left_out->push_back({t.impl, why, skipped[why]});
+  }
+  return cases;
+}
+
+namespace {
+
+// One random problem for target t, drawn from rng; the caller keeps it only if t supports it.
+AccuracyCase random_case(const Target& t, SplitMix64& rng) {
+  auto pick = [&](std::uint64_t n) { return static_cast<std::int64_t>(rng.next() % n); };
+  AccuracyCase c = base(t, Accum::fp32, 1);
+  Problem& p = c.problem;
+  p.batch = static_cast<int>(1 + pick(3));
+  p.kv_heads = static_cast<int>(1 + pick(4));
+  p.q_heads = p.kv_heads * static_cast<int>(1 + pick(8));
+  p.q_len = pick(5) < 3 ? 1 : static_cast<int>(2 + pick(15));
+  p.window = std::max<std::int64_t>(
+      1, static_cast<std::int64_t>(std::exp(to_unit_open(rng.next()) * std::log(16384.0))));
+  p.head_dim = static_cast<int>(64 << pick(3));
+  const DType inputs[] = {DType::fp16, DType::bf16, DType::fp32};
+  p.input = p.output = inputs[pick(3)];
+  p.accum = p.input == DType::fp16 && pick(2) == 0 ? Accum::fp16 : Accum::fp32;
+  // At most 2^22 scores: the binary128 / FP64 references stay quick.
+  const std::int64_t rows = std::int64_t(p.batch) * p.q_heads * p.q_len;
+  p.window = std::min<std::int64_t>(p.window, std::max<std::int64_t>(1, (std::int64_t(1) << 22) / rows));
+  p.seq_len = p.window + p.q_len - 1 + pick(8);
+
+  const KvLayoutKind kinds[] = {KvLayoutKind::bhsd, KvLayoutKind::bshd, KvLayoutKind::paged};
+  c.layout.kind = kinds[pick(3)];
+  c.layout.layers = static_cast<int>(1 + pick(3));
+  c.layout.layer = static_cast<int>(pick(std::uint64_t(c.layout.layers)));
+  if (c.layout.kind == KvLayoutKind::paged) {
+    const int pages[] = {1, 7, 16, 32, 64};
+    c.layout.page_size = pages[pick(5)];
+    c.layout.spare_pages = static_cast<int>(pick(6));
+    c.layout.page_seed = rng.next();
+  } else if (pick(3) == 0) {
+    c.layout.seq_capacity = p.seq_len + 1 + pick(40);
+  }
+  const Distribution dists[] = {Distribution::normal, Distribution::uniform, Distribution::heavy_tailed,
+                                Distribution::large_logits};
+  c.data.dist = dists[pick(4)];
+  c.data.seed = rng.next();
+  c.scale_in_softmax = t.path == Path::unfused && pick(2) == 0;
+  return c;
+}
+
+}  // namespace
+
+std::vector<AccuracyCase> random_cases(const CaseSelection& selection, int n, std::uint64_t seed) {
+  const std::vector<Target> ts = targets(selection.filter);
+  if (ts.empty()) throw std::invalid_argument("random_cases: no implementation matches the filter");
+  SplitMix64 rng(seed);
+  std::vector<AccuracyCase> cases;
+  int tries = 0;
+  while (static_cast<int>(cases.size()) < n) {
+    if (++tries > 100 * (n + 1))
+      throw std::runtime_error("random_cases: the selected implementations support too few of the drawn problems");
+    const Target& t = ts[rng.next() % ts.size()];
+    AccuracyCase c = random_case(t, rng);
+    if (!why_unsupported(t, c).empty()) continue;
+    c.suffix = "_rand" + std::to_string(cases.size());
+    cases.push_back(std::move(c));
   }
   return cases;
 }

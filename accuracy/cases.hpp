@@ -24,6 +24,7 @@ struct AccuracyCase {
   KvLayoutSpec layout;
   DataSpec data;
   bool scale_in_softmax = false;  // unfused only
+  std::string suffix;             // appended to the name (random cases: "_rand<k>")
   // "<impl>_acc_<accum>_w<window>_d<head_dim>_in_<input>_<distribution>_<layout>..." with the
   // implementation's dots as underscores: a valid GoogleTest name, so a failure names itself.
   std::string name() const;
@@ -52,5 +53,13 @@ struct LeftOut {
 // The full sweep varies the axes at three windows instead of one.
 std::vector<AccuracyCase> make_cases(const CaseSelection& selection,
                                      std::vector<LeftOut>* left_out = nullptr);
+
+// `n` random cases from `seed` (the same seed gives the same cases): each a selected target and
+// a problem it supports, every axis drawn: batch 1-3, KV heads 1-4, GQA group 1-8, q_len 1-16,
+// window log-uniform in 1..16384 (a cache up to 7 positions longer), head_dim 64/128/256, input
+// fp16/bf16/fp32, accumulation fp32 or fp16, layout bhsd/bshd/paged with layer slices, tail
+// capacity, page sizes 1-64 and spare pages, every distribution, scale placement and data seed.
+// Problems are kept below 2^22 scores so the reference stays fast.
+std::vector<AccuracyCase> random_cases(const CaseSelection& selection, int n, std::uint64_t seed);
 
 }  // namespace attnscope::accuracy

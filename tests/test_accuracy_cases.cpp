@@ -72,6 +72,45 @@ TEST(AccuracyCases, FilterSelectsByImplementationName) {
   EXPECT_THROW(parse_sweep("bogus"), std::invalid_argument);
 }
 
+// Random cases: reproducible from the seed, valid, supported, and spread over every axis.
+TEST(AccuracyCases, RandomCasesAreReproducibleValidAndVaried) {
+  const auto a = random_cases(selection(Sweep::default_set), 400, 7);
+  const auto b = random_cases(selection(Sweep::default_set), 400, 7);
+  ASSERT_EQ(a.size(), 400u);
+  std::set<std::string> names, impls, layouts, dists, dtypes;
+  std::set<int> q_lens, groups, dims;
+  bool sliced = false, fp16_acc = false, long_window = false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const AccuracyCase& c = a[i];
+    SCOPED_TRACE(c.name());
+    EXPECT_EQ(c.name(), b[i].name());
+    EXPECT_EQ(c.data.seed, b[i].data.seed);
+    EXPECT_TRUE(names.insert(c.name()).second);
+    EXPECT_NO_THROW(c.problem.validate());
+    EXPECT_NO_THROW(c.layout.validate(c.problem));
+    EXPECT_LE(c.problem.score_elems(), std::int64_t(1) << 22);
+    impls.insert(c.impl);
+    layouts.insert(std::string(to_string(c.layout.kind)));
+    dists.insert(std::string(to_string(c.data.dist)));
+    dtypes.insert(std::string(to_string(c.problem.input)));
+    q_lens.insert(c.problem.q_len);
+    groups.insert(c.problem.group());
+    dims.insert(c.problem.head_dim);
+    sliced = sliced || c.layout.layer > 0;
+    fp16_acc = fp16_acc || c.problem.accum == Accum::fp16;
+    long_window = long_window || c.problem.window >= 4096;
+  }
+  EXPECT_EQ(impls.size(), 3u);
+  EXPECT_EQ(layouts.size(), 3u);
+  EXPECT_EQ(dists.size(), 4u);
+  EXPECT_EQ(dtypes.size(), 3u);
+  EXPECT_EQ(dims.size(), 3u);
+  EXPECT_GE(q_lens.size(), 10u);
+  EXPECT_EQ(groups.size(), 8u);
+  EXPECT_TRUE(sliced && fp16_acc && long_window);
+  EXPECT_NE(random_cases(selection(Sweep::default_set), 5, 8)[0].name(), a[0].name());
+}
+
 // The budgets read each kernel's declared order: every part a path uses is present, valid, and
 // derived from the same geometry the kernels compile with.
 TEST(KernelOrders, DeclaredOrdersFollowTheKernelGeometry) {
