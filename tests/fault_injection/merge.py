@@ -3,23 +3,33 @@
 
 usage: merge.py OUT.json RACECHECK_MUTANT.txt RACECHECK_CORRECT.txt CLASS.json...
 
-Each CLASS.json is one fault_injection --mutants run (a list of entries). The missing-barrier
-mutants are also run under compute-sanitizer racecheck: a mutant whose values stayed within
-budget is still caught when racecheck reports hazards in it and none in attnscope's correct
-kernels on the same cases (RACECHECK_CORRECT.txt).
+Each CLASS.json is one fault_injection --mutants run (a list of entries). A mutant is caught by
+the gate when any of its cases fails. The missing-barrier mutants are also run under
+compute-sanitizer racecheck: one whose values stayed within budget is still caught when
+racecheck reports a race in its own kernel (the report names it) and no hazard in attnscope's
+correct kernels on the same cases (RACECHECK_CORRECT.txt).
 """
 import json
 import re
 import sys
 
 
-def hazards(path):
+def race_reports(path):
+    """Hazards racecheck reported, in total and per path (from the kernel each report names)."""
     with open(path, encoding="utf-8", errors="replace") as f:
         text = f.read()
     found = re.findall(r"RACECHECK SUMMARY: (\d+) hazards? displayed", text)
     if not found:
         sys.exit(f"merge.py: {path} has no RACECHECK SUMMARY line")
-    return sum(int(n) for n in found)
+    per_path = {"fused": 0, "split_kv": 0, "unfused": 0}
+    for line in text.splitlines():
+        if "Race reported between" not in line:
+            continue
+        if "decode_kernel<" in line:
+            per_path["split_kv" if ", (bool)1," in line else "fused"] += 1
+        elif any(k in line for k in ("qk_kernel<", "softmax_kernel<", "pv_kernel<")):
+            per_path["unfused"] += 1
+    return sum(int(n) for n in found), per_path
 
 
 def main(argv):
@@ -30,17 +40,20 @@ def main(argv):
     for p in parts:
         with open(p, encoding="utf-8") as f:
             entries.extend(json.load(f))
-    mutant_hazards, correct_hazards = hazards(race_mutant), hazards(race_correct)
+    _, mutant_reports = race_reports(race_mutant)
+    correct_total, _ = race_reports(race_correct)
     for e in entries:
+        gate = e["cases_failed"] > 0
+        e["caught"] = gate
+        e["detector"] = "accuracy gate"
         if e["class"] == "missing_barrier":
-            e["racecheck_hazards"] = mutant_hazards
-            e["racecheck_hazards_correct_kernels"] = correct_hazards
-            by_race = mutant_hazards > 0 and correct_hazards == 0
-            if not e["caught"] and by_race:
-                e["detector"] = "compute-sanitizer racecheck"
-            elif e["caught"] and by_race:
-                e["detector"] = "accuracy gate and compute-sanitizer racecheck"
-            e["caught"] = e["caught"] or by_race
+            reports = mutant_reports[e["path"]]
+            e["racecheck_reports"] = reports
+            e["racecheck_hazards_correct_kernels"] = correct_total
+            by_race = reports > 0 and correct_total == 0
+            e["caught"] = gate or by_race
+            e["detector"] = ("accuracy gate and compute-sanitizer racecheck" if gate and by_race
+                             else "compute-sanitizer racecheck" if by_race else "accuracy gate")
     with open(out, "w", encoding="utf-8") as f:
         json.dump(entries, f, indent=2)
         f.write("\n")

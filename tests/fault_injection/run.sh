@@ -35,9 +35,9 @@ if [[ "$mode" != false_alarms ]]; then
     parts+=("$scratch/$cls.json")
   done
   # The race of the missing-barrier mutants, and the same cases on attnscope's correct kernels.
-  compute-sanitizer --tool racecheck "$fi" --mutants --classes missing_barrier --max-window 64 \
+  compute-sanitizer --tool racecheck --print-limit 100000 "$fi" --mutants --classes missing_barrier --max-window 64 \
     --out "$scratch/race.json" >"$out/racecheck_mutant.txt" 2>&1
-  compute-sanitizer --tool racecheck "$bin/accuracy/accuracy_suite" --attnscope_jsonl="$scratch/r.jsonl" \
+  compute-sanitizer --tool racecheck --print-limit 100000 "$bin/accuracy/accuracy_suite" --attnscope_jsonl="$scratch/r.jsonl" \
     --gtest_filter='*_w17_*:*_w64_*' >"$out/racecheck_correct.txt" 2>&1
   python3 tests/fault_injection/merge.py "$out/fault_injection.json" "$out/racecheck_mutant.txt" \
     "$out/racecheck_correct.txt" "${parts[@]}" 2>&1 | tee -a "$log" || status=1
