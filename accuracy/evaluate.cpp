@@ -11,6 +11,7 @@
 #include "attnscope/kernels/device_problem.hpp"
 #include "attnscope/kernels/registry.hpp"
 #include "attnscope/reference/bounds.hpp"
+#include "attnscope/reference/judge.hpp"
 #include "attnscope/reference/precision_model.hpp"
 #include "attnscope/reference/stages.hpp"
 
@@ -22,54 +23,6 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 
 std::int64_t depth_of(const std::optional<SummationOrder>& order, std::int64_t n) {
   return summation_depth(order.value_or(SummationOrder{}), n);
-}
-
-enum class Shape { scores, out, rows };
-
-std::string where(const Problem& p, Shape shape, std::int64_t i) {
-  if (i < 0) return "-";
-  std::ostringstream s;
-  if (shape == Shape::scores) {
-    const auto [b, h, t] = p.score_row(i / p.window);
-    s << "(batch " << b << ", head " << h << ", query " << t << ", position "
-      << p.window_start(t) + i % p.window << ")";
-  } else if (shape == Shape::out) {
-    const std::int64_t d = i % p.head_dim, r = i / p.head_dim;
-    const std::int64_t h = r % p.q_heads, t = r / p.q_heads % p.q_len, b = r / p.q_heads / p.q_len;
-    s << "(batch " << b << ", query " << t << ", head " << h << ", dim " << d << ")";
-  } else {
-    const auto [b, h, t] = p.score_row(i);
-    s << "(batch " << b << ", head " << h << ", query " << t << ")";
-  }
-  return s.str();
-}
-
-Check judge(const Problem& p, std::string what, std::string field, Shape shape,
-            const std::vector<double>& got, const std::vector<double>& ref,
-            const std::vector<double>& budget, DType format) {
-  if (got.size() != ref.size() || budget.size() != ref.size())
-    throw std::logic_error(what + ": result, reference and budget sizes differ");
-  Check c;
-  c.what = std::move(what);
-  c.field = std::move(field);
-  c.metrics = compare(std::int64_t(got.size()), got.data(), ref.data(), format);
-  for (std::size_t i = 0; i < got.size(); ++i) {
-    c.budget_max = std::max(c.budget_max, budget[i]);
-    double r = 0.0;
-    if (std::isnan(ref[i]) || (std::isinf(ref[i]) && got[i] == ref[i])) continue;
-    if (!std::isfinite(got[i])) r = kInf;
-    else {
-      const double e = std::fabs(got[i] - ref[i]);
-      r = e == 0.0 ? 0.0 : budget[i] > 0.0 ? e / budget[i] : kInf;
-    }
-    if (r > c.budget_ratio || c.worst < 0) {
-      if (r >= c.budget_ratio) c.worst = std::int64_t(i);
-      c.budget_ratio = std::max(c.budget_ratio, r);
-    }
-  }
-  c.worst_where = where(p, shape, c.worst);
-  c.pass = c.metrics.nan_count == 0 && c.metrics.inf_count == 0 && c.budget_ratio <= 1.0;
-  return c;
 }
 
 // Measured against the precision model: the kernel's rel_l2 (to the reference) may exceed the
@@ -92,34 +45,11 @@ Check model_gate(const Problem& p, std::string what, std::string field, const st
   c.budget_max = kModelFactor * std::max(mm.rel_l2, floor);  // an allowed rel_l2
   c.budget_ratio = c.budget_max > 0.0 ? c.metrics.rel_l2 / c.budget_max : (c.metrics.rel_l2 > 0.0 ? kInf : 0.0);
   c.worst = c.metrics.worst_index;
-  c.worst_where = where(p, Shape::out, c.worst);
+  c.worst_where = coordinates(p, TensorShape::out, c.worst);
   c.pass = c.metrics.nan_count == 0 && c.metrics.inf_count == 0 && c.budget_ratio <= 1.0;
   c.model_rel_l2 = mm.rel_l2;
   c.model_max_abs = mm.max_abs;
   return c;
-}
-
-// Bound on the error of lse = max + log(sum): the sum's relative error bound eps gives
-// |log(1 + eps)| <= eps / (1 - eps); the float log and add add 2 u32 (|lse| + 1).
-std::vector<double> lse_budget(const Problem& p, const std::vector<double>& lse_ref,
-                               const std::vector<double>& probs_ref,
-                               const std::vector<double>& logit_err, double logit_scale,
-                               std::int64_t depth) {
-  const double u = unit_roundoff(p.accum);
-  const double eta = 0.5 * ulp_of(accum_dtype(p.accum), 0.0);
-  const double g = bounds::gamma_tilde(depth, u, bounds::kDefaultLambda);
-  std::vector<double> b(lse_ref.size());
-  for (std::size_t r = 0; r < b.size(); ++r) {
-    double prop = 0.0;
-    for (std::int64_t j = 0; j < p.window; ++j) {
-      const std::size_t k = r * std::size_t(p.window) + std::size_t(j);
-      if (!logit_err.empty()) prop += probs_ref[k] * logit_err[k] * logit_scale;
-    }
-    // The sum of shifted exponentials is at least 1; each term may underflow by eta.
-    const double eps = g + 3.0 * u + prop + double(p.window) * eta;
-    b[r] = (eps < 1.0 ? eps / (1.0 - eps) : kInf) + 2.0 * 0x1p-24 * (std::fabs(lse_ref[r]) + 1.0);
-  }
-  return b;
 }
 
 template <class Real>
@@ -130,14 +60,9 @@ std::vector<double> d(const std::vector<Real>& v) {
 }  // namespace
 
 std::string CaseResult::report() const {
-  std::ostringstream s;
-  for (const Check& c : checks) {
-    s << "  " << (c.pass ? "ok  " : "FAIL") << " " << c.what << ": max_abs " << c.metrics.max_abs
-      << ", mae " << c.metrics.mae << ", rel_l2 " << c.metrics.rel_l2 << ", nan " << c.metrics.nan_count
-      << ", inf " << c.metrics.inf_count << "; budget max " << c.budget_max << ", error/budget "
-      << c.budget_ratio << " at " << c.worst_where << "\n";
-  }
-  return s.str();
+  std::string s;
+  for (const Check& c : checks) s += describe(c) + "\n";
+  return s;
 }
 
 CaseResult run_case(const AccuracyCase& c, const gpu::DeviceInfo& device, const std::string& commit) {
@@ -247,13 +172,13 @@ CaseResult run_case(const AccuracyCase& c, const gpu::DeviceInfo& device, const 
     const std::vector<double> probs_loc = ref::softmax<double>(in, u.scores, logit_scale, &lse_loc);
     const std::vector<double> out_loc = ref::pv<double>(in, u.probs);
     std::vector<Check> local;
-    local.push_back(judge(p, "qk", "qk_", Shape::scores, u.scores, u.scores_ref, u.qk_b.probabilistic, DType::fp32));
-    local.push_back(judge(p, "softmax (on the GPU's scores)", "softmax_local_", Shape::scores, u.probs, probs_loc,
+    local.push_back(judge(p, "qk", "qk_", TensorShape::scores, u.scores, u.scores_ref, u.qk_b.probabilistic, DType::fp32));
+    local.push_back(judge(p, "softmax (on the GPU's scores)", "softmax_local_", TensorShape::scores, u.probs, probs_loc,
                           bounds::softmax_bounds(in, u.scores, logit_scale, {}, f_sm).probabilistic, DType::fp32));
-    local.push_back(judge(p, "pv (on the GPU's probabilities)", "pv_local_", Shape::out, u.out, out_loc,
+    local.push_back(judge(p, "pv (on the GPU's probabilities)", "pv_local_", TensorShape::out, u.out, out_loc,
                           bounds::pv_bounds(in, u.probs, {}, f_pv).probabilistic, p.output));
-    local.push_back(judge(p, "lse (on the GPU's scores)", "lse_local_", Shape::rows, u.lse, lse_loc,
-                          lse_budget(p, lse_loc, probs_loc, {}, logit_scale, f_sm.depth), DType::fp32));
+    local.push_back(judge(p, "lse (on the GPU's scores)", "lse_local_", TensorShape::rows, u.lse, lse_loc,
+                          bounds::lse_bounds(in, lse_loc, probs_loc, {}, logit_scale, f_sm), DType::fp32));
     if (p.accum == Accum::fp16) {
       // The bound grows past the output itself at long fp16 windows; the precision model of
       // pv's own order on the same probabilities keeps the check able to fail.
@@ -267,11 +192,11 @@ CaseResult run_case(const AccuracyCase& c, const gpu::DeviceInfo& device, const 
       if (!local[s].pass && res.first_failing_stage.empty()) res.first_failing_stage = names[s];
     for (Check& ch : local) add(std::move(ch));
     // End to end: each intermediate against the exact one, budgets propagated through stages.
-    add(judge(p, "softmax", "softmax_", Shape::scores, u.probs, T.probs, u.sm_e2e.probabilistic, DType::fp32));
-    add(judge(p, "lse", "lse_", Shape::rows, u.lse, T.lse,
-              lse_budget(p, T.lse, T.probs, u.qk_b.probabilistic, logit_scale, f_sm.depth), DType::fp32));
-    add(judge(p, "pv", "pv_", Shape::out, u.out, T.out, u.pv_e2e.probabilistic, p.output));
-    add(judge(p, "attn_out", "attn_out_", Shape::out, u.out, T.out, u.pv_e2e.probabilistic, p.output));
+    add(judge(p, "softmax", "softmax_", TensorShape::scores, u.probs, T.probs, u.sm_e2e.probabilistic, DType::fp32));
+    add(judge(p, "lse", "lse_", TensorShape::rows, u.lse, T.lse,
+              bounds::lse_bounds(in, T.lse, T.probs, u.qk_b.probabilistic, logit_scale, f_sm), DType::fp32));
+    add(judge(p, "pv", "pv_", TensorShape::out, u.out, T.out, u.pv_e2e.probabilistic, p.output));
+    add(judge(p, "attn_out", "attn_out_", TensorShape::out, u.out, T.out, u.pv_e2e.probabilistic, p.output));
     return u;
   };
 
@@ -292,11 +217,11 @@ CaseResult run_case(const AccuracyCase& c, const gpu::DeviceInfo& device, const 
     const std::vector<double> out = dp.out(), lse = dp.lse();
     const std::size_t first_check = res.checks.size();
     const bounds::ElementBounds b = bounds::attention_bounds(in, f_qk, f_sm, f_pv);
-    add(judge(p, "attn_out", "attn_out_", Shape::out, out, T.out, b.probabilistic, p.output));
+    add(judge(p, "attn_out", "attn_out_", TensorShape::out, out, T.out, b.probabilistic, p.output));
     if (impl.writes_lse) {
       const bounds::ElementBounds qk_b = bounds::qk_bounds(in, f_qk, true);
-      add(judge(p, "lse", "lse_", Shape::rows, lse, T.lse,
-                lse_budget(p, T.lse, T.probs, qk_b.probabilistic, 1.0, f_sm.depth), DType::fp32));
+      add(judge(p, "lse", "lse_", TensorShape::rows, lse, T.lse,
+                bounds::lse_bounds(in, T.lse, T.probs, qk_b.probabilistic, 1.0, f_sm), DType::fp32));
     }
 
     // Fused against unfused on the same inputs: the implementation's own family's unfused

@@ -7,25 +7,11 @@
 #include <vector>
 
 #include "attnscope/core/metrics.hpp"
+#include "attnscope/reference/judge.hpp"
 #include "attnscope/kernels/runtime.hpp"
 #include "cases.hpp"
 
 namespace attnscope::accuracy {
-
-// One compared quantity (a stage's output, locally or end to end).
-struct Check {
-  std::string what;      // e.g. "qk", "softmax (local)", "attn_out"
-  std::string field;     // JSON prefix: qk_, softmax_, pv_, attn_out_, lse_, ...
-  Metrics metrics;
-  double budget_max = 0.0;    // largest per-element budget
-  double budget_ratio = 0.0;  // max_i |err_i| / budget_i: <= 1 passes
-  std::int64_t worst = -1;    // element with the largest ratio
-  std::string worst_where;    // (b, h, t, position) or (b, t, h, d)
-  bool pass = true;
-  // Checks against the precision model: its rel_l2 and max_abs on the same inputs (else -1).
-  double model_rel_l2 = -1.0;
-  double model_max_abs = -1.0;
-};
 
 struct CaseResult {
   std::vector<Check> checks;

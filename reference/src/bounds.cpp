@@ -435,4 +435,28 @@ ElementBounds attention_bounds(const AttentionInputs& in, const StageFormats& qk
   return pv_impl(in, probs, sm.deterministic, sm.probabilistic, pv_f);
 }
 
+std::vector<double> lse_bounds(const AttentionInputs& in, const std::vector<double>& lse_ref,
+                               const std::vector<double>& probs_ref,
+                               const std::vector<double>& logit_error, double logit_scale,
+                               const StageFormats& f) {
+  const Problem& p = in.problem;
+  const double u = unit_roundoff(f.accum);
+  const double eta = 0.5 * ulp_of(accum_dtype(f.accum), 0.0);
+  const double g = gamma_tilde(f.depth, u, f.lambda);
+  std::vector<double> b(lse_ref.size());
+  for (std::size_t r = 0; r < b.size(); ++r) {
+    double prop = 0.0;
+    if (!logit_error.empty())
+      for (std::int64_t j = 0; j < p.window; ++j) {
+        const std::size_t k = r * std::size_t(p.window) + std::size_t(j);
+        prop += probs_ref[k] * logit_error[k] * logit_scale;
+      }
+    // The sum of shifted exponentials is at least 1; each term may underflow by eta.
+    const double eps = g + 3.0 * u + prop + double(p.window) * eta;
+    b[r] = (eps < 1.0 ? eps / (1.0 - eps) : std::numeric_limits<double>::infinity()) +
+           2.0 * 0x1p-24 * (std::fabs(lse_ref[r]) + 1.0);
+  }
+  return b;
+}
+
 }  // namespace attnscope::bounds

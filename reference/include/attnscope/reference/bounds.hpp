@@ -52,6 +52,15 @@ ElementBounds softmax_bounds(const AttentionInputs& in, const std::vector<double
 ElementBounds pv_bounds(const AttentionInputs& in, const std::vector<double>& probs,
                         const std::vector<double>& prob_error, const StageFormats& f);
 
+// lse = max + log(sum) per row ([batch, q_heads, q_len]) from the reference lse and
+// probabilities and an absolute error bound on the logits (empty: exact): the sum's relative
+// error bound eps at f's depth gives |log(1 + eps)| <= eps / (1 - eps); the float log and add
+// add 2 u32 (|lse| + 1).
+std::vector<double> lse_bounds(const AttentionInputs& in, const std::vector<double>& lse_ref,
+                               const std::vector<double>& probs_ref,
+                               const std::vector<double>& logit_error, double logit_scale,
+                               const StageFormats& f);
+
 // End-to-end bound of the output of the whole path (unfused or fused with online softmax),
 // composing the three stages from the exact scores and probabilities of `in`.
 ElementBounds attention_bounds(const AttentionInputs& in, const StageFormats& qk_f,
