@@ -36,6 +36,7 @@ struct Environment {
   gpu::DeviceInfo device;
   std::string jsonl;
   std::unique_ptr<JsonlWriter> writer;
+  std::string error;  // set-up failed: every case fails with this
 };
 
 Environment& environment() {
@@ -51,8 +52,12 @@ Environment& ready_environment() {
     done = true;
     e.gpu = gpu::gpu_available(&e.reason);
     if (e.gpu) {
-      e.device = gpu::device_info();
-      e.writer = std::make_unique<JsonlWriter>(e.jsonl);
+      try {
+        e.device = gpu::device_info();
+        e.writer = std::make_unique<JsonlWriter>(e.jsonl);
+      } catch (const std::exception& x) {
+        e.error = x.what();
+      }
     }
   }
   return e;
@@ -65,6 +70,7 @@ class AccuracyTest : public ::testing::Test {
   void TestBody() override {
     Environment& env = ready_environment();
     if (!env.gpu) GTEST_SKIP() << "GPU accuracy case not run: " << env.reason;
+    if (!env.error.empty()) FAIL() << "accuracy suite set-up failed: " << env.error;
     // A checkout without git history (e.g. a copied tree) can name its commit at run time.
     const char* commit = std::getenv("ATTNSCOPE_COMMIT");
     const std::string context = c_.name() + " (implementation " + c_.impl + ", path " +
@@ -129,11 +135,6 @@ Options parse_options(int& argc, char** argv) {
   return o;
 }
 
-bool listing_only(int argc, char** argv) {
-  for (int i = 1; i < argc; ++i)
-    if (std::strncmp(argv[i], "--gtest_list_tests", 18) == 0) return true;
-  return false;
-}
 
 }  // namespace
 }  // namespace accuracy
@@ -164,7 +165,7 @@ int accuracy_main(int argc, char** argv) {
               << known << ")\n";
     return 2;
   }
-  if (!listing_only(argc, argv)) {
+  if (!GTEST_FLAG_GET(list_tests)) {
     for (const LeftOut& l : left_out)
       std::cerr << "accuracy: " << l.impl << ": " << l.cases << " case" << (l.cases == 1 ? "" : "s")
                 << " left out: " << l.reason << "\n";

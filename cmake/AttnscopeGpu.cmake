@@ -5,8 +5,8 @@
 #                                    Call it at directory scope, before adding GPU sources.
 #   attnscope_gpu_sources(<target> <files...>)  compiles .hip files for that platform, with the
 #                                    flags attnscope's own kernels use.
-include_guard(GLOBAL)
 set(_attnscope_gpu_cmake_dir ${CMAKE_CURRENT_LIST_DIR})
+include_guard(GLOBAL)
 
 macro(attnscope_enable_gpu_language)
   if(ATTNSCOPE_GPU_PLATFORM STREQUAL "cuda")
@@ -68,7 +68,8 @@ function(attnscope_gpu_sources target)
     target_compile_definitions(${target} PUBLIC ATTNSCOPE_PLATFORM_CUDA=1)
     # constexpr core helpers (KV addressing) are called from device code.
     target_compile_options(${target} PRIVATE
-      $<$<COMPILE_LANGUAGE:CUDA>:--expt-relaxed-constexpr -Xcompiler=-Wall,-Wextra --Werror=all-warnings>)
+      $<$<COMPILE_LANGUAGE:CUDA>:--expt-relaxed-constexpr -Xcompiler=-Wall,-Wextra
+      $<$<BOOL:${ATTNSCOPE_WERROR}>:--Werror=all-warnings>>)
     # One CUDA runtime, the one CMAKE_CUDA_RUNTIME_LIBRARY names (static unless told otherwise):
     # nvcc links it into every CUDA target already, so the host-side callers get the same one.
     string(TOLOWER "${CMAKE_CUDA_RUNTIME_LIBRARY}" _cudart_kind)

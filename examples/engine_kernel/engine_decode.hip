@@ -24,6 +24,7 @@ constexpr int kLanes = 32;                   // lanes per key
 constexpr int kDimsPerLane = kHeadDim / kLanes;
 constexpr int kGroups = 4;                   // key groups per block
 constexpr int kThreads = kLanes * kGroups;
+static_assert(kLanes == 32, "a group of lanes is one warp on NVIDIA: its shuffles use the full mask");
 
 // The engine's cache: [layers, batch, capacity, kv_heads, head_dim].
 struct KvCache {

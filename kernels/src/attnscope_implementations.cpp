@@ -39,7 +39,8 @@ int split_kv_splits(const Problem& p, const LaunchContext& c) {
 LaunchContext launch_context(const StageArgs& a) {
   LaunchContext c;
   c.splits = a.splits;
-  if (a.splits <= 0) c.multiprocessors = multiprocessor_count();
+  // The count the caller sized the workspace with, so the launch splits as it was told.
+  if (a.splits <= 0) c.multiprocessors = a.multiprocessors > 0 ? a.multiprocessors : multiprocessor_count();
   return c;
 }
 

@@ -70,6 +70,7 @@ StageArgs DeviceProblem::args(const Implementation& impl, int splits) {
   a.lse = lse_.as<float>();
   a.workspace = workspace_.data();
   a.splits = splits;
+  a.multiprocessors = multiprocessors_;
   return a;
 }
 

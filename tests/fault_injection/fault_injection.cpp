@@ -1,5 +1,6 @@
 // Proves the accuracy gate's sensitivity and its specificity on the GPU:
-//   fault_injection --mutants --out FILE [--classes a,b] [--max-window W] [--records FILE]
+//   fault_injection --mutants --out FILE [--classes a,b | --mutant IMPL] [--max-window W]
+//                   [--records FILE]
 //     registers a mutant of attnscope's kernels per fault class and path (mutants.hip) and runs
 //     each through the default gate (the cases make_cases generates for it, judged by run_case,
 //     as accuracy_suite does); writes a JSON list of {class, path, cases_run, cases_failed,
@@ -40,12 +41,14 @@ struct Options {
   std::uint64_t seed = 20261130;
   std::string out, records;
   std::set<std::string> classes;
+  std::string mutant;  // one mutant by its implementation name
   std::int64_t max_window = 0;  // mutants: only cases up to this window (0: all), for slow tools
 };
 
 [[noreturn]] void usage(const std::string& why) {
   std::cerr << "fault_injection: " << why
-            << "\nusage: fault_injection --mutants --out FILE [--classes a,b] [--max-window W] [--records FILE]\n"
+            << "\nusage: fault_injection --mutants --out FILE [--classes a,b | --mutant IMPL] [--max-window W]\n"
+               "                       [--records FILE]\n"
                "       fault_injection --false-alarms N [--seed S] --out FILE [--records FILE]\n";
   std::exit(2);
 }
@@ -65,6 +68,7 @@ Options parse(int argc, char** argv) {
       else if (a == "--out") o.out = value();
       else if (a == "--records") o.records = value();
       else if (a == "--max-window") o.max_window = std::stoll(value());
+      else if (a == "--mutant") o.mutant = value();
       else if (a == "--classes") {
         const std::string v = value();
         std::size_t at = 0;
@@ -88,19 +92,21 @@ struct Runner {
   std::string commit;
   std::unique_ptr<JsonlWriter> records;
 
-  // Runs a case through the gate; an exception (a launch that fails) is a failure too.
-  bool passes(const AccuracyCase& c, nlohmann::json& failure) {
+  enum class Verdict { pass, fail, error };
+  // Runs a case through the gate. A case that could not run (an exception: a launch that
+  // failed) is an error, not a verdict of the gate, and is counted apart.
+  Verdict run(const AccuracyCase& c, nlohmann::json& failure) {
     try {
       const CaseResult r = run_case(c, device, commit);
       if (records) records->write(r.record);
       if (!r.pass) {
         failure = {{"case", c.name()}, {"stage", r.first_failing_stage}, {"report", r.report()}};
-        return false;
+        return Verdict::fail;
       }
-      return true;
+      return Verdict::pass;
     } catch (const std::exception& e) {
       failure = {{"case", c.name()}, {"error", e.what()}};
-      return false;
+      return Verdict::error;
     }
   }
 };
@@ -116,7 +122,7 @@ void write_json(const std::string& path, const nlohmann::json& j) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run_main(int argc, char** argv) {
   const Options o = parse(argc, argv);
   std::string reason;
   if (!gpu::gpu_available(&reason)) {
@@ -132,21 +138,37 @@ int main(int argc, char** argv) {
   auto seconds = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
 
   if (o.mutants) {
+    const std::vector<fault_injection::Mutant> mutants = fault_injection::register_mutants();
+    std::set<std::string> known_classes, known_impls;
+    for (const fault_injection::Mutant& m : mutants) {
+      known_classes.insert(m.fault_class);
+      known_impls.insert(m.impl);
+    }
+    for (const std::string& c : o.classes)
+      if (!known_classes.count(c)) usage("unknown fault class '" + c + "'");
+    if (!o.mutant.empty() && !known_impls.count(o.mutant)) usage("unknown mutant '" + o.mutant + "'");
     nlohmann::json out = nlohmann::json::array();
     bool all_caught = true;
-    for (const fault_injection::Mutant& m : fault_injection::register_mutants()) {
+    for (const fault_injection::Mutant& m : mutants) {
       if (!o.classes.empty() && !o.classes.count(m.fault_class)) continue;
+      if (!o.mutant.empty() && m.impl != o.mutant) continue;
       accuracy::CaseSelection sel;
       sel.filter = gpu::NameFilter(m.impl);
       std::vector<AccuracyCase> cases;
       for (AccuracyCase& c : accuracy::make_cases(sel))
         if (o.max_window <= 0 || c.problem.window <= o.max_window) cases.push_back(std::move(c));
-      int failed = 0;
-      nlohmann::json first = nullptr;
+      int failed = 0, errored = 0;
+      nlohmann::json first = nullptr, first_error = nullptr;
       for (const AccuracyCase& c : cases) {
         nlohmann::json failure;
-        if (!run.passes(c, failure)) {
-          if (failed++ == 0) first = failure;
+        switch (run.run(c, failure)) {
+          case Runner::Verdict::pass: break;
+          case Runner::Verdict::fail:
+            if (failed++ == 0) first = failure;
+            break;
+          case Runner::Verdict::error:
+            if (errored++ == 0) first_error = failure;
+            break;
         }
       }
       const bool caught = failed > 0;
@@ -159,6 +181,8 @@ int main(int argc, char** argv) {
                      {"fault", m.where},
                      {"cases_run", cases.size()},
                      {"cases_failed", failed},
+                     {"cases_errored", errored},
+                     {"first_error", first_error},
                      {"caught", caught},
                      {"detector", "accuracy gate"},
                      {"first_failure", first},
@@ -176,7 +200,7 @@ int main(int argc, char** argv) {
   std::map<std::string, int> per_path;
   for (std::size_t i = 0; i < cases.size(); ++i) {
     nlohmann::json failure;
-    if (!run.passes(cases[i], failure)) failures.push_back(failure);
+    if (run.run(cases[i], failure) != Runner::Verdict::pass) failures.push_back(failure);
     ++per_path[std::string(to_string(cases[i].path))];
     if ((i + 1) % 100 == 0)
       std::cerr << (i + 1) << " of " << cases.size() << " random cases, " << failures.size()
@@ -191,4 +215,13 @@ int main(int argc, char** argv) {
                      {"commit", run.commit},
                      {"seconds", seconds()}});
   return failures.empty() ? 0 : 1;
+}
+
+int main(int argc, char** argv) {
+  try {
+    return run_main(argc, argv);
+  } catch (const std::exception& e) {
+    std::cerr << "fault_injection: " << e.what() << "\n";
+    return 2;
+  }
 }

@@ -26,13 +26,19 @@ status=0
 if [[ "$mode" != false_alarms ]]; then
   parts=()
   scratch="$(mktemp -d)"
-  # One process per class: a fault that corrupts the device context cannot spill into the next.
+  # One process per mutant: a fault that corrupts the device context cannot spill into the next.
   for cls in kv_layer_offset gqa_head_map first_key_dropped key_before_window scale_missing \
              scale_twice no_max_shift block_table_ignored split_dropped position_beyond_seq_len \
              missing_barrier; do
-    "$fi" --mutants --classes "$cls" --out "$scratch/$cls.json" 2>&1 | tee -a "$log"
-    [[ -s "$scratch/$cls.json" ]] || { echo "run.sh: $cls wrote no result" | tee -a "$log"; status=1; }
-    parts+=("$scratch/$cls.json")
+    for impl in "$cls.fused" "$cls.split_kv" "${cls}_stages.unfused"; do
+      [[ "$cls" == split_dropped && "$impl" != *.split_kv ]] && continue
+      "$fi" --mutants --mutant "$impl" --out "$scratch/$impl.json" 2>&1 | tee -a "$log"
+      if ! python3 -c 'import json,sys; sys.exit(0 if json.load(open(sys.argv[1])) else 1)' "$scratch/$impl.json"; then
+        echo "run.sh: $impl wrote no result" | tee -a "$log"
+        status=1
+      fi
+      parts+=("$scratch/$impl.json")
+    done
   done
   # The race of the missing-barrier mutants, and the same cases on attnscope's correct kernels.
   compute-sanitizer --tool racecheck --print-limit 100000 "$fi" --mutants --classes missing_barrier --max-window 64 \

@@ -30,6 +30,7 @@ struct StageArgs {
   bool scale_in_softmax = false;  // qk writes unscaled dots and softmax applies the scale
   void* workspace = nullptr;      // implementation scratch (workspace_bytes)
   int splits = 0;                 // requested window splits (0: the implementation chooses)
+  int multiprocessors = 0;        // of the device launched on (0: the current device's)
   void* stream = nullptr;         // hipStream_t; null: the default stream
 };
 
