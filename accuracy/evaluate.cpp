@@ -99,12 +99,12 @@ CaseResult run_case(const AccuracyCase& c, const gpu::DeviceInfo& device, const 
   auto add = [&](Check ch) {
     nlohmann::json& r = j;
     add_metrics(r, ch.metrics, ch.field);
-    r[ch.field + "budget_max"] = ch.budget_max;
-    r[ch.field + "budget_ratio"] = ch.budget_ratio;
+    r[ch.field + "budget_max"] = json_number(ch.budget_max);
+    r[ch.field + "budget_ratio"] = json_number(ch.budget_ratio);
     r[ch.field + "pass"] = ch.pass;
     if (ch.model_rel_l2 >= 0.0) {
-      r[ch.field + "predicted_rel_l2"] = ch.model_rel_l2;
-      r[ch.field + "predicted_max_abs"] = ch.model_max_abs;
+      r[ch.field + "predicted_rel_l2"] = json_number(ch.model_rel_l2);
+      r[ch.field + "predicted_max_abs"] = json_number(ch.model_max_abs);
     }
     res.pass = res.pass && ch.pass;
     res.checks.push_back(std::move(ch));
@@ -247,7 +247,7 @@ CaseResult run_case(const AccuracyCase& c, const gpu::DeviceInfo& device, const 
       max_ulp = std::max(max_ulp, ulp_distance(p.output, out[i], rounded[i]));
     }
     const Metrics rm = compare(p.out_elems(), rounded.data(), T.out.data(), p.output);
-    j["max_ulp_vs_rounded_reference"] = max_ulp;
+    j["max_ulp_vs_rounded_reference"] = json_number(max_ulp);
     const SummationOrder vals = order.values.value_or(SummationOrder{});
     // model_decode follows row-groups of single positions (vec 1, one accumulator each).
     const bool modelled = vals.kind == OrderKind::sequential ||
@@ -268,7 +268,7 @@ CaseResult run_case(const AccuracyCase& c, const gpu::DeviceInfo& device, const 
                         "orders of single positions (vec 1, pack 1) only";
     }
     j["rounded_reference_rel_l2"] = rm.rel_l2;
-    j["rel_l2_over_rounded"] = rm.rel_l2 > 0 ? res.checks[first_check].metrics.rel_l2 / rm.rel_l2 : 0.0;
+    j["rel_l2_over_rounded"] = json_number(rm.rel_l2 > 0 ? res.checks[first_check].metrics.rel_l2 / rm.rel_l2 : 0.0);
     for (std::size_t k = first_check; k < res.checks.size(); ++k)
       if (!res.checks[k].pass && res.first_failing_stage.empty())
         res.first_failing_stage = std::string(to_string(c.path)) + " (" + res.checks[k].what + ")";

@@ -95,6 +95,42 @@ KvLayout::KvLayout(const Problem& p, const KvLayoutSpec& spec) : spec_(spec) {
   storage_elems_ = spec.layers * layer_elems_;
 }
 
+KvLayout::KvLayout(const Problem& p, const KvLayoutSpec& spec, std::vector<std::int32_t> block_table,
+                   std::int32_t pages_per_seq, std::int64_t num_pages)
+    : spec_(spec) {
+  auto fail = [](const std::string& w) { throw std::invalid_argument("invalid block table: " + w); };
+  p.validate();
+  if (spec.kind != KvLayoutKind::paged) fail("the layout is not paged");
+  spec.validate(p);
+  if (pages_per_seq < 1) fail("pages_per_seq must be >= 1");
+  if (num_pages < 1) fail("the cache holds no page");
+  if (std::int64_t(pages_per_seq) * spec.page_size < p.seq_len)
+    fail(std::to_string(pages_per_seq) + " pages of " + std::to_string(spec.page_size) +
+         " positions do not hold seq_len " + std::to_string(p.seq_len));
+  if (block_table.size() != std::size_t(p.batch) * std::size_t(pages_per_seq))
+    fail("expected " + std::to_string(std::int64_t(p.batch) * pages_per_seq) + " entries, got " +
+         std::to_string(block_table.size()));
+  // Only the pages that hold positions < seq_len are read; they must exist.
+  const std::int64_t used = (p.seq_len + spec.page_size - 1) / spec.page_size;
+  for (int b = 0; b < p.batch; ++b)
+    for (std::int64_t i = 0; i < used; ++i) {
+      const std::int32_t page = block_table[std::size_t(b * std::int64_t(pages_per_seq) + i)];
+      if (page < 0 || page >= num_pages)
+        fail("sequence " + std::to_string(b) + ", page " + std::to_string(i) + " names page " +
+             std::to_string(page) + ", outside [0, " + std::to_string(num_pages) + ")");
+    }
+  const std::int64_t H = p.kv_heads, D = p.head_dim;
+  addr_.stride_head = D;
+  addr_.stride_seq = H * D;
+  addr_.stride_page = spec.page_size * H * D;
+  addr_.page_size = spec.page_size;
+  addr_.pages_per_seq = pages_per_seq;
+  layer_elems_ = num_pages * addr_.stride_page;
+  block_table_ = std::move(block_table);
+  addr_.layer_offset = spec.layer * layer_elems_;
+  storage_elems_ = spec.layers * layer_elems_;
+}
+
 KvAddressing KvLayout::addressing() const {
   return addressing(block_table_.empty() ? nullptr : block_table_.data());
 }

@@ -5,13 +5,14 @@
 
 namespace attnscope {
 
-namespace {
-// JSON has no NaN or Inf; such values are written as strings so nothing is lost silently.
-nlohmann::json number(double v) {
+nlohmann::json json_number(double v) {
   if (std::isnan(v)) return "nan";
   if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
   return v;
 }
+
+namespace {
+nlohmann::json number(double v) { return json_number(v); }
 }  // namespace
 
 nlohmann::json to_json(const Problem& p) {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 namespace attnscope::cli {
 
@@ -13,6 +14,18 @@ struct SelfcheckOptions {
 // Prints the platform, the GPU found (running the self-check kernel) and the reference's
 // accuracy; returns the process exit code.
 int run_selfcheck(const SelfcheckOptions& opt);
+
+struct TraceCheckOptions {
+  std::vector<std::string> paths;  // .safetensors files, trace directories, or folders of them
+  std::string precision = "fp64";  // or "quad"
+  std::string jsonl;               // empty: no records
+  bool no_diagnosis = false;
+  bool quiet = false;              // the summary table only
+};
+
+// Exit code: 0 every stage of every point within budget, 1 some stage outside, 2 a trace that
+// could not be read or is inconsistent.
+int run_trace_check(const TraceCheckOptions& opt);
 
 // Prints e.g. "nvidia-h100-80gb-hbm3"; exit code 1 (and the reason on stderr) without a GPU.
 int print_gpu_name();

@@ -17,10 +17,29 @@ int main(int argc, char** argv) {
   CLI::App* gpu_name = app.add_subcommand(
       "gpu-name", "Print the GPU model as a folder name (results/<gpu-model>/); fail without a GPU");
 
+  attnscope::cli::TraceCheckOptions trace_opt;
+  CLI::App* trace_cmd = app.add_subcommand("trace", "Engine traces: recorded attention tensors");
+  trace_cmd->require_subcommand(1);
+  CLI::App* trace_check = trace_cmd->add_subcommand(
+      "check",
+      "Check recorded trace points stage by stage against the reference (no GPU needed). Exit "
+      "status 0: every stage within budget; 1: a stage outside it; 2: a trace unreadable or "
+      "inconsistent");
+  trace_check->add_option("paths", trace_opt.paths,
+                          ".safetensors files, directories with meta.json and .npy files, or folders of them")
+      ->required();
+  trace_check->add_option("--precision", trace_opt.precision, "Reference precision")
+      ->check(CLI::IsMember({"fp64", "quad"}));
+  trace_check->add_option("--jsonl", trace_opt.jsonl, "Write one JSON record per trace point");
+  trace_check->add_flag("--no-diagnosis", trace_opt.no_diagnosis,
+                        "Do not try alternative semantics on a failing stage");
+  trace_check->add_flag("--quiet", trace_opt.quiet, "Print the summary table only");
+
   CLI11_PARSE(app, argc, argv);
   try {
     if (selfcheck->parsed()) return attnscope::cli::run_selfcheck(self);
     if (gpu_name->parsed()) return attnscope::cli::print_gpu_name();
+    if (trace_check->parsed()) return attnscope::cli::run_trace_check(trace_opt);
   } catch (const std::exception& e) {
     std::cerr << "attnscope: error: " << e.what() << "\n";
     return 1;

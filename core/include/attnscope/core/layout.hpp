@@ -61,6 +61,12 @@ struct KvLayoutSpec {
 class KvLayout {
  public:
   KvLayout(const Problem& p, const KvLayoutSpec& spec);
+  // A paged layout with a given block table ([batch, pages_per_seq], entries in
+  // [0, num_pages)), as an engine recorded it; spec's spare_pages and page_seed do not apply.
+  // Throws std::invalid_argument when the table does not cover seq_len or names a page outside
+  // the cache.
+  KvLayout(const Problem& p, const KvLayoutSpec& spec, std::vector<std::int32_t> block_table,
+           std::int32_t pages_per_seq, std::int64_t num_pages);
 
   const KvLayoutSpec& spec() const { return spec_; }
   KvLayoutKind kind() const { return spec_.kind; }

@@ -14,6 +14,10 @@
 
 namespace attnscope {
 
+// JSON has no NaN or Inf: such values are written as the strings "nan", "inf" and "-inf", so
+// nothing is lost silently.
+nlohmann::json json_number(double v);
+
 nlohmann::json to_json(const Problem& p);
 nlohmann::json to_json(const KvLayoutSpec& l);
 nlohmann::json to_json(const DataSpec& d);

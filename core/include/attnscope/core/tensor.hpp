@@ -15,6 +15,9 @@ class HostTensor {
  public:
   HostTensor() = default;
   HostTensor(DType dtype, std::vector<std::int64_t> shape);
+  // Takes `bytes` as the storage (little-endian, C order); throws std::invalid_argument unless
+  // it holds exactly the shape's elements.
+  HostTensor(DType dtype, std::vector<std::int64_t> shape, std::vector<unsigned char> bytes);
 
   DType dtype() const { return dtype_; }
   const std::vector<std::int64_t>& shape() const { return shape_; }

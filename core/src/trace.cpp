@@ -1,0 +1,371 @@
+#include "attnscope/core/trace.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "attnscope/core/dtype.hpp"
+
+namespace attnscope::trace {
+
+namespace fs = std::filesystem;
+
+const char* safetensors_name(ElemType t) {
+  switch (t) {
+    case ElemType::f16: return "F16";
+    case ElemType::bf16: return "BF16";
+    case ElemType::f32: return "F32";
+    case ElemType::f64: return "F64";
+    case ElemType::i32: return "I32";
+    case ElemType::i64: return "I64";
+  }
+  return "?";
+}
+
+int elem_size(ElemType t) {
+  switch (t) {
+    case ElemType::f16:
+    case ElemType::bf16: return 2;
+    case ElemType::f32:
+    case ElemType::i32: return 4;
+    case ElemType::f64:
+    case ElemType::i64: return 8;
+  }
+  return 1;
+}
+
+std::int64_t Tensor::numel() const {
+  std::int64_t n = 1;
+  for (std::int64_t d : shape) n *= d;
+  return n;
+}
+
+double Tensor::get(std::int64_t i) const {
+  const unsigned char* p = bytes.data() + i * elem_size(type);
+  switch (type) {
+    case ElemType::f16: {
+      std::uint16_t u;
+      std::memcpy(&u, p, 2);
+      return half_to_float(u);
+    }
+    case ElemType::bf16: {
+      std::uint16_t u;
+      std::memcpy(&u, p, 2);
+      return bf16_to_float(u);
+    }
+    case ElemType::f32: {
+      float f;
+      std::memcpy(&f, p, 4);
+      return f;
+    }
+    case ElemType::f64: {
+      double d;
+      std::memcpy(&d, p, 8);
+      return d;
+    }
+    case ElemType::i32: {
+      std::int32_t v;
+      std::memcpy(&v, p, 4);
+      return v;
+    }
+    case ElemType::i64: {
+      std::int64_t v;
+      std::memcpy(&v, p, 8);
+      return static_cast<double>(v);
+    }
+  }
+  return 0.0;
+}
+
+std::string Tensor::shape_string() const {
+  std::ostringstream s;
+  s << "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) s << (i ? ", " : "") << shape[i];
+  s << "]";
+  return s.str();
+}
+
+const Tensor* TraceFile::find(const std::string& name) const {
+  const auto it = tensors.find(name);
+  return it == tensors.end() ? nullptr : &it->second;
+}
+
+const Tensor& TraceFile::require(const std::string& name) const {
+  if (const Tensor* t = find(name)) return *t;
+  throw TraceError(path + ": tensor '" + name + "' is missing");
+}
+
+const std::string& TraceFile::meta(const std::string& key) const {
+  const auto it = metadata.find(key);
+  if (it == metadata.end()) throw TraceError(path + ": metadata '" + key + "' is missing");
+  return it->second;
+}
+
+namespace {
+
+// Bytes of a tensor of `shape` and element size `size`; TraceError when a dimension is negative
+// or the product overflows (no tensor of a real trace comes near 2^62 bytes).
+std::int64_t checked_bytes(const std::string& where, const std::vector<std::int64_t>& shape, int size) {
+  constexpr std::int64_t kMax = std::int64_t(1) << 62;
+  std::int64_t n = size;
+  for (std::int64_t d : shape) {
+    if (d < 0) throw TraceError(where + ": negative dimension in the shape");
+    if (d != 0 && n > kMax / d) throw TraceError(where + ": the shape's size overflows");
+    n *= d;
+  }
+  return n;
+}
+
+std::vector<unsigned char> read_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw TraceError(path + ": cannot open for reading");
+  f.seekg(0, std::ios::end);
+  const std::streamoff size = f.tellg();
+  if (size < 0) throw TraceError(path + ": cannot read its size");
+  f.seekg(0);
+  std::vector<unsigned char> data(static_cast<std::size_t>(size));
+  if (size > 0 && !f.read(reinterpret_cast<char*>(data.data()), size))
+    throw TraceError(path + ": read failed");
+  return data;
+}
+
+ElemType parse_safetensors_dtype(const std::string& where, const std::string& s) {
+  for (ElemType t : {ElemType::f16, ElemType::bf16, ElemType::f32, ElemType::f64, ElemType::i32, ElemType::i64})
+    if (s == safetensors_name(t)) return t;
+  throw TraceError(where + ": dtype '" + s + "' is not supported (F16, BF16, F32, F64, I32, I64)");
+}
+
+std::int64_t json_int(const std::string& where, const nlohmann::json& v, const char* what) {
+  if (!v.is_number_integer()) throw TraceError(where + ": " + what + " must be an integer");
+  if (v.is_number_unsigned()) {
+    const auto u = v.get<std::uint64_t>();
+    if (u > std::uint64_t(std::numeric_limits<std::int64_t>::max()))
+      throw TraceError(where + ": " + what + " is out of range");
+    return static_cast<std::int64_t>(u);
+  }
+  return v.get<std::int64_t>();
+}
+
+}  // namespace
+
+TraceFile parse_safetensors(const std::string& name, const std::vector<unsigned char>& file) {
+  TraceFile t;
+  t.path = name;
+  if (file.size() < 8) throw TraceError(name + ": truncated: shorter than the 8-byte header length");
+  std::uint64_t header_len = 0;
+  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | file[std::size_t(i)];
+  const std::uint64_t rest = file.size() - 8;
+  if (header_len > rest)
+    throw TraceError(name + ": truncated: the header length (" + std::to_string(header_len) +
+                     " bytes) exceeds the file (" + std::to_string(rest) + " bytes after it)");
+  if (header_len > std::uint64_t(kMaxHeaderBytes))
+    throw TraceError(name + ": the header length (" + std::to_string(header_len) + " bytes) exceeds " +
+                     std::to_string(kMaxHeaderBytes) + " bytes");
+  nlohmann::json header;
+  try {
+    header = nlohmann::json::parse(file.begin() + 8, file.begin() + 8 + std::ptrdiff_t(header_len));
+  } catch (const nlohmann::json::exception& e) {
+    throw TraceError(name + ": the header is not valid JSON: " + e.what());
+  }
+  if (!header.is_object()) throw TraceError(name + ": the header is not a JSON object");
+  const std::size_t data_begin = 8 + std::size_t(header_len);
+  const std::int64_t data_len = std::int64_t(file.size() - data_begin);
+  for (auto it = header.begin(); it != header.end(); ++it) {
+    const std::string& key = it.key();
+    if (key == "__metadata__") {
+      if (!it->is_object()) throw TraceError(name + ": __metadata__ is not an object");
+      for (auto m = it->begin(); m != it->end(); ++m) {
+        if (!m->is_string())
+          throw TraceError(name + ": metadata '" + m.key() + "' is not a string (safetensors metadata holds strings)");
+        t.metadata[m.key()] = m->get<std::string>();
+      }
+      continue;
+    }
+    const std::string where = name + ": tensor '" + key + "'";
+    const nlohmann::json& e = *it;
+    if (!e.is_object() || !e.contains("dtype") || !e.contains("shape") || !e.contains("data_offsets"))
+      throw TraceError(where + ": expected an object with dtype, shape and data_offsets");
+    if (!e["dtype"].is_string()) throw TraceError(where + ": dtype must be a string");
+    Tensor tensor;
+    tensor.name = key;
+    tensor.type = parse_safetensors_dtype(where, e["dtype"].get<std::string>());
+    if (!e["shape"].is_array()) throw TraceError(where + ": shape must be an array");
+    for (const auto& d : e["shape"]) tensor.shape.push_back(json_int(where, d, "a dimension"));
+    const std::int64_t bytes = checked_bytes(where, tensor.shape, elem_size(tensor.type));
+    const auto& off = e["data_offsets"];
+    if (!off.is_array() || off.size() != 2) throw TraceError(where + ": data_offsets must be [begin, end]");
+    const std::int64_t b = json_int(where, off[0], "data_offsets[0]");
+    const std::int64_t en = json_int(where, off[1], "data_offsets[1]");
+    if (b < 0 || en < b || en > data_len)
+      throw TraceError(where + ": data_offsets [" + std::to_string(b) + ", " + std::to_string(en) +
+                       "] point outside the data (" + std::to_string(data_len) + " bytes)");
+    if (en - b != bytes)
+      throw TraceError(where + ": data_offsets span " + std::to_string(en - b) + " bytes, but " +
+                       safetensors_name(tensor.type) + " " + tensor.shape_string() + " needs " +
+                       std::to_string(bytes));
+    tensor.bytes.assign(file.begin() + std::ptrdiff_t(data_begin + std::size_t(b)),
+                        file.begin() + std::ptrdiff_t(data_begin + std::size_t(en)));
+    t.tensors[key] = std::move(tensor);
+  }
+  return t;
+}
+
+TraceFile read_safetensors(const std::string& path) { return parse_safetensors(path, read_file(path)); }
+
+namespace {
+
+// The value of 'key': ... in a .npy header dict, up to the next top-level comma or brace.
+std::string npy_field(const std::string& where, const std::string& header, const std::string& key) {
+  const std::string quoted[] = {"'" + key + "'", "\"" + key + "\""};
+  std::size_t at = std::string::npos;
+  for (const std::string& q : quoted)
+    if ((at = header.find(q)) != std::string::npos) {
+      at += q.size();
+      break;
+    }
+  if (at == std::string::npos) throw TraceError(where + ": the .npy header has no '" + key + "'");
+  at = header.find(':', at);
+  if (at == std::string::npos) throw TraceError(where + ": the .npy header is malformed at '" + key + "'");
+  ++at;
+  while (at < header.size() && header[at] == ' ') ++at;
+  std::size_t end = at;
+  if (at < header.size() && header[at] == '(') {
+    end = header.find(')', at);
+    if (end == std::string::npos) throw TraceError(where + ": the .npy shape is not closed");
+    return header.substr(at, end - at + 1);
+  }
+  while (end < header.size() && header[end] != ',' && header[end] != '}') ++end;
+  std::string v = header.substr(at, end - at);
+  while (!v.empty() && v.back() == ' ') v.pop_back();
+  return v;
+}
+
+ElemType parse_npy_descr(const std::string& where, std::string d) {
+  if (d.size() >= 2 && (d.front() == '\'' || d.front() == '"')) d = d.substr(1, d.size() - 2);
+  if (d == "<f2") return ElemType::f16;
+  if (d == "<u2") return ElemType::bf16;  // numpy has no bfloat16: its bits as uint16
+  if (d == "<f4") return ElemType::f32;
+  if (d == "<f8") return ElemType::f64;
+  if (d == "<i4") return ElemType::i32;
+  if (d == "<i8") return ElemType::i64;
+  throw TraceError(where + ": .npy dtype '" + d +
+                   "' is not supported (little-endian <f2, <u2 as bfloat16 bits, <f4, <f8, <i4, <i8)");
+}
+
+}  // namespace
+
+Tensor parse_npy(const std::string& name, const std::string& tensor, const std::vector<unsigned char>& file) {
+  const std::string where = name + ": tensor '" + tensor + "'";
+  static const unsigned char magic[] = {0x93, 'N', 'U', 'M', 'P', 'Y'};
+  if (file.size() < 10 || !std::equal(magic, magic + 6, file.begin()))
+    throw TraceError(where + ": not a .npy file (no \\x93NUMPY magic, or truncated)");
+  const int major = file[6];
+  std::size_t header_len = 0, header_at = 0;
+  if (major == 1) {
+    header_len = std::size_t(file[8]) | std::size_t(file[9]) << 8;
+    header_at = 10;
+  } else if (major == 2 || major == 3) {
+    if (file.size() < 12) throw TraceError(where + ": truncated .npy header");
+    header_len = std::size_t(file[8]) | std::size_t(file[9]) << 8 | std::size_t(file[10]) << 16 |
+                 std::size_t(file[11]) << 24;
+    header_at = 12;
+  } else {
+    throw TraceError(where + ": .npy format version " + std::to_string(major) + " is not supported");
+  }
+  if (header_len > file.size() - header_at)
+    throw TraceError(where + ": truncated: the .npy header length exceeds the file");
+  const std::string header(file.begin() + std::ptrdiff_t(header_at),
+                           file.begin() + std::ptrdiff_t(header_at + header_len));
+  Tensor t;
+  t.name = tensor;
+  t.type = parse_npy_descr(where, npy_field(where, header, "descr"));
+  const std::string fortran = npy_field(where, header, "fortran_order");
+  if (fortran == "True") throw TraceError(where + ": Fortran-ordered arrays are not supported (save C-contiguous)");
+  if (fortran != "False") throw TraceError(where + ": fortran_order must be True or False");
+  const std::string shape = npy_field(where, header, "shape");
+  if (shape.size() < 2 || shape.front() != '(' || shape.back() != ')')
+    throw TraceError(where + ": the .npy shape is not a tuple");
+  std::stringstream dims(shape.substr(1, shape.size() - 2));
+  std::string item;
+  while (std::getline(dims, item, ',')) {
+    item.erase(std::remove(item.begin(), item.end(), ' '), item.end());
+    if (item.empty()) continue;
+    if (item.find_first_not_of("0123456789") != std::string::npos || item.size() > 18)
+      throw TraceError(where + ": the .npy shape has a bad dimension '" + item + "'");
+    t.shape.push_back(std::stoll(item));
+  }
+  const std::int64_t bytes = checked_bytes(where, t.shape, elem_size(t.type));
+  const std::size_t data_at = header_at + header_len;
+  const std::uint64_t have = file.size() - data_at;
+  if (have != std::uint64_t(bytes))
+    throw TraceError(where + ": the .npy data holds " + std::to_string(have) + " bytes, but " +
+                     safetensors_name(t.type) + " " + t.shape_string() + " needs " + std::to_string(bytes));
+  t.bytes.assign(file.begin() + std::ptrdiff_t(data_at), file.end());
+  return t;
+}
+
+TraceFile read_npy_dir(const std::string& dir) {
+  TraceFile t;
+  t.path = dir;
+  const fs::path meta = fs::path(dir) / "meta.json";
+  const std::vector<unsigned char> meta_bytes = read_file(meta.string());
+  if (std::int64_t(meta_bytes.size()) > kMaxHeaderBytes) throw TraceError(meta.string() + ": too large");
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(meta_bytes.begin(), meta_bytes.end());
+  } catch (const nlohmann::json::exception& e) {
+    throw TraceError(meta.string() + ": not valid JSON: " + e.what());
+  }
+  if (!j.is_object()) throw TraceError(meta.string() + ": not a JSON object");
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    if (it->is_string()) t.metadata[it.key()] = it->get<std::string>();
+    else if (it->is_number_integer()) t.metadata[it.key()] = std::to_string(it->get<std::int64_t>());
+    else if (it->is_number()) t.metadata[it.key()] = it->dump();
+    else throw TraceError(meta.string() + ": '" + it.key() + "' must be a string or a number");
+  }
+  std::vector<fs::path> files;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().extension() == ".npy") files.push_back(e.path());
+  std::sort(files.begin(), files.end());
+  for (const fs::path& f : files) {
+    const std::string tensor = f.stem().string();
+    t.tensors[tensor] = parse_npy(f.string(), tensor, read_file(f.string()));
+  }
+  return t;
+}
+
+TraceFile read_trace(const std::string& path) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) return read_npy_dir(path);
+  if (!fs::exists(path, ec)) throw TraceError(path + ": no such file or directory");
+  return read_safetensors(path);
+}
+
+std::vector<std::string> find_traces(const std::vector<std::string>& paths) {
+  std::vector<std::string> out;
+  for (const std::string& p : paths) {
+    std::error_code ec;
+    if (!fs::exists(p, ec)) throw TraceError(p + ": no such file or directory");
+    if (!fs::is_directory(p, ec) || fs::exists(fs::path(p) / "meta.json", ec)) {
+      out.push_back(p);
+      continue;
+    }
+    std::vector<std::string> found;
+    for (const auto& e : fs::directory_iterator(p, ec)) {
+      if (e.path().extension() == ".safetensors" ||
+          (e.is_directory() && fs::exists(e.path() / "meta.json", ec)))
+        found.push_back(e.path().string());
+    }
+    if (found.empty())
+      throw TraceError(p + ": holds no trace (.safetensors files or directories with meta.json)");
+    std::sort(found.begin(), found.end());
+    out.insert(out.end(), found.begin(), found.end());
+  }
+  return out;
+}
+
+}  // namespace attnscope::trace

@@ -1,0 +1,495 @@
+// Engine traces: the writers and readers round trip, every reader error class is a TraceError
+// naming what is wrong, a correct engine passes, and each planted bug is named by the diagnosis.
+// The "engine" here is a naive attention loop written for these tests, independent of the
+// references and of the diagnosis.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <string>
+
+#include "attnscope/core/inputs.hpp"
+#include "attnscope/core/random.hpp"
+#include "attnscope/core/trace.hpp"
+#include "attnscope/core/trace_writer.hpp"
+#include "attnscope/reference/trace_check.hpp"
+
+namespace attnscope::trace {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string scratch(const std::string& name) {
+  const fs::path dir = fs::temp_directory_path() / "attnscope_test_trace";
+  fs::create_directories(dir);
+  return (dir / name).string();
+}
+
+// What a planted engine does differently from the declared semantics.
+struct Engine {
+  std::function<int(int h)> kv_head;             // default: h / group
+  std::int64_t shift = 0;                        // window moved by this many positions
+  std::int64_t extra = 0;                        // keys past the window's end attended too
+  double scale = 0.0;                            // 0: the declared scale
+  bool no_max_shift = false;                     // exp(s) in the accumulation format, no shift
+  const std::vector<std::int32_t>* table = nullptr;  // paged: the block table it reads
+  int layer = -1;                                // -1: the declared layer
+};
+
+struct Outputs {
+  std::vector<double> scores, probs, out, lse;
+};
+
+// Naive attention in double as the planted engine computes it.
+Outputs engine_outputs(const AttentionInputs& in, const Engine& e) {
+  const Problem& p = in.problem;
+  KvAddressing a = in.layout.addressing();
+  if (e.layer >= 0) a.layer_offset = e.layer * in.layout.layer_elems();
+  if (e.table) a.block_table = e.table->data();
+  const double scale = e.scale > 0.0 ? e.scale : p.effective_scale();
+  const std::int64_t W = p.window + e.extra;
+  Outputs o;
+  o.scores.assign(std::size_t(p.score_elems()), 0.0);
+  o.probs.assign(std::size_t(p.score_elems()), 0.0);
+  o.out.assign(std::size_t(p.out_elems()), 0.0);
+  o.lse.assign(std::size_t(p.lse_elems()), 0.0);
+  for (int b = 0; b < p.batch; ++b)
+    for (int h = 0; h < p.q_heads; ++h)
+      for (int t = 0; t < p.q_len; ++t) {
+        const int kvh = e.kv_head ? e.kv_head(h) : h / p.group();
+        const std::int64_t start = p.window_start(t) + e.shift;
+        std::vector<double> s(static_cast<std::size_t>(W));
+        double m = -INFINITY;
+        for (std::int64_t j = 0; j < W; ++j) {
+          double dot = 0.0;
+          for (int d = 0; d < p.head_dim; ++d)
+            dot += in.q.get(in.q_offset(b, t, h) + d) * in.k.get(a.offset(b, kvh, start + j) + d);
+          s[std::size_t(j)] = dot * scale;
+          m = std::max(m, s[std::size_t(j)]);
+        }
+        const DType acc = accum_dtype(p.accum);
+        double l = 0.0;
+        std::vector<double> w(static_cast<std::size_t>(W));
+        for (std::int64_t j = 0; j < W; ++j) {
+          w[std::size_t(j)] = e.no_max_shift ? round_to(acc, std::exp(s[std::size_t(j)])) : std::exp(s[std::size_t(j)] - m);
+          l = e.no_max_shift ? round_to(acc, l + w[std::size_t(j)]) : l + w[std::size_t(j)];
+        }
+        const std::int64_t row = (std::int64_t(b) * p.q_heads + h) * p.q_len + t;
+        for (std::int64_t j = 0; j < std::min(W, p.window); ++j) {
+          o.scores[std::size_t(row * p.window + j)] = s[std::size_t(j)];
+          o.probs[std::size_t(row * p.window + j)] = w[std::size_t(j)] / l;
+        }
+        o.lse[std::size_t(row)] = e.no_max_shift ? std::log(l) : m + std::log(l);
+        for (int d = 0; d < p.head_dim; ++d) {
+          double acc_d = 0.0;
+          for (std::int64_t j = 0; j < W; ++j)
+            acc_d += w[std::size_t(j)] / l * in.v.get(a.offset(b, kvh, start + j) + d);
+          o.out[std::size_t(in.q_offset(b, t, h) + d)] = acc_d;
+        }
+      }
+  return o;
+}
+
+std::vector<unsigned char> encode(DType t, const std::vector<double>& v) {
+  HostTensor h(t, {std::int64_t(v.size())});
+  for (std::size_t i = 0; i < v.size(); ++i) h.set(std::int64_t(i), v[i]);
+  const auto* p = static_cast<const unsigned char*>(h.data());
+  return std::vector<unsigned char>(p, p + h.bytes());
+}
+
+attnscope_trace::DType writer_dtype(DType t) {
+  return t == DType::fp16 ? attnscope_trace::DType::F16
+         : t == DType::bf16 ? attnscope_trace::DType::BF16
+                            : attnscope_trace::DType::F32;
+}
+
+// Holds the buffers a TraceWriter points at until it has written.
+struct Written {
+  std::vector<std::vector<unsigned char>> buffers;
+  std::vector<std::int32_t> table;
+};
+
+// Writes a trace point declaring `in`'s problem and layout, recording `o` (which of its parts:
+// "scores", "probs", "out", "lse").
+std::string write_point(const std::string& name, const AttentionInputs& in, const Outputs& o,
+                        const std::vector<std::string>& parts, bool npy = false,
+                        const std::map<std::string, std::string>& extra_meta = {}) {
+  const Problem& p = in.problem;
+  const KvLayoutSpec& l = in.layout.spec();
+  Written w;
+  attnscope_trace::TraceWriter tw;
+  tw.metadata("layout", std::string(to_string(l.kind)))
+      .metadata("layer", std::to_string(l.layer))
+      .metadata("seq_len", std::to_string(p.seq_len))
+      .metadata("window", std::to_string(p.window))
+      .metadata("accumulation", std::string(to_string(p.accum)))
+      .metadata("engine", "test")
+      .metadata("step", "0");
+  if (p.scale != 0.0) tw.metadata("scale", std::to_string(p.scale));
+  for (const auto& kv : extra_meta) tw.metadata(kv.first, kv.second);
+  const attnscope_trace::DType in_t = writer_dtype(p.input);
+  tw.tensor("q", in_t, {p.batch, p.q_len, p.q_heads, p.head_dim}, in.q.data());
+  std::vector<std::int64_t> cache;
+  const std::int64_t L = l.layers, B = p.batch, H = p.kv_heads, D = p.head_dim;
+  const std::int64_t cap = l.seq_capacity ? l.seq_capacity : p.seq_len;
+  if (l.kind == KvLayoutKind::bhsd) cache = {L, B, H, cap, D};
+  else if (l.kind == KvLayoutKind::bshd) cache = {L, B, cap, H, D};
+  else cache = {L, in.layout.layer_elems() / (std::int64_t(l.page_size) * H * D), l.page_size, H, D};
+  tw.tensor("k_cache", in_t, cache, in.k.data());
+  tw.tensor("v_cache", in_t, cache, in.v.data());
+  if (l.kind == KvLayoutKind::paged) {
+    w.table = in.layout.block_table();
+    tw.tensor("block_table", attnscope_trace::DType::I32, {B, in.layout.addressing().pages_per_seq}, w.table.data());
+  }
+  w.buffers.reserve(4);
+  for (const std::string& part : parts) {
+    if (part == "scores" || part == "probs") {
+      w.buffers.push_back(encode(DType::fp32, part == "scores" ? o.scores : o.probs));
+      tw.tensor(part, attnscope_trace::DType::F32, {B, p.q_heads, p.q_len, p.window}, w.buffers.back().data());
+    } else if (part == "out") {
+      w.buffers.push_back(encode(p.output, o.out));
+      tw.tensor("out", writer_dtype(p.output), {B, p.q_len, p.q_heads, D}, w.buffers.back().data());
+    } else {
+      w.buffers.push_back(encode(DType::fp32, o.lse));
+      tw.tensor("lse", attnscope_trace::DType::F32, {B, p.q_heads, p.q_len}, w.buffers.back().data());
+    }
+  }
+  const std::string path = scratch(name + (npy ? "" : ".safetensors"));
+  if (npy) {
+    fs::remove_all(path);
+    tw.write_npy_dir(path);
+  } else {
+    tw.write_safetensors(path);
+  }
+  return path;
+}
+
+AttentionInputs inputs(KvLayoutKind kind, Accum acc = Accum::fp32, Distribution dist = Distribution::normal) {
+  Problem p;
+  p.batch = 2;
+  p.q_heads = 8;
+  p.kv_heads = 2;
+  p.q_len = 2;
+  p.window = 40;
+  p.seq_len = 52;
+  p.head_dim = 64;
+  p.accum = acc;
+  KvLayoutSpec l;
+  l.kind = kind;
+  l.layers = 3;
+  l.layer = 2;
+  if (kind == KvLayoutKind::paged) {
+    l.page_size = 8;
+    l.spare_pages = 3;
+  } else {
+    l.seq_capacity = p.seq_len + 12;  // tail slots beyond seq_len hold other data
+  }
+  DataSpec d;
+  d.dist = dist;
+  return make_inputs(p, l, d);
+}
+
+const std::vector<std::string> kAll = {"scores", "probs", "out", "lse"};
+
+bool named(const PointReport& r, const std::string& h) {
+  return std::find(r.diagnosis.begin(), r.diagnosis.end(), h) != r.diagnosis.end();
+}
+
+std::string diagnosis_of(const PointReport& r) {
+  std::string s;
+  for (const std::string& d : r.diagnosis) s += d + "; ";
+  return s;
+}
+
+TEST(TraceFormat, WriterAndReaderRoundTripBothForms) {
+  const AttentionInputs in = inputs(KvLayoutKind::paged);
+  const Outputs o = engine_outputs(in, {});
+  for (bool npy : {false, true}) {
+    SCOPED_TRACE(npy ? "npy" : "safetensors");
+    const TraceFile t = read_trace(write_point("roundtrip", in, o, kAll, npy));
+    EXPECT_EQ(t.meta("layout"), "paged");
+    EXPECT_EQ(t.meta("seq_len"), "52");
+    EXPECT_EQ(t.require("q").type, ElemType::f16);
+    EXPECT_EQ(t.require("q").bytes.size(), in.q.bytes());
+    EXPECT_EQ(0, std::memcmp(t.require("q").bytes.data(), in.q.data(), in.q.bytes()));
+    EXPECT_EQ(0, std::memcmp(t.require("k_cache").bytes.data(), in.k.data(), in.k.bytes()));
+    EXPECT_EQ(t.require("block_table").type, ElemType::i32);
+    ASSERT_EQ(t.require("block_table").numel(), std::int64_t(in.layout.block_table().size()));
+    for (std::int64_t i = 0; i < t.require("block_table").numel(); ++i)
+      EXPECT_EQ(t.require("block_table").get(i), in.layout.block_table()[std::size_t(i)]);
+    EXPECT_EQ(t.require("scores").get(5), float(o.scores[5]));
+  }
+}
+
+TEST(TraceCheck, CorrectEngineIsWithinBudgetOnEveryLayout) {
+  for (KvLayoutKind kind : {KvLayoutKind::bhsd, KvLayoutKind::bshd, KvLayoutKind::paged}) {
+    for (Accum acc : {Accum::fp32, Accum::fp16}) {
+      SCOPED_TRACE(std::string(to_string(kind)) + " " + std::string(to_string(acc)));
+      const AttentionInputs in = inputs(kind, acc);
+      const PointReport r = check_trace(read_trace(write_point("correct", in, engine_outputs(in, {}), kAll)));
+      EXPECT_TRUE(r.pass) << format_point(r);
+      EXPECT_EQ(r.checks.size(), 5u);
+      EXPECT_TRUE(r.first_failing_stage.empty());
+      EXPECT_EQ(r.record["qk_max_diff"].is_number(), true);
+      EXPECT_TRUE(r.record.contains("attn_out_mae"));
+    }
+  }
+  const AttentionInputs in = inputs(KvLayoutKind::bshd);
+  CheckOptions quad;
+  quad.quad = true;
+  EXPECT_TRUE(check_trace(read_trace(write_point("correct_npy", in, engine_outputs(in, {}), {"out"}, true)), quad).pass);
+}
+
+struct Planting {
+  const char* name;
+  KvLayoutKind kind;
+  Accum acc;
+  Distribution dist;
+  std::function<Engine(const AttentionInputs&)> engine;
+  std::vector<std::string> parts;
+  std::string expected;  // a hypothesis diagnosis must name
+  std::string stage;     // the first failing stage
+};
+
+TEST(TraceCheck, EveryPlantedBugIsNamed) {
+  std::vector<std::int32_t> identity;
+  const std::vector<Planting> plantings = {
+      {"layer0", KvLayoutKind::bshd, Accum::fp32, Distribution::normal,
+       [](const AttentionInputs&) { Engine e; e.layer = 0; return e; }, kAll, "kv_layer:0", "qk"},
+      {"layer1_out_only", KvLayoutKind::bhsd, Accum::fp32, Distribution::normal,
+       [](const AttentionInputs&) { Engine e; e.layer = 1; return e; }, {"out"}, "kv_layer:1", "attn_out"},
+      {"gqa", KvLayoutKind::bhsd, Accum::fp32, Distribution::normal,
+       [](const AttentionInputs& in) { Engine e; e.kv_head = [kv = in.problem.kv_heads](int h) { return h % kv; }; return e; },
+       {"out", "lse"}, "gqa_interleaved", "attn_out"},
+      {"shift", KvLayoutKind::bshd, Accum::fp32, Distribution::normal,
+       [](const AttentionInputs&) { Engine e; e.shift = -2; return e; }, kAll, "window_shift:-2", "qk"},
+      {"scale_missing", KvLayoutKind::bhsd, Accum::fp32, Distribution::normal,
+       [](const AttentionInputs&) { Engine e; e.scale = 1.0; return e; }, {"out"}, "scale:1", "attn_out"},
+      {"scale_squared", KvLayoutKind::bhsd, Accum::fp32, Distribution::normal,
+       [](const AttentionInputs& in) { Engine e; e.scale = in.problem.effective_scale() * in.problem.effective_scale(); return e; },
+       {"scores", "out"}, "scale:0.015625", "qk"},
+      {"stale", KvLayoutKind::bhsd, Accum::fp32, Distribution::normal,
+       [](const AttentionInputs&) { Engine e; e.extra = 3; return e; }, {"out"}, "stale_positions", "attn_out"},
+      {"no_max_shift", KvLayoutKind::bshd, Accum::fp16, Distribution::large_logits,
+       [](const AttentionInputs&) { Engine e; e.no_max_shift = true; return e; }, {"out"}, "no_max_shift", "attn_out"},
+  };
+  for (const Planting& pl : plantings) {
+    SCOPED_TRACE(pl.name);
+    const AttentionInputs in = inputs(pl.kind, pl.acc, pl.dist);
+    const PointReport r = check_trace(read_trace(write_point(pl.name, in, engine_outputs(in, pl.engine(in)), pl.parts)));
+    EXPECT_FALSE(r.pass);
+    EXPECT_EQ(r.first_failing_stage, pl.stage) << format_point(r);
+    EXPECT_TRUE(named(r, pl.expected)) << diagnosis_of(r) << "\n" << format_point(r);
+    EXPECT_EQ(r.record["first_failing_stage"], pl.stage);
+  }
+  // A paged cache read as if its pages were in order.
+  const AttentionInputs in = inputs(KvLayoutKind::paged);
+  std::vector<std::int32_t> table(in.layout.block_table().size());
+  for (std::size_t i = 0; i < table.size(); ++i) table[i] = static_cast<std::int32_t>(i);
+  Engine e;
+  e.table = &table;
+  const PointReport r = check_trace(read_trace(write_point("table", in, engine_outputs(in, e), {"out"})));
+  EXPECT_TRUE(named(r, "block_table_ignored")) << diagnosis_of(r) << "\n" << format_point(r);
+  // A bug none of the hypotheses describes: a wrong output sign.
+  Outputs o = engine_outputs(in, {});
+  for (double& x : o.out) x = -x;
+  const PointReport none = check_trace(read_trace(write_point("none", in, o, {"out"})));
+  ASSERT_EQ(none.diagnosis.size(), 1u);
+  EXPECT_EQ(none.diagnosis[0], kNoHypothesis);
+}
+
+TEST(TraceCheck, NanInTheOutputIsAFailureNotAnError) {
+  const AttentionInputs in = inputs(KvLayoutKind::bhsd);
+  Outputs o = engine_outputs(in, {});
+  o.out[17] = std::nan("");
+  const PointReport r = check_trace(read_trace(write_point("nan", in, o, {"out"})));
+  EXPECT_FALSE(r.pass);
+  EXPECT_EQ(r.checks.back().metrics.nan_count, 1);
+  EXPECT_NE(format_point(r).find("1 NaN"), std::string::npos);
+}
+
+// Each class of bad input is a TraceError whose message names the file, the tensor and the fault.
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const TraceError& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    return std::string("not a TraceError: ") + e.what();
+  }
+  return "no error";
+}
+
+std::vector<unsigned char> bytes_of(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::vector<unsigned char>(std::istreambuf_iterator<char>(f), {});
+}
+
+void put(const std::string& path, const std::vector<unsigned char>& b) {
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f.write(reinterpret_cast<const char*>(b.data()), std::streamsize(b.size()));
+}
+
+// The file with its JSON header replaced by `header` (the data kept).
+std::vector<unsigned char> with_header(const std::vector<unsigned char>& file, std::string header) {
+  std::uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | file[std::size_t(i)];
+  std::vector<unsigned char> out;
+  out.reserve(8 + header.size() + file.size());
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<unsigned char>(header.size() >> (8 * i)));
+  for (char ch : header) out.push_back(static_cast<unsigned char>(ch));
+  for (std::size_t i = 8 + std::size_t(n); i < file.size(); ++i) out.push_back(file[i]);
+  return out;
+}
+
+std::string header_of(const std::vector<unsigned char>& file) {
+  std::uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | file[std::size_t(i)];
+  return std::string(file.begin() + 8, file.begin() + 8 + std::ptrdiff_t(n));
+}
+
+std::string replaced(std::string s, const std::string& from, const std::string& to) {
+  const auto at = s.find(from);
+  EXPECT_NE(at, std::string::npos) << from;
+  if (at != std::string::npos) s.replace(at, from.size(), to);
+  return s;
+}
+
+TEST(TraceErrors, EveryBadInputIsNamed) {
+  const AttentionInputs in = inputs(KvLayoutKind::bhsd);
+  const Outputs o = engine_outputs(in, {});
+  const std::string good = write_point("good", in, o, {"out"});
+  const std::vector<unsigned char> file = bytes_of(good);
+  const std::string header = header_of(file);
+  auto parse = [&](const std::vector<unsigned char>& b) {
+    return error_of([&] { (void)check_trace(parse_safetensors("x.safetensors", b)); });
+  };
+  auto contains = [](const std::string& msg, const std::string& what) {
+    return msg.find(what) != std::string::npos && msg.find("x.safetensors") != std::string::npos;
+  };
+  // Truncated, and lengths or offsets outside the file.
+  EXPECT_TRUE(contains(parse({1, 2, 3}), "truncated")) << parse({1, 2, 3});
+  EXPECT_TRUE(contains(parse(std::vector<unsigned char>(file.begin(), file.begin() + 100)), "truncated"));
+  EXPECT_TRUE(contains(parse(std::vector<unsigned char>(file.begin(), file.end() - 10)), "outside the data"));
+  std::vector<unsigned char> long_header = file;
+  long_header[6] = 0x7f;
+  EXPECT_TRUE(contains(parse(long_header), "header length"));
+  EXPECT_TRUE(contains(parse(with_header(file, "{not json")), "not valid JSON"));
+  EXPECT_TRUE(contains(parse(with_header(file, "[1, 2]")), "not a JSON object"));
+  // Unknown dtype, a shape that contradicts the offsets, negative dimensions.
+  EXPECT_TRUE(contains(parse(with_header(file, replaced(header, "\"dtype\":\"F16\"", "\"dtype\":\"Q7\""))), "dtype 'Q7'"));
+  const std::string q_shape = "[" + std::to_string(in.problem.batch) + "," + std::to_string(in.problem.q_len) + ",";
+  EXPECT_TRUE(contains(parse(with_header(file, replaced(header, "\"shape\":" + q_shape, "\"shape\":[3," + std::to_string(in.problem.q_len) + ","))),
+                       "needs"));
+  EXPECT_TRUE(contains(parse(with_header(file, replaced(header, "\"shape\":" + q_shape, "\"shape\":[-2,"))), "negative"));
+  // Shapes that contradict each other or the metadata; missing tensors and metadata.
+  auto rewrite = [&](const std::string& from, const std::string& to) {
+    return parse(with_header(file, replaced(header, from, to)));
+  };
+  EXPECT_TRUE(contains(rewrite("\"window\":\"40\"", "\"window\":\"400\""), "window"));
+  EXPECT_TRUE(contains(rewrite("\"layer\":\"2\"", "\"layer\":\"5\""), "layer"));
+  EXPECT_TRUE(contains(rewrite("\"layout\":\"bhsd\"", "\"layout\":\"bsdh\""), "bhsd, bshd or paged"));
+  EXPECT_TRUE(contains(rewrite("\"accumulation\":\"fp32\"", "\"accumulation\":\"fp8\""), "accumulation"));
+  EXPECT_TRUE(contains(rewrite("\"seq_len\":\"52\"", "\"seq_len\":\"5x2\""), "not an integer"));
+  EXPECT_TRUE(contains(rewrite("\"seq_len\":\"52\"", "\"seq_len\":\"500\""), "seq_capacity"));
+  EXPECT_TRUE(contains(rewrite("\"seq_len\":\"52\",", ""), "'seq_len' is missing"));
+  EXPECT_TRUE(contains(rewrite("\"q\":", "\"query\":"), "unknown tensor 'query'"));
+  EXPECT_TRUE(contains(rewrite("\"v_cache\":", "\"v_cash\":"), "unknown tensor"));
+  EXPECT_TRUE(contains(rewrite("\"k_cache\":{\"dtype\":\"F16\"", "\"k_cache\":{\"dtype\":\"BF16\""), "one input format"));
+  // A directory that is no trace, a path that does not exist.
+  EXPECT_NE(error_of([&] { (void)find_traces({scratch("no_such_dir")}); }).find("no such file"), std::string::npos);
+  fs::create_directories(scratch("empty_dir"));
+  EXPECT_NE(error_of([&] { (void)find_traces({scratch("empty_dir")}); }).find("holds no trace"), std::string::npos);
+  // .npy: bad magic, Fortran order, data size.
+  const std::string dir = write_point("npy_bad", in, o, {"out"}, true);
+  std::vector<unsigned char> npy = bytes_of(dir + "/out.npy");
+  std::vector<unsigned char> bad = npy;
+  bad[1] = 'X';
+  EXPECT_NE(error_of([&] { (void)parse_npy("d", "out", bad); }).find("not a .npy file"), std::string::npos);
+  bad = npy;
+  const std::string h(npy.begin() + 10, npy.begin() + 60);
+  const auto at = h.find("False");
+  ASSERT_NE(at, std::string::npos);
+  std::memcpy(bad.data() + 10 + at, "True ", 5);
+  EXPECT_NE(error_of([&] { (void)parse_npy("d", "out", bad); }).find("Fortran"), std::string::npos);
+  bad = std::vector<unsigned char>(npy.begin(), npy.end() - 2);
+  EXPECT_NE(error_of([&] { (void)parse_npy("d", "out", bad); }).find("needs"), std::string::npos);
+  put(dir + "/meta.json", {'{', '1'});
+  EXPECT_NE(error_of([&] { (void)read_trace(dir); }).find("meta.json: not valid JSON"), std::string::npos);
+}
+
+// Seeded mutations of valid files (bytes flipped, runs deleted or duplicated, header digits
+// changed, truncation): every one is read or refused with a TraceError, never a crash or another
+// exception. Run under AddressSanitizer and UndefinedBehaviorSanitizer by CI's sanitizer build.
+TEST(TraceFuzz, MutatedFilesAreReadOrRefusedCleanly) {
+  const AttentionInputs in = inputs(KvLayoutKind::paged);
+  const Outputs o = engine_outputs(in, {});
+  const std::vector<unsigned char> file = bytes_of(write_point("fuzz", in, o, kAll));
+  const std::string dir = write_point("fuzz_npy", in, o, {"out", "lse"}, true);
+  const std::vector<unsigned char> npy = bytes_of(dir + "/out.npy");
+  SplitMix64 rng(20261130);
+  int refused = 0, read = 0, other = 0;
+  std::string other_what;
+  auto mutate = [&](std::vector<unsigned char> b, std::size_t header_end) {
+    const int kind = int(rng.next() % 5);
+    const std::size_t n = b.size();
+    auto pos = [&](std::size_t limit) { return std::size_t(rng.next() % std::max<std::size_t>(1, limit)); };
+    switch (kind) {
+      case 0:  // flip bits, mostly in the header
+        for (int i = 0; i < 1 + int(rng.next() % 4); ++i) b[pos(rng.next() % 4 ? header_end : n)] ^= static_cast<unsigned char>(1u << (rng.next() % 8));
+        break;
+      case 1:  // truncate
+        b.resize(pos(n));
+        break;
+      case 2: {  // delete a run
+        const std::size_t at = pos(header_end), len = 1 + pos(16);
+        b.erase(b.begin() + std::ptrdiff_t(at), b.begin() + std::ptrdiff_t(std::min(n, at + len)));
+        break;
+      }
+      case 3: {  // duplicate a run
+        const std::size_t at = pos(header_end), len = 1 + pos(16);
+        std::vector<unsigned char> run(b.begin() + std::ptrdiff_t(at), b.begin() + std::ptrdiff_t(std::min(n, at + len)));
+        b.insert(b.begin() + std::ptrdiff_t(at), run.begin(), run.end());
+        break;
+      }
+      default:  // replace a digit of the header with another
+        for (int tries = 0; tries < 64; ++tries) {
+          const std::size_t at = pos(header_end);
+          if (at < b.size() && b[at] >= '0' && b[at] <= '9') {
+            b[at] = static_cast<unsigned char>('0' + rng.next() % 10);
+            break;
+          }
+        }
+    }
+    return b;
+  };
+  std::uint64_t hl = 0;
+  for (int i = 7; i >= 0; --i) hl = (hl << 8) | file[std::size_t(i)];
+  for (int i = 0; i < 3000; ++i) {
+    const bool use_npy = i % 4 == 3;
+    const std::vector<unsigned char> b = use_npy ? mutate(npy, 128) : mutate(file, std::size_t(8 + hl));
+    try {
+      if (use_npy) {
+        (void)parse_npy("fuzz.npy", "out", b);
+      } else {
+        (void)check_trace(parse_safetensors("fuzz.safetensors", b), CheckOptions{false, false});
+      }
+      ++read;
+    } catch (const TraceError&) {
+      ++refused;
+    } catch (const std::exception& e) {
+      ++other;
+      other_what = e.what();
+    }
+  }
+  EXPECT_EQ(other, 0) << "last: " << other_what;
+  EXPECT_GT(refused, 1000);
+  EXPECT_GT(read, 10);
+  std::cout << "fuzz: 3000 mutated inputs, " << refused << " refused with a TraceError, " << read
+            << " read\n";
+}
+
+}  // namespace
+}  // namespace attnscope::trace
