@@ -152,28 +152,41 @@ std::int64_t json_int(const std::string& where, const nlohmann::json& v, const c
 
 }  // namespace
 
-TraceFile parse_safetensors(const std::string& name, const std::vector<unsigned char>& file) {
-  TraceFile t;
-  t.path = name;
-  if (file.size() < 8) throw TraceError(name + ": truncated: shorter than the 8-byte header length");
+namespace {
+
+// The header of a safetensors file: metadata, and each tensor's type, shape and byte range in
+// the data that follows the header (data_len bytes), every range checked against it.
+struct Layout {
+  TraceFile file;  // metadata and tensors without their bytes
+  std::map<std::string, std::pair<std::int64_t, std::int64_t>> ranges;  // [begin, end) in the data
+};
+
+std::uint64_t header_length(const std::string& name, const unsigned char* first8, std::uint64_t file_size) {
+  if (file_size < 8) throw TraceError(name + ": truncated: shorter than the 8-byte header length");
   std::uint64_t header_len = 0;
-  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | file[std::size_t(i)];
-  const std::uint64_t rest = file.size() - 8;
+  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | first8[i];
+  const std::uint64_t rest = file_size - 8;
   if (header_len > rest)
     throw TraceError(name + ": truncated: the header length (" + std::to_string(header_len) +
                      " bytes) exceeds the file (" + std::to_string(rest) + " bytes after it)");
   if (header_len > std::uint64_t(kMaxHeaderBytes))
     throw TraceError(name + ": the header length (" + std::to_string(header_len) + " bytes) exceeds " +
                      std::to_string(kMaxHeaderBytes) + " bytes");
+  return header_len;
+}
+
+Layout parse_header(const std::string& name, const unsigned char* header_begin, std::size_t header_len,
+                    std::int64_t data_len) {
+  Layout out;
+  TraceFile& t = out.file;
+  t.path = name;
   nlohmann::json header;
   try {
-    header = nlohmann::json::parse(file.begin() + 8, file.begin() + 8 + std::ptrdiff_t(header_len));
+    header = nlohmann::json::parse(header_begin, header_begin + header_len);
   } catch (const nlohmann::json::exception& e) {
     throw TraceError(name + ": the header is not valid JSON: " + e.what());
   }
   if (!header.is_object()) throw TraceError(name + ": the header is not a JSON object");
-  const std::size_t data_begin = 8 + std::size_t(header_len);
-  const std::int64_t data_len = std::int64_t(file.size() - data_begin);
   for (auto it = header.begin(); it != header.end(); ++it) {
     const std::string& key = it.key();
     if (key == "__metadata__") {
@@ -207,14 +220,52 @@ TraceFile parse_safetensors(const std::string& name, const std::vector<unsigned 
       throw TraceError(where + ": data_offsets span " + std::to_string(en - b) + " bytes, but " +
                        safetensors_name(tensor.type) + " " + tensor.shape_string() + " needs " +
                        std::to_string(bytes));
-    tensor.bytes.assign(file.begin() + std::ptrdiff_t(data_begin + std::size_t(b)),
-                        file.begin() + std::ptrdiff_t(data_begin + std::size_t(en)));
+    out.ranges[key] = {b, en};
     t.tensors[key] = std::move(tensor);
   }
-  return t;
+  return out;
 }
 
-TraceFile read_safetensors(const std::string& path) { return parse_safetensors(path, read_file(path)); }
+}  // namespace
+
+TraceFile parse_safetensors(const std::string& name, const std::vector<unsigned char>& file) {
+  const std::uint64_t header_len = header_length(name, file.data(), file.size());
+  const std::size_t data_begin = 8 + std::size_t(header_len);
+  Layout l = parse_header(name, file.data() + 8, std::size_t(header_len), std::int64_t(file.size() - data_begin));
+  for (auto& [key, tensor] : l.file.tensors) {
+    const auto [b, e] = l.ranges.at(key);
+    tensor.bytes.assign(file.begin() + std::ptrdiff_t(data_begin) + b, file.begin() + std::ptrdiff_t(data_begin) + e);
+  }
+  return std::move(l.file);
+}
+
+// Reads the header, then each tensor straight into its own buffer: a trace of gigabytes is
+// read once, not copied.
+TraceFile read_safetensors(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw TraceError(path + ": cannot open for reading");
+  f.seekg(0, std::ios::end);
+  const std::streamoff size = f.tellg();
+  if (size < 0) throw TraceError(path + ": cannot read its size");
+  f.seekg(0);
+  unsigned char first8[8] = {};
+  if (size >= 8 && !f.read(reinterpret_cast<char*>(first8), 8)) throw TraceError(path + ": read failed");
+  const std::uint64_t header_len = header_length(path, first8, std::uint64_t(size));
+  std::vector<unsigned char> header(static_cast<std::size_t>(header_len));
+  if (header_len && !f.read(reinterpret_cast<char*>(header.data()), std::streamsize(header_len)))
+    throw TraceError(path + ": read failed");
+  const std::int64_t data_begin = 8 + std::int64_t(header_len);
+  Layout l = parse_header(path, header.data(), header.size(), std::int64_t(size) - data_begin);
+  for (auto& [key, tensor] : l.file.tensors) {
+    const auto [b, e] = l.ranges.at(key);
+    tensor.bytes.resize(static_cast<std::size_t>(e - b));
+    f.seekg(data_begin + b);
+    if (e > b && !f.read(reinterpret_cast<char*>(tensor.bytes.data()), std::streamsize(e - b)))
+      throw TraceError(path + ": tensor '" + key + "': read failed");
+  }
+  return std::move(l.file);
+}
+
 
 namespace {
 

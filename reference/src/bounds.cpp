@@ -239,6 +239,11 @@ ElementBounds softmax_impl(const AttentionInputs& in, const std::vector<double>&
   return r;
 }
 
+// Every value of `from` is a value of `to` (the conversion is exact and can be skipped).
+bool exact_in(DType from, DType to) {
+  return from == to || to == DType::fp32 || (from == DType::fp16 && to == DType::fp16);
+}
+
 // Both variants of the P.V bound in one pass; dp_det / dp_prob as err_* above.
 ElementBounds pv_impl(const AttentionInputs& in, const std::vector<double>& probs,
                       const std::vector<double>& dp_det, const std::vector<double>& dp_prob,
@@ -256,13 +261,14 @@ ElementBounds pv_impl(const AttentionInputs& in, const std::vector<double>& prob
   const double g_det = bounds::gamma(depth, u), g_prob = probabilistic_gamma(depth, u, f.lambda);
   const Rounding out = output_rounding(f.output, f.accum);
   const KvAddressing addr = in.layout.addressing();
+  const bool v_exact = exact_in(p.input, acc_t);  // V converts to the accumulation format exactly
 
   ElementBounds r;
   r.deterministic.assign(static_cast<std::size_t>(p.out_elems()), 0.0);
   r.probabilistic.assign(static_cast<std::size_t>(p.out_elems()), 0.0);
 
   // Work items: (query row, block of head_dim), so one long row still spreads over threads.
-  constexpr int kBlock = 16;
+  constexpr int kBlock = 32;
   const int blocks = (D + kBlock - 1) / kBlock;
   const int64_t rows = p.lse_elems();  // [batch, q_heads, q_len]
   parallel_for(
@@ -301,7 +307,7 @@ ElementBounds pv_impl(const AttentionInputs& in, const std::vector<double>& prob
             }
             const int64_t off = addr.offset(b, h / group, start + j);
             for (int d = d0; d < d1; ++d) {
-              const double vj = in.v.get(off + d), vj_acc = round_to(acc_t, vj);
+              const double vj = in.v.get(off + d), vj_acc = v_exact ? vj : round_to(acc_t, vj);
               const double va = std::fabs(vj_acc), dv = std::fabs(vj_acc - vj);
               const int i = d - d0;
               exact[i] += pj * vj;
@@ -360,6 +366,7 @@ ElementBounds qk_bounds(const AttentionInputs& in, const StageFormats& f, bool a
   const double c = apply_scale ? p.effective_scale() : 1.0;
   const double c_acc = round_to(acc_t, c);
   const KvAddressing addr = in.layout.addressing();
+  const bool k_exact = exact_in(p.input, acc_t);  // K converts to the accumulation format exactly
 
   // q in double and in the accumulation format: [batch, q_len, q_heads, head_dim]
   std::vector<double> q(static_cast<std::size_t>(p.q_elems())), q_acc(q.size());
@@ -384,7 +391,7 @@ ElementBounds qk_bounds(const AttentionInputs& in, const StageFormats& f, bool a
           // Products of converted operands are exact in double (at most 48 bits).
           double dot = 0.0, mag = 0.0, conv = 0.0;
           for (int d = 0; d < D; ++d) {
-            const double kd = in.k.get(kb + d), kd_acc = round_to(acc_t, kd);
+            const double kd = in.k.get(kb + d), kd_acc = k_exact ? kd : round_to(acc_t, kd);
             const double prod = q[qb + d] * kd, prod_acc = q_acc[qb + d] * kd_acc;
             dot += prod;
             mag += std::fabs(prod_acc);
@@ -428,10 +435,15 @@ ElementBounds attention_bounds(const AttentionInputs& in, const StageFormats& qk
   // format), and its online-softmax rescaling adds one rounded multiply per key tile to every
   // partial sum: count those in softmax_f.depth and pv_f.depth.
   const std::vector<double> scores = ref::qk<double>(in, true);
-  const ElementBounds qk = qk_bounds(in, qk_f, true);
+  return attention_bounds(in, scores, ref::softmax<double>(in, scores, 1.0), qk_bounds(in, qk_f, true),
+                          softmax_f, pv_f);
+}
+
+ElementBounds attention_bounds(const AttentionInputs& in, const std::vector<double>& scores,
+                               const std::vector<double>& probs, const ElementBounds& qk,
+                               const StageFormats& softmax_f, const StageFormats& pv_f) {
   const ElementBounds sm =
       softmax_impl(in, scores, 1.0, qk.deterministic, qk.probabilistic, softmax_f, 2.0);
-  const std::vector<double> probs = ref::softmax<double>(in, scores, 1.0);
   return pv_impl(in, probs, sm.deterministic, sm.probabilistic, pv_f);
 }
 

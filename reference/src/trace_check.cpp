@@ -602,7 +602,8 @@ PointReport check_trace(TraceFile trace, const CheckOptions& options) {
   } else {
     T = ref::attention<double>(in);
   }
-  const std::vector<double> qk_budget = bounds::qk_bounds(in, c.f_qk).probabilistic;
+  const bounds::ElementBounds qk_b = bounds::qk_bounds(in, c.f_qk);
+  const std::vector<double>& qk_budget = qk_b.probabilistic;
   std::map<Stage, std::vector<double>> budgets;
   auto add = [&](Stage s, std::string what, const std::vector<double>& got, const std::vector<double>& ref,
                  std::vector<double> budget, DType fmt) {
@@ -626,8 +627,8 @@ PointReport check_trace(TraceFile trace, const CheckOptions& options) {
     order.push_back(Stage::pv);
   }
   if (c.out) {
-    add(Stage::attn_out, "attn_out", *c.out, T.out, bounds::attention_bounds(in, c.f_qk, c.f_sm, c.f_pv).probabilistic,
-        c.out_fmt);
+    add(Stage::attn_out, "attn_out", *c.out, T.out,
+        bounds::attention_bounds(in, T.scores, T.probs, qk_b, c.f_sm, c.f_pv).probabilistic, c.out_fmt);
     order.push_back(Stage::attn_out);
   }
   if (c.lse) {

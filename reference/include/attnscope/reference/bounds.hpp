@@ -65,5 +65,9 @@ std::vector<double> lse_bounds(const AttentionInputs& in, const std::vector<doub
 // composing the three stages from the exact scores and probabilities of `in`.
 ElementBounds attention_bounds(const AttentionInputs& in, const StageFormats& qk_f,
                                const StageFormats& softmax_f, const StageFormats& pv_f);
+// The same from the exact scores and probabilities and the qk bounds, where the caller has them.
+ElementBounds attention_bounds(const AttentionInputs& in, const std::vector<double>& scores,
+                               const std::vector<double>& probs, const ElementBounds& qk,
+                               const StageFormats& softmax_f, const StageFormats& pv_f);
 
 }  // namespace attnscope::bounds
