@@ -939,7 +939,12 @@ TEST(KvAddressingTest, OffsetIsConstexpr) {
   static constexpr std::int32_t table[4] = {3, 1, 0, 2};
   constexpr KvAddressing pg{0, 0, 8, 16, 64, table, 4, 2};
   // b=1, pos=5: page table[1*2 + 5/4] = table[3] = 2, slot 1.
+#if !defined(ATTNSCOPE_UBSAN)
+  // GCC 12's -fsanitize=null instruments the table read with a null check that is not a
+  // constant expression; the sanitizer build checks the value at run time below instead.
   static_assert(pg.offset(1, 1, 5) == 2 * 64 + 1 * 16 + 1 * 8, "paged offset formula");
+#endif
+  EXPECT_EQ(pg.offset(1, 1, 5), 2 * 64 + 1 * 16 + 1 * 8);
   EXPECT_EQ(a.offset(0, 0, 0), 100);
 }
 
