@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "attnscope/core/records.hpp"
+#include "attnscope/core/trace.hpp"
 #include "attnscope/kernels/device_problem.hpp"
 #include "attnscope/kernels/registry.hpp"
 #include "attnscope/reference/bounds.hpp"
@@ -65,7 +66,8 @@ std::string CaseResult::report() const {
   return s;
 }
 
-CaseResult run_case(const AccuracyCase& c, const gpu::DeviceInfo& device, const std::string& commit) {
+CaseResult run_case(const AccuracyCase& c, const gpu::DeviceInfo& device, const std::string& commit,
+                    const std::string& trace_dir) {
   const auto t0 = std::chrono::steady_clock::now();
   const Problem& p = c.problem;
   const AttentionInputs in = make_inputs(p, c.layout, c.data);
@@ -200,8 +202,30 @@ CaseResult run_case(const AccuracyCase& c, const gpu::DeviceInfo& device, const 
     return u;
   };
 
+  // The case's inputs and the GPU's outputs as an engine trace point, for attnscope trace check.
+  auto record_trace = [&](trace::RecordedOutputs o, std::map<std::string, std::string> meta) {
+    if (trace_dir.empty()) return;
+    o.out_format = std::string(to_string(p.output));
+    meta["engine"] = c.impl;
+    meta["step"] = "0";
+    const std::string path = trace_dir + "/" + c.name() + ".safetensors";
+    trace::write_trace_point(path, in, o, meta);
+    j["trace"] = path;
+  };
+
   if (c.path == Path::unfused) {
-    run_unfused(c.family, true);
+    const Unfused u = run_unfused(c.family, true);
+    const KernelOrder qk_o = gpu::family_stage(c.family, Path::qk)->order(p, ctx);
+    const KernelOrder sm_o = gpu::family_stage(c.family, Path::softmax)->order(p, ctx);
+    const KernelOrder pv_o = gpu::family_stage(c.family, Path::pv)->order(p, ctx);
+    // The scores the trace holds are after the scale: the GPU's, scaled here if softmax applied it.
+    std::vector<double> scores = u.scores;
+    if (c.scale_in_softmax)
+      for (double& s : scores) s *= scale;
+    record_trace({&scores, &u.probs, &u.out, &u.lse, ""},
+                 {{"dot_order", qk_o.dot.value_or(SummationOrder{}).name()},
+                  {"softmax_order", sm_o.values.value_or(SummationOrder{}).name()},
+                  {"values_order", pv_o.values.value_or(SummationOrder{}).name()}});
   } else {
     const gpu::Implementation& impl = gpu::implementation(c.impl);
     const KernelOrder order = impl.order(p, ctx);
@@ -272,6 +296,9 @@ CaseResult run_case(const AccuracyCase& c, const gpu::DeviceInfo& device, const 
     for (std::size_t k = first_check; k < res.checks.size(); ++k)
       if (!res.checks[k].pass && res.first_failing_stage.empty())
         res.first_failing_stage = std::string(to_string(c.path)) + " (" + res.checks[k].what + ")";
+    record_trace({nullptr, nullptr, &out, impl.writes_lse ? &lse : nullptr, ""},
+                 {{"dot_order", order.dot.value_or(SummationOrder{}).name()},
+                  {"values_order", order.values.value_or(SummationOrder{}).name()}});
   }
 
   j["first_failing_stage"] = res.first_failing_stage.empty() ? nlohmann::json(nullptr) : nlohmann::json(res.first_failing_stage);

@@ -26,6 +26,9 @@ struct CaseResult {
 // none always fails, as does any element left unwritten (outputs are poisoned with NaN). With
 // fp16 accumulation the bound outgrows the output at long windows, so the P.V stage and the
 // fused paths are also held to the precision model of the kernel's own order (model_gate).
-CaseResult run_case(const AccuracyCase& c, const gpu::DeviceInfo& device, const std::string& commit);
+// With trace_dir, the case's inputs and the GPU's outputs are also written there as an engine
+// trace point (<case>.safetensors), which `attnscope trace check` reads.
+CaseResult run_case(const AccuracyCase& c, const gpu::DeviceInfo& device, const std::string& commit,
+                    const std::string& trace_dir = "");
 
 }  // namespace attnscope::accuracy

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <cstring>
 #include <iostream>
 #include <memory>
@@ -28,6 +29,7 @@ namespace {
 struct Options {
   CaseSelection selection;
   std::string jsonl = "accuracy.jsonl";
+  std::string trace_dir;
 };
 
 struct Environment {
@@ -35,6 +37,7 @@ struct Environment {
   std::string reason;
   gpu::DeviceInfo device;
   std::string jsonl;
+  std::string trace_dir;
   std::unique_ptr<JsonlWriter> writer;
   std::string error;  // set-up failed: every case fails with this
 };
@@ -55,6 +58,7 @@ Environment& ready_environment() {
       try {
         e.device = gpu::device_info();
         e.writer = std::make_unique<JsonlWriter>(e.jsonl);
+        if (!e.trace_dir.empty()) std::filesystem::create_directories(e.trace_dir);
       } catch (const std::exception& x) {
         e.error = x.what();
       }
@@ -77,7 +81,7 @@ class AccuracyTest : public ::testing::Test {
                                 std::string(to_string(c_.path)) + ") on " + env.device.name;
     CaseResult r;
     try {
-      r = run_case(c_, env.device, commit ? commit : ATTNSCOPE_GIT_COMMIT);
+      r = run_case(c_, env.device, commit ? commit : ATTNSCOPE_GIT_COMMIT, env.trace_dir);
     } catch (const std::exception& e) {
       FAIL() << context << ": the case could not run: " << e.what();
     }
@@ -106,6 +110,7 @@ Options parse_options(int& argc, char** argv) {
   std::string sweep = env_or("ATTNSCOPE_ACCURACY_SWEEP", "default");
   std::string filter = env_or("ATTNSCOPE_ACCURACY_IMPL", "");
   o.jsonl = env_or("ATTNSCOPE_ACCURACY_JSONL", "accuracy.jsonl");
+  o.trace_dir = env_or("ATTNSCOPE_ACCURACY_TRACE_DIR", "");
   int kept = 1;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -117,13 +122,16 @@ Options parse_options(int& argc, char** argv) {
       filter = v;
     } else if (const char* v2 = value("--attnscope_sweep=")) {
       sweep = v2;
+    } else if (const char* v4 = value("--attnscope_trace_dir=")) {
+      o.trace_dir = v4;
+      if (o.trace_dir.empty()) throw std::invalid_argument("--attnscope_trace_dir needs a folder");
     } else if (const char* v3 = value("--attnscope_jsonl=")) {
       o.jsonl = v3;
       if (o.jsonl.empty()) throw std::invalid_argument("--attnscope_jsonl needs a path");
     } else if (a.rfind("--attnscope", 0) == 0) {
       throw std::invalid_argument("unknown option '" + a +
                                   "' (attnscope's: --attnscope_impl=, --attnscope_sweep=, "
-                                  "--attnscope_jsonl=)");
+                                  "--attnscope_jsonl=, --attnscope_trace_dir=)");
     } else {
       argv[kept++] = argv[i];
     }
@@ -154,6 +162,7 @@ int accuracy_main(int argc, char** argv) {
     return 2;
   }
   environment().jsonl = o.jsonl;
+  environment().trace_dir = o.trace_dir;
 
   std::vector<LeftOut> left_out;
   const std::vector<AccuracyCase> cases = make_cases(o.selection, &left_out);

@@ -92,77 +92,20 @@ Outputs engine_outputs(const AttentionInputs& in, const Engine& e) {
   return o;
 }
 
-std::vector<unsigned char> encode(DType t, const std::vector<double>& v) {
-  HostTensor h(t, {std::int64_t(v.size())});
-  for (std::size_t i = 0; i < v.size(); ++i) h.set(std::int64_t(i), v[i]);
-  const auto* p = static_cast<const unsigned char*>(h.data());
-  return std::vector<unsigned char>(p, p + h.bytes());
-}
-
-attnscope_trace::DType writer_dtype(DType t) {
-  return t == DType::fp16 ? attnscope_trace::DType::F16
-         : t == DType::bf16 ? attnscope_trace::DType::BF16
-                            : attnscope_trace::DType::F32;
-}
-
-// Holds the buffers a TraceWriter points at until it has written.
-struct Written {
-  std::vector<std::vector<unsigned char>> buffers;
-  std::vector<std::int32_t> table;
-};
-
 // Writes a trace point declaring `in`'s problem and layout, recording `o` (which of its parts:
-// "scores", "probs", "out", "lse").
+// "scores", "probs", "out", "lse"), through the header-only writer.
 std::string write_point(const std::string& name, const AttentionInputs& in, const Outputs& o,
-                        const std::vector<std::string>& parts, bool npy = false,
-                        const std::map<std::string, std::string>& extra_meta = {}) {
-  const Problem& p = in.problem;
-  const KvLayoutSpec& l = in.layout.spec();
-  Written w;
-  attnscope_trace::TraceWriter tw;
-  tw.metadata("layout", std::string(to_string(l.kind)))
-      .metadata("layer", std::to_string(l.layer))
-      .metadata("seq_len", std::to_string(p.seq_len))
-      .metadata("window", std::to_string(p.window))
-      .metadata("accumulation", std::string(to_string(p.accum)))
-      .metadata("engine", "test")
-      .metadata("step", "0");
-  if (p.scale != 0.0) tw.metadata("scale", std::to_string(p.scale));
-  for (const auto& kv : extra_meta) tw.metadata(kv.first, kv.second);
-  const attnscope_trace::DType in_t = writer_dtype(p.input);
-  tw.tensor("q", in_t, {p.batch, p.q_len, p.q_heads, p.head_dim}, in.q.data());
-  std::vector<std::int64_t> cache;
-  const std::int64_t L = l.layers, B = p.batch, H = p.kv_heads, D = p.head_dim;
-  const std::int64_t cap = l.seq_capacity ? l.seq_capacity : p.seq_len;
-  if (l.kind == KvLayoutKind::bhsd) cache = {L, B, H, cap, D};
-  else if (l.kind == KvLayoutKind::bshd) cache = {L, B, cap, H, D};
-  else cache = {L, in.layout.layer_elems() / (std::int64_t(l.page_size) * H * D), l.page_size, H, D};
-  tw.tensor("k_cache", in_t, cache, in.k.data());
-  tw.tensor("v_cache", in_t, cache, in.v.data());
-  if (l.kind == KvLayoutKind::paged) {
-    w.table = in.layout.block_table();
-    tw.tensor("block_table", attnscope_trace::DType::I32, {B, in.layout.addressing().pages_per_seq}, w.table.data());
-  }
-  w.buffers.reserve(4);
-  for (const std::string& part : parts) {
-    if (part == "scores" || part == "probs") {
-      w.buffers.push_back(encode(DType::fp32, part == "scores" ? o.scores : o.probs));
-      tw.tensor(part, attnscope_trace::DType::F32, {B, p.q_heads, p.q_len, p.window}, w.buffers.back().data());
-    } else if (part == "out") {
-      w.buffers.push_back(encode(p.output, o.out));
-      tw.tensor("out", writer_dtype(p.output), {B, p.q_len, p.q_heads, D}, w.buffers.back().data());
-    } else {
-      w.buffers.push_back(encode(DType::fp32, o.lse));
-      tw.tensor("lse", attnscope_trace::DType::F32, {B, p.q_heads, p.q_len}, w.buffers.back().data());
-    }
-  }
+                        const std::vector<std::string>& parts, bool npy = false) {
+  RecordedOutputs r;
+  auto has = [&parts](const char* x) { return std::find(parts.begin(), parts.end(), x) != parts.end(); };
+  if (has("scores")) r.scores = &o.scores;
+  if (has("probs")) r.probs = &o.probs;
+  if (has("out")) r.out = &o.out;
+  if (has("lse")) r.lse = &o.lse;
+  r.out_format = std::string(to_string(in.problem.output));
   const std::string path = scratch(name + (npy ? "" : ".safetensors"));
-  if (npy) {
-    fs::remove_all(path);
-    tw.write_npy_dir(path);
-  } else {
-    tw.write_safetensors(path);
-  }
+  if (npy) fs::remove_all(path);
+  write_trace_point(path, in, r, {{"engine", "test"}, {"step", "0"}}, npy);
   return path;
 }
 

@@ -9,6 +9,8 @@
 #include <sstream>
 
 #include "attnscope/core/dtype.hpp"
+#include "attnscope/core/inputs.hpp"
+#include "attnscope/core/trace_writer.hpp"
 
 namespace attnscope::trace {
 
@@ -417,6 +419,72 @@ std::vector<std::string> find_traces(const std::vector<std::string>& paths) {
     out.insert(out.end(), found.begin(), found.end());
   }
   return out;
+}
+
+namespace {
+
+attnscope_trace::DType writer_type(DType t) {
+  return t == DType::fp16 ? attnscope_trace::DType::F16
+         : t == DType::bf16 ? attnscope_trace::DType::BF16
+                            : attnscope_trace::DType::F32;
+}
+
+std::vector<unsigned char> encoded(DType t, const std::vector<double>& v) {
+  HostTensor h(t, {std::int64_t(v.size())});
+  for (std::size_t i = 0; i < v.size(); ++i) h.set(std::int64_t(i), v[i]);
+  const auto* p = static_cast<const unsigned char*>(h.data());
+  return std::vector<unsigned char>(p, p + h.bytes());
+}
+
+}  // namespace
+
+void write_trace_point(const std::string& path, const AttentionInputs& in, const RecordedOutputs& o,
+                       const std::map<std::string, std::string>& metadata, bool npy) {
+  const Problem& p = in.problem;
+  const KvLayoutSpec& l = in.layout.spec();
+  attnscope_trace::TraceWriter w;
+  w.metadata("layout", std::string(to_string(l.kind)))
+      .metadata("layer", std::to_string(l.layer))
+      .metadata("seq_len", std::to_string(p.seq_len))
+      .metadata("window", std::to_string(p.window))
+      .metadata("accumulation", std::string(to_string(p.accum)));
+  if (p.scale != 0.0) {
+    std::ostringstream s;
+    s.precision(17);
+    s << p.scale;
+    w.metadata("scale", s.str());
+  }
+  for (const auto& kv : metadata) w.metadata(kv.first, kv.second);
+  const attnscope_trace::DType in_t = writer_type(p.input);
+  w.tensor("q", in_t, {p.batch, p.q_len, p.q_heads, p.head_dim}, in.q.data());
+  const std::int64_t L = l.layers, B = p.batch, H = p.kv_heads, D = p.head_dim;
+  const std::int64_t cap = l.seq_capacity ? l.seq_capacity : p.seq_len;
+  std::vector<std::int64_t> cache;
+  switch (l.kind) {
+    case KvLayoutKind::bhsd: cache = {L, B, H, cap, D}; break;
+    case KvLayoutKind::bshd: cache = {L, B, cap, H, D}; break;
+    case KvLayoutKind::paged:
+      cache = {L, in.layout.layer_elems() / (std::int64_t(l.page_size) * H * D), l.page_size, H, D};
+      break;
+  }
+  w.tensor("k_cache", in_t, cache, in.k.data());
+  w.tensor("v_cache", in_t, cache, in.v.data());
+  if (l.kind == KvLayoutKind::paged)
+    w.tensor("block_table", attnscope_trace::DType::I32, {B, in.layout.addressing().pages_per_seq},
+             in.layout.block_table().data());
+  std::vector<std::vector<unsigned char>> keep;
+  keep.reserve(4);
+  auto add = [&](const char* name, const std::vector<double>* v, DType t, std::vector<std::int64_t> shape) {
+    if (!v) return;
+    keep.push_back(encoded(t, *v));
+    w.tensor(name, writer_type(t), std::move(shape), keep.back().data());
+  };
+  add("scores", o.scores, DType::fp32, {B, p.q_heads, p.q_len, p.window});
+  add("probs", o.probs, DType::fp32, {B, p.q_heads, p.q_len, p.window});
+  add("out", o.out, parse_dtype(o.out_format), {B, p.q_len, p.q_heads, D});
+  add("lse", o.lse, DType::fp32, {B, p.q_heads, p.q_len});
+  if (npy) w.write_npy_dir(path);
+  else w.write_safetensors(path);
 }
 
 }  // namespace attnscope::trace

@@ -12,6 +12,9 @@ namespace attnscope {
 //   --attnscope_sweep=default|full   (ATTNSCOPE_ACCURACY_SWEEP) the case set; default: default
 //   --attnscope_jsonl=PATH           (ATTNSCOPE_ACCURACY_JSONL) records appended here; default
 //                                    accuracy.jsonl
+//   --attnscope_trace_dir=DIR        (ATTNSCOPE_ACCURACY_TRACE_DIR) also write each case's inputs
+//                                    and the GPU's outputs as an engine trace point
+//                                    (DIR/<case>.safetensors) for `attnscope trace check`
 // Returns 0 when every case ran within its budget (or skipped: no GPU), 1 when one failed, 2
 // for a bad flag or a filter that selects nothing.
 int accuracy_main(int argc, char** argv);

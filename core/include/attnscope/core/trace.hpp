@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "attnscope/core/inputs.hpp"
+
 namespace attnscope::trace {
 
 // Input that cannot be read or is inconsistent.
@@ -48,6 +50,22 @@ struct TraceFile {
   // The metadata value, or a TraceError naming the missing key.
   const std::string& meta(const std::string& key) const;
 };
+
+// Outputs to record beside the inputs (null: not recorded). scores and probs are written as F32,
+// lse as F32, out in `out_format`.
+struct RecordedOutputs {
+  const std::vector<double>* scores = nullptr;  // [batch, q_heads, q_len, window]
+  const std::vector<double>* probs = nullptr;   // [batch, q_heads, q_len, window]
+  const std::vector<double>* out = nullptr;     // [batch, q_len, q_heads, head_dim]
+  const std::vector<double>* lse = nullptr;     // [batch, q_heads, q_len]
+  std::string out_format = "fp16";              // fp16, bf16 or fp32
+};
+
+// Writes a trace point of `in` (its q and whole K/V cache, block table if paged) with the given
+// outputs: a safetensors file, or with npy a directory. layout, layer, seq_len, window,
+// accumulation and (when set) scale are filled in from `in`; `metadata` adds to them.
+void write_trace_point(const std::string& path, const AttentionInputs& in, const RecordedOutputs& outputs,
+                       const std::map<std::string, std::string>& metadata, bool npy = false);
 
 // Largest header (safetensors JSON, .npy dict, meta.json) read: 64 MiB.
 inline constexpr std::int64_t kMaxHeaderBytes = std::int64_t(64) << 20;
