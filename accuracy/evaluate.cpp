@@ -218,10 +218,11 @@ CaseResult run_case(const AccuracyCase& c, const gpu::DeviceInfo& device, const 
     const KernelOrder qk_o = gpu::family_stage(c.family, Path::qk)->order(p, ctx);
     const KernelOrder sm_o = gpu::family_stage(c.family, Path::softmax)->order(p, ctx);
     const KernelOrder pv_o = gpu::family_stage(c.family, Path::pv)->order(p, ctx);
-    // The scores the trace holds are after the scale: the GPU's, scaled here if softmax applied it.
+    // The scores the trace holds are after the scale: the GPU's, scaled here as the softmax
+    // kernel scales them (a binary32 multiply by the binary32 scale) if it applied the scale.
     std::vector<double> scores = u.scores;
     if (c.scale_in_softmax)
-      for (double& s : scores) s *= scale;
+      for (double& s : scores) s = double(float(s) * float(scale));
     record_trace({&scores, &u.probs, &u.out, &u.lse, ""},
                  {{"dot_order", qk_o.dot.value_or(SummationOrder{}).name()},
                   {"softmax_order", sm_o.values.value_or(SummationOrder{}).name()},

@@ -243,6 +243,34 @@ TEST(TraceCheck, EveryPlantedBugIsNamed) {
   EXPECT_EQ(none.diagnosis[0], kNoHypothesis);
 }
 
+// At a window of 2 with the kernel's orders declared, the budgets are tight and differ between
+// the layers' data: the layer-0 read is still named.
+TEST(TraceCheck, LayerBugIsNamedAtTinyWindowsWithDeclaredOrders) {
+  Problem p;
+  p.q_heads = 8;
+  p.kv_heads = 2;
+  p.window = 2;
+  p.seq_len = 5;
+  p.head_dim = 128;
+  KvLayoutSpec l;
+  l.kind = KvLayoutKind::bshd;
+  l.layers = 2;
+  l.layer = 1;
+  const AttentionInputs in = make_inputs(p, l, DataSpec{});
+  Engine e;
+  e.layer = 0;
+  const Outputs o = engine_outputs(in, e);
+  RecordedOutputs r;
+  r.out = &o.out;
+  r.lse = &o.lse;
+  const std::string path = scratch("tiny_window.safetensors");
+  write_trace_point(path, in, r,
+                    {{"dot_order", "warp_tree(lanes=32,vec=4)"}, {"values_order", "warp_tree(lanes=4,vec=1,chunk=2)"}});
+  const PointReport rep = check_trace(read_trace(path));
+  EXPECT_FALSE(rep.pass);
+  EXPECT_TRUE(named(rep, "kv_layer:0")) << diagnosis_of(rep) << "\n" << format_point(rep);
+}
+
 TEST(TraceCheck, NanInTheOutputIsAFailureNotAnError) {
   const AttentionInputs in = inputs(KvLayoutKind::bhsd);
   Outputs o = engine_outputs(in, {});
