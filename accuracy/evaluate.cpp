@@ -297,8 +297,10 @@ CaseResult run_case(const AccuracyCase& c, const gpu::DeviceInfo& device, const 
     for (std::size_t k = first_check; k < res.checks.size(); ++k)
       if (!res.checks[k].pass && res.first_failing_stage.empty())
         res.first_failing_stage = std::string(to_string(c.path)) + " (" + res.checks[k].what + ")";
+    // The online softmax's running sum follows the values' order.
     record_trace({nullptr, nullptr, &out, impl.writes_lse ? &lse : nullptr, ""},
                  {{"dot_order", order.dot.value_or(SummationOrder{}).name()},
+                  {"softmax_order", order.values.value_or(SummationOrder{}).name()},
                   {"values_order", order.values.value_or(SummationOrder{}).name()}});
   }
 

@@ -312,8 +312,9 @@ ElementBounds pv_impl(const AttentionInputs& in, const std::vector<double>& prob
               const int i = d - d0;
               exact[i] += pj * vj;
               for (int v = 0; v < 2; ++v) {
-                in_err[v][i] += p_dev[v] * va + std::fabs(pj) * dv;
-                mag[v][i] += p_mag[v] * va;
+                // An unbounded probability error (inf) times a zero V element adds nothing.
+                in_err[v][i] += times(p_dev[v], va) + std::fabs(pj) * dv;
+                mag[v][i] += times(p_mag[v], va);
               }
             }
           }
