@@ -79,7 +79,8 @@ class Harness {
   const std::string& no_gpu_reason() const { return no_gpu_reason_; }
   const Options& options() const { return options_; }
   const gpu::DeviceInfo& device() const { return device_; }
-  double peak_gbps() const { return peak_gbps_; }
+  double peak_gbps() const { return peak_gbps_; }        // device-to-device copy
+  double peak_read_gbps() const { return peak_read_gbps_; }  // streaming read
   void* stream() const { return stream_ ? stream_->handle() : nullptr; }
 
   // After a kernel that never ended, the device is unusable for this process: every later
@@ -107,6 +108,7 @@ class Harness {
   std::unique_ptr<gpu::Stream> stream_;
   gpu::DeviceBuffer flush_;
   double peak_gbps_ = 0.0;
+  double peak_read_gbps_ = 0.0;
   std::size_t peak_copy_bytes_ = 0;
   int peak_reps_ = 0;
   std::string problem_key_;

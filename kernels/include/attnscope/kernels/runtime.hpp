@@ -122,6 +122,9 @@ void fill_normal(void* data, std::int64_t elems, DType type, std::uint64_t seed,
                  void* stream = nullptr);
 // The number of NaN values among `elems` values of `type` at `data`; waits for the result.
 std::int64_t count_nan(const void* data, std::int64_t elems, DType type, void* stream = nullptr);
+// Enqueues a read of every 16-byte word of `buffer` (whole words only) that writes nothing:
+// the streaming-read bandwidth probe. `sink` (16 bytes) is never written in practice.
+void read_async(const DeviceBuffer& buffer, DeviceBuffer& sink, void* stream = nullptr);
 // Occupies `stream` for about `microseconds` of GPU time. Enqueued ahead of a timed region, it
 // lets the host finish enqueueing the timed work before the start event fires, so launch
 // latency stays out of the measurement.
