@@ -15,6 +15,7 @@
 #include "attnscope/core/trace.hpp"
 #include "attnscope/core/trace_writer.hpp"
 #include "attnscope/reference/trace_check.hpp"
+#include <nlohmann/json.hpp>
 
 namespace attnscope::trace {
 namespace {
@@ -235,6 +236,16 @@ TEST(TraceCheck, EveryPlantedBugIsNamed) {
   e.table = &table;
   const PointReport r = check_trace(read_trace(write_point("table", in, engine_outputs(in, e), {"out"})));
   EXPECT_TRUE(named(r, "block_table_ignored")) << diagnosis_of(r) << "\n" << format_point(r);
+  // Only probabilities recorded: the layer bug shows first at softmax (against the reference's
+  // scores) and is still named.
+  {
+    const AttentionInputs in2 = inputs(KvLayoutKind::bshd);
+    Engine e2;
+    e2.layer = 0;
+    const PointReport r2 = check_trace(read_trace(write_point("probs_only", in2, engine_outputs(in2, e2), {"probs"})));
+    EXPECT_EQ(r2.first_failing_stage, "softmax");
+    EXPECT_TRUE(named(r2, "kv_layer:0")) << diagnosis_of(r2) << "\n" << format_point(r2);
+  }
   // A bug none of the hypotheses describes: a wrong output sign.
   Outputs o = engine_outputs(in, {});
   for (double& x : o.out) x = -x;
@@ -369,6 +380,12 @@ TEST(TraceErrors, EveryBadInputIsNamed) {
   EXPECT_TRUE(contains(rewrite("\"q\":", "\"query\":"), "unknown tensor 'query'"));
   EXPECT_TRUE(contains(rewrite("\"v_cache\":", "\"v_cash\":"), "unknown tensor"));
   EXPECT_TRUE(contains(rewrite("\"k_cache\":{\"dtype\":\"F16\"", "\"k_cache\":{\"dtype\":\"BF16\""), "one input format"));
+  // Tensors whose bytes overlap, or leave a hole.
+  {
+    nlohmann::json h = nlohmann::json::parse(header);
+    h["v_cache"]["data_offsets"] = h["k_cache"]["data_offsets"];
+    EXPECT_TRUE(contains(parse(with_header(file, h.dump())), "overlaps another tensor")) << parse(with_header(file, h.dump()));
+  }
   // A directory that is no trace, a path that does not exist.
   EXPECT_NE(error_of([&] { (void)find_traces({scratch("no_such_dir")}); }).find("no such file"), std::string::npos);
   fs::create_directories(scratch("empty_dir"));
@@ -387,6 +404,8 @@ TEST(TraceErrors, EveryBadInputIsNamed) {
   EXPECT_NE(error_of([&] { (void)parse_npy("d", "out", bad); }).find("Fortran"), std::string::npos);
   bad = std::vector<unsigned char>(npy.begin(), npy.end() - 2);
   EXPECT_NE(error_of([&] { (void)parse_npy("d", "out", bad); }).find("needs"), std::string::npos);
+  // The writer refuses to write over an earlier trace's directory.
+  EXPECT_THROW(write_trace_point(dir, in, {}, {}, true), std::runtime_error);
   put(dir + "/meta.json", {'{', '1'});
   EXPECT_NE(error_of([&] { (void)read_trace(dir); }).find("meta.json: not valid JSON"), std::string::npos);
 }

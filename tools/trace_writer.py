@@ -72,8 +72,12 @@ def write_safetensors(path, tensors, metadata):
 
 
 def write_npy_dir(path, tensors, metadata):
+    """Creates the directory; an existing one is refused, so no earlier trace's file stays."""
     tensors = _check(tensors)
-    os.makedirs(path, exist_ok=True)
+    for name in tensors:
+        if not name or name.startswith(".") or "/" in name or "\\" in name:
+            raise ValueError(f"bad tensor name '{name}' (it names a file in the .npy form)")
+    os.makedirs(path)
     with open(os.path.join(path, "meta.json"), "w", encoding="utf-8") as f:
         json.dump({str(k): str(v) for k, v in metadata.items()}, f, indent=1)
     for name, a in tensors.items():

@@ -123,6 +123,8 @@ std::int64_t checked_bytes(const std::string& where, const std::vector<std::int6
 }
 
 std::vector<unsigned char> read_file(const std::string& path) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) throw TraceError(path + ": not a regular file");
   std::ifstream f(path, std::ios::binary);
   if (!f) throw TraceError(path + ": cannot open for reading");
   f.seekg(0, std::ios::end);
@@ -228,12 +230,31 @@ Layout parse_header(const std::string& name, const unsigned char* header_begin, 
   return out;
 }
 
+// The tensors' byte ranges must tile the data exactly, as safetensors requires: no overlap (two
+// tensors sharing bytes), no hole, nothing past the last tensor.
+void check_cover(const std::string& name, const Layout& l, std::int64_t data_len) {
+  std::vector<std::pair<std::pair<std::int64_t, std::int64_t>, std::string>> r;
+  for (const auto& [key, range] : l.ranges) r.push_back({range, key});
+  std::sort(r.begin(), r.end());
+  std::int64_t at = 0;
+  for (const auto& [range, key] : r) {
+    if (range.first != at)
+      throw TraceError(name + ": tensor '" + key + "' starts at byte " + std::to_string(range.first) + " of the data, expected " +
+                       std::to_string(at) + (range.first < at ? " (it overlaps another tensor)" : " (a hole before it)"));
+    at = range.second;
+  }
+  if (at != data_len)
+    throw TraceError(name + ": the tensors cover " + std::to_string(at) + " of the " + std::to_string(data_len) +
+                     " data bytes");
+}
+
 }  // namespace
 
 TraceFile parse_safetensors(const std::string& name, const std::vector<unsigned char>& file) {
   const std::uint64_t header_len = header_length(name, file.data(), file.size());
   const std::size_t data_begin = 8 + std::size_t(header_len);
   Layout l = parse_header(name, file.data() + 8, std::size_t(header_len), std::int64_t(file.size() - data_begin));
+  check_cover(name, l, std::int64_t(file.size() - data_begin));
   for (auto& [key, tensor] : l.file.tensors) {
     const auto [b, e] = l.ranges.at(key);
     tensor.bytes.assign(file.begin() + std::ptrdiff_t(data_begin) + b, file.begin() + std::ptrdiff_t(data_begin) + e);
@@ -244,6 +265,8 @@ TraceFile parse_safetensors(const std::string& name, const std::vector<unsigned 
 // Reads the header, then each tensor straight into its own buffer: a trace of gigabytes is
 // read once, not copied.
 TraceFile read_safetensors(const std::string& path) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) throw TraceError(path + ": not a regular file");
   std::ifstream f(path, std::ios::binary);
   if (!f) throw TraceError(path + ": cannot open for reading");
   f.seekg(0, std::ios::end);
@@ -258,6 +281,7 @@ TraceFile read_safetensors(const std::string& path) {
     throw TraceError(path + ": read failed");
   const std::int64_t data_begin = 8 + std::int64_t(header_len);
   Layout l = parse_header(path, header.data(), header.size(), std::int64_t(size) - data_begin);
+  check_cover(path, l, std::int64_t(size) - data_begin);
   for (auto& [key, tensor] : l.file.tensors) {
     const auto [b, e] = l.ranges.at(key);
     tensor.bytes.resize(static_cast<std::size_t>(e - b));
@@ -345,7 +369,8 @@ Tensor parse_npy(const std::string& name, const std::string& tensor, const std::
   std::stringstream dims(shape.substr(1, shape.size() - 2));
   std::string item;
   while (std::getline(dims, item, ',')) {
-    item.erase(std::remove(item.begin(), item.end(), ' '), item.end());
+    const auto first = item.find_first_not_of(' '), last = item.find_last_not_of(' ');
+    item = first == std::string::npos ? std::string() : item.substr(first, last - first + 1);
     if (item.empty()) continue;
     if (item.find_first_not_of("0123456789") != std::string::npos || item.size() > 18)
       throw TraceError(where + ": the .npy shape has a bad dimension '" + item + "'");
@@ -381,8 +406,13 @@ TraceFile read_npy_dir(const std::string& dir) {
     else throw TraceError(meta.string() + ": '" + it.key() + "' must be a string or a number");
   }
   std::vector<fs::path> files;
-  for (const auto& e : fs::directory_iterator(dir))
-    if (e.path().extension() == ".npy") files.push_back(e.path());
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec))
+    if (e.path().extension() == ".npy") {
+      if (!e.is_regular_file(ec)) throw TraceError(e.path().string() + ": not a regular file");
+      files.push_back(e.path());
+    }
+  if (ec) throw TraceError(dir + ": cannot list: " + ec.message());
   std::sort(files.begin(), files.end());
   for (const fs::path& f : files) {
     const std::string tensor = f.stem().string();
@@ -409,10 +439,12 @@ std::vector<std::string> find_traces(const std::vector<std::string>& paths) {
     }
     std::vector<std::string> found;
     for (const auto& e : fs::directory_iterator(p, ec)) {
-      if (e.path().extension() == ".safetensors" ||
-          (e.is_directory() && fs::exists(e.path() / "meta.json", ec)))
+      std::error_code e2;
+      if ((e.path().extension() == ".safetensors" && e.is_regular_file(e2)) ||
+          (e.is_directory(e2) && fs::exists(e.path() / "meta.json", e2)))
         found.push_back(e.path().string());
     }
+    if (ec) throw TraceError(p + ": cannot list: " + ec.message());
     if (found.empty())
       throw TraceError(p + ": holds no trace (.safetensors files or directories with meta.json)");
     std::sort(found.begin(), found.end());
@@ -476,6 +508,11 @@ void write_trace_point(const std::string& path, const AttentionInputs& in, const
   keep.reserve(4);
   auto add = [&](const char* name, const std::vector<double>* v, DType t, std::vector<std::int64_t> shape) {
     if (!v) return;
+    std::int64_t n = 1;
+    for (std::int64_t d : shape) n *= d;
+    if (std::int64_t(v->size()) != n)
+      throw std::invalid_argument(std::string("write_trace_point: '") + name + "' has " + std::to_string(v->size()) +
+                                  " values, its shape needs " + std::to_string(n));
     keep.push_back(encoded(t, *v));
     w.tensor(name, writer_type(t), std::move(shape), keep.back().data());
   };

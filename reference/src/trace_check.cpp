@@ -174,6 +174,9 @@ AttentionInputs build_inputs(TraceFile& t, Context& c) {
   p.kv_heads = to_int(t, "k_cache's kv_heads", heads);
   p.seq_len = meta_int(t, "seq_len");
   p.window = meta_int(t, "window");
+  constexpr std::int64_t kMaxPositions = std::int64_t(1) << 40;
+  if (p.seq_len > kMaxPositions || p.window > kMaxPositions)
+    throw TraceError(t.path + ": metadata 'seq_len' or 'window' exceeds 2^40 positions");
   try {
     p.accum = parse_accum(t.meta("accumulation"));
   } catch (const std::invalid_argument&) {
@@ -202,7 +205,7 @@ AttentionInputs build_inputs(TraceFile& t, Context& c) {
     spec.page_size = to_int(t, "k_cache's page_size", page);
     const Tensor& bt = take(t, "block_table");
     if (bt.type != ElemType::i32 && bt.type != ElemType::i64)
-      throw TraceError(t.path + ": tensor 'block_table' is " + std::string(safetensors_name(bt.type)) + "; expected I32");
+      throw TraceError(t.path + ": tensor 'block_table' is " + std::string(safetensors_name(bt.type)) + "; expected I32 or I64");
     if (bt.shape.size() != 2 || bt.shape[0] != p.batch)
       throw TraceError(t.path + ": tensor 'block_table' has shape " + bt.shape_string() +
                        ", expected [batch, pages_per_seq] with batch " + std::to_string(p.batch));
@@ -422,7 +425,9 @@ std::vector<Variant> variants(const AttentionInputs& in, const Context& c, Stage
   const Problem& p = in.problem;
   const KvLayoutSpec base = in.layout.spec();
   std::vector<Variant> v;
-  const bool positions = stage != Stage::softmax;  // which keys are read
+  // Which keys are read, and the scale: softmax checked on the engine's scores sees neither; on
+  // the reference's scores (none recorded) it sees both.
+  const bool positions = stage != Stage::softmax || !c.scores;
   auto relayout = [&c](AttentionInputs& x, const KvLayoutSpec& spec) {
     x.layout = make_layout(x.problem, spec, c);
     return true;
@@ -468,7 +473,8 @@ std::vector<Variant> variants(const AttentionInputs& in, const Context& c, Stage
                    }, {}});
     }
   }
-  if (stage == Stage::qk || stage == Stage::attn_out || stage == Stage::lse) {
+  if (stage == Stage::qk || stage == Stage::attn_out || stage == Stage::lse ||
+      (stage == Stage::softmax && !c.scores)) {
     const double s = p.effective_scale();
     std::vector<double> scales = {1.0, s * s, 1.0 / p.head_dim};
     if (fitted_scale > 0.0 && std::fabs(fitted_scale / s - 1.0) > 1e-3) scales.push_back(fitted_scale);

@@ -39,6 +39,10 @@ int run_trace_check(const TraceCheckOptions& opt) {
     } catch (const trace::TraceError& e) {
       std::cerr << "attnscope trace check: " << e.what() << "\n";
       unreadable = true;
+    } catch (const std::exception& e) {
+      // Anything else (memory, a failed record write) makes the point unreadable, not failed.
+      std::cerr << "attnscope trace check: " << path << ": " << e.what() << "\n";
+      unreadable = true;
     }
   }
   bool failed = false;

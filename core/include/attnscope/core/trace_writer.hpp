@@ -61,7 +61,9 @@ class TraceWriter {
   // Records a tensor; `data` (C order, little-endian) must stay valid until written.
   TraceWriter& tensor(const std::string& name, DType dtype, std::vector<std::int64_t> shape,
                       const void* data) {
-    if (name.empty() || name == "__metadata__") throw std::invalid_argument("bad tensor name '" + name + "'");
+    if (name.empty() || name == "__metadata__" || name[0] == '.' ||
+        name.find_first_of("/\\") != std::string::npos)
+      throw std::invalid_argument("bad tensor name '" + name + "' (it names a file in the .npy form)");
     for (const Entry& e : tensors_)
       if (e.name == name) throw std::invalid_argument("tensor '" + name + "' given twice");
     std::size_t n = dtype_size(dtype);
@@ -105,12 +107,11 @@ class TraceWriter {
     if (!f) throw std::runtime_error("write to '" + path + "' failed");
   }
 
-  // dir/meta.json and dir/<name>.npy; the directory is created if missing.
+  // dir/meta.json and dir/<name>.npy. The directory is created; an existing one is refused, so
+  // no file of an earlier trace is left beside this one's.
   void write_npy_dir(const std::string& dir) const {
-    ::mkdir(dir.c_str(), 0777);
-    struct stat st {};
-    if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
-      throw std::runtime_error("cannot create directory '" + dir + "'");
+    if (::mkdir(dir.c_str(), 0777) != 0)
+      throw std::runtime_error("cannot create directory '" + dir + "' (it must not exist yet)");
     std::string m = "{";
     bool first = true;
     for (const auto& kv : meta_) {
@@ -128,6 +129,7 @@ class TraceWriter {
                            "', 'fortran_order': False, 'shape': " + shape + ", }";
       while ((10 + header.size() + 1) % 64 != 0) header += ' ';
       header += '\n';
+      if (header.size() > 65535) throw std::runtime_error("tensor '" + e.name + "': .npy header too long");
       std::string pre = "\x93NUMPY";
       pre += '\x01';
       pre += '\x00';
