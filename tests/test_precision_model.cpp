@@ -446,5 +446,36 @@ TEST(PrecisionModel, DecodeModelAgreesInFp32AndStagnatesInLongFp16Runs) {
   EXPECT_THROW(model::model_decode(in, Accum::fp16, dot, 3, 256, runs, lse), std::invalid_argument);
 }
 
+// Tiles of keys with one max update per tile: tile 1 is the per-key model bit for bit; longer
+// tiles follow another order (different roundings in fp16) of the same precision.
+TEST(PrecisionModel, DecodeModelWithSoftmaxTiles) {
+  Problem p;
+  p.q_heads = 4;
+  p.kv_heads = 2;
+  p.seq_len = p.window = 4096;
+  p.head_dim = 64;
+  DataSpec data;
+  data.dist = Distribution::large_logits;  // the max moves often: rescales matter
+  const AttentionInputs in = make_inputs(p, KvLayoutSpec{}, data);
+  std::vector<double> ref_out, ref_lse;
+  ref::attention_output<double>(in, ref_out, ref_lse);
+  const SummationOrder dot = model::parse_order("warp_tree(lanes=8,vec=8)");
+  std::vector<double> per_key, tile1, tile4, lse;
+  model::model_decode(in, Accum::fp16, dot, 8, 1024, per_key, lse);
+  model::model_decode(in, Accum::fp16, dot, 8, 1024, tile1, lse, 1);
+  model::model_decode(in, Accum::fp16, dot, 8, 1024, tile4, lse, 4);
+  EXPECT_EQ(per_key, tile1);
+  EXPECT_NE(tile1, tile4);
+  const double e1 = compare(p.out_elems(), tile1.data(), ref_out.data(), DType::fp16).rel_l2;
+  const double e4 = compare(p.out_elems(), tile4.data(), ref_out.data(), DType::fp16).rel_l2;
+  EXPECT_LT(e4, 2.0 * e1) << e4 << " vs " << e1;
+  EXPECT_GT(e4, 0.5 * e1) << e4 << " vs " << e1;
+  std::vector<double> f32, f32_lse;
+  model::model_decode(in, Accum::fp32, dot, 8, 1024, f32, f32_lse, 4);
+  EXPECT_LT(compare(p.out_elems(), f32.data(), ref_out.data(), DType::fp32).rel_l2, 1e-5);
+  for (std::size_t i = 0; i < f32_lse.size(); ++i) EXPECT_NEAR(f32_lse[i], ref_lse[i], 1e-4) << i;
+  EXPECT_THROW(model::model_decode(in, Accum::fp16, dot, 8, 1024, tile4, lse, 0), std::invalid_argument);
+}
+
 }  // namespace
 }  // namespace attnscope

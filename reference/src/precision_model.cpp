@@ -248,7 +248,7 @@ struct DecodeState {
 
 template <class A>
 void decode_impl(const AttentionInputs& in, const SummationOrder& dot, int rows,
-                 std::int64_t split_len, std::vector<double>& out, std::vector<double>& lse) {
+                 std::int64_t split_len, int tile, std::vector<double>& out, std::vector<double>& lse) {
   using T = typename A::T;
   const Problem& p = in.problem;
   const int D = p.head_dim, group = p.group();
@@ -275,27 +275,42 @@ void decode_impl(const AttentionInputs& in, const SummationOrder& dot, int rows,
           x.acc.assign(static_cast<std::size_t>(D), A::from(0.0));
         }
         const int64_t c0 = span_start + s * split_len, c1 = std::min(c0 + split_len, span_start + span);
-        for (int64_t pos = c0; pos < c1; ++pos) {
-          const int64_t j = pos - start;
-          if (j < 0 || j >= p.window || !in.attends(b, pos)) continue;
-          DecodeState<A>& x = st[static_cast<std::size_t>((pos - c0) % rows)];
-          const int64_t kb = addr.offset(b, h / group, pos);
-          for (int d = 0; d < D; ++d) k[std::size_t(d)] = in.k.get(kb + d);
-          const float sc = static_cast<float>(model_dot(std::is_same<T, float>::value ? Accum::fp32 : Accum::fp16,
-                                                        dot, q.data(), k.data(), D)) * scale;
-          float pr = 1.0f;
-          if (sc > x.m) {
-            const T alpha = A::from(std::exp(x.m - sc));
+        // Row-group g takes tiles g, g + rows, ... of `tile` consecutive positions; per tile, one
+        // max update (a rescale when the tile's max exceeds the running one), then each key's
+        // weight exp(s - max) in order. With tile 1 this is the per-key update.
+        std::vector<float> sc(static_cast<std::size_t>(tile));
+        std::vector<int64_t> kbs(static_cast<std::size_t>(tile));
+        std::vector<char> live(static_cast<std::size_t>(tile));
+        for (int64_t t0 = c0; t0 < c1; t0 += tile) {
+          DecodeState<A>& x = st[static_cast<std::size_t>(((t0 - c0) / tile) % rows)];
+          float tile_max = neg_inf;
+          for (int i = 0; i < tile; ++i) {
+            const int64_t pos = t0 + i, j = pos - start;
+            live[std::size_t(i)] = pos < c1 && j >= 0 && j < p.window && in.attends(b, pos);
+            if (!live[std::size_t(i)]) continue;
+            const int64_t kb = addr.offset(b, h / group, pos);
+            kbs[std::size_t(i)] = kb;
+            for (int d = 0; d < D; ++d) k[std::size_t(d)] = in.k.get(kb + d);
+            sc[std::size_t(i)] = static_cast<float>(model_dot(std::is_same<T, float>::value ? Accum::fp32 : Accum::fp16,
+                                                               dot, q.data(), k.data(), D)) * scale;
+            tile_max = std::max(tile_max, sc[std::size_t(i)]);
+          }
+          if (tile_max == neg_inf) continue;  // no attended key in the tile
+          if (tile_max > x.m) {
+            const T alpha = A::from(std::exp(x.m - tile_max));
             x.l = A::mul(x.l, alpha);
             for (T& a : x.acc) a = A::mul(alpha, a);
-            x.m = sc;
-          } else {
-            pr = std::exp(sc - x.m);
+            x.m = tile_max;
           }
-          const T ps = A::from(pr);
-          x.l = A::add(x.l, ps);
-          for (int d = 0; d < D; ++d)
-            x.acc[std::size_t(d)] = A::fma(ps, A::from(in.v.get(kb + d)), x.acc[std::size_t(d)]);
+          for (int i = 0; i < tile; ++i) {
+            if (!live[std::size_t(i)]) continue;
+            const float pr = sc[std::size_t(i)] == x.m ? 1.0f : std::exp(sc[std::size_t(i)] - x.m);
+            const T ps = A::from(pr);
+            x.l = A::add(x.l, ps);
+            const int64_t kb = kbs[std::size_t(i)];
+            for (int d = 0; d < D; ++d)
+              x.acc[std::size_t(d)] = A::fma(ps, A::from(in.v.get(kb + d)), x.acc[std::size_t(d)]);
+          }
         }
         // Ascending tree over the row-groups, as the kernels merge them.
         for (int w = 1; w < rows; w *= 2)
@@ -370,13 +385,14 @@ std::vector<double> model_pv(const AttentionInputs& in, const std::vector<double
 }
 
 void model_decode(const AttentionInputs& in, Accum acc, const SummationOrder& dot, int rows,
-                  std::int64_t split_len, std::vector<double>& out, std::vector<double>& lse) {
+                  std::int64_t split_len, std::vector<double>& out, std::vector<double>& lse, int tile) {
   check_order(dot);
   if (rows < 1 || (rows & (rows - 1)) != 0)
     throw std::invalid_argument("model_decode: rows must be a power of two (got " + std::to_string(rows) + ")");
   if (split_len < 1) throw std::invalid_argument("model_decode: split_len must be >= 1");
-  if (acc == Accum::fp16) decode_impl<Fp16Arith>(in, dot, rows, split_len, out, lse);
-  else decode_impl<Fp32Arith>(in, dot, rows, split_len, out, lse);
+  if (tile < 1) throw std::invalid_argument("model_decode: tile must be >= 1");
+  if (acc == Accum::fp16) decode_impl<Fp16Arith>(in, dot, rows, split_len, tile, out, lse);
+  else decode_impl<Fp32Arith>(in, dot, rows, split_len, tile, out, lse);
 }
 
 }  // namespace attnscope::model

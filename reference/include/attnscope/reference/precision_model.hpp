@@ -46,7 +46,11 @@ std::vector<double> model_pv(const AttentionInputs& in, const std::vector<double
 // format, its lse = max + log(sum) in fp32; runs combine in fp32 in run order, weighted by
 // exp(lse - max lse). out: [batch, q_len, q_heads, head_dim] before output rounding;
 // lse: [batch, q_heads, q_len].
+// With tile > 1 a row-group takes tiles of `tile` consecutive positions (tiles r, r + rows, ...)
+// and updates its max once per tile, before the tile's weights (the values order's vec); tile 1
+// is the per-key update above, bit for bit.
 void model_decode(const AttentionInputs& in, Accum acc, const SummationOrder& dot, int rows,
-                  std::int64_t split_len, std::vector<double>& out, std::vector<double>& lse);
+                  std::int64_t split_len, std::vector<double>& out, std::vector<double>& lse,
+                  int tile = 1);
 
 }  // namespace attnscope::model
