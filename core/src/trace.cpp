@@ -101,6 +101,10 @@ const Tensor& TraceFile::require(const std::string& name) const {
   throw TraceError(path + ": tensor '" + name + "' is missing");
 }
 
+Tensor& TraceFile::require(const std::string& name) {
+  return const_cast<Tensor&>(static_cast<const TraceFile&>(*this).require(name));
+}
+
 const std::string& TraceFile::meta(const std::string& key) const {
   const auto it = metadata.find(key);
   if (it == metadata.end()) throw TraceError(path + ": metadata '" + key + "' is missing");

@@ -84,10 +84,10 @@ void expect_shape(const TraceFile& t, const Tensor& x, const std::vector<std::in
   }
 }
 
-Tensor& take(TraceFile& t, const std::string& name) {
-  auto it = t.tensors.find(name);
-  if (it == t.tensors.end()) throw TraceError(t.path + ": tensor '" + name + "' is missing");
-  return it->second;
+std::string joined(const std::vector<std::string>& names) {
+  std::string s;
+  for (const std::string& n : names) s += (s.empty() ? "" : ", ") + n;
+  return s;
 }
 
 // What the checks need beyond the inputs: the recorded outputs and the formats of the budgets.
@@ -129,7 +129,7 @@ AttentionInputs build_inputs(TraceFile& t, Context& c) {
     if (!known.count(kv.first))
       throw TraceError(t.path + ": unknown tensor '" + kv.first +
                        "' (a trace holds q, k_cache, v_cache, block_table, scores, probs, out, lse)");
-  Tensor& q = take(t, "q");
+  Tensor& q = t.require("q");
   if (q.shape.size() != 4)
     throw TraceError(t.path + ": tensor 'q' has shape " + q.shape_string() + ", expected [batch, q_len, q_heads, head_dim]");
   const DType in = input_dtype(t, q);
@@ -139,8 +139,8 @@ AttentionInputs build_inputs(TraceFile& t, Context& c) {
   } catch (const std::invalid_argument&) {
     throw TraceError(t.path + ": metadata 'layout' = '" + t.meta("layout") + "': expected bhsd, bshd or paged");
   }
-  Tensor& k = take(t, "k_cache");
-  Tensor& v = take(t, "v_cache");
+  Tensor& k = t.require("k_cache");
+  Tensor& v = t.require("v_cache");
   for (const Tensor* x : {&k, &v}) {
     if (x->shape.size() != 5)
       throw TraceError(t.path + ": tensor '" + x->name + "' has shape " + x->shape_string() + ", expected 5 dimensions (" +
@@ -203,7 +203,7 @@ AttentionInputs build_inputs(TraceFile& t, Context& c) {
                      std::to_string(spec.layers) + " layers");
   if (kind == KvLayoutKind::paged) {
     spec.page_size = to_int(t, "k_cache's page_size", page);
-    const Tensor& bt = take(t, "block_table");
+    const Tensor& bt = t.require("block_table");
     if (bt.type != ElemType::i32 && bt.type != ElemType::i64)
       throw TraceError(t.path + ": tensor 'block_table' is " + std::string(safetensors_name(bt.type)) + "; expected I32 or I64");
     if (bt.shape.size() != 2 || bt.shape[0] != p.batch)
@@ -537,12 +537,8 @@ std::vector<std::string> diagnose(AttentionInputs& in, const Context& c, Stage s
     std::vector<double> probs_perm;
     if (!var.head_perm.empty()) {
       const auto [qo, qi] = std::pair<std::int64_t, std::int64_t>{std::int64_t(p0.batch) * p0.q_len, p0.head_dim};
-      HostTensor q = in.q;
-      for (std::int64_t o = 0; o < qo; ++o)
-        for (int h = 0; h < p0.q_heads; ++h)
-          for (std::int64_t d = 0; d < qi; ++d)
-            q.set((o * p0.q_heads + var.head_perm[std::size_t(h)]) * qi + d, in.q.get((o * p0.q_heads + h) * qi + d));
-      in.q = std::move(q);
+      const std::vector<double> moved = permute_heads(in.q.to_double(), qo, p0.q_heads, qi, var.head_perm, false);
+      for (std::size_t i = 0; i < moved.size(); ++i) in.q.set(std::int64_t(i), moved[i]);  // exact: same format
       if (probs) {
         const auto [so, si] = head_axis(p0, Stage::softmax);
         probs_perm = permute_heads(*probs, so, p0.q_heads, si, var.head_perm, false);
@@ -674,9 +670,7 @@ PointReport check_trace(TraceFile trace, const CheckOptions& options) {
     j[ch.field + "pass"] = ch.pass;
   }
   j["first_failing_stage"] = r.first_failing_stage.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.first_failing_stage);
-  std::string diag;
-  for (const std::string& d : r.diagnosis) diag += (diag.empty() ? "" : ", ") + d;
-  j["diagnosis"] = r.pass ? nlohmann::json(nullptr) : nlohmann::json(diag);
+  j["diagnosis"] = r.pass ? nlohmann::json(nullptr) : nlohmann::json(joined(r.diagnosis));
   j["pass"] = r.pass;
   j["seconds"] = r.seconds;
   return r;
@@ -708,11 +702,7 @@ std::string format_point(const PointReport& r) {
     s << "  every stage within its budget\n";
   } else {
     s << "  first stage outside its budget: " << r.first_failing_stage << "\n";
-    if (!r.diagnosis.empty()) {
-      s << "  diagnosis: ";
-      for (std::size_t i = 0; i < r.diagnosis.size(); ++i) s << (i ? ", " : "") << r.diagnosis[i];
-      s << "\n";
-    }
+    if (!r.diagnosis.empty()) s << "  diagnosis: " << joined(r.diagnosis) << "\n";
   }
   return s.str();
 }
@@ -726,8 +716,7 @@ std::string format_summary(const std::vector<PointReport>& reports) {
   s << std::left << std::setw(14) << "error/budget" << std::setw(8) << "result" << std::setw(12) << "first fail"
     << std::setw(28) << "diagnosis" << "trace\n";
   for (const PointReport* r : sorted) {
-    std::string diag;
-    for (const std::string& d : r->diagnosis) diag += (diag.empty() ? "" : ", ") + d;
+    const std::string diag = joined(r->diagnosis);
     s << std::setw(14) << fmt_g(r->worst_ratio) << std::setw(8) << (r->pass ? "ok" : "FAIL") << std::setw(12)
       << (r->first_failing_stage.empty() ? "-" : r->first_failing_stage) << std::setw(28) << (diag.empty() ? "-" : diag)
       << r->path << "\n";

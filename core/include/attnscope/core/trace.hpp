@@ -47,6 +47,7 @@ struct TraceFile {
   const Tensor* find(const std::string& name) const;
   // The tensor, or a TraceError naming the file and the missing tensor.
   const Tensor& require(const std::string& name) const;
+  Tensor& require(const std::string& name);
   // The metadata value, or a TraceError naming the missing key.
   const std::string& meta(const std::string& key) const;
 };
