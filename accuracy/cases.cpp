@@ -1,6 +1,9 @@
 #include "cases.hpp"
 
 #include "attnscope/core/random.hpp"
+#include "attnscope/core/shapes.hpp"
+
+#include <algorithm>
 
 #include <cmath>
 #include <map>
@@ -21,6 +24,7 @@ std::string AccuracyCase::name() const {
   s << "_g" << p.group() << "_qh" << p.q_heads << "_q" << p.q_len << "_b" << p.batch;
   if (p.seq_len != p.window + p.q_len - 1) s << "_s" << p.seq_len;
   if (path == Path::unfused) s << (scale_in_softmax ? "_scale_softmax" : "_scale_qk");
+  if (splits > 0) s << "_splits" << splits;
   s << suffix;
   return s.str();
 }
@@ -28,8 +32,9 @@ std::string AccuracyCase::name() const {
 Sweep parse_sweep(std::string_view s) {
   if (s == "default") return Sweep::default_set;
   if (s == "full") return Sweep::full;
+  if (s == "tune") return Sweep::tune;
   throw std::invalid_argument("unknown accuracy sweep '" + std::string(s) +
-                              "' (expected default or full)");
+                              "' (expected default, full or tune)");
 }
 
 namespace {
@@ -187,6 +192,29 @@ std::vector<Target> targets(const gpu::NameFilter& filter) {
   return out;
 }
 
+// The tune sweep: split_kv on the default benchmark shapes at batch 1, each split count.
+std::vector<AccuracyCase> tuning_cases(const Target& t) {
+  std::vector<AccuracyCase> cases;
+  if (t.path != Path::split_kv) return cases;
+  std::vector<std::string> seen;
+  for (const DecodeShape& shape : bench_shapes("default")) {
+    AccuracyCase c = base(t, shape.accum, shape.window);
+    c.problem = shape.problem();
+    c.problem.batch = 1;
+    c.layout = shape.layout_spec();
+    const std::string key = c.name();
+    if (std::find(seen.begin(), seen.end(), key) != seen.end()) continue;  // batches differ only
+    seen.push_back(key);
+    std::vector<int> splits = tuning_splits(c.problem, 256);
+    splits.insert(splits.begin(), 0);
+    for (int s : splits) {
+      c.splits = s;
+      cases.push_back(c);
+    }
+  }
+  return cases;
+}
+
 }  // namespace
 
 std::vector<AccuracyCase> make_cases(const CaseSelection& selection, std::vector<LeftOut>* left_out) {
@@ -194,7 +222,7 @@ std::vector<AccuracyCase> make_cases(const CaseSelection& selection, std::vector
   for (const Target& t : targets(selection.filter)) {
     std::map<std::string, int> skipped;  // reason -> cases
     std::vector<std::string> order;      // reasons in the order first seen
-    for (AccuracyCase& c : variants(t, selection.sweep)) {
+    for (AccuracyCase& c : selection.sweep == Sweep::tune ? tuning_cases(t) : variants(t, selection.sweep)) {
       std::string why = why_unsupported(t, c);
       if (!why.empty() && adapt_layout(t, c, why)) why.clear();
       if (why.empty()) {

@@ -25,13 +25,17 @@ struct AccuracyCase {
   DataSpec data;
   bool scale_in_softmax = false;  // unfused only
   std::string suffix;             // appended to the name (random cases: "_rand<k>")
+  int splits = 0;                 // window splits requested (pv, split_kv); 0: the kernel chooses
   // "<impl>_acc_<accum>_w<window>_d<head_dim>_in_<input>_<distribution>_<layout>..." with the
   // implementation's dots as underscores: a valid GoogleTest name, so a failure names itself.
   std::string name() const;
 };
 
-enum class Sweep { default_set, full };
-Sweep parse_sweep(std::string_view s);  // "default" or "full"; throws std::invalid_argument
+// default_set and full: the cases above; tune: split_kv at every split count a tuning run of the
+// benchmarks times (tuning_splits) and at its own choice, on the default benchmark shapes at
+// batch 1 (the error of a split count does not depend on the batch).
+enum class Sweep { default_set, full, tune };
+Sweep parse_sweep(std::string_view s);  // "default", "full" or "tune"; throws std::invalid_argument
 
 struct CaseSelection {
   Sweep sweep = Sweep::default_set;

@@ -72,7 +72,7 @@ CaseResult run_case(const AccuracyCase& c, const gpu::DeviceInfo& device, const 
   const Problem& p = c.problem;
   const AttentionInputs in = make_inputs(p, c.layout, c.data);
   gpu::DeviceProblem dp(in);
-  const gpu::LaunchContext ctx = dp.launch_context();
+  const gpu::LaunchContext ctx = dp.launch_context(c.splits);
   CaseResult res;
   nlohmann::json& j = res.record;
   j["case"] = c.name();
@@ -158,7 +158,7 @@ CaseResult run_case(const AccuracyCase& c, const gpu::DeviceInfo& device, const 
 
     dp.poison_outputs();
     dp.set_probs(u.probs);
-    dp.run(pv);
+    dp.run(pv, false, c.splits);
     u.out = dp.out();
     u.pv_e2e = bounds::pv_bounds(in, T.probs, u.sm_e2e.probabilistic, f_pv);
     if (!judge_stages) return u;
@@ -231,6 +231,8 @@ CaseResult run_case(const AccuracyCase& c, const gpu::DeviceInfo& device, const 
     const gpu::Implementation& impl = gpu::implementation(c.impl);
     const KernelOrder order = impl.order(p, ctx);
     j["order"] = order.describe();
+    j["splits"] = order.splits;
+    j["requested_splits"] = c.splits;
     note_order(impl, order);
     // Online softmax: every accumulation step may round twice (rescale, then add).
     const std::int64_t values_depth = 2 * depth_of(order.values, p.window);
@@ -238,7 +240,7 @@ CaseResult run_case(const AccuracyCase& c, const gpu::DeviceInfo& device, const 
     const bounds::StageFormats f_sm{p.accum, values_depth, DType::fp32, lambda};
     const bounds::StageFormats f_pv{p.accum, values_depth, p.output, lambda};
     dp.poison_outputs();
-    dp.run(impl);
+    dp.run(impl, false, c.splits);
     const std::vector<double> out = dp.out(), lse = dp.lse();
     const std::size_t first_check = res.checks.size();
     const bounds::ElementBounds b = bounds::attention_bounds(in, f_qk, f_sm, f_pv);

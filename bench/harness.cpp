@@ -103,6 +103,7 @@ std::string BenchCase::name(bool hot) const {
     << "/layout:" << to_string(layout.kind);
   if (layout.kind == KvLayoutKind::paged) s << "/page:" << layout.page_size;
   if (p.output != p.input) s << "/out:" << to_string(p.output);
+  if (splits > 0) s << "/splits:" << splits;
   if (hot) s << "/l2:hot";
   return s.str();
 }
@@ -265,6 +266,7 @@ void run_case(benchmark::State& state, const BenchCase& c) {
     all.insert(all.end(), timed.begin(), timed.end());
     gpu::LaunchContext ctx;
     ctx.multiprocessors = h.device().multiprocessors;
+    ctx.splits = c.splits;
     std::size_t workspace = 0;
     for (const gpu::Implementation* impl : all) {
       const std::string why = impl->why_unsupported(p, c.layout);
@@ -275,11 +277,11 @@ void run_case(benchmark::State& state, const BenchCase& c) {
 
     // The implementations share one workspace: a first pass grows it to the largest need, so
     // the pointers the second pass hands out stay valid.
-    for (const gpu::Implementation* impl : all) (void)dp.args(*impl);
+    for (const gpu::Implementation* impl : all) (void)dp.args(*impl, c.splits);
     auto args_of = [&](const std::vector<const gpu::Implementation*>& impls) {
       std::vector<gpu::StageArgs> v;
       for (const gpu::Implementation* impl : impls) {
-        gpu::StageArgs a = dp.args(*impl);
+        gpu::StageArgs a = dp.args(*impl, c.splits);
         a.stream = h.stream();
         v.push_back(a);
       }
@@ -328,6 +330,8 @@ void run_case(benchmark::State& state, const BenchCase& c) {
     state.counters["GB/s"] = gbps;
     state.counters["FLOP/s"] = k.flops / t;
     state.counters["pct_of_peak"] = h.peak_gbps() > 0.0 ? 100.0 * gbps / h.peak_gbps() : 0.0;
+    // The window splits of the last timed launch (its order's), for tuning reports.
+    state.counters["splits"] = timed.back()->order(p, ctx).splits;
     state.counters["pct_of_read_peak"] = h.peak_read_gbps() > 0.0 ? 100.0 * gbps / h.peak_read_gbps() : 0.0;
     if (c.timed.size() > 1) {
       std::string label;

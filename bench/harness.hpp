@@ -43,6 +43,7 @@ struct BenchCase {
   std::vector<std::string> before;  // run once, untimed: they make the inputs (softmax, pv)
   Problem problem;
   KvLayoutSpec layout;
+  int splits = 0;  // window splits requested of every timed launch; 0: the implementation chooses
   // e.g.
   // fused/impl:attnscope.fused/acc:fp32/in:fp16/d:128/b:1/qh:32/kvh:8/q:1/window:4096/layout:bhsd
   std::string name(bool hot) const;

@@ -8,7 +8,8 @@
 // bench_main (attnscope/bench/suite.hpp) runs them over whatever is registered.
 //
 // Options (flags are read before Google Benchmark's; environment variables in parentheses):
-//   --attnscope_set=quick|default|full  (ATTNSCOPE_BENCH_SET)  shapes; default: default
+//   --attnscope_set=quick|default|full|tune  (ATTNSCOPE_BENCH_SET)  shapes; default: default;
+//                                       tune: split_kv over split counts on the default shapes
 //   --attnscope_hot                     (ATTNSCOPE_BENCH_HOT=1) keep L2 warm between iterations
 //   --attnscope_flush_mib=N             (ATTNSCOPE_BENCH_FLUSH_MIB)  L2 flush size; 0: 2 x L2
 //   --attnscope_timeout_s=S             (ATTNSCOPE_BENCH_TIMEOUT_S)  a timed run longer than S
@@ -26,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "attnscope/core/shapes.hpp"
 #include "attnscope/kernels/registry.hpp"
 #include "attnscope/kernels/runtime.hpp"
 #include "attnscope/bench/suite.hpp"
@@ -44,96 +46,7 @@ using attnscope::bench::Options;
 using attnscope::Path;
 namespace gpu = attnscope::gpu;
 
-// A benchmark shape: the problem of one decode step and its cache layout.
-struct Shape {
-  int batch = 1;
-  int q_heads = 32;
-  int kv_heads = 8;
-  std::int64_t window = 4096;
-  int head_dim = 128;
-  DType input = DType::fp16;
-  Accum accum = Accum::fp32;
-  KvLayoutKind layout = KvLayoutKind::bhsd;
-
-  Problem problem() const {
-    Problem p;
-    p.batch = batch;
-    p.q_heads = q_heads;
-    p.kv_heads = kv_heads;
-    p.q_len = 1;
-    p.window = window;
-    p.seq_len = window;  // the cache holds exactly the attended window
-    p.head_dim = head_dim;
-    p.input = input;
-    p.output = input;
-    p.accum = accum;
-    return p;
-  }
-  KvLayoutSpec layout_spec() const {
-    KvLayoutSpec l;
-    l.kind = layout;
-    return l;  // paged: 16-position pages
-  }
-};
-
-// The single-head shape engines trace when they debug a divergence.
-Shape debug_shape() {
-  return {1, 1, 1, 64, 128};
-}
-// Llama-3-8B decode: 32 query heads on 8 KV heads, head_dim 128.
-Shape llama(int batch, std::int64_t window) {
-  return {batch, 32, 8, window, 128};
-}
-// Multi-head attention: every query head has its own KV head.
-Shape mha(int batch, std::int64_t window) {
-  return {batch, 32, 32, window, 128};
-}
-
-std::vector<Shape> make_shapes(const std::string& set) {
-  std::vector<Shape> s;
-  if (set == "quick") {
-    s = {debug_shape(), llama(1, 4096), mha(1, 4096)};
-    return s;
-  }
-  s.push_back(debug_shape());
-  for (int batch : {1, 16, 64})
-    for (std::int64_t window : {1024, 4096, 32768, 131072}) s.push_back(llama(batch, window));
-  for (int batch : {1, 8})
-    for (std::int64_t window : {4096, 8192}) s.push_back(mha(batch, window));
-  if (set != "full") return s;
-
-  // full: each other axis varied around two Llama decode shapes, a short and a long cache.
-  for (const Shape& base : {llama(1, 4096), llama(16, 32768)}) {
-    Shape v = base;
-    v.accum = Accum::fp16;  // fp16 accumulation is implemented for fp16 inputs
-    s.push_back(v);
-    v = base;
-    v.input = DType::bf16;
-    s.push_back(v);
-    for (int d : {64, 256}) {
-      v = base;
-      v.head_dim = d;
-      s.push_back(v);
-    }
-    for (KvLayoutKind k : {KvLayoutKind::bshd, KvLayoutKind::paged}) {
-      v = base;
-      v.layout = k;
-      s.push_back(v);
-    }
-    for (int kv_heads : {32, 16, 4}) {  // GQA groups 1, 2 and 8
-      v = base;
-      v.kv_heads = kv_heads;
-      s.push_back(v);
-    }
-  }
-  // fp16 accumulation along the window sweep, where its error and its speed both change.
-  for (std::int64_t window : {1024, 32768, 131072}) {
-    Shape v = llama(1, window);
-    v.accum = Accum::fp16;
-    s.push_back(v);
-  }
-  return s;
-}
+using attnscope::DecodeShape;
 
 // The stage of `family`, or attnscope's when the family has none: softmax and pv benchmarks
 // need their inputs made by some qk (and softmax).
@@ -142,10 +55,10 @@ std::string stage_of(const std::string& family, Path stage) {
   return own ? own->name : gpu::family_stage("attnscope", stage)->name;
 }
 
-std::vector<BenchCase> make_cases(const std::vector<Shape>& shapes, const gpu::NameFilter& filter) {
+std::vector<BenchCase> make_cases(const std::vector<DecodeShape>& shapes, const gpu::NameFilter& filter) {
   std::vector<BenchCase> cases;
   // Shape-major order: consecutive benchmarks share the device-resident inputs.
-  for (const Shape& shape : shapes) {
+  for (const DecodeShape& shape : shapes) {
     auto add = [&](Path path, std::string impl, std::vector<std::string> timed,
                    std::vector<std::string> before) {
       BenchCase c;
@@ -190,6 +103,31 @@ std::vector<BenchCase> make_cases(const std::vector<Shape>& shapes, const gpu::N
   return cases;
 }
 
+// The tune set: split_kv on every default shape at each split count tuning_splits gives, and at
+// the count the implementation chooses (splits 0), so a report can set the heuristic beside the
+// best count. Split counts change the summation order: the accuracy suite's tune sweep
+// evaluates the same counts.
+std::vector<BenchCase> make_tuning_cases(const std::vector<DecodeShape>& shapes, const gpu::NameFilter& filter) {
+  std::vector<BenchCase> cases;
+  for (const DecodeShape& shape : shapes)
+    for (const gpu::Implementation* i : gpu::implementations(Path::split_kv)) {
+      if (!filter.matches(i->name)) continue;
+      std::vector<int> splits = attnscope::tuning_splits(shape.problem(), 256);
+      splits.insert(splits.begin(), 0);
+      for (int s : splits) {
+        BenchCase c;
+        c.path = Path::split_kv;
+        c.impl = i->name;
+        c.timed = {i->name};
+        c.problem = shape.problem();
+        c.layout = shape.layout_spec();
+        c.splits = s;
+        cases.push_back(std::move(c));
+      }
+    }
+  return cases;
+}
+
 std::string env_or(const char* name, const std::string& fallback) {
   const char* v = std::getenv(name);
   return v != nullptr && *v != '\0' ? std::string(v) : fallback;
@@ -228,9 +166,9 @@ Options parse_options(int& argc, char** argv) {
     }
   }
   argc = kept;
-  if (o.set != "quick" && o.set != "default" && o.set != "full")
+  if (o.set != "quick" && o.set != "default" && o.set != "full" && o.set != "tune")
     throw std::invalid_argument("unknown benchmark set '" + o.set +
-                                "' (expected quick, default or full)");
+                                "' (expected quick, default, full or tune)");
   return o;
 }
 
@@ -244,7 +182,7 @@ bool has_flag(int argc, char** argv, const char* flag, const char* env) {
 void print_help() {
   benchmark::PrintDefaultHelp();
   std::cout << "attnscope options (before Google Benchmark's; environment variables too):\n"
-               "  --attnscope_set=quick|default|full  (ATTNSCOPE_BENCH_SET)\n"
+               "  --attnscope_set=quick|default|full|tune  (ATTNSCOPE_BENCH_SET)\n"
                "  --attnscope_hot                     (ATTNSCOPE_BENCH_HOT=1)\n"
                "  --attnscope_flush_mib=N             (ATTNSCOPE_BENCH_FLUSH_MIB)\n"
                "  --attnscope_timeout_s=S             (ATTNSCOPE_BENCH_TIMEOUT_S)\n"
@@ -309,7 +247,9 @@ int bench_main(int argc, char** argv) {
                 << ". Every benchmark is skipped with this reason.\n";
   }
 
-  const std::vector<BenchCase> cases = make_cases(make_shapes(options.set), options.filter);
+  const std::vector<BenchCase> cases =
+      options.set == "tune" ? make_tuning_cases(attnscope::bench_shapes("default"), options.filter)
+                            : make_cases(attnscope::bench_shapes(options.set), options.filter);
   if (cases.empty()) {
     std::cerr << "bench_attention: no registered implementation matches --attnscope_impl\n";
     return 2;

@@ -111,6 +111,30 @@ TEST(AccuracyCases, RandomCasesAreReproducibleValidAndVaried) {
   EXPECT_NE(random_cases(selection(Sweep::default_set), 5, 8)[0].name(), a[0].name());
 }
 
+// The tune sweep: split_kv at the benchmark tune set's split counts, once per shape at batch 1.
+TEST(AccuracyCases, TuneSweepCoversTheBenchmarkSplitCounts) {
+  const auto cases = make_cases(selection(Sweep::tune));
+  ASSERT_FALSE(cases.empty());
+  std::set<std::string> names;
+  std::set<std::pair<std::int64_t, int>> seen;  // (window, splits)
+  for (const AccuracyCase& c : cases) {
+    EXPECT_EQ(c.path, Path::split_kv);
+    EXPECT_EQ(c.problem.batch, 1);
+    EXPECT_TRUE(names.insert(c.name()).second) << c.name();
+    if (c.splits > 0) {
+      EXPECT_EQ(c.splits & (c.splits - 1), 0) << c.splits;
+      EXPECT_NE(c.name().find("_splits" + std::to_string(c.splits)), std::string::npos);
+    }
+    if (c.problem.kv_heads == 8) seen.insert({c.problem.window, c.splits});
+  }
+  for (std::int64_t w : {1024, 4096, 32768, 131072}) {
+    EXPECT_EQ(seen.count({w, 0}), 1u) << w;  // the kernel's own choice
+    EXPECT_EQ(seen.count({w, 1}), 1u) << w;
+    EXPECT_EQ(seen.count({w, int(w / 256 >= 1024 ? 1024 : w / 256)}), 1u) << w;
+  }
+  EXPECT_EQ(parse_sweep("tune"), Sweep::tune);
+}
+
 // The budgets read each kernel's declared order: every part a path uses is present, valid, and
 // derived from the same geometry the kernels compile with.
 TEST(KernelOrders, DeclaredOrdersFollowTheKernelGeometry) {

@@ -1,0 +1,55 @@
+// The decode shapes the benchmark sets time (quick, default, full), shared with the accuracy
+// suite's tuning sweep so that a tuning run's error and time are for the same shapes.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "attnscope/core/layout.hpp"
+#include "attnscope/core/problem.hpp"
+
+namespace attnscope {
+
+// The problem of one decode step and its cache layout.
+struct DecodeShape {
+  int batch = 1;
+  int q_heads = 32;
+  int kv_heads = 8;
+  std::int64_t window = 4096;
+  int head_dim = 128;
+  DType input = DType::fp16;
+  Accum accum = Accum::fp32;
+  KvLayoutKind layout = KvLayoutKind::bhsd;
+
+  Problem problem() const {
+    Problem p;
+    p.batch = batch;
+    p.q_heads = q_heads;
+    p.kv_heads = kv_heads;
+    p.q_len = 1;
+    p.window = window;
+    p.seq_len = window;  // the cache holds exactly the attended window
+    p.head_dim = head_dim;
+    p.input = input;
+    p.output = input;
+    p.accum = accum;
+    return p;
+  }
+  KvLayoutSpec layout_spec() const {
+    KvLayoutSpec l;
+    l.kind = layout;
+    return l;  // paged: 16-position pages
+  }
+};
+
+// The shapes of a benchmark set: quick, default (the debug shape, Llama-3-8B decode at windows
+// 1K to 128K and batch 1 to 64, MHA at 4K and 8K) or full; throws std::invalid_argument on
+// another name.
+std::vector<DecodeShape> bench_shapes(const std::string& set);
+
+// The split counts a tuning run tries: powers of two from 1 while each split keeps at least
+// min_len positions of the span (at most 1024 splits).
+std::vector<int> tuning_splits(const Problem& p, std::int64_t min_len);
+
+}  // namespace attnscope

@@ -1,0 +1,80 @@
+#include "attnscope/core/shapes.hpp"
+
+#include <stdexcept>
+
+namespace attnscope {
+
+namespace {
+
+// The single-head shape engines trace when they debug a divergence.
+DecodeShape debug_shape() {
+  return {1, 1, 1, 64, 128};
+}
+// Llama-3-8B decode: 32 query heads on 8 KV heads, head_dim 128.
+DecodeShape llama(int batch, std::int64_t window) {
+  return {batch, 32, 8, window, 128};
+}
+// Multi-head attention: every query head has its own KV head.
+DecodeShape mha(int batch, std::int64_t window) {
+  return {batch, 32, 32, window, 128};
+}
+
+}  // namespace
+
+std::vector<DecodeShape> bench_shapes(const std::string& set) {
+  if (set != "quick" && set != "default" && set != "full")
+    throw std::invalid_argument("unknown benchmark set '" + set + "' (expected quick, default or full)");
+  std::vector<DecodeShape> s;
+  if (set == "quick") {
+    s = {debug_shape(), llama(1, 4096), mha(1, 4096)};
+    return s;
+  }
+  s.push_back(debug_shape());
+  for (int batch : {1, 16, 64})
+    for (std::int64_t window : {1024, 4096, 32768, 131072}) s.push_back(llama(batch, window));
+  for (int batch : {1, 8})
+    for (std::int64_t window : {4096, 8192}) s.push_back(mha(batch, window));
+  if (set != "full") return s;
+
+  // full: each other axis varied around two Llama decode shapes, a short and a long cache.
+  for (const DecodeShape& base : {llama(1, 4096), llama(16, 32768)}) {
+    DecodeShape v = base;
+    v.accum = Accum::fp16;  // fp16 accumulation is implemented for fp16 inputs
+    s.push_back(v);
+    v = base;
+    v.input = DType::bf16;
+    s.push_back(v);
+    for (int d : {64, 256}) {
+      v = base;
+      v.head_dim = d;
+      s.push_back(v);
+    }
+    for (KvLayoutKind k : {KvLayoutKind::bshd, KvLayoutKind::paged}) {
+      v = base;
+      v.layout = k;
+      s.push_back(v);
+    }
+    for (int kv_heads : {32, 16, 4}) {  // GQA groups 1, 2 and 8
+      v = base;
+      v.kv_heads = kv_heads;
+      s.push_back(v);
+    }
+  }
+  // fp16 accumulation along the window sweep, where its error and its speed both change.
+  for (std::int64_t window : {1024, 32768, 131072}) {
+    DecodeShape v = llama(1, window);
+    v.accum = Accum::fp16;
+    s.push_back(v);
+  }
+  return s;
+}
+
+
+std::vector<int> tuning_splits(const Problem& p, std::int64_t min_len) {
+  const std::int64_t span = p.window + p.q_len - 1;
+  std::vector<int> out;
+  for (int s = 1; s <= 1024 && (s == 1 || span / s >= min_len); s *= 2) out.push_back(s);
+  return out;
+}
+
+}  // namespace attnscope
