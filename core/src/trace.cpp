@@ -126,15 +126,22 @@ std::int64_t checked_bytes(const std::string& where, const std::vector<std::int6
   return n;
 }
 
-std::vector<unsigned char> read_file(const std::string& path) {
+// Opens a regular file for reading, positioned at its start; *size receives its length.
+std::ifstream open_sized(const std::string& path, std::streamoff* size) {
   std::error_code ec;
   if (!fs::is_regular_file(path, ec)) throw TraceError(path + ": not a regular file");
   std::ifstream f(path, std::ios::binary);
   if (!f) throw TraceError(path + ": cannot open for reading");
   f.seekg(0, std::ios::end);
-  const std::streamoff size = f.tellg();
-  if (size < 0) throw TraceError(path + ": cannot read its size");
+  *size = f.tellg();
+  if (*size < 0) throw TraceError(path + ": cannot read its size");
   f.seekg(0);
+  return f;
+}
+
+std::vector<unsigned char> read_file(const std::string& path) {
+  std::streamoff size = 0;
+  std::ifstream f = open_sized(path, &size);
   std::vector<unsigned char> data(static_cast<std::size_t>(size));
   if (size > 0 && !f.read(reinterpret_cast<char*>(data.data()), size))
     throw TraceError(path + ": read failed");
@@ -269,14 +276,8 @@ TraceFile parse_safetensors(const std::string& name, const std::vector<unsigned 
 // Reads the header, then each tensor straight into its own buffer: a trace of gigabytes is
 // read once, not copied.
 TraceFile read_safetensors(const std::string& path) {
-  std::error_code ec;
-  if (!fs::is_regular_file(path, ec)) throw TraceError(path + ": not a regular file");
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw TraceError(path + ": cannot open for reading");
-  f.seekg(0, std::ios::end);
-  const std::streamoff size = f.tellg();
-  if (size < 0) throw TraceError(path + ": cannot read its size");
-  f.seekg(0);
+  std::streamoff size = 0;
+  std::ifstream f = open_sized(path, &size);
   unsigned char first8[8] = {};
   if (size >= 8 && !f.read(reinterpret_cast<char*>(first8), 8)) throw TraceError(path + ": read failed");
   const std::uint64_t header_len = header_length(path, first8, std::uint64_t(size));
