@@ -172,10 +172,11 @@ TEST(KernelOrders, DeclaredOrdersFollowTheKernelGeometry) {
             EXPECT_GT(summation_depth(*o.values, p.window), 0);
             EXPECT_EQ(parse_order(o.values->name()), *o.values);
           }
-          if (impl->path == Path::fused) {
-            EXPECT_EQ(o.values->lanes, 256 / lanes);
-            EXPECT_EQ(o.values->chunk, p.window);
-            EXPECT_FALSE(o.device_dependent);
+          if (impl->path == Path::fused || impl->path == Path::split_kv) {
+            EXPECT_EQ(o.values->lanes, gpu::detail::kDecThreads / lanes);
+            EXPECT_EQ(o.splits, gpu::detail::decode_auto_splits(p, 132));
+            EXPECT_EQ(o.values->chunk, (p.window + o.splits - 1) / o.splits);
+            EXPECT_TRUE(o.device_dependent);
           }
         }
       }
@@ -197,7 +198,7 @@ TEST(KernelOrders, SplitCountsComeFromTheContext) {
   h200.multiprocessors = 132;
   const KernelOrder auto_o = split.order(p, h200);
   EXPECT_TRUE(auto_o.device_dependent);
-  EXPECT_EQ(auto_o.splits, gpu::detail::auto_splits(p, 132, gpu::detail::kSplitKvMinSplitLen));
+  EXPECT_EQ(auto_o.splits, gpu::detail::decode_auto_splits(p, 132));
   EXPECT_EQ(auto_o.values->chunk, (p.window + auto_o.splits - 1) / auto_o.splits);
   gpu::LaunchContext fixed;
   fixed.splits = 7;
@@ -207,6 +208,41 @@ TEST(KernelOrders, SplitCountsComeFromTheContext) {
   EXPECT_EQ(fixed_o.values->chunk, (p.window + 6) / 7);
   EXPECT_TRUE(pv.order(p, h200).device_dependent);
   EXPECT_EQ(split.workspace(p, fixed), std::size_t(32) * 7 * (128 + 1) * sizeof(float));
+  // fused splits the same way and merges in the launch: partials plus one ticket per block row.
+  const gpu::Implementation& fused = gpu::implementation("attnscope.fused");
+  EXPECT_TRUE(fused.order(p, h200).device_dependent);
+  EXPECT_EQ(fused.order(p, h200).splits, auto_o.splits);
+  EXPECT_EQ(fused.order(p, fixed).splits, 7);
+  EXPECT_EQ(fused.workspace(p, fixed), std::size_t(32) * 7 * (128 + 1) * sizeof(float) + 8 * sizeof(unsigned));
+  gpu::LaunchContext one;
+  one.splits = 1;
+  EXPECT_EQ(fused.workspace(p, one), 0u);
+}
+
+// The decode split count: one wave of resident blocks where the window allows, no split where
+// the grid already fills the device, never below the minimum split length.
+TEST(KernelOrders, DecodeSplitHeuristic) {
+  Problem p;
+  p.q_heads = 32;
+  p.kv_heads = 8;
+  p.seq_len = p.window = 4096;
+  // 8 blocks (one per KV head, all four query heads in each): 4096 / 128 = 32 splits fit a wave.
+  EXPECT_EQ(gpu::detail::decode_query_tile(p), 4);
+  EXPECT_EQ(gpu::detail::decode_auto_splits(p, 132), 32);
+  p.seq_len = p.window = 131072;
+  // 132 SMs x 4 blocks = 528 slots: 66 splits of 8 blocks fill exactly one wave.
+  EXPECT_EQ(gpu::detail::decode_auto_splits(p, 132), 66);
+  p.batch = 64;  // 512 blocks already fill the device
+  EXPECT_EQ(gpu::detail::decode_auto_splits(p, 132), 1);
+  p.batch = 1;
+  p.seq_len = p.window = 100;  // shorter than one split
+  EXPECT_EQ(gpu::detail::decode_auto_splits(p, 132), 1);
+  // MHA: one query a block.
+  p.q_heads = p.kv_heads = 32;
+  p.seq_len = p.window = 8192;
+  p.batch = 8;
+  EXPECT_EQ(gpu::detail::decode_query_tile(p), 1);
+  EXPECT_EQ(gpu::detail::decode_auto_splits(p, 132), 2);
 }
 
 TEST(Registry, LooksUpFamiliesAndRejectsBadRegistrations) {

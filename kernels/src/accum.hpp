@@ -28,12 +28,18 @@ struct AccPolicy<T, Accum::fp32, D> {
     }
   }
   // Sequential over the lane's elements, then an ascending butterfly over the LPR lanes.
-  __device__ static float dot(const Frag& a, const Frag& b) {
+  __device__ static float dot(const Frag& a, const Frag& b) { return group_sum<S::LPR>(dot_lane(a, b)); }
+  // The lane's part of a dot, and how parts are added: the decode kernel's reduce-scatter adds
+  // the same parts in the same tree as the butterfly.
+  using Dot = float;
+  __device__ static Dot dot_lane(const Frag& a, const Frag& b) {
     float s = 0.0f;
 #pragma unroll
     for (int i = 0; i < S::PER_LANE; ++i) s = fmaf(a.x[i], b.x[i], s);
-    return group_sum<S::LPR>(s);
+    return s;
   }
+  __device__ static Dot dot_add(Dot a, Dot b) { return a + b; }
+  __device__ static float dot_float(Dot a) { return a; }
   __device__ static void zero(Frag& f) {
 #pragma unroll
     for (int i = 0; i < S::PER_LANE; ++i) f.x[i] = 0.0f;
@@ -76,13 +82,16 @@ struct AccPolicy<__half, Accum::fp16, D> {
       for (int i = 0; i < S::VEC / 2; ++i) f.x[c * S::VEC / 2 + i] = e[i];
     }
   }
-  __device__ static float dot(const Frag& a, const Frag& b) {
+  __device__ static float dot(const Frag& a, const Frag& b) { return __half2float(group_sum<S::LPR>(dot_lane(a, b))); }
+  using Dot = __half;
+  __device__ static Dot dot_lane(const Frag& a, const Frag& b) {
     __half2 s = __float2half2_rn(0.0f);
 #pragma unroll
     for (int i = 0; i < P; ++i) s = __hfma2(a.x[i], b.x[i], s);
-    const __half r = __hadd(__low2half(s), __high2half(s));
-    return __half2float(group_sum<S::LPR>(r));
+    return __hadd(__low2half(s), __high2half(s));
   }
+  __device__ static Dot dot_add(Dot a, Dot b) { return __hadd(a, b); }
+  __device__ static float dot_float(Dot a) { return __half2float(a); }
   __device__ static void zero(Frag& f) {
 #pragma unroll
     for (int i = 0; i < P; ++i) f.x[i] = __float2half2_rn(0.0f);

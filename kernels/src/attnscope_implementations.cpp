@@ -32,9 +32,19 @@ int elem_bytes(const Problem& p) { return static_cast<int>(size_of(p.input)); }
 int pv_splits(const Problem& p, const LaunchContext& c) {
   return splits_for(p, c, kPvMinSplitLen, "attnscope.pv");
 }
-int split_kv_splits(const Problem& p, const LaunchContext& c) {
-  return splits_for(p, c, kSplitKvMinSplitLen, "attnscope.split_kv");
+namespace {
+int decode_splits(const Problem& p, const LaunchContext& c, const char* who) {
+  if (c.splits > 0) return static_cast<int>(std::min<std::int64_t>(c.splits, span_of(p)));
+  if (c.multiprocessors < 1)
+    throw std::invalid_argument(std::string(who) +
+                                ": the split count is chosen from the device's multiprocessor "
+                                "count, and none was given");
+  return decode_auto_splits(p, c.multiprocessors);
 }
+}  // namespace
+
+int split_kv_splits(const Problem& p, const LaunchContext& c) { return decode_splits(p, c, "attnscope.split_kv"); }
+int fused_splits(const Problem& p, const LaunchContext& c) { return decode_splits(p, c, "attnscope.fused"); }
 
 LaunchContext launch_context(const StageArgs& a) {
   LaunchContext c;
@@ -50,9 +60,10 @@ std::size_t pv_workspace_bytes(const Problem& p, const LaunchContext& c) {
 }
 
 std::size_t split_kv_workspace_bytes(const Problem& p, const LaunchContext& c) {
-  const std::size_t rows = std::size_t(p.batch) * p.q_len * p.q_heads;
-  const std::size_t s = static_cast<std::size_t>(split_kv_splits(p, c));
-  return rows * s * (std::size_t(p.head_dim) + 1) * sizeof(float);
+  return decode_workspace_bytes(p, split_kv_splits(p, c), false);
+}
+std::size_t fused_workspace_bytes(const Problem& p, const LaunchContext& c) {
+  return decode_workspace_bytes(p, fused_splits(p, c), true);
 }
 
 // Per score: the lane's elements sequentially (two interleaved binary16 accumulators with
@@ -129,7 +140,12 @@ std::vector<Implementation> attnscope_implementations() {
   v.push_back(std::move(pv));
 
   Implementation fused = own(Path::fused, launch_fused);
-  fused.summation_order = [](const Problem& p, const LaunchContext&) { return decode_order(p, 1); };
+  fused.summation_order = [](const Problem& p, const LaunchContext& c) {
+    KernelOrder o = decode_order(p, fused_splits(p, c));
+    o.device_dependent = c.splits <= 0;
+    return o;
+  };
+  fused.workspace_bytes = fused_workspace_bytes;
   v.push_back(std::move(fused));
 
   Implementation split = own(Path::split_kv, launch_split_kv);

@@ -104,6 +104,10 @@ __device__ __forceinline__ __half shfl_xor_half(__half v, int m) {
   return __ushort_as_half(static_cast<unsigned short>(shfl_xor(static_cast<int>(u), m)));
 }
 
+// A 16- or 32-bit value of another lane, by xor distance or by index within segments of W lanes.
+__device__ __forceinline__ float lane_xor(float v, int m) { return shfl_xor(v, m); }
+__device__ __forceinline__ __half lane_xor(__half v, int m) { return shfl_xor_half(v, m); }
+
 // Sum over groups of N consecutive lanes, butterfly with ascending distance (1, 2, 4, ...): the
 // order model::OrderKind::warp_tree emulates. Every lane of the group gets the same value.
 template <int N>

@@ -3,6 +3,7 @@
 // follows is the order the kernel runs.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "attnscope/core/problem.hpp"
@@ -13,11 +14,10 @@ namespace attnscope::gpu::detail {
 inline constexpr int kQkThreads = 256;
 inline constexpr int kSmThreads = 512;
 inline constexpr int kPvThreads = 256;
-inline constexpr int kDecThreads = 256;
+inline constexpr int kDecThreads = 128;
 // Rows in flight per lane.
 inline constexpr int kQkIter = 8;   // K rows (qk)
 inline constexpr int kPvIter = 4;   // V rows (pv)
-inline constexpr int kDecIter = 4;  // K and V rows (fused, split_kv)
 
 // A lane loads 16 bytes of a row at a time: row_vec elements.
 constexpr int row_vec(int elem_bytes) { return 16 / elem_bytes; }
@@ -55,6 +55,76 @@ inline int auto_splits(const Problem& p, int multiprocessors, std::int64_t min_l
   return static_cast<int>(want < 1 ? 1 : (want > most ? most : want));
 }
 inline constexpr std::int64_t kPvMinSplitLen = 128;
-inline constexpr std::int64_t kSplitKvMinSplitLen = 256;
+
+// fused and split_kv (decode_kernel.hpp). A block of kDecThreads holds every query of a tile
+// (all query heads of a GQA group where they fit) and streams its part of the window through
+// shared memory in tiles: each row-group takes decode_tile_keys consecutive rows of its own
+// (positions r, r + rows, ...), kDecStages tiles in flight.
+inline constexpr int kDecStages = 3;
+inline constexpr int kDecStageBytes = 16384;  // K and V bytes of one tile, at most
+
+// Queries per block: every query of a KV head's row (group x q_len) up to 8, 4 at head_dim 256.
+inline int decode_query_tile(const Problem& p) {
+  const std::int64_t n = std::int64_t(p.group()) * p.q_len;
+  const int most = p.head_dim == 256 ? 4 : 8;
+  const int qt = n <= 1 ? 1 : n <= 2 ? 2 : n <= 4 ? 4 : 8;
+  return qt < most ? qt : most;
+}
+// Keys per row-group and tile: the block's query-by-key scores of a tile fit the lanes of a row
+// (one score a lane after the reduce-scatter), at most 4, and the tile within kDecStageBytes.
+constexpr int decode_tile_keys(int qt, int head_dim, int elem_bytes) {
+  const int lanes = row_lanes(head_dim, elem_bytes);
+  const int rows = row_groups(kDecThreads, head_dim, elem_bytes);
+  int t = 4;
+  while (t > 1 && (qt * t > lanes || rows * t * 2 * head_dim * elem_bytes > kDecStageBytes)) t /= 2;
+  return t;
+}
+// Resident blocks a multiprocessor the decode kernel is built for (its launch bounds): four where
+// a lane's queries and accumulators take at most 32 floats each, else two.
+constexpr int decode_blocks_per_sm(int qt, int head_dim, int elem_bytes) {
+  return qt * (head_dim / row_lanes(head_dim, elem_bytes)) <= 32 ? 4 : 2;
+}
+inline constexpr std::int64_t kDecodeMinSplitLen = 128;
+
+// Window splits for fused and split_kv: blocks = batch x kv_heads x query tiles, `slots` =
+// resident blocks on the device. None where the blocks fill 80% of the slots. Otherwise the time of a launch is modelled as waves x (positions a split
+// + kDecodeSplitCost); the count with the least modelled time wins, the smaller on a tie. Splits
+// hold at least kDecodeMinSplitLen positions, and the count stays within the grid limit.
+inline constexpr std::int64_t kDecodeSplitCost = 96;  // per-block fixed cost, in positions
+inline int decode_auto_splits(const Problem& p, int multiprocessors) {
+  const int qt = decode_query_tile(p);
+  const int eb = static_cast<int>(size_of(p.input));
+  const std::int64_t tiles = (std::int64_t(p.group()) * p.q_len + qt - 1) / qt;
+  const std::int64_t blocks = std::int64_t(p.batch) * p.kv_heads * tiles;
+  const std::int64_t slots = std::int64_t(multiprocessors) * decode_blocks_per_sm(qt, p.head_dim, eb);
+  // No split where the grid already fills most of a wave.
+  if (blocks * 5 >= slots * 4) return 1;
+  const std::int64_t span = span_of(p);
+  std::int64_t most = span / kDecodeMinSplitLen;
+  if (most > 1024) most = 1024;
+  if (most < 1) most = 1;
+  std::int64_t best = 1;
+  double best_cost = 0.0;
+  for (std::int64_t s = 1; s <= most; ++s) {
+    const std::int64_t waves = (blocks * s + slots - 1) / slots;
+    const double cost = double(waves) * double((span + s - 1) / s + kDecodeSplitCost);
+    if (s == 1 || cost < best_cost) {
+      best = s;
+      best_cost = cost;
+    }
+  }
+  return static_cast<int>(best);
+}
+
+// Workspace of fused and split_kv at `splits` (decode_kernel.hpp's DecodeWorkspace): partials
+// and their log-sum-exps, and (fused) the ticket counters; none without splits.
+inline std::size_t decode_workspace_bytes(const Problem& p, int splits, bool tickets) {
+  if (splits <= 1) return 0;
+  const std::size_t rows = std::size_t(p.batch) * p.q_len * p.q_heads;
+  const int qt = decode_query_tile(p);
+  const std::size_t tiles = (std::size_t(p.group()) * p.q_len + qt - 1) / qt;
+  return rows * std::size_t(splits) * (std::size_t(p.head_dim) + 1) * sizeof(float) +
+         (tickets ? std::size_t(p.batch) * tiles * std::size_t(p.kv_heads) * sizeof(unsigned) : 0);
+}
 
 }  // namespace attnscope::gpu::detail

@@ -1,12 +1,28 @@
 // fused and split_kv: attention from q, K and V to out and log-sum-exp in one pass over the
 // window with an online softmax (running max m, running sum l, output accumulator rescaled when
-// m grows). A block owns (split, KV head, batch x query tile); each row-group of LPR lanes walks
-// positions r, r + ROWS, ... of the block's part of the window, keeping its own (m, l, acc) per
-// query; the row-groups are merged by an ascending tree in shared memory.
-//  - fused: one split, the block normalizes and writes out and lse.
-//  - split_kv (flash-decoding): the window is cut into splits; each block writes its normalized
-//    partial output and log-sum-exp, and decode_combine merges the splits in split order,
-//    weighting each by exp(lse_s - max lse), in fp32.
+// m grows).
+//
+// A block owns (split, KV head, batch x query tile) and holds every query of its tile, so each
+// K/V row is read from memory once for all query heads of a GQA group. Its row-groups of LPR
+// lanes take positions r, r + ROWS, ... of the block's part of the window, TK of them a tile,
+// kDecStages tiles in flight through shared memory (AsyncCopy: cp.async where the platform has
+// it). Each lane copies exactly the 16-byte words it later reads, so the pipeline needs no block
+// barrier.
+//
+// Per tile a lane computes its part of the QT x TK dots, and a reduce-scatter over the row's
+// lanes (ascending distances) leaves each lane one complete score: the same sums, in the same
+// tree, as the butterfly of qk, one exp a lane instead of one per lane and score. The lane owning
+// (query g, key j) works out that key's online-softmax step, exactly the per-key step of the
+// precision model: with m the running max before the key, either the key raises the max
+// (alpha = exp(m - s) rescales l and acc, p = 1) or it does not (p = exp(s - m)). The steps are
+// broadcast to the row's lanes, which apply them key by key. Row-groups are merged by an
+// ascending tree in shared memory.
+//  - one split: the block normalizes and writes out and lse;
+//  - more splits (flash-decoding): each block writes its normalized partial output and
+//    log-sum-exp; the splits are merged in split order, weighting each by exp(lse_s - max lse),
+//    in fp32, by decode_combine (split_kv) or, in the same launch, by the block that finishes a
+//    row's splits last (fused: a ticket counter per row of blocks in the workspace, which every
+//    complete launch leaves at zero).
 // fp16 accumulation keeps l and acc in binary16 (scores from the binary16 dot, exp evaluated in
 // fp32 and rounded to binary16); fp32 accumulation keeps them in float.
 #pragma once
@@ -17,29 +33,156 @@
 
 namespace attnscope::gpu::detail {
 
-template <class T, Accum A, int D, int QT, bool kSplit, Fault F>
-// Two blocks a multiprocessor where the state fits in 128 registers without spilling.
-__global__ __launch_bounds__(kDecThreads, (QT <= 4 && D <= 128) ? 2 : 1) void decode_kernel(KernelParams p) {
+template <class T, int D, int QT>
+struct DecodeGeom {
+  using S = RowSplit<T, D>;
+  static constexpr int L = S::LPR;                   // lanes of a row-group
+  static constexpr int R = kDecThreads / L;          // row-groups
+  static constexpr int CH = S::NCH;                  // 16-byte words of a row a lane holds
+  static constexpr int TK = decode_tile_keys(QT, D, static_cast<int>(sizeof(T)));
+  static constexpr int NV = QT * TK;                 // scores of a row-group per tile
+  static constexpr int KEYS = R * TK;                // positions per tile
+  static constexpr int STAGE_WORDS = TK * R * 2 * CH * L;
+  static constexpr int MIN_BLOCKS = decode_blocks_per_sm(QT, D, static_cast<int>(sizeof(T)));
+  static_assert(NV <= L && (NV & (NV - 1)) == 0, "a row's lanes hold the tile's scores");
+  static_assert((R * D + 2 * R) * 4 < (kDecStages * STAGE_WORDS - 1) * 16, "merge scratch fits the tiles");
+  static_assert(D <= 2 * kDecThreads, "the split merge takes two elements a thread at most");
+
+  // 16-byte word (key j of the tile, row-group, K = 0 / V = 1, chunk, lane) within a stage: the
+  // lanes of a row are adjacent, so a row-group's 16-byte reads are free of bank conflicts.
+  __device__ static int word(int j, int rg, int kv, int c, int lane) {
+    return (((j * R + rg) * 2 + kv) * CH + c) * L + lane;
+  }
+  // The lane that holds score idx = j * QT + g after the reduce-scatter (and lanes idx + k * NV):
+  // idx with its log2(NV) bits reversed.
+  __host__ __device__ static constexpr int owner(int idx) {
+    int r = 0;
+    for (int bit = 1, o = NV / 2; bit < NV; bit *= 2, o /= 2)
+      if (idx & bit) r |= o;
+    return r;
+  }
+};
+
+// Offsets of the split partials, their log-sum-exps and the ticket counters in the workspace.
+struct DecodeWorkspace {
+  float* part;      // [row (b, t, h)][split][head_dim]
+  float* lse;       // [row][split]
+  unsigned* ticket; // [batch x query tile][kv head]
+  __host__ __device__ DecodeWorkspace(void* ws, const KernelParams& p) {
+    const std::int64_t rows = std::int64_t(p.batch) * p.q_len * p.q_heads;
+    part = static_cast<float*>(ws);
+    lse = part + rows * p.splits * p.head_dim;
+    ticket = reinterpret_cast<unsigned*>(lse + rows * p.splits);
+  }
+};
+
+// Splits whose weights a merge holds in shared memory at a time.
+inline constexpr int kCombineChunk = 256;
+
+// Merges the split partials of one (b, t, h) row in split order, in fp32: the max of the
+// partials' log-sum-exps, weights w_s = exp(lse_s - max) (splits with no key weigh nothing),
+// out = sum_s w_s part_s / sum_s w_s, both sums sequential over s. Every thread of the block
+// calls it; threads tid, tid + nthreads take the elements (head_dim <= 2 nthreads). `sh` is
+// kCombineChunk floats of shared memory. The weights go through shared memory a chunk at a time
+// and the partials' loads are unrolled, so the loads of a row are in flight together.
+// kCoherent: the partials were written by other blocks of this launch.
+template <Fault F, bool kCoherent>
+__device__ __forceinline__ void combine_row(const KernelParams& p, std::int64_t row, int tid, int nthreads,
+                                            float* sh) {
+  const int D = p.head_dim;
+  const DecodeWorkspace w(p.workspace, p);
+  const float* part = w.part + row * p.splits * D;
+  const float* lse_part = w.lse + row * p.splits;
+  auto ld = [](const float* x) { return kCoherent ? load_coherent(x) : __ldg(x); };
+  // The fault leaves the last split out of the merge.
+  const int merged = F == Fault::split_dropped && p.splits > 1 ? p.splits - 1 : p.splits;
+  float mx = -INFINITY;
+  for (int base = 0; base < p.splits; base += kCombineChunk) {
+    const int n = min(kCombineChunk, p.splits - base);
+    __syncthreads();  // the previous chunk has been read
+    for (int s = tid; s < n; s += nthreads) sh[s] = ld(lse_part + base + s);
+    __syncthreads();
+    for (int s = 0; s < n; ++s) mx = fmaxf(mx, sh[s]);
+  }
+  const int d0 = tid, d1 = tid + nthreads;
+  float wsum = 0.0f, o0 = 0.0f, o1 = 0.0f;
+  for (int base = 0; base < merged; base += kCombineChunk) {
+    const int n = min(kCombineChunk, merged - base);
+    __syncthreads();
+    for (int s = tid; s < n; s += nthreads) {
+      const float ls = ld(lse_part + base + s);
+      sh[s] = ls == -INFINITY ? -1.0f : expf(ls - mx);  // -1: no key, no weight
+    }
+    __syncthreads();
+    const float* pb = part + std::int64_t(base) * D;
+#pragma unroll 8
+    for (int s = 0; s < n; ++s) {
+      const float ws = sh[s];
+      const float x0 = d0 < D ? ld(pb + std::int64_t(s) * D + d0) : 0.0f;
+      const float x1 = d1 < D ? ld(pb + std::int64_t(s) * D + d1) : 0.0f;
+      if (!(ws < 0.0f)) {  // a NaN weight reaches the output
+        wsum += ws;
+        o0 = fmaf(ws, x0, o0);
+        o1 = fmaf(ws, x1, o1);
+      }
+    }
+  }
+  if (d0 < D) store_output(p.out, row * D + d0, o0 / wsum, p.output);
+  if (d1 < D) store_output(p.out, row * D + d1, o1 / wsum, p.output);
+  if (tid == 0) {
+    const int h = static_cast<int>(row % p.q_heads);
+    const int t = static_cast<int>(row / p.q_heads % p.q_len);
+    const int b = static_cast<int>(row / (std::int64_t(p.q_heads) * p.q_len));
+    p.lse[(std::int64_t(b) * p.q_heads + h) * p.q_len + t] = mx + logf(wsum);
+  }
+  __syncthreads();  // `sh` is free again
+}
+
+template <Fault F>
+__global__ void decode_combine(KernelParams p) {
+  __shared__ float sh[kCombineChunk];
+  combine_row<F, false>(p, blockIdx.x, static_cast<int>(threadIdx.x), static_cast<int>(blockDim.x), sh);
+}
+
+// One step of the reduce-scatter of N values at lane distance M, then the rest: the lanes with
+// bit M set keep the upper half of their values, the others the lower half, each adding its
+// partner's copy of the half it keeps.
+template <class Pol, int N, int M>
+__device__ __forceinline__ void reduce_scatter(typename Pol::Dot* v, int lane) {
+  if constexpr (N > 1) {
+    const bool up = (lane & M) != 0;
+#pragma unroll
+    for (int i = 0; i < N / 2; ++i) {
+      const typename Pol::Dot send = up ? v[i] : v[i + N / 2];
+      const typename Pol::Dot keep = up ? v[i + N / 2] : v[i];
+      v[i] = Pol::dot_add(keep, lane_xor(send, M));
+    }
+    reduce_scatter<Pol, N / 2, M * 2>(v, lane);
+  }
+}
+
+// kSeparate: split partials are merged by decode_combine (split_kv); otherwise in the launch.
+template <class T, Accum A, int D, int QT, bool kSeparate, Fault F>
+__global__ __launch_bounds__(kDecThreads, (DecodeGeom<T, D, QT>::MIN_BLOCKS)) void decode_kernel(KernelParams p) {
+  using G = DecodeGeom<T, D, QT>;
   using Pol = AccPolicy<T, A, D>;
   using S = RowSplit<T, D>;
   using Sc = typename Pol::Scalar;
-  constexpr int ROWS = kDecThreads / S::LPR;
-  __shared__ float red_acc[ROWS][D];
-  __shared__ float red_m[ROWS];
-  __shared__ float red_l[ROWS];
-  const int lir = static_cast<int>(threadIdx.x) % S::LPR;
-  const int rg = static_cast<int>(threadIdx.x) / S::LPR;
+  using Dot = typename Pol::Dot;
+  constexpr int L = G::L, R = G::R, TK = G::TK, NV = G::NV, CH = G::CH;
+  __shared__ uint4 tiles[kDecStages * G::STAGE_WORDS];
+  const int lir = static_cast<int>(threadIdx.x) % L;
+  const int rg = static_cast<int>(threadIdx.x) / L;
   const int split = static_cast<int>(blockIdx.x);
   const int kvh = static_cast<int>(blockIdx.y);
   const int b = static_cast<int>(blockIdx.z) / p.q_tiles;
   const int q0 = (static_cast<int>(blockIdx.z) % p.q_tiles) * QT;
   const int nq = min(QT, p.group * p.q_len - q0);
 
+  // Queries past nq repeat the tile's first query and are never written.
   typename Pol::Frag q[QT];
   typename Pol::Frag acc[QT];
-  float m[QT];
   Sc l[QT];
-  std::int64_t q_start[QT];
   int out_row[QT];  // (b, t, h)
 #pragma unroll
   for (int i = 0; i < QT; ++i) {
@@ -47,77 +190,160 @@ __global__ __launch_bounds__(kDecThreads, (QT <= 4 && D <= 128) ? 2 : 1) void de
     const int t = qi / p.group, h = query_head<F>(kvh, qi % p.group, p.group, p.kv_heads);
     Pol::load(static_cast<const T*>(p.q) + ((std::int64_t(b) * p.q_len + t) * p.q_heads + h) * D, lir, q[i]);
     Pol::zero(acc[i]);
-    m[i] = F == Fault::no_max_shift ? 0.0f : -INFINITY;
     l[i] = Pol::from_float(0.0f);
-    q_start[i] = p.seq_len - p.q_len + t + 1 - p.window;
     out_row[i] = (b * p.q_len + t) * p.q_heads + h;
   }
 
+  // The score this lane owns: query g_own, key j_own of each tile, and that query's keys.
+  const int own = G::owner(lir % NV);
+  const int g_own = own % QT, j_own = own / QT;
+  const int t_own = (q0 + (g_own < nq ? g_own : 0)) / p.group;
+  const std::int64_t win_end = p.seq_len - p.q_len + t_own + 1;  // one past the query's last key
+  const std::int64_t key_lo = win_end - p.window + FaultWindow<F>::lo;
+  const std::int64_t key_hi = win_end + FaultWindow<F>::hi;
+  float m_own = F == Fault::no_max_shift ? 0.0f : -INFINITY;
+
   const std::int64_t c0 = p.span_start + std::int64_t(split) * p.split_len;
   const std::int64_t c1 = min(c0 + p.split_len, p.span_start + p.span);
+  const int ntiles = c1 > c0 ? static_cast<int>((c1 - c0 + G::KEYS - 1) / G::KEYS) : 0;
   const T* kc = static_cast<const T*>(p.k);
   const T* vc = static_cast<const T*>(p.v);
-  // Up to kDecIter K and V rows in flight per lane, taken in the documented order r, r + ROWS, ...
-  // Every lane of a warp runs the same number of steps: the dot's shuffles need the whole warp,
-  // so a row-group past the end computes on zeros and discards the result.
-  // Fewer rows in flight where a row takes several 16-byte words, to stay in registers.
-  constexpr int ITER = S::NCH >= kDecIter ? 1 : kDecIter / S::NCH;
-  for (std::int64_t base = c0; base < c1; base += std::int64_t(ROWS) * ITER) {
-    RawRow<T, D> kraw[ITER], vraw[ITER];
+
+  // Contiguous layouts: row offsets are base + pos * stride_seq; paged ones look up the page.
+  const bool paged = p.kv.block_table != nullptr;
+  const std::int64_t row0 = paged ? 0 : kv_offset<F>(p.kv, b, kvh, 0);
+  // Queues tile t (zeros past the split) into stage t % kDecStages and closes its group.
+  auto issue = [&](int t) {
+    uint4* st = tiles + (t % kDecStages) * G::STAGE_WORDS;
+    const std::int64_t pos0 = c0 + std::int64_t(t) * G::KEYS + rg;
 #pragma unroll
-    for (int it = 0; it < ITER; ++it) {
-      const std::int64_t pos = base + rg + std::int64_t(it) * ROWS;
-      if (pos < c1) {
-        const std::int64_t off = kv_offset<F>(p.kv, b, kvh, pos);
-        load_raw<T, D>(kc + off, lir, kraw[it]);
-        load_raw<T, D>(vc + off, lir, vraw[it]);
-      } else {
-        zero_raw<T, D>(kraw[it]);
-        zero_raw<T, D>(vraw[it]);
+    for (int j = 0; j < TK; ++j) {
+      const std::int64_t pos = pos0 + j * R;
+      const bool ok = t < ntiles && pos < c1;
+      std::int64_t off = row0 + pos * p.kv.stride_seq;
+      if (paged) off = ok ? kv_offset<F>(p.kv, b, kvh, pos) : 0;
+      if (!ok) off = 0;
+#pragma unroll
+      for (int c = 0; c < CH; ++c) {
+        const int e = (c * L + lir) * S::VEC;
+        AsyncCopy::copy16(&st[G::word(j, rg, 0, c, lir)], kc + off + e, ok);
+        AsyncCopy::copy16(&st[G::word(j, rg, 1, c, lir)], vc + off + e, ok);
       }
     }
+    AsyncCopy::commit();
+  };
+
 #pragma unroll
-    for (int it = 0; it < ITER; ++it) {
-      const std::int64_t pos = base + rg + std::int64_t(it) * ROWS;
-      const bool valid = pos < c1;
-      typename Pol::Frag k, v;
-      Pol::from_raw(kraw[it], k);
-      Pol::from_raw(vraw[it], v);
+  for (int t = 0; t < kDecStages - 1; ++t) issue(t);
+  for (int t = 0; t < ntiles; ++t) {
+    issue(t + kDecStages - 1);  // into the stage tile t - 1 used
+    AsyncCopy::wait<kDecStages - 1>();
+    const uint4* st = tiles + (t % kDecStages) * G::STAGE_WORDS;
+
+    // The lane's parts of the tile's dots, the reduce-scatter, and where the scores are fewer
+    // than the lanes the butterfly's remaining steps.
+    Dot part[NV];
 #pragma unroll
-      for (int i = 0; i < QT; ++i) {
-        if (i >= nq) continue;  // uniform over the block
-        const float s = Pol::dot(q[i], k) * p.scale;
-        const std::int64_t j = pos - q_start[i];
-        if (!valid || j < FaultWindow<F>::lo || j >= p.window + FaultWindow<F>::hi) continue;
-        float pr = 1.0f;
-        if (F != Fault::no_max_shift && s > m[i]) {
-          const Sc alpha = Pol::from_float(expf(m[i] - s));  // 0 on the first key
-          l[i] = Pol::mul(l[i], alpha);
-          Pol::scale(alpha, acc[i]);
-          m[i] = s;
-        } else {
-          pr = expf(s - m[i]);
+    for (int j = 0; j < TK; ++j) {
+      RawRow<T, D> raw;
+#pragma unroll
+      for (int c = 0; c < CH; ++c) raw.w[c] = st[G::word(j, rg, 0, c, lir)];
+      typename Pol::Frag k;
+      Pol::from_raw(raw, k);
+#pragma unroll
+      for (int g = 0; g < QT; ++g) part[j * QT + g] = Pol::dot_lane(q[g], k);
+    }
+    reduce_scatter<Pol, NV, 1>(part, lir);
+#pragma unroll
+    for (int m = NV; m < L; m *= 2) part[0] = Pol::dot_add(part[0], lane_xor(part[0], m));
+
+    // The owned key's step of the online softmax.
+    const float s = __fmul_rn(Pol::dot_float(part[0]), p.scale);
+    const std::int64_t pos = c0 + std::int64_t(t) * G::KEYS + j_own * R + rg;
+    const bool in = pos < c1 && pos >= key_lo && pos < key_hi;
+    const float s_in = in ? s : -INFINITY;  // keys outside the window leave the max alone
+    float m_before = m_own, m_tile = m_own;
+#pragma unroll
+    for (int j = 0; j < TK; ++j) {
+      const float sj = shfl_idx<L>(s_in, G::owner(j * QT + g_own));
+      if (j < j_own) m_before = fmaxf(m_before, sj);
+      m_tile = fmaxf(m_tile, sj);
+    }
+    bool grew = false;
+    if constexpr (F == Fault::no_max_shift) {
+      m_before = 0.0f;
+    } else {
+      grew = s > m_before;
+      m_own = m_tile;
+    }
+    const float e = expf(grew ? m_before - s : s - m_before);  // alpha if grew, else p
+    // 2: outside the window; sign bit set: grew (alpha = -code, p = 1); else p = code.
+    const float code = !in ? 2.0f : (grew ? -e : e);
+
+    // Every lane of the row applies the steps, key by key for each query. Mostly no key of the
+    // warp's tiles raises a max or lies outside a window: then each step is p alone.
+    if (warp_all(in && !grew)) {
+#pragma unroll
+      for (int j = 0; j < TK; ++j) {
+        RawRow<T, D> raw;
+#pragma unroll
+        for (int c = 0; c < CH; ++c) raw.w[c] = st[G::word(j, rg, 1, c, lir)];
+        typename Pol::Frag v;
+        Pol::from_raw(raw, v);
+#pragma unroll
+        for (int g = 0; g < QT; ++g) {
+          const Sc ps = Pol::from_float(shfl_idx<L>(e, G::owner(j * QT + g)));
+          l[g] = Pol::add(l[g], ps);
+          Pol::axpy(ps, v, acc[g]);
         }
-        const Sc ps = Pol::from_float(pr);
-        l[i] = Pol::add(l[i], ps);
-        Pol::axpy(ps, v, acc[i]);
+      }
+      continue;
+    }
+#pragma unroll
+    for (int j = 0; j < TK; ++j) {
+      RawRow<T, D> raw;
+#pragma unroll
+      for (int c = 0; c < CH; ++c) raw.w[c] = st[G::word(j, rg, 1, c, lir)];
+      typename Pol::Frag v;
+      Pol::from_raw(raw, v);
+#pragma unroll
+      for (int g = 0; g < QT; ++g) {
+        const float cg = shfl_idx<L>(code, G::owner(j * QT + g));
+        if (cg != 2.0f) {
+          const bool up = (__float_as_uint(cg) >> 31) != 0u;
+          if (up) {
+            const Sc alpha = Pol::from_float(-cg);
+            l[g] = Pol::mul(l[g], alpha);
+            Pol::scale(alpha, acc[g]);
+          }
+          const Sc ps = Pol::from_float(up ? 1.0f : cg);
+          l[g] = Pol::add(l[g], ps);
+          Pol::axpy(ps, v, acc[g]);
+        }
       }
     }
   }
+  AsyncCopy::wait<0>();
+  __syncthreads();  // every lane is done with the tiles: their memory becomes the merge scratch
 
+  float* red_acc = reinterpret_cast<float*>(tiles);  // [R][D]
+  float* red_m = red_acc + R * D;
+  float* red_l = red_m + R;
+  const DecodeWorkspace w(p.workspace, p);
 #pragma unroll
   for (int i = 0; i < QT; ++i) {
+    const float mi = shfl_idx<L>(m_own, G::owner(i));  // key 0 of query i
     if (i >= nq) continue;  // nq is uniform over the block
 #pragma unroll
     for (int c = 0; c < S::NCH; ++c)
 #pragma unroll
-      for (int e = 0; e < S::VEC; ++e) red_acc[rg][S::dim(c, lir, e)] = Pol::get(acc[i], c * S::VEC + e);
+      for (int e = 0; e < S::VEC; ++e) red_acc[rg * D + S::dim(c, lir, e)] = Pol::get(acc[i], c * S::VEC + e);
     if (lir == 0) {
-      red_m[rg] = m[i];
+      red_m[rg] = mi;
       red_l[rg] = Pol::to_float_s(l[i]);
     }
     __syncthreads();
-    for (int s = 1; s < ROWS; s *= 2) {
+    for (int s = 1; s < R; s *= 2) {
       const bool active = rg % (2 * s) == 0;
       float new_m = 0.0f, new_l = 0.0f;
       if (active) {
@@ -131,8 +357,9 @@ __global__ __launch_bounds__(kDecThreads, (QT <= 4 && D <= 128) ? 2 : 1) void de
 #pragma unroll
           for (int e = 0; e < S::VEC; ++e) {
             const int d = S::dim(c, lir, e);
-            red_acc[rg][d] = Pol::to_float_s(Pol::add(Pol::mul(Pol::from_float(red_acc[rg][d]), f1),
-                                                      Pol::mul(Pol::from_float(red_acc[rg + s][d]), f2)));
+            red_acc[rg * D + d] =
+                Pol::to_float_s(Pol::add(Pol::mul(Pol::from_float(red_acc[rg * D + d]), f1),
+                                         Pol::mul(Pol::from_float(red_acc[(rg + s) * D + d]), f2)));
           }
         new_m = mm;
         new_l = Pol::to_float_s(Pol::add(Pol::mul(Pol::from_float(red_l[rg]), f1),
@@ -147,59 +374,49 @@ __global__ __launch_bounds__(kDecThreads, (QT <= 4 && D <= 128) ? 2 : 1) void de
     }
     const float mt = red_m[0];
     const Sc lt = Pol::from_float(red_l[0]);
+    const float lf = Pol::to_float_s(lt);
     for (int d = static_cast<int>(threadIdx.x); d < D; d += kDecThreads) {
-      const float o = Pol::to_float_s(lt) == 0.0f ? 0.0f : Pol::to_float_s(Pol::div(Pol::from_float(red_acc[0][d]), lt));
-      if constexpr (kSplit)
-        static_cast<float*>(p.workspace)[(std::int64_t(out_row[i]) * p.splits + split) * D + d] = o;
-      else
-        store_output(p.out, std::int64_t(out_row[i]) * D + d, o, p.output);
+      const float o = lf == 0.0f ? 0.0f : Pol::to_float_s(Pol::div(Pol::from_float(red_acc[d]), lt));
+      if (p.splits == 1) store_output(p.out, std::int64_t(out_row[i]) * D + d, o, p.output);
+      else w.part[(std::int64_t(out_row[i]) * p.splits + split) * D + d] = o;
     }
     if (threadIdx.x == 0) {
-      const float lf = Pol::to_float_s(lt);
       const float lse = lf > 0.0f ? mt + logf(lf) : -INFINITY;
-      const int t = out_row[i] / p.q_heads % p.q_len, h = out_row[i] % p.q_heads;
-      if constexpr (kSplit) {
-        float* lse_part = static_cast<float*>(p.workspace) +
-                          std::int64_t(p.batch) * p.q_len * p.q_heads * p.splits * D;
-        lse_part[std::int64_t(out_row[i]) * p.splits + split] = lse;
-      } else {
+      if (p.splits == 1) {
+        const int t = out_row[i] / p.q_heads % p.q_len, h = out_row[i] % p.q_heads;
         p.lse[(std::int64_t(b) * p.q_heads + h) * p.q_len + t] = lse;
+      } else {
+        w.lse[std::int64_t(out_row[i]) * p.splits + split] = lse;
       }
     }
     __syncthreads();
   }
-}
 
-// Merges split partials of one (b, t, h) row in split order, in fp32.
-template <Fault F>
-__global__ void decode_combine(KernelParams p) {
-  const std::int64_t row = blockIdx.x;  // (b, t, h)
-  const int D = p.head_dim;
-  const float* part = static_cast<const float*>(p.workspace) + row * p.splits * D;
-  const float* lse_part = static_cast<const float*>(p.workspace) +
-                          std::int64_t(p.batch) * p.q_len * p.q_heads * p.splits * D + row * p.splits;
-  float mx = -INFINITY;
-  for (int s = 0; s < p.splits; ++s) mx = fmaxf(mx, lse_part[s]);
-  float w = 0.0f;
-  // The fault leaves the last split out of the merge.
-  const int merged = F == Fault::split_dropped && p.splits > 1 ? p.splits - 1 : p.splits;
-  for (int s = 0; s < merged; ++s)
-    if (lse_part[s] != -INFINITY) w += expf(lse_part[s] - mx);
-  for (int d = static_cast<int>(threadIdx.x); d < D; d += static_cast<int>(blockDim.x)) {
-    float o = 0.0f;
-    for (int s = 0; s < merged; ++s)
-      if (lse_part[s] != -INFINITY) o = fmaf(expf(lse_part[s] - mx), part[std::int64_t(s) * D + d], o);
-    store_output(p.out, row * D + d, o / w, p.output);
-  }
-  if (threadIdx.x == 0) {
-    const int h = static_cast<int>(row % p.q_heads);
-    const int t = static_cast<int>(row / p.q_heads % p.q_len);
-    const int b = static_cast<int>(row / (std::int64_t(p.q_heads) * p.q_len));
-    p.lse[(std::int64_t(b) * p.q_heads + h) * p.q_len + t] = mx + logf(w);
+  if constexpr (!kSeparate) {
+    if (p.splits > 1) {
+      // Publish this block's partials, then take a ticket; the block with the last one merges.
+      __threadfence();
+      __syncthreads();
+      // The tiles' last word: past the merge scratch, which is no longer read.
+      unsigned* merges_here = reinterpret_cast<unsigned*>(tiles + kDecStages * G::STAGE_WORDS - 1);
+      if (threadIdx.x == 0) {
+        const unsigned last = static_cast<unsigned>(p.splits - 1);
+        *merges_here = atomicInc(&w.ticket[std::int64_t(blockIdx.z) * p.kv_heads + kvh], last) == last;
+      }
+      __syncthreads();
+      if (*merges_here) {
+        __threadfence();
+#pragma unroll
+        for (int i = 0; i < QT; ++i)
+          if (i < nq)
+            combine_row<F, true>(p, out_row[i], static_cast<int>(threadIdx.x), kDecThreads,
+                                 reinterpret_cast<float*>(tiles));
+      }
+    }
   }
 }
 
-template <class T, Accum A, int D, bool kSplit, Fault F>
+template <class T, Accum A, int D, bool kSeparate, Fault F>
 struct DecodeLaunch {
   const StageArgs& a;
   template <int QT>
@@ -209,15 +426,16 @@ struct DecodeLaunch {
     constexpr int below = FaultWindow<F>::lo < 0 ? -FaultWindow<F>::lo : 0;
     p.span_start -= below;
     p.span += below + FaultWindow<F>::hi;
-    p.splits = kSplit ? split_kv_splits(a.problem, launch_context(a)) : 1;
+    p.splits = kSeparate ? split_kv_splits(a.problem, launch_context(a)) : fused_splits(a.problem, launch_context(a));
     p.split_len = (p.span + p.splits - 1) / p.splits;
+    const char* who = kSeparate ? "split_kv" : "fused";
+    if (p.splits > 1 && a.workspace == nullptr) throw GpuError(std::string(who) + ": workspace required");
     hipStream_t st = static_cast<hipStream_t>(a.stream);
-    if (kSplit && a.workspace == nullptr) throw GpuError("split_kv: workspace required");
-    check_grid(p.splits, p.kv_heads, std::int64_t(p.batch) * p.q_tiles, kSplit ? "split_kv" : "fused");
-    decode_kernel<T, A, D, QT, kSplit, F>
+    check_grid(p.splits, p.kv_heads, std::int64_t(p.batch) * p.q_tiles, who);
+    decode_kernel<T, A, D, QT, kSeparate, F>
         <<<dim3(unsigned(p.splits), unsigned(p.kv_heads), unsigned(p.batch * p.q_tiles)), kDecThreads, 0, st>>>(p);
     ATTNSCOPE_CHECK_LAUNCH();
-    if constexpr (kSplit) {
+    if (kSeparate && p.splits > 1) {
       const std::int64_t rows = std::int64_t(p.batch) * p.q_len * p.q_heads;
       check_grid(rows, 1, 1, "split_kv combine");
       decode_combine<F><<<dim3(unsigned(rows)), D < 128 ? D : 128, 0, st>>>(p);
@@ -226,12 +444,25 @@ struct DecodeLaunch {
   }
 };
 
-template <bool kSplit, Fault F>
+// Runs launch.template run<QT>() with the query tile decode_query_tile(p) chooses.
+template <int D, class L>
+void with_decode_query_tile(const Problem& p, const L& launch) {
+  switch (decode_query_tile(p)) {
+    case 1: launch.template run<1>(); return;
+    case 2: launch.template run<2>(); return;
+    case 4: launch.template run<4>(); return;
+    default:
+      if constexpr (D == 256) launch.template run<4>();
+      else launch.template run<8>();
+  }
+}
+
+template <bool kSeparate, Fault F>
 struct LaunchDecode {
   const StageArgs& a;
   template <class T, Accum A, int D>
   void operator()() const {
-    with_query_tile<D>(a.problem, DecodeLaunch<T, A, D, kSplit, F>{a});
+    with_decode_query_tile<D>(a.problem, DecodeLaunch<T, A, D, kSeparate, F>{a});
   }
 };
 

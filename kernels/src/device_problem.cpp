@@ -57,6 +57,11 @@ std::size_t DeviceProblem::device_bytes(const Problem& p, const KvLayoutSpec& la
 StageArgs DeviceProblem::args(const Implementation& impl, int splits) {
   const std::size_t ws = impl.workspace(problem_, launch_context(splits));
   if (ws > workspace_.bytes()) workspace_ = DeviceBuffer(ws);
+  // Handed out zero-filled: an implementation may keep counters there that it returns to zero.
+  if (ws > 0) {
+    workspace_.fill_async(0);
+    synchronize();
+  }
   StageArgs a;
   a.problem = problem_;
   a.q = q_.data();

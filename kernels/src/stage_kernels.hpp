@@ -27,16 +27,18 @@ void launch_split_kv(const StageArgs& a);
 // Throws std::invalid_argument when the count must be chosen and the context names no device.
 int pv_splits(const Problem& p, const LaunchContext& c);
 int split_kv_splits(const Problem& p, const LaunchContext& c);
+int fused_splits(const Problem& p, const LaunchContext& c);
 // The same, for a launch on the current device.
 LaunchContext launch_context(const StageArgs& a);
 
 std::size_t pv_workspace_bytes(const Problem& p, const LaunchContext& c);
 std::size_t split_kv_workspace_bytes(const Problem& p, const LaunchContext& c);
+std::size_t fused_workspace_bytes(const Problem& p, const LaunchContext& c);
 
 KernelOrder qk_order(const Problem& p);
 KernelOrder softmax_order(const Problem& p);
 KernelOrder pv_order(const Problem& p, const LaunchContext& c);
-// fused (splits = 1) and split_kv: the dot as qk's; the online softmax per row-group.
+// fused and split_kv: the dot as qk's; the online softmax per row-group, splits merged in order.
 KernelOrder decode_order(const Problem& p, int splits);
 
 // attnscope's own implementations, as the registry adds them on first use.

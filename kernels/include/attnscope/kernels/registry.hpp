@@ -28,7 +28,9 @@ struct StageArgs {
   void* out = nullptr;      // [batch, q_len, q_heads, head_dim], problem.output
   float* lse = nullptr;     // [batch, q_heads, q_len]: softmax, fused and split_kv write it
   bool scale_in_softmax = false;  // qk writes unscaled dots and softmax applies the scale
-  void* workspace = nullptr;      // implementation scratch (workspace_bytes)
+  // Implementation scratch of workspace_bytes, zero-filled when allocated; an implementation
+  // leaves it as it found it where it keeps state there (attnscope.fused: ticket counters).
+  void* workspace = nullptr;
   int splits = 0;                 // requested window splits (0: the implementation chooses)
   int multiprocessors = 0;        // of the device launched on (0: the current device's)
   void* stream = nullptr;         // hipStream_t; null: the default stream

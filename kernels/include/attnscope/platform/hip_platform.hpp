@@ -123,4 +123,67 @@ __device__ __forceinline__ T shfl_xor(T v, int lane_mask) {
 #endif
 }
 
+// True when `pred` holds on every lane of the warp (wavefront); every lane must call it.
+__device__ __forceinline__ bool warp_all(bool pred) {
+#if defined(ATTNSCOPE_PLATFORM_CUDA)
+  return __all_sync(0xffffffffu, pred) != 0;
+#else
+  return __all(pred) != 0;
+#endif
+}
+
+// Lane `src` (counted within each segment of W lanes) of the caller's segment.
+template <int W = kWarpSize, class T>
+__device__ __forceinline__ T shfl_idx(T v, int src) {
+#if defined(ATTNSCOPE_PLATFORM_CUDA)
+  return __shfl_sync(0xffffffffu, v, src, W);
+#else
+  return __shfl(v, src, W);
+#endif
+}
+
+// Asynchronous 16-byte copies from global to shared memory, in groups: copy16 queues a copy
+// (16 zero bytes where `pred` is false, and `src` is then not read), commit closes the group of
+// the copies queued since the last commit, and wait<N> waits until at most N groups of this
+// thread are pending. A thread sees its own copies after the wait; other threads' copies need a
+// barrier as well. cp.async on NVIDIA sm_80 and later; elsewhere (ROCm, older NVIDIA) a plain
+// load and store, complete when copy16 returns, so commit and wait have nothing to do.
+#if defined(ATTNSCOPE_PLATFORM_CUDA) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#define ATTNSCOPE_ASYNC_COPY 1
+#else
+#define ATTNSCOPE_ASYNC_COPY 0
+#endif
+struct AsyncCopy {
+  __device__ static __forceinline__ void copy16(void* dst, const void* src, bool pred) {
+#if ATTNSCOPE_ASYNC_COPY
+    const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(pred ? 16 : 0)
+                 : "memory");
+#else
+    *static_cast<uint4*>(dst) = pred ? *static_cast<const uint4*>(src) : make_uint4(0u, 0u, 0u, 0u);
+#endif
+  }
+  __device__ static __forceinline__ void commit() {
+#if ATTNSCOPE_ASYNC_COPY
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+#endif
+  }
+  template <int N>
+  __device__ static __forceinline__ void wait() {
+#if ATTNSCOPE_ASYNC_COPY
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+#endif
+  }
+};
+
+// A load that reads the device-coherent level (L2), not a possibly stale L1 line: for data
+// other blocks of the same launch wrote and published with a fence and an atomic.
+__device__ __forceinline__ float load_coherent(const float* p) {
+#if defined(ATTNSCOPE_PLATFORM_CUDA)
+  return __ldcg(p);
+#else
+  return __uint_as_float(__atomic_load_n(reinterpret_cast<const unsigned*>(p), __ATOMIC_RELAXED));
+#endif
+}
+
 }  // namespace attnscope::gpu
