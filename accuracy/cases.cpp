@@ -205,7 +205,7 @@ std::vector<AccuracyCase> tuning_cases(const Target& t) {
     const std::string key = c.name();
     if (std::find(seen.begin(), seen.end(), key) != seen.end()) continue;  // batches differ only
     seen.push_back(key);
-    std::vector<int> splits = tuning_splits(c.problem, 256);
+    std::vector<int> splits = tuning_splits(c.problem, kTuneMinSplitLen);
     splits.insert(splits.begin(), 0);
     for (int s : splits) {
       c.splits = s;

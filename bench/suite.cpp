@@ -112,7 +112,7 @@ std::vector<BenchCase> make_tuning_cases(const std::vector<DecodeShape>& shapes,
   for (const DecodeShape& shape : shapes)
     for (const gpu::Implementation* i : gpu::implementations(Path::split_kv)) {
       if (!filter.matches(i->name)) continue;
-      std::vector<int> splits = attnscope::tuning_splits(shape.problem(), 256);
+      std::vector<int> splits = attnscope::tuning_splits(shape.problem(), attnscope::kTuneMinSplitLen);
       splits.insert(splits.begin(), 0);
       for (int s : splits) {
         BenchCase c;

@@ -46,7 +46,6 @@ struct DecodeGeom {
   static constexpr int MIN_BLOCKS = decode_blocks_per_sm(QT, D, static_cast<int>(sizeof(T)));
   static_assert(NV <= L && (NV & (NV - 1)) == 0, "a row's lanes hold the tile's scores");
   static_assert((R * D + 2 * R) * 4 < (kDecStages * STAGE_WORDS - 1) * 16, "merge scratch fits the tiles");
-  static_assert(D <= 2 * kDecThreads, "the split merge takes two elements a thread at most");
 
   // 16-byte word (key j of the tile, row-group, K = 0 / V = 1, chunk, lane) within a stage: the
   // lanes of a row are adjacent, so a row-group's 16-byte reads are free of bank conflicts.
@@ -76,72 +75,73 @@ struct DecodeWorkspace {
   }
 };
 
-// Splits whose weights a merge holds in shared memory at a time.
-inline constexpr int kCombineChunk = 256;
-
-// Merges the split partials of one (b, t, h) row in split order, in fp32: the max of the
-// partials' log-sum-exps, weights w_s = exp(lse_s - max) (splits with no key weigh nothing),
-// out = sum_s w_s part_s / sum_s w_s, both sums sequential over s. Every thread of the block
-// calls it; threads tid, tid + nthreads take the elements (head_dim <= 2 nthreads). `sh` is
-// kCombineChunk floats of shared memory. The weights go through shared memory a chunk at a time
-// and the partials' loads are unrolled, so the loads of a row are in flight together.
+// Merges the split partials of one (b, t, h) row in split order, in fp32, with one warp: the
+// max of the partials' log-sum-exps, weights w_s = exp(lse_s - max) (splits with no key weigh
+// nothing), out = sum_s w_s part_s / sum_s w_s, both sums sequential over s. Lane l takes
+// elements l, l + W, ...; the weights of W splits at a time are worked out one a lane and passed
+// round, and the partials' loads are unrolled so that many are in flight together.
 // kCoherent: the partials were written by other blocks of this launch.
-template <Fault F, bool kCoherent>
-__device__ __forceinline__ void combine_row(const KernelParams& p, std::int64_t row, int tid, int nthreads,
-                                            float* sh) {
-  const int D = p.head_dim;
+template <Fault F, bool kCoherent, int D>
+__device__ __forceinline__ void combine_row(const KernelParams& p, std::int64_t row, int lane) {
+  constexpr int W = kWarpSize;
+  constexpr int E = (D + W - 1) / W;
   const DecodeWorkspace w(p.workspace, p);
   const float* part = w.part + row * p.splits * D;
   const float* lse_part = w.lse + row * p.splits;
   auto ld = [](const float* x) { return kCoherent ? load_coherent(x) : __ldg(x); };
   // The fault leaves the last split out of the merge.
   const int merged = F == Fault::split_dropped && p.splits > 1 ? p.splits - 1 : p.splits;
-  float mx = -INFINITY;
-  for (int base = 0; base < p.splits; base += kCombineChunk) {
-    const int n = min(kCombineChunk, p.splits - base);
-    __syncthreads();  // the previous chunk has been read
-    for (int s = tid; s < n; s += nthreads) sh[s] = ld(lse_part + base + s);
-    __syncthreads();
-    for (int s = 0; s < n; ++s) mx = fmaxf(mx, sh[s]);
-  }
-  const int d0 = tid, d1 = tid + nthreads;
-  float wsum = 0.0f, o0 = 0.0f, o1 = 0.0f;
-  for (int base = 0; base < merged; base += kCombineChunk) {
-    const int n = min(kCombineChunk, merged - base);
-    __syncthreads();
-    for (int s = tid; s < n; s += nthreads) {
-      const float ls = ld(lse_part + base + s);
-      sh[s] = ls == -INFINITY ? -1.0f : expf(ls - mx);  // -1: no key, no weight
+  float mx = -INFINITY;  // the max is exact in any order
+  for (int s = lane; s < p.splits; s += W) mx = fmaxf(mx, ld(lse_part + s));
+#pragma unroll
+  for (int m = W / 2; m >= 1; m /= 2) mx = fmaxf(mx, shfl_xor(mx, m));
+  float wsum = 0.0f;
+  float o[E];
+#pragma unroll
+  for (int e = 0; e < E; ++e) o[e] = 0.0f;
+  for (int base = 0; base < merged; base += W) {
+    const int n = min(W, merged - base);
+    float wl = -1.0f;  // -1: no key, no weight
+    if (lane < n) {
+      const float ls = ld(lse_part + base + lane);
+      if (ls != -INFINITY) wl = expf(ls - mx);
     }
-    __syncthreads();
     const float* pb = part + std::int64_t(base) * D;
 #pragma unroll 8
     for (int s = 0; s < n; ++s) {
-      const float ws = sh[s];
-      const float x0 = d0 < D ? ld(pb + std::int64_t(s) * D + d0) : 0.0f;
-      const float x1 = d1 < D ? ld(pb + std::int64_t(s) * D + d1) : 0.0f;
+      const float ws = shfl_idx(wl, s);
+      float x[E];
+#pragma unroll
+      for (int e = 0; e < E; ++e) x[e] = lane + e * W < D ? ld(pb + std::int64_t(s) * D + lane + e * W) : 0.0f;
       if (!(ws < 0.0f)) {  // a NaN weight reaches the output
         wsum += ws;
-        o0 = fmaf(ws, x0, o0);
-        o1 = fmaf(ws, x1, o1);
+#pragma unroll
+        for (int e = 0; e < E; ++e) o[e] = fmaf(ws, x[e], o[e]);
       }
     }
   }
-  if (d0 < D) store_output(p.out, row * D + d0, o0 / wsum, p.output);
-  if (d1 < D) store_output(p.out, row * D + d1, o1 / wsum, p.output);
-  if (tid == 0) {
+#pragma unroll
+  for (int e = 0; e < E; ++e)
+    if (lane + e * W < D) store_output(p.out, row * D + lane + e * W, o[e] / wsum, p.output);
+  if (lane == 0) {
     const int h = static_cast<int>(row % p.q_heads);
     const int t = static_cast<int>(row / p.q_heads % p.q_len);
     const int b = static_cast<int>(row / (std::int64_t(p.q_heads) * p.q_len));
     p.lse[(std::int64_t(b) * p.q_heads + h) * p.q_len + t] = mx + logf(wsum);
   }
-  __syncthreads();  // `sh` is free again
 }
 
-template <Fault F>
-__global__ void decode_combine(KernelParams p) {
-  __shared__ float sh[kCombineChunk];
-  combine_row<F, false>(p, blockIdx.x, static_cast<int>(threadIdx.x), static_cast<int>(blockDim.x), sh);
+// split_kv's merge: kCombineRows rows a block of kCombineThreads, a warp a row at a time.
+inline constexpr int kCombineThreads = 128;
+inline constexpr int kCombineRows = 4;
+template <Fault F, int D>
+__global__ __launch_bounds__(kCombineThreads) void decode_combine(KernelParams p) {
+  const std::int64_t rows = std::int64_t(p.batch) * p.q_len * p.q_heads;
+  const int warp = static_cast<int>(threadIdx.x) / kWarpSize, lane = static_cast<int>(threadIdx.x) % kWarpSize;
+  for (int r = warp; r < kCombineRows; r += kCombineThreads / kWarpSize) {
+    const std::int64_t row = std::int64_t(blockIdx.x) * kCombineRows + r;
+    if (row < rows) combine_row<F, false, D>(p, row, lane);
+  }
 }
 
 // One step of the reduce-scatter of N values at lane distance M, then the rest: the lanes with
@@ -409,11 +409,14 @@ __global__ __launch_bounds__(kDecThreads, (DecodeGeom<T, D, QT>::MIN_BLOCKS)) vo
       __syncthreads();
       if (*merges_here) {
         __threadfence();
-#pragma unroll
-        for (int i = 0; i < QT; ++i)
-          if (i < nq)
-            combine_row<F, true>(p, out_row[i], static_cast<int>(threadIdx.x), kDecThreads,
-                                 reinterpret_cast<float*>(tiles));
+        // A warp a row: the block's rows are merged side by side.
+        const int warp = static_cast<int>(threadIdx.x) / kWarpSize;
+        const int lane = static_cast<int>(threadIdx.x) % kWarpSize;
+        for (int i = warp; i < nq; i += kDecThreads / kWarpSize) {
+          const int qi = q0 + i;
+          const int t = qi / p.group, h = query_head<F>(kvh, qi % p.group, p.group, p.kv_heads);
+          combine_row<F, true, D>(p, (std::int64_t(b) * p.q_len + t) * p.q_heads + h, lane);
+        }
       }
     }
   }
@@ -440,8 +443,9 @@ struct DecodeLaunch {
     ATTNSCOPE_CHECK_LAUNCH();
     if (kSeparate && p.splits > 1) {
       const std::int64_t rows = std::int64_t(p.batch) * p.q_len * p.q_heads;
-      check_grid(rows, 1, 1, "split_kv combine");
-      decode_combine<F><<<dim3(unsigned(rows)), D < 128 ? D : 128, 0, st>>>(p);
+      const std::int64_t blocks = (rows + kCombineRows - 1) / kCombineRows;
+      check_grid(blocks, 1, 1, "split_kv combine");
+      decode_combine<F, D><<<dim3(unsigned(blocks)), kCombineThreads, 0, st>>>(p);
       ATTNSCOPE_CHECK_LAUNCH();
     }
   }

@@ -51,5 +51,9 @@ std::vector<DecodeShape> bench_shapes(const std::string& set);
 // The split counts a tuning run tries: powers of two from 1 while each split keeps at least
 // min_len positions of the span (at most 1024 splits).
 std::vector<int> tuning_splits(const Problem& p, std::int64_t min_len);
+// The shortest split a tuning run tries: two tiles of the decode kernel (32 positions each at
+// head_dim 128), below the 128 its heuristic keeps to, so the table shows whether that floor is
+// right.
+inline constexpr std::int64_t kTuneMinSplitLen = 64;
 
 }  // namespace attnscope
