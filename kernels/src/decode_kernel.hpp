@@ -107,16 +107,24 @@ __device__ __forceinline__ void combine_row(const KernelParams& p, std::int64_t 
       if (ls != -INFINITY) wl = expf(ls - mx);
     }
     const float* pb = part + std::int64_t(base) * D;
-#pragma unroll 8
-    for (int s = 0; s < n; ++s) {
-      const float ws = shfl_idx(wl, s);
-      float x[E];
+    constexpr int U = 8;  // splits whose partials are loaded before any is added
+    for (int s0 = 0; s0 < n; s0 += U) {
+      float ws[U], x[U][E];
 #pragma unroll
-      for (int e = 0; e < E; ++e) x[e] = lane + e * W < D ? ld(pb + std::int64_t(s) * D + lane + e * W) : 0.0f;
-      if (!(ws < 0.0f)) {  // a NaN weight reaches the output
-        wsum += ws;
+      for (int u = 0; u < U; ++u) {
+        const int s = min(s0 + u, n - 1);  // past n: loaded, not added
+        ws[u] = shfl_idx(wl, s);
 #pragma unroll
-        for (int e = 0; e < E; ++e) o[e] = fmaf(ws, x[e], o[e]);
+        for (int e = 0; e < E; ++e)
+          x[u][e] = lane + e * W < D ? ld(pb + std::int64_t(s) * D + lane + e * W) : 0.0f;
+      }
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        if (s0 + u < n && !(ws[u] < 0.0f)) {  // a NaN weight reaches the output
+          wsum += ws[u];
+#pragma unroll
+          for (int e = 0; e < E; ++e) o[e] = fmaf(ws[u], x[u][e], o[e]);
+        }
       }
     }
   }
