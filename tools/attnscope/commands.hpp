@@ -27,6 +27,19 @@ struct TraceCheckOptions {
 // could not be read or is inconsistent.
 int run_trace_check(const TraceCheckOptions& opt);
 
+struct CompareOptions {
+  std::string old_path, new_path;
+  double threshold = 0.05;
+  double alpha = 0.05;
+  double accuracy_threshold = 0.25;
+  std::string filter;
+  std::string json;  // empty: no file
+  bool all = false;  // print unchanged rows too
+};
+
+// Exit code: 0 no regression, 1 a regression, 2 a file that could not be read or compared.
+int run_compare(const CompareOptions& opt);
+
 // Prints e.g. "nvidia-h100-80gb-hbm3"; exit code 1 (and the reason on stderr) without a GPU.
 int print_gpu_name();
 // The GPU's model name made safe for a folder: lower case, runs of other characters as '-'.

@@ -35,11 +35,42 @@ int main(int argc, char** argv) {
                         "Do not try alternative semantics on a failing stage");
   trace_check->add_flag("--quiet", trace_opt.quiet, "Print the summary table only");
 
-  CLI11_PARSE(app, argc, argv);
+  attnscope::cli::CompareOptions cmp;
+  CLI::App* compare = app.add_subcommand(
+      "compare",
+      "Compare two runs: two benchmark files (Google Benchmark JSON, attnscope's or the peers'), "
+      "benchmark by benchmark (median ratio, Mann-Whitney U test over the repetitions), or two "
+      "accuracy files (.jsonl), case by case. Exit status 0: no regression; 1: a benchmark slower "
+      "beyond the threshold and significant, a benchmark that errs, a case that now fails or "
+      "whose error/budget grew beyond the accuracy threshold; 2: a file unreadable");
+  compare->add_option("old", cmp.old_path, "The reference run")->required()->check(CLI::ExistingFile);
+  compare->add_option("new", cmp.new_path, "The run to judge")->required()->check(CLI::ExistingFile);
+  compare->add_option("--threshold", cmp.threshold, "Relative change of the median that counts")
+      ->check(CLI::Range(0.0, 10.0))
+      ->capture_default_str();
+  compare->add_option("--alpha", cmp.alpha, "Significance level of the rank test")
+      ->check(CLI::Range(1e-9, 0.5))
+      ->capture_default_str();
+  compare->add_option("--accuracy-threshold", cmp.accuracy_threshold,
+                      "Relative growth of a case's largest error/budget that counts")
+      ->check(CLI::Range(0.0, 1e6))
+      ->capture_default_str();
+  compare->add_option("--filter", cmp.filter, "Regular expression on benchmark names or cases");
+  compare->add_option("--json", cmp.json, "Also write every comparison as JSON");
+  compare->add_flag("--all", cmp.all, "Print unchanged benchmarks and cases too");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help and --version exit 0; every usage error (unknown or malformed option, missing
+    // argument, a file that does not exist) exits 2, as unreadable input does.
+    return app.exit(e) == 0 ? 0 : 2;
+  }
   try {
     if (selfcheck->parsed()) return attnscope::cli::run_selfcheck(self);
     if (gpu_name->parsed()) return attnscope::cli::print_gpu_name();
     if (trace_check->parsed()) return attnscope::cli::run_trace_check(trace_opt);
+    if (compare->parsed()) return attnscope::cli::run_compare(cmp);
   } catch (const std::exception& e) {
     std::cerr << "attnscope: error: " << e.what() << "\n";
     return 1;
