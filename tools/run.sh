@@ -43,4 +43,9 @@ else
 fi
 python3 tools/bench_report.py "$out/bench.json" "${peers[@]}" --accuracy "$out/accuracy.jsonl" \
   --out "$out/bench_report.md"
+if "$bin/tools/attnscope" report "$out"; then
+  echo "run: plots and report.md in $out"
+else
+  echo "run: no plots (attnscope report needs python3 with matplotlib)"
+fi
 echo "run: done; results in $out"

@@ -9,7 +9,7 @@ if [[ "${ATTNSCOPE_SKIP_SETUP:-0}" == 1 ]]; then
 fi
 
 packages=(cmake ninja-build g++ git libboost-dev nlohmann-json3-dev libcli11-dev libgtest-dev
-          libbenchmark-dev python3 python3-numpy)
+          libbenchmark-dev python3 python3-numpy python3-matplotlib)
 if [[ "${ATTNSCOPE_WITH_ROCM:-0}" == 1 ]]; then
   packages+=(hipcc libamdhip64-dev rocm-device-libs clang-15)
 fi

@@ -40,6 +40,14 @@ struct CompareOptions {
 // Exit code: 0 no regression, 1 a regression, 2 a file that could not be read or compared.
 int run_compare(const CompareOptions& opt);
 
+struct ReportOptions {
+  std::string results;  // a results folder, e.g. results/nvidia-h200
+  std::string out;      // empty: the results folder
+};
+
+// Runs tools/report.py (python3 with matplotlib); its exit code, or 2 when it cannot be started.
+int run_report(const ReportOptions& opt);
+
 // Prints e.g. "nvidia-h100-80gb-hbm3"; exit code 1 (and the reason on stderr) without a GPU.
 int print_gpu_name();
 // The GPU's model name made safe for a folder: lower case, runs of other characters as '-'.

@@ -59,6 +59,17 @@ int main(int argc, char** argv) {
   compare->add_option("--json", cmp.json, "Also write every comparison as JSON");
   compare->add_flag("--all", cmp.all, "Print unchanged benchmarks and cases too");
 
+  attnscope::cli::ReportOptions rep;
+  CLI::App* report = app.add_subcommand(
+      "report",
+      "Draw a results folder: accuracy_vs_window.png (error against the window with the bound "
+      "and the precision model), bandwidth.png (% of the read and copy peaks beside the peers), "
+      "fused_vs_unfused.png, tuning.png, and report.md linking them (python3 and matplotlib)");
+  report->add_option("results", rep.results, "A results folder, e.g. results/nvidia-h200")
+      ->required()
+      ->check(CLI::ExistingDirectory);
+  report->add_option("--out", rep.out, "Where the files go (default: the results folder)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -71,6 +82,7 @@ int main(int argc, char** argv) {
     if (gpu_name->parsed()) return attnscope::cli::print_gpu_name();
     if (trace_check->parsed()) return attnscope::cli::run_trace_check(trace_opt);
     if (compare->parsed()) return attnscope::cli::run_compare(cmp);
+    if (report->parsed()) return attnscope::cli::run_report(rep);
   } catch (const std::exception& e) {
     std::cerr << "attnscope: error: " << e.what() << "\n";
     return 1;
