@@ -38,6 +38,15 @@ bool gpu_available(std::string* reason) {
   return true;
 }
 
+int device_count() {
+  int n = 0;
+  if (hipGetDeviceCount(&n) != hipSuccess) {
+    (void)hipGetLastError();
+    return 0;
+  }
+  return n;
+}
+
 DeviceInfo device_info() {
   DeviceInfo info;
   int dev = 0;

@@ -15,6 +15,7 @@ bool gpu_available(std::string* reason) {
   if (reason) *reason = "attnscope was built without a GPU backend (ATTNSCOPE_GPU=none)";
   return false;
 }
+int device_count() { return 0; }
 DeviceInfo device_info() { no_backend(); }
 std::int64_t free_device_bytes() { no_backend(); }
 DeviceBuffer::DeviceBuffer(std::size_t) { no_backend(); }

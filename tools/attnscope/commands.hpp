@@ -40,6 +40,23 @@ struct CompareOptions {
 // Exit code: 0 no regression, 1 a regression, 2 a file that could not be read or compared.
 int run_compare(const CompareOptions& opt);
 
+struct GateOptions {
+  std::string impl;                  // implementation filter (GLOB[,GLOB]); empty: all
+  std::vector<std::string> paths;    // qk, softmax, pv, unfused, fused, split_kv; empty: all
+  std::vector<std::string> accums;   // fp32, fp16; empty: both
+  std::vector<long> windows;         // empty: all
+  std::string sweep = "default";     // default, full or tune
+  std::string jsonl;                 // merged records (replaced); empty: none
+  std::string junit;                 // merged JUnit XML; empty: none
+  std::string gpus = "1";            // shards: a count or "all"
+  std::string suite;                 // accuracy_suite binary; empty: the build tree's
+  bool quiet = false;
+};
+
+// Exit code: 0 every case that ran passed, 1 a case failed, 2 usage error or a shard that did
+// not complete.
+int run_gate(const GateOptions& opt);
+
 struct ReportOptions {
   std::string results;  // a results folder, e.g. results/nvidia-h200
   std::string out;      // empty: the results folder

@@ -59,6 +59,28 @@ int main(int argc, char** argv) {
   compare->add_option("--json", cmp.json, "Also write every comparison as JSON");
   compare->add_flag("--all", cmp.all, "Print unchanged benchmarks and cases too");
 
+  attnscope::cli::GateOptions gate_opt;
+  CLI::App* gate = app.add_subcommand(
+      "gate",
+      "Run the accuracy suite as a gate: every case against its budget, records merged in case "
+      "order. Exit status 0: every case that ran passed; 1: a case failed; 2: usage error or a "
+      "shard that did not complete");
+  gate->add_option("--impl", gate_opt.impl, "Implementations, GLOB[,GLOB] (e.g. 'myengine.*')");
+  gate->add_option("--path", gate_opt.paths, "Paths (repeatable)")
+      ->check(CLI::IsMember({"qk", "softmax", "pv", "unfused", "fused", "split_kv"}));
+  gate->add_option("--accum", gate_opt.accums, "Accumulations (repeatable)")->check(CLI::IsMember({"fp32", "fp16"}));
+  gate->add_option("--window", gate_opt.windows, "Windows (repeatable)")->check(CLI::PositiveNumber);
+  gate->add_option("--sweep", gate_opt.sweep, "Case set")
+      ->check(CLI::IsMember({"default", "full", "tune"}))
+      ->capture_default_str();
+  gate->add_option("--jsonl", gate_opt.jsonl, "Write the records (JSON Lines) here, replacing the file");
+  gate->add_option("--junit", gate_opt.junit, "Write a JUnit XML report here");
+  gate->add_option("--gpus", gate_opt.gpus,
+                   "Shard the cases over this many GPUs (one process each), or 'all'")
+      ->capture_default_str();
+  gate->add_option("--suite", gate_opt.suite, "The accuracy_suite binary (default: this build's)");
+  gate->add_flag("--quiet", gate_opt.quiet, "Print the closing line and failures only");
+
   attnscope::cli::ReportOptions rep;
   CLI::App* report = app.add_subcommand(
       "report",
@@ -83,6 +105,7 @@ int main(int argc, char** argv) {
     if (trace_check->parsed()) return attnscope::cli::run_trace_check(trace_opt);
     if (compare->parsed()) return attnscope::cli::run_compare(cmp);
     if (report->parsed()) return attnscope::cli::run_report(rep);
+    if (gate->parsed()) return attnscope::cli::run_gate(gate_opt);
   } catch (const std::exception& e) {
     std::cerr << "attnscope: error: " << e.what() << "\n";
     return 1;

@@ -29,6 +29,8 @@ const char* platform_name();
 
 // True when a usable GPU is present; otherwise *reason (if given) says why not.
 bool gpu_available(std::string* reason = nullptr);
+// GPUs this process can use (0 without a usable runtime or backend).
+int device_count();
 
 struct DeviceInfo {
   std::string name;
