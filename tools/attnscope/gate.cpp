@@ -56,6 +56,15 @@ int wait_for(pid_t pid) {
   return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 }
 
+// Entry i of a comma-separated device list (the list itself where it is shorter).
+std::string nth_entry(const std::string& list, int i) {
+  std::vector<std::string> parts;
+  std::stringstream in(list);
+  std::string p;
+  while (std::getline(in, p, ',')) parts.push_back(p);
+  return i < static_cast<int>(parts.size()) ? parts[static_cast<std::size_t>(i)] : list;
+}
+
 std::string read_file(const std::string& path) {
   std::ifstream in(path);
   std::stringstream s;
@@ -151,8 +160,11 @@ int run_gate(const GateOptions& opt) {
     if (shards > 1) {
       env["GTEST_TOTAL_SHARDS"] = std::to_string(shards);
       env["GTEST_SHARD_INDEX"] = std::to_string(i);
-      env["CUDA_VISIBLE_DEVICES"] = std::to_string(i);
-      env["HIP_VISIBLE_DEVICES"] = std::to_string(i);
+      // Shard i sees the i-th GPU of those this process sees.
+      for (const char* var : {"CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES"}) {
+        const char* seen = std::getenv(var);
+        env[var] = seen != nullptr && *seen != '\0' ? nth_entry(seen, i) : std::to_string(i);
+      }
     }
     pids.push_back(spawn(args, env, (scratch / ("shard" + std::to_string(i) + ".log")).string()));
   }
