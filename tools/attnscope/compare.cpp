@@ -6,7 +6,6 @@
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
-#include <regex>
 #include <string>
 
 #include "attnscope/core/compare.hpp"
@@ -61,10 +60,8 @@ int run_compare(const CompareOptions& opt) {
               << " are not the same kind of file (benchmark .json against accuracy .jsonl)\n";
     return 2;
   }
-  try {
-    if (!o.filter.empty()) (void)std::regex(o.filter);
-  } catch (const std::regex_error& e) {
-    std::cerr << "attnscope compare: --filter: not a regular expression: " << e.what() << "\n";
+  if (const std::string why = diff::filter_error(o.filter); !why.empty()) {
+    std::cerr << "attnscope compare: --filter: " << why << "\n";
     return 2;
   }
   nlohmann::json records = nlohmann::json::array();

@@ -13,7 +13,6 @@
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
-#include <regex>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -207,16 +206,23 @@ int run_gate(const GateOptions& opt) {
   // Test cases of the shards' GoogleTest reports, merged in the same order.
   int skipped = 0;
   std::vector<std::pair<std::size_t, std::string>> testcases;
-  const std::regex tc(R"(<testcase\b[^>]*?(/>|>[\s\S]*?</testcase>))");
-  const std::regex name_attr(R"(name="([^"]*)\")");
   for (int i = 0; i < shards; ++i) {
     const std::string xml = read_file((scratch / ("shard" + std::to_string(i) + ".xml")).string());
-    for (auto it = std::sregex_iterator(xml.begin(), xml.end(), tc); it != std::sregex_iterator(); ++it) {
-      const std::string t = it->str();
-      std::smatch m;
+    for (std::size_t at = xml.find("<testcase "); at != std::string::npos; at = xml.find("<testcase ", at + 1)) {
+      const std::size_t open_end = xml.find('>', at);
+      if (open_end == std::string::npos) break;
+      std::size_t end = open_end + 1;  // <testcase ... /> or <testcase ...> ... </testcase>
+      if (xml[open_end - 1] != '/') {
+        const std::size_t close = xml.find("</testcase>", open_end);
+        if (close == std::string::npos) break;
+        end = close + std::strlen("</testcase>");
+      }
+      const std::string t = xml.substr(at, end - at);
       std::size_t pos = position.size();
-      if (std::regex_search(t, m, name_attr)) {
-        const auto p = position.find(m[1]);
+      const std::size_t n0 = t.find(" name=\"");
+      if (n0 != std::string::npos) {
+        const std::size_t n1 = t.find('"', n0 + 7);
+        const auto p = position.find(t.substr(n0 + 7, n1 - n0 - 7));
         if (p != position.end()) pos = p->second;
       }
       if (t.find("<skipped") != std::string::npos) ++skipped;

@@ -34,7 +34,7 @@ struct Options {
   double threshold = 0.05;           // relative change that counts (median ratio beyond 1 +- it)
   double alpha = 0.05;               // significance level of the rank test
   double accuracy_threshold = 0.25;  // relative growth of a case's error/budget that counts
-  std::string filter;                // regular expression on names; empty: all
+  std::string filter;                // POSIX extended regular expression on names; empty: all
 };
 
 // faster / slower: significant and beyond the threshold; same: not significant, or within the
@@ -78,6 +78,10 @@ struct AccuracyDiff {
 };
 std::vector<AccuracyDiff> compare_accuracy(const AccuracyRuns& old_run, const AccuracyRuns& new_run,
                                            const Options& opt);
+
+// Why `pattern` is not a usable filter (empty when it is); compare_* throw
+// std::invalid_argument with the same text.
+std::string filter_error(const std::string& pattern);
 
 // True for verdicts that make `attnscope compare` exit with status 1.
 bool is_regression(const std::string& verdict);
