@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # attnscope report on the committed H200 results: each plot and report.md written and non-empty.
 set -uo pipefail
-bin="$1"; out="$2"
-if ! python3 -c "import matplotlib" 2>/dev/null; then
-  echo "report_cli_test: skipped: python3 has no matplotlib (Debian: python3-matplotlib)"
+bin="$1"; out="$2"; py="${3:-python3}"
+if ! "$py" -c "import matplotlib" 2>/dev/null; then
+  echo "report_cli: Skipped"
+  echo "matplotlib is not installed for $py (Debian: apt-get install python3-matplotlib)"
   exit 77
 fi
 rm -rf "$out"; mkdir -p "$out"
-"$bin" report results/nvidia-h200 --out "$out" || { echo "report_cli_test: attnscope report failed"; exit 1; }
+"$bin" report results/nvidia-h200 --out "$out" --python "$py" || { echo "report_cli_test: attnscope report failed"; exit 1; }
 for f in accuracy_vs_window.png bandwidth.png fused_vs_unfused.png tuning.png report.md; do
   [[ -s "$out/$f" ]] || { echo "report_cli_test: $f missing or empty"; exit 1; }
 done

@@ -60,6 +60,7 @@ int run_gate(const GateOptions& opt);
 struct ReportOptions {
   std::string results;  // a results folder, e.g. results/nvidia-h200
   std::string out;      // empty: the results folder
+  std::string python = "python3";
 };
 
 // Runs tools/report.py (python3 with matplotlib); its exit code, or 2 when it cannot be started.

@@ -91,6 +91,7 @@ int main(int argc, char** argv) {
       ->required()
       ->check(CLI::ExistingDirectory);
   report->add_option("--out", rep.out, "Where the files go (default: the results folder)");
+  report->add_option("--python", rep.python, "The Python that has matplotlib")->capture_default_str();
 
   try {
     app.parse(argc, argv);

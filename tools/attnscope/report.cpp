@@ -24,7 +24,7 @@ int run_report(const ReportOptions& opt) {
               << ATTNSCOPE_INSTALLED_REPORT_SCRIPT << "\n";
     return 2;
   }
-  std::vector<std::string> args = {"python3", script, opt.results};
+  std::vector<std::string> args = {opt.python, script, opt.results};
   if (!opt.out.empty()) {
     args.push_back("--out");
     args.push_back(opt.out);
@@ -33,8 +33,8 @@ int run_report(const ReportOptions& opt) {
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
   std::cout.flush();
-  execvp("python3", argv.data());
-  std::cerr << "attnscope report: cannot run python3: " << std::strerror(errno) << "\n";
+  execvp(opt.python.c_str(), argv.data());
+  std::cerr << "attnscope report: cannot run " << opt.python << ": " << std::strerror(errno) << "\n";
   return 2;
 }
 
