@@ -85,6 +85,11 @@ constexpr int decode_blocks_per_sm(int qt, int head_dim, int elem_bytes) {
   return qt * (head_dim / row_lanes(head_dim, elem_bytes)) <= 32 ? 4 : 2;
 }
 inline constexpr std::int64_t kDecodeMinSplitLen = 128;
+// Blocks a KV head's row of queries takes: group x q_len queries, decode_query_tile a block.
+inline std::int64_t decode_query_tiles(const Problem& p) {
+  const int qt = decode_query_tile(p);
+  return (std::int64_t(p.group()) * p.q_len + qt - 1) / qt;
+}
 
 // Window splits for fused and split_kv: blocks = batch x kv_heads x query tiles, `slots` =
 // resident blocks on the device. None where the blocks fill 80% of the slots. Otherwise the time of a launch is modelled as waves x (positions a split
@@ -94,8 +99,7 @@ inline constexpr std::int64_t kDecodeSplitCost = 96;  // per-block fixed cost, i
 inline int decode_auto_splits(const Problem& p, int multiprocessors) {
   const int qt = decode_query_tile(p);
   const int eb = static_cast<int>(size_of(p.input));
-  const std::int64_t tiles = (std::int64_t(p.group()) * p.q_len + qt - 1) / qt;
-  const std::int64_t blocks = std::int64_t(p.batch) * p.kv_heads * tiles;
+  const std::int64_t blocks = std::int64_t(p.batch) * p.kv_heads * decode_query_tiles(p);
   const std::int64_t slots = std::int64_t(multiprocessors) * decode_blocks_per_sm(qt, p.head_dim, eb);
   // No split where the grid already fills most of a wave.
   if (blocks * 5 >= slots * 4) return 1;
@@ -121,10 +125,10 @@ inline int decode_auto_splits(const Problem& p, int multiprocessors) {
 inline std::size_t decode_workspace_bytes(const Problem& p, int splits, bool tickets) {
   if (splits <= 1) return 0;
   const std::size_t rows = std::size_t(p.batch) * p.q_len * p.q_heads;
-  const int qt = decode_query_tile(p);
-  const std::size_t tiles = (std::size_t(p.group()) * p.q_len + qt - 1) / qt;
   return rows * std::size_t(splits) * (std::size_t(p.head_dim) + 1) * sizeof(float) +
-         (tickets ? std::size_t(p.batch) * tiles * std::size_t(p.kv_heads) * sizeof(unsigned) : 0);
+         (tickets ? std::size_t(p.batch) * std::size_t(decode_query_tiles(p)) * std::size_t(p.kv_heads) *
+                        sizeof(unsigned)
+                  : 0);
 }
 
 }  // namespace attnscope::gpu::detail
