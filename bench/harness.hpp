@@ -110,6 +110,8 @@ class Harness {
   gpu::DeviceBuffer flush_;
   double peak_gbps_ = 0.0;
   double peak_read_gbps_ = 0.0;
+  std::string peak_read_shape_;
+  int read_shapes_tried_ = 0;
   std::size_t peak_copy_bytes_ = 0;
   int peak_reps_ = 0;
   std::string problem_key_;

@@ -45,7 +45,11 @@ struct DecodeGeom {
   static constexpr int STAGE_WORDS = TK * R * 2 * CH * L;
   static constexpr int MIN_BLOCKS = decode_blocks_per_sm(QT, D, static_cast<int>(sizeof(T)));
   static_assert(NV <= L && (NV & (NV - 1)) == 0, "a row's lanes hold the tile's scores");
-  static_assert((R * D + 2 * R) * 4 < (kDecStages * STAGE_WORDS - 1) * 16, "merge scratch fits the tiles");
+  // After the last tile the shared memory holds the merge scratch (every query's row-group
+  // states, the merge weights and sums) and, in its last word, fused's merge flag.
+  static constexpr int SCRATCH_WORDS = ((QT * R * D + 4 * QT * R + QT) * 4 + 15) / 16;
+  static constexpr int SMEM_WORDS =
+      kDecStages * STAGE_WORDS > SCRATCH_WORDS + 1 ? kDecStages * STAGE_WORDS : SCRATCH_WORDS + 1;
 
   // 16-byte word (key j of the tile, row-group, K = 0 / V = 1, chunk, lane) within a stage: the
   // lanes of a row are adjacent, so a row-group's 16-byte reads are free of bank conflicts.
@@ -178,7 +182,7 @@ __global__ __launch_bounds__(kDecThreads, (DecodeGeom<T, D, QT>::MIN_BLOCKS)) vo
   using Sc = typename Pol::Scalar;
   using Dot = typename Pol::Dot;
   constexpr int L = G::L, R = G::R, TK = G::TK, NV = G::NV, CH = G::CH;
-  __shared__ uint4 tiles[kDecStages * G::STAGE_WORDS];
+  __shared__ uint4 tiles[G::SMEM_WORDS];
   const int lir = static_cast<int>(threadIdx.x) % L;
   const int rg = static_cast<int>(threadIdx.x) / L;
   const int split = static_cast<int>(blockIdx.x);
@@ -191,7 +195,6 @@ __global__ __launch_bounds__(kDecThreads, (DecodeGeom<T, D, QT>::MIN_BLOCKS)) vo
   typename Pol::Frag q[QT];
   typename Pol::Frag acc[QT];
   Sc l[QT];
-  int out_row[QT];  // (b, t, h)
 #pragma unroll
   for (int i = 0; i < QT; ++i) {
     const int qi = q0 + (i < nq ? i : 0);
@@ -199,8 +202,13 @@ __global__ __launch_bounds__(kDecThreads, (DecodeGeom<T, D, QT>::MIN_BLOCKS)) vo
     Pol::load(static_cast<const T*>(p.q) + ((std::int64_t(b) * p.q_len + t) * p.q_heads + h) * D, lir, q[i]);
     Pol::zero(acc[i]);
     l[i] = Pol::from_float(0.0f);
-    out_row[i] = (b * p.q_len + t) * p.q_heads + h;
   }
+  // The output row (b, t, h) of query i < nq of the tile.
+  auto out_row_of = [&](int i) {
+    const int qi = q0 + i;
+    const int t = qi / p.group, h = query_head<F>(kvh, qi % p.group, p.group, p.kv_heads);
+    return (b * p.q_len + t) * p.q_heads + h;
+  };
 
   // The score this lane owns: query g_own, key j_own of each tile, and that query's keys.
   const int own = G::owner(lir % NV);
@@ -337,9 +345,14 @@ __global__ __launch_bounds__(kDecThreads, (DecodeGeom<T, D, QT>::MIN_BLOCKS)) vo
   AsyncCopy::wait<0>();
   __syncthreads();  // every lane is done with the tiles: their memory becomes the merge scratch
 
-  float* red_acc = reinterpret_cast<float*>(tiles);  // [R][D]
-  float* red_m = red_acc + R * D;
-  float* red_l = red_m + R;
+  // The row-groups' states of every query at once, then the ascending tree of each query's merge
+  // (pairs (r, r + s) for s = 1, 2, 4, ...) worked out once: its weights by one thread a query,
+  // then applied by one thread an output element, all R states of that element in registers.
+  float* red_acc = reinterpret_cast<float*>(tiles);  // [QT][R][D]
+  float* red_m = red_acc + QT * R * D;                // [QT][R]
+  float* red_l = red_m + QT * R;                      // [QT][R]
+  float* fac = red_l + QT * R;                        // [QT][R][2]: the weights of the merge into r - s at r
+  float* fin_l = fac + 2 * QT * R;                    // [QT]
   const DecodeWorkspace w(p.workspace, p);
 #pragma unroll
   for (int i = 0; i < QT; ++i) {
@@ -348,59 +361,65 @@ __global__ __launch_bounds__(kDecThreads, (DecodeGeom<T, D, QT>::MIN_BLOCKS)) vo
 #pragma unroll
     for (int c = 0; c < S::NCH; ++c)
 #pragma unroll
-      for (int e = 0; e < S::VEC; ++e) red_acc[rg * D + S::dim(c, lir, e)] = Pol::get(acc[i], c * S::VEC + e);
+      for (int e = 0; e < S::VEC; ++e) red_acc[(i * R + rg) * D + S::dim(c, lir, e)] = Pol::get(acc[i], c * S::VEC + e);
     if (lir == 0) {
-      red_m[rg] = mi;
-      red_l[rg] = Pol::to_float_s(l[i]);
+      red_m[i * R + rg] = mi;
+      red_l[i * R + rg] = Pol::to_float_s(l[i]);
     }
-    __syncthreads();
-    for (int s = 1; s < R; s *= 2) {
-      const bool active = rg % (2 * s) == 0;
-      float new_m = 0.0f, new_l = 0.0f;
-      if (active) {
-        const float m1 = red_m[rg], m2 = red_m[rg + s];
+  }
+  __syncthreads();
+  if (static_cast<int>(threadIdx.x) < nq) {
+    const int i = static_cast<int>(threadIdx.x);
+    float mv[R], lv[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      mv[r] = red_m[i * R + r];
+      lv[r] = red_l[i * R + r];
+    }
+#pragma unroll
+    for (int s = 1; s < R; s *= 2)
+#pragma unroll
+      for (int r = 0; r < R; r += 2 * s) {
+        const float m1 = mv[r], m2 = mv[r + s];
         const float mm = fmaxf(m1, m2);
         // An empty row-group has m = -inf and weighs nothing.
         const Sc f1 = Pol::from_float(m1 == -INFINITY ? 0.0f : expf(m1 - mm));
         const Sc f2 = Pol::from_float(m2 == -INFINITY ? 0.0f : expf(m2 - mm));
+        fac[(i * R + r + s) * 2] = Pol::to_float_s(f1);
+        fac[(i * R + r + s) * 2 + 1] = Pol::to_float_s(f2);
+        lv[r] = Pol::to_float_s(Pol::add(Pol::mul(Pol::from_float(lv[r]), f1), Pol::mul(Pol::from_float(lv[r + s]), f2)));
+        mv[r] = mm;
+      }
+    const float lf = Pol::to_float_s(Pol::from_float(lv[0]));
+    fin_l[i] = lf;
+    const float lse = lf > 0.0f ? mv[0] + logf(lf) : -INFINITY;
+    const int row = out_row_of(i);
+    if (p.splits == 1) {
+      const int t = row / p.q_heads % p.q_len, h = row % p.q_heads;
+      p.lse[(std::int64_t(b) * p.q_heads + h) * p.q_len + t] = lse;
+    } else {
+      w.lse[std::int64_t(row) * p.splits + split] = lse;
+    }
+  }
+  if constexpr (F != Fault::missing_barrier) __syncthreads();
+  for (int x = static_cast<int>(threadIdx.x); x < nq * D; x += kDecThreads) {
+    const int i = x / D, d = x % D;
+    float av[R];
 #pragma unroll
-        for (int c = 0; c < S::NCH; ++c)
+    for (int r = 0; r < R; ++r) av[r] = red_acc[(i * R + r) * D + d];
 #pragma unroll
-          for (int e = 0; e < S::VEC; ++e) {
-            const int d = S::dim(c, lir, e);
-            red_acc[rg * D + d] =
-                Pol::to_float_s(Pol::add(Pol::mul(Pol::from_float(red_acc[rg * D + d]), f1),
-                                         Pol::mul(Pol::from_float(red_acc[(rg + s) * D + d]), f2)));
-          }
-        new_m = mm;
-        new_l = Pol::to_float_s(Pol::add(Pol::mul(Pol::from_float(red_l[rg]), f1),
-                                         Pol::mul(Pol::from_float(red_l[rg + s]), f2)));
+    for (int s = 1; s < R; s *= 2)
+#pragma unroll
+      for (int r = 0; r < R; r += 2 * s) {
+        const Sc f1 = Pol::from_float(fac[(i * R + r + s) * 2]);
+        const Sc f2 = Pol::from_float(fac[(i * R + r + s) * 2 + 1]);
+        av[r] = Pol::to_float_s(Pol::add(Pol::mul(Pol::from_float(av[r]), f1), Pol::mul(Pol::from_float(av[r + s]), f2)));
       }
-      __syncthreads();  // every lane of the row-group has read red_m / red_l
-      if (active && lir == 0) {
-        red_m[rg] = new_m;
-        red_l[rg] = new_l;
-      }
-      if constexpr (F != Fault::missing_barrier) __syncthreads();
-    }
-    const float mt = red_m[0];
-    const Sc lt = Pol::from_float(red_l[0]);
-    const float lf = Pol::to_float_s(lt);
-    for (int d = static_cast<int>(threadIdx.x); d < D; d += kDecThreads) {
-      const float o = lf == 0.0f ? 0.0f : Pol::to_float_s(Pol::div(Pol::from_float(red_acc[d]), lt));
-      if (p.splits == 1) store_output(p.out, std::int64_t(out_row[i]) * D + d, o, p.output);
-      else w.part[(std::int64_t(out_row[i]) * p.splits + split) * D + d] = o;
-    }
-    if (threadIdx.x == 0) {
-      const float lse = lf > 0.0f ? mt + logf(lf) : -INFINITY;
-      if (p.splits == 1) {
-        const int t = out_row[i] / p.q_heads % p.q_len, h = out_row[i] % p.q_heads;
-        p.lse[(std::int64_t(b) * p.q_heads + h) * p.q_len + t] = lse;
-      } else {
-        w.lse[std::int64_t(out_row[i]) * p.splits + split] = lse;
-      }
-    }
-    __syncthreads();
+    const float lf = fin_l[i];
+    const float o = lf == 0.0f ? 0.0f : Pol::to_float_s(Pol::div(Pol::from_float(av[0]), Pol::from_float(lf)));
+    const int row = out_row_of(i);
+    if (p.splits == 1) store_output(p.out, std::int64_t(row) * D + d, o, p.output);
+    else w.part[(std::int64_t(row) * p.splits + split) * D + d] = o;
   }
 
   if constexpr (!kSeparate) {
@@ -409,7 +428,7 @@ __global__ __launch_bounds__(kDecThreads, (DecodeGeom<T, D, QT>::MIN_BLOCKS)) vo
       __threadfence();
       __syncthreads();
       // The tiles' last word: past the merge scratch, which is no longer read.
-      unsigned* merges_here = reinterpret_cast<unsigned*>(tiles + kDecStages * G::STAGE_WORDS - 1);
+      unsigned* merges_here = reinterpret_cast<unsigned*>(tiles + G::SMEM_WORDS - 1);
       if (threadIdx.x == 0) {
         const unsigned last = static_cast<unsigned>(p.splits - 1);
         *merges_here = atomicInc(&w.ticket[std::int64_t(blockIdx.z) * p.kv_heads + kvh], last) == last;

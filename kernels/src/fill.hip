@@ -57,19 +57,25 @@ __global__ void count_nan_kernel(const void* data, std::int64_t n, DType type,
   if (c) atomicAdd(count, c);
 }
 
-// Reads every 16-byte word once, four loads in flight per thread, folded into one word per
-// thread that is stored only if it equals a value it never takes: the loads stay, and the probe
-// moves no bytes but the ones it reads.
+// Reads every 16-byte word once, U loads in flight per thread (a grid-stride loop), folded into
+// one word per thread that is stored only if it equals a value it never takes: the loads stay,
+// and the probe moves no bytes but the ones it reads.
+template <int U>
 __global__ void read_kernel(const uint4* data, std::int64_t n, uint4* sink) {
   const std::int64_t stride = std::int64_t(gridDim.x) * blockDim.x;
   uint4 acc = make_uint4(0u, 0u, 0u, 0u);
   std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  for (; i + 3 * stride < n; i += 4 * stride) {
-    const uint4 a = data[i], b = data[i + stride], c = data[i + 2 * stride], d = data[i + 3 * stride];
-    acc.x ^= a.x ^ b.x ^ c.x ^ d.x;
-    acc.y ^= a.y ^ b.y ^ c.y ^ d.y;
-    acc.z ^= a.z ^ b.z ^ c.z ^ d.z;
-    acc.w ^= a.w ^ b.w ^ c.w ^ d.w;
+  for (; i + (U - 1) * stride < n; i += U * stride) {
+    uint4 x[U];
+#pragma unroll
+    for (int u = 0; u < U; ++u) x[u] = data[i + u * stride];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      acc.x ^= x[u].x;
+      acc.y ^= x[u].y;
+      acc.z ^= x[u].z;
+      acc.w ^= x[u].w;
+    }
   }
   for (; i < n; i += stride) {
     const uint4 a = data[i];
@@ -113,12 +119,30 @@ std::int64_t count_nan(const void* data, std::int64_t elems, DType type, void* s
   return static_cast<std::int64_t>(host);
 }
 
-void read_async(const DeviceBuffer& buffer, DeviceBuffer& sink, void* stream) {
+std::vector<ReadShape> read_shapes() {
+  std::vector<ReadShape> shapes;
+  for (int loads : {4, 8, 16})
+    for (int blocks : {2, 4, 8}) shapes.push_back({loads, blocks});
+  return shapes;
+}
+
+void read_async(const DeviceBuffer& buffer, DeviceBuffer& sink, void* stream, ReadShape shape) {
   if (sink.bytes() < sizeof(uint4)) throw GpuError("read_async: the sink needs 16 bytes");
+  if (shape.blocks_per_sm < 1 || shape.blocks_per_sm > 8)
+    throw GpuError("read_async: blocks_per_sm " + std::to_string(shape.blocks_per_sm) + " is not in 1..8");
   const std::int64_t words = static_cast<std::int64_t>(buffer.bytes() / sizeof(uint4));
   if (words <= 0) return;
-  read_kernel<<<grid_for(words), kFillThreads, 0, static_cast<hipStream_t>(stream)>>>(
-      buffer.as<const uint4>(), words, sink.as<uint4>());
+  const std::int64_t want = (words + kFillThreads - 1) / kFillThreads;
+  const std::int64_t wave = std::int64_t(detail::multiprocessor_count()) * shape.blocks_per_sm;
+  const unsigned grid = static_cast<unsigned>(std::max<std::int64_t>(1, std::min(want, wave)));
+  const hipStream_t st = static_cast<hipStream_t>(stream);
+  const uint4* d = buffer.as<const uint4>();
+  switch (shape.loads) {
+    case 4: read_kernel<4><<<grid, kFillThreads, 0, st>>>(d, words, sink.as<uint4>()); break;
+    case 8: read_kernel<8><<<grid, kFillThreads, 0, st>>>(d, words, sink.as<uint4>()); break;
+    case 16: read_kernel<16><<<grid, kFillThreads, 0, st>>>(d, words, sink.as<uint4>()); break;
+    default: throw GpuError("read_async: loads " + std::to_string(shape.loads) + " is not 4, 8 or 16");
+  }
   ATTNSCOPE_CHECK_LAUNCH();
 }
 

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "attnscope/core/dtype.hpp"
 
@@ -124,9 +125,17 @@ void fill_normal(void* data, std::int64_t elems, DType type, std::uint64_t seed,
                  void* stream = nullptr);
 // The number of NaN values among `elems` values of `type` at `data`; waits for the result.
 std::int64_t count_nan(const void* data, std::int64_t elems, DType type, void* stream = nullptr);
+// How the streaming-read probe reads: 16-byte loads in flight per thread (4, 8 or 16) and
+// resident blocks of 256 threads per multiprocessor (the grid is one wave of them).
+struct ReadShape {
+  int loads = 4;
+  int blocks_per_sm = 8;
+};
+// The shapes a peak measurement tries; the best of them is the measured read peak.
+std::vector<ReadShape> read_shapes();
 // Enqueues a read of every 16-byte word of `buffer` (whole words only) that writes nothing:
 // the streaming-read bandwidth probe. `sink` (16 bytes) is never written in practice.
-void read_async(const DeviceBuffer& buffer, DeviceBuffer& sink, void* stream = nullptr);
+void read_async(const DeviceBuffer& buffer, DeviceBuffer& sink, void* stream = nullptr, ReadShape shape = {});
 // Occupies `stream` for about `microseconds` of GPU time. Enqueued ahead of a timed region, it
 // lets the host finish enqueueing the timed work before the start event fires, so launch
 // latency stays out of the measurement.
