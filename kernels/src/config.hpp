@@ -15,9 +15,10 @@ inline constexpr int kQkThreads = 256;
 inline constexpr int kSmThreads = 512;
 inline constexpr int kPvThreads = 256;
 inline constexpr int kDecThreads = 128;
-// Rows in flight per lane.
-inline constexpr int kQkIter = 8;   // K rows (qk)
-inline constexpr int kPvIter = 4;   // V rows (pv)
+// pv streams V and its probabilities through shared memory: up to kPvStages tiles of at most
+// kPvStageBytes of V in flight.
+inline constexpr int kPvStages = 5;
+inline constexpr int kPvStageBytes = 8192;
 
 // A lane loads 16 bytes of a row at a time: row_vec elements.
 constexpr int row_vec(int elem_bytes) { return 16 / elem_bytes; }
@@ -28,6 +29,15 @@ constexpr int row_lanes(int head_dim, int elem_bytes) {
 // Row-groups of a block: positions r, r + rows, ... go to row-group r.
 constexpr int row_groups(int threads, int head_dim, int elem_bytes) {
   return threads / row_lanes(head_dim, elem_bytes);
+}
+
+// qk streams K through shared memory: kQkStages tiles of at most kQkStageBytes in flight.
+inline constexpr int kQkStages = 4;
+inline constexpr int kQkStageBytes = 8192;
+// Resident qk blocks a multiprocessor (its launch bounds): three where a lane's queries take at
+// most 32 floats, else two.
+constexpr int qk_blocks_per_sm(int qt, int head_dim, int elem_bytes) {
+  return qt * (head_dim / row_lanes(head_dim, elem_bytes)) <= 32 ? 3 : 2;
 }
 
 // Queries per tile (4 or 8): every query of a KV head shares one pass over its K/V rows, and

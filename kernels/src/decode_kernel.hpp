@@ -30,6 +30,7 @@
 #include "accum.hpp"
 #include "fault.hpp"
 #include "stage_kernels.hpp"
+#include "tile_dot.hpp"
 
 namespace attnscope::gpu::detail {
 
@@ -56,14 +57,8 @@ struct DecodeGeom {
   __device__ static int word(int j, int rg, int kv, int c, int lane) {
     return (((j * R + rg) * 2 + kv) * CH + c) * L + lane;
   }
-  // The lane that holds score idx = j * QT + g after the reduce-scatter (and lanes idx + k * NV):
-  // idx with its log2(NV) bits reversed.
-  __host__ __device__ static constexpr int owner(int idx) {
-    int r = 0;
-    for (int bit = 1, o = NV / 2; bit < NV; bit *= 2, o /= 2)
-      if (idx & bit) r |= o;
-    return r;
-  }
+  // The lane that holds score idx = j * QT + g after the reduce-scatter.
+  __host__ __device__ static constexpr int owner(int idx) { return scatter_owner<NV>(idx); }
 };
 
 // Offsets of the split partials, their log-sum-exps and the ticket counters in the workspace.
@@ -156,23 +151,6 @@ __global__ __launch_bounds__(kCombineThreads) void decode_combine(KernelParams p
   }
 }
 
-// One step of the reduce-scatter of N values at lane distance M, then the rest: the lanes with
-// bit M set keep the upper half of their values, the others the lower half, each adding its
-// partner's copy of the half it keeps.
-template <class Pol, int N, int M>
-__device__ __forceinline__ void reduce_scatter(typename Pol::Dot* v, int lane) {
-  if constexpr (N > 1) {
-    const bool up = (lane & M) != 0;
-#pragma unroll
-    for (int i = 0; i < N / 2; ++i) {
-      const typename Pol::Dot send = up ? v[i] : v[i + N / 2];
-      const typename Pol::Dot keep = up ? v[i + N / 2] : v[i];
-      v[i] = Pol::dot_add(keep, lane_xor(send, M));
-    }
-    reduce_scatter<Pol, N / 2, M * 2>(v, lane);
-  }
-}
-
 // kSeparate: split partials are merged by decode_combine (split_kv); otherwise in the launch.
 template <class T, Accum A, int D, int QT, bool kSeparate, Fault F>
 __global__ __launch_bounds__(kDecThreads, (DecodeGeom<T, D, QT>::MIN_BLOCKS)) void decode_kernel(KernelParams p) {
@@ -259,25 +237,11 @@ __global__ __launch_bounds__(kDecThreads, (DecodeGeom<T, D, QT>::MIN_BLOCKS)) vo
     AsyncCopy::wait<kDecStages - 1>();
     const uint4* st = tiles + (t % kDecStages) * G::STAGE_WORDS;
 
-    // The lane's parts of the tile's dots, the reduce-scatter, and where the scores are fewer
-    // than the lanes the butterfly's remaining steps.
-    Dot part[NV];
-#pragma unroll
-    for (int j = 0; j < TK; ++j) {
-      RawRow<T, D> raw;
-#pragma unroll
-      for (int c = 0; c < CH; ++c) raw.w[c] = st[G::word(j, rg, 0, c, lir)];
-      typename Pol::Frag k;
-      Pol::from_raw(raw, k);
-#pragma unroll
-      for (int g = 0; g < QT; ++g) part[j * QT + g] = Pol::dot_lane(q[g], k);
-    }
-    reduce_scatter<Pol, NV, 1>(part, lir);
-#pragma unroll
-    for (int m = NV; m < L; m *= 2) part[0] = Pol::dot_add(part[0], lane_xor(part[0], m));
+    const Dot score = tile_scores<Pol, T, D, QT, TK>(
+        q, st, [&](int j, int c) { return G::word(j, rg, 0, c, lir); }, lir);
 
     // The owned key's step of the online softmax.
-    const float s = __fmul_rn(Pol::dot_float(part[0]), p.scale);
+    const float s = __fmul_rn(Pol::dot_float(score), p.scale);
     const std::int64_t pos = c0 + std::int64_t(t) * G::KEYS + j_own * R + rg;
     const bool in = pos < c1 && pos >= key_lo && pos < key_hi;
     const float s_in = in ? s : -INFINITY;  // keys outside the window leave the max alone

@@ -1,81 +1,145 @@
 // pv: out[b, t, h, :] = sum_j probs[b, h, t, j] * V[b, h / group, window_start(t) + j, :]
 // The window is cut into `splits` chunks of consecutive positions, one block per (chunk, KV
-// head, batch x query tile); V is read once for the whole GQA group. In a block, row-group r
-// (LPR lanes holding one V row, 16 bytes a lane) accumulates positions r, r + ROWS, ...
-// sequentially; the row-groups are added by an ascending tree in shared memory; chunk sums are
-// added in chunk order by pv_combine (no atomics: results are the same on every run). Summation
-// order per output element: model warp_tree(lanes=ROWS, vec=1, chunk=split_len). With fp16
-// accumulation each probability is rounded to binary16 before its fused multiply-add.
+// head, batch x query tile); V is read once for the whole GQA group. V rows and their
+// probabilities stream through shared memory, up to kPvStages tiles in flight (AsyncCopy:
+// cp.async where the platform has it); each lane copies exactly the V words it later reads, and
+// lane l < QT x TK of a row-group one probability (key l / QT, query l % QT) of its keys. In a
+// block, row-group r (LPR lanes holding one V row, 16 bytes a lane) accumulates positions r,
+// r + ROWS, ... sequentially; the row-groups are added by an ascending tree in shared memory;
+// chunk sums are added in chunk order by pv_combine (no atomics: results are the same on every
+// run). Summation order per output element: model warp_tree(lanes=ROWS, vec=1,
+// chunk=split_len). With fp16 accumulation each probability is rounded to binary16 before its
+// fused multiply-add.
 #pragma once
 
 #include "accum.hpp"
 #include "fault.hpp"
 #include "stage_kernels.hpp"
+#include "tile_dot.hpp"
 
 namespace attnscope::gpu::detail {
+
+template <class T, int D, int QT>
+struct PvGeom {
+  using S = RowSplit<T, D>;
+  static constexpr int L = S::LPR;
+  static constexpr int R = kPvThreads / L;
+  static constexpr int CH = S::NCH;
+  static constexpr int TK = tile_keys(QT, D, static_cast<int>(sizeof(T)), R, 1, kPvStageBytes);
+  static constexpr int KEYS = R * TK;
+  static constexpr int V_WORDS = TK * R * CH * L;
+  static constexpr int P_WORDS = (TK * R * QT + 3) / 4;  // probabilities [j][rg][query]
+  static constexpr int STAGE_WORDS = V_WORDS + P_WORDS;
+  static constexpr int STAGES_FIT = kPvStages * kPvStageBytes / (V_WORDS * 16);
+  static constexpr int STAGES = STAGES_FIT < 2 ? 2 : (STAGES_FIT > kPvStages ? kPvStages : STAGES_FIT);
+  // After the last tile the shared memory holds the row-group sums, [ROWS][D] floats.
+  static constexpr int RED_WORDS = R * D / 4;
+  static constexpr int SMEM_WORDS = STAGES * STAGE_WORDS > RED_WORDS ? STAGES * STAGE_WORDS : RED_WORDS;
+  static_assert(QT * TK <= L, "a row's lanes copy the tile's probabilities");
+  __device__ static int vword(int j, int rg, int c, int lane) { return ((j * R + rg) * CH + c) * L + lane; }
+  __device__ static int pidx(int j, int rg, int i) { return (j * R + rg) * QT + i; }
+};
 
 template <class T, Accum A, int D, int QT, Fault F>
 // Two blocks a multiprocessor where the accumulators fit in 128 registers without spilling.
 __global__ __launch_bounds__(kPvThreads, (QT <= 4 && D <= 128) ? 2 : 1) void pv_kernel(KernelParams p) {
+  using G = PvGeom<T, D, QT>;
   using Pol = AccPolicy<T, A, D>;
   using S = RowSplit<T, D>;
-  constexpr int ROWS = kPvThreads / S::LPR;
-  __shared__ float red[ROWS][D];
-  const int lir = static_cast<int>(threadIdx.x) % S::LPR;
-  const int rg = static_cast<int>(threadIdx.x) / S::LPR;
+  constexpr int ROWS = G::R, L = G::L, TK = G::TK, KEYS = G::KEYS;
+  __shared__ uint4 smem[G::SMEM_WORDS];
+  const int lir = static_cast<int>(threadIdx.x) % L;
+  const int rg = static_cast<int>(threadIdx.x) / L;
   const int split = static_cast<int>(blockIdx.x);
   const int kvh = static_cast<int>(blockIdx.y);
   const int b = static_cast<int>(blockIdx.z) / p.q_tiles;
   const int q0 = (static_cast<int>(blockIdx.z) % p.q_tiles) * QT;
   const int nq = min(QT, p.group * p.q_len - q0);
 
-  const float* prow[QT];     // probability row of each query
   std::int64_t q_start[QT];  // window_start(t)
   int out_row[QT];           // (b, t, h) row of out
 #pragma unroll
   for (int i = 0; i < QT; ++i) {
     const int qi = q0 + (i < nq ? i : 0);
     const int t = qi / p.group, h = query_head<F>(kvh, qi % p.group, p.group, p.kv_heads);
-    prow[i] = p.probs + ((std::int64_t(b) * p.q_heads + h) * p.q_len + t) * p.window;
     q_start[i] = p.seq_len - p.q_len + t + 1 - p.window + FaultWindow<F>::shift;
     out_row[i] = (b * p.q_len + t) * p.q_heads + h;
   }
+  // The probability this lane copies: key pj of its row-group's keys, query pi.
+  const int pj = lir / QT, pi = lir % QT;
+  const bool copies_p = lir < QT * TK;
+  const int pqi = q0 + (pi < nq ? pi : 0);
+  const float* prow = p.probs + ((std::int64_t(b) * p.q_heads +
+                                  query_head<F>(kvh, pqi % p.group, p.group, p.kv_heads)) * p.q_len + pqi / p.group) * p.window;
+  const std::int64_t p_start = q_start[pi];
+
   typename Pol::Frag acc[QT];
 #pragma unroll
   for (int i = 0; i < QT; ++i) Pol::zero(acc[i]);
 
   const std::int64_t c0 = p.span_start + std::int64_t(split) * p.split_len;
   const std::int64_t c1 = min(c0 + p.split_len, p.span_start + p.span);
+  const int ntiles = c1 > c0 ? static_cast<int>((c1 - c0 + KEYS - 1) / KEYS) : 0;
   const T* vc = static_cast<const T*>(p.v);
-  // kPvIter rows of V (and their probabilities) in flight per lane; positions are still taken
-  // in the documented order r, r + ROWS, r + 2 ROWS, ...
-  for (std::int64_t base = c0 + rg; base < c1; base += std::int64_t(ROWS) * kPvIter) {
-    RawRow<T, D> vraw[kPvIter];
-    float pj[kPvIter][QT];
+  const bool paged = p.kv.block_table != nullptr;
+  const std::int64_t sstride = p.kv.stride_seq;
+  std::int64_t next_off = paged ? 0 : kv_offset<F>(p.kv, b, kvh, 0) + (c0 + rg) * sstride;
+  auto issue = [&](int t) {
+    uint4* st = smem + (t % G::STAGES) * G::STAGE_WORDS;
+    const std::int64_t pos0 = c0 + std::int64_t(t) * KEYS + rg;
+    const std::int64_t left = c1 - pos0;
 #pragma unroll
-    for (int it = 0; it < kPvIter; ++it) {
-      const std::int64_t pos = base + std::int64_t(it) * ROWS;
-      if (pos < c1) load_raw<T, D>(vc + kv_offset<F>(p.kv, b, kvh, pos), lir, vraw[it]);
+    for (int j = 0; j < TK; ++j) {
+      const bool ok = t < ntiles && j * ROWS < left;
+      std::int64_t off = next_off + std::int64_t(j * ROWS) * sstride;
+      if (paged) off = ok ? kv_offset<F>(p.kv, b, kvh, pos0 + j * ROWS) : 0;
 #pragma unroll
-      for (int i = 0; i < QT; ++i) {
-        const std::int64_t j = pos - q_start[i];
-        pj[it][i] = i < nq && pos < c1 && j >= FaultWindow<F>::lo && j >= 0 && j < p.window ? prow[i][j] : 0.0f;
-      }
+      for (int c = 0; c < S::NCH; ++c)
+        AsyncCopy::copy16(&st[G::vword(j, rg, c, lir)], vc + off + (c * L + lir) * S::VEC, ok);
     }
-#pragma unroll
-    for (int it = 0; it < kPvIter; ++it) {
-      const std::int64_t pos = base + std::int64_t(it) * ROWS;
-      if (pos >= c1) continue;
-      typename Pol::Frag v;
-      Pol::from_raw(vraw[it], v);
-#pragma unroll
-      for (int i = 0; i < QT; ++i) {
-        const std::int64_t j = pos - q_start[i];
-        if (i < nq && j >= 0 && j < p.window) Pol::axpy(Pol::from_float(pj[it][i]), v, acc[i]);
-      }
+    if (copies_p) {
+      const std::int64_t pos = pos0 + std::int64_t(pj) * ROWS;
+      const std::int64_t jw = pos - p_start;
+      const bool ok = t < ntiles && pi < nq && pos < c1 && jw >= FaultWindow<F>::lo && jw >= 0 && jw < p.window;
+      float* pdst = reinterpret_cast<float*>(st + G::V_WORDS) + G::pidx(pj, rg, pi);
+      AsyncCopy::copy4(pdst, ok ? prow + jw : prow, ok);
     }
-  }
+    next_off += std::int64_t(KEYS) * sstride;
+    AsyncCopy::commit();
+  };
 
+#pragma unroll
+  for (int t = 0; t < G::STAGES - 1; ++t) issue(t);
+  for (int t = 0; t < ntiles; ++t) {
+    issue(t + G::STAGES - 1);
+    AsyncCopy::wait<G::STAGES - 1>();
+    // The probabilities were copied by other lanes of the row-group: a warp barrier makes their
+    // copies visible (a row-group lies within one warp).
+    sync_warp();
+    const uint4* st = smem + (t % G::STAGES) * G::STAGE_WORDS;
+    const float* pr = reinterpret_cast<const float*>(st + G::V_WORDS);
+#pragma unroll
+    for (int j = 0; j < TK; ++j) {
+      const std::int64_t pos = c0 + std::int64_t(t) * KEYS + std::int64_t(j) * ROWS + rg;
+      if (pos >= c1) continue;
+      RawRow<T, D> raw;
+#pragma unroll
+      for (int c = 0; c < S::NCH; ++c) raw.w[c] = st[G::vword(j, rg, c, lir)];
+      typename Pol::Frag v;
+      Pol::from_raw(raw, v);
+#pragma unroll
+      for (int i = 0; i < QT; ++i) {
+        const std::int64_t jw = pos - q_start[i];
+        if (i < nq && jw >= 0 && jw < p.window) Pol::axpy(Pol::from_float(pr[G::pidx(j, rg, i)]), v, acc[i]);
+      }
+    }
+    // Every lane of the warp has read this stage's probabilities before any lane refills it.
+    sync_warp();
+  }
+  AsyncCopy::wait<0>();
+  __syncthreads();  // every lane is done with the tiles: their memory becomes the row-group sums
+
+  float (*red)[D] = reinterpret_cast<float (*)[D]>(smem);
 #pragma unroll
   for (int i = 0; i < QT; ++i) {
     if (i >= nq) continue;  // nq is uniform over the block

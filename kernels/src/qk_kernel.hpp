@@ -1,83 +1,114 @@
 // qk: scores[b, h, t, j] = scale * q[b, t, h, :] . K[b, h / group, window_start(t) + j, :]
-// Decode-first design: a block streams a run of positions of one KV head and dots every K row
-// with all queries of the GQA group (K is read once). Each lane loads 16 bytes of a row per
-// chunk; LPR lanes hold a row. Summation order per score: the lane's elements sequentially,
-// then an ascending butterfly over the LPR lanes (model warp_tree(lanes=LPR, vec=VEC, pack=1
-// for fp32 accumulation, 2 for fp16)).
+// Decode-first design: a block holds every query of a tile (all query heads of a GQA group where
+// they fit) and streams a run of positions of one KV head through shared memory, up to
+// kQkStages tiles in flight (AsyncCopy: cp.async where the platform has it), so K is read once for the group.
+// Row-group r of the block takes positions r, r + rows, ... of a tile; its lanes' partial dots
+// are reduce-scattered (tile_dot.hpp): summation order per score the lane's elements
+// sequentially, then an ascending butterfly over the row's lanes (model warp_tree(lanes=LPR,
+// vec=VEC, pack=1 for fp32 accumulation, 2 for fp16)). A tile's scores go through shared memory
+// and are written as one contiguous run per query.
 #pragma once
 
 #include "accum.hpp"
 #include "fault.hpp"
 #include "stage_kernels.hpp"
+#include "tile_dot.hpp"
 
 namespace attnscope::gpu::detail {
 
-
-// K rows in flight per lane: 8 words of 16 bytes (fewer rows when a row takes several words).
-template <class T, int D>
-inline constexpr int kQkRowsInFlight = RowSplit<T, D>::NCH >= 4 ? 2 : kQkIter / RowSplit<T, D>::NCH;
+template <class T, int D, int QT>
+struct QkGeom {
+  using S = RowSplit<T, D>;
+  static constexpr int L = S::LPR;
+  static constexpr int R = kQkThreads / L;
+  static constexpr int CH = S::NCH;
+  static constexpr int TK = tile_keys(QT, D, static_cast<int>(sizeof(T)), R, 1, kQkStageBytes);
+  static constexpr int NV = QT * TK;
+  static constexpr int KEYS = R * TK;
+  static constexpr int STAGE_WORDS = TK * R * CH * L;
+  // Tiles in flight: kQkStages, fewer (at least two) where a tile of R rows passes kQkStageBytes.
+  static constexpr int STAGES_FIT = kQkStages * kQkStageBytes / (STAGE_WORDS * 16);
+  static constexpr int STAGES = STAGES_FIT < 2 ? 2 : (STAGES_FIT > kQkStages ? kQkStages : STAGES_FIT);
+  static_assert(NV <= L && (NV & (NV - 1)) == 0, "a row's lanes hold the tile's scores");
+  // 16-byte word (key j of the tile, row-group, chunk, lane) within a stage.
+  __device__ static int word(int j, int rg, int c, int lane) { return ((j * R + rg) * CH + c) * L + lane; }
+};
 
 template <class T, Accum A, int D, int QT, Fault F>
-__global__ __launch_bounds__(kQkThreads, 2) void qk_kernel(KernelParams p, int apply_scale) {
+__global__ __launch_bounds__(kQkThreads, (qk_blocks_per_sm(QT, D, static_cast<int>(sizeof(T))))) void qk_kernel(
+    KernelParams p, int apply_scale) {
+  using G = QkGeom<T, D, QT>;
   using Pol = AccPolicy<T, A, D>;
   using S = RowSplit<T, D>;
-  constexpr int ROWS = kQkThreads / S::LPR;
-  const int lir = static_cast<int>(threadIdx.x) % S::LPR;
-  const int rg = static_cast<int>(threadIdx.x) / S::LPR;
+  constexpr int L = G::L, R = G::R, TK = G::TK, NV = G::NV, KEYS = G::KEYS;
+  __shared__ uint4 tiles[G::STAGES * G::STAGE_WORDS];
+  __shared__ float sc[2][QT][KEYS];
+  const int lir = static_cast<int>(threadIdx.x) % L;
+  const int rg = static_cast<int>(threadIdx.x) / L;
   const int kvh = static_cast<int>(blockIdx.y);
   const int b = static_cast<int>(blockIdx.z) / p.q_tiles;
   const int q0 = (static_cast<int>(blockIdx.z) % p.q_tiles) * QT;
   const int nq = min(QT, p.group * p.q_len - q0);
   const float scale = apply_scale ? p.scale : 1.0f;
-  const std::int64_t end = p.span_start + p.span;
-  constexpr int ITER = kQkRowsInFlight<T, D>;
-  const std::int64_t base = p.span_start + std::int64_t(blockIdx.x) * (ROWS * ITER);
-  const T* kc = static_cast<const T*>(p.k);
 
-  // K rows first, as raw 16-byte words: ITER rows per lane in flight before any use.
-  // Rows past the end are zeros: every lane runs every dot, whose shuffles need the whole warp.
-  RawRow<T, D> kraw[ITER];
-#pragma unroll
-  for (int it = 0; it < ITER; ++it) {
-    const std::int64_t pos = base + rg + it * ROWS;
-    if (pos < end) load_raw<T, D>(kc + kv_offset<F>(p.kv, b, kvh, pos), lir, kraw[it]);
-    else zero_raw<T, D>(kraw[it]);
-  }
-
+  // Queries past nq repeat the tile's first query; their scores are never written.
   typename Pol::Frag q[QT];
 #pragma unroll
   for (int i = 0; i < QT; ++i) {
     const int qi = q0 + (i < nq ? i : 0);
     const int t = qi / p.group, h = query_head<F>(kvh, qi % p.group, p.group, p.kv_heads);
-    const T* qrow = static_cast<const T*>(p.q) + ((std::int64_t(b) * p.q_len + t) * p.q_heads + h) * D;
-    Pol::load(qrow, lir, q[i]);
+    Pol::load(static_cast<const T*>(p.q) + ((std::int64_t(b) * p.q_len + t) * p.q_heads + h) * D, lir, q[i]);
   }
+  const int own = scatter_owner<NV>(lir % NV);
+  const int g_own = own % QT, j_own = own / QT;
 
-  // Scores go through shared memory so that each query's run of positions is written to global
-  // memory as one contiguous, coalesced stretch (one lane per row would write 4 scattered bytes).
-  __shared__ float tile[QT][ROWS * ITER];
+  const std::int64_t c0 = p.span_start + std::int64_t(blockIdx.x) * p.split_len;
+  const std::int64_t c1 = min(c0 + p.split_len, p.span_start + p.span);
+  const int ntiles = c1 > c0 ? static_cast<int>((c1 - c0 + KEYS - 1) / KEYS) : 0;
+  const T* kc = static_cast<const T*>(p.k);
+  const bool paged = p.kv.block_table != nullptr;
+  const std::int64_t sstride = p.kv.stride_seq;
+  std::int64_t next_off = paged ? 0 : kv_offset<F>(p.kv, b, kvh, 0) + (c0 + rg) * sstride;
+  // Queues tile t (zeros past the run) into stage t % STAGES and closes its group.
+  auto issue = [&](int t) {
+    uint4* st = tiles + (t % G::STAGES) * G::STAGE_WORDS;
+    const std::int64_t pos0 = c0 + std::int64_t(t) * KEYS + rg;
+    const std::int64_t left = c1 - pos0;
 #pragma unroll
-  for (int it = 0; it < ITER; ++it) {
-    typename Pol::Frag k;
-    Pol::from_raw(kraw[it], k);
+    for (int j = 0; j < TK; ++j) {
+      const bool ok = t < ntiles && j * R < left;
+      std::int64_t off = next_off + std::int64_t(j * R) * sstride;
+      if (paged) off = ok ? kv_offset<F>(p.kv, b, kvh, pos0 + j * R) : 0;
 #pragma unroll
-    for (int i = 0; i < QT; ++i) {
-      if (i >= nq) continue;  // uniform over the block
-      const float s = Pol::dot(q[i], k);
-      if (lir == i % S::LPR) tile[i][rg + it * ROWS] = s * scale;
+      for (int c = 0; c < S::NCH; ++c)
+        AsyncCopy::copy16(&st[G::word(j, rg, c, lir)], kc + off + (c * L + lir) * S::VEC, ok);
     }
-  }
-  __syncthreads();
-  for (int idx = static_cast<int>(threadIdx.x); idx < nq * ROWS * ITER; idx += kQkThreads) {
-    const int i = idx / (ROWS * ITER), local = idx % (ROWS * ITER);
-    const std::int64_t pos = base + local;
-    const int qi = q0 + i;
-    const int t = qi / p.group, h = query_head<F>(kvh, qi % p.group, p.group, p.kv_heads);
-    const std::int64_t j = pos - (p.seq_len - p.q_len + t + 1 - p.window) - FaultWindow<F>::shift;
-    if (pos < end && j >= 0 && j < p.window) {
-      const bool dropped = F == Fault::first_key_dropped && j == 0;
-      p.scores[(std::int64_t(b * p.q_heads + h) * p.q_len + t) * p.window + j] =
-          dropped ? -INFINITY : tile[i][local];
+    next_off += std::int64_t(KEYS) * sstride;
+    AsyncCopy::commit();
+  };
+
+#pragma unroll
+  for (int t = 0; t < G::STAGES - 1; ++t) issue(t);
+  for (int t = 0; t < ntiles; ++t) {
+    issue(t + G::STAGES - 1);
+    AsyncCopy::wait<G::STAGES - 1>();
+    const uint4* st = tiles + (t % G::STAGES) * G::STAGE_WORDS;
+    const auto score = tile_scores<Pol, T, D, QT, TK>(q, st, [&](int j, int c) { return G::word(j, rg, c, lir); }, lir);
+    // Lanes own + k x NV hold copies of the same score; the first writes it. Two buffers: the
+    // barrier of tile t + 1 orders tile t's reads before tile t + 2's writes.
+    if (lir < NV) sc[t & 1][g_own][j_own * R + rg] = Pol::dot_float(score) * scale;
+    __syncthreads();
+    const std::int64_t tile0 = c0 + std::int64_t(t) * KEYS;
+    for (int idx = static_cast<int>(threadIdx.x); idx < nq * KEYS; idx += kQkThreads) {
+      const int i = idx / KEYS, local = idx % KEYS;
+      const std::int64_t pos = tile0 + local;
+      const int qi = q0 + i;
+      const int tq = qi / p.group, h = query_head<F>(kvh, qi % p.group, p.group, p.kv_heads);
+      const std::int64_t j = pos - (p.seq_len - p.q_len + tq + 1 - p.window) - FaultWindow<F>::shift;
+      if (pos < c1 && j >= 0 && j < p.window) {
+        const bool dropped = F == Fault::first_key_dropped && j == 0;
+        p.scores[(std::int64_t(b * p.q_heads + h) * p.q_len + tq) * p.window + j] = dropped ? -INFINITY : sc[t & 1][i][local];
+      }
     }
   }
 }
@@ -89,8 +120,18 @@ struct QkLaunch {
   void run() const {
     KernelParams p = make_params(a, QT);
     p.span_start += FaultWindow<F>::shift;
-    constexpr int per_block = (kQkThreads / RowSplit<T, D>::LPR) * kQkRowsInFlight<T, D>;
-    const std::int64_t gx = (p.span + per_block - 1) / per_block;
+    // Runs of positions: enough blocks for two waves of the device where the span allows, whole
+    // tiles each. Every score is one dot, so the run length leaves the summation order alone.
+    constexpr int keys = QkGeom<T, D, QT>::KEYS;
+    const std::int64_t blocks = std::int64_t(p.batch) * p.kv_heads * p.q_tiles;
+    const std::int64_t slots =
+        std::int64_t(multiprocessor_count()) * qk_blocks_per_sm(QT, D, static_cast<int>(sizeof(T)));
+    const std::int64_t tiles = (p.span + keys - 1) / keys;
+    std::int64_t runs = (2 * slots + blocks - 1) / blocks;
+    if (runs > tiles) runs = tiles;
+    if (runs < 1) runs = 1;
+    p.split_len = (tiles + runs - 1) / runs * keys;
+    const std::int64_t gx = (p.span + p.split_len - 1) / p.split_len;
     check_grid(gx, p.kv_heads, std::int64_t(p.batch) * p.q_tiles, "qk");
     qk_kernel<T, A, D, QT, F><<<dim3(unsigned(gx), unsigned(p.kv_heads), unsigned(p.batch * p.q_tiles)),
                              kQkThreads, 0, static_cast<hipStream_t>(a.stream)>>>(p, a.scale_in_softmax ? 0 : 1);

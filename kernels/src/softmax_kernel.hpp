@@ -57,12 +57,31 @@ __device__ __forceinline__ void online(MaxSum& st, float x) {
   }
 }
 
+// Loads in flight per thread while a row is visited: a thread's next kSmLoads runs are loaded
+// before the first of them is used (the order of use is unchanged).
+inline constexpr int kSmLoads = 4;
+
 // Visits the row in the documented order: VEC-element runs, thread-strided.
 template <int VEC, class F>
 __device__ __forceinline__ void for_row(const float* x, std::int64_t n, F&& f) {
-  const std::int64_t T = kSmThreads;
+  constexpr std::int64_t T = kSmThreads;
+  constexpr int U = kSmLoads;
+  std::int64_t i = threadIdx.x;
   if constexpr (VEC == 4) {
-    for (std::int64_t i = threadIdx.x; 4 * i < n; i += T) {
+    for (; 4 * (i + (U - 1) * T) < n; i += U * T) {
+      float4 v[U];
+#pragma unroll
+      for (int u = 0; u < U; ++u) v[u] = *reinterpret_cast<const float4*>(x + 4 * (i + u * T));
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const std::int64_t e = 4 * (i + u * T);
+        f(e, v[u].x);
+        f(e + 1, v[u].y);
+        f(e + 2, v[u].z);
+        f(e + 3, v[u].w);
+      }
+    }
+    for (; 4 * i < n; i += T) {
       const float4 v = *reinterpret_cast<const float4*>(x + 4 * i);
       f(4 * i, v.x);
       f(4 * i + 1, v.y);
@@ -70,7 +89,37 @@ __device__ __forceinline__ void for_row(const float* x, std::int64_t n, F&& f) {
       f(4 * i + 3, v.w);
     }
   } else {
-    for (std::int64_t i = threadIdx.x; i < n; i += T) f(i, x[i]);
+    for (; i + (U - 1) * T < n; i += U * T) {
+      float v[U];
+#pragma unroll
+      for (int u = 0; u < U; ++u) v[u] = x[i + u * T];
+#pragma unroll
+      for (int u = 0; u < U; ++u) f(i + u * T, v[u]);
+    }
+    for (; i < n; i += T) f(i, x[i]);
+  }
+}
+
+// y[e] = g(x[e]) for the whole row, in for_row's order, with 16-byte stores where VEC is 4.
+template <int VEC, class G>
+__device__ __forceinline__ void map_row(const float* x, float* y, std::int64_t n, G&& g) {
+  constexpr std::int64_t T = kSmThreads;
+  constexpr int U = kSmLoads;
+  std::int64_t i = threadIdx.x;
+  if constexpr (VEC == 4) {
+    auto one = [&](std::int64_t w, float4 v) {
+      *reinterpret_cast<float4*>(y + 4 * w) = make_float4(g(v.x), g(v.y), g(v.z), g(v.w));
+    };
+    for (; 4 * (i + (U - 1) * T) < n; i += U * T) {
+      float4 v[U];
+#pragma unroll
+      for (int u = 0; u < U; ++u) v[u] = *reinterpret_cast<const float4*>(x + 4 * (i + u * T));
+#pragma unroll
+      for (int u = 0; u < U; ++u) one(i + u * T, v[u]);
+    }
+    for (; 4 * i < n; i += T) one(i, *reinterpret_cast<const float4*>(x + 4 * i));
+  } else {
+    for_row<1>(x, n, [&](std::int64_t e, float v) { y[e] = g(v); });
   }
 }
 
@@ -89,13 +138,13 @@ __global__ __launch_bounds__(kSmThreads) void softmax_kernel(KernelParams p, int
     float s = 0.0f;
     for_row<VEC>(x, n, [&](std::int64_t, float v) { s += expf(v * scale); });
     s = block_allreduce(s, [](float a, float b) { return a + b; }, smem_f);
-    for_row<VEC>(x, n, [&](std::int64_t i, float v) { y[i] = expf(v * scale) / s; });
+    map_row<VEC>(x, y, n, [&](float v) { return expf(v * scale) / s; });
     if (threadIdx.x == 0) p.lse[row] = logf(s);
   } else if constexpr (A == Accum::fp32) {
     MaxSum st{-INFINITY, 0.0f};
     for_row<VEC>(x, n, [&](std::int64_t, float v) { online(st, v * scale); });
     st = block_allreduce(st, [](MaxSum a, MaxSum b) { return merge(a, b); }, smem_ms);
-    for_row<VEC>(x, n, [&](std::int64_t i, float v) { y[i] = expf(v * scale - st.m) / st.s; });
+    map_row<VEC>(x, y, n, [&](float v) { return expf(v * scale - st.m) / st.s; });
     if (threadIdx.x == 0) p.lse[row] = st.m + logf(st.s);
   } else {
     float m = -INFINITY;
@@ -105,9 +154,7 @@ __global__ __launch_bounds__(kSmThreads) void softmax_kernel(KernelParams p, int
     __half s = __float2half_rn(0.0f);
     for_row<VEC>(x, n, [&](std::int64_t, float v) { s = __hadd(s, __float2half_rn(expf(v * scale - m))); });
     s = block_allreduce(s, [](__half a, __half b) { return __hadd(a, b); }, smem_h);
-    for_row<VEC>(x, n, [&](std::int64_t i, float v) {
-      y[i] = __half2float(__hdiv(__float2half_rn(expf(v * scale - m)), s));
-    });
+    map_row<VEC>(x, y, n, [&](float v) { return __half2float(__hdiv(__float2half_rn(expf(v * scale - m)), s)); });
     if (threadIdx.x == 0) p.lse[row] = m + logf(__half2float(s));
   }
 }

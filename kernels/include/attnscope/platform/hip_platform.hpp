@@ -142,6 +142,18 @@ __device__ __forceinline__ T shfl_idx(T v, int src) {
 #endif
 }
 
+// A barrier of the calling warp (every lane calls it): its lanes' shared-memory accesses before
+// it are ordered before those after it.
+__device__ __forceinline__ void sync_warp() {
+#if defined(ATTNSCOPE_PLATFORM_CUDA)
+  __syncwarp();
+#else
+  __builtin_amdgcn_fence(__ATOMIC_RELEASE, "wavefront");
+  __builtin_amdgcn_wave_barrier();
+  __builtin_amdgcn_fence(__ATOMIC_ACQUIRE, "wavefront");
+#endif
+}
+
 // Asynchronous 16-byte copies from global to shared memory, in groups: copy16 queues a copy
 // (16 zero bytes where `pred` is false, and `src` is then not read), commit closes the group of
 // the copies queued since the last commit, and wait<N> waits until at most N groups of this
@@ -161,6 +173,16 @@ struct AsyncCopy {
                  : "memory");
 #else
     *static_cast<uint4*>(dst) = pred ? *static_cast<const uint4*>(src) : make_uint4(0u, 0u, 0u, 0u);
+#endif
+  }
+  // The same for 4 bytes (dst and src 4-byte aligned); a zero where `pred` is false.
+  __device__ static __forceinline__ void copy4(void* dst, const void* src, bool pred) {
+#if ATTNSCOPE_ASYNC_COPY
+    const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(d), "l"(src), "r"(pred ? 4 : 0)
+                 : "memory");
+#else
+    *static_cast<unsigned*>(dst) = pred ? *static_cast<const unsigned*>(src) : 0u;
 #endif
   }
   __device__ static __forceinline__ void commit() {

@@ -1,0 +1,77 @@
+// Dots of a tile of K rows with every query of a block, shared by qk and the decode kernel.
+//
+// A row of head_dim elements is held by the L lanes of a row-group (16 bytes a lane, 'chunks'
+// of L x 16 bytes). For a tile of TK rows and QT queries a lane holds NV = QT x TK partial dots
+// (its own elements summed sequentially); a reduce-scatter over the row's lanes at ascending
+// distances then leaves each lane one complete score: the same sums, in the same tree, as an
+// ascending butterfly over the L lanes per score (qk_order's warp_tree), with NV - 1 shuffles a
+// lane instead of NV x log2(L).
+#pragma once
+
+#include "accum.hpp"
+
+namespace attnscope::gpu::detail {
+
+// One step of the reduce-scatter of N values at lane distance M, then the rest: the lanes with
+// bit M set keep the upper half of their values, the others the lower half, each adding its
+// partner's copy of the half it keeps.
+template <class Pol, int N, int M>
+__device__ __forceinline__ void reduce_scatter(typename Pol::Dot* v, int lane) {
+  if constexpr (N > 1) {
+    const bool up = (lane & M) != 0;
+#pragma unroll
+    for (int i = 0; i < N / 2; ++i) {
+      const typename Pol::Dot send = up ? v[i] : v[i + N / 2];
+      const typename Pol::Dot keep = up ? v[i + N / 2] : v[i];
+      v[i] = Pol::dot_add(keep, lane_xor(send, M));
+    }
+    reduce_scatter<Pol, N / 2, M * 2>(v, lane);
+  }
+}
+
+// The lane (of a row's L >= NV lanes) that holds value idx after reduce_scatter<NV>, and lanes
+// idx + k x NV: idx with its log2(NV) bits reversed.
+template <int NV>
+__host__ __device__ constexpr int scatter_owner(int idx) {
+  int r = 0;
+  for (int bit = 1, o = NV / 2; bit < NV; bit *= 2, o /= 2)
+    if (idx & bit) r |= o;
+  return r;
+}
+
+// Keys per row-group and tile: the QT x TK scores of a tile fit the lanes of a row (one score
+// a lane after the reduce-scatter), at most 4, and `rows` x TK rows of `kv` tensors (K alone, or
+// K and V) within `stage_bytes`.
+constexpr int tile_keys(int qt, int head_dim, int elem_bytes, int rows, int kv, int stage_bytes) {
+  const int lanes = row_lanes(head_dim, elem_bytes);
+  int t = 4;
+  while (t > 1 && (qt * t > lanes || rows * t * kv * head_dim * elem_bytes > stage_bytes)) t /= 2;
+  return t;
+}
+
+// The lane's partial dots of the QT queries with TK rows of a stage (word(j, c) the 16-byte word
+// of chunk c of the lane's row j), reduce-scattered: part[0] is the complete score
+// scatter_owner<NV>(lane % NV) = j x QT + g.
+template <class Pol, class T, int D, int QT, int TK, class Word>
+__device__ __forceinline__ typename Pol::Dot tile_scores(const typename Pol::Frag* q, const uint4* st, Word word, int lir) {
+  using S = RowSplit<T, D>;
+  constexpr int NV = QT * TK;
+  typename Pol::Dot part[NV];
+#pragma unroll
+  for (int j = 0; j < TK; ++j) {
+    RawRow<T, D> raw;
+#pragma unroll
+    for (int c = 0; c < S::NCH; ++c) raw.w[c] = st[word(j, c)];
+    typename Pol::Frag k;
+    Pol::from_raw(raw, k);
+#pragma unroll
+    for (int g = 0; g < QT; ++g) part[j * QT + g] = Pol::dot_lane(q[g], k);
+  }
+  reduce_scatter<Pol, NV, 1>(part, lir);
+  // Where the scores are fewer than the lanes, the butterfly's remaining steps.
+#pragma unroll
+  for (int m = NV; m < S::LPR; m *= 2) part[0] = Pol::dot_add(part[0], lane_xor(part[0], m));
+  return part[0];
+}
+
+}  // namespace attnscope::gpu::detail
