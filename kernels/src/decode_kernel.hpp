@@ -199,34 +199,14 @@ __global__ __launch_bounds__(kDecThreads, (DecodeGeom<T, D, QT>::MIN_BLOCKS)) vo
 
   const std::int64_t c0 = p.span_start + std::int64_t(split) * p.split_len;
   const std::int64_t c1 = min(c0 + p.split_len, p.span_start + p.span);
-  const int ntiles = c1 > c0 ? static_cast<int>((c1 - c0 + G::KEYS - 1) / G::KEYS) : 0;
-  const T* kc = static_cast<const T*>(p.k);
-  const T* vc = static_cast<const T*>(p.v);
-
-  // Contiguous layouts: row offsets are base + pos * stride_seq, so the offset of the row-group's
-  // first key advances by a constant a tile; paged ones look each page up.
-  const bool paged = p.kv.block_table != nullptr;
-  const std::int64_t sstride = p.kv.stride_seq;
-  std::int64_t next_off = paged ? 0 : kv_offset<F>(p.kv, b, kvh, 0) + (c0 + rg) * sstride;
+  RowStream<F, T, D, R, TK> rows(p.kv, b, kvh, c0, c1, rg, lir);
+  const int ntiles = rows.ntiles;
+  const T* const src[2] = {static_cast<const T*>(p.k), static_cast<const T*>(p.v)};
   // Queues tile t (zeros past the split) into stage t % kDecStages and closes its group; called
   // for t = 0, 1, 2, ... in order.
   auto issue = [&](int t) {
     uint4* st = tiles + (t % kDecStages) * G::STAGE_WORDS;
-    const std::int64_t pos0 = c0 + std::int64_t(t) * G::KEYS + rg;
-    const std::int64_t left = c1 - pos0;  // positions of the split from the row-group's key 0 on
-#pragma unroll
-    for (int j = 0; j < TK; ++j) {
-      const bool ok = t < ntiles && j * R < left;
-      std::int64_t off = next_off + std::int64_t(j * R) * sstride;
-      if (paged) off = ok ? kv_offset<F>(p.kv, b, kvh, pos0 + j * R) : 0;
-#pragma unroll
-      for (int c = 0; c < CH; ++c) {
-        const int e = (c * L + lir) * S::VEC;
-        AsyncCopy::copy16(&st[G::word(j, rg, 0, c, lir)], kc + off + e, ok);
-        AsyncCopy::copy16(&st[G::word(j, rg, 1, c, lir)], vc + off + e, ok);
-      }
-    }
-    next_off += std::int64_t(G::KEYS) * sstride;
+    rows.queue(t, src, st, [&](int j, int kv, int c) { return G::word(j, rg, kv, c, lir); });
     AsyncCopy::commit();
   };
 

@@ -79,32 +79,26 @@ __global__ __launch_bounds__(kPvThreads, (QT <= 4 && D <= 128) ? 2 : 1) void pv_
 
   const std::int64_t c0 = p.span_start + std::int64_t(split) * p.split_len;
   const std::int64_t c1 = min(c0 + p.split_len, p.span_start + p.span);
-  const int ntiles = c1 > c0 ? static_cast<int>((c1 - c0 + KEYS - 1) / KEYS) : 0;
-  const T* vc = static_cast<const T*>(p.v);
-  const bool paged = p.kv.block_table != nullptr;
-  const std::int64_t sstride = p.kv.stride_seq;
-  std::int64_t next_off = paged ? 0 : kv_offset<F>(p.kv, b, kvh, 0) + (c0 + rg) * sstride;
+  RowStream<F, T, D, ROWS, TK> rows(p.kv, b, kvh, c0, c1, rg, lir);
+  const int ntiles = rows.ntiles;
+  // Positions in the run that every query of the tile attends: [all_lo, all_hi).
+  std::int64_t all_lo = q_start[0], all_hi = min(q_start[0] + p.window, c1);
+#pragma unroll
+  for (int i = 1; i < QT; ++i) {
+    all_lo = max(all_lo, q_start[i]);
+    all_hi = min(all_hi, q_start[i] + p.window);
+  }
+  const T* const src[1] = {static_cast<const T*>(p.v)};
   auto issue = [&](int t) {
     uint4* st = smem + (t % G::STAGES) * G::STAGE_WORDS;
-    const std::int64_t pos0 = c0 + std::int64_t(t) * KEYS + rg;
-    const std::int64_t left = c1 - pos0;
-#pragma unroll
-    for (int j = 0; j < TK; ++j) {
-      const bool ok = t < ntiles && j * ROWS < left;
-      std::int64_t off = next_off + std::int64_t(j * ROWS) * sstride;
-      if (paged) off = ok ? kv_offset<F>(p.kv, b, kvh, pos0 + j * ROWS) : 0;
-#pragma unroll
-      for (int c = 0; c < S::NCH; ++c)
-        AsyncCopy::copy16(&st[G::vword(j, rg, c, lir)], vc + off + (c * L + lir) * S::VEC, ok);
-    }
     if (copies_p) {
-      const std::int64_t pos = pos0 + std::int64_t(pj) * ROWS;
+      const std::int64_t pos = rows.pos0(t) + std::int64_t(pj) * ROWS;
       const std::int64_t jw = pos - p_start;
       const bool ok = t < ntiles && pi < nq && pos < c1 && jw >= FaultWindow<F>::lo && jw >= 0 && jw < p.window;
       float* pdst = reinterpret_cast<float*>(st + G::V_WORDS) + G::pidx(pj, rg, pi);
       AsyncCopy::copy4(pdst, ok ? prow + jw : prow, ok);
     }
-    next_off += std::int64_t(KEYS) * sstride;
+    rows.queue(t, src, st, [&](int j, int, int c) { return G::vword(j, rg, c, lir); });
     AsyncCopy::commit();
   };
 
@@ -118,19 +112,40 @@ __global__ __launch_bounds__(kPvThreads, (QT <= 4 && D <= 128) ? 2 : 1) void pv_
     sync_warp();
     const uint4* st = smem + (t % G::STAGES) * G::STAGE_WORDS;
     const float* pr = reinterpret_cast<const float*>(st + G::V_WORDS);
+    const std::int64_t tile0 = c0 + std::int64_t(t) * KEYS;
+    // Mostly every key of the tile lies in every query's window: no test a key and query.
+    const bool inside = tile0 >= all_lo && tile0 + KEYS <= all_hi;
 #pragma unroll
     for (int j = 0; j < TK; ++j) {
-      const std::int64_t pos = c0 + std::int64_t(t) * KEYS + std::int64_t(j) * ROWS + rg;
-      if (pos >= c1) continue;
+      const std::int64_t pos = tile0 + std::int64_t(j) * ROWS + rg;
+      if (!inside && pos >= c1) continue;
       RawRow<T, D> raw;
 #pragma unroll
       for (int c = 0; c < S::NCH; ++c) raw.w[c] = st[G::vword(j, rg, c, lir)];
       typename Pol::Frag v;
       Pol::from_raw(raw, v);
+      float pq[QT];
+      if constexpr (QT % 4 == 0) {
+#pragma unroll
+        for (int i = 0; i < QT; i += 4) {
+          const float4 x = *reinterpret_cast<const float4*>(pr + G::pidx(j, rg, i));
+          pq[i] = x.x;
+          pq[i + 1] = x.y;
+          pq[i + 2] = x.z;
+          pq[i + 3] = x.w;
+        }
+      } else {
+#pragma unroll
+        for (int i = 0; i < QT; ++i) pq[i] = pr[G::pidx(j, rg, i)];
+      }
 #pragma unroll
       for (int i = 0; i < QT; ++i) {
-        const std::int64_t jw = pos - q_start[i];
-        if (i < nq && jw >= 0 && jw < p.window) Pol::axpy(Pol::from_float(pr[G::pidx(j, rg, i)]), v, acc[i]);
+        if (i >= nq) continue;  // uniform over the block
+        if (!inside) {
+          const std::int64_t jw = pos - q_start[i];
+          if (jw < 0 || jw >= p.window) continue;
+        }
+        Pol::axpy(Pol::from_float(pq[i]), v, acc[i]);
       }
     }
     // Every lane of the warp has read this stage's probabilities before any lane refills it.

@@ -64,26 +64,25 @@ __global__ __launch_bounds__(kQkThreads, (qk_blocks_per_sm(QT, D, static_cast<in
 
   const std::int64_t c0 = p.span_start + std::int64_t(blockIdx.x) * p.split_len;
   const std::int64_t c1 = min(c0 + p.split_len, p.span_start + p.span);
-  const int ntiles = c1 > c0 ? static_cast<int>((c1 - c0 + KEYS - 1) / KEYS) : 0;
-  const T* kc = static_cast<const T*>(p.k);
-  const bool paged = p.kv.block_table != nullptr;
-  const std::int64_t sstride = p.kv.stride_seq;
-  std::int64_t next_off = paged ? 0 : kv_offset<F>(p.kv, b, kvh, 0) + (c0 + rg) * sstride;
-  // Queues tile t (zeros past the run) into stage t % STAGES and closes its group.
+  RowStream<F, T, D, R, TK> rows(p.kv, b, kvh, c0, c1, rg, lir);
+  const int ntiles = rows.ntiles;
+  const T* const src[1] = {static_cast<const T*>(p.k)};
+  // The score of a tile this thread stores (QT x KEYS <= kQkThreads: at most one): query my_i,
+  // key my_local of the tile, at my_row[position - my_start].
+  static_assert(QT * KEYS <= kQkThreads, "a thread stores at most one score a tile");
+  const int my_i = static_cast<int>(threadIdx.x) / KEYS, my_local = static_cast<int>(threadIdx.x) % KEYS;
+  const bool mine = my_i < nq;
+  float* my_row = p.scores;
+  std::int64_t my_start = 0;
+  if (mine) {
+    const int qi = q0 + my_i;
+    const int tq = qi / p.group, h = query_head<F>(kvh, qi % p.group, p.group, p.kv_heads);
+    my_row += (std::int64_t(b * p.q_heads + h) * p.q_len + tq) * p.window;
+    my_start = p.seq_len - p.q_len + tq + 1 - p.window + FaultWindow<F>::shift;
+  }
   auto issue = [&](int t) {
     uint4* st = tiles + (t % G::STAGES) * G::STAGE_WORDS;
-    const std::int64_t pos0 = c0 + std::int64_t(t) * KEYS + rg;
-    const std::int64_t left = c1 - pos0;
-#pragma unroll
-    for (int j = 0; j < TK; ++j) {
-      const bool ok = t < ntiles && j * R < left;
-      std::int64_t off = next_off + std::int64_t(j * R) * sstride;
-      if (paged) off = ok ? kv_offset<F>(p.kv, b, kvh, pos0 + j * R) : 0;
-#pragma unroll
-      for (int c = 0; c < S::NCH; ++c)
-        AsyncCopy::copy16(&st[G::word(j, rg, c, lir)], kc + off + (c * L + lir) * S::VEC, ok);
-    }
-    next_off += std::int64_t(KEYS) * sstride;
+    rows.queue(t, src, st, [&](int j, int, int c) { return G::word(j, rg, c, lir); });
     AsyncCopy::commit();
   };
 
@@ -98,16 +97,12 @@ __global__ __launch_bounds__(kQkThreads, (qk_blocks_per_sm(QT, D, static_cast<in
     // barrier of tile t + 1 orders tile t's reads before tile t + 2's writes.
     if (lir < NV) sc[t & 1][g_own][j_own * R + rg] = Pol::dot_float(score) * scale;
     __syncthreads();
-    const std::int64_t tile0 = c0 + std::int64_t(t) * KEYS;
-    for (int idx = static_cast<int>(threadIdx.x); idx < nq * KEYS; idx += kQkThreads) {
-      const int i = idx / KEYS, local = idx % KEYS;
-      const std::int64_t pos = tile0 + local;
-      const int qi = q0 + i;
-      const int tq = qi / p.group, h = query_head<F>(kvh, qi % p.group, p.group, p.kv_heads);
-      const std::int64_t j = pos - (p.seq_len - p.q_len + tq + 1 - p.window) - FaultWindow<F>::shift;
+    if (mine) {
+      const std::int64_t pos = c0 + std::int64_t(t) * KEYS + my_local;
+      const std::int64_t j = pos - my_start;
       if (pos < c1 && j >= 0 && j < p.window) {
         const bool dropped = F == Fault::first_key_dropped && j == 0;
-        p.scores[(std::int64_t(b * p.q_heads + h) * p.q_len + tq) * p.window + j] = dropped ? -INFINITY : sc[t & 1][i][local];
+        my_row[j] = dropped ? -INFINITY : sc[t & 1][my_i][my_local];
       }
     }
   }

@@ -1,4 +1,5 @@
-// Dots of a tile of K rows with every query of a block, shared by qk and the decode kernel.
+// Streams of K/V rows through shared memory and the dots of a tile of K rows with every query
+// of a block, shared by qk, pv and the decode kernel.
 //
 // A row of head_dim elements is held by the L lanes of a row-group (16 bytes a lane, 'chunks'
 // of L x 16 bytes). For a tile of TK rows and QT queries a lane holds NV = QT x TK partial dots
@@ -9,8 +10,49 @@
 #pragma once
 
 #include "accum.hpp"
+#include "fault.hpp"
 
 namespace attnscope::gpu::detail {
+
+// A row-group's share of a block's run [c0, c1) of KV positions, streamed tile by tile: tile t
+// holds positions c0 + t x KEYS + j x R + rg (j < TK) of each tensor queued. Each lane copies the
+// 16-byte words it later reads (AsyncCopy), zeros past c1 and past the last tile.
+template <Fault F, class T, int D, int R, int TK>
+struct RowStream {
+  using S = RowSplit<T, D>;
+  static constexpr int KEYS = R * TK;
+  const KvAddressing& kv;
+  int b, kvh, rg, lir, ntiles;
+  std::int64_t c0, c1;
+  std::int64_t next_off;  // contiguous layouts: offset of the row-group's next tile's first row
+  __device__ RowStream(const KvAddressing& kv_, int b_, int kvh_, std::int64_t c0_, std::int64_t c1_, int rg_, int lir_)
+      : kv(kv_), b(b_), kvh(kvh_), rg(rg_), lir(lir_), c0(c0_), c1(c1_) {
+    ntiles = c1 > c0 ? static_cast<int>((c1 - c0 + KEYS - 1) / KEYS) : 0;
+    next_off = kv.block_table != nullptr ? 0 : kv_offset<F>(kv, b, kvh, 0) + (c0 + rg) * kv.stride_seq;
+  }
+  // First position of tile t for this row-group.
+  __device__ std::int64_t pos0(int t) const { return c0 + std::int64_t(t) * KEYS + rg; }
+  // Queues tile t (called for t = 0, 1, 2, ... in order) of each tensor src[k] into the words
+  // word(j, k, c) of its stage; the caller commits the group.
+  template <int NKV, class Word>
+  __device__ __forceinline__ void queue(int t, const T* const (&src)[NKV], uint4* st, Word word) {
+    const std::int64_t p0 = pos0(t);
+    const std::int64_t left = c1 - p0;
+    const bool paged = kv.block_table != nullptr;
+#pragma unroll
+    for (int j = 0; j < TK; ++j) {
+      const bool ok = t < ntiles && j * R < left;
+      std::int64_t off = next_off + std::int64_t(j * R) * kv.stride_seq;
+      if (paged) off = ok ? kv_offset<F>(kv, b, kvh, p0 + j * R) : 0;
+#pragma unroll
+      for (int k = 0; k < NKV; ++k)
+#pragma unroll
+        for (int c = 0; c < S::NCH; ++c)
+          AsyncCopy::copy16(&st[word(j, k, c)], src[k] + off + (c * S::LPR + lir) * S::VEC, ok);
+    }
+    next_off += std::int64_t(KEYS) * kv.stride_seq;
+  }
+};
 
 // One step of the reduce-scatter of N values at lane distance M, then the rest: the lanes with
 // bit M set keep the upper half of their values, the others the lower half, each adding its
