@@ -39,7 +39,6 @@ __global__ __launch_bounds__(kQkThreads, (qk_blocks_per_sm(QT, D, static_cast<in
     KernelParams p, int apply_scale) {
   using G = QkGeom<T, D, QT>;
   using Pol = AccPolicy<T, A, D>;
-  using S = RowSplit<T, D>;
   constexpr int L = G::L, R = G::R, TK = G::TK, NV = G::NV, KEYS = G::KEYS;
   __shared__ uint4 tiles[G::STAGES * G::STAGE_WORDS];
   __shared__ float sc[2][QT][KEYS];
