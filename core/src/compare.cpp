@@ -6,6 +6,7 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <regex.h>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 
@@ -79,6 +80,19 @@ class Matcher {
   bool empty_;
   regex_t re_{};
 };
+
+// The names of the old run in its order, then those only the new run has, in its order: each
+// once, and only those the filter keeps.
+std::vector<std::string> merged_order(const std::vector<std::string>& old_order,
+                                      const std::vector<std::string>& new_order, const std::string& filter) {
+  const Matcher keep(filter);
+  std::vector<std::string> out;
+  std::set<std::string> seen;
+  for (const auto* order : {&old_order, &new_order})
+    for (const auto& n : *order)
+      if (keep(n) && seen.insert(n).second) out.push_back(n);
+  return out;
+}
 
 }  // namespace
 
@@ -166,12 +180,7 @@ BenchRuns read_benchmark_json(const std::string& path) {
 
 std::vector<BenchDiff> compare_benchmarks(const BenchRuns& old_run, const BenchRuns& new_run,
                                           const Options& opt) {
-  const Matcher keep(opt.filter);
-  std::vector<std::string> names;
-  for (const auto& n : old_run.order)
-    if (keep(n)) names.push_back(n);
-  for (const auto& n : new_run.order)
-    if (keep(n) && std::find(names.begin(), names.end(), n) == names.end()) names.push_back(n);
+  const std::vector<std::string> names = merged_order(old_run.order, new_run.order, opt.filter);
   std::vector<BenchDiff> out;
   for (const auto& name : names) {
     BenchDiff d;
@@ -259,12 +268,7 @@ AccuracyRuns read_accuracy_jsonl(const std::string& path) {
 
 std::vector<AccuracyDiff> compare_accuracy(const AccuracyRuns& old_run, const AccuracyRuns& new_run,
                                            const Options& opt) {
-  const Matcher keep(opt.filter);
-  std::vector<std::string> keys;
-  for (const auto& k : old_run.order)
-    if (keep(k)) keys.push_back(k);
-  for (const auto& k : new_run.order)
-    if (keep(k) && !old_run.cases.count(k)) keys.push_back(k);
+  const std::vector<std::string> keys = merged_order(old_run.order, new_run.order, opt.filter);
   std::vector<AccuracyDiff> out;
   for (const auto& k : keys) {
     AccuracyDiff d;
