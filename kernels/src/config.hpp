@@ -31,13 +31,29 @@ constexpr int row_groups(int threads, int head_dim, int elem_bytes) {
   return threads / row_lanes(head_dim, elem_bytes);
 }
 
+// Keys per row-group and tile of a kernel that streams rows through shared memory: the QT x TK
+// scores of a tile fit the lanes of a row (one score a lane after the reduce-scatter of
+// tile_dot.hpp), at most 4, and `rows` x TK rows of `kv` tensors (K alone, V alone, or K and V)
+// within `stage_bytes`.
+constexpr int tile_keys(int qt, int head_dim, int elem_bytes, int rows, int kv, int stage_bytes) {
+  const int lanes = row_lanes(head_dim, elem_bytes);
+  int t = 4;
+  while (t > 1 && (qt * t > lanes || rows * t * kv * head_dim * elem_bytes > stage_bytes)) t /= 2;
+  return t;
+}
+// Floats a lane holds for each row-sized fragment of its qt queries (q, or an accumulator): what
+// sets a kernel's registers and so its resident blocks.
+constexpr int lane_query_floats(int qt, int head_dim, int elem_bytes) {
+  return qt * (head_dim / row_lanes(head_dim, elem_bytes));
+}
+
 // qk streams K through shared memory: kQkStages tiles of at most kQkStageBytes in flight.
 inline constexpr int kQkStages = 4;
 inline constexpr int kQkStageBytes = 8192;
 // Resident qk blocks a multiprocessor (its launch bounds): three where a lane's queries take at
 // most 32 floats, else two.
 constexpr int qk_blocks_per_sm(int qt, int head_dim, int elem_bytes) {
-  return qt * (head_dim / row_lanes(head_dim, elem_bytes)) <= 32 ? 3 : 2;
+  return lane_query_floats(qt, head_dim, elem_bytes) <= 32 ? 3 : 2;
 }
 
 // Queries per tile (4 or 8): every query of a KV head shares one pass over its K/V rows, and
@@ -80,19 +96,14 @@ inline int decode_query_tile(const Problem& p) {
   const int qt = n <= 1 ? 1 : n <= 2 ? 2 : n <= 4 ? 4 : 8;
   return qt < most ? qt : most;
 }
-// Keys per row-group and tile: the block's query-by-key scores of a tile fit the lanes of a row
-// (one score a lane after the reduce-scatter), at most 4, and the tile within kDecStageBytes.
+// Keys per row-group and tile: K and V rows of a tile within kDecStageBytes.
 constexpr int decode_tile_keys(int qt, int head_dim, int elem_bytes) {
-  const int lanes = row_lanes(head_dim, elem_bytes);
-  const int rows = row_groups(kDecThreads, head_dim, elem_bytes);
-  int t = 4;
-  while (t > 1 && (qt * t > lanes || rows * t * 2 * head_dim * elem_bytes > kDecStageBytes)) t /= 2;
-  return t;
+  return tile_keys(qt, head_dim, elem_bytes, row_groups(kDecThreads, head_dim, elem_bytes), 2, kDecStageBytes);
 }
 // Resident blocks a multiprocessor the decode kernel is built for (its launch bounds): four where
 // a lane's queries and accumulators take at most 32 floats each, else two.
 constexpr int decode_blocks_per_sm(int qt, int head_dim, int elem_bytes) {
-  return qt * (head_dim / row_lanes(head_dim, elem_bytes)) <= 32 ? 4 : 2;
+  return lane_query_floats(qt, head_dim, elem_bytes) <= 32 ? 4 : 2;
 }
 inline constexpr std::int64_t kDecodeMinSplitLen = 128;
 // Blocks a KV head's row of queries takes: group x q_len queries, decode_query_tile a block.
@@ -102,8 +113,8 @@ inline std::int64_t decode_query_tiles(const Problem& p) {
 }
 
 // Window splits for fused and split_kv: blocks = batch x kv_heads x query tiles, `slots` =
-// resident blocks on the device. None where the blocks fill 80% of the slots. Otherwise the time of a launch is modelled as waves x (positions a split
-// + kDecodeSplitCost); the count with the least modelled time wins, the smaller on a tie. Splits
+// resident blocks on the device. None where the blocks fill 80% of the slots. Otherwise the time
+// of a launch is modelled as waves x (positions a split + kDecodeSplitCost); the count with the least modelled time wins, the smaller on a tie. Splits
 // hold at least kDecodeMinSplitLen positions, and the count stays within the grid limit.
 inline constexpr std::int64_t kDecodeSplitCost = 96;  // per-block fixed cost, in positions
 inline int decode_auto_splits(const Problem& p, int multiprocessors) {

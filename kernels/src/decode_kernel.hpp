@@ -202,19 +202,12 @@ __global__ __launch_bounds__(kDecThreads, (DecodeGeom<T, D, QT>::MIN_BLOCKS)) vo
   RowStream<F, T, D, R, TK> rows(p.kv, b, kvh, c0, c1, rg, lir);
   const int ntiles = rows.ntiles;
   const T* const src[2] = {static_cast<const T*>(p.k), static_cast<const T*>(p.v)};
-  // Queues tile t (zeros past the split) into stage t % kDecStages and closes its group; called
-  // for t = 0, 1, 2, ... in order.
-  auto issue = [&](int t) {
-    uint4* st = tiles + (t % kDecStages) * G::STAGE_WORDS;
-    rows.queue(t, src, st, [&](int j, int kv, int c) { return G::word(j, rg, kv, c, lir); });
-    AsyncCopy::commit();
+  // Queues tile t (zeros past the split) into stage t % kDecStages.
+  auto queue = [&](int t) {
+    rows.queue(t, src, tiles + (t % kDecStages) * G::STAGE_WORDS,
+               [&](int j, int kv, int c) { return G::word(j, rg, kv, c, lir); });
   };
-
-#pragma unroll
-  for (int t = 0; t < kDecStages - 1; ++t) issue(t);
-  for (int t = 0; t < ntiles; ++t) {
-    issue(t + kDecStages - 1);  // into the stage tile t - 1 used
-    AsyncCopy::wait<kDecStages - 1>();
+  stream_tiles<kDecStages>(ntiles, queue, [&](int t) {
     const uint4* st = tiles + (t % kDecStages) * G::STAGE_WORDS;
 
     const Dot score = tile_scores<Pol, T, D, QT, TK>(
@@ -260,7 +253,7 @@ __global__ __launch_bounds__(kDecThreads, (DecodeGeom<T, D, QT>::MIN_BLOCKS)) vo
           Pol::axpy(ps, v, acc[g]);
         }
       }
-      continue;
+      return;
     }
 #pragma unroll
     for (int j = 0; j < TK; ++j) {
@@ -285,7 +278,7 @@ __global__ __launch_bounds__(kDecThreads, (DecodeGeom<T, D, QT>::MIN_BLOCKS)) vo
         }
       }
     }
-  }
+  });
   AsyncCopy::wait<0>();
   __syncthreads();  // every lane is done with the tiles: their memory becomes the merge scratch
 

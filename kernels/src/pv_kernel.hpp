@@ -89,7 +89,7 @@ __global__ __launch_bounds__(kPvThreads, (QT <= 4 && D <= 128) ? 2 : 1) void pv_
     all_hi = min(all_hi, q_start[i] + p.window);
   }
   const T* const src[1] = {static_cast<const T*>(p.v)};
-  auto issue = [&](int t) {
+  auto queue = [&](int t) {
     uint4* st = smem + (t % G::STAGES) * G::STAGE_WORDS;
     if (copies_p) {
       const std::int64_t pos = rows.pos0(t) + std::int64_t(pj) * ROWS;
@@ -99,14 +99,8 @@ __global__ __launch_bounds__(kPvThreads, (QT <= 4 && D <= 128) ? 2 : 1) void pv_
       AsyncCopy::copy4(pdst, ok ? prow + jw : prow, ok);
     }
     rows.queue(t, src, st, [&](int j, int, int c) { return G::vword(j, rg, c, lir); });
-    AsyncCopy::commit();
   };
-
-#pragma unroll
-  for (int t = 0; t < G::STAGES - 1; ++t) issue(t);
-  for (int t = 0; t < ntiles; ++t) {
-    issue(t + G::STAGES - 1);
-    AsyncCopy::wait<G::STAGES - 1>();
+  stream_tiles<G::STAGES>(ntiles, queue, [&](int t) {
     // The probabilities were copied by other lanes of the row-group: a warp barrier makes their
     // copies visible (a row-group lies within one warp).
     sync_warp();
@@ -150,7 +144,7 @@ __global__ __launch_bounds__(kPvThreads, (QT <= 4 && D <= 128) ? 2 : 1) void pv_
     }
     // Every lane of the warp has read this stage's probabilities before any lane refills it.
     sync_warp();
-  }
+  });
   AsyncCopy::wait<0>();
   __syncthreads();  // every lane is done with the tiles: their memory becomes the row-group sums
 

@@ -79,17 +79,11 @@ __global__ __launch_bounds__(kQkThreads, (qk_blocks_per_sm(QT, D, static_cast<in
     my_row += (std::int64_t(b * p.q_heads + h) * p.q_len + tq) * p.window;
     my_start = p.seq_len - p.q_len + tq + 1 - p.window + FaultWindow<F>::shift;
   }
-  auto issue = [&](int t) {
-    uint4* st = tiles + (t % G::STAGES) * G::STAGE_WORDS;
-    rows.queue(t, src, st, [&](int j, int, int c) { return G::word(j, rg, c, lir); });
-    AsyncCopy::commit();
+  auto queue = [&](int t) {
+    rows.queue(t, src, tiles + (t % G::STAGES) * G::STAGE_WORDS,
+               [&](int j, int, int c) { return G::word(j, rg, c, lir); });
   };
-
-#pragma unroll
-  for (int t = 0; t < G::STAGES - 1; ++t) issue(t);
-  for (int t = 0; t < ntiles; ++t) {
-    issue(t + G::STAGES - 1);
-    AsyncCopy::wait<G::STAGES - 1>();
+  stream_tiles<G::STAGES>(ntiles, queue, [&](int t) {
     const uint4* st = tiles + (t % G::STAGES) * G::STAGE_WORDS;
     const auto score = tile_scores<Pol, T, D, QT, TK>(q, st, [&](int j, int c) { return G::word(j, rg, c, lir); }, lir);
     // Lanes own + k x NV hold copies of the same score; the first writes it. Two buffers: the
@@ -104,7 +98,7 @@ __global__ __launch_bounds__(kQkThreads, (qk_blocks_per_sm(QT, D, static_cast<in
         my_row[j] = dropped ? -INFINITY : sc[t & 1][my_i][my_local];
       }
     }
-  }
+  });
 }
 
 template <class T, Accum A, int D, Fault F>

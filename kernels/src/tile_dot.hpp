@@ -81,14 +81,23 @@ __host__ __device__ constexpr int scatter_owner(int idx) {
   return r;
 }
 
-// Keys per row-group and tile: the QT x TK scores of a tile fit the lanes of a row (one score
-// a lane after the reduce-scatter), at most 4, and `rows` x TK rows of `kv` tensors (K alone, or
-// K and V) within `stage_bytes`.
-constexpr int tile_keys(int qt, int head_dim, int elem_bytes, int rows, int kv, int stage_bytes) {
-  const int lanes = row_lanes(head_dim, elem_bytes);
-  int t = 4;
-  while (t > 1 && (qt * t > lanes || rows * t * kv * head_dim * elem_bytes > stage_bytes)) t /= 2;
-  return t;
+// Runs body(t) for tiles t = 0 .. ntiles - 1 of a stream with STAGES tiles in flight: queue(t)
+// queues tile t into stage t % STAGES (called for t = 0, 1, 2, ... in order, past ntiles too,
+// where it queues zeros), each call's copies a group; body(t) runs once this thread's copies of
+// tile t have landed. Stage t % STAGES is queued into again only after body(t) returns.
+template <int STAGES, class Queue, class Body>
+__device__ __forceinline__ void stream_tiles(int ntiles, Queue&& queue, Body&& body) {
+#pragma unroll
+  for (int t = 0; t < STAGES - 1; ++t) {
+    queue(t);
+    AsyncCopy::commit();
+  }
+  for (int t = 0; t < ntiles; ++t) {
+    queue(t + STAGES - 1);  // into the stage tile t - 1 used
+    AsyncCopy::commit();
+    AsyncCopy::wait<STAGES - 1>();
+    body(t);
+  }
 }
 
 // The lane's partial dots of the QT queries with TK rows of a stage (word(j, c) the 16-byte word
