@@ -182,6 +182,11 @@ void Harness::add_context() const {
     return;
   }
   benchmark::AddCustomContext("gpu", device_.name);
+  // One GPU is timed a run: the current device (the first visible one; CUDA_VISIBLE_DEVICES or
+  // HIP_VISIBLE_DEVICES choose another).
+  benchmark::AddCustomContext("gpu_ordinal", std::to_string(device_.ordinal));
+  benchmark::AddCustomContext("gpu_pci_bus_id", device_.pci_bus_id);
+  benchmark::AddCustomContext("gpus_visible", std::to_string(device_.visible));
   benchmark::AddCustomContext("gpu_arch", device_.arch);
   benchmark::AddCustomContext("gpu_multiprocessors", std::to_string(device_.multiprocessors));
   benchmark::AddCustomContext("gpu_l2_bytes", std::to_string(device_.l2_bytes));
@@ -225,7 +230,8 @@ void Harness::add_context() const {
 std::string Harness::describe() const {
   if (!gpu_) return std::string("no GPU: ") + no_gpu_reason_;
   std::ostringstream s;
-  s << device_.name << " (" << device_.arch << ", " << device_.multiprocessors
+  s << device_.name << " (GPU " << device_.ordinal << " of " << device_.visible << " visible, "
+    << device_.pci_bus_id << ", timed alone; " << device_.arch << ", " << device_.multiprocessors
     << " multiprocessors, L2 " << device_.l2_bytes / kMiB << " MiB, "
     << gib(double(device_.global_bytes)) << ")";
   if (peak_gbps_ > 0.0)

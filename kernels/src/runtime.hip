@@ -51,6 +51,11 @@ DeviceInfo device_info() {
   DeviceInfo info;
   int dev = 0;
   ATTNSCOPE_CHECK(hipGetDevice(&dev));
+  info.ordinal = dev;
+  info.visible = device_count();
+  char bus[64] = {};
+  ATTNSCOPE_CHECK(hipDeviceGetPCIBusId(bus, sizeof(bus), dev));
+  info.pci_bus_id = bus;
   char name[256] = {};
   ATTNSCOPE_CHECK(hipDeviceGetName(name, sizeof(name), dev));
   info.name = name;

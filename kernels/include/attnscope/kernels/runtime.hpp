@@ -34,6 +34,9 @@ bool gpu_available(std::string* reason = nullptr);
 int device_count();
 
 struct DeviceInfo {
+  int ordinal = 0;          // the current device, among the `visible` ones
+  int visible = 0;          // GPUs this process can use (CUDA_/HIP_VISIBLE_DEVICES apply)
+  std::string pci_bus_id;   // "0000:19:00.0": which physical GPU
   std::string name;
   std::string arch;  // "sm_90", "gfx90a", ...
   int multiprocessors = 0;

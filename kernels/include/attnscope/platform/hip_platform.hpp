@@ -54,6 +54,7 @@ inline hipError_t hipDeviceGetName(char* name, int len, int d) {
   if (len > 0) name[i] = '\0';
   return cudaSuccess;
 }
+inline hipError_t hipDeviceGetPCIBusId(char* id, int len, int d) { return cudaDeviceGetPCIBusId(id, len, d); }
 inline hipError_t hipMalloc(void** p, size_t n) { return cudaMalloc(p, n); }
 inline hipError_t hipFree(void* p) { return cudaFree(p); }
 inline hipError_t hipMemcpy(void* d, const void* s, size_t n, hipMemcpyKind k) {
