@@ -220,15 +220,23 @@ TEST(KernelOrders, SplitCountsComeFromTheContext) {
 }
 
 // The decode split count: one wave of resident blocks where the window allows, no split where
-// the grid already fills the device, never below the minimum split length.
+// the grid already fills the device, never below the minimum split length, and no more splits
+// than pay for their merge.
 TEST(KernelOrders, DecodeSplitHeuristic) {
   Problem p;
   p.q_heads = 32;
   p.kv_heads = 8;
   p.seq_len = p.window = 4096;
-  // 8 blocks (one per KV head, all four query heads in each): 4096 / 128 = 32 splits fit a wave.
+  // 8 blocks (one per KV head, all four query heads in each), tiles of 32 positions: 64 splits
+  // of two tiles each fit a wave, but 32 splits of four tiles cost less once the merge of every
+  // split is counted: (128 + 32) + 4 x 32 = 288 positions against (64 + 32) + 4 x 64 = 352.
   EXPECT_EQ(gpu::detail::decode_query_tile(p), 4);
+  EXPECT_EQ(gpu::detail::decode_tile_positions(4, 128, 2), 32);
   EXPECT_EQ(gpu::detail::decode_auto_splits(p, 132), 32);
+  // A 1024-position window: 16 splits of 64 positions (the minimum), (64 + 32) + 4 x 16 = 160,
+  // beat 8 of 128, (128 + 32) + 4 x 8 = 192.
+  p.seq_len = p.window = 1024;
+  EXPECT_EQ(gpu::detail::decode_auto_splits(p, 132), 16);
   p.seq_len = p.window = 131072;
   // 132 SMs x 4 blocks = 528 slots: 66 splits of 8 blocks fill exactly one wave.
   EXPECT_EQ(gpu::detail::decode_auto_splits(p, 132), 66);
