@@ -11,7 +11,7 @@ missing):
   bench.json (+ peers.json) -> bandwidth.png: % of the streaming-read and copy peaks per shape,
                            attnscope's paths beside PyTorch's backends
                         -> fused_vs_unfused.png: unfused time over fused time per shape
-  tuning/tuning.json + tuning/bench_tune.json -> tuning.png: time over the best count, per shape
+  tuning.json (or tuning/tuning.json) + tuning/bench_tune.json -> tuning.png: time over the best count, per shape
                            and split count, the heuristic's count marked
 """
 import argparse
@@ -291,11 +291,16 @@ def main():
         note("fused_vs_unfused.png", w2)
     else:
         skipped += ["bandwidth.png: no bench.json", "fused_vs_unfused.png: no bench.json"]
-    tb, tj = os.path.join(src, "tuning", "bench_tune.json"), os.path.join(src, "tuning", "tuning.json")
+    # The tuning summary sits in the results folder (tuning.json) or, as earlier runs kept it,
+    # beside the tune run's own files in tuning/.
+    tb = os.path.join(src, "tuning", "bench_tune.json")
+    tj = os.path.join(src, "tuning.json")
+    if not os.path.exists(tj):
+        tj = os.path.join(src, "tuning", "tuning.json")
     if os.path.exists(tb) and os.path.exists(tj):
         note("tuning.png", tuning_plot(read_json(tb), read_json(tj), os.path.join(out, "tuning.png")))
     else:
-        skipped.append("tuning.png: no tuning/bench_tune.json and tuning/tuning.json")
+        skipped.append("tuning.png: no tuning/bench_tune.json with tuning.json")
 
     with open(os.path.join(out, "report.md"), "w") as f:
         f.write(f"# Report of {os.path.normpath(src)}\n\n")
