@@ -16,9 +16,9 @@ constexpr std::int64_t kGiB = std::int64_t(1) << 30;
 constexpr int kWarmupMin = 3;
 constexpr int kWarmupMax = 50;
 constexpr double kWarmupMs = 5.0;
-// GPU time the stream is held ahead of each timed region: longer than the host takes to enqueue
-// the start event, up to three stage launches (some with a combine kernel) and the stop event.
-constexpr double kSpinUs = 30.0;
+// A stream hold that outlasts this much GPU time was never released: the host stalled between
+// hold and release (or threw), and the timed region cannot be trusted.
+constexpr double kHoldTimeoutMs = 1000.0;
 // Device memory left free beyond a problem's own needs (runtime, L2 flush, allocator slack).
 constexpr std::int64_t kMemoryMargin = 256 * kMiB;
 
@@ -120,6 +120,7 @@ void Harness::init(const Options& options, bool measure) {
   device_ = gpu::device_info();
   if (!measure) return;
   stream_ = std::make_unique<gpu::Stream>();
+  hold_ = std::make_unique<gpu::StreamHold>();
   const std::int64_t l2 = device_.l2_bytes > 0 ? device_.l2_bytes : 64 * kMiB;
   flush_ = gpu::DeviceBuffer(
       static_cast<std::size_t>(options_.flush_bytes > 0 ? options_.flush_bytes : 2 * l2));
@@ -218,8 +219,8 @@ void Harness::add_context() const {
       "timing", "device events around the timed launches on one stream; " +
                     std::to_string(kWarmupMin) + " to " + std::to_string(kWarmupMax) +
                     " warm-up launches (at least " + fixed(kWarmupMs, 0) +
-                    " ms) per run; stream held " + fixed(kSpinUs, 0) +
-                    " us ahead of each timed region" +
+                    " ms) per run; the stream is held by a kernel polling a host flag until "
+                    "every launch of the timed region is enqueued, so launch latency stays out" +
                     (options_.hot ? "" : "; L2 flushed before each iteration, outside it"));
   benchmark::AddCustomContext(
       "counters",
@@ -311,13 +312,25 @@ void run_case(benchmark::State& state, const BenchCase& c) {
 
     const bool cold = !h.options().hot;
     gpu::EventTimer timer(h.stream());
+    gpu::StreamHold& hold = h.hold();
     auto timed_run_ms = [&] {
       if (cold) h.flush_l2();
-      gpu::spin_async(kSpinUs, h.stream());
-      timer.start();
-      for (std::size_t i = 0; i < timed.size(); ++i) timed[i]->launch(timed_args[i]);
-      timer.stop();
-      return double(timer.elapsed_ms(h.options().timeout_s));
+      hold.hold(h.stream(), kHoldTimeoutMs);
+      try {
+        timer.start();
+        for (std::size_t i = 0; i < timed.size(); ++i) timed[i]->launch(timed_args[i]);
+        timer.stop();
+      } catch (...) {
+        hold.release();
+        throw;
+      }
+      hold.release();
+      const double ms = timer.elapsed_ms(h.options().timeout_s);
+      if (hold.timed_out())
+        throw NotRunnable("the stream hold ahead of a timed region ended by its " + fixed(kHoldTimeoutMs, 0) +
+                          " ms timeout before the host released it: that region's time would include the "
+                          "host's enqueueing");
+      return double(ms);
     };
     double warm_ms = 0.0;
     for (int i = 0; i < kWarmupMax && (i < kWarmupMin || warm_ms < kWarmupMs); ++i)

@@ -83,6 +83,8 @@ class Harness {
   double peak_gbps() const { return peak_gbps_; }        // device-to-device copy
   double peak_read_gbps() const { return peak_read_gbps_; }  // streaming read
   void* stream() const { return stream_ ? stream_->handle() : nullptr; }
+  // Holds the stream ahead of each timed region until its launches are enqueued.
+  gpu::StreamHold& hold() { return *hold_; }
 
   // After a kernel that never ended, the device is unusable for this process: every later
   // benchmark skips, naming the one that hung, and the process must end without touching the
@@ -107,6 +109,7 @@ class Harness {
   std::string no_gpu_reason_;
   gpu::DeviceInfo device_;
   std::unique_ptr<gpu::Stream> stream_;
+  std::unique_ptr<gpu::StreamHold> hold_;
   gpu::DeviceBuffer flush_;
   double peak_gbps_ = 0.0;
   double peak_read_gbps_ = 0.0;

@@ -1,7 +1,8 @@
 // Device-side helpers of the benchmarks: deterministic N(0, 1) inputs made on the GPU, NaN counts
-// of outputs (poisoned outputs left unwritten), and a spin that holds a stream ahead of a timed
-// region.
+// of outputs (poisoned outputs left unwritten), a spin, and the hold that keeps a stream waiting
+// ahead of a timed region until the host has enqueued it.
 #include <algorithm>
+#include <atomic>
 
 #include "attnscope/core/random.hpp"
 #include "common.hpp"
@@ -94,6 +95,30 @@ __global__ void spin_kernel(long long cycles) {
   }
 }
 
+// Polls the host's release flag (pinned host memory, read over the bus on every pass) until it
+// is set or `cycles` of the shader clock have passed; the latter is recorded in timed_out.
+__global__ void hold_kernel(const volatile int* release, volatile int* timed_out, long long cycles) {
+  const long long start = clock64();
+  while (*release == 0) {
+    if (clock64() - start > cycles) {
+      *timed_out = 1;
+      return;
+    }
+  }
+}
+
+// The shader clock's rate; clock64() counts its cycles (approximately so on some AMD parts,
+// which is enough for a spin or a timeout).
+int clock_khz() {
+  static const int khz = [] {
+    int dev = 0, k = 0;
+    ATTNSCOPE_CHECK(hipGetDevice(&dev));
+    ATTNSCOPE_CHECK(hipDeviceGetAttribute(&k, hipDeviceAttributeClockRate, dev));
+    return k > 0 ? k : 1000000;
+  }();
+  return khz;
+}
+
 }  // namespace
 
 void fill_normal(void* data, std::int64_t elems, DType type, std::uint64_t seed, void* stream) {
@@ -147,18 +172,56 @@ void read_async(const DeviceBuffer& buffer, DeviceBuffer& sink, void* stream, Re
 }
 
 void spin_async(double microseconds, void* stream) {
-  // The shader clock's rate; clock64() counts its cycles (approximately so on some AMD parts,
-  // which is enough for a spin whose only job is to outlast the host's enqueueing).
-  static const int clock_khz = [] {
-    int dev = 0, khz = 0;
-    ATTNSCOPE_CHECK(hipGetDevice(&dev));
-    ATTNSCOPE_CHECK(hipDeviceGetAttribute(&khz, hipDeviceAttributeClockRate, dev));
-    return khz > 0 ? khz : 1000000;
-  }();
-  const long long cycles = static_cast<long long>(microseconds * clock_khz / 1000.0);
+  const long long cycles = static_cast<long long>(microseconds * clock_khz() / 1000.0);
   if (cycles <= 0) return;
   spin_kernel<<<1, 1, 0, static_cast<hipStream_t>(stream)>>>(cycles);
   ATTNSCOPE_CHECK_LAUNCH();
 }
+
+StreamHold::StreamHold() {
+  void* h = nullptr;
+  ATTNSCOPE_CHECK(hipHostMalloc(&h, 2 * sizeof(int), hipHostMallocMapped));
+  host_ = h;
+  static_cast<volatile int*>(host_)[0] = 1;  // nothing held yet
+  static_cast<volatile int*>(host_)[1] = 0;
+  void* d = nullptr;
+  const hipError_t e = hipHostGetDevicePointer(&d, h, 0);
+  if (e != hipSuccess) {
+    (void)hipHostFree(h);
+    ATTNSCOPE_CHECK(e);
+  }
+  device_ = d;
+}
+
+StreamHold::~StreamHold() {
+  // A hold still queued would read freed memory: let it go and wait for it first.
+  release();
+  (void)hipDeviceSynchronize();
+  (void)hipHostFree(host_);
+}
+
+void StreamHold::hold(void* stream, double timeout_ms) {
+  volatile int* h = static_cast<volatile int*>(host_);
+  h[0] = 0;
+  h[1] = 0;
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  const long long cycles = static_cast<long long>(timeout_ms * clock_khz());
+  const int* d = static_cast<const int*>(device_);
+  hold_kernel<<<1, 1, 0, static_cast<hipStream_t>(stream)>>>(d, const_cast<int*>(d) + 1, cycles > 0 ? cycles : 1);
+  try {
+    ATTNSCOPE_CHECK_LAUNCH();
+  } catch (...) {
+    release();
+    throw;
+  }
+}
+
+void StreamHold::release() {
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  static_cast<volatile int*>(host_)[0] = 1;
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+}
+
+bool StreamHold::timed_out() const { return static_cast<const volatile int*>(host_)[1] != 0; }
 
 }  // namespace attnscope::gpu

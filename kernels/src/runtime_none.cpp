@@ -41,6 +41,11 @@ float EventTimer::elapsed_ms(double) const { no_backend(); }
 void fill_normal(void*, std::int64_t, DType, std::uint64_t, void*) { no_backend(); }
 std::int64_t count_nan(const void*, std::int64_t, DType, void*) { no_backend(); }
 void spin_async(double, void*) { no_backend(); }
+StreamHold::StreamHold() { no_backend(); }
+StreamHold::~StreamHold() = default;
+void StreamHold::hold(void*, double) { no_backend(); }
+void StreamHold::release() {}
+bool StreamHold::timed_out() const { return false; }
 void read_async(const DeviceBuffer&, DeviceBuffer&, void*, ReadShape) { no_backend(); }
 std::vector<ReadShape> read_shapes() { return {}; }
 std::string run_selfcheck() { no_backend(); }

@@ -48,7 +48,9 @@ struct GateOptions {
   std::string sweep = "default";     // default, full or tune
   std::string jsonl;                 // merged records (replaced); empty: none
   std::string junit;                 // merged JUnit XML; empty: none
-  std::string gpus = "1";            // shards: a count or "all"
+  std::string gpus = "1";            // GPUs to use: a count or "all"
+  int shards = 0;                    // processes, shard i on GPU i mod gpus; 0: one a GPU
+  std::string log;                   // a copy of what the gate prints; empty: none
   std::string suite;                 // accuracy_suite binary; empty: the build tree's
   bool quiet = false;
 };
@@ -56,6 +58,39 @@ struct GateOptions {
 // Exit code: 0 every case that ran passed, 1 a case failed, 2 usage error or a shard that did
 // not complete.
 int run_gate(const GateOptions& opt);
+
+struct BenchOptions {
+  std::string set = "default";     // quick, default, full or tune
+  std::string filter;              // regular expression on benchmark names; empty: all
+  bool hot = false;                // keep L2 warm
+  int repetitions = 0;             // 0: the suite's default
+  std::string out;                 // Google Benchmark JSON; empty: none
+  std::string log;                 // a copy of the console output; empty: none
+  std::string binary;              // bench_attention; empty: the build tree's
+  std::vector<std::string> extra;  // passed on to bench_attention as they are
+  bool quiet = false;
+};
+
+// The bench_attention command line the options make.
+std::vector<std::string> bench_args(const BenchOptions& opt);
+// Exit code: 0 the suite ran (benchmarks that cannot run on this machine skip, saying why), 2
+// usage error, a file that cannot be written, or a run that did not complete.
+int run_bench(const BenchOptions& opt);
+
+struct RunOptions {
+  std::string out;               // results folder; empty: results/<gpu model>
+  std::string sweep = "default";  // accuracy cases
+  std::string set = "default";    // benchmark shapes
+  int repetitions = 0;            // benchmarks and peers; 0: their defaults
+  std::string gpus = "1";         // the gate's GPUs
+  bool no_peers = false;
+  std::string python = "python3";
+  bool quiet = false;
+};
+
+// Exit code: 0 done and the accuracy gate passed, 1 the gate failed (everything else ran), 2 a
+// step that could not run.
+int run_main_job(const RunOptions& opt);
 
 struct ReportOptions {
   std::string results;  // a results folder, e.g. results/nvidia-h200

@@ -1,9 +1,10 @@
 // attnscope gate: the accuracy suite as a CI gate, with filters, JSON Lines records, a JUnit
 // report and the cases sharded over the GPUs of the machine (GoogleTest sharding, one process a
-// GPU), the shards' records merged in the order one run would write them.
-#include <sys/wait.h>
+// shard, shard i on GPU i mod the GPU count), the shards' records merged in the order one run
+// would write them.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
@@ -15,45 +16,18 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "attnscope/kernels/runtime.hpp"
 #include "commands.hpp"
+#include "process.hpp"
 
 namespace attnscope::cli {
 
 namespace {
 
 namespace fs = std::filesystem;
-
-// Runs argv with extra environment variables, stdout and stderr to `log`; returns its pid.
-pid_t spawn(const std::vector<std::string>& args, const std::map<std::string, std::string>& env,
-            const std::string& log) {
-  const pid_t pid = fork();
-  if (pid < 0) throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
-  if (pid == 0) {
-    for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
-    if (!log.empty()) {
-      if (!std::freopen(log.c_str(), "w", stdout)) _exit(127);
-      if (dup2(fileno(stdout), fileno(stderr)) < 0) _exit(127);
-    }
-    std::vector<char*> argv;
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
-    std::fprintf(stderr, "attnscope gate: cannot run %s: %s\n", argv[0], std::strerror(errno));
-    _exit(127);
-  }
-  return pid;
-}
-
-int wait_for(pid_t pid) {
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0)
-    if (errno != EINTR) return 127;
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-}
 
 // Entry i of a comma-separated device list (the list itself where it is shorter).
 std::string nth_entry(const std::string& list, int i) {
@@ -104,25 +78,45 @@ int run_gate(const GateOptions& opt) {
               << " is not there (build the accuracy_suite target, or give --suite)\n";
     return 2;
   }
-  int shards = 1;
+  int gpus = 1;
   if (opt.gpus == "all") {
-    shards = std::max(1, gpu::device_count());
+    gpus = std::max(1, gpu::device_count());
   } else {
     try {
       std::size_t used = 0;
-      shards = std::stoi(opt.gpus, &used);
-      if (used != opt.gpus.size() || shards < 1) throw std::invalid_argument(opt.gpus);
+      gpus = std::stoi(opt.gpus, &used);
+      if (used != opt.gpus.size() || gpus < 1) throw std::invalid_argument(opt.gpus);
     } catch (const std::exception&) {
       std::cerr << "attnscope gate: --gpus takes a positive count or 'all', not '" << opt.gpus << "'\n";
       return 2;
     }
     const int have = gpu::device_count();
-    if (have > 0 && shards > have) {
-      std::cerr << "attnscope gate: --gpus " << shards << " but this machine has " << have << " GPU"
+    if (have > 0 && gpus > have) {
+      std::cerr << "attnscope gate: --gpus " << gpus << " but this machine has " << have << " GPU"
                 << (have == 1 ? "" : "s") << "\n";
       return 2;
     }
   }
+  if (opt.shards < 0) {
+    std::cerr << "attnscope gate: --shards takes a positive count\n";
+    return 2;
+  }
+  const int shards = opt.shards > 0 ? opt.shards : gpus;
+  if (shards < gpus) {
+    std::cerr << "attnscope gate: --shards " << shards << " leaves some of the " << gpus << " GPUs idle\n";
+    return 2;
+  }
+  std::ofstream log;
+  if (!open_log(log, opt.log, "attnscope gate")) return 2;
+  // Everything the gate prints also goes to the log.
+  auto say = [&](const std::string& text) {
+    std::cout << text;
+    std::cout.flush();
+    if (log.is_open()) log << text << std::flush;
+  };
+  const std::string where =
+      shards > 1 ? " as " + std::to_string(shards) + " shards on " + std::to_string(gpus) + " GPU" + (gpus == 1 ? "" : "s")
+                 : "";
 
   // The cases in the order one run takes them.
   const fs::path scratch = fs::temp_directory_path() / ("attnscope_gate_" + std::to_string(getpid()));
@@ -144,9 +138,7 @@ int run_gate(const GateOptions& opt) {
         position.emplace(name, position.size());
       }
   }
-  if (!opt.quiet)
-    std::cout << "gate: " << position.size() << " cases" << (shards > 1 ? " over " + std::to_string(shards) + " GPUs" : "")
-              << "\n";
+  if (!opt.quiet) say("gate: " + std::to_string(position.size()) + " cases" + where + "\n");
 
   const auto start = std::chrono::steady_clock::now();
   std::vector<pid_t> pids;
@@ -159,20 +151,45 @@ int run_gate(const GateOptions& opt) {
     if (shards > 1) {
       env["GTEST_TOTAL_SHARDS"] = std::to_string(shards);
       env["GTEST_SHARD_INDEX"] = std::to_string(i);
-      // Shard i sees the i-th GPU of those this process sees.
+    }
+    if (gpus > 1) {
+      // Shard i sees GPU i mod gpus of those this process sees.
       for (const char* var : {"CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES"}) {
         const char* seen = std::getenv(var);
-        env[var] = seen != nullptr && *seen != '\0' ? nth_entry(seen, i) : std::to_string(i);
+        env[var] = seen != nullptr && *seen != '\0' ? nth_entry(seen, i % gpus) : std::to_string(i % gpus);
       }
     }
     pids.push_back(spawn(args, env, (scratch / ("shard" + std::to_string(i) + ".log")).string()));
   }
+  // Progress: the records the shards have written so far (each case's record is flushed as it
+  // finishes).
+  std::vector<int> status(static_cast<std::size_t>(shards), -1);
+  {
+    Progress progress("gate", "cases", position.size(), opt.quiet);
+    for (int running = shards; running > 0;) {
+      running = 0;
+      for (int i = 0; i < shards; ++i) {
+        int rc = 0;
+        if (status[i] < 0 && has_ended(pids[i], &rc)) status[i] = rc;
+        running += status[i] < 0 ? 1 : 0;
+      }
+      if (progress.shown()) {
+        std::size_t done = 0;
+        for (int i = 0; i < shards; ++i) {
+          const std::string text = read_file((scratch / ("shard" + std::to_string(i) + ".jsonl")).string());
+          done += static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n'));
+        }
+        progress.update(std::min(done, position.size()));
+      }
+      if (running > 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
   int worst = 0;
   for (int i = 0; i < shards; ++i) {
-    const int rc = wait_for(pids[i]);
-    const std::string log = read_file((scratch / ("shard" + std::to_string(i) + ".log")).string());
-    if (!opt.quiet || rc > 1) std::cout << log;
-    if (rc > 1) std::cerr << "attnscope gate: shard " << i << " ended with exit status " << rc << "\n";
+    const int rc = status[i];
+    const std::string shard_log = read_file((scratch / ("shard" + std::to_string(i) + ".log")).string());
+    if (!opt.quiet || rc > 1) say(shard_log);
+    if (rc > 1) say("attnscope gate: shard " + std::to_string(i) + " ended with exit status " + std::to_string(rc) + "\n");
     worst = std::max(worst, rc);
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -247,9 +264,9 @@ int run_gate(const GateOptions& opt) {
   }
   std::error_code ec;
   fs::remove_all(scratch, ec);
-  std::cout << "gate: " << passed << " passed, " << failed << " failed, " << skipped << " skipped of "
-            << position.size() << " cases in " << static_cast<long>(seconds + 0.5) << " s"
-            << (shards > 1 ? " on " + std::to_string(shards) + " GPUs" : "") << "\n";
+  say("gate: " + std::to_string(passed) + " passed, " + std::to_string(failed) + " failed, " +
+      std::to_string(skipped) + " skipped of " + std::to_string(position.size()) + " cases in " +
+      std::to_string(static_cast<long>(seconds + 0.5)) + " s" + where + "\n");
   if (worst > 1) return 2;
   return failed > 0 || worst == 1 ? 1 : 0;
 }

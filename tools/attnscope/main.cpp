@@ -78,8 +78,55 @@ int main(int argc, char** argv) {
   gate->add_option("--gpus", gate_opt.gpus,
                    "Shard the cases over this many GPUs (one process each), or 'all'")
       ->capture_default_str();
+  gate->add_option("--shards", gate_opt.shards,
+                   "Processes to shard the cases over, shard i on GPU i mod --gpus (default: one a GPU); "
+                   "two shards on one GPU give the same records as one run")
+      ->check(CLI::PositiveNumber);
+  gate->add_option("--log", gate_opt.log, "Also write what the gate prints here");
   gate->add_option("--suite", gate_opt.suite, "The accuracy_suite binary (default: this build's)");
   gate->add_flag("--quiet", gate_opt.quiet, "Print the closing line and failures only");
+
+  attnscope::cli::BenchOptions bench_opt;
+  CLI::App* bench = app.add_subcommand(
+      "bench",
+      "Run the benchmark suite (bench_attention): every registered implementation on the shapes of "
+      "a set, GPU time from device events, cold L2 unless --hot. Exit status 0: the suite ran "
+      "(benchmarks this machine cannot run skip, saying why); 2: usage error or a run that did not "
+      "complete. Arguments after -- go to bench_attention (Google Benchmark's flags and "
+      "--attnscope_* ones)");
+  bench->add_option("--set", bench_opt.set, "Shapes: quick, default, full, or tune (split counts)")
+      ->check(CLI::IsMember({"quick", "default", "full", "tune"}))
+      ->capture_default_str();
+  bench->add_option("--filter", bench_opt.filter, "Regular expression on benchmark names (a leading - excludes)");
+  bench->add_flag("--hot", bench_opt.hot, "Keep L2 warm between iterations (default: flushed before each)");
+  bench->add_option("--repetitions", bench_opt.repetitions, "Repetitions of each benchmark (default 10)")
+      ->check(CLI::PositiveNumber);
+  bench->add_option("--out", bench_opt.out, "Write the results as Google Benchmark JSON here");
+  bench->add_option("--log", bench_opt.log, "Also write the console output here");
+  bench->add_option("--binary", bench_opt.binary, "The bench_attention binary (default: this build's)");
+  bench->add_flag("--quiet", bench_opt.quiet, "Print nothing but errors and the closing line");
+  bench->add_option("extra", bench_opt.extra, "Arguments for bench_attention, after --");
+
+  attnscope::cli::RunOptions run_opt;
+  CLI::App* run = app.add_subcommand(
+      "run",
+      "The main job: the self-check, then where a GPU is present the accuracy gate, the benchmarks, "
+      "the PyTorch peers on the same shapes (where PyTorch with a GPU is installed), the benchmark "
+      "report and the plots, into results/<gpu model>/. Exit status 0: done, gate passed; 1: the "
+      "gate failed (the rest ran); 2: a step could not run");
+  run->add_option("--out", run_opt.out, "Results folder (default: results/<gpu model>)");
+  run->add_option("--sweep", run_opt.sweep, "Accuracy cases")
+      ->check(CLI::IsMember({"default", "full", "tune"}))
+      ->capture_default_str();
+  run->add_option("--set", run_opt.set, "Benchmark shapes")
+      ->check(CLI::IsMember({"quick", "default", "full", "tune"}))
+      ->capture_default_str();
+  run->add_option("--repetitions", run_opt.repetitions, "Repetitions of each benchmark and peer (default 10)")
+      ->check(CLI::PositiveNumber);
+  run->add_option("--gpus", run_opt.gpus, "GPUs for the accuracy gate: a count or 'all'")->capture_default_str();
+  run->add_flag("--no-peers", run_opt.no_peers, "Leave out the PyTorch peers");
+  run->add_option("--python", run_opt.python, "The Python for the peers, reports and plots")->capture_default_str();
+  run->add_flag("--quiet", run_opt.quiet, "Less output: no progress lines, no per-case logs");
 
   attnscope::cli::ReportOptions rep;
   CLI::App* report = app.add_subcommand(
@@ -107,6 +154,8 @@ int main(int argc, char** argv) {
     if (compare->parsed()) return attnscope::cli::run_compare(cmp);
     if (report->parsed()) return attnscope::cli::run_report(rep);
     if (gate->parsed()) return attnscope::cli::run_gate(gate_opt);
+    if (bench->parsed()) return attnscope::cli::run_bench(bench_opt);
+    if (run->parsed()) return attnscope::cli::run_main_job(run_opt);
   } catch (const std::exception& e) {
     std::cerr << "attnscope: error: " << e.what() << "\n";
     return 1;

@@ -1,13 +1,12 @@
 // attnscope report DIR: the plots and report.md of a results folder, drawn by tools/report.py.
 #include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
 #include <iostream>
 #include <string>
 #include <vector>
 
 #include "commands.hpp"
+#include "process.hpp"
 
 namespace attnscope::cli {
 
@@ -29,13 +28,8 @@ int run_report(const ReportOptions& opt) {
     args.push_back("--out");
     args.push_back(opt.out);
   }
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  std::cout.flush();
-  execvp(opt.python.c_str(), argv.data());
-  std::cerr << "attnscope report: cannot run " << opt.python << ": " << std::strerror(errno) << "\n";
-  return 2;
+  const int rc = wait_for(spawn(args));
+  return rc == 127 ? 2 : rc;
 }
 
 }  // namespace attnscope::cli

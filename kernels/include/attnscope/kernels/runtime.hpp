@@ -139,10 +139,33 @@ std::vector<ReadShape> read_shapes();
 // Enqueues a read of every 16-byte word of `buffer` (whole words only) that writes nothing:
 // the streaming-read bandwidth probe. `sink` (16 bytes) is never written in practice.
 void read_async(const DeviceBuffer& buffer, DeviceBuffer& sink, void* stream = nullptr, ReadShape shape = {});
-// Occupies `stream` for about `microseconds` of GPU time. Enqueued ahead of a timed region, it
-// lets the host finish enqueueing the timed work before the start event fires, so launch
-// latency stays out of the measurement.
+// Occupies `stream` for about `microseconds` of GPU time.
 void spin_async(double microseconds, void* stream = nullptr);
+
+// Holds a stream until the host releases it. Enqueued ahead of a timed region, every launch of
+// the region is queued before the start event fires, however many launches the region has and
+// however long the host takes to enqueue them, so launch latency stays out of the measurement.
+// The hold is a one-thread kernel polling a flag in pinned host memory that the device reads
+// directly; it ends by itself after `timeout_ms` of GPU clock if the host never releases it
+// (an exception between hold and release), and says so through timed_out().
+class StreamHold {
+ public:
+  StreamHold();
+  ~StreamHold();
+  StreamHold(const StreamHold&) = delete;
+  StreamHold& operator=(const StreamHold&) = delete;
+  // Enqueues the hold on `stream`; the previous hold must have been released.
+  void hold(void* stream, double timeout_ms = 1000.0);
+  // Lets the held stream go on.
+  void release();
+  // Whether the last hold ended by its timeout rather than by release(); meaningful once the
+  // stream has passed the hold (after a synchronisation).
+  bool timed_out() const;
+
+ private:
+  void* host_ = nullptr;    // pinned: [0] the release flag, [1] set by a hold that timed out
+  void* device_ = nullptr;  // the same words as the device addresses them
+};
 
 // Runs the platform self-check kernel: a warp-width butterfly reduction and a half-precision
 // FMA per thread, compared on the host. Returns a one-line description; throws on failure.

@@ -33,6 +33,7 @@ using hipMemcpyKind = cudaMemcpyKind;
 #define hipErrorNoDevice cudaErrorNoDevice
 #define hipErrorInsufficientDriver cudaErrorInsufficientDriver
 #define hipErrorNotReady cudaErrorNotReady
+#define hipHostMallocMapped cudaHostAllocMapped
 
 inline const char* hipGetErrorString(hipError_t e) { return cudaGetErrorString(e); }
 inline const char* hipGetErrorName(hipError_t e) { return cudaGetErrorName(e); }
@@ -63,6 +64,11 @@ inline hipError_t hipMemcpy(void* d, const void* s, size_t n, hipMemcpyKind k) {
 inline hipError_t hipMemcpyAsync(void* d, const void* s, size_t n, hipMemcpyKind k,
                                  hipStream_t st) {
   return cudaMemcpyAsync(d, s, n, k, st);
+}
+inline hipError_t hipHostMalloc(void** p, size_t n, unsigned flags) { return cudaHostAlloc(p, n, flags); }
+inline hipError_t hipHostFree(void* p) { return cudaFreeHost(p); }
+inline hipError_t hipHostGetDevicePointer(void** d, void* h, unsigned flags) {
+  return cudaHostGetDevicePointer(d, h, flags);
 }
 inline hipError_t hipMemset(void* p, int v, size_t n) { return cudaMemset(p, v, n); }
 inline hipError_t hipMemsetAsync(void* p, int v, size_t n, hipStream_t st) {

@@ -1,0 +1,111 @@
+// attnscope bench: the benchmark suite (bench_attention) with the common choices as options, its
+// console output passed through (and to a log), a progress line on a terminal.
+#include <unistd.h>
+
+#include <fstream>
+#include <iostream>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "commands.hpp"
+#include "process.hpp"
+
+namespace attnscope::cli {
+
+namespace {
+
+// The benchmark a console line of Google Benchmark reports on, or "" for other lines: its first
+// word, less an aggregate's suffix (_mean, _median, _stddev, _cv).
+std::string benchmark_of(const std::string& line) {
+  std::string word = line.substr(0, line.find_first_of(" \t"));
+  for (const char* suffix : {"_mean", "_median", "_stddev", "_cv"}) {
+    const std::string s(suffix);
+    if (word.size() > s.size() && word.compare(word.size() - s.size(), s.size(), s) == 0) {
+      word.resize(word.size() - s.size());
+      break;
+    }
+  }
+  return word;
+}
+
+}  // namespace
+
+std::vector<std::string> bench_args(const BenchOptions& opt) {
+  const std::string binary = !opt.binary.empty() ? opt.binary : std::string(ATTNSCOPE_BENCH_BINARY);
+  std::vector<std::string> a = {binary, "--attnscope_set=" + opt.set};
+  if (!opt.filter.empty()) a.push_back("--benchmark_filter=" + opt.filter);
+  if (opt.hot) a.push_back("--attnscope_hot");
+  if (opt.repetitions > 0) a.push_back("--benchmark_repetitions=" + std::to_string(opt.repetitions));
+  for (const auto& e : opt.extra) a.push_back(e);
+  return a;
+}
+
+int run_bench(const BenchOptions& opt) {
+  std::vector<std::string> args = bench_args(opt);
+  if (access(args[0].c_str(), X_OK) != 0) {
+    std::cerr << "attnscope bench: the benchmark binary " << args[0]
+              << " is not there (build the bench_attention target, or give --binary)\n";
+    return 2;
+  }
+  std::ofstream log;
+  if (!open_log(log, opt.log, "attnscope bench")) return 2;
+  if (!opt.out.empty()) {
+    std::ofstream probe(opt.out, std::ios::app);  // fail now, not after the run
+    if (!probe) {
+      std::cerr << "attnscope bench: cannot write " << opt.out << "\n";
+      return 2;
+    }
+  }
+
+  // The benchmarks the run will take, for the progress line.
+  std::set<std::string> names;
+  {
+    std::vector<std::string> list = args;
+    list.push_back("--benchmark_list_tests=true");
+    std::string listing;
+    const int rc = run_lines(list, [&](const std::string& line) { listing += line + "\n"; });
+    if (rc != 0) {
+      std::cerr << "attnscope bench: listing the benchmarks failed (exit " << rc << "):\n" << listing;
+      return 2;
+    }
+    std::istringstream in(listing);
+    std::string line;
+    while (std::getline(in, line))
+      if (!line.empty() && line.find(' ') == std::string::npos) names.insert(line);
+  }
+  if (names.empty()) {
+    std::cerr << "attnscope bench: no benchmark matches"
+              << (opt.filter.empty() ? std::string() : " --filter '" + opt.filter + "'") << "\n";
+    return 2;
+  }
+
+  if (!opt.out.empty()) {
+    args.push_back("--benchmark_out=" + opt.out);
+    args.push_back("--benchmark_out_format=json");
+  }
+  std::set<std::string> done, skipped;
+  Progress progress("bench", "benchmarks", names.size(), opt.quiet);
+  const int rc = run_lines(args, [&](const std::string& line) {
+    if (log.is_open()) log << line << "\n" << std::flush;
+    if (!opt.quiet) {
+      if (progress.shown()) progress.print(line);
+      else std::cout << line << "\n" << std::flush;
+    }
+    const std::string b = benchmark_of(line);
+    if (names.count(b) != 0) {
+      done.insert(b);
+      if (line.find("ERROR OCCURRED") != std::string::npos) skipped.insert(b);
+      progress.update(done.size());
+    }
+  });
+  progress.clear();
+  if (rc != 0) std::cerr << "attnscope bench: bench_attention ended with exit status " << rc << "\n";
+  else
+    std::cout << "bench: " << done.size() - skipped.size() << " timed, " << skipped.size() << " not run (reasons above) of "
+              << names.size() << " benchmarks" << (opt.out.empty() ? std::string() : "; results in " + opt.out) << "\n";
+  return rc == 0 ? 0 : 2;
+}
+
+}  // namespace attnscope::cli
