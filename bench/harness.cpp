@@ -48,31 +48,70 @@ std::vector<const gpu::Implementation*> resolve(const std::vector<std::string>& 
 
 }  // namespace
 
-Cost cost(Path path, const Problem& p) {
-  const double in = double(size_of(p.input));
-  const double span = double(p.window + p.q_len - 1);  // K/V positions some query attends
-  const double q = double(p.q_elems()) * in;
-  const double kv_window = double(p.batch) * p.kv_heads * span * p.head_dim * in;  // K or V
-  const double scores = double(p.score_elems()) * sizeof(float);  // fp32 scores or probs
-  const double out = double(p.out_elems()) * double(size_of(p.output));
-  const double lse = double(p.lse_elems()) * sizeof(float);
-  const double dot_flops = 2.0 * double(p.score_elems()) * p.head_dim;  // one multiply-add each
-  const double softmax_flops = 5.0 * double(p.score_elems());  // max, subtract, exp, sum, scale
-  const Cost qk{q + kv_window + scores, dot_flops};
-  const Cost softmax{2.0 * scores + lse, softmax_flops};
-  const Cost pv{scores + kv_window + out, dot_flops};
+double Traffic::read_bytes() const {
+  double n = 0.0;
+  for (const BufferTraffic& b : buffers) n += b.written ? 0.0 : b.bytes;
+  return n;
+}
+
+double Traffic::written_bytes() const {
+  double n = 0.0;
+  for (const BufferTraffic& b : buffers) n += b.written ? b.bytes : 0.0;
+  return n;
+}
+
+std::string Traffic::describe() const {
+  std::string reads, writes;
+  for (const BufferTraffic& b : buffers) (b.written ? writes : reads) += (b.written ? writes : reads).empty() ? b.name : ", " + b.name;
+  return "reads " + reads + "; writes " + writes;
+}
+
+namespace {
+
+// The sizes of a problem's tensors as the paths move them.
+struct TensorBytes {
+  double q, kv, scores, out, lse;  // kv: the K (or V) positions some query attends
+  double dot_flops, softmax_flops;
+  explicit TensorBytes(const Problem& p) {
+    const double in = double(size_of(p.input));
+    const double span = double(p.window + p.q_len - 1);
+    q = double(p.q_elems()) * in;
+    kv = double(p.batch) * p.kv_heads * span * p.head_dim * in;
+    scores = double(p.score_elems()) * sizeof(float);  // fp32 scores or probabilities
+    out = double(p.out_elems()) * double(size_of(p.output));
+    lse = double(p.lse_elems()) * sizeof(float);
+    dot_flops = 2.0 * double(p.score_elems()) * p.head_dim;  // one multiply-add each
+    softmax_flops = 5.0 * double(p.score_elems());           // max, subtract, exp, sum, scale
+  }
+};
+
+BufferTraffic reads(std::string name, double bytes) { return {std::move(name), bytes, false}; }
+BufferTraffic writes(std::string name, double bytes) { return {std::move(name), bytes, true}; }
+
+}  // namespace
+
+Traffic traffic(Path path, const Problem& p) {
+  const TensorBytes t(p);
   switch (path) {
-    case Path::qk:
-      return qk;
-    case Path::softmax:
-      return softmax;
-    case Path::pv:
-      return pv;
-    case Path::unfused:
-      return {qk.bytes + softmax.bytes + pv.bytes, qk.flops + softmax.flops + pv.flops};
+    case Path::qk:  // q . K over the window
+      return {{reads("q", t.q), reads("k", t.kv), writes("scores", t.scores)}, t.dot_flops};
+    case Path::softmax:  // scaled softmax of each row, in two passes over the scores
+      return {{reads("scores", 2.0 * t.scores), writes("probs", t.scores), writes("lse", t.lse)}, t.softmax_flops};
+    case Path::pv:  // P . V over the window
+      return {{reads("probs", t.scores), reads("v", t.kv), writes("out", t.out)}, t.dot_flops};
+    case Path::unfused: {  // the three stages in sequence
+      Traffic all;
+      for (Path stage : {Path::qk, Path::softmax, Path::pv}) {
+        const Traffic s = traffic(stage, p);
+        for (const BufferTraffic& b : s.buffers) all.buffers.push_back({std::string(to_string(stage)) + "." + b.name, b.bytes, b.written});
+        all.flops += s.flops;
+      }
+      return all;
+    }
     case Path::fused:
-    case Path::split_kv:
-      return {q + 2.0 * kv_window + out + lse, 2.0 * dot_flops + softmax_flops};
+    case Path::split_kv:  // q, K and V read once; the split partials stay in L2 or are not counted
+      return {{reads("q", t.q), reads("k", t.kv), reads("v", t.kv), writes("out", t.out), writes("lse", t.lse)},
+              2.0 * t.dot_flops + t.softmax_flops};
   }
   return {};
 }
@@ -224,8 +263,11 @@ void Harness::add_context() const {
                     (options_.hot ? "" : "; L2 flushed before each iteration, outside it"));
   benchmark::AddCustomContext(
       "counters",
-      "bytes: fewest bytes the path must move; GB/s = bytes / time; FLOP/s; "
-      "pct_of_peak = GB/s / peak_copy_GBps * 100");
+      "bytes (bytes_read + bytes_written): the fewest bytes the path must move, declared per buffer "
+      "(traffic_<path>); GB/s, FLOP/s, pct_of_peak (of peak_copy_GBps) and pct_of_read_peak (of "
+      "peak_read_GBps) are rate counters over the GPU time");
+  for (Path path : {Path::qk, Path::softmax, Path::pv, Path::unfused, Path::fused, Path::split_kv})
+    benchmark::AddCustomContext("traffic_" + std::string(to_string(path)), traffic(path, Problem{}).describe());
 }
 
 std::string Harness::describe() const {
@@ -345,12 +387,7 @@ void run_case(benchmark::State& state, const BenchCase& c) {
       if (is_single_pass(impl->path) && !impl->writes_lse) outputs &= ~unsigned(gpu::kLse);
     dp.poison_outputs(outputs);
     gpu::synchronize();
-    double total_s = 0.0;
-    for (auto _ : state) {
-      const double s = timed_run_ms() * 1e-3;
-      state.SetIterationTime(s);
-      total_s += s;
-    }
+    for (auto _ : state) state.SetIterationTime(timed_run_ms() * 1e-3);
     gpu::synchronize();
     // Reported after the timed loop, so that every repetition runs the same iterations.
     if (hold_timeouts > 0)
@@ -364,16 +401,20 @@ void run_case(benchmark::State& state, const BenchCase& c) {
                         " output values are NaN after the timed runs (outputs are poisoned with "
                         "NaN before them): elements left unwritten, or NaN computed");
 
-    const Cost k = cost(c.path, p);
-    const double t = total_s / double(state.iterations());
-    const double gbps = k.bytes / t / 1e9;
-    state.counters["bytes"] = k.bytes;
-    state.counters["GB/s"] = gbps;
-    state.counters["FLOP/s"] = k.flops / t;
-    state.counters["pct_of_peak"] = h.peak_gbps() > 0.0 ? 100.0 * gbps / h.peak_gbps() : 0.0;
+    // Rates are Google Benchmark's: a counter's value per iteration over the manual (GPU) time.
+    const Traffic k = traffic(c.path, p);
+    using benchmark::Counter;
+    state.counters["bytes"] = k.bytes();
+    state.counters["bytes_read"] = k.read_bytes();
+    state.counters["bytes_written"] = k.written_bytes();
+    state.counters["GB/s"] = Counter(k.bytes() / 1e9, Counter::kIsIterationInvariantRate);
+    state.counters["FLOP/s"] = Counter(k.flops, Counter::kIsIterationInvariantRate);
+    state.counters["pct_of_peak"] =
+        Counter(h.peak_gbps() > 0.0 ? 100.0 * k.bytes() / 1e9 / h.peak_gbps() : 0.0, Counter::kIsIterationInvariantRate);
+    state.counters["pct_of_read_peak"] = Counter(
+        h.peak_read_gbps() > 0.0 ? 100.0 * k.bytes() / 1e9 / h.peak_read_gbps() : 0.0, Counter::kIsIterationInvariantRate);
     // The window splits of the last timed launch (its order's), for tuning reports.
     state.counters["splits"] = timed.back()->order(p, ctx).splits;
-    state.counters["pct_of_read_peak"] = h.peak_read_gbps() > 0.0 ? 100.0 * gbps / h.peak_read_gbps() : 0.0;
     if (c.timed.size() > 1) {
       std::string label;
       for (const std::string& n : c.timed) label += (label.empty() ? "" : "+") + n;

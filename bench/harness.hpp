@@ -25,13 +25,24 @@ namespace attnscope::bench {
 // What one benchmark times is a Path: a single stage, a family's three stages in sequence
 // (unfused), or a single-pass path.
 
-// The fewest bytes a path must move (each input read once, each output written once) and its
-// floating-point operations.
-struct Cost {
+// What a path moves, declared buffer by buffer as nvbench does: each input it reads and each
+// output it writes, once (the fewest bytes the path must move), and its floating-point
+// operations. The benchmarks report the totals as Google Benchmark rate counters.
+struct BufferTraffic {
+  std::string name;   // "k", "scores", ...; the unfused path's carry their stage: "qk.k"
   double bytes = 0.0;
-  double flops = 0.0;
+  bool written = false;  // an output; else an input
 };
-Cost cost(Path path, const Problem& p);
+struct Traffic {
+  std::vector<BufferTraffic> buffers;
+  double flops = 0.0;
+  double read_bytes() const;
+  double written_bytes() const;
+  double bytes() const { return read_bytes() + written_bytes(); }
+  // "reads q, k; writes scores" (names only, for the context).
+  std::string describe() const;
+};
+Traffic traffic(Path path, const Problem& p);
 // The StageOutput flags a path writes: poisoned before its timed runs, checked after them.
 unsigned outputs_of(Path path);
 

@@ -122,22 +122,27 @@ def bench_name(path, impl, s, hot):
 SIZE = {"fp16": 2, "bf16": 2, "fp32": 4}
 
 
-def cost(path, s):
-    """bench/harness.cpp cost(): the fewest bytes a path moves, and its FLOPs."""
+def traffic(path, s):
+    """bench/harness.cpp traffic(): the buffers a path reads and writes, once each, as
+    (name, bytes, written) triples, and its FLOPs."""
     span = s["window"] + s["q_len"] - 1
     rows = s["batch"] * s["q_heads"] * s["q_len"]
     score_elems = rows * s["window"]
     q = rows * s["head_dim"] * SIZE[s["input"]]
-    kv_window = s["batch"] * s["kv_heads"] * span * s["head_dim"] * SIZE[s["input"]]
+    kv = s["batch"] * s["kv_heads"] * span * s["head_dim"] * SIZE[s["input"]]
     scores = score_elems * 4
     out = rows * s["head_dim"] * SIZE[s["output"]]
     lse = rows * 4
     dot = 2.0 * score_elems * s["head_dim"]
     softmax = 5.0 * score_elems
     if path == "unfused":
-        return ((q + kv_window + scores) + (2 * scores + lse) + (scores + kv_window + out),
+        return ([("qk.q", q, False), ("qk.k", kv, False), ("qk.scores", scores, True),
+                 ("softmax.scores", 2 * scores, False), ("softmax.probs", scores, True),
+                 ("softmax.lse", lse, True),
+                 ("pv.probs", scores, False), ("pv.v", kv, False), ("pv.out", out, True)],
                 2 * dot + softmax)
-    return q + 2 * kv_window + out + lse, 2 * dot + softmax
+    return ([("q", q, False), ("k", kv, False), ("v", kv, False), ("out", out, True),
+             ("lse", lse, True)], 2 * dot + softmax)
 
 
 class Timing:
@@ -457,11 +462,15 @@ def main():
                     err = errors(torch, out, inp.reference(torch))
                 del out
                 reps, iters = timing.measure(call)
-                nbytes, flops = cost(path, s)
+                buffers, flops = traffic(path, s)
+                nread = sum(b for _, b, w in buffers if not w)
+                nwritten = sum(b for _, b, w in buffers if w)
 
-                def counters(t_us, nbytes=nbytes, flops=flops):
+                def counters(t_us, nread=nread, nwritten=nwritten, flops=flops):
+                    nbytes = nread + nwritten
                     gbps = nbytes / (t_us * 1e-6) / 1e9
-                    return {"bytes": nbytes, "GB/s": gbps, "FLOP/s": flops / (t_us * 1e-6),
+                    return {"bytes": nbytes, "bytes_read": nread, "bytes_written": nwritten,
+                            "GB/s": gbps, "FLOP/s": flops / (t_us * 1e-6),
                             "pct_of_peak": 100.0 * gbps / peak}
 
                 entries += aggregate_entries(name, reps, iters, counters, {**err, **extra})

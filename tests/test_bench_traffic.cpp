@@ -1,0 +1,64 @@
+// The benchmarks' per-buffer traffic declarations: sizes from the problem, totals, and the
+// unfused path as its three stages.
+#include <gtest/gtest.h>
+
+#include "harness.hpp"
+
+namespace attnscope::bench {
+namespace {
+
+Problem llama_decode() {
+  Problem p;
+  p.batch = 2;
+  p.q_heads = 32;
+  p.kv_heads = 8;
+  p.head_dim = 128;
+  p.seq_len = p.window = 4096;
+  return p;  // fp16 in and out, q_len 1
+}
+
+TEST(BenchTraffic, FusedReadsQkvOnceAndWritesOutAndLse) {
+  const Problem p = llama_decode();
+  const Traffic t = traffic(Path::fused, p);
+  const double q = 2.0 * 32 * 128 * 2, kv = 2.0 * 8 * 4096 * 128 * 2, out = q, lse = 2.0 * 32 * 4;
+  EXPECT_DOUBLE_EQ(t.read_bytes(), q + 2 * kv);
+  EXPECT_DOUBLE_EQ(t.written_bytes(), out + lse);
+  EXPECT_DOUBLE_EQ(t.bytes(), q + 2 * kv + out + lse);
+  EXPECT_EQ(t.describe(), "reads q, k, v; writes out, lse");
+  const double scores = 2.0 * 32 * 4096;
+  EXPECT_DOUBLE_EQ(t.flops, 2 * (2 * scores * 128) + 5 * scores);
+  EXPECT_EQ(traffic(Path::split_kv, p).describe(), t.describe());
+}
+
+TEST(BenchTraffic, UnfusedIsItsStagesInSequence) {
+  const Problem p = llama_decode();
+  const Traffic u = traffic(Path::unfused, p);
+  double bytes = 0.0, flops = 0.0;
+  std::size_t buffers = 0;
+  for (Path s : {Path::qk, Path::softmax, Path::pv}) {
+    bytes += traffic(s, p).bytes();
+    flops += traffic(s, p).flops;
+    buffers += traffic(s, p).buffers.size();
+  }
+  EXPECT_DOUBLE_EQ(u.bytes(), bytes);
+  EXPECT_DOUBLE_EQ(u.flops, flops);
+  ASSERT_EQ(u.buffers.size(), buffers);
+  EXPECT_EQ(u.buffers.front().name, "qk.q");
+  EXPECT_EQ(u.buffers.back().name, "pv.out");
+  // The scores (fp32) are written by qk, read twice by softmax, its probabilities read by pv.
+  const double scores = 2.0 * 32 * 4096 * 4;
+  EXPECT_DOUBLE_EQ(traffic(Path::softmax, p).read_bytes(), 2 * scores);
+  EXPECT_DOUBLE_EQ(traffic(Path::qk, p).written_bytes(), scores);
+}
+
+TEST(BenchTraffic, PrefillQueriesWidenTheKeySpan) {
+  Problem p = llama_decode();
+  p.q_len = 4;
+  p.seq_len = p.window + 3;
+  // Positions some query attends: window + q_len - 1.
+  const double kv = 2.0 * 8 * (4096 + 3) * 128 * 2;
+  EXPECT_DOUBLE_EQ(traffic(Path::qk, p).read_bytes(), 2.0 * 4 * 32 * 128 * 2 + kv);
+}
+
+}  // namespace
+}  // namespace attnscope::bench
