@@ -98,7 +98,8 @@ std::vector<AccuracyCase> variants(const Target& t, Sweep sweep) {
           cases.push_back(c);
         }
       }
-      for (Distribution dist : {Distribution::uniform, Distribution::heavy_tailed, Distribution::large_logits}) {
+      for (Distribution dist :
+           {Distribution::uniform, Distribution::heavy_tailed, Distribution::large_logits}) {
         AccuracyCase c = base(t, acc, w);
         c.data.dist = dist;
         cases.push_back(c);
@@ -182,7 +183,9 @@ std::vector<Target> targets(const gpu::NameFilter& filter) {
   for (const std::string& family : gpu::unfused_families()) {
     const std::string name = gpu::unfused_name(family);
     if (!filter.matches(name)) continue;
-    out.push_back({Path::unfused, name, family,
+    out.push_back({Path::unfused,
+                   name,
+                   family,
                    {gpu::family_stage(family, Path::qk), gpu::family_stage(family, Path::softmax),
                     gpu::family_stage(family, Path::pv)}});
   }
@@ -217,12 +220,14 @@ std::vector<AccuracyCase> tuning_cases(const Target& t) {
 
 }  // namespace
 
-std::vector<AccuracyCase> make_cases(const CaseSelection& selection, std::vector<LeftOut>* left_out) {
+std::vector<AccuracyCase> make_cases(const CaseSelection& selection,
+                                     std::vector<LeftOut>* left_out) {
   std::vector<AccuracyCase> cases;
   for (const Target& t : targets(selection.filter)) {
     std::map<std::string, int> skipped;  // reason -> cases
     std::vector<std::string> order;      // reasons in the order first seen
-    for (AccuracyCase& c : selection.sweep == Sweep::tune ? tuning_cases(t) : variants(t, selection.sweep)) {
+    for (AccuracyCase& c :
+         selection.sweep == Sweep::tune ? tuning_cases(t) : variants(t, selection.sweep)) {
       std::string why = why_unsupported(t, c);
       if (!why.empty() && adapt_layout(t, c, why)) why.clear();
       if (why.empty()) {
@@ -256,7 +261,8 @@ AccuracyCase random_case(const Target& t, SplitMix64& rng) {
   p.accum = p.input == DType::fp16 && pick(2) == 0 ? Accum::fp16 : Accum::fp32;
   // At most 2^22 scores: the binary128 / FP64 references stay quick.
   const std::int64_t rows = std::int64_t(p.batch) * p.q_heads * p.q_len;
-  p.window = std::min<std::int64_t>(p.window, std::max<std::int64_t>(1, (std::int64_t(1) << 22) / rows));
+  p.window =
+      std::min<std::int64_t>(p.window, std::max<std::int64_t>(1, (std::int64_t(1) << 22) / rows));
   p.seq_len = p.window + p.q_len - 1 + pick(8);
 
   const KvLayoutKind kinds[] = {KvLayoutKind::bhsd, KvLayoutKind::bshd, KvLayoutKind::paged};
@@ -271,8 +277,8 @@ AccuracyCase random_case(const Target& t, SplitMix64& rng) {
   } else if (pick(3) == 0) {
     c.layout.seq_capacity = p.seq_len + 1 + pick(40);
   }
-  const Distribution dists[] = {Distribution::normal, Distribution::uniform, Distribution::heavy_tailed,
-                                Distribution::large_logits};
+  const Distribution dists[] = {Distribution::normal, Distribution::uniform,
+                                Distribution::heavy_tailed, Distribution::large_logits};
   c.data.dist = dists[pick(4)];
   c.data.seed = rng.next();
   c.scale_in_softmax = t.path == Path::unfused && pick(2) == 0;
@@ -289,7 +295,8 @@ std::vector<AccuracyCase> random_cases(const CaseSelection& selection, int n, st
   int tries = 0;
   while (static_cast<int>(cases.size()) < n) {
     if (++tries > 100 * (n + 1))
-      throw std::runtime_error("random_cases: the selected implementations support too few of the drawn problems");
+      throw std::runtime_error(
+          "random_cases: the selected implementations support too few of the drawn problems");
     const Target& t = ts[rng.next() % ts.size()];
     AccuracyCase c = random_case(t, rng);
     if (!why_unsupported(t, c).empty()) continue;

@@ -32,8 +32,9 @@ std::int64_t depth_of(const std::optional<SummationOrder>& order, std::int64_t n
 // not correctly rounded. Output rounding alone (the rounded reference) is the floor.
 constexpr double kModelFactor = 1.5;
 
-Check model_gate(const Problem& p, std::string what, std::string field, const std::vector<double>& got,
-                 const std::vector<double>& model_out, const std::vector<double>& ref) {
+Check model_gate(const Problem& p, std::string what, std::string field,
+                 const std::vector<double>& got, const std::vector<double>& model_out,
+                 const std::vector<double>& ref) {
   Check c;
   c.what = std::move(what);
   c.field = std::move(field);
@@ -44,7 +45,8 @@ Check model_gate(const Problem& p, std::string what, std::string field, const st
   for (std::size_t i = 0; i < ref.size(); ++i) rounded[i] = round_to(p.output, ref[i]);
   const double floor = compare(n, rounded.data(), ref.data(), p.output).rel_l2;
   c.budget_max = kModelFactor * std::max(mm.rel_l2, floor);  // an allowed rel_l2
-  c.budget_ratio = c.budget_max > 0.0 ? c.metrics.rel_l2 / c.budget_max : (c.metrics.rel_l2 > 0.0 ? kInf : 0.0);
+  c.budget_ratio =
+      c.budget_max > 0.0 ? c.metrics.rel_l2 / c.budget_max : (c.metrics.rel_l2 > 0.0 ? kInf : 0.0);
   c.worst = c.metrics.worst_index;
   c.worst_where = coordinates(p, TensorShape::out, c.worst);
   c.pass = c.metrics.nan_count == 0 && c.metrics.inf_count == 0 && c.budget_ratio <= 1.0;
@@ -139,14 +141,16 @@ CaseResult run_case(const AccuracyCase& c, const gpu::DeviceInfo& device, const 
     const double logit_scale = sis ? scale : 1.0;
     const bounds::StageFormats f_qk{p.accum, depth_of(qk_o.dot, p.head_dim), DType::fp32, lambda};
     // The fp32 softmax keeps a running (max, sum) with rescaling: each step may round twice.
-    const std::int64_t sm_depth = depth_of(sm_o.values, p.window) * (p.accum == Accum::fp32 ? 2 : 1);
+    const std::int64_t sm_depth =
+        depth_of(sm_o.values, p.window) * (p.accum == Accum::fp32 ? 2 : 1);
     const bounds::StageFormats f_sm{p.accum, sm_depth, DType::fp32, lambda};
     const bounds::StageFormats f_pv{p.accum, depth_of(pv_o.values, p.window), p.output, lambda};
 
     dp.poison_outputs();
     dp.run(qk, sis);
     u.scores = dp.scores();
-    u.scores_ref = sis ? (use_quad ? d(ref::qk<ref::Quad>(in, false)) : ref::qk<double>(in, false)) : T.scores;
+    u.scores_ref =
+        sis ? (use_quad ? d(ref::qk<ref::Quad>(in, false)) : ref::qk<double>(in, false)) : T.scores;
     u.qk_b = bounds::qk_bounds(in, f_qk, !sis);
 
     dp.poison_outputs();
@@ -174,31 +178,40 @@ CaseResult run_case(const AccuracyCase& c, const gpu::DeviceInfo& device, const 
     const std::vector<double> probs_loc = ref::softmax<double>(in, u.scores, logit_scale, &lse_loc);
     const std::vector<double> out_loc = ref::pv<double>(in, u.probs);
     std::vector<Check> local;
-    local.push_back(judge(p, "qk", "qk_", TensorShape::scores, u.scores, u.scores_ref, u.qk_b.probabilistic, DType::fp32));
-    local.push_back(judge(p, "softmax (on the GPU's scores)", "softmax_local_", TensorShape::scores, u.probs, probs_loc,
-                          bounds::softmax_bounds(in, u.scores, logit_scale, {}, f_sm).probabilistic, DType::fp32));
-    local.push_back(judge(p, "pv (on the GPU's probabilities)", "pv_local_", TensorShape::out, u.out, out_loc,
-                          bounds::pv_bounds(in, u.probs, {}, f_pv).probabilistic, p.output));
-    local.push_back(judge(p, "lse (on the GPU's scores)", "lse_local_", TensorShape::rows, u.lse, lse_loc,
-                          bounds::lse_bounds(in, lse_loc, probs_loc, {}, logit_scale, f_sm), DType::fp32));
+    local.push_back(judge(p, "qk", "qk_", TensorShape::scores, u.scores, u.scores_ref,
+                          u.qk_b.probabilistic, DType::fp32));
+    local.push_back(judge(p, "softmax (on the GPU's scores)", "softmax_local_", TensorShape::scores,
+                          u.probs, probs_loc,
+                          bounds::softmax_bounds(in, u.scores, logit_scale, {}, f_sm).probabilistic,
+                          DType::fp32));
+    local.push_back(judge(p, "pv (on the GPU's probabilities)", "pv_local_", TensorShape::out,
+                          u.out, out_loc, bounds::pv_bounds(in, u.probs, {}, f_pv).probabilistic,
+                          p.output));
+    local.push_back(
+        judge(p, "lse (on the GPU's scores)", "lse_local_", TensorShape::rows, u.lse, lse_loc,
+              bounds::lse_bounds(in, lse_loc, probs_loc, {}, logit_scale, f_sm), DType::fp32));
     if (p.accum == Accum::fp16) {
       // The bound grows past the output itself at long fp16 windows; the precision model of
       // pv's own order on the same probabilities keeps the check able to fail.
-      std::vector<double> pred = model::model_pv(in, u.probs, Accum::fp16, pv_o.values.value_or(SummationOrder{}));
+      std::vector<double> pred =
+          model::model_pv(in, u.probs, Accum::fp16, pv_o.values.value_or(SummationOrder{}));
       for (double& x : pred) x = round_to(p.output, x);
-      local.push_back(model_gate(p, "pv (on the GPU's probabilities) against the precision model", "pv_local_model_",
-                                 u.out, pred, out_loc));
+      local.push_back(model_gate(p, "pv (on the GPU's probabilities) against the precision model",
+                                 "pv_local_model_", u.out, pred, out_loc));
     }
     const char* names[] = {"qk", "softmax", "pv", "softmax", "pv"};
     for (std::size_t s = 0; s < local.size(); ++s)
       if (!local[s].pass && res.first_failing_stage.empty()) res.first_failing_stage = names[s];
     for (Check& ch : local) add(std::move(ch));
     // End to end: each intermediate against the exact one, budgets propagated through stages.
-    add(judge(p, "softmax", "softmax_", TensorShape::scores, u.probs, T.probs, u.sm_e2e.probabilistic, DType::fp32));
+    add(judge(p, "softmax", "softmax_", TensorShape::scores, u.probs, T.probs,
+              u.sm_e2e.probabilistic, DType::fp32));
     add(judge(p, "lse", "lse_", TensorShape::rows, u.lse, T.lse,
-              bounds::lse_bounds(in, T.lse, T.probs, u.qk_b.probabilistic, logit_scale, f_sm), DType::fp32));
+              bounds::lse_bounds(in, T.lse, T.probs, u.qk_b.probabilistic, logit_scale, f_sm),
+              DType::fp32));
     add(judge(p, "pv", "pv_", TensorShape::out, u.out, T.out, u.pv_e2e.probabilistic, p.output));
-    add(judge(p, "attn_out", "attn_out_", TensorShape::out, u.out, T.out, u.pv_e2e.probabilistic, p.output));
+    add(judge(p, "attn_out", "attn_out_", TensorShape::out, u.out, T.out, u.pv_e2e.probabilistic,
+              p.output));
     return u;
   };
 
@@ -248,7 +261,8 @@ CaseResult run_case(const AccuracyCase& c, const gpu::DeviceInfo& device, const 
     if (impl.writes_lse) {
       const bounds::ElementBounds qk_b = bounds::qk_bounds(in, f_qk, true);
       add(judge(p, "lse", "lse_", TensorShape::rows, lse, T.lse,
-                bounds::lse_bounds(in, T.lse, T.probs, qk_b.probabilistic, 1.0, f_sm), DType::fp32));
+                bounds::lse_bounds(in, T.lse, T.probs, qk_b.probabilistic, 1.0, f_sm),
+                DType::fp32));
     }
 
     // Fused against unfused on the same inputs: the implementation's own family's unfused
@@ -262,7 +276,8 @@ CaseResult run_case(const AccuracyCase& c, const gpu::DeviceInfo& device, const 
     if (cmp_runs) {
       const Unfused u = run_unfused(cmp, false);
       j["unfused_family"] = cmp;
-      add_metrics(j, compare(p.out_elems(), u.out.data(), T.out.data(), p.output), "unfused_attn_out_");
+      add_metrics(j, compare(p.out_elems(), u.out.data(), T.out.data(), p.output),
+                  "unfused_attn_out_");
     }
 
     // The target: every element within 1 ulp of the correctly rounded reference, and rel_l2
@@ -277,8 +292,8 @@ CaseResult run_case(const AccuracyCase& c, const gpu::DeviceInfo& device, const 
     j["max_ulp_vs_rounded_reference"] = json_number(max_ulp);
     const SummationOrder vals = order.values.value_or(SummationOrder{});
     // model_decode follows row-groups taking tiles of vec positions with one accumulator each.
-    const bool modelled = vals.kind == OrderKind::sequential ||
-                          (vals.kind == OrderKind::warp_tree && vals.pack == 1);
+    const bool modelled =
+        vals.kind == OrderKind::sequential || (vals.kind == OrderKind::warp_tree && vals.pack == 1);
     if (p.accum == Accum::fp16 && modelled) {
       // The precision model of this kernel's own order (online softmax per row-group, tree merge,
       // split combine) on the same inputs: a check that can fail where the bound cannot.
@@ -286,16 +301,19 @@ CaseResult run_case(const AccuracyCase& c, const gpu::DeviceInfo& device, const 
       const int rows = vals.kind == OrderKind::warp_tree ? vals.lanes : 1;
       const std::int64_t split_len = vals.chunk > 0 ? vals.chunk : p.window + p.q_len - 1;
       std::vector<double> pred, pred_lse;
-      model::model_decode(in, Accum::fp16, order.dot.value_or(SummationOrder{}), rows, split_len, pred,
-                          pred_lse, vals.kind == OrderKind::warp_tree ? vals.vec : 1);
+      model::model_decode(in, Accum::fp16, order.dot.value_or(SummationOrder{}), rows, split_len,
+                          pred, pred_lse, vals.kind == OrderKind::warp_tree ? vals.vec : 1);
       for (double& x : pred) x = round_to(p.output, x);
-      add(model_gate(p, "attn_out against the precision model", "attn_out_model_", out, pred, T.out));
+      add(model_gate(p, "attn_out against the precision model", "attn_out_model_", out, pred,
+                     T.out));
     } else if (p.accum == Accum::fp16) {
-      j["model_gate"] = "not run: the precision model follows sequential orders and warp_tree "
-                        "orders with one accumulator per row-group (pack 1) only";
+      j["model_gate"] =
+          "not run: the precision model follows sequential orders and warp_tree "
+          "orders with one accumulator per row-group (pack 1) only";
     }
     j["rounded_reference_rel_l2"] = rm.rel_l2;
-    j["rel_l2_over_rounded"] = json_number(rm.rel_l2 > 0 ? res.checks[first_check].metrics.rel_l2 / rm.rel_l2 : 0.0);
+    j["rel_l2_over_rounded"] =
+        json_number(rm.rel_l2 > 0 ? res.checks[first_check].metrics.rel_l2 / rm.rel_l2 : 0.0);
     for (std::size_t k = first_check; k < res.checks.size(); ++k)
       if (!res.checks[k].pass && res.first_failing_stage.empty())
         res.first_failing_stage = std::string(to_string(c.path)) + " (" + res.checks[k].what + ")";
@@ -306,7 +324,9 @@ CaseResult run_case(const AccuracyCase& c, const gpu::DeviceInfo& device, const 
                   {"values_order", order.values.value_or(SummationOrder{}).name()}});
   }
 
-  j["first_failing_stage"] = res.first_failing_stage.empty() ? nlohmann::json(nullptr) : nlohmann::json(res.first_failing_stage);
+  j["first_failing_stage"] = res.first_failing_stage.empty()
+                                 ? nlohmann::json(nullptr)
+                                 : nlohmann::json(res.first_failing_stage);
   j["pass"] = res.pass;
   j["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return res;

@@ -87,9 +87,9 @@ class AccuracyTest : public ::testing::Test {
     }
     env.writer->write(r.record);
     EXPECT_TRUE(r.pass) << context << ": "
-                        << (r.first_failing_stage.empty() ? std::string("outside its budget")
-                                                          : "first stage to leave its budget: " +
-                                                                r.first_failing_stage)
+                        << (r.first_failing_stage.empty()
+                                ? std::string("outside its budget")
+                                : "first stage to leave its budget: " + r.first_failing_stage)
                         << "\n"
                         << r.report();
   }
@@ -143,7 +143,6 @@ Options parse_options(int& argc, char** argv) {
   return o;
 }
 
-
 }  // namespace
 }  // namespace accuracy
 
@@ -170,8 +169,9 @@ int accuracy_main(int argc, char** argv) {
     std::string known;
     for (const gpu::Implementation* i : gpu::implementations()) known += " " + i->name;
     for (const std::string& f : gpu::unfused_families()) known += " " + gpu::unfused_name(f);
-    std::cerr << argv[0] << ": no accuracy case matches the implementation filter (registered:"
-              << known << ")\n";
+    std::cerr << argv[0]
+              << ": no accuracy case matches the implementation filter (registered:" << known
+              << ")\n";
     return 2;
   }
   if (!GTEST_FLAG_GET(list_tests)) {

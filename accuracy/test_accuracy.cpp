@@ -3,4 +3,6 @@
 // saying why.
 #include "attnscope/accuracy/suite.hpp"
 
-int main(int argc, char** argv) { return attnscope::accuracy_main(argc, argv); }
+int main(int argc, char** argv) {
+  return attnscope::accuracy_main(argc, argv);
+}

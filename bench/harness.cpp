@@ -62,7 +62,8 @@ double Traffic::written_bytes() const {
 
 std::string Traffic::describe() const {
   std::string reads, writes;
-  for (const BufferTraffic& b : buffers) (b.written ? writes : reads) += (b.written ? writes : reads).empty() ? b.name : ", " + b.name;
+  for (const BufferTraffic& b : buffers)
+    (b.written ? writes : reads) += (b.written ? writes : reads).empty() ? b.name : ", " + b.name;
   return "reads " + reads + "; writes " + writes;
 }
 
@@ -85,8 +86,12 @@ struct TensorBytes {
   }
 };
 
-BufferTraffic reads(std::string name, double bytes) { return {std::move(name), bytes, false}; }
-BufferTraffic writes(std::string name, double bytes) { return {std::move(name), bytes, true}; }
+BufferTraffic reads(std::string name, double bytes) {
+  return {std::move(name), bytes, false};
+}
+BufferTraffic writes(std::string name, double bytes) {
+  return {std::move(name), bytes, true};
+}
 
 }  // namespace
 
@@ -96,21 +101,24 @@ Traffic traffic(Path path, const Problem& p) {
     case Path::qk:  // q . K over the window
       return {{reads("q", t.q), reads("k", t.kv), writes("scores", t.scores)}, t.dot_flops};
     case Path::softmax:  // scaled softmax of each row, in two passes over the scores
-      return {{reads("scores", 2.0 * t.scores), writes("probs", t.scores), writes("lse", t.lse)}, t.softmax_flops};
+      return {{reads("scores", 2.0 * t.scores), writes("probs", t.scores), writes("lse", t.lse)},
+              t.softmax_flops};
     case Path::pv:  // P . V over the window
       return {{reads("probs", t.scores), reads("v", t.kv), writes("out", t.out)}, t.dot_flops};
     case Path::unfused: {  // the three stages in sequence
       Traffic all;
       for (Path stage : {Path::qk, Path::softmax, Path::pv}) {
         const Traffic s = traffic(stage, p);
-        for (const BufferTraffic& b : s.buffers) all.buffers.push_back({std::string(to_string(stage)) + "." + b.name, b.bytes, b.written});
+        for (const BufferTraffic& b : s.buffers)
+          all.buffers.push_back({std::string(to_string(stage)) + "." + b.name, b.bytes, b.written});
         all.flops += s.flops;
       }
       return all;
     }
     case Path::fused:
     case Path::split_kv:  // q, K and V read once; the split partials stay in L2 or are not counted
-      return {{reads("q", t.q), reads("k", t.kv), reads("v", t.kv), writes("out", t.out), writes("lse", t.lse)},
+      return {{reads("q", t.q), reads("k", t.kv), reads("v", t.kv), writes("out", t.out),
+               writes("lse", t.lse)},
               2.0 * t.dot_flops + t.softmax_flops};
   }
   return {};
@@ -208,7 +216,8 @@ void Harness::measure_peak() {
     if (gbps > peak_read_gbps_) {
       peak_read_gbps_ = gbps;
       peak_read_shape_ = std::to_string(shape.loads) + " loads in flight a thread, " +
-                         std::to_string(shape.blocks_per_sm) + " blocks of 256 threads a multiprocessor";
+                         std::to_string(shape.blocks_per_sm) +
+                         " blocks of 256 threads a multiprocessor";
     }
     ++read_shapes_tried_;
   }
@@ -243,13 +252,14 @@ void Harness::add_context() const {
   if (peak_read_gbps_ > 0.0) {
     benchmark::AddCustomContext("peak_read_GBps", fixed(peak_read_gbps_, 1));
     benchmark::AddCustomContext(
-        "peak_read_method", "best of " + std::to_string(read_shapes_tried_) +
-                                " probe shapes, each the median of " + std::to_string(peak_reps_) +
-                                " streaming reads of " + std::to_string(peak_copy_bytes_) +
-                                " bytes (16-byte loads, nothing written) timed with events; "
-                                "bytes read / time; best shape: " + peak_read_shape_ +
-                                ". pct_of_read_peak: a path's declared bytes (reads and writes) per "
-                                "second over it");
+        "peak_read_method",
+        "best of " + std::to_string(read_shapes_tried_) + " probe shapes, each the median of " +
+            std::to_string(peak_reps_) + " streaming reads of " + std::to_string(peak_copy_bytes_) +
+            " bytes (16-byte loads, nothing written) timed with events; "
+            "bytes read / time; best shape: " +
+            peak_read_shape_ +
+            ". pct_of_read_peak: a path's declared bytes (reads and writes) per "
+            "second over it");
   }
   benchmark::AddCustomContext("l2_mode", options_.hot ? "hot" : "cold");
   benchmark::AddCustomContext("l2_flush_bytes",
@@ -263,11 +273,13 @@ void Harness::add_context() const {
                     (options_.hot ? "" : "; L2 flushed before each iteration, outside it"));
   benchmark::AddCustomContext(
       "counters",
-      "bytes (bytes_read + bytes_written): the fewest bytes the path must move, declared per buffer "
+      "bytes (bytes_read + bytes_written): the fewest bytes the path must move, declared per "
+      "buffer "
       "(traffic_<path>); GB/s, FLOP/s, pct_of_peak (of peak_copy_GBps) and pct_of_read_peak (of "
       "peak_read_GBps) are rate counters over the GPU time");
   for (Path path : {Path::qk, Path::softmax, Path::pv, Path::unfused, Path::fused, Path::split_kv})
-    benchmark::AddCustomContext("traffic_" + std::string(to_string(path)), traffic(path, Problem{}).describe());
+    benchmark::AddCustomContext("traffic_" + std::string(to_string(path)),
+                                traffic(path, Problem{}).describe());
 }
 
 std::string Harness::describe() const {
@@ -391,9 +403,12 @@ void run_case(benchmark::State& state, const BenchCase& c) {
     gpu::synchronize();
     // Reported after the timed loop, so that every repetition runs the same iterations.
     if (hold_timeouts > 0)
-      throw NotRunnable(std::to_string(hold_timeouts) + " of " + std::to_string(state.iterations()) +
+      throw NotRunnable(std::to_string(hold_timeouts) + " of " +
+                        std::to_string(state.iterations()) +
                         " timed regions started before the host had enqueued them (the stream hold "
-                        "ended by its " + fixed(kHoldTimeoutMs, 0) + " ms timeout): their times include the "
+                        "ended by its " +
+                        fixed(kHoldTimeoutMs, 0) +
+                        " ms timeout): their times include the "
                         "host's enqueueing");
     const std::int64_t nan = dp.nan_count(outputs);
     if (nan > 0)
@@ -410,9 +425,11 @@ void run_case(benchmark::State& state, const BenchCase& c) {
     state.counters["GB/s"] = Counter(k.bytes() / 1e9, Counter::kIsIterationInvariantRate);
     state.counters["FLOP/s"] = Counter(k.flops, Counter::kIsIterationInvariantRate);
     state.counters["pct_of_peak"] =
-        Counter(h.peak_gbps() > 0.0 ? 100.0 * k.bytes() / 1e9 / h.peak_gbps() : 0.0, Counter::kIsIterationInvariantRate);
-    state.counters["pct_of_read_peak"] = Counter(
-        h.peak_read_gbps() > 0.0 ? 100.0 * k.bytes() / 1e9 / h.peak_read_gbps() : 0.0, Counter::kIsIterationInvariantRate);
+        Counter(h.peak_gbps() > 0.0 ? 100.0 * k.bytes() / 1e9 / h.peak_gbps() : 0.0,
+                Counter::kIsIterationInvariantRate);
+    state.counters["pct_of_read_peak"] =
+        Counter(h.peak_read_gbps() > 0.0 ? 100.0 * k.bytes() / 1e9 / h.peak_read_gbps() : 0.0,
+                Counter::kIsIterationInvariantRate);
     // The window splits of the last timed launch (its order's), for tuning reports.
     state.counters["splits"] = timed.back()->order(p, ctx).splits;
     if (c.timed.size() > 1) {

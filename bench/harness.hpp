@@ -29,7 +29,7 @@ namespace attnscope::bench {
 // output it writes, once (the fewest bytes the path must move), and its floating-point
 // operations. The benchmarks report the totals as Google Benchmark rate counters.
 struct BufferTraffic {
-  std::string name;   // "k", "scores", ...; the unfused path's carry their stage: "qk.k"
+  std::string name;  // "k", "scores", ...; the unfused path's carry their stage: "qk.k"
   double bytes = 0.0;
   bool written = false;  // an output; else an input
 };
@@ -91,7 +91,7 @@ class Harness {
   const std::string& no_gpu_reason() const { return no_gpu_reason_; }
   const Options& options() const { return options_; }
   const gpu::DeviceInfo& device() const { return device_; }
-  double peak_gbps() const { return peak_gbps_; }        // device-to-device copy
+  double peak_gbps() const { return peak_gbps_; }            // device-to-device copy
   double peak_read_gbps() const { return peak_read_gbps_; }  // streaming read
   void* stream() const { return stream_ ? stream_->handle() : nullptr; }
   // Holds the stream ahead of each timed region until its launches are enqueued.

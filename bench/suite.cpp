@@ -39,11 +39,11 @@ using attnscope::Accum;
 using attnscope::DType;
 using attnscope::KvLayoutKind;
 using attnscope::KvLayoutSpec;
+using attnscope::Path;
 using attnscope::Problem;
 using attnscope::bench::BenchCase;
 using attnscope::bench::Harness;
 using attnscope::bench::Options;
-using attnscope::Path;
 namespace gpu = attnscope::gpu;
 
 using attnscope::DecodeShape;
@@ -55,7 +55,8 @@ std::string stage_of(const std::string& family, Path stage) {
   return own ? own->name : gpu::family_stage("attnscope", stage)->name;
 }
 
-std::vector<BenchCase> make_cases(const std::vector<DecodeShape>& shapes, const gpu::NameFilter& filter) {
+std::vector<BenchCase> make_cases(const std::vector<DecodeShape>& shapes,
+                                  const gpu::NameFilter& filter) {
   std::vector<BenchCase> cases;
   // Shape-major order: consecutive benchmarks share the device-resident inputs.
   for (const DecodeShape& shape : shapes) {
@@ -74,14 +75,15 @@ std::vector<BenchCase> make_cases(const std::vector<DecodeShape>& shapes, const 
       if (path == Path::unfused) {
         for (const std::string& f : gpu::unfused_families())
           if (filter.matches(gpu::unfused_name(f)))
-            add(path, f,
-                {stage_of(f, Path::qk), stage_of(f, Path::softmax), stage_of(f, Path::pv)}, {});
+            add(path, f, {stage_of(f, Path::qk), stage_of(f, Path::softmax), stage_of(f, Path::pv)},
+                {});
         continue;
       }
       for (const gpu::Implementation* i : gpu::implementations(path)) {
         if (!filter.matches(i->name)) continue;
         std::vector<std::string> before;
-        if (path == Path::softmax || path == Path::pv) before.push_back(stage_of(i->family, Path::qk));
+        if (path == Path::softmax || path == Path::pv)
+          before.push_back(stage_of(i->family, Path::qk));
         if (path == Path::pv) before.push_back(stage_of(i->family, Path::softmax));
         add(path, i->name, {i->name}, std::move(before));
         // An implementation that addresses another cache layout only (an engine's kernel) is
@@ -107,12 +109,14 @@ std::vector<BenchCase> make_cases(const std::vector<DecodeShape>& shapes, const 
 // the count the implementation chooses (splits 0), so a report can set the heuristic beside the
 // best count. Split counts change the summation order: the accuracy suite's tune sweep
 // evaluates the same counts.
-std::vector<BenchCase> make_tuning_cases(const std::vector<DecodeShape>& shapes, const gpu::NameFilter& filter) {
+std::vector<BenchCase> make_tuning_cases(const std::vector<DecodeShape>& shapes,
+                                         const gpu::NameFilter& filter) {
   std::vector<BenchCase> cases;
   for (const DecodeShape& shape : shapes)
     for (const gpu::Implementation* i : gpu::implementations(Path::split_kv)) {
       if (!filter.matches(i->name)) continue;
-      std::vector<int> splits = attnscope::tuning_splits(shape.problem(), attnscope::kTuneMinSplitLen);
+      std::vector<int> splits =
+          attnscope::tuning_splits(shape.problem(), attnscope::kTuneMinSplitLen);
       splits.insert(splits.begin(), 0);
       for (int s : splits) {
         BenchCase c;
@@ -181,13 +185,14 @@ bool has_flag(int argc, char** argv, const char* flag, const char* env) {
 
 void print_help() {
   benchmark::PrintDefaultHelp();
-  std::cout << "attnscope options (before Google Benchmark's; environment variables too):\n"
-               "  --attnscope_set=quick|default|full|tune  (ATTNSCOPE_BENCH_SET)\n"
-               "  --attnscope_hot                     (ATTNSCOPE_BENCH_HOT=1)\n"
-               "  --attnscope_flush_mib=N             (ATTNSCOPE_BENCH_FLUSH_MIB)\n"
-               "  --attnscope_timeout_s=S             (ATTNSCOPE_BENCH_TIMEOUT_S)\n"
-               "  --attnscope_impl=GLOB[,GLOB...]     (ATTNSCOPE_BENCH_IMPL) implementations to time;\n"
-               "                                      <family>.unfused names a family's unfused path\n";
+  std::cout
+      << "attnscope options (before Google Benchmark's; environment variables too):\n"
+         "  --attnscope_set=quick|default|full|tune  (ATTNSCOPE_BENCH_SET)\n"
+         "  --attnscope_hot                     (ATTNSCOPE_BENCH_HOT=1)\n"
+         "  --attnscope_flush_mib=N             (ATTNSCOPE_BENCH_FLUSH_MIB)\n"
+         "  --attnscope_timeout_s=S             (ATTNSCOPE_BENCH_TIMEOUT_S)\n"
+         "  --attnscope_impl=GLOB[,GLOB...]     (ATTNSCOPE_BENCH_IMPL) implementations to time;\n"
+         "                                      <family>.unfused names a family's unfused path\n";
 }
 
 }  // namespace

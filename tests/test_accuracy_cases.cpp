@@ -47,11 +47,13 @@ TEST(AccuracyCases, NamesStartWithTheImplementation) {
 TEST(AccuracyCases, DefaultSetCoversEveryWindowPathAndAccumulation) {
   std::set<std::tuple<int, int, std::int64_t>> seen;
   const auto cases = make_cases(selection(Sweep::default_set));
-  for (const AccuracyCase& c : cases) seen.insert({int(c.path), int(c.problem.accum), c.problem.window});
+  for (const AccuracyCase& c : cases)
+    seen.insert({int(c.path), int(c.problem.accum), c.problem.window});
   for (Path p : kEndToEndPaths)
     for (Accum a : {Accum::fp16, Accum::fp32})
       for (std::int64_t w : {1, 2, 17, 64, 256, 1000, 4096, 32768, 131072})
-        EXPECT_EQ(seen.count({int(p), int(a), w}), 1u) << to_string(p) << " " << to_string(a) << " " << w;
+        EXPECT_EQ(seen.count({int(p), int(a), w}), 1u)
+            << to_string(p) << " " << to_string(a) << " " << w;
   // attnscope's own implementations support every case of the set: nothing is left out.
   std::vector<LeftOut> left_out;
   EXPECT_EQ(make_cases(selection(Sweep::default_set), &left_out).size(), cases.size());
@@ -64,7 +66,8 @@ TEST(AccuracyCases, FilterSelectsByImplementationName) {
   for (const AccuracyCase& c : make_cases(selection(Sweep::default_set, "attnscope.split_kv")))
     EXPECT_EQ(c.impl, "attnscope.split_kv");
   std::set<std::string> impls;
-  for (const AccuracyCase& c : make_cases(selection(Sweep::default_set, "*.unfused,attnscope.fused")))
+  for (const AccuracyCase& c :
+       make_cases(selection(Sweep::default_set, "*.unfused,attnscope.fused")))
     impls.insert(c.impl);
   EXPECT_EQ(impls, (std::set<std::string>{"attnscope.unfused", "attnscope.fused"}));
   EXPECT_TRUE(make_cases(selection(Sweep::default_set, "nothing.*")).empty());
@@ -213,7 +216,8 @@ TEST(KernelOrders, SplitCountsComeFromTheContext) {
   EXPECT_TRUE(fused.order(p, h200).device_dependent);
   EXPECT_EQ(fused.order(p, h200).splits, auto_o.splits);
   EXPECT_EQ(fused.order(p, fixed).splits, 7);
-  EXPECT_EQ(fused.workspace(p, fixed), std::size_t(32) * 7 * (128 + 1) * sizeof(float) + 8 * sizeof(unsigned));
+  EXPECT_EQ(fused.workspace(p, fixed),
+            std::size_t(32) * 7 * (128 + 1) * sizeof(float) + 8 * sizeof(unsigned));
   gpu::LaunchContext one;
   one.splits = 1;
   EXPECT_EQ(fused.workspace(p, one), 0u);

@@ -96,14 +96,16 @@ TEST(CompareBenchmarks, ReadsGoogleBenchmarkJson) {
 }
 
 TEST(CompareAccuracy, CasesByImplementationAndName) {
-  const std::string a = temp_file("a.jsonl",
+  const std::string a = temp_file(
+      "a.jsonl",
       R"J({"implementation": "i", "case": "c1", "pass": true, "attn_out_rel_l2": 1e-4, "attn_out_budget_ratio": 0.2, "lse_budget_ratio": 0.1})J"
       "\n"
       R"J({"implementation": "i", "case": "c2", "pass": true, "attn_out_rel_l2": 1e-4, "attn_out_budget_ratio": 0.2})J"
       "\n"
       R"J({"implementation": "i", "case": "c3", "pass": true, "attn_out_rel_l2": 1e-4, "attn_out_budget_ratio": 0.2})J"
       "\n");
-  const std::string b = temp_file("b.jsonl",
+  const std::string b = temp_file(
+      "b.jsonl",
       R"J({"implementation": "i", "case": "c1", "pass": true, "attn_out_rel_l2": 1e-4, "attn_out_budget_ratio": 0.21, "lse_budget_ratio": 0.1})J"
       "\n"
       R"J({"implementation": "i", "case": "c2", "pass": false, "attn_out_rel_l2": "nan", "attn_out_budget_ratio": "nan", "first_failing_stage": "fused (attn_out)"})J"
@@ -128,8 +130,9 @@ TEST(CompareAccuracy, CasesByImplementationAndName) {
   EXPECT_FALSE(is_regression("closer_to_budget"));
   EXPECT_EQ(compare_accuracy(ra, near, Options{})[0].verdict, "worse");
   // A file appended across runs holds a case twice.
-  EXPECT_THROW(read_accuracy_jsonl(temp_file("dup.jsonl", std::string(R"J({"case": "c", "pass": true})J") +
-                                                              "\n" + R"J({"case": "c", "pass": true})J" + "\n")),
+  EXPECT_THROW(read_accuracy_jsonl(
+                   temp_file("dup.jsonl", std::string(R"J({"case": "c", "pass": true})J") + "\n" +
+                                              R"J({"case": "c", "pass": true})J" + "\n")),
                std::runtime_error);
   EXPECT_THROW(read_accuracy_jsonl(temp_file("notrec.jsonl", "{\"x\": 1}\n")), std::runtime_error);
 }

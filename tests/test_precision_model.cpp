@@ -406,14 +406,14 @@ TEST(PrecisionModel, DepthOfPackedAndChunkedOrders) {
 }
 
 TEST(PrecisionModel, ParseOrderRoundTripsAndRejectsNonsense) {
-  for (const char* s : {"sequential", "pairwise", "warp_tree(lanes=32,vec=8)",
-                        "warp_tree(lanes=16,vec=8,pack=2)", "warp_tree(lanes=16,vec=1,chunk=4096)",
-                        "sequential(chunk=7)"})
+  for (const char* s :
+       {"sequential", "pairwise", "warp_tree(lanes=32,vec=8)", "warp_tree(lanes=16,vec=8,pack=2)",
+        "warp_tree(lanes=16,vec=1,chunk=4096)", "sequential(chunk=7)"})
     EXPECT_EQ(model::parse_order(s).name(), s);
   EXPECT_EQ(model::parse_order("warp_tree(32x8)").name(), "warp_tree(lanes=32,vec=8)");
-  for (const char* bad : {"", "random", "warp_tree", "warp_tree(lanes=3,vec=1)",
-                          "warp_tree(lanes=32,vec=x)", "warp_tree(lanes=32,speed=2)",
-                          "warp_tree(lanes=32,vec=8"})
+  for (const char* bad :
+       {"", "random", "warp_tree", "warp_tree(lanes=3,vec=1)", "warp_tree(lanes=32,vec=x)",
+        "warp_tree(lanes=32,speed=2)", "warp_tree(lanes=32,vec=8"})
     EXPECT_THROW(model::parse_order(bad), std::invalid_argument) << bad;
 }
 
@@ -474,7 +474,8 @@ TEST(PrecisionModel, DecodeModelWithSoftmaxTiles) {
   model::model_decode(in, Accum::fp32, dot, 8, 1024, f32, f32_lse, 4);
   EXPECT_LT(compare(p.out_elems(), f32.data(), ref_out.data(), DType::fp32).rel_l2, 1e-5);
   for (std::size_t i = 0; i < f32_lse.size(); ++i) EXPECT_NEAR(f32_lse[i], ref_lse[i], 1e-4) << i;
-  EXPECT_THROW(model::model_decode(in, Accum::fp16, dot, 8, 1024, tile4, lse, 0), std::invalid_argument);
+  EXPECT_THROW(model::model_decode(in, Accum::fp16, dot, 8, 1024, tile4, lse, 0),
+               std::invalid_argument);
 }
 
 }  // namespace

@@ -30,13 +30,13 @@ std::string scratch(const std::string& name) {
 
 // What a planted engine does differently from the declared semantics.
 struct Engine {
-  std::function<int(int h)> kv_head;             // default: h / group
-  std::int64_t shift = 0;                        // window moved by this many positions
-  std::int64_t extra = 0;                        // keys past the window's end attended too
-  double scale = 0.0;                            // 0: the declared scale
-  bool no_max_shift = false;                     // exp(s) in the accumulation format, no shift
+  std::function<int(int h)> kv_head;                 // default: h / group
+  std::int64_t shift = 0;                            // window moved by this many positions
+  std::int64_t extra = 0;                            // keys past the window's end attended too
+  double scale = 0.0;                                // 0: the declared scale
+  bool no_max_shift = false;                         // exp(s) in the accumulation format, no shift
   const std::vector<std::int32_t>* table = nullptr;  // paged: the block table it reads
-  int layer = -1;                                // -1: the declared layer
+  int layer = -1;                                    // -1: the declared layer
 };
 
 struct Outputs {
@@ -74,7 +74,8 @@ Outputs engine_outputs(const AttentionInputs& in, const Engine& e) {
         double l = 0.0;
         std::vector<double> w(static_cast<std::size_t>(W));
         for (std::int64_t j = 0; j < W; ++j) {
-          w[std::size_t(j)] = e.no_max_shift ? round_to(acc, std::exp(s[std::size_t(j)])) : std::exp(s[std::size_t(j)] - m);
+          w[std::size_t(j)] = e.no_max_shift ? round_to(acc, std::exp(s[std::size_t(j)]))
+                                             : std::exp(s[std::size_t(j)] - m);
           l = e.no_max_shift ? round_to(acc, l + w[std::size_t(j)]) : l + w[std::size_t(j)];
         }
         const std::int64_t row = (std::int64_t(b) * p.q_heads + h) * p.q_len + t;
@@ -98,7 +99,9 @@ Outputs engine_outputs(const AttentionInputs& in, const Engine& e) {
 std::string write_point(const std::string& name, const AttentionInputs& in, const Outputs& o,
                         const std::vector<std::string>& parts, bool npy = false) {
   RecordedOutputs r;
-  auto has = [&parts](const char* x) { return std::find(parts.begin(), parts.end(), x) != parts.end(); };
+  auto has = [&parts](const char* x) {
+    return std::find(parts.begin(), parts.end(), x) != parts.end();
+  };
   if (has("scores")) r.scores = &o.scores;
   if (has("probs")) r.probs = &o.probs;
   if (has("out")) r.out = &o.out;
@@ -110,7 +113,8 @@ std::string write_point(const std::string& name, const AttentionInputs& in, cons
   return path;
 }
 
-AttentionInputs inputs(KvLayoutKind kind, Accum acc = Accum::fp32, Distribution dist = Distribution::normal) {
+AttentionInputs inputs(KvLayoutKind kind, Accum acc = Accum::fp32,
+                       Distribution dist = Distribution::normal) {
   Problem p;
   p.batch = 2;
   p.q_heads = 8;
@@ -172,7 +176,8 @@ TEST(TraceCheck, CorrectEngineIsWithinBudgetOnEveryLayout) {
     for (Accum acc : {Accum::fp32, Accum::fp16}) {
       SCOPED_TRACE(std::string(to_string(kind)) + " " + std::string(to_string(acc)));
       const AttentionInputs in = inputs(kind, acc);
-      const PointReport r = check_trace(read_trace(write_point("correct", in, engine_outputs(in, {}), kAll)));
+      const PointReport r =
+          check_trace(read_trace(write_point("correct", in, engine_outputs(in, {}), kAll)));
       EXPECT_TRUE(r.pass) << format_point(r);
       EXPECT_EQ(r.checks.size(), 5u);
       EXPECT_TRUE(r.first_failing_stage.empty());
@@ -183,7 +188,10 @@ TEST(TraceCheck, CorrectEngineIsWithinBudgetOnEveryLayout) {
   const AttentionInputs in = inputs(KvLayoutKind::bshd);
   CheckOptions quad;
   quad.quad = true;
-  EXPECT_TRUE(check_trace(read_trace(write_point("correct_npy", in, engine_outputs(in, {}), {"out"}, true)), quad).pass);
+  EXPECT_TRUE(
+      check_trace(read_trace(write_point("correct_npy", in, engine_outputs(in, {}), {"out"}, true)),
+                  quad)
+          .pass);
 }
 
 struct Planting {
@@ -201,28 +209,97 @@ TEST(TraceCheck, EveryPlantedBugIsNamed) {
   std::vector<std::int32_t> identity;
   const std::vector<Planting> plantings = {
       {"layer0", KvLayoutKind::bshd, Accum::fp32, Distribution::normal,
-       [](const AttentionInputs&) { Engine e; e.layer = 0; return e; }, kAll, "kv_layer:0", "qk"},
-      {"layer1_out_only", KvLayoutKind::bhsd, Accum::fp32, Distribution::normal,
-       [](const AttentionInputs&) { Engine e; e.layer = 1; return e; }, {"out"}, "kv_layer:1", "attn_out"},
-      {"gqa", KvLayoutKind::bhsd, Accum::fp32, Distribution::normal,
-       [](const AttentionInputs& in) { Engine e; e.kv_head = [kv = in.problem.kv_heads](int h) { return h % kv; }; return e; },
-       {"out", "lse"}, "gqa_interleaved", "attn_out"},
+       [](const AttentionInputs&) {
+         Engine e;
+         e.layer = 0;
+         return e;
+       },
+       kAll, "kv_layer:0", "qk"},
+      {"layer1_out_only",
+       KvLayoutKind::bhsd,
+       Accum::fp32,
+       Distribution::normal,
+       [](const AttentionInputs&) {
+         Engine e;
+         e.layer = 1;
+         return e;
+       },
+       {"out"},
+       "kv_layer:1",
+       "attn_out"},
+      {"gqa",
+       KvLayoutKind::bhsd,
+       Accum::fp32,
+       Distribution::normal,
+       [](const AttentionInputs& in) {
+         Engine e;
+         e.kv_head = [kv = in.problem.kv_heads](int h) { return h % kv; };
+         return e;
+       },
+       {"out", "lse"},
+       "gqa_interleaved",
+       "attn_out"},
       {"shift", KvLayoutKind::bshd, Accum::fp32, Distribution::normal,
-       [](const AttentionInputs&) { Engine e; e.shift = -2; return e; }, kAll, "window_shift:-2", "qk"},
-      {"scale_missing", KvLayoutKind::bhsd, Accum::fp32, Distribution::normal,
-       [](const AttentionInputs&) { Engine e; e.scale = 1.0; return e; }, {"out"}, "scale:1", "attn_out"},
-      {"scale_squared", KvLayoutKind::bhsd, Accum::fp32, Distribution::normal,
-       [](const AttentionInputs& in) { Engine e; e.scale = in.problem.effective_scale() * in.problem.effective_scale(); return e; },
-       {"scores", "out"}, "scale:0.015625", "qk"},
-      {"stale", KvLayoutKind::bhsd, Accum::fp32, Distribution::normal,
-       [](const AttentionInputs&) { Engine e; e.extra = 3; return e; }, {"out"}, "stale_positions", "attn_out"},
-      {"no_max_shift", KvLayoutKind::bshd, Accum::fp16, Distribution::large_logits,
-       [](const AttentionInputs&) { Engine e; e.no_max_shift = true; return e; }, {"out"}, "no_max_shift", "attn_out"},
+       [](const AttentionInputs&) {
+         Engine e;
+         e.shift = -2;
+         return e;
+       },
+       kAll, "window_shift:-2", "qk"},
+      {"scale_missing",
+       KvLayoutKind::bhsd,
+       Accum::fp32,
+       Distribution::normal,
+       [](const AttentionInputs&) {
+         Engine e;
+         e.scale = 1.0;
+         return e;
+       },
+       {"out"},
+       "scale:1",
+       "attn_out"},
+      {"scale_squared",
+       KvLayoutKind::bhsd,
+       Accum::fp32,
+       Distribution::normal,
+       [](const AttentionInputs& in) {
+         Engine e;
+         e.scale = in.problem.effective_scale() * in.problem.effective_scale();
+         return e;
+       },
+       {"scores", "out"},
+       "scale:0.015625",
+       "qk"},
+      {"stale",
+       KvLayoutKind::bhsd,
+       Accum::fp32,
+       Distribution::normal,
+       [](const AttentionInputs&) {
+         Engine e;
+         e.extra = 3;
+         return e;
+       },
+       {"out"},
+       "stale_positions",
+       "attn_out"},
+      {"no_max_shift",
+       KvLayoutKind::bshd,
+       Accum::fp16,
+       Distribution::large_logits,
+       [](const AttentionInputs&) {
+         Engine e;
+         e.no_max_shift = true;
+         return e;
+       },
+       {"out"},
+       "no_max_shift",
+       "attn_out"},
   };
   for (const Planting& pl : plantings) {
     SCOPED_TRACE(pl.name);
     const AttentionInputs in = inputs(pl.kind, pl.acc, pl.dist);
-    const PointReport r = check_trace(read_trace(write_point(pl.name, in, engine_outputs(in, pl.engine(in)), pl.parts)));
+    const PointReport r = check_trace(
+        read_trace(write_point(pl.name, in, engine_outputs(in, pl.engine(in)), pl.parts)));
     EXPECT_FALSE(r.pass);
     EXPECT_EQ(r.first_failing_stage, pl.stage) << format_point(r);
     EXPECT_TRUE(named(r, pl.expected)) << diagnosis_of(r) << "\n" << format_point(r);
@@ -234,7 +311,8 @@ TEST(TraceCheck, EveryPlantedBugIsNamed) {
   for (std::size_t i = 0; i < table.size(); ++i) table[i] = static_cast<std::int32_t>(i);
   Engine e;
   e.table = &table;
-  const PointReport r = check_trace(read_trace(write_point("table", in, engine_outputs(in, e), {"out"})));
+  const PointReport r =
+      check_trace(read_trace(write_point("table", in, engine_outputs(in, e), {"out"})));
   EXPECT_TRUE(named(r, "block_table_ignored")) << diagnosis_of(r) << "\n" << format_point(r);
   // Only probabilities recorded: the layer bug shows first at softmax (against the reference's
   // scores) and is still named.
@@ -242,7 +320,8 @@ TEST(TraceCheck, EveryPlantedBugIsNamed) {
     const AttentionInputs in2 = inputs(KvLayoutKind::bshd);
     Engine e2;
     e2.layer = 0;
-    const PointReport r2 = check_trace(read_trace(write_point("probs_only", in2, engine_outputs(in2, e2), {"probs"})));
+    const PointReport r2 =
+        check_trace(read_trace(write_point("probs_only", in2, engine_outputs(in2, e2), {"probs"})));
     EXPECT_EQ(r2.first_failing_stage, "softmax");
     EXPECT_TRUE(named(r2, "kv_layer:0")) << diagnosis_of(r2) << "\n" << format_point(r2);
   }
@@ -276,7 +355,8 @@ TEST(TraceCheck, LayerBugIsNamedAtTinyWindowsWithDeclaredOrders) {
   r.lse = &o.lse;
   const std::string path = scratch("tiny_window.safetensors");
   write_trace_point(path, in, r,
-                    {{"dot_order", "warp_tree(lanes=32,vec=4)"}, {"values_order", "warp_tree(lanes=4,vec=1,chunk=2)"}});
+                    {{"dot_order", "warp_tree(lanes=32,vec=4)"},
+                     {"values_order", "warp_tree(lanes=4,vec=1,chunk=2)"}});
   const PointReport rep = check_trace(read_trace(path));
   EXPECT_FALSE(rep.pass);
   EXPECT_TRUE(named(rep, "kv_layer:0")) << diagnosis_of(rep) << "\n" << format_point(rep);
@@ -353,49 +433,65 @@ TEST(TraceErrors, EveryBadInputIsNamed) {
   };
   // Truncated, and lengths or offsets outside the file.
   EXPECT_TRUE(contains(parse({1, 2, 3}), "truncated")) << parse({1, 2, 3});
-  EXPECT_TRUE(contains(parse(std::vector<unsigned char>(file.begin(), file.begin() + 100)), "truncated"));
-  EXPECT_TRUE(contains(parse(std::vector<unsigned char>(file.begin(), file.end() - 10)), "outside the data"));
+  EXPECT_TRUE(
+      contains(parse(std::vector<unsigned char>(file.begin(), file.begin() + 100)), "truncated"));
+  EXPECT_TRUE(contains(parse(std::vector<unsigned char>(file.begin(), file.end() - 10)),
+                       "outside the data"));
   std::vector<unsigned char> long_header = file;
   long_header[6] = 0x7f;
   EXPECT_TRUE(contains(parse(long_header), "header length"));
   EXPECT_TRUE(contains(parse(with_header(file, "{not json")), "not valid JSON"));
   EXPECT_TRUE(contains(parse(with_header(file, "[1, 2]")), "not a JSON object"));
   // Unknown dtype, a shape that contradicts the offsets, negative dimensions.
-  EXPECT_TRUE(contains(parse(with_header(file, replaced(header, "\"dtype\":\"F16\"", "\"dtype\":\"Q7\""))), "dtype 'Q7'"));
-  const std::string q_shape = "[" + std::to_string(in.problem.batch) + "," + std::to_string(in.problem.q_len) + ",";
-  EXPECT_TRUE(contains(parse(with_header(file, replaced(header, "\"shape\":" + q_shape, "\"shape\":[3," + std::to_string(in.problem.q_len) + ","))),
-                       "needs"));
-  EXPECT_TRUE(contains(parse(with_header(file, replaced(header, "\"shape\":" + q_shape, "\"shape\":[-2,"))), "negative"));
+  EXPECT_TRUE(
+      contains(parse(with_header(file, replaced(header, "\"dtype\":\"F16\"", "\"dtype\":\"Q7\""))),
+               "dtype 'Q7'"));
+  const std::string q_shape =
+      "[" + std::to_string(in.problem.batch) + "," + std::to_string(in.problem.q_len) + ",";
+  EXPECT_TRUE(contains(
+      parse(with_header(file, replaced(header, "\"shape\":" + q_shape,
+                                       "\"shape\":[3," + std::to_string(in.problem.q_len) + ","))),
+      "needs"));
+  EXPECT_TRUE(
+      contains(parse(with_header(file, replaced(header, "\"shape\":" + q_shape, "\"shape\":[-2,"))),
+               "negative"));
   // Shapes that contradict each other or the metadata; missing tensors and metadata.
   auto rewrite = [&](const std::string& from, const std::string& to) {
     return parse(with_header(file, replaced(header, from, to)));
   };
   EXPECT_TRUE(contains(rewrite("\"window\":\"40\"", "\"window\":\"400\""), "window"));
   EXPECT_TRUE(contains(rewrite("\"layer\":\"2\"", "\"layer\":\"5\""), "layer"));
-  EXPECT_TRUE(contains(rewrite("\"layout\":\"bhsd\"", "\"layout\":\"bsdh\""), "bhsd, bshd or paged"));
-  EXPECT_TRUE(contains(rewrite("\"accumulation\":\"fp32\"", "\"accumulation\":\"fp8\""), "accumulation"));
+  EXPECT_TRUE(
+      contains(rewrite("\"layout\":\"bhsd\"", "\"layout\":\"bsdh\""), "bhsd, bshd or paged"));
+  EXPECT_TRUE(
+      contains(rewrite("\"accumulation\":\"fp32\"", "\"accumulation\":\"fp8\""), "accumulation"));
   EXPECT_TRUE(contains(rewrite("\"seq_len\":\"52\"", "\"seq_len\":\"5x2\""), "not an integer"));
   EXPECT_TRUE(contains(rewrite("\"seq_len\":\"52\"", "\"seq_len\":\"500\""), "seq_capacity"));
   EXPECT_TRUE(contains(rewrite("\"seq_len\":\"52\",", ""), "'seq_len' is missing"));
   EXPECT_TRUE(contains(rewrite("\"q\":", "\"query\":"), "unknown tensor 'query'"));
   EXPECT_TRUE(contains(rewrite("\"v_cache\":", "\"v_cash\":"), "unknown tensor"));
-  EXPECT_TRUE(contains(rewrite("\"k_cache\":{\"dtype\":\"F16\"", "\"k_cache\":{\"dtype\":\"BF16\""), "one input format"));
+  EXPECT_TRUE(contains(rewrite("\"k_cache\":{\"dtype\":\"F16\"", "\"k_cache\":{\"dtype\":\"BF16\""),
+                       "one input format"));
   // Tensors whose bytes overlap, or leave a hole.
   {
     nlohmann::json h = nlohmann::json::parse(header);
     h["v_cache"]["data_offsets"] = h["k_cache"]["data_offsets"];
-    EXPECT_TRUE(contains(parse(with_header(file, h.dump())), "overlaps another tensor")) << parse(with_header(file, h.dump()));
+    EXPECT_TRUE(contains(parse(with_header(file, h.dump())), "overlaps another tensor"))
+        << parse(with_header(file, h.dump()));
   }
   // A directory that is no trace, a path that does not exist.
-  EXPECT_NE(error_of([&] { (void)find_traces({scratch("no_such_dir")}); }).find("no such file"), std::string::npos);
+  EXPECT_NE(error_of([&] { (void)find_traces({scratch("no_such_dir")}); }).find("no such file"),
+            std::string::npos);
   fs::create_directories(scratch("empty_dir"));
-  EXPECT_NE(error_of([&] { (void)find_traces({scratch("empty_dir")}); }).find("holds no trace"), std::string::npos);
+  EXPECT_NE(error_of([&] { (void)find_traces({scratch("empty_dir")}); }).find("holds no trace"),
+            std::string::npos);
   // .npy: bad magic, Fortran order, data size.
   const std::string dir = write_point("npy_bad", in, o, {"out"}, true);
   std::vector<unsigned char> npy = bytes_of(dir + "/out.npy");
   std::vector<unsigned char> bad = npy;
   bad[1] = 'X';
-  EXPECT_NE(error_of([&] { (void)parse_npy("d", "out", bad); }).find("not a .npy file"), std::string::npos);
+  EXPECT_NE(error_of([&] { (void)parse_npy("d", "out", bad); }).find("not a .npy file"),
+            std::string::npos);
   bad = npy;
   const std::string h(npy.begin() + 10, npy.begin() + 60);
   const auto at = h.find("False");
@@ -407,7 +503,8 @@ TEST(TraceErrors, EveryBadInputIsNamed) {
   // The writer refuses to write over an earlier trace's directory.
   EXPECT_THROW(write_trace_point(dir, in, {}, {}, true), std::runtime_error);
   put(dir + "/meta.json", {'{', '1'});
-  EXPECT_NE(error_of([&] { (void)read_trace(dir); }).find("meta.json: not valid JSON"), std::string::npos);
+  EXPECT_NE(error_of([&] { (void)read_trace(dir); }).find("meta.json: not valid JSON"),
+            std::string::npos);
 }
 
 // Seeded mutations of valid files (bytes flipped, runs deleted or duplicated, header digits
@@ -425,10 +522,14 @@ TEST(TraceFuzz, MutatedFilesAreReadOrRefusedCleanly) {
   auto mutate = [&](std::vector<unsigned char> b, std::size_t header_end) {
     const int kind = int(rng.next() % 5);
     const std::size_t n = b.size();
-    auto pos = [&](std::size_t limit) { return std::size_t(rng.next() % std::max<std::size_t>(1, limit)); };
+    auto pos = [&](std::size_t limit) {
+      return std::size_t(rng.next() % std::max<std::size_t>(1, limit));
+    };
     switch (kind) {
       case 0:  // flip bits, mostly in the header
-        for (int i = 0; i < 1 + int(rng.next() % 4); ++i) b[pos(rng.next() % 4 ? header_end : n)] ^= static_cast<unsigned char>(1u << (rng.next() % 8));
+        for (int i = 0; i < 1 + int(rng.next() % 4); ++i)
+          b[pos(rng.next() % 4 ? header_end : n)] ^=
+              static_cast<unsigned char>(1u << (rng.next() % 8));
         break;
       case 1:  // truncate
         b.resize(pos(n));
@@ -440,7 +541,8 @@ TEST(TraceFuzz, MutatedFilesAreReadOrRefusedCleanly) {
       }
       case 3: {  // duplicate a run
         const std::size_t at = pos(header_end), len = 1 + pos(16);
-        std::vector<unsigned char> run(b.begin() + std::ptrdiff_t(at), b.begin() + std::ptrdiff_t(std::min(n, at + len)));
+        std::vector<unsigned char> run(b.begin() + std::ptrdiff_t(at),
+                                       b.begin() + std::ptrdiff_t(std::min(n, at + len)));
         b.insert(b.begin() + std::ptrdiff_t(at), run.begin(), run.end());
         break;
       }
@@ -459,7 +561,8 @@ TEST(TraceFuzz, MutatedFilesAreReadOrRefusedCleanly) {
   for (int i = 7; i >= 0; --i) hl = (hl << 8) | file[std::size_t(i)];
   for (int i = 0; i < 3000; ++i) {
     const bool use_npy = i % 4 == 3;
-    const std::vector<unsigned char> b = use_npy ? mutate(npy, 128) : mutate(file, std::size_t(8 + hl));
+    const std::vector<unsigned char> b =
+        use_npy ? mutate(npy, 128) : mutate(file, std::size_t(8 + hl));
     try {
       if (use_npy) {
         (void)parse_npy("fuzz.npy", "out", b);

@@ -21,7 +21,8 @@ constexpr double kNearBudget = 0.5;
 // Ways of arranging n values of one sample and m of the other with U = u, for every u in
 // [0, n m]: the coefficients of the Gaussian binomial [n + m choose n].
 std::vector<double> u_counts(std::size_t n, std::size_t m) {
-  // row[j] holds the counts for (i, j) while i grows: (i, j) = (i - 1, j) shifted by j, plus (i, j - 1).
+  // row[j] holds the counts for (i, j) while i grows: (i, j) = (i - 1, j) shifted by j, plus (i, j
+  // - 1).
   std::vector<std::vector<double>> row(m + 1, std::vector<double>{1.0});
   for (std::size_t i = 1; i <= n; ++i) {
     std::vector<std::vector<double>> next(m + 1);
@@ -49,7 +50,8 @@ double number_of(const nlohmann::json& v) {
   if (v.is_number()) return v.get<double>();
   if (v.is_string()) {
     const std::string s = v.get<std::string>();
-    if (s == "inf" || s == "+inf" || s == "Infinity") return std::numeric_limits<double>::infinity();
+    if (s == "inf" || s == "+inf" || s == "Infinity")
+      return std::numeric_limits<double>::infinity();
     if (s == "-inf" || s == "-Infinity") return -std::numeric_limits<double>::infinity();
     if (s == "nan" || s == "NaN") return kNaN;
   }
@@ -74,7 +76,9 @@ class Matcher {
   }
   Matcher(const Matcher&) = delete;
   Matcher& operator=(const Matcher&) = delete;
-  bool operator()(const std::string& s) const { return empty_ || regexec(&re_, s.c_str(), 0, nullptr, 0) == 0; }
+  bool operator()(const std::string& s) const {
+    return empty_ || regexec(&re_, s.c_str(), 0, nullptr, 0) == 0;
+  }
 
  private:
   bool empty_;
@@ -84,7 +88,8 @@ class Matcher {
 // The names of the old run in its order, then those only the new run has, in its order: each
 // once, and only those the filter keeps.
 std::vector<std::string> merged_order(const std::vector<std::string>& old_order,
-                                      const std::vector<std::string>& new_order, const std::string& filter) {
+                                      const std::vector<std::string>& new_order,
+                                      const std::string& filter) {
   const Matcher keep(filter);
   std::vector<std::string> out;
   std::set<std::string> seen;
@@ -158,7 +163,8 @@ BenchRuns read_benchmark_json(const std::string& path) {
   BenchRuns r;
   std::map<std::string, double> median_only;
   for (const auto& b : j["benchmarks"]) {
-    if (!b.is_object() || !b.contains("name")) throw std::runtime_error(path + ": a benchmark without a name");
+    if (!b.is_object() || !b.contains("name"))
+      throw std::runtime_error(path + ": a benchmark without a name");
     const std::string name = b.value("run_name", b["name"].get<std::string>());
     if (std::find(r.order.begin(), r.order.end(), name) == r.order.end()) r.order.push_back(name);
     if (b.value("error_occurred", false)) {
@@ -212,12 +218,15 @@ std::vector<BenchDiff> compare_benchmarks(const BenchRuns& old_run, const BenchR
       double least = 2.0;
       for (std::size_t k = 1; k <= d.n_old; ++k) least *= double(k) / double(d.n_new + k);
       const bool significant = d.p < opt.alpha;
-      if (significant && d.ratio > 1.0 + opt.threshold) d.verdict = "slower";
-      else if (significant && d.ratio < 1.0 - opt.threshold) d.verdict = "faster";
+      if (significant && d.ratio > 1.0 + opt.threshold)
+        d.verdict = "slower";
+      else if (significant && d.ratio < 1.0 - opt.threshold)
+        d.verdict = "faster";
       else if (!significant && least >= opt.alpha &&
                (d.ratio > 1.0 + opt.threshold || d.ratio < 1.0 - opt.threshold))
         d.verdict = "ambiguous";
-      else d.verdict = "same";
+      else
+        d.verdict = "same";
     }
     out.push_back(d);
   }
@@ -237,12 +246,14 @@ AccuracyRuns read_accuracy_jsonl(const std::string& path) {
     try {
       j = nlohmann::json::parse(line);
     } catch (const std::exception& e) {
-      throw std::runtime_error(path + ":" + std::to_string(lineno) + ": not JSON (" + e.what() + ")");
+      throw std::runtime_error(path + ":" + std::to_string(lineno) + ": not JSON (" + e.what() +
+                               ")");
     }
     if (!j.is_object() || !j.contains("case") || !j.contains("pass"))
       throw std::runtime_error(path + ":" + std::to_string(lineno) +
                                ": not an accuracy record (no \"case\" or \"pass\")");
-    const std::string key = j.value("implementation", std::string("?")) + " " + j["case"].get<std::string>();
+    const std::string key =
+        j.value("implementation", std::string("?")) + " " + j["case"].get<std::string>();
     if (r.cases.count(key))
       throw std::runtime_error(path + ":" + std::to_string(lineno) + ": case " + key +
                                " recorded twice (a file appended across runs?)");
@@ -288,12 +299,18 @@ std::vector<AccuracyDiff> compare_accuracy(const AccuracyRuns& old_run, const Ac
       const double r0 = d.old_case.budget_ratio, r1 = d.new_case.budget_ratio;
       const bool error_grew = (std::isnan(e1) && !std::isnan(e0)) || e1 > e0 * grow;
       const bool ratio_grew = (std::isnan(r1) && !std::isnan(r0)) || r1 > r0 * grow;
-      if (d.old_case.pass && !d.new_case.pass) d.verdict = "now_failing";
-      else if (!d.old_case.pass && d.new_case.pass) d.verdict = "now_passing";
-      else if (error_grew || (ratio_grew && !(r1 <= kNearBudget))) d.verdict = "worse";
-      else if (ratio_grew) d.verdict = "closer_to_budget";
-      else if (e1 < e0 / grow) d.verdict = "better";
-      else d.verdict = "same";
+      if (d.old_case.pass && !d.new_case.pass)
+        d.verdict = "now_failing";
+      else if (!d.old_case.pass && d.new_case.pass)
+        d.verdict = "now_passing";
+      else if (error_grew || (ratio_grew && !(r1 <= kNearBudget)))
+        d.verdict = "worse";
+      else if (ratio_grew)
+        d.verdict = "closer_to_budget";
+      else if (e1 < e0 / grow)
+        d.verdict = "better";
+      else
+        d.verdict = "same";
     }
     out.push_back(d);
   }
@@ -310,7 +327,8 @@ std::string filter_error(const std::string& pattern) {
 }
 
 bool is_regression(const std::string& verdict) {
-  return verdict == "slower" || verdict == "error" || verdict == "now_failing" || verdict == "worse";
+  return verdict == "slower" || verdict == "error" || verdict == "now_failing" ||
+         verdict == "worse";
 }
 
 }  // namespace attnscope::diff

@@ -8,20 +8,26 @@ namespace attnscope {
 
 std::string_view to_string(DType t) {
   switch (t) {
-    case DType::fp16: return "fp16";
-    case DType::bf16: return "bf16";
-    case DType::fp32: return "fp32";
+    case DType::fp16:
+      return "fp16";
+    case DType::bf16:
+      return "bf16";
+    case DType::fp32:
+      return "fp32";
   }
   return "?";
 }
 
-std::string_view to_string(Accum a) { return a == Accum::fp16 ? "fp16" : "fp32"; }
+std::string_view to_string(Accum a) {
+  return a == Accum::fp16 ? "fp16" : "fp32";
+}
 
 DType parse_dtype(std::string_view s) {
   if (s == "fp16") return DType::fp16;
   if (s == "bf16") return DType::bf16;
   if (s == "fp32") return DType::fp32;
-  throw std::invalid_argument("unknown dtype '" + std::string(s) + "' (expected fp16, bf16 or fp32)");
+  throw std::invalid_argument("unknown dtype '" + std::string(s) +
+                              "' (expected fp16, bf16 or fp32)");
 }
 
 Accum parse_accum(std::string_view s) {
@@ -61,9 +67,12 @@ std::uint16_t double_to_bf16(double d) {
 
 double round_to(DType t, double d) {
   switch (t) {
-    case DType::fp16: return half_to_float(double_to_half(d));
-    case DType::bf16: return bf16_to_float(double_to_bf16(d));
-    case DType::fp32: return static_cast<double>(static_cast<float>(d));
+    case DType::fp16:
+      return half_to_float(double_to_half(d));
+    case DType::bf16:
+      return bf16_to_float(double_to_bf16(d));
+    case DType::fp32:
+      return static_cast<double>(static_cast<float>(d));
   }
   return d;
 }
@@ -72,13 +81,23 @@ double ulp_of(DType t, double v) {
   int digits = 0;   // significand bits incl. implicit
   int min_exp = 0;  // exponent of the smallest normal, as frexp sees it (value in [0.5,1)*2^e)
   switch (t) {
-    case DType::fp16: digits = 11; min_exp = -13; break;
-    case DType::bf16: digits = 8; min_exp = -125; break;
-    case DType::fp32: digits = 24; min_exp = -125; break;
+    case DType::fp16:
+      digits = 11;
+      min_exp = -13;
+      break;
+    case DType::bf16:
+      digits = 8;
+      min_exp = -125;
+      break;
+    case DType::fp32:
+      digits = 24;
+      min_exp = -125;
+      break;
   }
   int e = 0;
   const double a = std::fabs(v);
-  if (a == 0.0 || !std::isfinite(a)) e = min_exp;
+  if (a == 0.0 || !std::isfinite(a))
+    e = min_exp;
   else {
     std::frexp(a, &e);
     if (e < min_exp) e = min_exp;

@@ -10,10 +10,14 @@ namespace attnscope {
 
 std::string_view to_string(Distribution d) {
   switch (d) {
-    case Distribution::normal: return "normal";
-    case Distribution::uniform: return "uniform";
-    case Distribution::heavy_tailed: return "heavy_tailed";
-    case Distribution::large_logits: return "large_logits";
+    case Distribution::normal:
+      return "normal";
+    case Distribution::uniform:
+      return "uniform";
+    case Distribution::heavy_tailed:
+      return "heavy_tailed";
+    case Distribution::large_logits:
+      return "large_logits";
   }
   return "?";
 }
@@ -29,8 +33,8 @@ Distribution parse_distribution(std::string_view s) {
 
 namespace {
 
-constexpr std::uint64_t kStreamQ = 1, kStreamK = 2, kStreamV = 3, kStreamFill = 4,
-                        kStreamMask = 5, kStreamT = 6;
+constexpr std::uint64_t kStreamQ = 1, kStreamK = 2, kStreamV = 3, kStreamFill = 4, kStreamMask = 5,
+                        kStreamT = 6;
 
 // Student-t with 3 degrees of freedom, scaled to unit variance: z / sqrt(chi2_3 / 3) / sqrt(3).
 double student_t3(std::uint64_t seed, std::uint64_t stream, std::uint64_t i) {
@@ -53,7 +57,8 @@ double generated_value(const Problem& p, const DataSpec& data, int which, int b,
       ((std::int64_t(b) * heads + h) * (which == 0 ? p.q_len : p.seq_len) + pos) * p.head_dim + d);
   const std::uint64_t stream = which == 0 ? kStreamQ : which == 1 ? kStreamK : kStreamV;
   switch (data.dist) {
-    case Distribution::normal: return counter_normal(data.seed, stream, idx);
+    case Distribution::normal:
+      return counter_normal(data.seed, stream, idx);
     case Distribution::uniform:
       return 2.0 * to_unit_open(counter_hash(data.seed, stream, idx)) - 1.0;
     case Distribution::heavy_tailed: {
@@ -74,19 +79,31 @@ AttentionInputs make_inputs(const Problem& p, const KvLayoutSpec& layout_spec,
   p.validate();
   if (!(data.mask_fraction >= 0.0 && data.mask_fraction < 1.0))
     throw std::invalid_argument("mask_fraction must be in [0, 1)");
-  AttentionInputs in{p, KvLayout(p, layout_spec), data, HostTensor(p.input, {p.batch, p.q_len, p.q_heads, p.head_dim}),
-                     HostTensor(), HostTensor(), {}};
+  AttentionInputs in{p,
+                     KvLayout(p, layout_spec),
+                     data,
+                     HostTensor(p.input, {p.batch, p.q_len, p.q_heads, p.head_dim}),
+                     HostTensor(),
+                     HostTensor(),
+                     {}};
   const std::int64_t storage = in.layout.storage_elems();
   in.k = HostTensor(p.input, {storage});
   in.v = HostTensor(p.input, {storage});
 
   // Storage outside the selected layer: distinct values, so a wrong offset is visible.
-  parallel_for(storage, [&](std::int64_t b0, std::int64_t e0) {
-    for (std::int64_t i = b0; i < e0; ++i) {
-      in.k.set(i, 4.0 * to_unit_open(counter_hash(data.seed, kStreamFill, 2 * std::uint64_t(i))) - 2.0);
-      in.v.set(i, 4.0 * to_unit_open(counter_hash(data.seed, kStreamFill, 2 * std::uint64_t(i) + 1)) - 2.0);
-    }
-  }, 1 << 16);
+  parallel_for(
+      storage,
+      [&](std::int64_t b0, std::int64_t e0) {
+        for (std::int64_t i = b0; i < e0; ++i) {
+          in.k.set(
+              i,
+              4.0 * to_unit_open(counter_hash(data.seed, kStreamFill, 2 * std::uint64_t(i))) - 2.0);
+          in.v.set(i, 4.0 * to_unit_open(
+                                counter_hash(data.seed, kStreamFill, 2 * std::uint64_t(i) + 1)) -
+                          2.0);
+        }
+      },
+      1 << 16);
 
   for (int b = 0; b < p.batch; ++b)
     for (int t = 0; t < p.q_len; ++t)
@@ -96,24 +113,28 @@ AttentionInputs make_inputs(const Problem& p, const KvLayoutSpec& layout_spec,
 
   const KvAddressing a = in.layout.addressing();
   const std::int64_t rows = std::int64_t(p.batch) * p.kv_heads * p.seq_len;
-  parallel_for(rows, [&](std::int64_t r0, std::int64_t r1) {
-    for (std::int64_t r = r0; r < r1; ++r) {
-      const std::int64_t pos = r % p.seq_len;
-      const int h = static_cast<int>((r / p.seq_len) % p.kv_heads);
-      const int b = static_cast<int>(r / (std::int64_t(p.seq_len) * p.kv_heads));
-      const std::int64_t base = a.offset(b, h, pos);
-      for (int d = 0; d < p.head_dim; ++d) {
-        in.k.set(base + d, generated_value(p, data, 1, b, h, pos, d));
-        in.v.set(base + d, generated_value(p, data, 2, b, h, pos, d));
-      }
-    }
-  }, 256);
+  parallel_for(
+      rows,
+      [&](std::int64_t r0, std::int64_t r1) {
+        for (std::int64_t r = r0; r < r1; ++r) {
+          const std::int64_t pos = r % p.seq_len;
+          const int h = static_cast<int>((r / p.seq_len) % p.kv_heads);
+          const int b = static_cast<int>(r / (std::int64_t(p.seq_len) * p.kv_heads));
+          const std::int64_t base = a.offset(b, h, pos);
+          for (int d = 0; d < p.head_dim; ++d) {
+            in.k.set(base + d, generated_value(p, data, 1, b, h, pos, d));
+            in.v.set(base + d, generated_value(p, data, 2, b, h, pos, d));
+          }
+        }
+      },
+      256);
 
   if (data.mask_fraction > 0.0) {
     in.key_mask.assign(std::size_t(std::int64_t(p.batch) * p.seq_len), 1);
     for (int b = 0; b < p.batch; ++b)
       for (std::int64_t pos = 0; pos < p.seq_len - p.q_len; ++pos) {
-        const double u = to_unit_open(counter_hash(data.seed, kStreamMask, std::uint64_t(b * p.seq_len + pos)));
+        const double u =
+            to_unit_open(counter_hash(data.seed, kStreamMask, std::uint64_t(b * p.seq_len + pos)));
         if (u < data.mask_fraction) in.key_mask[std::size_t(b * p.seq_len + pos)] = 0;
       }
   }

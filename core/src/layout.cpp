@@ -11,9 +11,12 @@ namespace attnscope {
 
 std::string_view to_string(KvLayoutKind k) {
   switch (k) {
-    case KvLayoutKind::bhsd: return "bhsd";
-    case KvLayoutKind::bshd: return "bshd";
-    case KvLayoutKind::paged: return "paged";
+    case KvLayoutKind::bhsd:
+      return "bhsd";
+    case KvLayoutKind::bshd:
+      return "bshd";
+    case KvLayoutKind::paged:
+      return "paged";
   }
   return "?";
 }
@@ -95,10 +98,13 @@ KvLayout::KvLayout(const Problem& p, const KvLayoutSpec& spec) : spec_(spec) {
   storage_elems_ = spec.layers * layer_elems_;
 }
 
-KvLayout::KvLayout(const Problem& p, const KvLayoutSpec& spec, std::vector<std::int32_t> block_table,
-                   std::int32_t pages_per_seq, std::int64_t num_pages)
+KvLayout::KvLayout(const Problem& p, const KvLayoutSpec& spec,
+                   std::vector<std::int32_t> block_table, std::int32_t pages_per_seq,
+                   std::int64_t num_pages)
     : spec_(spec) {
-  auto fail = [](const std::string& w) { throw std::invalid_argument("invalid block table: " + w); };
+  auto fail = [](const std::string& w) {
+    throw std::invalid_argument("invalid block table: " + w);
+  };
   p.validate();
   if (spec.kind != KvLayoutKind::paged) fail("the layout is not paged");
   spec.validate(p);

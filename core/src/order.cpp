@@ -32,14 +32,19 @@ void check_order(const SummationOrder& order) {
 std::string SummationOrder::name() const {
   std::string s;
   switch (kind) {
-    case OrderKind::sequential: s = "sequential"; break;
-    case OrderKind::pairwise: s = "pairwise"; break;
+    case OrderKind::sequential:
+      s = "sequential";
+      break;
+    case OrderKind::pairwise:
+      s = "pairwise";
+      break;
     case OrderKind::warp_tree:
       s = "warp_tree(lanes=" + std::to_string(lanes) + ",vec=" + std::to_string(vec);
       if (pack != 1) s += ",pack=" + std::to_string(pack);
       break;
   }
-  if (chunk > 0) s += (kind == OrderKind::warp_tree ? ",chunk=" : "(chunk=") + std::to_string(chunk);
+  if (chunk > 0)
+    s += (kind == OrderKind::warp_tree ? ",chunk=" : "(chunk=") + std::to_string(chunk);
   if (kind == OrderKind::warp_tree || chunk > 0) s += ")";
   return s;
 }
@@ -51,10 +56,14 @@ SummationOrder parse_order(const std::string& text) {
   SummationOrder o;
   const auto paren = text.find('(');
   const std::string kind = text.substr(0, paren);
-  if (kind == "sequential") o.kind = OrderKind::sequential;
-  else if (kind == "pairwise") o.kind = OrderKind::pairwise;
-  else if (kind == "warp_tree") o.kind = OrderKind::warp_tree;
-  else return fail("unknown kind '" + kind + "'");
+  if (kind == "sequential")
+    o.kind = OrderKind::sequential;
+  else if (kind == "pairwise")
+    o.kind = OrderKind::pairwise;
+  else if (kind == "warp_tree")
+    o.kind = OrderKind::warp_tree;
+  else
+    return fail("unknown kind '" + kind + "'");
   if (paren == std::string::npos) {
     if (o.kind == OrderKind::warp_tree) return fail("warp_tree needs (lanes=..,vec=..)");
     return o;
@@ -85,11 +94,16 @@ SummationOrder parse_order(const std::string& text) {
       } catch (const std::exception&) {
         return fail("'" + kv + "' is not an integer setting");
       }
-      if (key == "lanes") o.lanes = static_cast<int>(v);
-      else if (key == "vec") o.vec = static_cast<int>(v);
-      else if (key == "pack") o.pack = static_cast<int>(v);
-      else if (key == "chunk") o.chunk = v;
-      else return fail("unknown setting '" + key + "'");
+      if (key == "lanes")
+        o.lanes = static_cast<int>(v);
+      else if (key == "vec")
+        o.vec = static_cast<int>(v);
+      else if (key == "pack")
+        o.pack = static_cast<int>(v);
+      else if (key == "chunk")
+        o.chunk = v;
+      else
+        return fail("unknown setting '" + key + "'");
       at = comma + 1;
     }
   }

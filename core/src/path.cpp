@@ -7,12 +7,18 @@ namespace attnscope {
 
 std::string_view to_string(Path p) {
   switch (p) {
-    case Path::qk: return "qk";
-    case Path::softmax: return "softmax";
-    case Path::pv: return "pv";
-    case Path::unfused: return "unfused";
-    case Path::fused: return "fused";
-    case Path::split_kv: return "split_kv";
+    case Path::qk:
+      return "qk";
+    case Path::softmax:
+      return "softmax";
+    case Path::pv:
+      return "pv";
+    case Path::unfused:
+      return "unfused";
+    case Path::fused:
+      return "fused";
+    case Path::split_kv:
+      return "split_kv";
   }
   return "?";
 }

@@ -6,7 +6,9 @@
 
 namespace attnscope {
 
-bool is_supported_head_dim(int d) { return d == 64 || d == 128 || d == 256; }
+bool is_supported_head_dim(int d) {
+  return d == 64 || d == 128 || d == 256;
+}
 
 double Problem::effective_scale() const {
   return scale != 0.0 ? scale : 1.0 / std::sqrt(static_cast<double>(head_dim));

@@ -12,16 +12,24 @@ nlohmann::json json_number(double v) {
 }
 
 namespace {
-nlohmann::json number(double v) { return json_number(v); }
+nlohmann::json number(double v) {
+  return json_number(v);
+}
 }  // namespace
 
 nlohmann::json to_json(const Problem& p) {
-  return {{"batch", p.batch},           {"q_heads", p.q_heads},
-          {"kv_heads", p.kv_heads},     {"group", p.group()},
-          {"q_len", p.q_len},           {"seq_len", p.seq_len},
-          {"window", p.window},         {"head_dim", p.head_dim},
-          {"scale", p.effective_scale()}, {"input", to_string(p.input)},
-          {"accumulation", to_string(p.accum)}, {"output", to_string(p.output)}};
+  return {{"batch", p.batch},
+          {"q_heads", p.q_heads},
+          {"kv_heads", p.kv_heads},
+          {"group", p.group()},
+          {"q_len", p.q_len},
+          {"seq_len", p.seq_len},
+          {"window", p.window},
+          {"head_dim", p.head_dim},
+          {"scale", p.effective_scale()},
+          {"input", to_string(p.input)},
+          {"accumulation", to_string(p.accum)},
+          {"output", to_string(p.output)}};
 }
 
 nlohmann::json to_json(const KvLayoutSpec& l) {
@@ -32,7 +40,8 @@ nlohmann::json to_json(const KvLayoutSpec& l) {
 }
 
 nlohmann::json to_json(const DataSpec& d) {
-  return {{"distribution", to_string(d.dist)}, {"seed", d.seed}, {"mask_fraction", d.mask_fraction}};
+  return {
+      {"distribution", to_string(d.dist)}, {"seed", d.seed}, {"mask_fraction", d.mask_fraction}};
 }
 
 void add_metrics(nlohmann::json& j, const Metrics& m, const std::string& prefix) {

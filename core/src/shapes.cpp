@@ -23,7 +23,8 @@ DecodeShape mha(int batch, std::int64_t window) {
 
 std::vector<DecodeShape> bench_shapes(const std::string& set) {
   if (set != "quick" && set != "default" && set != "full")
-    throw std::invalid_argument("unknown benchmark set '" + set + "' (expected quick, default or full)");
+    throw std::invalid_argument("unknown benchmark set '" + set +
+                                "' (expected quick, default or full)");
   std::vector<DecodeShape> s;
   if (set == "quick") {
     s = {debug_shape(), llama(1, 4096), mha(1, 4096)};
@@ -68,7 +69,6 @@ std::vector<DecodeShape> bench_shapes(const std::string& set) {
   }
   return s;
 }
-
 
 std::vector<int> tuning_splits(const Problem& p, std::int64_t min_len) {
   const std::int64_t span = p.window + p.q_len - 1;

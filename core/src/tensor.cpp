@@ -8,24 +8,28 @@ namespace attnscope {
 HostTensor::HostTensor(DType dtype, std::vector<std::int64_t> shape)
     : dtype_(dtype), shape_(std::move(shape)), numel_(1) {
   for (std::int64_t s : shape_) {
-    if (s < 0) throw std::invalid_argument("tensor shape " + shape_string() + " has a negative extent");
+    if (s < 0)
+      throw std::invalid_argument("tensor shape " + shape_string() + " has a negative extent");
     numel_ *= s;
   }
   bytes_.assign(static_cast<std::size_t>(numel_) * size_of(dtype_), 0);
 }
 
-HostTensor::HostTensor(DType dtype, std::vector<std::int64_t> shape, std::vector<unsigned char> bytes)
+HostTensor::HostTensor(DType dtype, std::vector<std::int64_t> shape,
+                       std::vector<unsigned char> bytes)
     : HostTensor(dtype, std::vector<std::int64_t>{}) {
   dtype_ = dtype;
   shape_ = std::move(shape);
   numel_ = 1;
   for (std::int64_t s : shape_) {
-    if (s < 0) throw std::invalid_argument("tensor shape " + shape_string() + " has a negative extent");
+    if (s < 0)
+      throw std::invalid_argument("tensor shape " + shape_string() + " has a negative extent");
     numel_ *= s;
   }
   if (bytes.size() != static_cast<std::size_t>(numel_) * size_of(dtype_))
-    throw std::invalid_argument("tensor " + shape_string() + " of " + std::string(to_string(dtype_)) +
-                                " needs " + std::to_string(numel_ * std::int64_t(size_of(dtype_))) +
+    throw std::invalid_argument("tensor " + shape_string() + " of " +
+                                std::string(to_string(dtype_)) + " needs " +
+                                std::to_string(numel_ * std::int64_t(size_of(dtype_))) +
                                 " bytes, got " + std::to_string(bytes.size()));
   bytes_ = std::move(bytes);
 }

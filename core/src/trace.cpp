@@ -18,12 +18,18 @@ namespace fs = std::filesystem;
 
 const char* safetensors_name(ElemType t) {
   switch (t) {
-    case ElemType::f16: return "F16";
-    case ElemType::bf16: return "BF16";
-    case ElemType::f32: return "F32";
-    case ElemType::f64: return "F64";
-    case ElemType::i32: return "I32";
-    case ElemType::i64: return "I64";
+    case ElemType::f16:
+      return "F16";
+    case ElemType::bf16:
+      return "BF16";
+    case ElemType::f32:
+      return "F32";
+    case ElemType::f64:
+      return "F64";
+    case ElemType::i32:
+      return "I32";
+    case ElemType::i64:
+      return "I64";
   }
   return "?";
 }
@@ -31,11 +37,14 @@ const char* safetensors_name(ElemType t) {
 int elem_size(ElemType t) {
   switch (t) {
     case ElemType::f16:
-    case ElemType::bf16: return 2;
+    case ElemType::bf16:
+      return 2;
     case ElemType::f32:
-    case ElemType::i32: return 4;
+    case ElemType::i32:
+      return 4;
     case ElemType::f64:
-    case ElemType::i64: return 8;
+    case ElemType::i64:
+      return 8;
   }
   return 1;
 }
@@ -115,7 +124,8 @@ namespace {
 
 // Bytes of a tensor of `shape` and element size `size`; TraceError when a dimension is negative
 // or the product overflows (no tensor of a real trace comes near 2^62 bytes).
-std::int64_t checked_bytes(const std::string& where, const std::vector<std::int64_t>& shape, int size) {
+std::int64_t checked_bytes(const std::string& where, const std::vector<std::int64_t>& shape,
+                           int size) {
   constexpr std::int64_t kMax = std::int64_t(1) << 62;
   std::int64_t n = size;
   for (std::int64_t d : shape) {
@@ -149,7 +159,8 @@ std::vector<unsigned char> read_file(const std::string& path) {
 }
 
 ElemType parse_safetensors_dtype(const std::string& where, const std::string& s) {
-  for (ElemType t : {ElemType::f16, ElemType::bf16, ElemType::f32, ElemType::f64, ElemType::i32, ElemType::i64})
+  for (ElemType t :
+       {ElemType::f16, ElemType::bf16, ElemType::f32, ElemType::f64, ElemType::i32, ElemType::i64})
     if (s == safetensors_name(t)) return t;
   throw TraceError(where + ": dtype '" + s + "' is not supported (F16, BF16, F32, F64, I32, I64)");
 }
@@ -176,7 +187,8 @@ struct Layout {
   std::map<std::string, std::pair<std::int64_t, std::int64_t>> ranges;  // [begin, end) in the data
 };
 
-std::uint64_t header_length(const std::string& name, const unsigned char* first8, std::uint64_t file_size) {
+std::uint64_t header_length(const std::string& name, const unsigned char* first8,
+                            std::uint64_t file_size) {
   if (file_size < 8) throw TraceError(name + ": truncated: shorter than the 8-byte header length");
   std::uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | first8[i];
@@ -185,13 +197,13 @@ std::uint64_t header_length(const std::string& name, const unsigned char* first8
     throw TraceError(name + ": truncated: the header length (" + std::to_string(header_len) +
                      " bytes) exceeds the file (" + std::to_string(rest) + " bytes after it)");
   if (header_len > std::uint64_t(kMaxHeaderBytes))
-    throw TraceError(name + ": the header length (" + std::to_string(header_len) + " bytes) exceeds " +
-                     std::to_string(kMaxHeaderBytes) + " bytes");
+    throw TraceError(name + ": the header length (" + std::to_string(header_len) +
+                     " bytes) exceeds " + std::to_string(kMaxHeaderBytes) + " bytes");
   return header_len;
 }
 
-Layout parse_header(const std::string& name, const unsigned char* header_begin, std::size_t header_len,
-                    std::int64_t data_len) {
+Layout parse_header(const std::string& name, const unsigned char* header_begin,
+                    std::size_t header_len, std::int64_t data_len) {
   Layout out;
   TraceFile& t = out.file;
   t.path = name;
@@ -208,14 +220,16 @@ Layout parse_header(const std::string& name, const unsigned char* header_begin, 
       if (!it->is_object()) throw TraceError(name + ": __metadata__ is not an object");
       for (auto m = it->begin(); m != it->end(); ++m) {
         if (!m->is_string())
-          throw TraceError(name + ": metadata '" + m.key() + "' is not a string (safetensors metadata holds strings)");
+          throw TraceError(name + ": metadata '" + m.key() +
+                           "' is not a string (safetensors metadata holds strings)");
         t.metadata[m.key()] = m->get<std::string>();
       }
       continue;
     }
     const std::string where = name + ": tensor '" + key + "'";
     const nlohmann::json& e = *it;
-    if (!e.is_object() || !e.contains("dtype") || !e.contains("shape") || !e.contains("data_offsets"))
+    if (!e.is_object() || !e.contains("dtype") || !e.contains("shape") ||
+        !e.contains("data_offsets"))
       throw TraceError(where + ": expected an object with dtype, shape and data_offsets");
     if (!e["dtype"].is_string()) throw TraceError(where + ": dtype must be a string");
     Tensor tensor;
@@ -225,7 +239,8 @@ Layout parse_header(const std::string& name, const unsigned char* header_begin, 
     for (const auto& d : e["shape"]) tensor.shape.push_back(json_int(where, d, "a dimension"));
     const std::int64_t bytes = checked_bytes(where, tensor.shape, elem_size(tensor.type));
     const auto& off = e["data_offsets"];
-    if (!off.is_array() || off.size() != 2) throw TraceError(where + ": data_offsets must be [begin, end]");
+    if (!off.is_array() || off.size() != 2)
+      throw TraceError(where + ": data_offsets must be [begin, end]");
     const std::int64_t b = json_int(where, off[0], "data_offsets[0]");
     const std::int64_t en = json_int(where, off[1], "data_offsets[1]");
     if (b < 0 || en < b || en > data_len)
@@ -250,13 +265,15 @@ void check_cover(const std::string& name, const Layout& l, std::int64_t data_len
   std::int64_t at = 0;
   for (const auto& [range, key] : r) {
     if (range.first != at)
-      throw TraceError(name + ": tensor '" + key + "' starts at byte " + std::to_string(range.first) + " of the data, expected " +
-                       std::to_string(at) + (range.first < at ? " (it overlaps another tensor)" : " (a hole before it)"));
+      throw TraceError(
+          name + ": tensor '" + key + "' starts at byte " + std::to_string(range.first) +
+          " of the data, expected " + std::to_string(at) +
+          (range.first < at ? " (it overlaps another tensor)" : " (a hole before it)"));
     at = range.second;
   }
   if (at != data_len)
-    throw TraceError(name + ": the tensors cover " + std::to_string(at) + " of the " + std::to_string(data_len) +
-                     " data bytes");
+    throw TraceError(name + ": the tensors cover " + std::to_string(at) + " of the " +
+                     std::to_string(data_len) + " data bytes");
 }
 
 }  // namespace
@@ -264,11 +281,13 @@ void check_cover(const std::string& name, const Layout& l, std::int64_t data_len
 TraceFile parse_safetensors(const std::string& name, const std::vector<unsigned char>& file) {
   const std::uint64_t header_len = header_length(name, file.data(), file.size());
   const std::size_t data_begin = 8 + std::size_t(header_len);
-  Layout l = parse_header(name, file.data() + 8, std::size_t(header_len), std::int64_t(file.size() - data_begin));
+  Layout l = parse_header(name, file.data() + 8, std::size_t(header_len),
+                          std::int64_t(file.size() - data_begin));
   check_cover(name, l, std::int64_t(file.size() - data_begin));
   for (auto& [key, tensor] : l.file.tensors) {
     const auto [b, e] = l.ranges.at(key);
-    tensor.bytes.assign(file.begin() + std::ptrdiff_t(data_begin) + b, file.begin() + std::ptrdiff_t(data_begin) + e);
+    tensor.bytes.assign(file.begin() + std::ptrdiff_t(data_begin) + b,
+                        file.begin() + std::ptrdiff_t(data_begin) + e);
   }
   return std::move(l.file);
 }
@@ -279,7 +298,8 @@ TraceFile read_safetensors(const std::string& path) {
   std::streamoff size = 0;
   std::ifstream f = open_sized(path, &size);
   unsigned char first8[8] = {};
-  if (size >= 8 && !f.read(reinterpret_cast<char*>(first8), 8)) throw TraceError(path + ": read failed");
+  if (size >= 8 && !f.read(reinterpret_cast<char*>(first8), 8))
+    throw TraceError(path + ": read failed");
   const std::uint64_t header_len = header_length(path, first8, std::uint64_t(size));
   std::vector<unsigned char> header(static_cast<std::size_t>(header_len));
   if (header_len && !f.read(reinterpret_cast<char*>(header.data()), std::streamsize(header_len)))
@@ -297,7 +317,6 @@ TraceFile read_safetensors(const std::string& path) {
   return std::move(l.file);
 }
 
-
 namespace {
 
 // The value of 'key': ... in a .npy header dict, up to the next top-level comma or brace.
@@ -311,7 +330,8 @@ std::string npy_field(const std::string& where, const std::string& header, const
     }
   if (at == std::string::npos) throw TraceError(where + ": the .npy header has no '" + key + "'");
   at = header.find(':', at);
-  if (at == std::string::npos) throw TraceError(where + ": the .npy header is malformed at '" + key + "'");
+  if (at == std::string::npos)
+    throw TraceError(where + ": the .npy header is malformed at '" + key + "'");
   ++at;
   while (at < header.size() && header[at] == ' ') ++at;
   std::size_t end = at;
@@ -334,13 +354,15 @@ ElemType parse_npy_descr(const std::string& where, std::string d) {
   if (d == "<f8") return ElemType::f64;
   if (d == "<i4") return ElemType::i32;
   if (d == "<i8") return ElemType::i64;
-  throw TraceError(where + ": .npy dtype '" + d +
-                   "' is not supported (little-endian <f2, <u2 as bfloat16 bits, <f4, <f8, <i4, <i8)");
+  throw TraceError(
+      where + ": .npy dtype '" + d +
+      "' is not supported (little-endian <f2, <u2 as bfloat16 bits, <f4, <f8, <i4, <i8)");
 }
 
 }  // namespace
 
-Tensor parse_npy(const std::string& name, const std::string& tensor, const std::vector<unsigned char>& file) {
+Tensor parse_npy(const std::string& name, const std::string& tensor,
+                 const std::vector<unsigned char>& file) {
   const std::string where = name + ": tensor '" + tensor + "'";
   static const unsigned char magic[] = {0x93, 'N', 'U', 'M', 'P', 'Y'};
   if (file.size() < 10 || !std::equal(magic, magic + 6, file.begin()))
@@ -356,7 +378,8 @@ Tensor parse_npy(const std::string& name, const std::string& tensor, const std::
                  std::size_t(file[11]) << 24;
     header_at = 12;
   } else {
-    throw TraceError(where + ": .npy format version " + std::to_string(major) + " is not supported");
+    throw TraceError(where + ": .npy format version " + std::to_string(major) +
+                     " is not supported");
   }
   if (header_len > file.size() - header_at)
     throw TraceError(where + ": truncated: the .npy header length exceeds the file");
@@ -366,7 +389,8 @@ Tensor parse_npy(const std::string& name, const std::string& tensor, const std::
   t.name = tensor;
   t.type = parse_npy_descr(where, npy_field(where, header, "descr"));
   const std::string fortran = npy_field(where, header, "fortran_order");
-  if (fortran == "True") throw TraceError(where + ": Fortran-ordered arrays are not supported (save C-contiguous)");
+  if (fortran == "True")
+    throw TraceError(where + ": Fortran-ordered arrays are not supported (save C-contiguous)");
   if (fortran != "False") throw TraceError(where + ": fortran_order must be True or False");
   const std::string shape = npy_field(where, header, "shape");
   if (shape.size() < 2 || shape.front() != '(' || shape.back() != ')')
@@ -386,7 +410,8 @@ Tensor parse_npy(const std::string& name, const std::string& tensor, const std::
   const std::uint64_t have = file.size() - data_at;
   if (have != std::uint64_t(bytes))
     throw TraceError(where + ": the .npy data holds " + std::to_string(have) + " bytes, but " +
-                     safetensors_name(t.type) + " " + t.shape_string() + " needs " + std::to_string(bytes));
+                     safetensors_name(t.type) + " " + t.shape_string() + " needs " +
+                     std::to_string(bytes));
   t.bytes.assign(file.begin() + std::ptrdiff_t(data_at), file.end());
   return t;
 }
@@ -396,7 +421,8 @@ TraceFile read_npy_dir(const std::string& dir) {
   t.path = dir;
   const fs::path meta = fs::path(dir) / "meta.json";
   const std::vector<unsigned char> meta_bytes = read_file(meta.string());
-  if (std::int64_t(meta_bytes.size()) > kMaxHeaderBytes) throw TraceError(meta.string() + ": too large");
+  if (std::int64_t(meta_bytes.size()) > kMaxHeaderBytes)
+    throw TraceError(meta.string() + ": too large");
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(meta_bytes.begin(), meta_bytes.end());
@@ -405,10 +431,14 @@ TraceFile read_npy_dir(const std::string& dir) {
   }
   if (!j.is_object()) throw TraceError(meta.string() + ": not a JSON object");
   for (auto it = j.begin(); it != j.end(); ++it) {
-    if (it->is_string()) t.metadata[it.key()] = it->get<std::string>();
-    else if (it->is_number_integer()) t.metadata[it.key()] = std::to_string(it->get<std::int64_t>());
-    else if (it->is_number()) t.metadata[it.key()] = it->dump();
-    else throw TraceError(meta.string() + ": '" + it.key() + "' must be a string or a number");
+    if (it->is_string())
+      t.metadata[it.key()] = it->get<std::string>();
+    else if (it->is_number_integer())
+      t.metadata[it.key()] = std::to_string(it->get<std::int64_t>());
+    else if (it->is_number())
+      t.metadata[it.key()] = it->dump();
+    else
+      throw TraceError(meta.string() + ": '" + it.key() + "' must be a string or a number");
   }
   std::vector<fs::path> files;
   std::error_code ec;
@@ -461,7 +491,7 @@ std::vector<std::string> find_traces(const std::vector<std::string>& paths) {
 namespace {
 
 attnscope_trace::DType writer_type(DType t) {
-  return t == DType::fp16 ? attnscope_trace::DType::F16
+  return t == DType::fp16   ? attnscope_trace::DType::F16
          : t == DType::bf16 ? attnscope_trace::DType::BF16
                             : attnscope_trace::DType::F32;
 }
@@ -498,8 +528,12 @@ void write_trace_point(const std::string& path, const AttentionInputs& in, const
   const std::int64_t cap = l.seq_capacity ? l.seq_capacity : p.seq_len;
   std::vector<std::int64_t> cache;
   switch (l.kind) {
-    case KvLayoutKind::bhsd: cache = {L, B, H, cap, D}; break;
-    case KvLayoutKind::bshd: cache = {L, B, cap, H, D}; break;
+    case KvLayoutKind::bhsd:
+      cache = {L, B, H, cap, D};
+      break;
+    case KvLayoutKind::bshd:
+      cache = {L, B, cap, H, D};
+      break;
     case KvLayoutKind::paged:
       cache = {L, in.layout.layer_elems() / (std::int64_t(l.page_size) * H * D), l.page_size, H, D};
       break;
@@ -511,13 +545,15 @@ void write_trace_point(const std::string& path, const AttentionInputs& in, const
              in.layout.block_table().data());
   std::vector<std::vector<unsigned char>> keep;
   keep.reserve(4);
-  auto add = [&](const char* name, const std::vector<double>* v, DType t, std::vector<std::int64_t> shape) {
+  auto add = [&](const char* name, const std::vector<double>* v, DType t,
+                 std::vector<std::int64_t> shape) {
     if (!v) return;
     std::int64_t n = 1;
     for (std::int64_t d : shape) n *= d;
     if (std::int64_t(v->size()) != n)
-      throw std::invalid_argument(std::string("write_trace_point: '") + name + "' has " + std::to_string(v->size()) +
-                                  " values, its shape needs " + std::to_string(n));
+      throw std::invalid_argument(std::string("write_trace_point: '") + name + "' has " +
+                                  std::to_string(v->size()) + " values, its shape needs " +
+                                  std::to_string(n));
     keep.push_back(encoded(t, *v));
     w.tensor(name, writer_type(t), std::move(shape), keep.back().data());
   };
@@ -525,8 +561,10 @@ void write_trace_point(const std::string& path, const AttentionInputs& in, const
   add("probs", o.probs, DType::fp32, {B, p.q_heads, p.q_len, p.window});
   add("out", o.out, parse_dtype(o.out_format), {B, p.q_len, p.q_heads, D});
   add("lse", o.lse, DType::fp32, {B, p.q_heads, p.q_len});
-  if (npy) w.write_npy_dir(path);
-  else w.write_safetensors(path);
+  if (npy)
+    w.write_npy_dir(path);
+  else
+    w.write_safetensors(path);
 }
 
 }  // namespace attnscope::trace

@@ -20,11 +20,12 @@ namespace myengine {
 namespace {
 
 constexpr int kHeadDim = 128;
-constexpr int kLanes = 32;                   // lanes per key
+constexpr int kLanes = 32;  // lanes per key
 constexpr int kDimsPerLane = kHeadDim / kLanes;
-constexpr int kGroups = 4;                   // key groups per block
+constexpr int kGroups = 4;  // key groups per block
 constexpr int kThreads = kLanes * kGroups;
-static_assert(kLanes == 32, "a group of lanes is one warp on NVIDIA: its shuffles use the full mask");
+static_assert(kLanes == 32,
+              "a group of lanes is one warp on NVIDIA: its shuffles use the full mask");
 
 // The engine's cache: [layers, batch, capacity, kv_heads, head_dim].
 struct KvCache {
@@ -42,13 +43,13 @@ struct KvCache {
 struct DecodeParams {
   const __half* q;  // [batch, q_heads, head_dim]
   KvCache cache;
-  int layer;        // the layer this step reads
+  int layer;  // the layer this step reads
   int q_heads;
   std::int64_t seq_len;
   std::int64_t window;
   float scale;
-  __half* out;      // [batch, q_heads, head_dim]
-  float* lse;       // [batch, q_heads]
+  __half* out;  // [batch, q_heads, head_dim]
+  float* lse;   // [batch, q_heads]
 };
 
 template <bool kLayer0Bug>
@@ -83,7 +84,8 @@ __global__ __launch_bounds__(kThreads) void decode_attention(DecodeParams p) {
       w = expf(s - m);
     }
     l += w;
-    for (int i = 0; i < kDimsPerLane; ++i) acc[i] = fmaf(w, __half2float(p.cache.v[row + i]), acc[i]);
+    for (int i = 0; i < kDimsPerLane; ++i)
+      acc[i] = fmaf(w, __half2float(p.cache.v[row + i]), acc[i]);
   }
 
   __shared__ float sm_m[kGroups], sm_l[kGroups], sm_acc[kGroups][kHeadDim];
@@ -160,7 +162,7 @@ void launch(const attnscope::gpu::StageArgs& a) {
   d.out = static_cast<__half*>(a.out);
   d.lse = a.lse;
   decode_attention<kLayer0Bug><<<dim3(unsigned(p.q_heads), unsigned(p.batch)), kThreads, 0,
-                                  static_cast<hipStream_t>(a.stream)>>>(d);
+                                 static_cast<hipStream_t>(a.stream)>>>(d);
   ATTNSCOPE_CHECK(hipGetLastError());
 }
 

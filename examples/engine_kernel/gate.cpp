@@ -15,7 +15,8 @@ int main(int argc, char** argv) {
     if (std::strcmp(argv[i], "--plant-bug=layer0") == 0) {
       plant = true;
     } else if (std::strncmp(argv[i], "--plant-bug", 11) == 0) {
-      std::cerr << argv[0] << ": unknown bug '" << argv[i] << "' (the one on offer: --plant-bug=layer0)\n";
+      std::cerr << argv[0] << ": unknown bug '" << argv[i]
+                << "' (the one on offer: --plant-bug=layer0)\n";
       return 2;
     } else {
       argv[kept++] = argv[i];

@@ -28,7 +28,9 @@ struct AccPolicy<T, Accum::fp32, D> {
     }
   }
   // Sequential over the lane's elements, then an ascending butterfly over the LPR lanes.
-  __device__ static float dot(const Frag& a, const Frag& b) { return group_sum<S::LPR>(dot_lane(a, b)); }
+  __device__ static float dot(const Frag& a, const Frag& b) {
+    return group_sum<S::LPR>(dot_lane(a, b));
+  }
   // The lane's part of a dot, and how parts are added: the decode kernel's reduce-scatter adds
   // the same parts in the same tree as the butterfly.
   using Dot = float;
@@ -38,17 +40,31 @@ struct AccPolicy<T, Accum::fp32, D> {
     for (int i = 0; i < S::PER_LANE; ++i) s = fmaf(a.x[i], b.x[i], s);
     return s;
   }
-  __device__ static Dot dot_add(Dot a, Dot b) { return a + b; }
-  __device__ static float dot_float(Dot a) { return a; }
+  __device__ static Dot dot_add(Dot a, Dot b) {
+    return a + b;
+  }
+  __device__ static float dot_float(Dot a) {
+    return a;
+  }
   __device__ static void zero(Frag& f) {
 #pragma unroll
     for (int i = 0; i < S::PER_LANE; ++i) f.x[i] = 0.0f;
   }
-  __device__ static Scalar from_float(float v) { return v; }
-  __device__ static float to_float_s(Scalar v) { return v; }
-  __device__ static Scalar add(Scalar a, Scalar b) { return a + b; }
-  __device__ static Scalar mul(Scalar a, Scalar b) { return a * b; }
-  __device__ static Scalar div(Scalar a, Scalar b) { return a / b; }
+  __device__ static Scalar from_float(float v) {
+    return v;
+  }
+  __device__ static float to_float_s(Scalar v) {
+    return v;
+  }
+  __device__ static Scalar add(Scalar a, Scalar b) {
+    return a + b;
+  }
+  __device__ static Scalar mul(Scalar a, Scalar b) {
+    return a * b;
+  }
+  __device__ static Scalar div(Scalar a, Scalar b) {
+    return a / b;
+  }
   // f += p * v
   __device__ static void axpy(Scalar p, const Frag& v, Frag& f) {
 #pragma unroll
@@ -58,8 +74,12 @@ struct AccPolicy<T, Accum::fp32, D> {
 #pragma unroll
     for (int i = 0; i < S::PER_LANE; ++i) f.x[i] *= a;
   }
-  __device__ static float get(const Frag& f, int i) { return f.x[i]; }
-  __device__ static void set(Frag& f, int i, float v) { f.x[i] = v; }
+  __device__ static float get(const Frag& f, int i) {
+    return f.x[i];
+  }
+  __device__ static void set(Frag& f, int i, float v) {
+    f.x[i] = v;
+  }
 };
 
 // fp16: the lane's elements as __half2 pairs. A dot keeps two interleaved accumulators (the
@@ -73,7 +93,9 @@ struct AccPolicy<__half, Accum::fp16, D> {
   struct Frag {
     __half2 x[P];
   };
-  __device__ static void load(const __half* row, int lir, Frag& f) { load_row_half2<D>(row, lir, f.x); }
+  __device__ static void load(const __half* row, int lir, Frag& f) {
+    load_row_half2<D>(row, lir, f.x);
+  }
   __device__ static void from_raw(const RawRow<__half, D>& r, Frag& f) {
 #pragma unroll
     for (int c = 0; c < S::NCH; ++c) {
@@ -82,7 +104,9 @@ struct AccPolicy<__half, Accum::fp16, D> {
       for (int i = 0; i < S::VEC / 2; ++i) f.x[c * S::VEC / 2 + i] = e[i];
     }
   }
-  __device__ static float dot(const Frag& a, const Frag& b) { return __half2float(group_sum<S::LPR>(dot_lane(a, b))); }
+  __device__ static float dot(const Frag& a, const Frag& b) {
+    return __half2float(group_sum<S::LPR>(dot_lane(a, b)));
+  }
   using Dot = __half;
   __device__ static Dot dot_lane(const Frag& a, const Frag& b) {
     __half2 s = __float2half2_rn(0.0f);
@@ -90,17 +114,31 @@ struct AccPolicy<__half, Accum::fp16, D> {
     for (int i = 0; i < P; ++i) s = __hfma2(a.x[i], b.x[i], s);
     return __hadd(__low2half(s), __high2half(s));
   }
-  __device__ static Dot dot_add(Dot a, Dot b) { return __hadd(a, b); }
-  __device__ static float dot_float(Dot a) { return __half2float(a); }
+  __device__ static Dot dot_add(Dot a, Dot b) {
+    return __hadd(a, b);
+  }
+  __device__ static float dot_float(Dot a) {
+    return __half2float(a);
+  }
   __device__ static void zero(Frag& f) {
 #pragma unroll
     for (int i = 0; i < P; ++i) f.x[i] = __float2half2_rn(0.0f);
   }
-  __device__ static Scalar from_float(float v) { return __float2half_rn(v); }
-  __device__ static float to_float_s(Scalar v) { return __half2float(v); }
-  __device__ static Scalar add(Scalar a, Scalar b) { return __hadd(a, b); }
-  __device__ static Scalar mul(Scalar a, Scalar b) { return __hmul(a, b); }
-  __device__ static Scalar div(Scalar a, Scalar b) { return __hdiv(a, b); }
+  __device__ static Scalar from_float(float v) {
+    return __float2half_rn(v);
+  }
+  __device__ static float to_float_s(Scalar v) {
+    return __half2float(v);
+  }
+  __device__ static Scalar add(Scalar a, Scalar b) {
+    return __hadd(a, b);
+  }
+  __device__ static Scalar mul(Scalar a, Scalar b) {
+    return __hmul(a, b);
+  }
+  __device__ static Scalar div(Scalar a, Scalar b) {
+    return __hdiv(a, b);
+  }
   __device__ static void axpy(Scalar p, const Frag& v, Frag& f) {
     const __half2 p2 = __half2half2(p);
 #pragma unroll
@@ -145,10 +183,17 @@ void dispatch(const Problem& p, F&& f) {
     using T = typename decltype(t_tag)::type;
     constexpr Accum A = decltype(a_tag)::value;
     switch (p.head_dim) {
-      case 64: f.template operator()<T, A, 64>(); return;
-      case 128: f.template operator()<T, A, 128>(); return;
-      case 256: f.template operator()<T, A, 256>(); return;
-      default: throw GpuError("unsupported head_dim " + std::to_string(p.head_dim));
+      case 64:
+        f.template operator()<T, A, 64>();
+        return;
+      case 128:
+        f.template operator()<T, A, 128>();
+        return;
+      case 256:
+        f.template operator()<T, A, 256>();
+        return;
+      default:
+        throw GpuError("unsupported head_dim " + std::to_string(p.head_dim));
     }
   };
   using Fp32 = std::integral_constant<Accum, Accum::fp32>;
@@ -159,9 +204,15 @@ void dispatch(const Problem& p, F&& f) {
     return;
   }
   switch (p.input) {
-    case DType::fp16: by_dim(StorageOf<DType::fp16>{}, Fp32{}); return;
-    case DType::bf16: by_dim(StorageOf<DType::bf16>{}, Fp32{}); return;
-    case DType::fp32: by_dim(StorageOf<DType::fp32>{}, Fp32{}); return;
+    case DType::fp16:
+      by_dim(StorageOf<DType::fp16>{}, Fp32{});
+      return;
+    case DType::bf16:
+      by_dim(StorageOf<DType::bf16>{}, Fp32{});
+      return;
+    case DType::fp32:
+      by_dim(StorageOf<DType::fp32>{}, Fp32{});
+      return;
   }
 }
 
@@ -171,8 +222,10 @@ void with_query_tile(const Problem& p, const L& launch) {
   if constexpr (D == 256) {
     launch.template run<4>();
   } else {
-    if (query_tile(p) == 4) launch.template run<4>();
-    else launch.template run<8>();
+    if (query_tile(p) == 4)
+      launch.template run<4>();
+    else
+      launch.template run<8>();
   }
 }
 

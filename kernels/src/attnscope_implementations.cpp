@@ -25,7 +25,9 @@ int splits_for(const Problem& p, const LaunchContext& c, std::int64_t min_len, c
   return auto_splits(p, c.multiprocessors, min_len);
 }
 
-int elem_bytes(const Problem& p) { return static_cast<int>(size_of(p.input)); }
+int elem_bytes(const Problem& p) {
+  return static_cast<int>(size_of(p.input));
+}
 
 }  // namespace
 
@@ -43,14 +45,19 @@ int decode_splits(const Problem& p, const LaunchContext& c, const char* who) {
 }
 }  // namespace
 
-int split_kv_splits(const Problem& p, const LaunchContext& c) { return decode_splits(p, c, "attnscope.split_kv"); }
-int fused_splits(const Problem& p, const LaunchContext& c) { return decode_splits(p, c, "attnscope.fused"); }
+int split_kv_splits(const Problem& p, const LaunchContext& c) {
+  return decode_splits(p, c, "attnscope.split_kv");
+}
+int fused_splits(const Problem& p, const LaunchContext& c) {
+  return decode_splits(p, c, "attnscope.fused");
+}
 
 LaunchContext launch_context(const StageArgs& a) {
   LaunchContext c;
   c.splits = a.splits;
   // The count the caller sized the workspace with, so the launch splits as it was told.
-  if (a.splits <= 0) c.multiprocessors = a.multiprocessors > 0 ? a.multiprocessors : multiprocessor_count();
+  if (a.splits <= 0)
+    c.multiprocessors = a.multiprocessors > 0 ? a.multiprocessors : multiprocessor_count();
   return c;
 }
 

@@ -16,8 +16,12 @@ struct Bf16 {
   std::uint16_t bits;
 };
 
-__device__ __forceinline__ float to_float(float x) { return x; }
-__device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
+__device__ __forceinline__ float to_float(float x) {
+  return x;
+}
+__device__ __forceinline__ float to_float(__half x) {
+  return __half2float(x);
+}
 __device__ __forceinline__ float to_float(Bf16 x) {
   return __uint_as_float(static_cast<unsigned>(x.bits) << 16);
 }
@@ -31,9 +35,15 @@ __device__ __forceinline__ std::uint16_t float_to_bf16_bits(float f) {
 // Stores v rounded to nearest even in the output format.
 __device__ __forceinline__ void store_output(void* out, std::int64_t i, float v, DType t) {
   switch (t) {
-    case DType::fp16: static_cast<__half*>(out)[i] = __float2half_rn(v); break;
-    case DType::bf16: static_cast<std::uint16_t*>(out)[i] = float_to_bf16_bits(v); break;
-    case DType::fp32: static_cast<float*>(out)[i] = v; break;
+    case DType::fp16:
+      static_cast<__half*>(out)[i] = __float2half_rn(v);
+      break;
+    case DType::bf16:
+      static_cast<std::uint16_t*>(out)[i] = float_to_bf16_bits(v);
+      break;
+    case DType::fp32:
+      static_cast<float*>(out)[i] = v;
+      break;
   }
 }
 
@@ -47,7 +57,9 @@ struct RowSplit {
   static constexpr int NCH = D / (VEC * LPR);
   static constexpr int PER_LANE = NCH * VEC;
   static_assert(D % (VEC * LPR) == 0, "head_dim must split evenly over the lanes");
-  __device__ static int dim(int c, int lane_in_row, int e) { return (c * LPR + lane_in_row) * VEC + e; }
+  __device__ static int dim(int c, int lane_in_row, int e) {
+    return (c * LPR + lane_in_row) * VEC + e;
+  }
 };
 
 // One lane's part of a row as loaded: NCH 16-byte words, converted only when used, so several
@@ -105,8 +117,12 @@ __device__ __forceinline__ __half shfl_xor_half(__half v, int m) {
 }
 
 // A 16- or 32-bit value of another lane, by xor distance or by index within segments of W lanes.
-__device__ __forceinline__ float lane_xor(float v, int m) { return shfl_xor(v, m); }
-__device__ __forceinline__ __half lane_xor(__half v, int m) { return shfl_xor_half(v, m); }
+__device__ __forceinline__ float lane_xor(float v, int m) {
+  return shfl_xor(v, m);
+}
+__device__ __forceinline__ __half lane_xor(__half v, int m) {
+  return shfl_xor_half(v, m);
+}
 
 // Sum over groups of N consecutive lanes, butterfly with ascending distance (1, 2, 4, ...): the
 // order model::OrderKind::warp_tree emulates. Every lane of the group gets the same value.
@@ -129,6 +145,8 @@ __device__ __forceinline__ float group_max(float v) {
   return v;
 }
 
-inline int ceil_div(std::int64_t a, std::int64_t b) { return static_cast<int>((a + b - 1) / b); }
+inline int ceil_div(std::int64_t a, std::int64_t b) {
+  return static_cast<int>((a + b - 1) / b);
+}
 
 }  // namespace attnscope::gpu::detail

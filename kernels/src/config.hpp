@@ -21,7 +21,9 @@ inline constexpr int kPvStages = 5;
 inline constexpr int kPvStageBytes = 8192;
 
 // A lane loads 16 bytes of a row at a time: row_vec elements.
-constexpr int row_vec(int elem_bytes) { return 16 / elem_bytes; }
+constexpr int row_vec(int elem_bytes) {
+  return 16 / elem_bytes;
+}
 // Lanes holding one row of head_dim elements (at most 16, so a warp of 32 or 64 holds whole rows).
 constexpr int row_lanes(int head_dim, int elem_bytes) {
   return head_dim / row_vec(elem_bytes) < 16 ? head_dim / row_vec(elem_bytes) : 16;
@@ -63,17 +65,22 @@ inline int query_tile(const Problem& p) {
 }
 
 // softmax reads 4 scores a thread at a time where every row is 16-byte aligned.
-constexpr int softmax_vec(std::int64_t window) { return window % 4 == 0 ? 4 : 1; }
+constexpr int softmax_vec(std::int64_t window) {
+  return window % 4 == 0 ? 4 : 1;
+}
 
 // Positions every query of a row of queries touches: the window plus q_len - 1.
-inline std::int64_t span_of(const Problem& p) { return p.window + p.q_len - 1; }
+inline std::int64_t span_of(const Problem& p) {
+  return p.window + p.q_len - 1;
+}
 
 // Window splits that fill a device of `multiprocessors`: as many as fit in one wave of two blocks
 // per multiprocessor (rounded down: one more split than fits starts a second, mostly idle wave,
 // which the tune run measured at 1.2x to 1.45x the best count), at least `min_len` positions
 // each, at most 65535 (the grid limit).
 inline int auto_splits(const Problem& p, int multiprocessors, std::int64_t min_len) {
-  const std::int64_t tiles = (std::int64_t(p.group()) * p.q_len + query_tile(p) - 1) / query_tile(p);
+  const std::int64_t tiles =
+      (std::int64_t(p.group()) * p.q_len + query_tile(p) - 1) / query_tile(p);
   const std::int64_t blocks = std::int64_t(p.batch) * p.kv_heads * tiles;
   const std::int64_t want = 2LL * multiprocessors / blocks;
   const std::int64_t by_len = span_of(p) / min_len;
@@ -98,7 +105,8 @@ inline int decode_query_tile(const Problem& p) {
 }
 // Keys per row-group and tile: K and V rows of a tile within kDecStageBytes.
 constexpr int decode_tile_keys(int qt, int head_dim, int elem_bytes) {
-  return tile_keys(qt, head_dim, elem_bytes, row_groups(kDecThreads, head_dim, elem_bytes), 2, kDecStageBytes);
+  return tile_keys(qt, head_dim, elem_bytes, row_groups(kDecThreads, head_dim, elem_bytes), 2,
+                   kDecStageBytes);
 }
 // Resident blocks a multiprocessor the decode kernel is built for (its launch bounds): four where
 // a lane's queries and accumulators take at most 32 floats each, else two.
@@ -119,7 +127,8 @@ constexpr int decode_tile_positions(int qt, int head_dim, int elem_bytes) {
 // Window splits for fused and split_kv: blocks = batch x kv_heads x query tiles, `slots` =
 // resident blocks on the device. None where the blocks fill 80% of the slots. Otherwise the time
 // of a launch is modelled, in positions, as
-//   waves x (a split's positions rounded up to whole tiles + kDecodeBlockCost) + kDecodeMergeCost x splits
+//   waves x (a split's positions rounded up to whole tiles + kDecodeBlockCost) + kDecodeMergeCost x
+//   splits
 // (a block streams whole tiles; the merge reads every split's partial): the count with the least
 // modelled time wins, the smaller on a tie. The two costs were fitted to the tune run's times on
 // an H200 (results/nvidia-h200/tuning/): with them the chosen count is within 3% of the best
@@ -131,7 +140,8 @@ inline int decode_auto_splits(const Problem& p, int multiprocessors) {
   const int qt = decode_query_tile(p);
   const int eb = static_cast<int>(size_of(p.input));
   const std::int64_t blocks = std::int64_t(p.batch) * p.kv_heads * decode_query_tiles(p);
-  const std::int64_t slots = std::int64_t(multiprocessors) * decode_blocks_per_sm(qt, p.head_dim, eb);
+  const std::int64_t slots =
+      std::int64_t(multiprocessors) * decode_blocks_per_sm(qt, p.head_dim, eb);
   // No split where the grid already fills most of a wave.
   if (blocks * 5 >= slots * 4) return 1;
   const std::int64_t span = span_of(p);
@@ -159,8 +169,8 @@ inline std::size_t decode_workspace_bytes(const Problem& p, int splits, bool tic
   if (splits <= 1) return 0;
   const std::size_t rows = std::size_t(p.batch) * p.q_len * p.q_heads;
   return rows * std::size_t(splits) * (std::size_t(p.head_dim) + 1) * sizeof(float) +
-         (tickets ? std::size_t(p.batch) * std::size_t(decode_query_tiles(p)) * std::size_t(p.kv_heads) *
-                        sizeof(unsigned)
+         (tickets ? std::size_t(p.batch) * std::size_t(decode_query_tiles(p)) *
+                        std::size_t(p.kv_heads) * sizeof(unsigned)
                   : 0);
 }
 

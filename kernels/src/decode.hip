@@ -3,7 +3,11 @@
 
 namespace attnscope::gpu::detail {
 
-void launch_fused(const StageArgs& a) { dispatch(a.problem, LaunchDecode<false, Fault::none>{a}); }
-void launch_split_kv(const StageArgs& a) { dispatch(a.problem, LaunchDecode<true, Fault::none>{a}); }
+void launch_fused(const StageArgs& a) {
+  dispatch(a.problem, LaunchDecode<false, Fault::none>{a});
+}
+void launch_split_kv(const StageArgs& a) {
+  dispatch(a.problem, LaunchDecode<true, Fault::none>{a});
+}
 
 }  // namespace attnscope::gpu::detail

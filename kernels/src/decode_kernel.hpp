@@ -37,12 +37,12 @@ namespace attnscope::gpu::detail {
 template <class T, int D, int QT>
 struct DecodeGeom {
   using S = RowSplit<T, D>;
-  static constexpr int L = S::LPR;                   // lanes of a row-group
-  static constexpr int R = kDecThreads / L;          // row-groups
-  static constexpr int CH = S::NCH;                  // 16-byte words of a row a lane holds
+  static constexpr int L = S::LPR;           // lanes of a row-group
+  static constexpr int R = kDecThreads / L;  // row-groups
+  static constexpr int CH = S::NCH;          // 16-byte words of a row a lane holds
   static constexpr int TK = decode_tile_keys(QT, D, static_cast<int>(sizeof(T)));
-  static constexpr int NV = QT * TK;                 // scores of a row-group per tile
-  static constexpr int KEYS = R * TK;                // positions per tile
+  static constexpr int NV = QT * TK;   // scores of a row-group per tile
+  static constexpr int KEYS = R * TK;  // positions per tile
   static constexpr int STAGE_WORDS = TK * R * 2 * CH * L;
   static constexpr int MIN_BLOCKS = decode_blocks_per_sm(QT, D, static_cast<int>(sizeof(T)));
   static_assert(NV <= L && (NV & (NV - 1)) == 0, "a row's lanes hold the tile's scores");
@@ -50,7 +50,7 @@ struct DecodeGeom {
   // states, the merge weights and sums) and, in its last word, fused's merge flag.
   static constexpr int SCRATCH_WORDS = ((QT * R * D + 4 * QT * R + QT) * 4 + 15) / 16;
   static constexpr int SMEM_WORDS =
-      kDecStages * STAGE_WORDS > SCRATCH_WORDS + 1 ? kDecStages * STAGE_WORDS : SCRATCH_WORDS + 1;
+      kDecStages * STAGE_WORDS > SCRATCH_WORDS + 1 ? kDecStages* STAGE_WORDS : SCRATCH_WORDS + 1;
 
   // 16-byte word (key j of the tile, row-group, K = 0 / V = 1, chunk, lane) within a stage: the
   // lanes of a row are adjacent, so a row-group's 16-byte reads are free of bank conflicts.
@@ -63,9 +63,9 @@ struct DecodeGeom {
 
 // Offsets of the split partials, their log-sum-exps and the ticket counters in the workspace.
 struct DecodeWorkspace {
-  float* part;      // [row (b, t, h)][split][head_dim]
-  float* lse;       // [row][split]
-  unsigned* ticket; // [batch x query tile][kv head]
+  float* part;       // [row (b, t, h)][split][head_dim]
+  float* lse;        // [row][split]
+  unsigned* ticket;  // [batch x query tile][kv head]
   __host__ __device__ DecodeWorkspace(void* ws, const KernelParams& p) {
     const std::int64_t rows = std::int64_t(p.batch) * p.q_len * p.q_heads;
     part = static_cast<float*>(ws);
@@ -144,7 +144,8 @@ inline constexpr int kCombineRows = 4;
 template <Fault F, int D>
 __global__ __launch_bounds__(kCombineThreads) void decode_combine(KernelParams p) {
   const std::int64_t rows = std::int64_t(p.batch) * p.q_len * p.q_heads;
-  const int warp = static_cast<int>(threadIdx.x) / kWarpSize, lane = static_cast<int>(threadIdx.x) % kWarpSize;
+  const int warp = static_cast<int>(threadIdx.x) / kWarpSize,
+            lane = static_cast<int>(threadIdx.x) % kWarpSize;
   for (int r = warp; r < kCombineRows; r += kCombineThreads / kWarpSize) {
     const std::int64_t row = std::int64_t(blockIdx.x) * kCombineRows + r;
     if (row < rows) combine_row<F, false, D>(p, row, lane);
@@ -153,7 +154,8 @@ __global__ __launch_bounds__(kCombineThreads) void decode_combine(KernelParams p
 
 // kSeparate: split partials are merged by decode_combine (split_kv); otherwise in the launch.
 template <class T, Accum A, int D, int QT, bool kSeparate, Fault F>
-__global__ __launch_bounds__(kDecThreads, (DecodeGeom<T, D, QT>::MIN_BLOCKS)) void decode_kernel(KernelParams p) {
+__global__ __launch_bounds__(kDecThreads, (DecodeGeom<T, D, QT>::MIN_BLOCKS)) void decode_kernel(
+    KernelParams p) {
   using G = DecodeGeom<T, D, QT>;
   using Pol = AccPolicy<T, A, D>;
   using S = RowSplit<T, D>;
@@ -177,7 +179,8 @@ __global__ __launch_bounds__(kDecThreads, (DecodeGeom<T, D, QT>::MIN_BLOCKS)) vo
   for (int i = 0; i < QT; ++i) {
     const int qi = q0 + (i < nq ? i : 0);
     const int t = qi / p.group, h = query_head<F>(kvh, qi % p.group, p.group, p.kv_heads);
-    Pol::load(static_cast<const T*>(p.q) + ((std::int64_t(b) * p.q_len + t) * p.q_heads + h) * D, lir, q[i]);
+    Pol::load(static_cast<const T*>(p.q) + ((std::int64_t(b) * p.q_len + t) * p.q_heads + h) * D,
+              lir, q[i]);
     Pol::zero(acc[i]);
     l[i] = Pol::from_float(0.0f);
   }
@@ -286,19 +289,20 @@ __global__ __launch_bounds__(kDecThreads, (DecodeGeom<T, D, QT>::MIN_BLOCKS)) vo
   // (pairs (r, r + s) for s = 1, 2, 4, ...) worked out once: its weights by one thread a query,
   // then applied by one thread an output element, all R states of that element in registers.
   float* red_acc = reinterpret_cast<float*>(tiles);  // [QT][R][D]
-  float* red_m = red_acc + QT * R * D;                // [QT][R]
-  float* red_l = red_m + QT * R;                      // [QT][R]
-  float* fac = red_l + QT * R;                        // [QT][R][2]: the weights of the merge into r - s at r
-  float* fin_l = fac + 2 * QT * R;                    // [QT]
+  float* red_m = red_acc + QT * R * D;               // [QT][R]
+  float* red_l = red_m + QT * R;                     // [QT][R]
+  float* fac = red_l + QT * R;      // [QT][R][2]: the weights of the merge into r - s at r
+  float* fin_l = fac + 2 * QT * R;  // [QT]
   const DecodeWorkspace w(p.workspace, p);
 #pragma unroll
   for (int i = 0; i < QT; ++i) {
     const float mi = shfl_idx<L>(m_own, G::owner(i));  // key 0 of query i
-    if (i >= nq) continue;  // nq is uniform over the block
+    if (i >= nq) continue;                             // nq is uniform over the block
 #pragma unroll
     for (int c = 0; c < S::NCH; ++c)
 #pragma unroll
-      for (int e = 0; e < S::VEC; ++e) red_acc[(i * R + rg) * D + S::dim(c, lir, e)] = Pol::get(acc[i], c * S::VEC + e);
+      for (int e = 0; e < S::VEC; ++e)
+        red_acc[(i * R + rg) * D + S::dim(c, lir, e)] = Pol::get(acc[i], c * S::VEC + e);
     if (lir == 0) {
       red_m[i * R + rg] = mi;
       red_l[i * R + rg] = Pol::to_float_s(l[i]);
@@ -324,7 +328,8 @@ __global__ __launch_bounds__(kDecThreads, (DecodeGeom<T, D, QT>::MIN_BLOCKS)) vo
         const Sc f2 = Pol::from_float(m2 == -INFINITY ? 0.0f : expf(m2 - mm));
         fac[(i * R + r + s) * 2] = Pol::to_float_s(f1);
         fac[(i * R + r + s) * 2 + 1] = Pol::to_float_s(f2);
-        lv[r] = Pol::to_float_s(Pol::add(Pol::mul(Pol::from_float(lv[r]), f1), Pol::mul(Pol::from_float(lv[r + s]), f2)));
+        lv[r] = Pol::to_float_s(Pol::add(Pol::mul(Pol::from_float(lv[r]), f1),
+                                         Pol::mul(Pol::from_float(lv[r + s]), f2)));
         mv[r] = mm;
       }
     const float lf = Pol::to_float_s(Pol::from_float(lv[0]));
@@ -350,13 +355,17 @@ __global__ __launch_bounds__(kDecThreads, (DecodeGeom<T, D, QT>::MIN_BLOCKS)) vo
       for (int r = 0; r < R; r += 2 * s) {
         const Sc f1 = Pol::from_float(fac[(i * R + r + s) * 2]);
         const Sc f2 = Pol::from_float(fac[(i * R + r + s) * 2 + 1]);
-        av[r] = Pol::to_float_s(Pol::add(Pol::mul(Pol::from_float(av[r]), f1), Pol::mul(Pol::from_float(av[r + s]), f2)));
+        av[r] = Pol::to_float_s(Pol::add(Pol::mul(Pol::from_float(av[r]), f1),
+                                         Pol::mul(Pol::from_float(av[r + s]), f2)));
       }
     const float lf = fin_l[i];
-    const float o = lf == 0.0f ? 0.0f : Pol::to_float_s(Pol::div(Pol::from_float(av[0]), Pol::from_float(lf)));
+    const float o =
+        lf == 0.0f ? 0.0f : Pol::to_float_s(Pol::div(Pol::from_float(av[0]), Pol::from_float(lf)));
     const int row = out_row_of(i);
-    if (p.splits == 1) store_output(p.out, std::int64_t(row) * D + d, o, p.output);
-    else w.part[(std::int64_t(row) * p.splits + split) * D + d] = o;
+    if (p.splits == 1)
+      store_output(p.out, std::int64_t(row) * D + d, o, p.output);
+    else
+      w.part[(std::int64_t(row) * p.splits + split) * D + d] = o;
   }
 
   if constexpr (!kSeparate) {
@@ -368,7 +377,8 @@ __global__ __launch_bounds__(kDecThreads, (DecodeGeom<T, D, QT>::MIN_BLOCKS)) vo
       unsigned* merges_here = reinterpret_cast<unsigned*>(tiles + G::SMEM_WORDS - 1);
       if (threadIdx.x == 0) {
         const unsigned last = static_cast<unsigned>(p.splits - 1);
-        *merges_here = atomicInc(&w.ticket[std::int64_t(blockIdx.z) * p.kv_heads + kvh], last) == last;
+        *merges_here =
+            atomicInc(&w.ticket[std::int64_t(blockIdx.z) * p.kv_heads + kvh], last) == last;
       }
       __syncthreads();
       if (*merges_here) {
@@ -396,14 +406,17 @@ struct DecodeLaunch {
     constexpr int below = FaultWindow<F>::lo < 0 ? -FaultWindow<F>::lo : 0;
     p.span_start -= below;
     p.span += below + FaultWindow<F>::hi;
-    p.splits = kSeparate ? split_kv_splits(a.problem, launch_context(a)) : fused_splits(a.problem, launch_context(a));
+    p.splits = kSeparate ? split_kv_splits(a.problem, launch_context(a))
+                         : fused_splits(a.problem, launch_context(a));
     p.split_len = (p.span + p.splits - 1) / p.splits;
     const char* who = kSeparate ? "split_kv" : "fused";
-    if (p.splits > 1 && a.workspace == nullptr) throw GpuError(std::string(who) + ": workspace required");
+    if (p.splits > 1 && a.workspace == nullptr)
+      throw GpuError(std::string(who) + ": workspace required");
     hipStream_t st = static_cast<hipStream_t>(a.stream);
     check_grid(p.splits, p.kv_heads, std::int64_t(p.batch) * p.q_tiles, who);
     decode_kernel<T, A, D, QT, kSeparate, F>
-        <<<dim3(unsigned(p.splits), unsigned(p.kv_heads), unsigned(p.batch * p.q_tiles)), kDecThreads, 0, st>>>(p);
+        <<<dim3(unsigned(p.splits), unsigned(p.kv_heads), unsigned(p.batch * p.q_tiles)),
+           kDecThreads, 0, st>>>(p);
     ATTNSCOPE_CHECK_LAUNCH();
     if (kSeparate && p.splits > 1) {
       const std::int64_t rows = std::int64_t(p.batch) * p.q_len * p.q_heads;
@@ -419,12 +432,20 @@ struct DecodeLaunch {
 template <int D, class L>
 void with_decode_query_tile(const Problem& p, const L& launch) {
   switch (decode_query_tile(p)) {
-    case 1: launch.template run<1>(); return;
-    case 2: launch.template run<2>(); return;
-    case 4: launch.template run<4>(); return;
+    case 1:
+      launch.template run<1>();
+      return;
+    case 2:
+      launch.template run<2>();
+      return;
+    case 4:
+      launch.template run<4>();
+      return;
     default:
-      if constexpr (D == 256) launch.template run<4>();
-      else launch.template run<8>();
+      if constexpr (D == 256)
+        launch.template run<4>();
+      else
+        launch.template run<8>();
   }
 }
 

@@ -15,7 +15,8 @@ DeviceProblem::DeviceProblem(const AttentionInputs& in)
       lse_(std::size_t(in.problem.lse_elems()) * sizeof(float)) {
   multiprocessors_ = device_info().multiprocessors;
   if (!in.key_mask.empty())
-    throw std::invalid_argument("the GPU kernels take no key mask; generate inputs with mask_fraction 0");
+    throw std::invalid_argument(
+        "the GPU kernels take no key mask; generate inputs with mask_fraction 0");
   q_.upload(in.q.data(), in.q.bytes());
   k_.upload(in.k.data(), in.k.bytes());
   v_.upload(in.v.data(), in.v.bytes());
@@ -113,9 +114,15 @@ void DeviceProblem::upload_f32(DeviceBuffer& b, const std::vector<double>& v) {
   b.upload(host.data(), host.size() * sizeof(float));
 }
 
-std::vector<double> DeviceProblem::scores() const { return download_f32(scores_, problem_.score_elems()); }
-std::vector<double> DeviceProblem::probs() const { return download_f32(probs_, problem_.score_elems()); }
-std::vector<double> DeviceProblem::lse() const { return download_f32(lse_, problem_.lse_elems()); }
+std::vector<double> DeviceProblem::scores() const {
+  return download_f32(scores_, problem_.score_elems());
+}
+std::vector<double> DeviceProblem::probs() const {
+  return download_f32(probs_, problem_.score_elems());
+}
+std::vector<double> DeviceProblem::lse() const {
+  return download_f32(lse_, problem_.lse_elems());
+}
 
 std::vector<double> DeviceProblem::out() const {
   HostTensor t(problem_.output, {problem_.out_elems()});
@@ -125,13 +132,15 @@ std::vector<double> DeviceProblem::out() const {
 
 void DeviceProblem::set_scores(const std::vector<double>& v) {
   if (std::int64_t(v.size()) != problem_.score_elems())
-    throw std::invalid_argument("set_scores: expected " + std::to_string(problem_.score_elems()) + " values");
+    throw std::invalid_argument("set_scores: expected " + std::to_string(problem_.score_elems()) +
+                                " values");
   upload_f32(scores_, v);
 }
 
 void DeviceProblem::set_probs(const std::vector<double>& v) {
   if (std::int64_t(v.size()) != problem_.score_elems())
-    throw std::invalid_argument("set_probs: expected " + std::to_string(problem_.score_elems()) + " values");
+    throw std::invalid_argument("set_probs: expected " + std::to_string(problem_.score_elems()) +
+                                " values");
   upload_f32(probs_, v);
 }
 
@@ -142,6 +151,8 @@ LaunchContext DeviceProblem::launch_context(int splits) const {
   return c;
 }
 
-std::size_t DeviceProblem::input_bytes() const { return q_.bytes() + k_.bytes() + v_.bytes(); }
+std::size_t DeviceProblem::input_bytes() const {
+  return q_.bytes() + k_.bytes() + v_.bytes();
+}
 
 }  // namespace attnscope::gpu

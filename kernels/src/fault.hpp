@@ -35,8 +35,10 @@ struct FaultWindow {
 // The query head of the r-th query head (r < group) a block for KV head kvh serves.
 template <Fault F>
 __host__ __device__ __forceinline__ int query_head(int kvh, int r, int group, int kv_heads) {
-  if constexpr (F == Fault::gqa_interleaved) return kvh + r * kv_heads;  // h % kv_heads == kvh
-  else return kvh * group + r;
+  if constexpr (F == Fault::gqa_interleaved)
+    return kvh + r * kv_heads;  // h % kv_heads == kvh
+  else
+    return kvh * group + r;
 }
 
 // Element offset of (batch b, KV head h, position pos) in the cache.

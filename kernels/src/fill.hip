@@ -97,7 +97,8 @@ __global__ void spin_kernel(long long cycles) {
 
 // Polls the host's release flag (pinned host memory, read over the bus on every pass) until it
 // is set or `cycles` of the shader clock have passed; the latter is recorded in timed_out.
-__global__ void hold_kernel(const volatile int* release, volatile int* timed_out, long long cycles) {
+__global__ void hold_kernel(const volatile int* release, volatile int* timed_out,
+                            long long cycles) {
   const long long start = clock64();
   while (*release == 0) {
     if (clock64() - start > cycles) {
@@ -154,7 +155,8 @@ std::vector<ReadShape> read_shapes() {
 void read_async(const DeviceBuffer& buffer, DeviceBuffer& sink, void* stream, ReadShape shape) {
   if (sink.bytes() < sizeof(uint4)) throw GpuError("read_async: the sink needs 16 bytes");
   if (shape.blocks_per_sm < 1 || shape.blocks_per_sm > 8)
-    throw GpuError("read_async: blocks_per_sm " + std::to_string(shape.blocks_per_sm) + " is not in 1..8");
+    throw GpuError("read_async: blocks_per_sm " + std::to_string(shape.blocks_per_sm) +
+                   " is not in 1..8");
   const std::int64_t words = static_cast<std::int64_t>(buffer.bytes() / sizeof(uint4));
   if (words <= 0) return;
   const std::int64_t want = (words + kFillThreads - 1) / kFillThreads;
@@ -163,10 +165,17 @@ void read_async(const DeviceBuffer& buffer, DeviceBuffer& sink, void* stream, Re
   const hipStream_t st = static_cast<hipStream_t>(stream);
   const uint4* d = buffer.as<const uint4>();
   switch (shape.loads) {
-    case 4: read_kernel<4><<<grid, kFillThreads, 0, st>>>(d, words, sink.as<uint4>()); break;
-    case 8: read_kernel<8><<<grid, kFillThreads, 0, st>>>(d, words, sink.as<uint4>()); break;
-    case 16: read_kernel<16><<<grid, kFillThreads, 0, st>>>(d, words, sink.as<uint4>()); break;
-    default: throw GpuError("read_async: loads " + std::to_string(shape.loads) + " is not 4, 8 or 16");
+    case 4:
+      read_kernel<4><<<grid, kFillThreads, 0, st>>>(d, words, sink.as<uint4>());
+      break;
+    case 8:
+      read_kernel<8><<<grid, kFillThreads, 0, st>>>(d, words, sink.as<uint4>());
+      break;
+    case 16:
+      read_kernel<16><<<grid, kFillThreads, 0, st>>>(d, words, sink.as<uint4>());
+      break;
+    default:
+      throw GpuError("read_async: loads " + std::to_string(shape.loads) + " is not 4, 8 or 16");
   }
   ATTNSCOPE_CHECK_LAUNCH();
 }
@@ -207,7 +216,8 @@ void StreamHold::hold(void* stream, double timeout_ms) {
   std::atomic_thread_fence(std::memory_order_seq_cst);
   const long long cycles = static_cast<long long>(timeout_ms * clock_khz());
   const int* d = static_cast<const int*>(device_);
-  hold_kernel<<<1, 1, 0, static_cast<hipStream_t>(stream)>>>(d, const_cast<int*>(d) + 1, cycles > 0 ? cycles : 1);
+  hold_kernel<<<1, 1, 0, static_cast<hipStream_t>(stream)>>>(d, const_cast<int*>(d) + 1,
+                                                             cycles > 0 ? cycles : 1);
   try {
     ATTNSCOPE_CHECK_LAUNCH();
   } catch (...) {
@@ -222,6 +232,8 @@ void StreamHold::release() {
   std::atomic_thread_fence(std::memory_order_seq_cst);
 }
 
-bool StreamHold::timed_out() const { return static_cast<const volatile int*>(host_)[1] != 0; }
+bool StreamHold::timed_out() const {
+  return static_cast<const volatile int*>(host_)[1] != 0;
+}
 
 }  // namespace attnscope::gpu

@@ -15,9 +15,9 @@ namespace attnscope::gpu::detail {
 struct KernelParams {
   int batch, q_heads, kv_heads, group, q_len, head_dim;
   std::int64_t seq_len, window;
-  std::int64_t span;       // window + q_len - 1: positions touched by some query of a row
-  std::int64_t span_start; // window_start(0)
-  float scale;             // applied where the stage applies it
+  std::int64_t span;        // window + q_len - 1: positions touched by some query of a row
+  std::int64_t span_start;  // window_start(0)
+  float scale;              // applied where the stage applies it
   DType output;
   const void* q;
   const void* k;
@@ -28,9 +28,9 @@ struct KernelParams {
   void* out;
   float* lse;
   void* workspace;
-  int q_tiles;  // tiles of queries per KV head
-  int qt;       // queries per tile
-  int splits;   // window splits (pv chunks, split_kv splits)
+  int q_tiles;             // tiles of queries per KV head
+  int qt;                  // queries per tile
+  int splits;              // window splits (pv chunks, split_kv splits)
   std::int64_t split_len;  // positions per split
 };
 

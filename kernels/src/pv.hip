@@ -3,6 +3,8 @@
 
 namespace attnscope::gpu::detail {
 
-void launch_pv(const StageArgs& a) { dispatch(a.problem, LaunchPv<Fault::none>{a}); }
+void launch_pv(const StageArgs& a) {
+  dispatch(a.problem, LaunchPv<Fault::none>{a});
+}
 
 }  // namespace attnscope::gpu::detail

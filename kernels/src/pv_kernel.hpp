@@ -31,18 +31,23 @@ struct PvGeom {
   static constexpr int P_WORDS = (TK * R * QT + 3) / 4;  // probabilities [j][rg][query]
   static constexpr int STAGE_WORDS = V_WORDS + P_WORDS;
   static constexpr int STAGES_FIT = kPvStages * kPvStageBytes / (V_WORDS * 16);
-  static constexpr int STAGES = STAGES_FIT < 2 ? 2 : (STAGES_FIT > kPvStages ? kPvStages : STAGES_FIT);
+  static constexpr int STAGES =
+      STAGES_FIT < 2 ? 2 : (STAGES_FIT > kPvStages ? kPvStages : STAGES_FIT);
   // After the last tile the shared memory holds the row-group sums, [ROWS][D] floats.
   static constexpr int RED_WORDS = R * D / 4;
-  static constexpr int SMEM_WORDS = STAGES * STAGE_WORDS > RED_WORDS ? STAGES * STAGE_WORDS : RED_WORDS;
+  static constexpr int SMEM_WORDS =
+      STAGES * STAGE_WORDS > RED_WORDS ? STAGES* STAGE_WORDS : RED_WORDS;
   static_assert(QT * TK <= L, "a row's lanes copy the tile's probabilities");
-  __device__ static int vword(int j, int rg, int c, int lane) { return ((j * R + rg) * CH + c) * L + lane; }
+  __device__ static int vword(int j, int rg, int c, int lane) {
+    return ((j * R + rg) * CH + c) * L + lane;
+  }
   __device__ static int pidx(int j, int rg, int i) { return (j * R + rg) * QT + i; }
 };
 
 template <class T, Accum A, int D, int QT, Fault F>
 // Two blocks a multiprocessor where the accumulators fit in 128 registers without spilling.
-__global__ __launch_bounds__(kPvThreads, (QT <= 4 && D <= 128) ? 2 : 1) void pv_kernel(KernelParams p) {
+__global__ __launch_bounds__(kPvThreads,
+                             (QT <= 4 && D <= 128) ? 2 : 1) void pv_kernel(KernelParams p) {
   using G = PvGeom<T, D, QT>;
   using Pol = AccPolicy<T, A, D>;
   using S = RowSplit<T, D>;
@@ -69,8 +74,12 @@ __global__ __launch_bounds__(kPvThreads, (QT <= 4 && D <= 128) ? 2 : 1) void pv_
   const int pj = lir / QT, pi = lir % QT;
   const bool copies_p = lir < QT * TK;
   const int pqi = q0 + (pi < nq ? pi : 0);
-  const float* prow = p.probs + ((std::int64_t(b) * p.q_heads +
-                                  query_head<F>(kvh, pqi % p.group, p.group, p.kv_heads)) * p.q_len + pqi / p.group) * p.window;
+  const float* prow =
+      p.probs +
+      ((std::int64_t(b) * p.q_heads + query_head<F>(kvh, pqi % p.group, p.group, p.kv_heads)) *
+           p.q_len +
+       pqi / p.group) *
+          p.window;
   const std::int64_t p_start = q_start[pi];
 
   typename Pol::Frag acc[QT];
@@ -94,7 +103,8 @@ __global__ __launch_bounds__(kPvThreads, (QT <= 4 && D <= 128) ? 2 : 1) void pv_
     if (copies_p) {
       const std::int64_t pos = rows.pos0(t) + std::int64_t(pj) * ROWS;
       const std::int64_t jw = pos - p_start;
-      const bool ok = t < ntiles && pi < nq && pos < c1 && jw >= FaultWindow<F>::lo && jw >= 0 && jw < p.window;
+      const bool ok =
+          t < ntiles && pi < nq && pos < c1 && jw >= FaultWindow<F>::lo && jw >= 0 && jw < p.window;
       float* pdst = reinterpret_cast<float*>(st + G::V_WORDS) + G::pidx(pj, rg, pi);
       AsyncCopy::copy4(pdst, ok ? prow + jw : prow, ok);
     }
@@ -148,14 +158,15 @@ __global__ __launch_bounds__(kPvThreads, (QT <= 4 && D <= 128) ? 2 : 1) void pv_
   AsyncCopy::wait<0>();
   __syncthreads();  // every lane is done with the tiles: their memory becomes the row-group sums
 
-  float (*red)[D] = reinterpret_cast<float (*)[D]>(smem);
+  float(*red)[D] = reinterpret_cast<float(*)[D]>(smem);
 #pragma unroll
   for (int i = 0; i < QT; ++i) {
     if (i >= nq) continue;  // nq is uniform over the block
 #pragma unroll
     for (int c = 0; c < S::NCH; ++c)
 #pragma unroll
-      for (int e = 0; e < S::VEC; ++e) red[rg][S::dim(c, lir, e)] = Pol::get(acc[i], c * S::VEC + e);
+      for (int e = 0; e < S::VEC; ++e)
+        red[rg][S::dim(c, lir, e)] = Pol::get(acc[i], c * S::VEC + e);
     __syncthreads();
     for (int s = 1; s < ROWS; s *= 2) {
       if (rg % (2 * s) == 0) {
@@ -164,7 +175,8 @@ __global__ __launch_bounds__(kPvThreads, (QT <= 4 && D <= 128) ? 2 : 1) void pv_
 #pragma unroll
           for (int e = 0; e < S::VEC; ++e) {
             const int d = S::dim(c, lir, e);
-            red[rg][d] = Pol::to_float_s(Pol::add(Pol::from_float(red[rg][d]), Pol::from_float(red[rg + s][d])));
+            red[rg][d] = Pol::to_float_s(
+                Pol::add(Pol::from_float(red[rg][d]), Pol::from_float(red[rg + s][d])));
           }
       }
       if constexpr (F != Fault::missing_barrier) __syncthreads();
@@ -173,7 +185,8 @@ __global__ __launch_bounds__(kPvThreads, (QT <= 4 && D <= 128) ? 2 : 1) void pv_
       if (p.splits == 1)
         store_output(p.out, std::int64_t(out_row[i]) * D + d, red[0][d], p.output);
       else
-        static_cast<float*>(p.workspace)[(std::int64_t(out_row[i]) * p.splits + split) * D + d] = red[0][d];
+        static_cast<float*>(p.workspace)[(std::int64_t(out_row[i]) * p.splits + split) * D + d] =
+            red[0][d];
     }
     __syncthreads();
   }
@@ -191,7 +204,8 @@ __global__ void pv_combine(KernelParams p, int head_dim) {
       store_output(p.out, row * head_dim + d, s, p.output);
     } else {
       __half s = __float2half_rn(0.0f);
-      for (int k = 0; k < p.splits; ++k) s = __hadd(s, __float2half_rn(part[std::int64_t(k) * head_dim + d]));
+      for (int k = 0; k < p.splits; ++k)
+        s = __hadd(s, __float2half_rn(part[std::int64_t(k) * head_dim + d]));
       store_output(p.out, row * head_dim + d, __half2float(s), p.output);
     }
   }
@@ -207,15 +221,18 @@ struct PvLaunch {
     p.splits = pv_splits(a.problem, launch_context(a));
     p.split_len = (p.span + p.splits - 1) / p.splits;
     hipStream_t st = static_cast<hipStream_t>(a.stream);
-    if (p.splits > 1 && a.workspace == nullptr) throw GpuError("pv: workspace required for split windows");
+    if (p.splits > 1 && a.workspace == nullptr)
+      throw GpuError("pv: workspace required for split windows");
     check_grid(p.splits, p.kv_heads, std::int64_t(p.batch) * p.q_tiles, "pv");
-    pv_kernel<T, A, D, QT, F><<<dim3(unsigned(p.splits), unsigned(p.kv_heads), unsigned(p.batch * p.q_tiles)),
-                             kPvThreads, 0, st>>>(p);
+    pv_kernel<T, A, D, QT, F>
+        <<<dim3(unsigned(p.splits), unsigned(p.kv_heads), unsigned(p.batch * p.q_tiles)),
+           kPvThreads, 0, st>>>(p);
     ATTNSCOPE_CHECK_LAUNCH();
     if (p.splits > 1) {
       const std::int64_t rows = std::int64_t(p.batch) * p.q_len * p.q_heads;
       check_grid(rows, 1, 1, "pv_combine");
-      pv_combine<A><<<dim3(unsigned(rows)), D < 128 ? D : 128, 0, st>>>(p, D);
+      const unsigned threads = D < 128 ? D : 128;
+      pv_combine<A><<<dim3(unsigned(rows)), threads, 0, st>>>(p, D);
       ATTNSCOPE_CHECK_LAUNCH();
     }
   }

@@ -3,6 +3,8 @@
 
 namespace attnscope::gpu::detail {
 
-void launch_qk(const StageArgs& a) { dispatch(a.problem, LaunchQk<Fault::none>{a}); }
+void launch_qk(const StageArgs& a) {
+  dispatch(a.problem, LaunchQk<Fault::none>{a});
+}
 
 }  // namespace attnscope::gpu::detail

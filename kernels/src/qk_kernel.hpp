@@ -1,9 +1,9 @@
 // qk: scores[b, h, t, j] = scale * q[b, t, h, :] . K[b, h / group, window_start(t) + j, :]
 // Decode-first design: a block holds every query of a tile (all query heads of a GQA group where
 // they fit) and streams a run of positions of one KV head through shared memory, up to
-// kQkStages tiles in flight (AsyncCopy: cp.async where the platform has it), so K is read once for the group.
-// Row-group r of the block takes positions r, r + rows, ... of a tile; its lanes' partial dots
-// are reduce-scattered (tile_dot.hpp): summation order per score the lane's elements
+// kQkStages tiles in flight (AsyncCopy: cp.async where the platform has it), so K is read once for
+// the group. Row-group r of the block takes positions r, r + rows, ... of a tile; its lanes'
+// partial dots are reduce-scattered (tile_dot.hpp): summation order per score the lane's elements
 // sequentially, then an ascending butterfly over the row's lanes (model warp_tree(lanes=LPR,
 // vec=VEC, pack=1 for fp32 accumulation, 2 for fp16)). A tile's scores go through shared memory
 // and are written as one contiguous run per query.
@@ -28,15 +28,20 @@ struct QkGeom {
   static constexpr int STAGE_WORDS = TK * R * CH * L;
   // Tiles in flight: kQkStages, fewer (at least two) where a tile of R rows passes kQkStageBytes.
   static constexpr int STAGES_FIT = kQkStages * kQkStageBytes / (STAGE_WORDS * 16);
-  static constexpr int STAGES = STAGES_FIT < 2 ? 2 : (STAGES_FIT > kQkStages ? kQkStages : STAGES_FIT);
+  static constexpr int STAGES =
+      STAGES_FIT < 2 ? 2 : (STAGES_FIT > kQkStages ? kQkStages : STAGES_FIT);
   static_assert(NV <= L && (NV & (NV - 1)) == 0, "a row's lanes hold the tile's scores");
   // 16-byte word (key j of the tile, row-group, chunk, lane) within a stage.
-  __device__ static int word(int j, int rg, int c, int lane) { return ((j * R + rg) * CH + c) * L + lane; }
+  __device__ static int word(int j, int rg, int c, int lane) {
+    return ((j * R + rg) * CH + c) * L + lane;
+  }
 };
 
 template <class T, Accum A, int D, int QT, Fault F>
-__global__ __launch_bounds__(kQkThreads, (qk_blocks_per_sm(QT, D, static_cast<int>(sizeof(T))))) void qk_kernel(
-    KernelParams p, int apply_scale) {
+__global__ __launch_bounds__(
+    kQkThreads,
+    (qk_blocks_per_sm(QT, D, static_cast<int>(sizeof(T))))) void qk_kernel(KernelParams p,
+                                                                           int apply_scale) {
   using G = QkGeom<T, D, QT>;
   using Pol = AccPolicy<T, A, D>;
   constexpr int L = G::L, R = G::R, TK = G::TK, NV = G::NV, KEYS = G::KEYS;
@@ -56,7 +61,8 @@ __global__ __launch_bounds__(kQkThreads, (qk_blocks_per_sm(QT, D, static_cast<in
   for (int i = 0; i < QT; ++i) {
     const int qi = q0 + (i < nq ? i : 0);
     const int t = qi / p.group, h = query_head<F>(kvh, qi % p.group, p.group, p.kv_heads);
-    Pol::load(static_cast<const T*>(p.q) + ((std::int64_t(b) * p.q_len + t) * p.q_heads + h) * D, lir, q[i]);
+    Pol::load(static_cast<const T*>(p.q) + ((std::int64_t(b) * p.q_len + t) * p.q_heads + h) * D,
+              lir, q[i]);
   }
   const int own = scatter_owner<NV>(lir % NV);
   const int g_own = own % QT, j_own = own / QT;
@@ -69,7 +75,8 @@ __global__ __launch_bounds__(kQkThreads, (qk_blocks_per_sm(QT, D, static_cast<in
   // The score of a tile this thread stores (QT x KEYS <= kQkThreads: at most one): query my_i,
   // key my_local of the tile, at my_row[position - my_start].
   static_assert(QT * KEYS <= kQkThreads, "a thread stores at most one score a tile");
-  const int my_i = static_cast<int>(threadIdx.x) / KEYS, my_local = static_cast<int>(threadIdx.x) % KEYS;
+  const int my_i = static_cast<int>(threadIdx.x) / KEYS,
+            my_local = static_cast<int>(threadIdx.x) % KEYS;
   const bool mine = my_i < nq;
   float* my_row = p.scores;
   std::int64_t my_start = 0;
@@ -85,7 +92,8 @@ __global__ __launch_bounds__(kQkThreads, (qk_blocks_per_sm(QT, D, static_cast<in
   };
   stream_tiles<G::STAGES>(ntiles, queue, [&](int t) {
     const uint4* st = tiles + (t % G::STAGES) * G::STAGE_WORDS;
-    const auto score = tile_scores<Pol, T, D, QT, TK>(q, st, [&](int j, int c) { return G::word(j, rg, c, lir); }, lir);
+    const auto score = tile_scores<Pol, T, D, QT, TK>(
+        q, st, [&](int j, int c) { return G::word(j, rg, c, lir); }, lir);
     // Lanes own + k x NV hold copies of the same score; the first writes it. Two buffers: the
     // barrier of tile t + 1 orders tile t's reads before tile t + 2's writes.
     if (lir < NV) sc[t & 1][g_own][j_own * R + rg] = Pol::dot_float(score) * scale;
@@ -121,8 +129,9 @@ struct QkLaunch {
     p.split_len = (tiles + runs - 1) / runs * keys;
     const std::int64_t gx = (p.span + p.split_len - 1) / p.split_len;
     check_grid(gx, p.kv_heads, std::int64_t(p.batch) * p.q_tiles, "qk");
-    qk_kernel<T, A, D, QT, F><<<dim3(unsigned(gx), unsigned(p.kv_heads), unsigned(p.batch * p.q_tiles)),
-                             kQkThreads, 0, static_cast<hipStream_t>(a.stream)>>>(p, a.scale_in_softmax ? 0 : 1);
+    qk_kernel<T, A, D, QT, F>
+        <<<dim3(unsigned(gx), unsigned(p.kv_heads), unsigned(p.batch * p.q_tiles)), kQkThreads, 0,
+           static_cast<hipStream_t>(a.stream)>>>(p, a.scale_in_softmax ? 0 : 1);
     ATTNSCOPE_CHECK_LAUNCH();
   }
 };

@@ -28,7 +28,8 @@ void check_new(const Implementation& impl, const std::deque<Implementation>& ite
   if (impl.path == Path::unfused)
     fail("unfused is not an implementation's path: register the family's qk, softmax and pv");
   if (!impl.launch) fail("no launch function");
-  if (impl.name == unfused_name(impl.family)) fail("the name is reserved for the family's unfused path");
+  if (impl.name == unfused_name(impl.family))
+    fail("the name is reserved for the family's unfused path");
   for (const Implementation& i : items)
     if (i.name == impl.name) fail("the name is taken");
 }
@@ -123,7 +124,9 @@ std::vector<std::string> unfused_families() {
   return out;
 }
 
-std::string unfused_name(std::string_view family) { return std::string(family) + ".unfused"; }
+std::string unfused_name(std::string_view family) {
+  return std::string(family) + ".unfused";
+}
 
 NameFilter::NameFilter(std::string_view patterns) {
   if (patterns.empty()) return;

@@ -27,8 +27,9 @@ bool gpu_available(std::string* reason) {
   const hipError_t e = hipGetDeviceCount(&n);
   if (e != hipSuccess) {
     (void)hipGetLastError();  // clear the sticky error of a failed runtime start
-    if (reason) *reason = std::string("no usable GPU: ") + hipGetErrorName(e) + " (" +
-                          hipGetErrorString(e) + ")";
+    if (reason)
+      *reason =
+          std::string("no usable GPU: ") + hipGetErrorName(e) + " (" + hipGetErrorString(e) + ")";
     return false;
   }
   if (n == 0) {
@@ -60,7 +61,8 @@ DeviceInfo device_info() {
   ATTNSCOPE_CHECK(hipDeviceGetName(name, sizeof(name), dev));
   info.name = name;
   int major = 0, minor = 0, l2 = 0;
-  ATTNSCOPE_CHECK(hipDeviceGetAttribute(&info.multiprocessors, hipDeviceAttributeMultiprocessorCount, dev));
+  ATTNSCOPE_CHECK(
+      hipDeviceGetAttribute(&info.multiprocessors, hipDeviceAttributeMultiprocessorCount, dev));
   ATTNSCOPE_CHECK(hipDeviceGetAttribute(&info.warp_size, hipDeviceAttributeWarpSize, dev));
   ATTNSCOPE_CHECK(hipDeviceGetAttribute(&l2, hipDeviceAttributeL2CacheSize, dev));
   ATTNSCOPE_CHECK(hipDeviceGetAttribute(&major, hipDeviceAttributeComputeCapabilityMajor, dev));
@@ -139,7 +141,9 @@ void DeviceBuffer::copy_from_async(const DeviceBuffer& src, void* stream) {
                                    static_cast<hipStream_t>(stream)));
 }
 
-void synchronize() { ATTNSCOPE_CHECK(hipDeviceSynchronize()); }
+void synchronize() {
+  ATTNSCOPE_CHECK(hipDeviceSynchronize());
+}
 
 Stream::Stream() {
   hipStream_t s = nullptr;

@@ -3,6 +3,8 @@
 
 namespace attnscope::gpu::detail {
 
-void launch_softmax(const StageArgs& a) { launch_softmax_f<Fault::none>(a); }
+void launch_softmax(const StageArgs& a) {
+  launch_softmax_f<Fault::none>(a);
+}
 
 }  // namespace attnscope::gpu::detail

@@ -23,8 +23,12 @@ struct MaxSum {
 __device__ __forceinline__ MaxSum shfl_xor_any(MaxSum v, int m) {
   return {shfl_xor(v.m, m), shfl_xor(v.s, m)};
 }
-__device__ __forceinline__ float shfl_xor_any(float v, int m) { return shfl_xor(v, m); }
-__device__ __forceinline__ __half shfl_xor_any(__half v, int m) { return shfl_xor_half(v, m); }
+__device__ __forceinline__ float shfl_xor_any(float v, int m) {
+  return shfl_xor(v, m);
+}
+__device__ __forceinline__ __half shfl_xor_any(__half v, int m) {
+  return shfl_xor_half(v, m);
+}
 
 // Ascending butterfly inside each warp, then across the warps; every thread gets the result.
 template <class V, class Op>
@@ -137,24 +141,31 @@ __global__ __launch_bounds__(kSmThreads) void softmax_kernel(KernelParams p, int
   if constexpr (A == Accum::fp32 && F == Fault::no_max_shift) {
     float s = 0.0f;
     for_row<VEC>(x, n, [&](std::int64_t, float v) { s += expf(v * scale); });
-    s = block_allreduce(s, [](float a, float b) { return a + b; }, smem_f);
+    s = block_allreduce(
+        s, [](float a, float b) { return a + b; }, smem_f);
     map_row<VEC>(x, y, n, [&](float v) { return expf(v * scale) / s; });
     if (threadIdx.x == 0) p.lse[row] = logf(s);
   } else if constexpr (A == Accum::fp32) {
     MaxSum st{-INFINITY, 0.0f};
     for_row<VEC>(x, n, [&](std::int64_t, float v) { online(st, v * scale); });
-    st = block_allreduce(st, [](MaxSum a, MaxSum b) { return merge(a, b); }, smem_ms);
+    st = block_allreduce(
+        st, [](MaxSum a, MaxSum b) { return merge(a, b); }, smem_ms);
     map_row<VEC>(x, y, n, [&](float v) { return expf(v * scale - st.m) / st.s; });
     if (threadIdx.x == 0) p.lse[row] = st.m + logf(st.s);
   } else {
     float m = -INFINITY;
     for_row<VEC>(x, n, [&](std::int64_t, float v) { m = fmaxf(m, v * scale); });
-    m = block_allreduce(m, [](float a, float b) { return fmaxf(a, b); }, smem_f);
+    m = block_allreduce(
+        m, [](float a, float b) { return fmaxf(a, b); }, smem_f);
     if constexpr (F == Fault::no_max_shift) m = 0.0f;
     __half s = __float2half_rn(0.0f);
-    for_row<VEC>(x, n, [&](std::int64_t, float v) { s = __hadd(s, __float2half_rn(expf(v * scale - m))); });
-    s = block_allreduce(s, [](__half a, __half b) { return __hadd(a, b); }, smem_h);
-    map_row<VEC>(x, y, n, [&](float v) { return __half2float(__hdiv(__float2half_rn(expf(v * scale - m)), s)); });
+    for_row<VEC>(
+        x, n, [&](std::int64_t, float v) { s = __hadd(s, __float2half_rn(expf(v * scale - m))); });
+    s = block_allreduce(
+        s, [](__half a, __half b) { return __hadd(a, b); }, smem_h);
+    map_row<VEC>(x, y, n, [&](float v) {
+      return __half2float(__hdiv(__float2half_rn(expf(v * scale - m)), s));
+    });
     if (threadIdx.x == 0) p.lse[row] = m + logf(__half2float(s));
   }
 }
@@ -169,11 +180,15 @@ void launch_softmax_f(const StageArgs& a) {
   const dim3 grid(static_cast<unsigned>(rows));
   hipStream_t st = static_cast<hipStream_t>(a.stream);
   if (a.problem.accum == Accum::fp32) {
-    if (vec4) softmax_kernel<Accum::fp32, 4, F><<<grid, kSmThreads, 0, st>>>(p, apply);
-    else softmax_kernel<Accum::fp32, 1, F><<<grid, kSmThreads, 0, st>>>(p, apply);
+    if (vec4)
+      softmax_kernel<Accum::fp32, 4, F><<<grid, kSmThreads, 0, st>>>(p, apply);
+    else
+      softmax_kernel<Accum::fp32, 1, F><<<grid, kSmThreads, 0, st>>>(p, apply);
   } else {
-    if (vec4) softmax_kernel<Accum::fp16, 4, F><<<grid, kSmThreads, 0, st>>>(p, apply);
-    else softmax_kernel<Accum::fp16, 1, F><<<grid, kSmThreads, 0, st>>>(p, apply);
+    if (vec4)
+      softmax_kernel<Accum::fp16, 4, F><<<grid, kSmThreads, 0, st>>>(p, apply);
+    else
+      softmax_kernel<Accum::fp16, 1, F><<<grid, kSmThreads, 0, st>>>(p, apply);
   }
   ATTNSCOPE_CHECK_LAUNCH();
 }

@@ -25,10 +25,12 @@ struct RowStream {
   int b, kvh, rg, lir, ntiles;
   std::int64_t c0, c1;
   std::int64_t next_off;  // contiguous layouts: offset of the row-group's next tile's first row
-  __device__ RowStream(const KvAddressing& kv_, int b_, int kvh_, std::int64_t c0_, std::int64_t c1_, int rg_, int lir_)
+  __device__ RowStream(const KvAddressing& kv_, int b_, int kvh_, std::int64_t c0_,
+                       std::int64_t c1_, int rg_, int lir_)
       : kv(kv_), b(b_), kvh(kvh_), rg(rg_), lir(lir_), c0(c0_), c1(c1_) {
     ntiles = c1 > c0 ? static_cast<int>((c1 - c0 + KEYS - 1) / KEYS) : 0;
-    next_off = kv.block_table != nullptr ? 0 : kv_offset<F>(kv, b, kvh, 0) + (c0 + rg) * kv.stride_seq;
+    next_off =
+        kv.block_table != nullptr ? 0 : kv_offset<F>(kv, b, kvh, 0) + (c0 + rg) * kv.stride_seq;
   }
   // First position of tile t for this row-group.
   __device__ std::int64_t pos0(int t) const { return c0 + std::int64_t(t) * KEYS + rg; }
@@ -104,7 +106,8 @@ __device__ __forceinline__ void stream_tiles(int ntiles, Queue&& queue, Body&& b
 // of chunk c of the lane's row j), reduce-scattered: part[0] is the complete score
 // scatter_owner<NV>(lane % NV) = j x QT + g.
 template <class Pol, class T, int D, int QT, int TK, class Word>
-__device__ __forceinline__ typename Pol::Dot tile_scores(const typename Pol::Frag* q, const uint4* st, Word word, int lir) {
+__device__ __forceinline__ typename Pol::Dot tile_scores(const typename Pol::Frag* q,
+                                                         const uint4* st, Word word, int lir) {
   using S = RowSplit<T, D>;
   constexpr int NV = QT * TK;
   typename Pol::Dot part[NV];

@@ -436,8 +436,8 @@ ElementBounds attention_bounds(const AttentionInputs& in, const StageFormats& qk
   // format), and its online-softmax rescaling adds one rounded multiply per key tile to every
   // partial sum: count those in softmax_f.depth and pv_f.depth.
   const std::vector<double> scores = ref::qk<double>(in, true);
-  return attention_bounds(in, scores, ref::softmax<double>(in, scores, 1.0), qk_bounds(in, qk_f, true),
-                          softmax_f, pv_f);
+  return attention_bounds(in, scores, ref::softmax<double>(in, scores, 1.0),
+                          qk_bounds(in, qk_f, true), softmax_f, pv_f);
 }
 
 ElementBounds attention_bounds(const AttentionInputs& in, const std::vector<double>& scores,

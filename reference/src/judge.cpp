@@ -40,7 +40,8 @@ Check judge(const Problem& p, std::string what, std::string field, TensorShape s
     c.budget_max = std::max(c.budget_max, budget[i]);
     double r = 0.0;
     if (std::isnan(ref[i]) || (std::isinf(ref[i]) && got[i] == ref[i])) continue;
-    if (!std::isfinite(got[i])) r = kInf;
+    if (!std::isfinite(got[i]))
+      r = kInf;
     else {
       const double e = std::fabs(got[i] - ref[i]);
       r = e == 0.0 ? 0.0 : budget[i] > 0.0 ? e / budget[i] : kInf;
@@ -58,9 +59,9 @@ Check judge(const Problem& p, std::string what, std::string field, TensorShape s
 std::string describe(const Check& c) {
   std::ostringstream s;
   s << "  " << (c.pass ? "ok  " : "FAIL") << " " << c.what << ": max_abs " << c.metrics.max_abs
-    << ", mae " << c.metrics.mae << ", rel_l2 " << c.metrics.rel_l2 << ", nan " << c.metrics.nan_count
-    << ", inf " << c.metrics.inf_count << "; budget max " << c.budget_max << ", error/budget "
-    << c.budget_ratio << " at " << c.worst_where;
+    << ", mae " << c.metrics.mae << ", rel_l2 " << c.metrics.rel_l2 << ", nan "
+    << c.metrics.nan_count << ", inf " << c.metrics.inf_count << "; budget max " << c.budget_max
+    << ", error/budget " << c.budget_ratio << " at " << c.worst_where;
   return s.str();
 }
 

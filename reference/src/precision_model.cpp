@@ -83,7 +83,8 @@ typename A::T reduce_run(const SummationOrder& order, int64_t lo, int64_t n, Ste
         std::size_t k = 0;  // elements this lane has visited
         for (int64_t c = l; c * vec < n; c += lanes) {
           const int64_t end = std::min(n, c * vec + vec);
-          for (int64_t i = c * vec; i < end; ++i, ++k) part[k % pack] = step(part[k % pack], lo + i);
+          for (int64_t i = c * vec; i < end; ++i, ++k)
+            part[k % pack] = step(part[k % pack], lo + i);
         }
         T a = part[0];
         for (std::size_t q = 1; q < pack; ++q) a = A::add(a, part[q]);
@@ -237,7 +238,6 @@ std::vector<double> pv_impl(const AttentionInputs& in, const std::vector<double>
   return out;
 }
 
-
 // One query's run of the decode kernels: the state of one row-group or of a merged tree node.
 template <class A>
 struct DecodeState {
@@ -248,7 +248,8 @@ struct DecodeState {
 
 template <class A>
 void decode_impl(const AttentionInputs& in, const SummationOrder& dot, int rows,
-                 std::int64_t split_len, int tile, std::vector<double>& out, std::vector<double>& lse) {
+                 std::int64_t split_len, int tile, std::vector<double>& out,
+                 std::vector<double>& lse) {
   using T = typename A::T;
   const Problem& p = in.problem;
   const int D = p.head_dim, group = p.group();
@@ -263,7 +264,8 @@ void decode_impl(const AttentionInputs& in, const SummationOrder& dot, int rows,
   parallel_for(p.lse_elems(), [&](int64_t r0, int64_t r1) {
     std::vector<double> q(static_cast<std::size_t>(D)), k(static_cast<std::size_t>(D));
     std::vector<DecodeState<A>> st(static_cast<std::size_t>(rows));
-    std::vector<float> o_run(static_cast<std::size_t>(splits * D)), lse_run(static_cast<std::size_t>(splits));
+    std::vector<float> o_run(static_cast<std::size_t>(splits * D)),
+        lse_run(static_cast<std::size_t>(splits));
     for (int64_t row = r0; row < r1; ++row) {
       const auto [b, h, t] = p.score_row(row);
       const int64_t qoff = in.q_offset(b, t, h), start = p.window_start(t);
@@ -274,7 +276,8 @@ void decode_impl(const AttentionInputs& in, const SummationOrder& dot, int rows,
           x.l = A::from(0.0);
           x.acc.assign(static_cast<std::size_t>(D), A::from(0.0));
         }
-        const int64_t c0 = span_start + s * split_len, c1 = std::min(c0 + split_len, span_start + span);
+        const int64_t c0 = span_start + s * split_len,
+                      c1 = std::min(c0 + split_len, span_start + span);
         // Row-group g takes tiles g, g + rows, ... of `tile` consecutive positions; per tile, one
         // max update (a rescale when the tile's max exceeds the running one), then each key's
         // weight exp(s - max) in order. With tile 1 this is the per-key update.
@@ -291,8 +294,10 @@ void decode_impl(const AttentionInputs& in, const SummationOrder& dot, int rows,
             const int64_t kb = addr.offset(b, h / group, pos);
             kbs[std::size_t(i)] = kb;
             for (int d = 0; d < D; ++d) k[std::size_t(d)] = in.k.get(kb + d);
-            sc[std::size_t(i)] = static_cast<float>(model_dot(std::is_same<T, float>::value ? Accum::fp32 : Accum::fp16,
-                                                               dot, q.data(), k.data(), D)) * scale;
+            sc[std::size_t(i)] = static_cast<float>(model_dot(
+                                     std::is_same<T, float>::value ? Accum::fp32 : Accum::fp16, dot,
+                                     q.data(), k.data(), D)) *
+                                 scale;
             tile_max = std::max(tile_max, sc[std::size_t(i)]);
           }
           if (tile_max == neg_inf) continue;  // no attended key in the tile
@@ -321,7 +326,8 @@ void decode_impl(const AttentionInputs& in, const SummationOrder& dot, int rows,
             const T f1 = A::from(x.m == neg_inf ? 0.0f : std::exp(x.m - mm));
             const T f2 = A::from(y.m == neg_inf ? 0.0f : std::exp(y.m - mm));
             for (int d = 0; d < D; ++d)
-              x.acc[std::size_t(d)] = A::add(A::mul(x.acc[std::size_t(d)], f1), A::mul(y.acc[std::size_t(d)], f2));
+              x.acc[std::size_t(d)] =
+                  A::add(A::mul(x.acc[std::size_t(d)], f1), A::mul(y.acc[std::size_t(d)], f2));
             x.l = A::add(A::mul(x.l, f1), A::mul(y.l, f2));
             x.m = mm;
           }
@@ -329,7 +335,9 @@ void decode_impl(const AttentionInputs& in, const SummationOrder& dot, int rows,
         const double lt = static_cast<double>(top.l);
         for (int d = 0; d < D; ++d)
           o_run[std::size_t(s * D + d)] =
-              lt == 0.0 ? 0.0f : static_cast<float>(A::from(static_cast<double>(top.acc[std::size_t(d)]) / lt));
+              lt == 0.0
+                  ? 0.0f
+                  : static_cast<float>(A::from(static_cast<double>(top.acc[std::size_t(d)]) / lt));
         lse_run[std::size_t(s)] = lt > 0.0 ? top.m + std::log(static_cast<float>(lt)) : neg_inf;
       }
       const int64_t orow = (int64_t(b) * p.q_len + t) * p.q_heads + h;
@@ -385,14 +393,18 @@ std::vector<double> model_pv(const AttentionInputs& in, const std::vector<double
 }
 
 void model_decode(const AttentionInputs& in, Accum acc, const SummationOrder& dot, int rows,
-                  std::int64_t split_len, std::vector<double>& out, std::vector<double>& lse, int tile) {
+                  std::int64_t split_len, std::vector<double>& out, std::vector<double>& lse,
+                  int tile) {
   check_order(dot);
   if (rows < 1 || (rows & (rows - 1)) != 0)
-    throw std::invalid_argument("model_decode: rows must be a power of two (got " + std::to_string(rows) + ")");
+    throw std::invalid_argument("model_decode: rows must be a power of two (got " +
+                                std::to_string(rows) + ")");
   if (split_len < 1) throw std::invalid_argument("model_decode: split_len must be >= 1");
   if (tile < 1) throw std::invalid_argument("model_decode: tile must be >= 1");
-  if (acc == Accum::fp16) decode_impl<Fp16Arith>(in, dot, rows, split_len, tile, out, lse);
-  else decode_impl<Fp32Arith>(in, dot, rows, split_len, tile, out, lse);
+  if (acc == Accum::fp16)
+    decode_impl<Fp16Arith>(in, dot, rows, split_len, tile, out, lse);
+  else
+    decode_impl<Fp32Arith>(in, dot, rows, split_len, tile, out, lse);
 }
 
 }  // namespace attnscope::model

@@ -50,16 +50,20 @@ double meta_double(const TraceFile& t, const std::string& key) {
 }
 
 int to_int(const TraceFile& t, const std::string& what, std::int64_t v) {
-  if (v < 0 || v > INT_MAX) throw TraceError(t.path + ": " + what + " = " + std::to_string(v) + " is out of range");
+  if (v < 0 || v > INT_MAX)
+    throw TraceError(t.path + ": " + what + " = " + std::to_string(v) + " is out of range");
   return static_cast<int>(v);
 }
 
 // q, K and V: F16, BF16 or F32 (the formats the problem model stores).
 DType input_dtype(const TraceFile& t, const Tensor& x) {
   switch (x.type) {
-    case ElemType::f16: return DType::fp16;
-    case ElemType::bf16: return DType::bf16;
-    case ElemType::f32: return DType::fp32;
+    case ElemType::f16:
+      return DType::fp16;
+    case ElemType::bf16:
+      return DType::bf16;
+    case ElemType::f32:
+      return DType::fp32;
     default:
       throw TraceError(t.path + ": tensor '" + x.name + "' is " + safetensors_name(x.type) +
                        "; expected F16, BF16 or F32");
@@ -70,7 +74,8 @@ DType input_dtype(const TraceFile& t, const Tensor& x) {
 DType output_dtype(const TraceFile& t, const Tensor& x) {
   if (x.type == ElemType::f64) return DType::fp32;
   if (!x.is_float())
-    throw TraceError(t.path + ": tensor '" + x.name + "' is " + safetensors_name(x.type) + "; expected a float type");
+    throw TraceError(t.path + ": tensor '" + x.name + "' is " + safetensors_name(x.type) +
+                     "; expected a float type");
   return input_dtype(t, x);
 }
 
@@ -79,8 +84,8 @@ void expect_shape(const TraceFile& t, const Tensor& x, const std::vector<std::in
   if (x.shape != want) {
     Tensor w;
     w.shape = want;
-    throw TraceError(t.path + ": tensor '" + x.name + "' has shape " + x.shape_string() + ", expected " +
-                     w.shape_string() + " " + dims);
+    throw TraceError(t.path + ": tensor '" + x.name + "' has shape " + x.shape_string() +
+                     ", expected " + w.shape_string() + " " + dims);
   }
 }
 
@@ -94,7 +99,8 @@ std::string joined(const std::vector<std::string>& names) {
 struct Context {
   std::string path;
   std::optional<std::vector<double>> scores, probs, out, lse;
-  DType scores_fmt = DType::fp32, probs_fmt = DType::fp32, out_fmt = DType::fp16, lse_fmt = DType::fp32;
+  DType scores_fmt = DType::fp32, probs_fmt = DType::fp32, out_fmt = DType::fp16,
+        lse_fmt = DType::fp32;
   bounds::StageFormats f_qk, f_sm, f_pv;
   // paged: the recorded block table, for variants that rebuild the layout
   std::vector<std::int32_t> block_table;
@@ -109,7 +115,8 @@ std::vector<double> values(const Tensor& x) {
 }
 
 KvLayout make_layout(const Problem& p, const KvLayoutSpec& spec, const Context& c) {
-  if (spec.kind == KvLayoutKind::paged) return KvLayout(p, spec, c.block_table, c.pages_per_seq, c.num_pages);
+  if (spec.kind == KvLayoutKind::paged)
+    return KvLayout(p, spec, c.block_table, c.pages_per_seq, c.num_pages);
   return KvLayout(p, spec);
 }
 
@@ -124,36 +131,43 @@ SummationOrder order_or_sequential(const TraceFile& t, const std::string& key) {
 }
 
 AttentionInputs build_inputs(TraceFile& t, Context& c) {
-  static const std::set<std::string> known = {"q", "k_cache", "v_cache", "block_table", "scores", "probs", "out", "lse"};
+  static const std::set<std::string> known = {"q",      "k_cache", "v_cache", "block_table",
+                                              "scores", "probs",   "out",     "lse"};
   for (const auto& kv : t.tensors)
     if (!known.count(kv.first))
-      throw TraceError(t.path + ": unknown tensor '" + kv.first +
-                       "' (a trace holds q, k_cache, v_cache, block_table, scores, probs, out, lse)");
+      throw TraceError(
+          t.path + ": unknown tensor '" + kv.first +
+          "' (a trace holds q, k_cache, v_cache, block_table, scores, probs, out, lse)");
   Tensor& q = t.require("q");
   if (q.shape.size() != 4)
-    throw TraceError(t.path + ": tensor 'q' has shape " + q.shape_string() + ", expected [batch, q_len, q_heads, head_dim]");
+    throw TraceError(t.path + ": tensor 'q' has shape " + q.shape_string() +
+                     ", expected [batch, q_len, q_heads, head_dim]");
   const DType in = input_dtype(t, q);
   KvLayoutKind kind;
   try {
     kind = parse_layout(t.meta("layout"));
   } catch (const std::invalid_argument&) {
-    throw TraceError(t.path + ": metadata 'layout' = '" + t.meta("layout") + "': expected bhsd, bshd or paged");
+    throw TraceError(t.path + ": metadata 'layout' = '" + t.meta("layout") +
+                     "': expected bhsd, bshd or paged");
   }
   Tensor& k = t.require("k_cache");
   Tensor& v = t.require("v_cache");
   for (const Tensor* x : {&k, &v}) {
     if (x->shape.size() != 5)
-      throw TraceError(t.path + ": tensor '" + x->name + "' has shape " + x->shape_string() + ", expected 5 dimensions (" +
-                       (kind == KvLayoutKind::bhsd   ? "[layers, batch, kv_heads, seq_capacity, head_dim]"
-                        : kind == KvLayoutKind::bshd ? "[layers, batch, seq_capacity, kv_heads, head_dim]"
-                                                     : "[layers, num_pages, page_size, kv_heads, head_dim]") +
-                       " for " + std::string(to_string(kind)) + ")");
+      throw TraceError(
+          t.path + ": tensor '" + x->name + "' has shape " + x->shape_string() +
+          ", expected 5 dimensions (" +
+          (kind == KvLayoutKind::bhsd   ? "[layers, batch, kv_heads, seq_capacity, head_dim]"
+           : kind == KvLayoutKind::bshd ? "[layers, batch, seq_capacity, kv_heads, head_dim]"
+                                        : "[layers, num_pages, page_size, kv_heads, head_dim]") +
+          " for " + std::string(to_string(kind)) + ")");
     if (input_dtype(t, *x) != in)
-      throw TraceError(t.path + ": tensor '" + x->name + "' is " + safetensors_name(x->type) + " but q is " +
-                       safetensors_name(q.type) + " (one input format)");
+      throw TraceError(t.path + ": tensor '" + x->name + "' is " + safetensors_name(x->type) +
+                       " but q is " + safetensors_name(q.type) + " (one input format)");
   }
   if (k.shape != v.shape)
-    throw TraceError(t.path + ": k_cache " + k.shape_string() + " and v_cache " + v.shape_string() + " differ in shape");
+    throw TraceError(t.path + ": k_cache " + k.shape_string() + " and v_cache " + v.shape_string() +
+                     " differ in shape");
 
   Problem p;
   p.batch = to_int(t, "q's batch", q.shape[0]);
@@ -163,14 +177,22 @@ AttentionInputs build_inputs(TraceFile& t, Context& c) {
   const std::int64_t* s = k.shape.data();
   std::int64_t cache_batch = 0, heads = 0, dim = s[4], cap = 0, pages = 0, page = 0;
   switch (kind) {
-    case KvLayoutKind::bhsd: cache_batch = s[1], heads = s[2], cap = s[3]; break;
-    case KvLayoutKind::bshd: cache_batch = s[1], cap = s[2], heads = s[3]; break;
-    case KvLayoutKind::paged: pages = s[1], page = s[2], heads = s[3]; break;
+    case KvLayoutKind::bhsd:
+      cache_batch = s[1], heads = s[2], cap = s[3];
+      break;
+    case KvLayoutKind::bshd:
+      cache_batch = s[1], cap = s[2], heads = s[3];
+      break;
+    case KvLayoutKind::paged:
+      pages = s[1], page = s[2], heads = s[3];
+      break;
   }
   if (kind != KvLayoutKind::paged && cache_batch != p.batch)
-    throw TraceError(t.path + ": k_cache holds batch " + std::to_string(cache_batch) + " but q has batch " + std::to_string(p.batch));
+    throw TraceError(t.path + ": k_cache holds batch " + std::to_string(cache_batch) +
+                     " but q has batch " + std::to_string(p.batch));
   if (dim != p.head_dim)
-    throw TraceError(t.path + ": k_cache has head_dim " + std::to_string(dim) + " but q has " + std::to_string(p.head_dim));
+    throw TraceError(t.path + ": k_cache has head_dim " + std::to_string(dim) + " but q has " +
+                     std::to_string(p.head_dim));
   p.kv_heads = to_int(t, "k_cache's kv_heads", heads);
   p.seq_len = meta_int(t, "seq_len");
   p.window = meta_int(t, "window");
@@ -180,7 +202,8 @@ AttentionInputs build_inputs(TraceFile& t, Context& c) {
   try {
     p.accum = parse_accum(t.meta("accumulation"));
   } catch (const std::invalid_argument&) {
-    throw TraceError(t.path + ": metadata 'accumulation' = '" + t.meta("accumulation") + "': expected fp16 or fp32");
+    throw TraceError(t.path + ": metadata 'accumulation' = '" + t.meta("accumulation") +
+                     "': expected fp16 or fp32");
   }
   if (t.metadata.count("scale")) {
     p.scale = meta_double(t, "scale");
@@ -199,13 +222,14 @@ AttentionInputs build_inputs(TraceFile& t, Context& c) {
   spec.layers = to_int(t, "k_cache's layers", s[0]);
   spec.layer = to_int(t, "metadata 'layer'", meta_int(t, "layer"));
   if (spec.layer >= spec.layers)
-    throw TraceError(t.path + ": metadata 'layer' = " + std::to_string(spec.layer) + " but the cache holds " +
-                     std::to_string(spec.layers) + " layers");
+    throw TraceError(t.path + ": metadata 'layer' = " + std::to_string(spec.layer) +
+                     " but the cache holds " + std::to_string(spec.layers) + " layers");
   if (kind == KvLayoutKind::paged) {
     spec.page_size = to_int(t, "k_cache's page_size", page);
     const Tensor& bt = t.require("block_table");
     if (bt.type != ElemType::i32 && bt.type != ElemType::i64)
-      throw TraceError(t.path + ": tensor 'block_table' is " + std::string(safetensors_name(bt.type)) + "; expected I32 or I64");
+      throw TraceError(t.path + ": tensor 'block_table' is " +
+                       std::string(safetensors_name(bt.type)) + "; expected I32 or I64");
     if (bt.shape.size() != 2 || bt.shape[0] != p.batch)
       throw TraceError(t.path + ": tensor 'block_table' has shape " + bt.shape_string() +
                        ", expected [batch, pages_per_seq] with batch " + std::to_string(p.batch));
@@ -214,10 +238,13 @@ AttentionInputs build_inputs(TraceFile& t, Context& c) {
     c.block_table.resize(std::size_t(bt.numel()));
     for (std::int64_t i = 0; i < bt.numel(); ++i) {
       const double e = bt.get(i);
-      c.block_table[std::size_t(i)] = e < INT_MIN || e > INT_MAX ? -1 : static_cast<std::int32_t>(e);
+      c.block_table[std::size_t(i)] =
+          e < INT_MIN || e > INT_MAX ? -1 : static_cast<std::int32_t>(e);
     }
   } else {
-    if (t.find("block_table")) throw TraceError(t.path + ": a block_table is given but the layout is " + std::string(to_string(kind)));
+    if (t.find("block_table"))
+      throw TraceError(t.path + ": a block_table is given but the layout is " +
+                       std::string(to_string(kind)));
     spec.seq_capacity = cap;
   }
   std::optional<KvLayout> layout;
@@ -228,12 +255,17 @@ AttentionInputs build_inputs(TraceFile& t, Context& c) {
     throw TraceError(t.path + ": " + e.what());
   }
   if (layout->storage_elems() != k.numel())
-    throw TraceError(t.path + ": k_cache holds " + std::to_string(k.numel()) + " elements, the layout addresses " +
-                     std::to_string(layout->storage_elems()));
+    throw TraceError(t.path + ": k_cache holds " + std::to_string(k.numel()) +
+                     " elements, the layout addresses " + std::to_string(layout->storage_elems()));
   const std::int64_t storage = k.numel();
-  AttentionInputs inputs{p, *layout, DataSpec{},
-                         HostTensor(in, {p.batch, p.q_len, p.q_heads, p.head_dim}, std::move(q.bytes)),
-                         HostTensor(in, {storage}, std::move(k.bytes)), HostTensor(in, {storage}, std::move(v.bytes)), {}};
+  AttentionInputs inputs{
+      p,
+      *layout,
+      DataSpec{},
+      HostTensor(in, {p.batch, p.q_len, p.q_heads, p.head_dim}, std::move(q.bytes)),
+      HostTensor(in, {storage}, std::move(k.bytes)),
+      HostTensor(in, {storage}, std::move(v.bytes)),
+      {}};
 
   // The recorded outputs.
   const std::vector<std::int64_t> score_shape = {p.batch, p.q_heads, p.q_len, p.window};
@@ -248,7 +280,8 @@ AttentionInputs build_inputs(TraceFile& t, Context& c) {
     c.probs = values(*x);
   }
   if (const Tensor* x = t.find("out")) {
-    expect_shape(t, *x, {p.batch, p.q_len, p.q_heads, p.head_dim}, "[batch, q_len, q_heads, head_dim]");
+    expect_shape(t, *x, {p.batch, p.q_len, p.q_heads, p.head_dim},
+                 "[batch, q_len, q_heads, head_dim]");
     c.out_fmt = output_dtype(t, *x);
     c.out = values(*x);
   }
@@ -258,30 +291,41 @@ AttentionInputs build_inputs(TraceFile& t, Context& c) {
     c.lse = values(*x);
   }
   if (!c.scores && !c.probs && !c.out && !c.lse)
-    throw TraceError(t.path + ": nothing to check: the trace records none of scores, probs, out, lse");
+    throw TraceError(t.path +
+                     ": nothing to check: the trace records none of scores, probs, out, lse");
 
   // Budgets: the declared orders, else sequential (the deepest). An online softmax may round
   // each step twice (rescale, then add), so the sum and the values get twice the depth.
   const double lambda = bounds::kDefaultLambda;
-  c.f_qk = {p.accum, summation_depth(order_or_sequential(t, "dot_order"), p.head_dim), c.scores_fmt, lambda};
-  c.f_sm = {p.accum, 2 * summation_depth(order_or_sequential(t, "softmax_order"), p.window), c.probs_fmt, lambda};
-  c.f_pv = {p.accum, 2 * summation_depth(order_or_sequential(t, "values_order"), p.window), c.out_fmt, lambda};
+  c.f_qk = {p.accum, summation_depth(order_or_sequential(t, "dot_order"), p.head_dim), c.scores_fmt,
+            lambda};
+  c.f_sm = {p.accum, 2 * summation_depth(order_or_sequential(t, "softmax_order"), p.window),
+            c.probs_fmt, lambda};
+  c.f_pv = {p.accum, 2 * summation_depth(order_or_sequential(t, "values_order"), p.window),
+            c.out_fmt, lambda};
   return inputs;
 }
 
 enum class Stage { qk, softmax, pv, attn_out, lse };
 const char* stage_name(Stage s) {
   switch (s) {
-    case Stage::qk: return "qk";
-    case Stage::softmax: return "softmax";
-    case Stage::pv: return "pv";
-    case Stage::attn_out: return "attn_out";
-    case Stage::lse: return "lse";
+    case Stage::qk:
+      return "qk";
+    case Stage::softmax:
+      return "softmax";
+    case Stage::pv:
+      return "pv";
+    case Stage::attn_out:
+      return "attn_out";
+    case Stage::lse:
+      return "lse";
   }
   return "?";
 }
 TensorShape shape_of(Stage s) {
-  return s == Stage::qk || s == Stage::softmax ? TensorShape::scores : s == Stage::lse ? TensorShape::rows : TensorShape::out;
+  return s == Stage::qk || s == Stage::softmax ? TensorShape::scores
+         : s == Stage::lse                     ? TensorShape::rows
+                                               : TensorShape::out;
 }
 
 // The reference of a stage and its budget on inputs `in` (the declared ones, or a variant).
@@ -318,18 +362,23 @@ struct Evaluator {
       case Stage::lse: {
         const ref::Trace<double> T = ref::attention<double>(in);
         r.ref = T.lse;
-        r.budget = bounds::lse_bounds(in, T.lse, T.probs, bounds::qk_bounds(in, c.f_qk).probabilistic, 1.0, c.f_sm);
+        r.budget = bounds::lse_bounds(in, T.lse, T.probs,
+                                      bounds::qk_bounds(in, c.f_qk).probabilistic, 1.0, c.f_sm);
         break;
       }
     }
     return r;
   }
   // The reference alone, for the first, cheap look at a variant.
-  std::vector<double> reference(Stage s, const AttentionInputs& in, const std::vector<double>* probs) const {
+  std::vector<double> reference(Stage s, const AttentionInputs& in,
+                                const std::vector<double>* probs) const {
     switch (s) {
-      case Stage::qk: return ref::qk<double>(in);
-      case Stage::softmax: return ref::softmax<double>(in, c.scores ? *c.scores : ref::qk<double>(in));
-      case Stage::pv: return ref::pv<double>(in, *probs);
+      case Stage::qk:
+        return ref::qk<double>(in);
+      case Stage::softmax:
+        return ref::softmax<double>(in, c.scores ? *c.scores : ref::qk<double>(in));
+      case Stage::pv:
+        return ref::pv<double>(in, *probs);
       case Stage::attn_out:
       case Stage::lse: {
         std::vector<double> out, lse;
@@ -343,34 +392,43 @@ struct Evaluator {
 
 const std::vector<double>& recorded(const Context& c, Stage s) {
   switch (s) {
-    case Stage::qk: return *c.scores;
-    case Stage::softmax: return *c.probs;
+    case Stage::qk:
+      return *c.scores;
+    case Stage::softmax:
+      return *c.probs;
     case Stage::pv:
-    case Stage::attn_out: return *c.out;
-    case Stage::lse: return *c.lse;
+    case Stage::attn_out:
+      return *c.out;
+    case Stage::lse:
+      return *c.lse;
   }
   return *c.out;
 }
 DType format_of(const Context& c, Stage s) {
   switch (s) {
-    case Stage::qk: return c.scores_fmt;
-    case Stage::softmax: return c.probs_fmt;
+    case Stage::qk:
+      return c.scores_fmt;
+    case Stage::softmax:
+      return c.probs_fmt;
     case Stage::pv:
-    case Stage::attn_out: return c.out_fmt;
-    case Stage::lse: return c.lse_fmt;
+    case Stage::attn_out:
+      return c.out_fmt;
+    case Stage::lse:
+      return c.lse_fmt;
   }
   return DType::fp32;
 }
 
 // Moves head h of a tensor with q_heads on `axis` (outer = elements before it, inner after it)
 // to position perm[h]: out[.., perm[h], ..] = in[.., h, ..]. With inverse, the other way round.
-std::vector<double> permute_heads(const std::vector<double>& x, std::int64_t outer, int heads, std::int64_t inner,
-                                  const std::vector<int>& perm, bool inverse) {
+std::vector<double> permute_heads(const std::vector<double>& x, std::int64_t outer, int heads,
+                                  std::int64_t inner, const std::vector<int>& perm, bool inverse) {
   std::vector<double> y(x.size());
   for (std::int64_t o = 0; o < outer; ++o)
     for (int h = 0; h < heads; ++h) {
       const int from = inverse ? perm[std::size_t(h)] : h, to = inverse ? h : perm[std::size_t(h)];
-      std::copy_n(x.begin() + (o * heads + from) * inner, inner, y.begin() + (o * heads + to) * inner);
+      std::copy_n(x.begin() + (o * heads + from) * inner, inner,
+                  y.begin() + (o * heads + to) * inner);
     }
   return y;
 }
@@ -378,17 +436,20 @@ std::vector<double> permute_heads(const std::vector<double>& x, std::int64_t out
 // (outer, inner) of the head axis of a stage's tensor.
 std::pair<std::int64_t, std::int64_t> head_axis(const Problem& p, Stage s) {
   switch (shape_of(s)) {
-    case TensorShape::scores: return {p.batch, std::int64_t(p.q_len) * p.window};
-    case TensorShape::out: return {std::int64_t(p.batch) * p.q_len, p.head_dim};
-    case TensorShape::rows: return {p.batch, p.q_len};
+    case TensorShape::scores:
+      return {p.batch, std::int64_t(p.q_len) * p.window};
+    case TensorShape::out:
+      return {std::int64_t(p.batch) * p.q_len, p.head_dim};
+    case TensorShape::rows:
+      return {p.batch, p.q_len};
   }
   return {1, 1};
 }
 
 // Softmax without the max subtraction, with exp evaluated in the accumulation format (it
 // overflows past the format's largest value; inf / inf is NaN), then P.V and lse from it.
-void no_max_shift(const AttentionInputs& in, const std::vector<double>& scores, std::vector<double>& probs,
-                  std::vector<double>& out, std::vector<double>& lse) {
+void no_max_shift(const AttentionInputs& in, const std::vector<double>& scores,
+                  std::vector<double>& probs, std::vector<double>& out, std::vector<double>& lse) {
   const Problem& p = in.problem;
   const DType acc = accum_dtype(p.accum);
   const std::int64_t W = p.window, rows = p.score_elems() / W;
@@ -409,7 +470,7 @@ void no_max_shift(const AttentionInputs& in, const std::vector<double>& scores, 
 
 struct Variant {
   std::string name;
-  bool stale = false;  // reads positions at or beyond seq_len
+  bool stale = false;                           // reads positions at or beyond seq_len
   std::function<bool(AttentionInputs&)> apply;  // false: not applicable to this trace
   std::vector<int> head_perm;                   // gqa_interleaved: q heads moved
 };
@@ -421,7 +482,8 @@ std::string fmt_g(double x) {
 }
 
 // `fitted_scale`: the scale that fits the recorded scores best (0: none recorded).
-std::vector<Variant> variants(const AttentionInputs& in, const Context& c, Stage stage, double fitted_scale) {
+std::vector<Variant> variants(const AttentionInputs& in, const Context& c, Stage stage,
+                              double fitted_scale) {
   const Problem& p = in.problem;
   const KvLayoutSpec base = in.layout.spec();
   std::vector<Variant> v;
@@ -435,63 +497,80 @@ std::vector<Variant> variants(const AttentionInputs& in, const Context& c, Stage
   if (positions) {
     for (int L = 0; L < base.layers; ++L) {
       if (L == base.layer) continue;
-      v.push_back({"kv_layer:" + std::to_string(L), false, [L, base, relayout](AttentionInputs& x) {
+      v.push_back({"kv_layer:" + std::to_string(L),
+                   false,
+                   [L, base, relayout](AttentionInputs& x) {
                      KvLayoutSpec s = base;
                      s.layer = L;
                      return relayout(x, s);
-                   }, {}});
+                   },
+                   {}});
     }
     if (p.group() > 1 && p.kv_heads > 1) {
-      // Query head h read KV head h % kv_heads: move it to slot (h % kv_heads) * group + h / kv_heads,
-      // where the reference's h / group names that KV head.
+      // Query head h read KV head h % kv_heads: move it to slot (h % kv_heads) * group + h /
+      // kv_heads, where the reference's h / group names that KV head.
       std::vector<int> perm(std::size_t(p.q_heads));
-      for (int h = 0; h < p.q_heads; ++h) perm[std::size_t(h)] = (h % p.kv_heads) * p.group() + h / p.kv_heads;
+      for (int h = 0; h < p.q_heads; ++h)
+        perm[std::size_t(h)] = (h % p.kv_heads) * p.group() + h / p.kv_heads;
       v.push_back({"gqa_interleaved", false, [](AttentionInputs&) { return true; }, perm});
     }
     for (int k = -8; k <= 8; ++k) {
       if (k == 0) continue;
-      v.push_back({"window_shift:" + std::string(k > 0 ? "+" : "") + std::to_string(k), k > 0,
+      v.push_back({"window_shift:" + std::string(k > 0 ? "+" : "") + std::to_string(k),
+                   k > 0,
                    [k, base, relayout](AttentionInputs& x) {
                      x.problem.seq_len += k;
                      if (x.problem.window_start(0) < 0) return false;
                      return relayout(x, base);
-                   }, {}});
+                   },
+                   {}});
     }
     if (stage == Stage::attn_out || stage == Stage::lse)
       for (int k = 1; k <= 8; ++k)
-        v.push_back({"stale_positions", true, [k, base, relayout](AttentionInputs& x) {
+        v.push_back({"stale_positions",
+                     true,
+                     [k, base, relayout](AttentionInputs& x) {
                        x.problem.seq_len += k;
                        x.problem.window += k;
                        return relayout(x, base);
-                     }, {}});
+                     },
+                     {}});
     if (base.kind == KvLayoutKind::paged) {
-      v.push_back({"block_table_ignored", false, [base, &c](AttentionInputs& x) {
+      v.push_back({"block_table_ignored",
+                   false,
+                   [base, &c](AttentionInputs& x) {
                      std::vector<std::int32_t> identity(c.block_table.size());
-                     for (std::size_t i = 0; i < identity.size(); ++i) identity[i] = static_cast<std::int32_t>(i);
+                     for (std::size_t i = 0; i < identity.size(); ++i)
+                       identity[i] = static_cast<std::int32_t>(i);
                      x.layout = KvLayout(x.problem, base, identity, c.pages_per_seq, c.num_pages);
                      return true;
-                   }, {}});
+                   },
+                   {}});
     }
   }
   if (stage == Stage::qk || stage == Stage::attn_out || stage == Stage::lse ||
       (stage == Stage::softmax && !c.scores)) {
     const double s = p.effective_scale();
     std::vector<double> scales = {1.0, s * s, 1.0 / p.head_dim};
-    if (fitted_scale > 0.0 && std::fabs(fitted_scale / s - 1.0) > 1e-3) scales.push_back(fitted_scale);
+    if (fitted_scale > 0.0 && std::fabs(fitted_scale / s - 1.0) > 1e-3)
+      scales.push_back(fitted_scale);
     for (double x : scales)
       if (std::fabs(x / s - 1.0) > 1e-6)
-        v.push_back({"scale:" + fmt_g(x), false, [x](AttentionInputs& y) {
+        v.push_back({"scale:" + fmt_g(x),
+                     false,
+                     [x](AttentionInputs& y) {
                        y.problem.scale = x;
                        return true;
-                     }, {}});
+                     },
+                     {}});
   }
   return v;
 }
 
 // Tries each variant on the failing stage; returns the names of those that explain the engine's
 // numbers within their budgets (each name once).
-std::vector<std::string> diagnose(AttentionInputs& in, const Context& c, Stage stage, const Check& failed,
-                                  const std::vector<double>& original_budget) {
+std::vector<std::string> diagnose(AttentionInputs& in, const Context& c, Stage stage,
+                                  const Check& failed, const std::vector<double>& original_budget) {
   const Problem p0 = in.problem;
   const KvLayout layout0 = in.layout;
   const HostTensor q0 = in.q;
@@ -536,9 +615,12 @@ std::vector<std::string> diagnose(AttentionInputs& in, const Context& c, Stage s
     const std::vector<double>* probs = c.probs ? &*c.probs : nullptr;
     std::vector<double> probs_perm;
     if (!var.head_perm.empty()) {
-      const auto [qo, qi] = std::pair<std::int64_t, std::int64_t>{std::int64_t(p0.batch) * p0.q_len, p0.head_dim};
-      const std::vector<double> moved = permute_heads(in.q.to_double(), qo, p0.q_heads, qi, var.head_perm, false);
-      for (std::size_t i = 0; i < moved.size(); ++i) in.q.set(std::int64_t(i), moved[i]);  // exact: same format
+      const auto [qo, qi] =
+          std::pair<std::int64_t, std::int64_t>{std::int64_t(p0.batch) * p0.q_len, p0.head_dim};
+      const std::vector<double> moved =
+          permute_heads(in.q.to_double(), qo, p0.q_heads, qi, var.head_perm, false);
+      for (std::size_t i = 0; i < moved.size(); ++i)
+        in.q.set(std::int64_t(i), moved[i]);  // exact: same format
       if (probs) {
         const auto [so, si] = head_axis(p0, Stage::softmax);
         probs_perm = permute_heads(*probs, so, p0.q_heads, si, var.head_perm, false);
@@ -546,17 +628,20 @@ std::vector<std::string> diagnose(AttentionInputs& in, const Context& c, Stage s
       }
     }
     auto engine_order = [&](std::vector<double> x) {
-      return var.head_perm.empty() ? x : permute_heads(x, outer, p0.q_heads, inner, var.head_perm, true);
+      return var.head_perm.empty()
+                 ? x
+                 : permute_heads(x, outer, p0.q_heads, inner, var.head_perm, true);
     };
     // A first look: only a variant far closer to the engine's numbers than the declared
     // semantics (a quarter of the largest error or less) gets a budget of its own.
     const std::vector<double> look = engine_order(ev.reference(stage, in, probs));
-    const Check rough = judge(p0, failed.what, failed.field, shape_of(stage), got, look, original_budget, fmt);
+    const Check rough =
+        judge(p0, failed.what, failed.field, shape_of(stage), got, look, original_budget, fmt);
     if (rough.metrics.max_abs <= 0.25 * failed.metrics.max_abs && rough.metrics.nan_count == 0 &&
         rough.metrics.inf_count == 0) {
       const StageRef r = ev.run(stage, in, probs);
-      const Check exact = judge(p0, failed.what, failed.field, shape_of(stage), got, engine_order(r.ref),
-                                engine_order(r.budget), fmt);
+      const Check exact = judge(p0, failed.what, failed.field, shape_of(stage), got,
+                                engine_order(r.ref), engine_order(r.budget), fmt);
       if (exact.pass) {
         add(var.name);
         if (var.stale) add("stale_positions");
@@ -566,13 +651,17 @@ std::vector<std::string> diagnose(AttentionInputs& in, const Context& c, Stage s
   }
   // Softmax without the max shift overflows: NaN where the correct softmax has none.
   if (stage == Stage::softmax || stage == Stage::attn_out || stage == Stage::lse) {
-    const std::vector<double> scores = c.scores && stage == Stage::softmax ? *c.scores : ref::qk<double>(in);
+    const std::vector<double> scores =
+        c.scores && stage == Stage::softmax ? *c.scores : ref::qk<double>(in);
     std::vector<double> probs, out, lse;
     no_max_shift(in, scores, probs, out, lse);
-    const std::vector<double>& alt = stage == Stage::softmax ? probs : stage == Stage::lse ? lse : out;
+    const std::vector<double>& alt = stage == Stage::softmax ? probs
+                                     : stage == Stage::lse   ? lse
+                                                             : out;
     std::int64_t alt_nan = 0;
     for (double x : alt) alt_nan += std::isnan(x) ? 1 : 0;
-    const Check m = judge(p0, failed.what, failed.field, shape_of(stage), got, alt, original_budget, fmt);
+    const Check m =
+        judge(p0, failed.what, failed.field, shape_of(stage), got, alt, original_budget, fmt);
     if (alt_nan > 0 && m.pass) add("no_max_shift");
   }
   return found;
@@ -601,16 +690,18 @@ PointReport check_trace(TraceFile trace, const CheckOptions& options) {
   ref::Trace<double> T;
   if (options.quad) {
     const ref::Trace<ref::Quad> qt = ref::attention<ref::Quad>(in);
-    T = {ref::to_double(qt.scores), ref::to_double(qt.probs), ref::to_double(qt.lse), ref::to_double(qt.out)};
+    T = {ref::to_double(qt.scores), ref::to_double(qt.probs), ref::to_double(qt.lse),
+         ref::to_double(qt.out)};
   } else {
     T = ref::attention<double>(in);
   }
   const bounds::ElementBounds qk_b = bounds::qk_bounds(in, c.f_qk);
   const std::vector<double>& qk_budget = qk_b.probabilistic;
   std::map<Stage, std::vector<double>> budgets;
-  auto add = [&](Stage s, std::string what, const std::vector<double>& got, const std::vector<double>& ref,
-                 std::vector<double> budget, DType fmt) {
-    r.checks.push_back(judge(p, std::move(what), std::string(stage_name(s)) + "_", shape_of(s), got, ref, budget, fmt));
+  auto add = [&](Stage s, std::string what, const std::vector<double>& got,
+                 const std::vector<double>& ref, std::vector<double> budget, DType fmt) {
+    r.checks.push_back(judge(p, std::move(what), std::string(stage_name(s)) + "_", shape_of(s), got,
+                             ref, budget, fmt));
     budgets[s] = std::move(budget);
   };
   std::vector<Stage> order;
@@ -621,7 +712,8 @@ PointReport check_trace(TraceFile trace, const CheckOptions& options) {
   if (c.probs) {
     const std::vector<double>& logits = c.scores ? *c.scores : T.scores;
     add(Stage::softmax, c.scores ? "softmax (on the engine's scores)" : "softmax", *c.probs,
-        ref::softmax<double>(in, logits), bounds::softmax_bounds(in, logits, 1.0, {}, c.f_sm).probabilistic, c.probs_fmt);
+        ref::softmax<double>(in, logits),
+        bounds::softmax_bounds(in, logits, 1.0, {}, c.f_sm).probabilistic, c.probs_fmt);
     order.push_back(Stage::softmax);
   }
   if (c.out && c.probs) {
@@ -631,11 +723,13 @@ PointReport check_trace(TraceFile trace, const CheckOptions& options) {
   }
   if (c.out) {
     add(Stage::attn_out, "attn_out", *c.out, T.out,
-        bounds::attention_bounds(in, T.scores, T.probs, qk_b, c.f_sm, c.f_pv).probabilistic, c.out_fmt);
+        bounds::attention_bounds(in, T.scores, T.probs, qk_b, c.f_sm, c.f_pv).probabilistic,
+        c.out_fmt);
     order.push_back(Stage::attn_out);
   }
   if (c.lse) {
-    add(Stage::lse, "lse", *c.lse, T.lse, bounds::lse_bounds(in, T.lse, T.probs, qk_budget, 1.0, c.f_sm), c.lse_fmt);
+    add(Stage::lse, "lse", *c.lse, T.lse,
+        bounds::lse_bounds(in, T.lse, T.probs, qk_budget, 1.0, c.f_sm), c.lse_fmt);
     order.push_back(Stage::lse);
   }
 
@@ -648,7 +742,8 @@ PointReport check_trace(TraceFile trace, const CheckOptions& options) {
   if (failing) {
     r.first_failing_stage = stage_name(*failing);
     if (options.diagnose) {
-      const std::size_t at = std::size_t(std::find(order.begin(), order.end(), *failing) - order.begin());
+      const std::size_t at =
+          std::size_t(std::find(order.begin(), order.end(), *failing) - order.begin());
       r.diagnosis = diagnose(in, c, *failing, r.checks[at], budgets[*failing]);
       if (r.diagnosis.empty()) r.diagnosis.push_back(kNoHypothesis);
     }
@@ -669,7 +764,8 @@ PointReport check_trace(TraceFile trace, const CheckOptions& options) {
     j[ch.field + "worst_at"] = ch.worst_where;
     j[ch.field + "pass"] = ch.pass;
   }
-  j["first_failing_stage"] = r.first_failing_stage.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.first_failing_stage);
+  j["first_failing_stage"] = r.first_failing_stage.empty() ? nlohmann::json(nullptr)
+                                                           : nlohmann::json(r.first_failing_stage);
   j["diagnosis"] = r.pass ? nlohmann::json(nullptr) : nlohmann::json(joined(r.diagnosis));
   j["pass"] = r.pass;
   j["seconds"] = r.seconds;
@@ -682,18 +778,20 @@ std::string format_point(const PointReport& r) {
   s << r.path;
   std::string who;
   for (const char* key : {"engine", "step"})
-    if (r.metadata.count(key)) who += (who.empty() ? "" : ", ") + std::string(key) + " " + r.metadata.at(key);
+    if (r.metadata.count(key))
+      who += (who.empty() ? "" : ", ") + std::string(key) + " " + r.metadata.at(key);
   who += (who.empty() ? "" : ", ") + std::string("layer ") + std::to_string(r.layout.layer);
-  s << " (" << who << ")\n  batch " << p.batch << ", q_heads " << p.q_heads << ", kv_heads " << p.kv_heads
-    << ", q_len " << p.q_len << ", seq_len " << p.seq_len << ", window " << p.window << ", head_dim " << p.head_dim
-    << ", " << to_string(p.input) << " " << to_string(r.layout.kind) << " cache of " << r.layout.layers
-    << " layers, accumulation " << to_string(p.accum) << "\n";
-  s << "  " << std::left << std::setw(36) << "stage" << std::setw(12) << "mae" << std::setw(12) << "max_diff"
-    << std::setw(12) << "budget" << std::setw(14) << "error/budget" << "worst element\n";
+  s << " (" << who << ")\n  batch " << p.batch << ", q_heads " << p.q_heads << ", kv_heads "
+    << p.kv_heads << ", q_len " << p.q_len << ", seq_len " << p.seq_len << ", window " << p.window
+    << ", head_dim " << p.head_dim << ", " << to_string(p.input) << " " << to_string(r.layout.kind)
+    << " cache of " << r.layout.layers << " layers, accumulation " << to_string(p.accum) << "\n";
+  s << "  " << std::left << std::setw(36) << "stage" << std::setw(12) << "mae" << std::setw(12)
+    << "max_diff" << std::setw(12) << "budget" << std::setw(14) << "error/budget"
+    << "worst element\n";
   for (const Check& c : r.checks) {
     s << "  " << std::setw(36) << c.what << std::setw(12) << fmt_g(c.metrics.mae) << std::setw(12)
-      << fmt_g(c.metrics.max_abs) << std::setw(12) << fmt_g(c.budget_max) << std::setw(14) << fmt_g(c.budget_ratio)
-      << c.worst_where << (c.pass ? "" : "  FAIL");
+      << fmt_g(c.metrics.max_abs) << std::setw(12) << fmt_g(c.budget_max) << std::setw(14)
+      << fmt_g(c.budget_ratio) << c.worst_where << (c.pass ? "" : "  FAIL");
     if (c.metrics.nan_count || c.metrics.inf_count)
       s << " (" << c.metrics.nan_count << " NaN, " << c.metrics.inf_count << " Inf)";
     s << "\n";
@@ -710,16 +808,18 @@ std::string format_point(const PointReport& r) {
 std::string format_summary(const std::vector<PointReport>& reports) {
   std::vector<const PointReport*> sorted;
   for (const PointReport& r : reports) sorted.push_back(&r);
-  std::stable_sort(sorted.begin(), sorted.end(),
-                   [](const PointReport* a, const PointReport* b) { return a->worst_ratio > b->worst_ratio; });
+  std::stable_sort(sorted.begin(), sorted.end(), [](const PointReport* a, const PointReport* b) {
+    return a->worst_ratio > b->worst_ratio;
+  });
   std::ostringstream s;
-  s << std::left << std::setw(14) << "error/budget" << std::setw(8) << "result" << std::setw(12) << "first fail"
-    << std::setw(28) << "diagnosis" << "trace\n";
+  s << std::left << std::setw(14) << "error/budget" << std::setw(8) << "result" << std::setw(12)
+    << "first fail" << std::setw(28) << "diagnosis"
+    << "trace\n";
   for (const PointReport* r : sorted) {
     const std::string diag = joined(r->diagnosis);
-    s << std::setw(14) << fmt_g(r->worst_ratio) << std::setw(8) << (r->pass ? "ok" : "FAIL") << std::setw(12)
-      << (r->first_failing_stage.empty() ? "-" : r->first_failing_stage) << std::setw(28) << (diag.empty() ? "-" : diag)
-      << r->path << "\n";
+    s << std::setw(14) << fmt_g(r->worst_ratio) << std::setw(8) << (r->pass ? "ok" : "FAIL")
+      << std::setw(12) << (r->first_failing_stage.empty() ? "-" : r->first_failing_stage)
+      << std::setw(28) << (diag.empty() ? "-" : diag) << r->path << "\n";
   }
   return s.str();
 }

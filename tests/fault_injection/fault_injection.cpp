@@ -41,13 +41,14 @@ struct Options {
   std::uint64_t seed = 20261130;
   std::string out, records;
   std::set<std::string> classes;
-  std::string mutant;  // one mutant by its implementation name
+  std::string mutant;           // one mutant by its implementation name
   std::int64_t max_window = 0;  // mutants: only cases up to this window (0: all), for slow tools
 };
 
 [[noreturn]] void usage(const std::string& why) {
   std::cerr << "fault_injection: " << why
-            << "\nusage: fault_injection --mutants --out FILE [--classes a,b | --mutant IMPL] [--max-window W]\n"
+            << "\nusage: fault_injection --mutants --out FILE [--classes a,b | --mutant IMPL] "
+               "[--max-window W]\n"
                "                       [--records FILE]\n"
                "       fault_injection --false-alarms N [--seed S] --out FILE [--records FILE]\n";
   std::exit(2);
@@ -62,13 +63,20 @@ Options parse(int argc, char** argv) {
       return argv[++i];
     };
     try {
-      if (a == "--mutants") o.mutants = true;
-      else if (a == "--false-alarms") o.false_alarms = std::stoi(value());
-      else if (a == "--seed") o.seed = std::stoull(value());
-      else if (a == "--out") o.out = value();
-      else if (a == "--records") o.records = value();
-      else if (a == "--max-window") o.max_window = std::stoll(value());
-      else if (a == "--mutant") o.mutant = value();
+      if (a == "--mutants")
+        o.mutants = true;
+      else if (a == "--false-alarms")
+        o.false_alarms = std::stoi(value());
+      else if (a == "--seed")
+        o.seed = std::stoull(value());
+      else if (a == "--out")
+        o.out = value();
+      else if (a == "--records")
+        o.records = value();
+      else if (a == "--max-window")
+        o.max_window = std::stoll(value());
+      else if (a == "--mutant")
+        o.mutant = value();
       else if (a == "--classes") {
         const std::string v = value();
         std::size_t at = 0;
@@ -77,12 +85,14 @@ Options parse(int argc, char** argv) {
           if (comma > at) o.classes.insert(v.substr(at, comma - at));
           at = comma + 1;
         }
-      } else usage("unknown argument '" + a + "'");
+      } else
+        usage("unknown argument '" + a + "'");
     } catch (const std::logic_error&) {
       usage("bad value for " + a);
     }
   }
-  if (o.mutants == (o.false_alarms > 0)) usage("give one of --mutants and --false-alarms N (N > 0)");
+  if (o.mutants == (o.false_alarms > 0))
+    usage("give one of --mutants and --false-alarms N (N > 0)");
   if (o.out.empty()) usage("--out FILE is required");
   return o;
 }
@@ -135,7 +145,9 @@ int run_main(int argc, char** argv) {
   run.commit = commit ? commit : "unknown";
   if (!o.records.empty()) run.records = std::make_unique<JsonlWriter>(o.records, false);
   const auto t0 = std::chrono::steady_clock::now();
-  auto seconds = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
+  auto seconds = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
 
   if (o.mutants) {
     const std::vector<fault_injection::Mutant> mutants = fault_injection::register_mutants();
@@ -146,7 +158,8 @@ int run_main(int argc, char** argv) {
     }
     for (const std::string& c : o.classes)
       if (!known_classes.count(c)) usage("unknown fault class '" + c + "'");
-    if (!o.mutant.empty() && !known_impls.count(o.mutant)) usage("unknown mutant '" + o.mutant + "'");
+    if (!o.mutant.empty() && !known_impls.count(o.mutant))
+      usage("unknown mutant '" + o.mutant + "'");
     nlohmann::json out = nlohmann::json::array();
     bool all_caught = true;
     for (const fault_injection::Mutant& m : mutants) {
@@ -162,7 +175,8 @@ int run_main(int argc, char** argv) {
       for (const AccuracyCase& c : cases) {
         nlohmann::json failure;
         switch (run.run(c, failure)) {
-          case Runner::Verdict::pass: break;
+          case Runner::Verdict::pass:
+            break;
           case Runner::Verdict::fail:
             if (failed++ == 0) first = failure;
             break;
@@ -173,8 +187,9 @@ int run_main(int argc, char** argv) {
       }
       const bool caught = failed > 0;
       all_caught = all_caught && caught;
-      std::cerr << (caught ? "caught   " : "MISSED   ") << m.fault_class << " (" << to_string(m.path) << "): "
-                << failed << " of " << cases.size() << " cases failed  [" << seconds() << " s]\n";
+      std::cerr << (caught ? "caught   " : "MISSED   ") << m.fault_class << " ("
+                << to_string(m.path) << "): " << failed << " of " << cases.size()
+                << " cases failed  [" << seconds() << " s]\n";
       out.push_back({{"class", m.fault_class},
                      {"path", std::string(to_string(m.path))},
                      {"implementation", m.impl},

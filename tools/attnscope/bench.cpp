@@ -37,7 +37,8 @@ std::vector<std::string> bench_args(const BenchOptions& opt) {
   std::vector<std::string> a = {binary, "--attnscope_set=" + opt.set};
   if (!opt.filter.empty()) a.push_back("--benchmark_filter=" + opt.filter);
   if (opt.hot) a.push_back("--attnscope_hot");
-  if (opt.repetitions > 0) a.push_back("--benchmark_repetitions=" + std::to_string(opt.repetitions));
+  if (opt.repetitions > 0)
+    a.push_back("--benchmark_repetitions=" + std::to_string(opt.repetitions));
   for (const auto& e : opt.extra) a.push_back(e);
   return a;
 }
@@ -67,7 +68,8 @@ int run_bench(const BenchOptions& opt) {
     std::string listing;
     const int rc = run_lines(list, [&](const std::string& line) { listing += line + "\n"; });
     if (rc != 0) {
-      std::cerr << "attnscope bench: listing the benchmarks failed (exit " << rc << "):\n" << listing;
+      std::cerr << "attnscope bench: listing the benchmarks failed (exit " << rc << "):\n"
+                << listing;
       return 2;
     }
     std::istringstream in(listing);
@@ -90,8 +92,10 @@ int run_bench(const BenchOptions& opt) {
   const int rc = run_lines(args, [&](const std::string& line) {
     if (log.is_open()) log << line << "\n" << std::flush;
     if (!opt.quiet) {
-      if (progress.shown()) progress.print(line);
-      else std::cout << line << "\n" << std::flush;
+      if (progress.shown())
+        progress.print(line);
+      else
+        std::cout << line << "\n" << std::flush;
     }
     const std::string b = benchmark_of(line);
     if (names.count(b) != 0) {
@@ -101,10 +105,12 @@ int run_bench(const BenchOptions& opt) {
     }
   });
   progress.clear();
-  if (rc != 0) std::cerr << "attnscope bench: bench_attention ended with exit status " << rc << "\n";
+  if (rc != 0)
+    std::cerr << "attnscope bench: bench_attention ended with exit status " << rc << "\n";
   else
-    std::cout << "bench: " << done.size() - skipped.size() << " timed, " << skipped.size() << " not run (reasons above) of "
-              << names.size() << " benchmarks" << (opt.out.empty() ? std::string() : "; results in " + opt.out) << "\n";
+    std::cout << "bench: " << done.size() - skipped.size() << " timed, " << skipped.size()
+              << " not run (reasons above) of " << names.size() << " benchmarks"
+              << (opt.out.empty() ? std::string() : "; results in " + opt.out) << "\n";
   return rc == 0 ? 0 : 2;
 }
 

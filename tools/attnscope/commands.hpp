@@ -20,7 +20,7 @@ struct TraceCheckOptions {
   std::string precision = "fp64";  // or "quad"
   std::string jsonl;               // empty: no records
   bool no_diagnosis = false;
-  bool quiet = false;              // the summary table only
+  bool quiet = false;  // the summary table only
 };
 
 // Exit code: 0 every stage of every point within budget, 1 some stage outside, 2 a trace that
@@ -41,17 +41,17 @@ struct CompareOptions {
 int run_compare(const CompareOptions& opt);
 
 struct GateOptions {
-  std::string impl;                  // implementation filter (GLOB[,GLOB]); empty: all
-  std::vector<std::string> paths;    // qk, softmax, pv, unfused, fused, split_kv; empty: all
-  std::vector<std::string> accums;   // fp32, fp16; empty: both
-  std::vector<long> windows;         // empty: all
-  std::string sweep = "default";     // default, full or tune
-  std::string jsonl;                 // merged records (replaced); empty: none
-  std::string junit;                 // merged JUnit XML; empty: none
-  std::string gpus = "1";            // GPUs to use: a count or "all"
-  int shards = 0;                    // processes, shard i on GPU i mod gpus; 0: one a GPU
-  std::string log;                   // a copy of what the gate prints; empty: none
-  std::string suite;                 // accuracy_suite binary; empty: the build tree's
+  std::string impl;                 // implementation filter (GLOB[,GLOB]); empty: all
+  std::vector<std::string> paths;   // qk, softmax, pv, unfused, fused, split_kv; empty: all
+  std::vector<std::string> accums;  // fp32, fp16; empty: both
+  std::vector<long> windows;        // empty: all
+  std::string sweep = "default";    // default, full or tune
+  std::string jsonl;                // merged records (replaced); empty: none
+  std::string junit;                // merged JUnit XML; empty: none
+  std::string gpus = "1";           // GPUs to use: a count or "all"
+  int shards = 0;                   // processes, shard i on GPU i mod gpus; 0: one a GPU
+  std::string log;                  // a copy of what the gate prints; empty: none
+  std::string suite;                // accuracy_suite binary; empty: the build tree's
   bool quiet = false;
 };
 
@@ -78,7 +78,7 @@ std::vector<std::string> bench_args(const BenchOptions& opt);
 int run_bench(const BenchOptions& opt);
 
 struct RunOptions {
-  std::string out;               // results folder; empty: results/<gpu model>
+  std::string out;                // results folder; empty: results/<gpu model>
   std::string sweep = "default";  // accuracy cases
   std::string set = "default";    // benchmark shapes
   int repetitions = 0;            // benchmarks and peers; 0: their defaults

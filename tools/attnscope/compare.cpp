@@ -34,17 +34,17 @@ std::string time_text(double ns) {
   return fmt("%.3f s", ns / 1e9);
 }
 
-void summary(const std::map<std::string, int>& counts, std::size_t total, const char* what, int regressions,
-             const diff::Options& o) {
+void summary(const std::map<std::string, int>& counts, std::size_t total, const char* what,
+             int regressions, const diff::Options& o) {
   std::cout << "compare: " << total << " " << what << ":";
   bool first = true;
   for (const auto& [v, n] : counts) {
     std::cout << (first ? " " : ", ") << n << " " << v;
     first = false;
   }
-  std::cout << "; " << regressions << (regressions == 1 ? " regression" : " regressions") << " (threshold "
-            << o.threshold * 100 << "%, alpha " << o.alpha << ", accuracy threshold " << o.accuracy_threshold * 100
-            << "%)\n";
+  std::cout << "; " << regressions << (regressions == 1 ? " regression" : " regressions")
+            << " (threshold " << o.threshold * 100 << "%, alpha " << o.alpha
+            << ", accuracy threshold " << o.accuracy_threshold * 100 << "%)\n";
 }
 
 }  // namespace
@@ -70,19 +70,25 @@ int run_compare(const CompareOptions& opt) {
   try {
     if (is_jsonl(opt.old_path)) {
       const auto diffs = diff::compare_accuracy(diff::read_accuracy_jsonl(opt.old_path),
-                                                   diff::read_accuracy_jsonl(opt.new_path), o);
+                                                diff::read_accuracy_jsonl(opt.new_path), o);
       for (const auto& d : diffs) {
         ++counts[d.verdict];
         const bool bad = diff::is_regression(d.verdict);
         regressions += bad;
         if (opt.all || d.verdict != "same")
           std::cout << (bad ? "REGRESSION " : "           ") << d.verdict << "  error/budget "
-                    << fmt("%.3g", d.old_case.budget_ratio) << " -> " << fmt("%.3g", d.new_case.budget_ratio)
-                    << "  rel_l2 " << fmt("%.3g", d.old_case.rel_l2) << " -> " << fmt("%.3g", d.new_case.rel_l2)
-                    << (d.new_case.first_failing_stage.empty() ? "" : "  first failing stage: " + d.new_case.first_failing_stage)
+                    << fmt("%.3g", d.old_case.budget_ratio) << " -> "
+                    << fmt("%.3g", d.new_case.budget_ratio) << "  rel_l2 "
+                    << fmt("%.3g", d.old_case.rel_l2) << " -> " << fmt("%.3g", d.new_case.rel_l2)
+                    << (d.new_case.first_failing_stage.empty()
+                            ? ""
+                            : "  first failing stage: " + d.new_case.first_failing_stage)
                     << "  " << d.key << "\n";
-        records.push_back({{"case", d.key}, {"verdict", d.verdict}, {"regression", bad},
-                           {"old_pass", d.old_case.pass}, {"new_pass", d.new_case.pass},
+        records.push_back({{"case", d.key},
+                           {"verdict", d.verdict},
+                           {"regression", bad},
+                           {"old_pass", d.old_case.pass},
+                           {"new_pass", d.new_case.pass},
                            {"old_budget_ratio", json_number(d.old_case.budget_ratio)},
                            {"new_budget_ratio", json_number(d.new_case.budget_ratio)},
                            {"old_rel_l2", json_number(d.old_case.rel_l2)},
@@ -91,20 +97,26 @@ int run_compare(const CompareOptions& opt) {
       summary(counts, diffs.size(), "cases", regressions, o);
     } else {
       const auto diffs = diff::compare_benchmarks(diff::read_benchmark_json(opt.old_path),
-                                                     diff::read_benchmark_json(opt.new_path), o);
+                                                  diff::read_benchmark_json(opt.new_path), o);
       for (const auto& d : diffs) {
         ++counts[d.verdict];
         const bool bad = diff::is_regression(d.verdict);
         regressions += bad;
         if (opt.all || d.verdict != "same")
-          std::cout << (bad ? "REGRESSION " : "           ") << d.verdict << "  " << fmt("%.3f", d.ratio)
-                    << "x  p " << (std::isnan(d.p) ? std::string("-") : fmt("%.3g", d.p)) << "  "
-                    << time_text(d.old_ns) << " (" << d.n_old << ") -> " << time_text(d.new_ns) << " ("
-                    << d.n_new << ")  " << d.name << "\n";
-        records.push_back({{"name", d.name}, {"verdict", d.verdict}, {"regression", bad},
-                           {"old_median_ns", json_number(d.old_ns)}, {"new_median_ns", json_number(d.new_ns)},
-                           {"old_repetitions", d.n_old}, {"new_repetitions", d.n_new},
-                           {"ratio", json_number(d.ratio)}, {"p", json_number(d.p)}});
+          std::cout << (bad ? "REGRESSION " : "           ") << d.verdict << "  "
+                    << fmt("%.3f", d.ratio) << "x  p "
+                    << (std::isnan(d.p) ? std::string("-") : fmt("%.3g", d.p)) << "  "
+                    << time_text(d.old_ns) << " (" << d.n_old << ") -> " << time_text(d.new_ns)
+                    << " (" << d.n_new << ")  " << d.name << "\n";
+        records.push_back({{"name", d.name},
+                           {"verdict", d.verdict},
+                           {"regression", bad},
+                           {"old_median_ns", json_number(d.old_ns)},
+                           {"new_median_ns", json_number(d.new_ns)},
+                           {"old_repetitions", d.n_old},
+                           {"new_repetitions", d.n_new},
+                           {"ratio", json_number(d.ratio)},
+                           {"p", json_number(d.p)}});
       }
       summary(counts, diffs.size(), "benchmarks", regressions, o);
     }

@@ -64,7 +64,8 @@ std::string gtest_filter(const GateOptions& o) {
 }
 
 std::vector<std::string> common_args(const GateOptions& o, const std::string& suite) {
-  std::vector<std::string> a = {suite, "--gtest_filter=" + gtest_filter(o), "--attnscope_sweep=" + o.sweep};
+  std::vector<std::string> a = {suite, "--gtest_filter=" + gtest_filter(o),
+                                "--attnscope_sweep=" + o.sweep};
   if (!o.impl.empty()) a.push_back("--attnscope_impl=" + o.impl);
   return a;
 }
@@ -87,7 +88,8 @@ int run_gate(const GateOptions& opt) {
       gpus = std::stoi(opt.gpus, &used);
       if (used != opt.gpus.size() || gpus < 1) throw std::invalid_argument(opt.gpus);
     } catch (const std::exception&) {
-      std::cerr << "attnscope gate: --gpus takes a positive count or 'all', not '" << opt.gpus << "'\n";
+      std::cerr << "attnscope gate: --gpus takes a positive count or 'all', not '" << opt.gpus
+                << "'\n";
       return 2;
     }
     const int have = gpu::device_count();
@@ -103,7 +105,8 @@ int run_gate(const GateOptions& opt) {
   }
   const int shards = opt.shards > 0 ? opt.shards : gpus;
   if (shards < gpus) {
-    std::cerr << "attnscope gate: --shards " << shards << " leaves some of the " << gpus << " GPUs idle\n";
+    std::cerr << "attnscope gate: --shards " << shards << " leaves some of the " << gpus
+              << " GPUs idle\n";
     return 2;
   }
   std::ofstream log;
@@ -114,12 +117,13 @@ int run_gate(const GateOptions& opt) {
     std::cout.flush();
     if (log.is_open()) log << text << std::flush;
   };
-  const std::string where =
-      shards > 1 ? " as " + std::to_string(shards) + " shards on " + std::to_string(gpus) + " GPU" + (gpus == 1 ? "" : "s")
-                 : "";
+  const std::string where = shards > 1 ? " as " + std::to_string(shards) + " shards on " +
+                                             std::to_string(gpus) + " GPU" + (gpus == 1 ? "" : "s")
+                                       : "";
 
   // The cases in the order one run takes them.
-  const fs::path scratch = fs::temp_directory_path() / ("attnscope_gate_" + std::to_string(getpid()));
+  const fs::path scratch =
+      fs::temp_directory_path() / ("attnscope_gate_" + std::to_string(getpid()));
   fs::create_directories(scratch);
   std::vector<std::string> list_args = common_args(opt, suite);
   list_args.push_back("--gtest_list_tests");
@@ -145,18 +149,26 @@ int run_gate(const GateOptions& opt) {
   for (int i = 0; i < shards; ++i) {
     std::vector<std::string> args = common_args(opt, suite);
     args.push_back("--gtest_brief=1");
-    args.push_back("--attnscope_jsonl=" + (scratch / ("shard" + std::to_string(i) + ".jsonl")).string());
-    args.push_back("--gtest_output=xml:" + (scratch / ("shard" + std::to_string(i) + ".xml")).string());
+    args.push_back("--attnscope_jsonl=" +
+                   (scratch / ("shard" + std::to_string(i) + ".jsonl")).string());
+    args.push_back("--gtest_output=xml:" +
+                   (scratch / ("shard" + std::to_string(i) + ".xml")).string());
     std::map<std::string, std::string> env;
     if (shards > 1) {
       env["GTEST_TOTAL_SHARDS"] = std::to_string(shards);
       env["GTEST_SHARD_INDEX"] = std::to_string(i);
+      // The shards' host references share the machine's cores: an equal share each.
+      const char* set = std::getenv("ATTNSCOPE_HOST_THREADS");
+      if (set == nullptr || *set == '\0')
+        env["ATTNSCOPE_HOST_THREADS"] =
+            std::to_string(std::max(1u, std::thread::hardware_concurrency() / unsigned(shards)));
     }
     if (gpus > 1) {
       // Shard i sees GPU i mod gpus of those this process sees.
       for (const char* var : {"CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES"}) {
         const char* seen = std::getenv(var);
-        env[var] = seen != nullptr && *seen != '\0' ? nth_entry(seen, i % gpus) : std::to_string(i % gpus);
+        env[var] =
+            seen != nullptr && *seen != '\0' ? nth_entry(seen, i % gpus) : std::to_string(i % gpus);
       }
     }
     pids.push_back(spawn(args, env, (scratch / ("shard" + std::to_string(i) + ".log")).string()));
@@ -176,7 +188,8 @@ int run_gate(const GateOptions& opt) {
       if (progress.shown()) {
         std::size_t done = 0;
         for (int i = 0; i < shards; ++i) {
-          const std::string text = read_file((scratch / ("shard" + std::to_string(i) + ".jsonl")).string());
+          const std::string text =
+              read_file((scratch / ("shard" + std::to_string(i) + ".jsonl")).string());
           done += static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n'));
         }
         progress.update(std::min(done, position.size()));
@@ -187,12 +200,16 @@ int run_gate(const GateOptions& opt) {
   int worst = 0;
   for (int i = 0; i < shards; ++i) {
     const int rc = status[i];
-    const std::string shard_log = read_file((scratch / ("shard" + std::to_string(i) + ".log")).string());
+    const std::string shard_log =
+        read_file((scratch / ("shard" + std::to_string(i) + ".log")).string());
     if (!opt.quiet || rc > 1) say(shard_log);
-    if (rc > 1) say("attnscope gate: shard " + std::to_string(i) + " ended with exit status " + std::to_string(rc) + "\n");
+    if (rc > 1)
+      say("attnscope gate: shard " + std::to_string(i) + " ended with exit status " +
+          std::to_string(rc) + "\n");
     worst = std::max(worst, rc);
   }
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
   // Records of every shard, in the single run's order.
   std::vector<std::pair<std::size_t, std::string>> records;
@@ -225,7 +242,8 @@ int run_gate(const GateOptions& opt) {
   std::vector<std::pair<std::size_t, std::string>> testcases;
   for (int i = 0; i < shards; ++i) {
     const std::string xml = read_file((scratch / ("shard" + std::to_string(i) + ".xml")).string());
-    for (std::size_t at = xml.find("<testcase "); at != std::string::npos; at = xml.find("<testcase ", at + 1)) {
+    for (std::size_t at = xml.find("<testcase "); at != std::string::npos;
+         at = xml.find("<testcase ", at + 1)) {
       const std::size_t open_end = xml.find('>', at);
       if (open_end == std::string::npos) break;
       std::size_t end = open_end + 1;  // <testcase ... /> or <testcase ...> ... </testcase>
@@ -252,8 +270,8 @@ int run_gate(const GateOptions& opt) {
     std::ofstream out(opt.junit);
     out << "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites tests=\"" << testcases.size()
         << "\" failures=\"" << failed << "\" skipped=\"" << skipped << "\" time=\"" << seconds
-        << "\" name=\"attnscope gate\">\n  <testsuite name=\"Accuracy\" tests=\"" << testcases.size()
-        << "\" failures=\"" << failed << "\" skipped=\"" << skipped << "\">\n";
+        << "\" name=\"attnscope gate\">\n  <testsuite name=\"Accuracy\" tests=\""
+        << testcases.size() << "\" failures=\"" << failed << "\" skipped=\"" << skipped << "\">\n";
     for (const auto& t : testcases) out << "    " << t.second << "\n";
     out << "  </testsuite>\n</testsuites>\n";
     out.flush();

@@ -15,7 +15,8 @@ int main(int argc, char** argv) {
   selfcheck->add_flag("--require-gpu", self.require_gpu, "Fail when no GPU can be used");
 
   CLI::App* gpu_name = app.add_subcommand(
-      "gpu-name", "Print the GPU model as a folder name (results/<gpu-model>/); fail without a GPU");
+      "gpu-name",
+      "Print the GPU model as a folder name (results/<gpu-model>/); fail without a GPU");
 
   attnscope::cli::TraceCheckOptions trace_opt;
   CLI::App* trace_cmd = app.add_subcommand("trace", "Engine traces: recorded attention tensors");
@@ -25,8 +26,10 @@ int main(int argc, char** argv) {
       "Check recorded trace points stage by stage against the reference (no GPU needed). Exit "
       "status 0: every stage within budget; 1: a stage outside it; 2: a trace unreadable or "
       "inconsistent");
-  trace_check->add_option("paths", trace_opt.paths,
-                          ".safetensors files, directories with meta.json and .npy files, or folders of them")
+  trace_check
+      ->add_option(
+          "paths", trace_opt.paths,
+          ".safetensors files, directories with meta.json and .npy files, or folders of them")
       ->required();
   trace_check->add_option("--precision", trace_opt.precision, "Reference precision")
       ->check(CLI::IsMember({"fp64", "quad"}));
@@ -43,16 +46,21 @@ int main(int argc, char** argv) {
       "accuracy files (.jsonl), case by case. Exit status 0: no regression; 1: a benchmark slower "
       "beyond the threshold and significant, a benchmark that errs, a case that now fails or "
       "whose error/budget grew beyond the accuracy threshold; 2: a file unreadable");
-  compare->add_option("old", cmp.old_path, "The reference run")->required()->check(CLI::ExistingFile);
-  compare->add_option("new", cmp.new_path, "The run to judge")->required()->check(CLI::ExistingFile);
+  compare->add_option("old", cmp.old_path, "The reference run")
+      ->required()
+      ->check(CLI::ExistingFile);
+  compare->add_option("new", cmp.new_path, "The run to judge")
+      ->required()
+      ->check(CLI::ExistingFile);
   compare->add_option("--threshold", cmp.threshold, "Relative change of the median that counts")
       ->check(CLI::Range(0.0, 10.0))
       ->capture_default_str();
   compare->add_option("--alpha", cmp.alpha, "Significance level of the rank test")
       ->check(CLI::Range(1e-9, 0.5))
       ->capture_default_str();
-  compare->add_option("--accuracy-threshold", cmp.accuracy_threshold,
-                      "Relative growth of a case's largest error/budget that counts")
+  compare
+      ->add_option("--accuracy-threshold", cmp.accuracy_threshold,
+                   "Relative growth of a case's largest error/budget that counts")
       ->check(CLI::Range(0.0, 1e6))
       ->capture_default_str();
   compare->add_option("--filter", cmp.filter, "Regular expression on benchmark names or cases");
@@ -68,19 +76,23 @@ int main(int argc, char** argv) {
   gate->add_option("--impl", gate_opt.impl, "Implementations, GLOB[,GLOB] (e.g. 'myengine.*')");
   gate->add_option("--path", gate_opt.paths, "Paths (repeatable)")
       ->check(CLI::IsMember({"qk", "softmax", "pv", "unfused", "fused", "split_kv"}));
-  gate->add_option("--accum", gate_opt.accums, "Accumulations (repeatable)")->check(CLI::IsMember({"fp32", "fp16"}));
-  gate->add_option("--window", gate_opt.windows, "Windows (repeatable)")->check(CLI::PositiveNumber);
+  gate->add_option("--accum", gate_opt.accums, "Accumulations (repeatable)")
+      ->check(CLI::IsMember({"fp32", "fp16"}));
+  gate->add_option("--window", gate_opt.windows, "Windows (repeatable)")
+      ->check(CLI::PositiveNumber);
   gate->add_option("--sweep", gate_opt.sweep, "Case set")
       ->check(CLI::IsMember({"default", "full", "tune"}))
       ->capture_default_str();
-  gate->add_option("--jsonl", gate_opt.jsonl, "Write the records (JSON Lines) here, replacing the file");
+  gate->add_option("--jsonl", gate_opt.jsonl,
+                   "Write the records (JSON Lines) here, replacing the file");
   gate->add_option("--junit", gate_opt.junit, "Write a JUnit XML report here");
   gate->add_option("--gpus", gate_opt.gpus,
                    "Shard the cases over this many GPUs (one process each), or 'all'")
       ->capture_default_str();
-  gate->add_option("--shards", gate_opt.shards,
-                   "Processes to shard the cases over, shard i on GPU i mod --gpus (default: one a GPU); "
-                   "two shards on one GPU give the same records as one run")
+  gate->add_option(
+          "--shards", gate_opt.shards,
+          "Processes to shard the cases over, shard i on GPU i mod --gpus (default: one a GPU); "
+          "two shards on one GPU give the same records as one run")
       ->check(CLI::PositiveNumber);
   gate->add_option("--log", gate_opt.log, "Also write what the gate prints here");
   gate->add_option("--suite", gate_opt.suite, "The accuracy_suite binary (default: this build's)");
@@ -97,20 +109,26 @@ int main(int argc, char** argv) {
   bench->add_option("--set", bench_opt.set, "Shapes: quick, default, full, or tune (split counts)")
       ->check(CLI::IsMember({"quick", "default", "full", "tune"}))
       ->capture_default_str();
-  bench->add_option("--filter", bench_opt.filter, "Regular expression on benchmark names (a leading - excludes)");
-  bench->add_flag("--hot", bench_opt.hot, "Keep L2 warm between iterations (default: flushed before each)");
-  bench->add_option("--repetitions", bench_opt.repetitions, "Repetitions of each benchmark (default 10)")
+  bench->add_option("--filter", bench_opt.filter,
+                    "Regular expression on benchmark names (a leading - excludes)");
+  bench->add_flag("--hot", bench_opt.hot,
+                  "Keep L2 warm between iterations (default: flushed before each)");
+  bench
+      ->add_option("--repetitions", bench_opt.repetitions,
+                   "Repetitions of each benchmark (default 10)")
       ->check(CLI::PositiveNumber);
   bench->add_option("--out", bench_opt.out, "Write the results as Google Benchmark JSON here");
   bench->add_option("--log", bench_opt.log, "Also write the console output here");
-  bench->add_option("--binary", bench_opt.binary, "The bench_attention binary (default: this build's)");
+  bench->add_option("--binary", bench_opt.binary,
+                    "The bench_attention binary (default: this build's)");
   bench->add_flag("--quiet", bench_opt.quiet, "Print nothing but errors and the closing line");
   bench->add_option("extra", bench_opt.extra, "Arguments for bench_attention, after --");
 
   attnscope::cli::RunOptions run_opt;
   CLI::App* run = app.add_subcommand(
       "run",
-      "The main job: the self-check, then where a GPU is present the accuracy gate, the benchmarks, "
+      "The main job: the self-check, then where a GPU is present the accuracy gate, the "
+      "benchmarks, "
       "the PyTorch peers on the same shapes (where PyTorch with a GPU is installed), the benchmark "
       "report and the plots, into results/<gpu model>/. Exit status 0: done, gate passed; 1: the "
       "gate failed (the rest ran); 2: a step could not run");
@@ -121,11 +139,14 @@ int main(int argc, char** argv) {
   run->add_option("--set", run_opt.set, "Benchmark shapes")
       ->check(CLI::IsMember({"quick", "default", "full", "tune"}))
       ->capture_default_str();
-  run->add_option("--repetitions", run_opt.repetitions, "Repetitions of each benchmark and peer (default 10)")
+  run->add_option("--repetitions", run_opt.repetitions,
+                  "Repetitions of each benchmark and peer (default 10)")
       ->check(CLI::PositiveNumber);
-  run->add_option("--gpus", run_opt.gpus, "GPUs for the accuracy gate: a count or 'all'")->capture_default_str();
+  run->add_option("--gpus", run_opt.gpus, "GPUs for the accuracy gate: a count or 'all'")
+      ->capture_default_str();
   run->add_flag("--no-peers", run_opt.no_peers, "Leave out the PyTorch peers");
-  run->add_option("--python", run_opt.python, "The Python for the peers, reports and plots")->capture_default_str();
+  run->add_option("--python", run_opt.python, "The Python for the peers, reports and plots")
+      ->capture_default_str();
   run->add_flag("--quiet", run_opt.quiet, "Less output: no progress lines, no per-case logs");
 
   attnscope::cli::ReportOptions rep;
@@ -138,7 +159,8 @@ int main(int argc, char** argv) {
       ->required()
       ->check(CLI::ExistingDirectory);
   report->add_option("--out", rep.out, "Where the files go (default: the results folder)");
-  report->add_option("--python", rep.python, "The Python that has matplotlib")->capture_default_str();
+  report->add_option("--python", rep.python, "The Python that has matplotlib")
+      ->capture_default_str();
 
   try {
     app.parse(argc, argv);

@@ -16,7 +16,8 @@ namespace attnscope::cli {
 
 namespace {
 
-[[noreturn]] void exec_child(const std::vector<std::string>& args, const std::map<std::string, std::string>& env) {
+[[noreturn]] void exec_child(const std::vector<std::string>& args,
+                             const std::map<std::string, std::string>& env) {
   for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
   std::vector<char*> argv;
   for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
@@ -70,7 +71,8 @@ bool has_ended(pid_t pid, int* status) {
   return true;
 }
 
-int run_lines(const std::vector<std::string>& args, const std::function<void(const std::string&)>& on_line,
+int run_lines(const std::vector<std::string>& args,
+              const std::function<void(const std::string&)>& on_line,
               const std::map<std::string, std::string>& env) {
   if (args.empty()) throw std::invalid_argument("run_lines: no program");
   int fds[2];
@@ -125,7 +127,9 @@ Progress::Progress(std::string what, std::string unit, std::size_t total, bool q
   draw(true);
 }
 
-Progress::~Progress() { clear(); }
+Progress::~Progress() {
+  clear();
+}
 
 void Progress::update(std::size_t done) {
   done_ = done;
@@ -152,8 +156,8 @@ void Progress::draw(bool force) {
   if (!force && now - last_ < std::chrono::milliseconds(200)) return;
   last_ = now;
   const double elapsed = std::chrono::duration<double>(now - start_).count();
-  std::string line = what_ + ": " + std::to_string(done_) + " of " + std::to_string(total_) + " " + unit_ +
-                     ", " + std::to_string(static_cast<long>(elapsed)) + " s";
+  std::string line = what_ + ": " + std::to_string(done_) + " of " + std::to_string(total_) + " " +
+                     unit_ + ", " + std::to_string(static_cast<long>(elapsed)) + " s";
   if (done_ > 0 && done_ < total_) {
     const double left = elapsed / double(done_) * double(total_ - done_);
     line += ", about " + std::to_string(static_cast<long>(std::ceil(left))) + " s left";

@@ -16,8 +16,8 @@ namespace attnscope::cli {
 // Starts args[0] (a path, or a name looked up in PATH) with extra environment variables; its
 // standard output and error go to `log` when that is not empty. Returns the pid; throws when the
 // process cannot be created.
-pid_t spawn(const std::vector<std::string>& args, const std::map<std::string, std::string>& env = {},
-            const std::string& log = "");
+pid_t spawn(const std::vector<std::string>& args,
+            const std::map<std::string, std::string>& env = {}, const std::string& log = "");
 // Waits for pid: its exit status, 128 + the signal that ended it, or 127 when it cannot be
 // waited for.
 int wait_for(pid_t pid);
@@ -25,7 +25,8 @@ int wait_for(pid_t pid);
 bool has_ended(pid_t pid, int* status);
 // Runs args with standard output and error merged into a pipe, passing each line to on_line as
 // it comes; returns the exit status as wait_for gives it (127: could not be started).
-int run_lines(const std::vector<std::string>& args, const std::function<void(const std::string&)>& on_line,
+int run_lines(const std::vector<std::string>& args,
+              const std::function<void(const std::string&)>& on_line,
               const std::map<std::string, std::string>& env = {});
 
 // Opens `path` (replacing it) as a log of what a subcommand prints; an empty path opens nothing.

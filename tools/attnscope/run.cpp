@@ -19,9 +19,13 @@ namespace {
 namespace fs = std::filesystem;
 
 // A script of the source tree this binary was built from.
-std::string source_file(const std::string& relative) { return std::string(ATTNSCOPE_SOURCE_DIR) + "/" + relative; }
+std::string source_file(const std::string& relative) {
+  return std::string(ATTNSCOPE_SOURCE_DIR) + "/" + relative;
+}
 
-void step(const std::string& what) { std::cout << "\nrun: " << what << "\n" << std::flush; }
+void step(const std::string& what) {
+  std::cout << "\nrun: " << what << "\n" << std::flush;
+}
 
 }  // namespace
 
@@ -31,19 +35,22 @@ int run_main_job(const RunOptions& opt) {
   std::string why;
   if (!gpu::gpu_available(&why)) {
     const int rc = run_selfcheck(self);
-    std::cout << "run: no GPU available (" << why << "); the self-check above is the whole job on this machine\n";
+    std::cout << "run: no GPU available (" << why
+              << "); the self-check above is the whole job on this machine\n";
     return rc;
   }
-  for (const char* script : {"tools/summarize_accuracy.py", "tools/bench_report.py", "bench/peers/torch_sdpa.py"})
+  for (const char* script :
+       {"tools/summarize_accuracy.py", "tools/bench_report.py", "bench/peers/torch_sdpa.py"})
     if (access(source_file(script).c_str(), R_OK) != 0) {
       std::cerr << "attnscope run: " << source_file(script)
                 << " is missing: run needs the source tree attnscope was built from\n";
       return 2;
     }
-  const std::string out = fs::absolute(!opt.out.empty() ? fs::path(opt.out)
-                                                        : fs::path("results") / folder_name(gpu::device_info().name))
-                              .lexically_normal()
-                              .string();
+  const std::string out =
+      fs::absolute(!opt.out.empty() ? fs::path(opt.out)
+                                    : fs::path("results") / folder_name(gpu::device_info().name))
+          .lexically_normal()
+          .string();
   std::error_code ec;
   fs::create_directories(out, ec);
   if (ec) {
@@ -69,8 +76,9 @@ int run_main_job(const RunOptions& opt) {
     std::cerr << "attnscope run: the accuracy gate did not complete (exit " << gate_rc << ")\n";
     return 2;
   }
-  if (const int rc = wait_for(spawn({opt.python, source_file("tools/summarize_accuracy.py"), gate.jsonl}, {},
-                                    out + "/accuracy_summary.md"));
+  if (const int rc =
+          wait_for(spawn({opt.python, source_file("tools/summarize_accuracy.py"), gate.jsonl}, {},
+                         out + "/accuracy_summary.md"));
       rc != 0)
     std::cerr << "attnscope run: summarize_accuracy.py failed (exit " << rc << "), see " << out
               << "/accuracy_summary.md\n";
@@ -88,13 +96,15 @@ int run_main_job(const RunOptions& opt) {
   }
 
   std::vector<std::string> report = {opt.python, source_file("tools/bench_report.py"), bench.out};
-  const bool torch = !opt.no_peers &&
-                     wait_for(spawn({opt.python, "-c", "import torch; assert torch.cuda.is_available()"}, {},
-                                    "/dev/null")) == 0;
+  const bool torch =
+      !opt.no_peers &&
+      wait_for(spawn({opt.python, "-c", "import torch; assert torch.cuda.is_available()"}, {},
+                     "/dev/null")) == 0;
   if (torch) {
     step("PyTorch peers on the same shapes -> " + out + "/peers.json");
-    std::vector<std::string> peers = {opt.python, source_file("bench/peers/torch_sdpa.py"), "--shapes-from",
-                                      bench.out, "--out", out + "/peers.json"};
+    std::vector<std::string> peers = {opt.python,      source_file("bench/peers/torch_sdpa.py"),
+                                      "--shapes-from", bench.out,
+                                      "--out",         out + "/peers.json"};
     if (opt.repetitions > 0) {
       peers.push_back("--repetitions");
       peers.push_back(std::to_string(opt.repetitions));
@@ -104,10 +114,12 @@ int run_main_job(const RunOptions& opt) {
       report.push_back("--peers");
       report.push_back(out + "/peers.json");
     } else {
-      std::cerr << "attnscope run: the peers failed (exit " << rc << "), see " << out << "/peers.log\n";
+      std::cerr << "attnscope run: the peers failed (exit " << rc << "), see " << out
+                << "/peers.log\n";
     }
   } else {
-    step(opt.no_peers ? "peers left out (--no-peers)" : "PyTorch with a GPU not found: no peers in this run");
+    step(opt.no_peers ? "peers left out (--no-peers)"
+                      : "PyTorch with a GPU not found: no peers in this run");
   }
   report.insert(report.end(), {"--accuracy", gate.jsonl, "--out", out + "/bench_report.md"});
   step("benchmark report -> " + out + "/bench_report.md");
@@ -118,7 +130,8 @@ int run_main_job(const RunOptions& opt) {
   ReportOptions plots;
   plots.results = out;
   plots.python = opt.python;
-  if (run_report(plots) != 0) std::cout << "run: no plots (attnscope report needs python3 with matplotlib)\n";
+  if (run_report(plots) != 0)
+    std::cout << "run: no plots (attnscope report needs python3 with matplotlib)\n";
 
   std::cout << "\nrun: done; results in " << out << "; accuracy gate "
             << (gate_rc == 0 ? "passed" : "FAILED (see accuracy.log)") << "\n";

@@ -31,7 +31,8 @@ nlohmann::json reference_accuracy(std::int64_t window) {
   ref::attention_output<ref::Quad>(in, outq, lseq);
   const std::vector<double> exact = ref::to_double(outq);
   const Metrics m = compare(p.out_elems(), out64.data(), exact.data(), DType::fp32);
-  nlohmann::json j = {{"window", window}, {"fp64_vs_binary128_rel_l2", m.rel_l2},
+  nlohmann::json j = {{"window", window},
+                      {"fp64_vs_binary128_rel_l2", m.rel_l2},
                       {"fp64_vs_binary128_max_rel", m.max_rel}};
   std::printf("  window %7lld: FP64 vs binary128  rel_l2 %.2e  max_rel %.2e\n",
               static_cast<long long>(window), m.rel_l2, m.max_rel);
@@ -57,10 +58,14 @@ nlohmann::json fp16_model(std::int64_t window) {
     det = std::max(det, b.deterministic[i]);
     prob = std::max(prob, b.probabilistic[i]);
   }
-  std::printf("  window %7lld: fp16-accumulated P.V (%s)  max_abs %.2e  bounds: prob %.2e det %.2e\n",
-              static_cast<long long>(window), order.name().c_str(), m.max_abs, prob, det);
-  return {{"window", window}, {"order", order.name()}, {"pv_max_abs", m.max_abs},
-          {"pv_bound_probabilistic", prob}, {"pv_bound_deterministic", det}};
+  std::printf(
+      "  window %7lld: fp16-accumulated P.V (%s)  max_abs %.2e  bounds: prob %.2e det %.2e\n",
+      static_cast<long long>(window), order.name().c_str(), m.max_abs, prob, det);
+  return {{"window", window},
+          {"order", order.name()},
+          {"pv_max_abs", m.max_abs},
+          {"pv_bound_probabilistic", prob},
+          {"pv_bound_deterministic", det}};
 }
 
 }  // namespace
@@ -74,8 +79,11 @@ int run_selfcheck(const SelfcheckOptions& opt) {
   bool gpu_ok = gpu::gpu_available(&reason);
   if (gpu_ok) {
     const gpu::DeviceInfo info = gpu::device_info();
-    record["gpu"] = {{"name", info.name}, {"arch", info.arch}, {"multiprocessors", info.multiprocessors},
-                     {"warp_size", info.warp_size}, {"l2_bytes", info.l2_bytes},
+    record["gpu"] = {{"name", info.name},
+                     {"arch", info.arch},
+                     {"multiprocessors", info.multiprocessors},
+                     {"warp_size", info.warp_size},
+                     {"l2_bytes", info.l2_bytes},
                      {"global_bytes", info.global_bytes}};
     const std::string kernel = gpu::run_selfcheck();
     record["kernel_selfcheck"] = kernel;
@@ -86,7 +94,8 @@ int run_selfcheck(const SelfcheckOptions& opt) {
     std::printf("  GPU: not used (%s)\n", reason.c_str());
   }
 
-  std::printf("Reference accuracy (batch 1, 4 query heads, 2 KV heads, head_dim 128, fp16 inputs):\n");
+  std::printf(
+      "Reference accuracy (batch 1, 4 query heads, 2 KV heads, head_dim 128, fp16 inputs):\n");
   for (std::int64_t w : {256, 4096}) record["reference"].push_back(reference_accuracy(w));
   std::printf("FP16 accumulation, precision model against bounds:\n");
   for (std::int64_t w : {256, 4096, 32768}) record["fp16_model"].push_back(fp16_model(w));
@@ -97,7 +106,8 @@ int run_selfcheck(const SelfcheckOptions& opt) {
     out << record.dump(2) << "\n";
   }
   if (opt.require_gpu && !gpu_ok) {
-    std::fprintf(stderr, "attnscope: --require-gpu given but no GPU can be used: %s\n", reason.c_str());
+    std::fprintf(stderr, "attnscope: --require-gpu given but no GPU can be used: %s\n",
+                 reason.c_str());
     return 2;
   }
   return 0;
@@ -107,8 +117,10 @@ std::string folder_name(const std::string& model) {
   std::string out;
   for (char ch : model) {
     const unsigned char c = static_cast<unsigned char>(ch);
-    if (std::isalnum(c)) out += static_cast<char>(std::tolower(c));
-    else if (!out.empty() && out.back() != '-') out += '-';
+    if (std::isalnum(c))
+      out += static_cast<char>(std::tolower(c));
+    else if (!out.empty() && out.back() != '-')
+      out += '-';
   }
   while (!out.empty() && out.back() == '-') out.pop_back();
   return out.empty() ? "unknown-gpu" : out;

@@ -49,10 +49,12 @@ int run_trace_check(const TraceCheckOptions& opt) {
   for (const trace::PointReport& r : reports) failed = failed || !r.pass;
   if (reports.size() > 1 || opt.quiet) std::cout << trace::format_summary(reports);
   std::cout << points.size() << " trace point" << (points.size() == 1 ? "" : "s") << ": "
-            << reports.size() - std::size_t(std::count_if(reports.begin(), reports.end(),
-                                                          [](const trace::PointReport& r) { return !r.pass; }))
+            << reports.size() -
+                   std::size_t(std::count_if(reports.begin(), reports.end(),
+                                             [](const trace::PointReport& r) { return !r.pass; }))
             << " within budget, "
-            << std::count_if(reports.begin(), reports.end(), [](const trace::PointReport& r) { return !r.pass; })
+            << std::count_if(reports.begin(), reports.end(),
+                             [](const trace::PointReport& r) { return !r.pass; })
             << " outside, " << points.size() - reports.size() << " unreadable\n";
   return unreadable ? 2 : failed ? 1 : 0;
 }

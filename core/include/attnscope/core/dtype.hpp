@@ -17,14 +17,20 @@ std::string_view to_string(Accum a);
 DType parse_dtype(std::string_view s);  // throws std::invalid_argument
 Accum parse_accum(std::string_view s);  // throws std::invalid_argument
 
-inline constexpr std::size_t size_of(DType t) { return t == DType::fp32 ? 4 : 2; }
+inline constexpr std::size_t size_of(DType t) {
+  return t == DType::fp32 ? 4 : 2;
+}
 
 // Unit roundoff u = 2^-p of each format (p = significand bits including the implicit one).
 inline constexpr double unit_roundoff(DType t) {
   return t == DType::fp16 ? 0x1p-11 : t == DType::bf16 ? 0x1p-8 : 0x1p-24;
 }
-inline constexpr double unit_roundoff(Accum a) { return a == Accum::fp16 ? 0x1p-11 : 0x1p-24; }
-inline constexpr DType accum_dtype(Accum a) { return a == Accum::fp16 ? DType::fp16 : DType::fp32; }
+inline constexpr double unit_roundoff(Accum a) {
+  return a == Accum::fp16 ? 0x1p-11 : 0x1p-24;
+}
+inline constexpr DType accum_dtype(Accum a) {
+  return a == Accum::fp16 ? DType::fp16 : DType::fp32;
+}
 
 inline float bits_to_float(std::uint32_t u) {
   float f;
@@ -56,7 +62,9 @@ std::uint16_t float_to_half(float f);
 // double -> binary16 rounded once (no double rounding through float).
 std::uint16_t double_to_half(double d);
 
-inline float bf16_to_float(std::uint16_t b) { return bits_to_float(std::uint32_t(b) << 16); }
+inline float bf16_to_float(std::uint16_t b) {
+  return bits_to_float(std::uint32_t(b) << 16);
+}
 // float -> bfloat16, round to nearest even; NaN stays NaN.
 inline std::uint16_t float_to_bf16(float f) {
   const std::uint32_t u = float_to_bits(f);

@@ -14,10 +14,10 @@ struct Metrics {
   double max_abs = 0.0;  // max |x - ref|
   // max |x - ref| / max(|ref|, smallest normal of the output format)
   double max_rel = 0.0;
-  double rel_l2 = 0.0;   // ||x - ref||_2 / ||ref||_2 (absolute l2 when ref is all zeros)
-  double max_ulp = 0.0;  // max |x - ref| in ulps of the output format at ref
-  std::int64_t nan_count = 0;  // NaN in x where ref is not NaN
-  std::int64_t inf_count = 0;  // Inf in x where ref is finite or the opposite Inf
+  double rel_l2 = 0.0;            // ||x - ref||_2 / ||ref||_2 (absolute l2 when ref is all zeros)
+  double max_ulp = 0.0;           // max |x - ref| in ulps of the output format at ref
+  std::int64_t nan_count = 0;     // NaN in x where ref is not NaN
+  std::int64_t inf_count = 0;     // Inf in x where ref is finite or the opposite Inf
   std::int64_t worst_index = -1;  // index of max_abs (or of the first NaN/Inf)
   double worst_value = 0.0;
   double worst_ref = 0.0;

@@ -3,22 +3,42 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <thread>
 #include <vector>
 
 namespace attnscope {
 
+// Worker threads of parallel_for: ATTNSCOPE_HOST_THREADS where it is set to a positive count
+// (attnscope gate gives each of its shards an equal share of the cores, so that shards on one
+// machine do not oversubscribe it), else every hardware thread.
 inline unsigned host_threads() {
-  const unsigned n = std::thread::hardware_concurrency();
-  return n == 0 ? 1u : n;
+  static const unsigned n = [] {
+    const unsigned hw = std::max(1u, std::thread::hardware_concurrency());
+    const char* e = std::getenv("ATTNSCOPE_HOST_THREADS");
+    if (e == nullptr || *e == '\0') return hw;
+    char* end = nullptr;
+    const long v = std::strtol(e, &end, 10);
+    if (*end != '\0' || v < 1 || v > 65536) {
+      std::fprintf(
+          stderr,
+          "attnscope: ATTNSCOPE_HOST_THREADS='%s' is not a positive count; using %u threads\n", e,
+          hw);
+      return hw;
+    }
+    return static_cast<unsigned>(v);
+  }();
+  return n;
 }
 
 // Calls fn(begin, end) on contiguous chunks; the first exception thrown is rethrown.
 template <class Fn>
 void parallel_for(std::int64_t n, Fn&& fn, std::int64_t min_chunk = 1) {
   if (n <= 0) return;
-  const std::int64_t max_workers = std::max<std::int64_t>(1, n / std::max<std::int64_t>(1, min_chunk));
+  const std::int64_t max_workers =
+      std::max<std::int64_t>(1, n / std::max<std::int64_t>(1, min_chunk));
   const std::int64_t workers = std::min<std::int64_t>(host_threads(), max_workers);
   if (workers <= 1) {
     fn(std::int64_t{0}, n);

@@ -21,7 +21,9 @@ inline constexpr std::array<Path, 3> kEndToEndPaths = {Path::unfused, Path::fuse
 inline constexpr bool is_stage(Path p) {
   return p == Path::qk || p == Path::softmax || p == Path::pv;
 }
-inline constexpr bool is_single_pass(Path p) { return p == Path::fused || p == Path::split_kv; }
+inline constexpr bool is_single_pass(Path p) {
+  return p == Path::fused || p == Path::split_kv;
+}
 
 std::string_view to_string(Path p);
 Path parse_path(std::string_view s);  // throws std::invalid_argument naming the choices

@@ -31,8 +31,10 @@ class HostTensor {
   double get(std::int64_t i) const {
     const unsigned char* p = bytes_.data();
     switch (dtype_) {
-      case DType::fp16: return half_to_float(load16(p + 2 * i));
-      case DType::bf16: return bf16_to_float(load16(p + 2 * i));
+      case DType::fp16:
+        return half_to_float(load16(p + 2 * i));
+      case DType::bf16:
+        return bf16_to_float(load16(p + 2 * i));
       case DType::fp32: {
         float f;
         std::memcpy(&f, p + 4 * i, 4);

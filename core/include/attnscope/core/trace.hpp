@@ -65,7 +65,8 @@ struct RecordedOutputs {
 // Writes a trace point of `in` (its q and whole K/V cache, block table if paged) with the given
 // outputs: a safetensors file, or with npy a directory. layout, layer, seq_len, window,
 // accumulation and (when set) scale are filled in from `in`; `metadata` adds to them.
-void write_trace_point(const std::string& path, const AttentionInputs& in, const RecordedOutputs& outputs,
+void write_trace_point(const std::string& path, const AttentionInputs& in,
+                       const RecordedOutputs& outputs,
                        const std::map<std::string, std::string>& metadata, bool npy = false);
 
 // Largest header (safetensors JSON, .npy dict, meta.json) read: 64 MiB.
@@ -75,7 +76,8 @@ TraceFile read_safetensors(const std::string& path);
 TraceFile parse_safetensors(const std::string& name, const std::vector<unsigned char>& file);
 // A directory with meta.json and one <tensor>.npy per tensor.
 TraceFile read_npy_dir(const std::string& dir);
-Tensor parse_npy(const std::string& name, const std::string& tensor, const std::vector<unsigned char>& file);
+Tensor parse_npy(const std::string& name, const std::string& tensor,
+                 const std::vector<unsigned char>& file);
 // A .safetensors file, or a directory holding meta.json.
 TraceFile read_trace(const std::string& path);
 

@@ -28,23 +28,35 @@ enum class DType { F16, BF16, F32, F64, I32, I64 };
 
 inline const char* dtype_name(DType t) {
   switch (t) {
-    case DType::F16: return "F16";
-    case DType::BF16: return "BF16";
-    case DType::F32: return "F32";
-    case DType::F64: return "F64";
-    case DType::I32: return "I32";
-    case DType::I64: return "I64";
+    case DType::F16:
+      return "F16";
+    case DType::BF16:
+      return "BF16";
+    case DType::F32:
+      return "F32";
+    case DType::F64:
+      return "F64";
+    case DType::I32:
+      return "I32";
+    case DType::I64:
+      return "I64";
   }
   return "?";
 }
 inline const char* npy_descr(DType t) {
   switch (t) {
-    case DType::F16: return "<f2";
-    case DType::BF16: return "<u2";
-    case DType::F32: return "<f4";
-    case DType::F64: return "<f8";
-    case DType::I32: return "<i4";
-    case DType::I64: return "<i8";
+    case DType::F16:
+      return "<f2";
+    case DType::BF16:
+      return "<u2";
+    case DType::F32:
+      return "<f4";
+    case DType::F64:
+      return "<f8";
+    case DType::I32:
+      return "<i4";
+    case DType::I64:
+      return "<i8";
   }
   return "?";
 }
@@ -63,7 +75,8 @@ class TraceWriter {
                       const void* data) {
     if (name.empty() || name == "__metadata__" || name[0] == '.' ||
         name.find_first_of("/\\") != std::string::npos)
-      throw std::invalid_argument("bad tensor name '" + name + "' (it names a file in the .npy form)");
+      throw std::invalid_argument("bad tensor name '" + name +
+                                  "' (it names a file in the .npy form)");
     for (const Entry& e : tensors_)
       if (e.name == name) throw std::invalid_argument("tensor '" + name + "' given twice");
     std::size_t n = dtype_size(dtype);
@@ -90,7 +103,8 @@ class TraceWriter {
     for (const Entry& e : tensors_) {
       h += std::string(meta_.empty() && &e == &tensors_.front() ? "" : ",") + quote(e.name) +
            ":{\"dtype\":\"" + dtype_name(e.dtype) + "\",\"shape\":" + shape_json(e.shape) +
-           ",\"data_offsets\":[" + std::to_string(offset) + "," + std::to_string(offset + e.bytes) + "]}";
+           ",\"data_offsets\":[" + std::to_string(offset) + "," + std::to_string(offset + e.bytes) +
+           "]}";
       offset += e.bytes;
     }
     h += "}";
@@ -102,7 +116,8 @@ class TraceWriter {
     for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>(n >> (8 * i));
     f.write(reinterpret_cast<const char*>(len), 8);
     f.write(h.data(), static_cast<std::streamsize>(h.size()));
-    for (const Entry& e : tensors_) f.write(reinterpret_cast<const char*>(e.data), static_cast<std::streamsize>(e.bytes));
+    for (const Entry& e : tensors_)
+      f.write(reinterpret_cast<const char*>(e.data), static_cast<std::streamsize>(e.bytes));
     f.flush();
     if (!f) throw std::runtime_error("write to '" + path + "' failed");
   }
@@ -129,7 +144,8 @@ class TraceWriter {
                            "', 'fortran_order': False, 'shape': " + shape + ", }";
       while ((10 + header.size() + 1) % 64 != 0) header += ' ';
       header += '\n';
-      if (header.size() > 65535) throw std::runtime_error("tensor '" + e.name + "': .npy header too long");
+      if (header.size() > 65535)
+        throw std::runtime_error("tensor '" + e.name + "': .npy header too long");
       std::string pre = "\x93NUMPY";
       pre += '\x01';
       pre += '\x00';
@@ -171,8 +187,8 @@ class TraceWriter {
     for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? "," : "") + std::to_string(shape[i]);
     return s + "]";
   }
-  static void write_file(const std::string& path, const std::string& head, const unsigned char* data,
-                         std::size_t bytes) {
+  static void write_file(const std::string& path, const std::string& head,
+                         const unsigned char* data, std::size_t bytes) {
     std::ofstream f(path, std::ios::binary | std::ios::trunc);
     if (!f) throw std::runtime_error("cannot open '" + path + "' for writing");
     f.write(head.data(), static_cast<std::streamsize>(head.size()));

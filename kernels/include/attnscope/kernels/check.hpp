@@ -11,10 +11,10 @@ namespace attnscope::gpu::detail {
 [[noreturn]] void throw_error(hipError_t e, const char* call, const char* file, int line);
 }
 
-#define ATTNSCOPE_CHECK(call)                                                     \
-  do {                                                                            \
-    const hipError_t attnscope_check_e_ = (call);                                 \
-    if (attnscope_check_e_ != hipSuccess)                                         \
+#define ATTNSCOPE_CHECK(call)                                                               \
+  do {                                                                                      \
+    const hipError_t attnscope_check_e_ = (call);                                           \
+    if (attnscope_check_e_ != hipSuccess)                                                   \
       ::attnscope::gpu::detail::throw_error(attnscope_check_e_, #call, __FILE__, __LINE__); \
   } while (0)
 

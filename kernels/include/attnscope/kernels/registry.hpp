@@ -19,21 +19,21 @@ namespace attnscope::gpu {
 // Device pointers and the problem, as a launch sees them. Unused pointers may be null.
 struct StageArgs {
   Problem problem;
-  const void* q = nullptr;  // [batch, q_len, q_heads, head_dim], problem.input
-  const void* k = nullptr;  // K cache addressed by kv (problem.input)
-  const void* v = nullptr;  // V cache addressed by kv (problem.input)
-  KvAddressing kv;          // block_table, if any, is a device pointer
-  float* scores = nullptr;  // [batch, q_heads, q_len, window] fp32: qk writes, softmax reads
-  float* probs = nullptr;   // [batch, q_heads, q_len, window] fp32: softmax writes, pv reads
-  void* out = nullptr;      // [batch, q_len, q_heads, head_dim], problem.output
-  float* lse = nullptr;     // [batch, q_heads, q_len]: softmax, fused and split_kv write it
+  const void* q = nullptr;        // [batch, q_len, q_heads, head_dim], problem.input
+  const void* k = nullptr;        // K cache addressed by kv (problem.input)
+  const void* v = nullptr;        // V cache addressed by kv (problem.input)
+  KvAddressing kv;                // block_table, if any, is a device pointer
+  float* scores = nullptr;        // [batch, q_heads, q_len, window] fp32: qk writes, softmax reads
+  float* probs = nullptr;         // [batch, q_heads, q_len, window] fp32: softmax writes, pv reads
+  void* out = nullptr;            // [batch, q_len, q_heads, head_dim], problem.output
+  float* lse = nullptr;           // [batch, q_heads, q_len]: softmax, fused and split_kv write it
   bool scale_in_softmax = false;  // qk writes unscaled dots and softmax applies the scale
   // Implementation scratch of workspace_bytes, zero-filled when allocated; an implementation
   // leaves it as it found it where it keeps state there (attnscope.fused: ticket counters).
   void* workspace = nullptr;
-  int splits = 0;                 // requested window splits (0: the implementation chooses)
-  int multiprocessors = 0;        // of the device launched on (0: the current device's)
-  void* stream = nullptr;         // hipStream_t; null: the default stream
+  int splits = 0;           // requested window splits (0: the implementation chooses)
+  int multiprocessors = 0;  // of the device launched on (0: the current device's)
+  void* stream = nullptr;   // hipStream_t; null: the default stream
 };
 
 // What a launch's shape may depend on besides the problem. Implementations that choose a split
@@ -45,8 +45,8 @@ struct LaunchContext {
 };
 
 struct Implementation {
-  std::string name;    // unique, e.g. "attnscope.qk", "myengine.decode"
-  std::string family;  // e.g. "attnscope": a family's qk -> softmax -> pv is its unfused path
+  std::string name;         // unique, e.g. "attnscope.qk", "myengine.decode"
+  std::string family;       // e.g. "attnscope": a family's qk -> softmax -> pv is its unfused path
   Path path = Path::fused;  // qk, softmax, pv, fused or split_kv (never unfused)
   // Empty when the implementation runs this problem on this cache layout; otherwise why not.
   // Absent: everything the problem model allows. The suites leave out what is unsupported and

@@ -34,9 +34,9 @@ bool gpu_available(std::string* reason = nullptr);
 int device_count();
 
 struct DeviceInfo {
-  int ordinal = 0;          // the current device, among the `visible` ones
-  int visible = 0;          // GPUs this process can use (CUDA_/HIP_VISIBLE_DEVICES apply)
-  std::string pci_bus_id;   // "0000:19:00.0": which physical GPU
+  int ordinal = 0;         // the current device, among the `visible` ones
+  int visible = 0;         // GPUs this process can use (CUDA_/HIP_VISIBLE_DEVICES apply)
+  std::string pci_bus_id;  // "0000:19:00.0": which physical GPU
   std::string name;
   std::string arch;  // "sm_90", "gfx90a", ...
   int multiprocessors = 0;
@@ -138,7 +138,8 @@ struct ReadShape {
 std::vector<ReadShape> read_shapes();
 // Enqueues a read of every 16-byte word of `buffer` (whole words only) that writes nothing:
 // the streaming-read bandwidth probe. `sink` (16 bytes) is never written in practice.
-void read_async(const DeviceBuffer& buffer, DeviceBuffer& sink, void* stream = nullptr, ReadShape shape = {});
+void read_async(const DeviceBuffer& buffer, DeviceBuffer& sink, void* stream = nullptr,
+                ReadShape shape = {});
 // Occupies `stream` for about `microseconds` of GPU time.
 void spin_async(double microseconds, void* stream = nullptr);
 

@@ -35,13 +35,27 @@ using hipMemcpyKind = cudaMemcpyKind;
 #define hipErrorNotReady cudaErrorNotReady
 #define hipHostMallocMapped cudaHostAllocMapped
 
-inline const char* hipGetErrorString(hipError_t e) { return cudaGetErrorString(e); }
-inline const char* hipGetErrorName(hipError_t e) { return cudaGetErrorName(e); }
-inline hipError_t hipGetLastError() { return cudaGetLastError(); }
-inline hipError_t hipGetDeviceCount(int* n) { return cudaGetDeviceCount(n); }
-inline hipError_t hipSetDevice(int d) { return cudaSetDevice(d); }
-inline hipError_t hipGetDevice(int* d) { return cudaGetDevice(d); }
-inline hipError_t hipDeviceSynchronize() { return cudaDeviceSynchronize(); }
+inline const char* hipGetErrorString(hipError_t e) {
+  return cudaGetErrorString(e);
+}
+inline const char* hipGetErrorName(hipError_t e) {
+  return cudaGetErrorName(e);
+}
+inline hipError_t hipGetLastError() {
+  return cudaGetLastError();
+}
+inline hipError_t hipGetDeviceCount(int* n) {
+  return cudaGetDeviceCount(n);
+}
+inline hipError_t hipSetDevice(int d) {
+  return cudaSetDevice(d);
+}
+inline hipError_t hipGetDevice(int* d) {
+  return cudaGetDevice(d);
+}
+inline hipError_t hipDeviceSynchronize() {
+  return cudaDeviceSynchronize();
+}
 inline hipError_t hipDeviceGetAttribute(int* v, hipDeviceAttribute_t a, int d) {
   return cudaDeviceGetAttribute(v, a, d);
 }
@@ -55,9 +69,15 @@ inline hipError_t hipDeviceGetName(char* name, int len, int d) {
   if (len > 0) name[i] = '\0';
   return cudaSuccess;
 }
-inline hipError_t hipDeviceGetPCIBusId(char* id, int len, int d) { return cudaDeviceGetPCIBusId(id, len, d); }
-inline hipError_t hipMalloc(void** p, size_t n) { return cudaMalloc(p, n); }
-inline hipError_t hipFree(void* p) { return cudaFree(p); }
+inline hipError_t hipDeviceGetPCIBusId(char* id, int len, int d) {
+  return cudaDeviceGetPCIBusId(id, len, d);
+}
+inline hipError_t hipMalloc(void** p, size_t n) {
+  return cudaMalloc(p, n);
+}
+inline hipError_t hipFree(void* p) {
+  return cudaFree(p);
+}
 inline hipError_t hipMemcpy(void* d, const void* s, size_t n, hipMemcpyKind k) {
   return cudaMemcpy(d, s, n, k);
 }
@@ -65,37 +85,64 @@ inline hipError_t hipMemcpyAsync(void* d, const void* s, size_t n, hipMemcpyKind
                                  hipStream_t st) {
   return cudaMemcpyAsync(d, s, n, k, st);
 }
-inline hipError_t hipHostMalloc(void** p, size_t n, unsigned flags) { return cudaHostAlloc(p, n, flags); }
-inline hipError_t hipHostFree(void* p) { return cudaFreeHost(p); }
+inline hipError_t hipHostMalloc(void** p, size_t n, unsigned flags) {
+  return cudaHostAlloc(p, n, flags);
+}
+inline hipError_t hipHostFree(void* p) {
+  return cudaFreeHost(p);
+}
 inline hipError_t hipHostGetDevicePointer(void** d, void* h, unsigned flags) {
   return cudaHostGetDevicePointer(d, h, flags);
 }
-inline hipError_t hipMemset(void* p, int v, size_t n) { return cudaMemset(p, v, n); }
+inline hipError_t hipMemset(void* p, int v, size_t n) {
+  return cudaMemset(p, v, n);
+}
 inline hipError_t hipMemsetAsync(void* p, int v, size_t n, hipStream_t st) {
   return cudaMemsetAsync(p, v, n, st);
 }
 inline hipError_t hipMemGetInfo(size_t* free_bytes, size_t* total) {
   return cudaMemGetInfo(free_bytes, total);
 }
-inline hipError_t hipStreamCreate(hipStream_t* s) { return cudaStreamCreate(s); }
-inline hipError_t hipStreamDestroy(hipStream_t s) { return cudaStreamDestroy(s); }
-inline hipError_t hipStreamSynchronize(hipStream_t s) { return cudaStreamSynchronize(s); }
-inline hipError_t hipEventCreate(hipEvent_t* e) { return cudaEventCreate(e); }
-inline hipError_t hipEventDestroy(hipEvent_t e) { return cudaEventDestroy(e); }
-inline hipError_t hipEventRecord(hipEvent_t e, hipStream_t s) { return cudaEventRecord(e, s); }
-inline hipError_t hipEventSynchronize(hipEvent_t e) { return cudaEventSynchronize(e); }
-inline hipError_t hipEventQuery(hipEvent_t e) { return cudaEventQuery(e); }
+inline hipError_t hipStreamCreate(hipStream_t* s) {
+  return cudaStreamCreate(s);
+}
+inline hipError_t hipStreamDestroy(hipStream_t s) {
+  return cudaStreamDestroy(s);
+}
+inline hipError_t hipStreamSynchronize(hipStream_t s) {
+  return cudaStreamSynchronize(s);
+}
+inline hipError_t hipEventCreate(hipEvent_t* e) {
+  return cudaEventCreate(e);
+}
+inline hipError_t hipEventDestroy(hipEvent_t e) {
+  return cudaEventDestroy(e);
+}
+inline hipError_t hipEventRecord(hipEvent_t e, hipStream_t s) {
+  return cudaEventRecord(e, s);
+}
+inline hipError_t hipEventSynchronize(hipEvent_t e) {
+  return cudaEventSynchronize(e);
+}
+inline hipError_t hipEventQuery(hipEvent_t e) {
+  return cudaEventQuery(e);
+}
 inline hipError_t hipEventElapsedTime(float* ms, hipEvent_t a, hipEvent_t b) {
   return cudaEventElapsedTime(ms, a, b);
 }
-inline hipError_t hipDriverGetVersion(int* v) { return cudaDriverGetVersion(v); }
-inline hipError_t hipRuntimeGetVersion(int* v) { return cudaRuntimeGetVersion(v); }
+inline hipError_t hipDriverGetVersion(int* v) {
+  return cudaDriverGetVersion(v);
+}
+inline hipError_t hipRuntimeGetVersion(int* v) {
+  return cudaRuntimeGetVersion(v);
+}
 template <class F>
 inline hipError_t hipFuncSetAttributeMaxDynamicSharedMemory(F* f, int bytes) {
   return cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
 }
 #else
-#error "attnscope/platform/hip_platform.hpp needs ATTNSCOPE_PLATFORM_ROCM or ATTNSCOPE_PLATFORM_CUDA"
+#error \
+    "attnscope/platform/hip_platform.hpp needs ATTNSCOPE_PLATFORM_ROCM or ATTNSCOPE_PLATFORM_CUDA"
 #endif
 
 #if defined(ATTNSCOPE_PLATFORM_ROCM)
@@ -176,7 +223,8 @@ struct AsyncCopy {
   __device__ static __forceinline__ void copy16(void* dst, const void* src, bool pred) {
 #if ATTNSCOPE_ASYNC_COPY
     const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(pred ? 16 : 0)
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src),
+                 "r"(pred ? 16 : 0)
                  : "memory");
 #else
     *static_cast<uint4*>(dst) = pred ? *static_cast<const uint4*>(src) : make_uint4(0u, 0u, 0u, 0u);
@@ -186,7 +234,8 @@ struct AsyncCopy {
   __device__ static __forceinline__ void copy4(void* dst, const void* src, bool pred) {
 #if ATTNSCOPE_ASYNC_COPY
     const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(d), "l"(src), "r"(pred ? 4 : 0)
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(d), "l"(src),
+                 "r"(pred ? 4 : 0)
                  : "memory");
 #else
     *static_cast<unsigned*>(dst) = pred ? *static_cast<const unsigned*>(src) : 0u;

@@ -30,9 +30,9 @@ struct ElementBounds {
 };
 
 struct StageFormats {
-  Accum accum = Accum::fp32;  // accumulation format of the sums
-  std::int64_t depth = 0;     // rounding chain length (model::summation_depth); 0: window
-  DType output = DType::fp32; // format the stage's result is stored in
+  Accum accum = Accum::fp32;   // accumulation format of the sums
+  std::int64_t depth = 0;      // rounding chain length (model::summation_depth); 0: window
+  DType output = DType::fp32;  // format the stage's result is stored in
   double lambda = kDefaultLambda;
 };
 

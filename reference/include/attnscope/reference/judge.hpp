@@ -24,8 +24,8 @@ std::string coordinates(const Problem& p, TensorShape shape, std::int64_t i);
 
 // One compared quantity (a stage's output, locally or end to end).
 struct Check {
-  std::string what;      // e.g. "qk", "softmax (local)", "attn_out"
-  std::string field;     // JSON prefix: qk_, softmax_, pv_, attn_out_, lse_, ...
+  std::string what;   // e.g. "qk", "softmax (local)", "attn_out"
+  std::string field;  // JSON prefix: qk_, softmax_, pv_, attn_out_, lse_, ...
   Metrics metrics;
   double budget_max = 0.0;    // largest per-element budget
   double budget_ratio = 0.0;  // max_i |err_i| / budget_i: <= 1 passes
@@ -43,7 +43,8 @@ Check judge(const Problem& p, std::string what, std::string field, TensorShape s
             const std::vector<double>& got, const std::vector<double>& ref,
             const std::vector<double>& budget, DType format);
 
-// "  ok   qk: max_abs ..., mae ..., rel_l2 ..., nan 0, inf 0; budget max ..., error/budget ... at (...)"
+// "  ok   qk: max_abs ..., mae ..., rel_l2 ..., nan 0, inf 0; budget max ..., error/budget ... at
+// (...)"
 std::string describe(const Check& c);
 
 }  // namespace attnscope

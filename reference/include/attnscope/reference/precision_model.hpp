@@ -33,8 +33,8 @@ double model_sum(Accum acc, const SummationOrder& order, const double* x, std::i
 // output rounding). Shapes as in ref::Trace.
 std::vector<double> model_qk(const AttentionInputs& in, Accum acc, const SummationOrder& order,
                              bool apply_scale = true);
-std::vector<double> model_pv(const AttentionInputs& in, const std::vector<double>& probs,
-                             Accum acc, const SummationOrder& order);
+std::vector<double> model_pv(const AttentionInputs& in, const std::vector<double>& probs, Accum acc,
+                             const SummationOrder& order);
 
 // The fused and split_kv decode kernels emulated in the accumulation format. For each query,
 // the span [window_start(0), seq_len) is cut into runs of `split_len` positions from its start;

@@ -18,8 +18,8 @@
 namespace attnscope::trace {
 
 struct CheckOptions {
-  bool quad = false;      // binary128 reference instead of FP64 (slow at long windows)
-  bool diagnose = true;   // try the alternative semantics when a stage fails
+  bool quad = false;     // binary128 reference instead of FP64 (slow at long windows)
+  bool diagnose = true;  // try the alternative semantics when a stage fails
   double lambda = bounds::kDefaultLambda;
 };
 
@@ -34,12 +34,12 @@ struct PointReport {
   std::map<std::string, std::string> metadata;
   Problem problem;
   KvLayoutSpec layout;
-  std::vector<Check> checks;              // in stage order, the recorded ones
-  std::string first_failing_stage;        // empty when every stage is within its budget
-  std::vector<std::string> diagnosis;     // hypotheses that explain the failing stage
+  std::vector<Check> checks;           // in stage order, the recorded ones
+  std::string first_failing_stage;     // empty when every stage is within its budget
+  std::vector<std::string> diagnosis;  // hypotheses that explain the failing stage
   bool pass = true;
-  double worst_ratio = 0.0;               // largest error/budget over the checks
-  nlohmann::json record;                  // one JSONL record
+  double worst_ratio = 0.0;  // largest error/budget over the checks
+  nlohmann::json record;     // one JSONL record
   double seconds = 0.0;
 };
 
