@@ -157,11 +157,6 @@ int run_gate(const GateOptions& opt) {
     if (shards > 1) {
       env["GTEST_TOTAL_SHARDS"] = std::to_string(shards);
       env["GTEST_SHARD_INDEX"] = std::to_string(i);
-      // The shards' host references share the machine's cores: an equal share each.
-      const char* set = std::getenv("ATTNSCOPE_HOST_THREADS");
-      if (set == nullptr || *set == '\0')
-        env["ATTNSCOPE_HOST_THREADS"] =
-            std::to_string(std::max(1u, std::thread::hardware_concurrency() / unsigned(shards)));
     }
     if (gpus > 1) {
       // Shard i sees GPU i mod gpus of those this process sees.

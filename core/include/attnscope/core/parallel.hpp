@@ -11,9 +11,10 @@
 
 namespace attnscope {
 
-// Worker threads of parallel_for: ATTNSCOPE_HOST_THREADS where it is set to a positive count
-// (attnscope gate gives each of its shards an equal share of the cores, so that shards on one
-// machine do not oversubscribe it), else every hardware thread.
+// Worker threads of parallel_for: ATTNSCOPE_HOST_THREADS where it is set to a positive count,
+// else every hardware thread. (Giving each of two gate shards half the cores made the shards
+// slower on a 32-core machine with two H200s than letting both use all of them:
+// results/nvidia-h200x2/equal_core_share_d01302a/.)
 inline unsigned host_threads() {
   static const unsigned n = [] {
     const unsigned hw = std::max(1u, std::thread::hardware_concurrency());
