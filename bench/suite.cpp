@@ -11,8 +11,10 @@
 //   --attnscope_set=quick|default|full|tune  (ATTNSCOPE_BENCH_SET)  shapes; default: default;
 //                                       tune: split_kv over split counts on the default shapes
 //   --attnscope_hot                     (ATTNSCOPE_BENCH_HOT=1) keep L2 warm between iterations
-//   --attnscope_flush_mib=N             (ATTNSCOPE_BENCH_FLUSH_MIB)  L2 flush size; 0: 2 x L2
+//   --attnscope_flush_mib=N             (ATTNSCOPE_BENCH_FLUSH_MIB)  L2 flush size, 0 to 1048576;
+//                                       0: 2 x L2
 //   --attnscope_timeout_s=S             (ATTNSCOPE_BENCH_TIMEOUT_S)  a timed run longer than S
+//                                       (0.001 to 86400)
 //                                       seconds is a hung kernel: the rest skip, exit status 3
 // Unless given, --benchmark_repetitions=10, --benchmark_min_time=0.01 (manual time) and
 // --benchmark_display_aggregates_only=true are added: the console shows mean, median, stddev
@@ -27,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "attnscope/core/parse.hpp"
 #include "attnscope/core/shapes.hpp"
 #include "attnscope/kernels/registry.hpp"
 #include "attnscope/kernels/runtime.hpp"
@@ -39,6 +42,9 @@ using attnscope::Accum;
 using attnscope::DType;
 using attnscope::KvLayoutKind;
 using attnscope::KvLayoutSpec;
+using attnscope::parse_integer;
+using attnscope::parse_real;
+using attnscope::parse_switch;
 using attnscope::Path;
 using attnscope::Problem;
 using attnscope::bench::BenchCase;
@@ -145,22 +151,30 @@ bool starts_with(const char* s, const char* prefix) {
 Options parse_options(int& argc, char** argv) {
   Options o;
   o.set = env_or("ATTNSCOPE_BENCH_SET", "default");
-  o.hot = env_or("ATTNSCOPE_BENCH_HOT", "0") == "1";
-  o.flush_bytes = std::stoll(env_or("ATTNSCOPE_BENCH_FLUSH_MIB", "0")) << 20;
-  o.timeout_s = std::stod(env_or("ATTNSCOPE_BENCH_TIMEOUT_S", "10"));
+  // Flush sizes up to 1 TiB; a timed run may take up to a day before it counts as hung.
+  auto flush_mib = [](const std::string& v, const char* what) {
+    return parse_integer(v, what, 0, std::int64_t(1) << 20) << 20;
+  };
+  auto timeout_s = [](const std::string& v, const char* what) {
+    return parse_real(v, what, 1e-3, 86400.0);
+  };
+  o.hot = parse_switch(env_or("ATTNSCOPE_BENCH_HOT", "0"), "ATTNSCOPE_BENCH_HOT");
+  o.flush_bytes = flush_mib(env_or("ATTNSCOPE_BENCH_FLUSH_MIB", "0"), "ATTNSCOPE_BENCH_FLUSH_MIB");
+  o.timeout_s = timeout_s(env_or("ATTNSCOPE_BENCH_TIMEOUT_S", "10"), "ATTNSCOPE_BENCH_TIMEOUT_S");
   o.filter = gpu::NameFilter(env_or("ATTNSCOPE_BENCH_IMPL", ""));
   int kept = 1;
   for (int i = 1; i < argc; ++i) {
     const char* a = argv[i];
     if (starts_with(a, "--attnscope_set=")) {
       o.set = a + std::strlen("--attnscope_set=");
-    } else if (std::strcmp(a, "--attnscope_hot") == 0 ||
-               std::strcmp(a, "--attnscope_hot=true") == 0) {
+    } else if (std::strcmp(a, "--attnscope_hot") == 0) {
       o.hot = true;
+    } else if (starts_with(a, "--attnscope_hot=")) {
+      o.hot = parse_switch(a + std::strlen("--attnscope_hot="), "--attnscope_hot");
     } else if (starts_with(a, "--attnscope_flush_mib=")) {
-      o.flush_bytes = std::stoll(a + std::strlen("--attnscope_flush_mib=")) << 20;
+      o.flush_bytes = flush_mib(a + std::strlen("--attnscope_flush_mib="), "--attnscope_flush_mib");
     } else if (starts_with(a, "--attnscope_timeout_s=")) {
-      o.timeout_s = std::stod(a + std::strlen("--attnscope_timeout_s="));
+      o.timeout_s = timeout_s(a + std::strlen("--attnscope_timeout_s="), "--attnscope_timeout_s");
     } else if (starts_with(a, "--attnscope_impl=")) {
       o.filter = gpu::NameFilter(a + std::strlen("--attnscope_impl="));
     } else if (starts_with(a, "--attnscope")) {

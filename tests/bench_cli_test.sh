@@ -20,4 +20,15 @@ grep -q "/manual_time" "$out/quick.log" || fail "--log has no benchmark lines"
 "$bin" bench --set quick --filter 'no_such_benchmark' >/dev/null 2>&1; [[ $? == 2 ]] || fail "a filter matching nothing should exit 2"
 "$bin" bench --set quick --out /no/such/dir/b.json >/dev/null 2>&1; [[ $? == 2 ]] || fail "an unwritable --out should exit 2"
 "$bin" bench --binary /no/such/bench >/dev/null 2>&1; [[ $? == 2 ]] || fail "a missing binary should exit 2"
+# bench_attention's own flags and environment: malformed or out-of-range values are refused
+# before any GPU work, naming the option.
+bb="$(dirname "$bin")/../bench/bench_attention"
+for bad in --attnscope_flush_mib=-5 --attnscope_flush_mib=1abc --attnscope_timeout_s=-1 \
+           --attnscope_timeout_s=abc --attnscope_timeout_s=0 --attnscope_hot=maybe --attnscope_set=bogus; do
+  "$bb" "$bad" > "$out/bad.txt" 2>&1; rc=$?
+  [[ $rc == 2 ]] || fail "bench_attention $bad: exit $rc, expected 2"
+  grep -q -- "${bad%%=*}" "$out/bad.txt" || grep -q -- "set" "$out/bad.txt" || fail "bench_attention $bad: the error does not name the option: $(cat "$out/bad.txt")"
+done
+ATTNSCOPE_BENCH_HOT=maybe "$bb" > "$out/bad.txt" 2>&1; [[ $? == 2 ]] || fail "ATTNSCOPE_BENCH_HOT=maybe should exit 2"
+grep -q ATTNSCOPE_BENCH_HOT "$out/bad.txt" || fail "ATTNSCOPE_BENCH_HOT=maybe: the error does not name it"
 echo "bench_cli_test: ok ($n benchmarks)"

@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "attnscope/core/parse.hpp"
 #include "attnscope/core/dtype.hpp"
 #include "attnscope/core/inputs.hpp"
 #include "attnscope/core/layout.hpp"
@@ -1795,6 +1796,39 @@ TEST(RecordsTest, UnreadableOrUnwritablePathThrows) {
   // A directory opens as a stream on Linux but cannot be read.
   const std::string dir = std::filesystem::temp_directory_path().string();
   EXPECT_TRUE(throws_with<std::runtime_error>([&] { read_jsonl(dir); }, {dir}));
+}
+
+// Numbers and switches from flags and the environment: the whole text, in range, or a clear
+// error naming the option.
+TEST(Parse, IntegersWholeAndInRange) {
+  EXPECT_EQ(parse_integer("0", "--n", 0, 10), 0);
+  EXPECT_EQ(parse_integer("10", "--n", 0, 10), 10);
+  EXPECT_EQ(parse_integer("-3", "--n", -5, 10), -3);
+  for (const char* bad : {"", " 1", "1abc", "abc", "1.5", "11", "-1", "99999999999999999999999"})
+    EXPECT_THROW(parse_integer(bad, "--n", 0, 10), std::invalid_argument) << "'" << bad << "'";
+  try {
+    parse_integer("-5", "--attnscope_flush_mib", 0, 1024);
+    ADD_FAILURE() << "-5 accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(
+        std::string(e.what()).find("--attnscope_flush_mib: '-5' is not an integer in [0, 1024]"),
+        std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(Parse, RealsFiniteAndInRange) {
+  EXPECT_DOUBLE_EQ(parse_real("2.5", "--t", 0.001, 10), 2.5);
+  EXPECT_DOUBLE_EQ(parse_real("1e-3", "--t", 0.001, 10), 0.001);
+  for (const char* bad : {"", "abc", "1abc", "-1", "0", "nan", "inf", "1e400", "11"})
+    EXPECT_THROW(parse_real(bad, "--t", 0.001, 10), std::invalid_argument) << "'" << bad << "'";
+}
+
+TEST(Parse, Switches) {
+  for (const char* on : {"1", "true", "yes", "on"}) EXPECT_TRUE(parse_switch(on, "X"));
+  for (const char* off : {"0", "false", "no", "off"}) EXPECT_FALSE(parse_switch(off, "X"));
+  for (const char* bad : {"", "2", "maybe", "TRUE "})
+    EXPECT_THROW(parse_switch(bad, "X"), std::invalid_argument);
 }
 
 }  // namespace
