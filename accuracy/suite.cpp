@@ -57,7 +57,8 @@ Environment& ready_environment() {
     if (e.gpu) {
       try {
         e.device = gpu::device_info();
-        e.writer = std::make_unique<JsonlWriter>(e.jsonl);
+        // One run, one file: records of an earlier run are replaced, never appended to.
+        e.writer = std::make_unique<JsonlWriter>(e.jsonl, false);
         if (!e.trace_dir.empty()) std::filesystem::create_directories(e.trace_dir);
       } catch (const std::exception& x) {
         e.error = x.what();

@@ -16,6 +16,14 @@ def load(path):
                 sys.exit(f"{path}:{n}: bad record: {e}")
     if not records:
         sys.exit(f"{path}: no records")
+    seen = {}
+    for n, r in enumerate(records, 1):
+        name = r.get("case")
+        if name in seen:
+            sys.exit(f"{path}: case {name} is recorded twice (records {seen[name]} and {n}): the file "
+                     "holds more than one run; write each run to its own file (attnscope gate "
+                     "--jsonl and accuracy_suite replace theirs)")
+        seen[name] = n
     return records
 
 
