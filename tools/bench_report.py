@@ -207,6 +207,11 @@ def main():
                     help="accuracy suite JSON Lines file(s) or folder(s) holding them")
     ap.add_argument("--out", help="Markdown file to write (default: standard output)")
     args = ap.parse_args()
+    if args.out:
+        # The report must never replace what it reads (the same file under another name too).
+        for src in args.bench + args.peers + args.accuracy:
+            if os.path.exists(args.out) and os.path.exists(src) and os.path.samefile(args.out, src):
+                sys.exit(f"bench_report.py: --out {args.out} is the input {src}; the report would replace it")
 
     ours, our_ctx = collect(args.bench, "attnscope")
     peers, peer_ctx = collect(args.peers, "peer") if args.peers else ([], [])

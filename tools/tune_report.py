@@ -12,6 +12,7 @@ error/budget; the fastest count; the implementation's own choice (splits 0) and 
 the fastest. Exit status 1 when a file cannot be read.
 """
 import argparse
+import os
 import json
 import re
 import sys
@@ -86,8 +87,9 @@ def main():
     ap.add_argument("--md")
     a = ap.parse_args()
     for p in (a.out, a.md):
-        if p and p in (a.bench, a.accuracy):
-            fail(f"{p}: the output would replace an input")
+        for src in (a.bench, a.accuracy):
+            if p and (p == src or (os.path.exists(p) and os.path.exists(src) and os.path.samefile(p, src))):
+                fail(f"{p}: the output would replace the input {src}")
     bench, acc = load_bench(a.bench), load_accuracy(a.accuracy)
     report = []
     for shape, configs in sorted(bench.items()):

@@ -11,7 +11,8 @@ namespace attnscope {
 
 namespace {
 
-[[noreturn]] void refuse(const std::string& text, const std::string& option, const std::string& takes) {
+[[noreturn]] void refuse(const std::string& text, const std::string& option,
+                         const std::string& takes) {
   throw std::invalid_argument(option + ": '" + text + "' is not " + takes);
 }
 
@@ -27,7 +28,8 @@ std::string range(T lo, T hi) {
 std::int64_t parse_integer(const std::string& text, const std::string& option, std::int64_t lo,
                            std::int64_t hi) {
   const std::string takes = "an integer " + range(lo, hi);
-  if (text.empty() || std::isspace(static_cast<unsigned char>(text[0]))) refuse(text, option, takes);
+  if (text.empty() || std::isspace(static_cast<unsigned char>(text[0])))
+    refuse(text, option, takes);
   errno = 0;
   char* end = nullptr;
   const long long v = std::strtoll(text.c_str(), &end, 10);
@@ -38,11 +40,13 @@ std::int64_t parse_integer(const std::string& text, const std::string& option, s
 
 double parse_real(const std::string& text, const std::string& option, double lo, double hi) {
   const std::string takes = "a number " + range(lo, hi);
-  if (text.empty() || std::isspace(static_cast<unsigned char>(text[0]))) refuse(text, option, takes);
+  if (text.empty() || std::isspace(static_cast<unsigned char>(text[0])))
+    refuse(text, option, takes);
   errno = 0;
   char* end = nullptr;
   const double v = std::strtod(text.c_str(), &end);
-  if (errno == ERANGE || end == text.c_str() || *end != '\0' || !std::isfinite(v) || v < lo || v > hi)
+  if (errno == ERANGE || end == text.c_str() || *end != '\0' || !std::isfinite(v) || v < lo ||
+      v > hi)
     refuse(text, option, takes);
   return v;
 }

@@ -71,6 +71,15 @@ nlohmann::json fp16_model(std::int64_t window) {
 }  // namespace
 
 int run_selfcheck(const SelfcheckOptions& opt) {
+  // The JSON file is opened before any work, so that a path that cannot be written fails at once.
+  std::ofstream json_out;
+  if (!opt.json_path.empty()) {
+    json_out.open(opt.json_path, std::ios::trunc);
+    if (!json_out) {
+      std::fprintf(stderr, "attnscope selfcheck: cannot write '%s'\n", opt.json_path.c_str());
+      return 2;
+    }
+  }
   nlohmann::json record;
   record["platform"] = gpu::platform_name();
   std::printf("attnscope self-check\n  GPU platform of this build: %s\n", gpu::platform_name());
@@ -100,10 +109,14 @@ int run_selfcheck(const SelfcheckOptions& opt) {
   std::printf("FP16 accumulation, precision model against bounds:\n");
   for (std::int64_t w : {256, 4096, 32768}) record["fp16_model"].push_back(fp16_model(w));
 
-  if (!opt.json_path.empty()) {
-    std::ofstream out(opt.json_path);
-    if (!out) throw std::runtime_error("cannot write '" + opt.json_path + "'");
-    out << record.dump(2) << "\n";
+  if (json_out.is_open()) {
+    json_out << record.dump(2) << "\n";
+    json_out.flush();  // a full device or a lost file shows here, not as a silent exit 0
+    json_out.close();
+    if (json_out.fail()) {
+      std::fprintf(stderr, "attnscope selfcheck: writing '%s' failed\n", opt.json_path.c_str());
+      return 2;
+    }
   }
   if (opt.require_gpu && !gpu_ok) {
     std::fprintf(stderr, "attnscope: --require-gpu given but no GPU can be used: %s\n",
