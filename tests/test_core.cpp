@@ -1831,5 +1831,58 @@ TEST(Parse, Switches) {
     EXPECT_THROW(parse_switch(bad, "X"), std::invalid_argument);
 }
 
+// Validation is overflow-safe: problems whose element counts cannot be addressed, caches whose
+// page ids do not fit 32 bits and scales fp32 cannot hold are refused with the reason; a 40 GB
+// cache is accepted.
+TEST(Validation, RefusesWhatCannotBeAddressed) {
+  auto refused = [](const Problem& p, const KvLayoutSpec& l, const std::string& why) {
+    try {
+      p.validate();
+      l.validate(p);
+      ADD_FAILURE() << "accepted: " << p.tag() << " " << l.tag();
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find(why), std::string::npos) << e.what();
+    }
+  };
+  Problem p;
+  p.seq_len = p.window = std::numeric_limits<std::int64_t>::max();
+  refused(p, {}, "seq_len must be in [1, 2^40]");
+  p.batch = p.q_heads = p.kv_heads = 1 << 20;
+  p.seq_len = p.window = std::int64_t(1) << 40;
+  refused(p, {}, "cannot be addressed");
+  p = Problem{};
+  KvLayoutSpec paged;
+  paged.kind = KvLayoutKind::paged;
+  paged.spare_pages = std::numeric_limits<int>::max();
+  refused(p, paged, "spare_pages must be in [0, 1048576]");
+  paged.spare_pages = 0;
+  paged.page_size = 1;
+  p.batch = 1 << 12;
+  p.seq_len = p.window = std::int64_t(1) << 20;
+  refused(p, paged, "do not fit 32-bit page ids");
+  p = Problem{};
+  p.scale = 1e39;
+  refused(p, {}, "outside the normal fp32 range");
+  p.scale = 1e-40;
+  refused(p, {}, "outside the normal fp32 range");
+  p = Problem{};
+  KvLayoutSpec layers;
+  layers.layers = std::numeric_limits<int>::max();
+  p.batch = 1 << 20;
+  p.q_heads = p.kv_heads = 64;
+  p.seq_len = p.window = std::int64_t(1) << 20;  // 2^53 elements a layer: fine alone
+  refused(p, layers, "cannot be addressed");
+  // A 40 GB fp16 cache (K and V, 64 sequences of 160K positions, 8 KV heads, head_dim 128) and
+  // its 2.5 G-element layers are fine: indices past 2^31 are what 64-bit addressing is for.
+  Problem big;
+  big.batch = 64;
+  big.q_heads = 32;
+  big.kv_heads = 8;
+  big.seq_len = big.window = 160 * 1024;
+  EXPECT_NO_THROW(big.validate());
+  EXPECT_NO_THROW(KvLayoutSpec{}.validate(big));
+  EXPECT_GT(KvLayout(big, KvLayoutSpec{}).storage_elems(), std::int64_t(1) << 31);
+}
+
 }  // namespace
 }  // namespace attnscope

@@ -1,5 +1,6 @@
 #include "attnscope/core/layout.hpp"
 
+#include <limits>
 #include <numeric>
 #include <random>
 #include <sstream>
@@ -37,12 +38,28 @@ void KvLayoutSpec::validate(const Problem& p) const {
   if (seq_capacity != 0 && seq_capacity < p.seq_len)
     fail("seq_capacity (" + std::to_string(seq_capacity) + ") is smaller than seq_len (" +
          std::to_string(p.seq_len) + ")");
+  if (seq_capacity > Problem::kMaxSeqLen)
+    fail("seq_capacity (" + std::to_string(seq_capacity) + ") is larger than 2^40 positions");
+  const std::int64_t cap = seq_capacity != 0 ? seq_capacity : p.seq_len;
+  std::int64_t layer_elems = 0;
   if (kind == KvLayoutKind::paged) {
     if (page_size < 1) fail("page_size must be >= 1 (got " + std::to_string(page_size) + ")");
-    if (spare_pages < 0) fail("spare_pages must be >= 0");
+    if (spare_pages < 0 || spare_pages > kMaxSparePages)
+      fail("spare_pages must be in [0, " + std::to_string(kMaxSparePages) + "] (got " +
+           std::to_string(spare_pages) + ")");
     if (seq_capacity != 0 && seq_capacity != p.seq_len)
       fail("seq_capacity does not apply to the paged layout");
+    // Block-table entries are 32-bit page ids.
+    const std::int64_t per_seq = (p.seq_len + page_size - 1) / page_size;
+    const std::int64_t pages = checked_elems({p.batch, per_seq}, "the block table") + spare_pages;
+    if (pages > std::numeric_limits<std::int32_t>::max())
+      fail(std::to_string(pages) + " pages do not fit 32-bit page ids");
+    layer_elems =
+        checked_elems({pages, page_size, p.kv_heads, p.head_dim}, "a layer of the paged cache");
+  } else {
+    layer_elems = checked_elems({p.batch, p.kv_heads, cap, p.head_dim}, "a layer of the cache");
   }
+  checked_elems({layers, layer_elems}, "the cache with all its layers");
 }
 
 std::string KvLayoutSpec::tag() const {

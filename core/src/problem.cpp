@@ -1,6 +1,8 @@
 #include "attnscope/core/problem.hpp"
 
 #include <cmath>
+#include <initializer_list>
+#include <limits>
 #include <sstream>
 #include <stdexcept>
 
@@ -20,6 +22,15 @@ namespace {
 }
 }  // namespace
 
+std::int64_t checked_elems(std::initializer_list<std::int64_t> factors, const std::string& what) {
+  std::int64_t n = 1;
+  for (std::int64_t f : factors) {
+    if (f < 0 || __builtin_mul_overflow(n, f, &n) || n > Problem::kMaxElems)
+      throw std::invalid_argument(what + " has more than 2^62 elements: it cannot be addressed");
+  }
+  return n;
+}
+
 void Problem::validate() const {
   if (batch < 1) fail("batch must be >= 1 (got " + std::to_string(batch) + ")");
   if (q_heads < 1) fail("q_heads must be >= 1 (got " + std::to_string(q_heads) + ")");
@@ -30,7 +41,8 @@ void Problem::validate() const {
   if (q_len < 1 || q_len > kMaxQLen)
     fail("q_len must be in [1, " + std::to_string(kMaxQLen) + "] (got " + std::to_string(q_len) +
          ")");
-  if (seq_len < 1) fail("seq_len must be >= 1 (got " + std::to_string(seq_len) + ")");
+  if (seq_len < 1 || seq_len > kMaxSeqLen)
+    fail("seq_len must be in [1, 2^40] (got " + std::to_string(seq_len) + ")");
   if (window < 1) fail("window must be >= 1 (got " + std::to_string(window) + ")");
   if (window > seq_len)
     fail("window (" + std::to_string(window) + ") must not exceed seq_len (" +
@@ -43,6 +55,15 @@ void Problem::validate() const {
     fail("unsupported head_dim " + std::to_string(head_dim) + " (supported: 64, 128, 256)");
   if (!std::isfinite(scale) || scale < 0.0)
     fail("scale must be finite and > 0, or 0 for 1/sqrt(head_dim)");
+  // The kernels scale in fp32: a scale that fp32 rounds to 0 or to infinity is not the scale asked.
+  if (scale != 0.0 && (scale > double(std::numeric_limits<float>::max()) ||
+                       scale < double(std::numeric_limits<float>::min())))
+    fail("scale " + std::to_string(scale) +
+         " is outside the normal fp32 range the kernels scale in");
+  // Every element count the problem implies fits, with room for its bytes.
+  checked_elems({batch, q_len, q_heads, head_dim}, "the query tensor");
+  checked_elems({batch, q_heads, q_len, window}, "the score tensor");
+  checked_elems({batch, kv_heads, seq_len, head_dim}, "a layer of the K (or V) cache");
 }
 
 std::string Problem::tag() const {

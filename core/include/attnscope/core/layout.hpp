@@ -50,8 +50,9 @@ struct KvLayoutSpec {
   int layer = 0;                  // the layer the attention step reads
   std::int64_t seq_capacity = 0;  // 0: seq_len; larger leaves unused tail slots (contiguous)
   int page_size = 16;             // paged only
-  int spare_pages = 0;            // paged only: pages no sequence owns
-  std::uint64_t page_seed = 1;    // paged only: shuffles the block table
+  int spare_pages = 0;            // paged only: pages no sequence owns, at most kMaxSparePages
+  static constexpr int kMaxSparePages = 1 << 20;
+  std::uint64_t page_seed = 1;  // paged only: shuffles the block table
 
   void validate(const Problem& p) const;  // throws std::invalid_argument
   std::string tag() const;                // e.g. "paged-p16-L3l2"

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 
 #include "attnscope/core/dtype.hpp"
@@ -26,6 +27,12 @@ struct Problem {
   DType output = DType::fp16;
 
   static constexpr int kMaxQLen = 16;
+  // Positions a cache may hold (2^40): far past any memory, and small enough that every element
+  // count of a valid problem is computed without overflow.
+  static constexpr std::int64_t kMaxSeqLen = std::int64_t(1) << 40;
+  // Element counts (of q, scores, a layer of K) a problem may need: 2^62, so that byte counts
+  // of 2-byte and 4-byte elements still fit a signed 64-bit integer.
+  static constexpr std::int64_t kMaxElems = std::int64_t(1) << 62;
 
   int group() const { return q_heads / kv_heads; }
   double effective_scale() const;
@@ -52,5 +59,9 @@ struct Problem {
 };
 
 bool is_supported_head_dim(int d);
+
+// The product of non-negative factors, or std::invalid_argument naming `what` when it passes
+// Problem::kMaxElems (or overflows): the element count of a tensor that can be addressed.
+std::int64_t checked_elems(std::initializer_list<std::int64_t> factors, const std::string& what);
 
 }  // namespace attnscope
