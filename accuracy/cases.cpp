@@ -143,6 +143,14 @@ std::vector<AccuracyCase> variants(const Target& t, Sweep sweep) {
         c.problem.batch = 3;
         cases.push_back(c);
       }
+      // Split invariance: attnscope's split paths at split counts other than their own choice,
+      // each held to the budget of its own order (the split count is part of the order).
+      if (t.family == "attnscope" && (t.path == Path::fused || t.path == Path::split_kv))
+        for (int s : {1, 3, 16}) {
+          AccuracyCase c = base(t, acc, w);
+          c.splits = s;
+          cases.push_back(c);
+        }
       if (t.path == Path::unfused) {
         AccuracyCase c = base(t, acc, w);
         c.scale_in_softmax = true;

@@ -258,6 +258,16 @@ CaseResult run_case(const AccuracyCase& c, const gpu::DeviceInfo& device, const 
     const std::size_t first_check = res.checks.size();
     const bounds::ElementBounds b = bounds::attention_bounds(in, f_qk, f_sm, f_pv);
     add(judge(p, "attn_out", "attn_out_", TensorShape::out, out, T.out, b.probabilistic, p.output));
+    // Determinism: a second run on the same inputs (outputs poisoned again) must give the same
+    // values element by element: a zero budget against the first run.
+    dp.poison_outputs();
+    dp.run(impl, false, c.splits);
+    const std::vector<double> zero_out(out.size(), 0.0), zero_lse(lse.size(), 0.0);
+    add(judge(p, "attn_out, second run against the first", "repeat_attn_out_", TensorShape::out,
+              dp.out(), out, zero_out, p.output));
+    if (impl.writes_lse)
+      add(judge(p, "lse, second run against the first", "repeat_lse_", TensorShape::rows, dp.lse(),
+                lse, zero_lse, DType::fp32));
     if (impl.writes_lse) {
       const bounds::ElementBounds qk_b = bounds::qk_bounds(in, f_qk, true);
       add(judge(p, "lse", "lse_", TensorShape::rows, lse, T.lse,

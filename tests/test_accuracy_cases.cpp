@@ -58,7 +58,19 @@ TEST(AccuracyCases, DefaultSetCoversEveryWindowPathAndAccumulation) {
   std::vector<LeftOut> left_out;
   EXPECT_EQ(make_cases(selection(Sweep::default_set), &left_out).size(), cases.size());
   EXPECT_TRUE(left_out.empty());
-  EXPECT_EQ(cases.size(), 146u);
+  // 146 cases, and the split paths of attnscope at 1, 3 and 16 splits (window 1000, both
+  // accumulations): split invariance, each count held to its own order's budget.
+  EXPECT_EQ(cases.size(), 158u);
+  std::set<int> split_counts;
+  int split_cases = 0;
+  for (const AccuracyCase& c : cases)
+    if (c.splits > 0) {
+      ++split_cases;
+      split_counts.insert(c.splits);
+      EXPECT_TRUE(c.path == Path::fused || c.path == Path::split_kv) << c.name();
+    }
+  EXPECT_EQ(split_cases, 12);
+  EXPECT_EQ(split_counts, (std::set<int>{1, 3, 16}));
   EXPECT_GT(make_cases(selection(Sweep::full)).size(), cases.size());
 }
 
