@@ -334,6 +334,18 @@ CaseResult run_case(const AccuracyCase& c, const gpu::DeviceInfo& device, const 
                   {"values_order", order.values.value_or(SummationOrder{}).name()}});
   }
 
+  // fp16 accumulation: a score past binary16's range overflows in any order; a failure says so.
+  if (p.accum == Accum::fp16) {
+    const std::string overflow = fp16_overflow(p, ref::qk<double>(in, false));
+    if (!overflow.empty()) {
+      j["fp16_overflow"] = overflow;
+      if (!res.pass)
+        res.first_failing_stage =
+            overflow + (res.first_failing_stage.empty()
+                            ? ""
+                            : "; first stage out of budget: " + res.first_failing_stage);
+    }
+  }
   j["first_failing_stage"] = res.first_failing_stage.empty()
                                  ? nlohmann::json(nullptr)
                                  : nlohmann::json(res.first_failing_stage);

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "attnscope/reference/judge.hpp"
 #include "attnscope/reference/stages.hpp"
 
 namespace {
@@ -735,3 +736,32 @@ TEST(Fp64VsQuadControl, BudgetRejectsFp32Rounding) {
 }
 
 }  // namespace
+
+// fp16 overflow of q.k: named with the largest exact dot product and where it is; none where
+// every dot fits binary16, as in the suite's large-logit data.
+TEST(Fp16Overflow, NamesTheLargestDotPastBinary16) {
+  attnscope::Problem p;
+  p.q_heads = 2;
+  p.kv_heads = 1;
+  p.seq_len = p.window = 4;
+  std::vector<double> dots(static_cast<std::size_t>(p.score_elems()), 1.0);
+  EXPECT_EQ(attnscope::fp16_overflow(p, dots), "");
+  dots[3] = 65504.0;  // the largest finite binary16 value still fits
+  EXPECT_EQ(attnscope::fp16_overflow(p, dots), "");
+  dots[5] = -70000.0;
+  const std::string why = attnscope::fp16_overflow(p, dots);
+  EXPECT_EQ(why.rfind("fp16 overflow: |q.k| reaches 7e+04 at ", 0), 0u) << why;
+  EXPECT_NE(why.find("65504"), std::string::npos) << why;
+
+  attnscope::Problem large = attnscope::Problem{};
+  large.q_heads = 8;
+  large.kv_heads = 2;
+  large.seq_len = 1003;
+  large.window = 1000;
+  large.accum = attnscope::Accum::fp16;
+  attnscope::DataSpec data;
+  data.dist = attnscope::Distribution::large_logits;
+  const attnscope::AttentionInputs in =
+      attnscope::make_inputs(large, attnscope::KvLayoutSpec{}, data);
+  EXPECT_EQ(attnscope::fp16_overflow(large, ref::qk<double>(in, false)), "");
+}

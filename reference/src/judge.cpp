@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <sstream>
 #include <stdexcept>
@@ -54,6 +55,23 @@ Check judge(const Problem& p, std::string what, std::string field, TensorShape s
   c.worst_where = coordinates(p, shape, c.worst);
   c.pass = c.metrics.nan_count == 0 && c.metrics.inf_count == 0 && c.budget_ratio <= 1.0;
   return c;
+}
+
+std::string fp16_overflow(const Problem& p, const std::vector<double>& dots) {
+  constexpr double kHalfMax = 65504.0;
+  std::int64_t worst = -1;
+  double largest = 0.0;
+  for (std::size_t i = 0; i < dots.size(); ++i)
+    if (std::isfinite(dots[i]) && std::fabs(dots[i]) > largest) {
+      largest = std::fabs(dots[i]);
+      worst = static_cast<std::int64_t>(i);
+    }
+  if (largest <= kHalfMax) return "";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.3g", largest);
+  return std::string("fp16 overflow: |q.k| reaches ") + buf + " at " +
+         coordinates(p, TensorShape::scores, worst) +
+         ", past binary16's largest finite value 65504";
 }
 
 std::string describe(const Check& c) {

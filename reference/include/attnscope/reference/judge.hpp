@@ -43,6 +43,13 @@ Check judge(const Problem& p, std::string what, std::string field, TensorShape s
             const std::vector<double>& got, const std::vector<double>& ref,
             const std::vector<double>& budget, DType format);
 
+// fp16 accumulation holds q.k in binary16: where an exact dot product (before the scale) passes
+// binary16's largest finite value, 65504, the kernel's score overflows whatever its summation
+// order. Returns "" when none does, else the reason, e.g. "fp16 overflow: |q.k| reaches 7.2e+04
+// at (batch 0, head 3, query 0, position 17), past binary16's largest finite value 65504".
+// `dots` are the exact unscaled q.k, in the scores' layout.
+std::string fp16_overflow(const Problem& p, const std::vector<double>& dots);
+
 // "  ok   qk: max_abs ..., mae ..., rel_l2 ..., nan 0, inf 0; budget max ..., error/budget ... at
 // (...)"
 std::string describe(const Check& c);
