@@ -26,4 +26,24 @@ grep -q "^gate: .* of $n cases" "$out/one.txt" || fail "closing line does not co
 "$bin" gate --log /no/such/dir/gate.log >/dev/null 2>&1; [[ $? == 2 ]] || fail "an unwritable --log should exit 2"
 "$bin" gate --path bogus >/dev/null 2>&1; [[ $? == 2 ]] || fail "--path bogus should be a usage error"
 "$bin" gate --suite /no/such/suite >/dev/null 2>&1; [[ $? == 2 ]] || fail "a missing suite should exit 2"
+# Sharding variables inherited from the caller do not cut the run short.
+GTEST_TOTAL_SHARDS=2 GTEST_SHARD_INDEX=0 "$bin" gate --window 1 --quiet > "$out/inherited.txt"; rc=$?
+[[ $rc == 0 ]] || fail "inherited sharding variables: exit $rc"
+[[ "$(tail -1 "$out/inherited.txt" | sed 's/ in [0-9]* s.*//')" == "$line1" ]] ||
+  fail "inherited sharding variables changed the run: $(tail -1 "$out/inherited.txt")"
+# A suite that dies while writing a record: the gate says the run did not complete (exit 2) and
+# writes no records file that looks complete.
+cat > "$out/dying_suite" <<'SH'
+#!/usr/bin/env bash
+for a in "$@"; do
+  [[ "$a" == --gtest_list_tests ]] && { printf 'Accuracy.\n  a_fused_acc_fp32_w1_x\n  b_fused_acc_fp32_w1_x\n'; exit 0; }
+  [[ "$a" == --attnscope_jsonl=* ]] && jsonl="${a#--attnscope_jsonl=}"
+done
+printf '{"case":"a_fused_acc_fp32_w1_x","pass":tr' > "$jsonl"
+kill -9 $$
+SH
+chmod +x "$out/dying_suite"
+"$bin" gate --suite "$out/dying_suite" --jsonl "$out/dying.jsonl" > "$out/dying.txt" 2>&1; rc=$?
+[[ $rc == 2 ]] || fail "a suite that died mid-record: exit $rc, expected 2: $(cat "$out/dying.txt")"
+grep -q "did not complete" "$out/dying.txt" || fail "a suite that died mid-record is not reported: $(cat "$out/dying.txt")"
 echo "gate_cli_test: ok ($n cases)"

@@ -137,7 +137,7 @@ def traffic(path, s):
     softmax = 5.0 * score_elems
     if path == "unfused":
         return ([("qk.q", q, False), ("qk.k", kv, False), ("qk.scores", scores, True),
-                 ("softmax.scores", 2 * scores, False), ("softmax.probs", scores, True),
+                 ("softmax.scores", scores, False), ("softmax.probs", scores, True),
                  ("softmax.lse", lse, True),
                  ("pv.probs", scores, False), ("pv.v", kv, False), ("pv.out", out, True)],
                 2 * dot + softmax)

@@ -127,6 +127,8 @@ KvLayout::KvLayout(const Problem& p, const KvLayoutSpec& spec,
   spec.validate(p);
   if (pages_per_seq < 1) fail("pages_per_seq must be >= 1");
   if (num_pages < 1) fail("the cache holds no page");
+  if (num_pages > std::numeric_limits<std::int32_t>::max())
+    fail(std::to_string(num_pages) + " pages do not fit 32-bit page ids");
   if (std::int64_t(pages_per_seq) * spec.page_size < p.seq_len)
     fail(std::to_string(pages_per_seq) + " pages of " + std::to_string(spec.page_size) +
          " positions do not hold seq_len " + std::to_string(p.seq_len));
@@ -148,7 +150,8 @@ KvLayout::KvLayout(const Problem& p, const KvLayoutSpec& spec,
   addr_.stride_page = spec.page_size * H * D;
   addr_.page_size = spec.page_size;
   addr_.pages_per_seq = pages_per_seq;
-  layer_elems_ = num_pages * addr_.stride_page;
+  layer_elems_ = checked_elems({num_pages, spec.page_size, H, D}, "a layer of the paged cache");
+  checked_elems({spec.layers, layer_elems_}, "the cache with all its layers");
   block_table_ = std::move(block_table);
   addr_.layer_offset = spec.layer * layer_elems_;
   storage_elems_ = spec.layers * layer_elems_;

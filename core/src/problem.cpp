@@ -26,7 +26,7 @@ std::int64_t checked_elems(std::initializer_list<std::int64_t> factors, const st
   std::int64_t n = 1;
   for (std::int64_t f : factors) {
     if (f < 0 || __builtin_mul_overflow(n, f, &n) || n > Problem::kMaxElems)
-      throw std::invalid_argument(what + " has more than 2^62 elements: it cannot be addressed");
+      throw std::invalid_argument(what + " has more than 2^60 elements: it cannot be addressed");
   }
   return n;
 }

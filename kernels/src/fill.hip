@@ -96,12 +96,22 @@ __global__ void spin_kernel(long long cycles) {
 }
 
 // Polls the host's release flag (pinned host memory, read over the bus on every pass) until it
-// is set or `cycles` of the shader clock have passed; the latter is recorded in timed_out.
-__global__ void hold_kernel(const volatile int* release, volatile int* timed_out,
-                            long long cycles) {
-  const long long start = clock64();
+// is set or `limit` has passed; the latter is recorded in timed_out. The limit is in ns of the
+// global timer on CUDA (independent of the SM clock), in shader-clock cycles elsewhere.
+__device__ inline long long hold_now() {
+#if defined(ATTNSCOPE_PLATFORM_CUDA)
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return static_cast<long long>(t);
+#else
+  return clock64();
+#endif
+}
+
+__global__ void hold_kernel(const volatile int* release, volatile int* timed_out, long long limit) {
+  const long long start = hold_now();
   while (*release == 0) {
-    if (clock64() - start > cycles) {
+    if (hold_now() - start > limit) {
       *timed_out = 1;
       return;
     }
@@ -189,7 +199,9 @@ void spin_async(double microseconds, void* stream) {
 
 StreamHold::StreamHold() {
   void* h = nullptr;
-  ATTNSCOPE_CHECK(hipHostMalloc(&h, 2 * sizeof(int), hipHostMallocMapped));
+  // Coherent: the device sees the host's release without a flush (HIP's default for mapped
+  // memory depends on HIP_HOST_COHERENT; CUDA's mapped memory always is).
+  ATTNSCOPE_CHECK(hipHostMalloc(&h, 2 * sizeof(int), hipHostMallocMapped | hipHostMallocCoherent));
   host_ = h;
   static_cast<volatile int*>(host_)[0] = 1;  // nothing held yet
   static_cast<volatile int*>(host_)[1] = 0;
@@ -214,10 +226,14 @@ void StreamHold::hold(void* stream, double timeout_ms) {
   h[0] = 0;
   h[1] = 0;
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  const long long cycles = static_cast<long long>(timeout_ms * clock_khz());
+#if defined(ATTNSCOPE_PLATFORM_CUDA)
+  const long long limit = static_cast<long long>(timeout_ms * 1e6);  // ns
+#else
+  const long long limit = static_cast<long long>(timeout_ms * clock_khz());  // cycles
+#endif
   const int* d = static_cast<const int*>(device_);
   hold_kernel<<<1, 1, 0, static_cast<hipStream_t>(stream)>>>(d, const_cast<int*>(d) + 1,
-                                                             cycles > 0 ? cycles : 1);
+                                                             limit > 0 ? limit : 1);
   try {
     ATTNSCOPE_CHECK_LAUNCH();
   } catch (...) {

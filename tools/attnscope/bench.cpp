@@ -89,18 +89,23 @@ int run_bench(const BenchOptions& opt) {
   }
   std::set<std::string> done, skipped;
   Progress progress("bench", "benchmarks", names.size(), opt.quiet);
+  std::vector<std::string> tail;  // the last lines, shown when the run fails
   const int rc = run_lines(args, [&](const std::string& line) {
     if (log.is_open()) log << line << "\n" << std::flush;
-    if (!opt.quiet) {
+    const std::string b = benchmark_of(line);
+    const bool error = line.find("ERROR OCCURRED") != std::string::npos;
+    // --quiet keeps the reasons a benchmark did not run.
+    if (!opt.quiet || error) {
       if (progress.shown())
         progress.print(line);
       else
         std::cout << line << "\n" << std::flush;
     }
-    const std::string b = benchmark_of(line);
+    tail.push_back(line);
+    if (tail.size() > 20) tail.erase(tail.begin());
     if (names.count(b) != 0) {
       done.insert(b);
-      if (line.find("ERROR OCCURRED") != std::string::npos) skipped.insert(b);
+      if (error) skipped.insert(b);
       progress.update(done.size());
     }
   });

@@ -122,9 +122,22 @@ int run_gate(const GateOptions& opt) {
                                        : "";
 
   // The cases in the order one run takes them.
-  const fs::path scratch =
-      fs::temp_directory_path() / ("attnscope_gate_" + std::to_string(getpid()));
-  fs::create_directories(scratch);
+  // A fresh scratch folder of this run's own (never one an earlier run left), removed on every
+  // way out.
+  std::string scratch_name = (fs::temp_directory_path() / "attnscope_gate_XXXXXX").string();
+  if (mkdtemp(scratch_name.data()) == nullptr) {
+    std::cerr << "attnscope gate: cannot create a scratch folder in " << fs::temp_directory_path()
+              << "\n";
+    return 2;
+  }
+  const fs::path scratch = scratch_name;
+  struct RemoveOnExit {
+    fs::path dir;
+    ~RemoveOnExit() {
+      std::error_code ec;
+      fs::remove_all(dir, ec);
+    }
+  } remove_scratch{scratch};
   std::vector<std::string> list_args = common_args(opt, suite);
   list_args.push_back("--gtest_list_tests");
   if (const int rc = wait_for(spawn(list_args, {}, (scratch / "list.txt").string())); rc != 0) {
@@ -153,18 +166,21 @@ int run_gate(const GateOptions& opt) {
                    (scratch / ("shard" + std::to_string(i) + ".jsonl")).string());
     args.push_back("--gtest_output=xml:" +
                    (scratch / ("shard" + std::to_string(i) + ".xml")).string());
+    // Sharding is the gate's alone: variables inherited from the caller are replaced, or
+    // removed (an empty value) for a single run.
     std::map<std::string, std::string> env;
-    if (shards > 1) {
-      env["GTEST_TOTAL_SHARDS"] = std::to_string(shards);
-      env["GTEST_SHARD_INDEX"] = std::to_string(i);
-    }
+    env["GTEST_TOTAL_SHARDS"] = shards > 1 ? std::to_string(shards) : "";
+    env["GTEST_SHARD_INDEX"] = shards > 1 ? std::to_string(i) : "";
     if (gpus > 1) {
-      // Shard i sees GPU i mod gpus of those this process sees.
-      for (const char* var : {"CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES"}) {
-        const char* seen = std::getenv(var);
-        env[var] =
-            seen != nullptr && *seen != '\0' ? nth_entry(seen, i % gpus) : std::to_string(i % gpus);
-      }
+      // Shard i sees GPU i mod gpus of those this process sees (HIP's list where it is set,
+      // else CUDA's: HIP honours its own first), named the same way to both runtimes.
+      const char* hip = std::getenv("HIP_VISIBLE_DEVICES");
+      const char* cuda = std::getenv("CUDA_VISIBLE_DEVICES");
+      const char* seen = hip != nullptr && *hip != '\0' ? hip : cuda;
+      const std::string dev =
+          seen != nullptr && *seen != '\0' ? nth_entry(seen, i % gpus) : std::to_string(i % gpus);
+      env["CUDA_VISIBLE_DEVICES"] = dev;
+      env["HIP_VISIBLE_DEVICES"] = dev;
     }
     pids.push_back(spawn(args, env, (scratch / ("shard" + std::to_string(i) + ".log")).string()));
   }
@@ -214,7 +230,17 @@ int run_gate(const GateOptions& opt) {
     std::string line;
     while (std::getline(in, line)) {
       if (line.empty()) continue;
-      const nlohmann::json r = nlohmann::json::parse(line);
+      nlohmann::json r;
+      try {
+        r = nlohmann::json::parse(line);
+      } catch (const std::exception&) {
+        // A record cut short: the shard ended while writing it.
+        say("attnscope gate: shard " + std::to_string(i) +
+            " left an incomplete record; the run did not complete\n");
+        worst = std::max(worst, 2);
+        ++failed;
+        continue;
+      }
       const std::string name = r.value("case", std::string());
       const auto it = position.find(name);
       records.emplace_back(it == position.end() ? position.size() : it->second, line);
@@ -233,7 +259,7 @@ int run_gate(const GateOptions& opt) {
     }
   }
   // Test cases of the shards' GoogleTest reports, merged in the same order.
-  int skipped = 0;
+  int skipped = 0, xml_failed = 0;
   std::vector<std::pair<std::size_t, std::string>> testcases;
   for (int i = 0; i < shards; ++i) {
     const std::string xml = read_file((scratch / ("shard" + std::to_string(i) + ".xml")).string());
@@ -256,11 +282,13 @@ int run_gate(const GateOptions& opt) {
         if (p != position.end()) pos = p->second;
       }
       if (t.find("<skipped") != std::string::npos) ++skipped;
+      if (t.find("<failure") != std::string::npos) ++xml_failed;
       testcases.emplace_back(pos, t);
     }
   }
   std::stable_sort(testcases.begin(), testcases.end(),
                    [](const auto& a, const auto& b) { return a.first < b.first; });
+  failed = std::max(failed, xml_failed);  // a case that could not run fails without a record
   if (!opt.junit.empty()) {
     std::ofstream out(opt.junit);
     out << "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites tests=\"" << testcases.size()
@@ -275,8 +303,15 @@ int run_gate(const GateOptions& opt) {
       return 2;
     }
   }
-  std::error_code ec;
-  fs::remove_all(scratch, ec);
+  // Every listed case must be in a shard's report (passed, failed or skipped); fewer means a
+  // shard did not finish. A case that failed without a record (it could not run) still counts.
+  if (testcases.size() < position.size()) {
+    say("attnscope gate: " + std::to_string(position.size() - testcases.size()) + " of " +
+        std::to_string(position.size()) +
+        " cases are in no shard's report: the run did not complete\n");
+    worst = std::max(worst, 2);
+  }
+
   say("gate: " + std::to_string(passed) + " passed, " + std::to_string(failed) + " failed, " +
       std::to_string(skipped) + " skipped of " + std::to_string(position.size()) + " cases in " +
       std::to_string(static_cast<long>(seconds + 0.5)) + " s" + where + "\n");

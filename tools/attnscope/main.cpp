@@ -179,8 +179,9 @@ int main(int argc, char** argv) {
     if (bench->parsed()) return attnscope::cli::run_bench(bench_opt);
     if (run->parsed()) return attnscope::cli::run_main_job(run_opt);
   } catch (const std::exception& e) {
+    // A command that could not do its work (not a verdict of 1): exit status 2.
     std::cerr << "attnscope: error: " << e.what() << "\n";
-    return 1;
+    return 2;
   }
   return 0;
 }

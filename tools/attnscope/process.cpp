@@ -1,5 +1,6 @@
 #include "process.hpp"
 
+#include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,16 +17,32 @@ namespace attnscope::cli {
 
 namespace {
 
-[[noreturn]] void exec_child(const std::vector<std::string>& args,
-                             const std::map<std::string, std::string>& env) {
-  for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
-  std::vector<char*> argv;
-  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  execvp(argv[0], argv.data());
-  std::fprintf(stderr, "attnscope: cannot run %s: %s\n", argv[0], std::strerror(errno));
-  _exit(127);
-}
+// What a child needs, made before fork: after fork only async-signal-safe calls are made (the
+// parent may have GPU runtime threads).
+struct ChildImage {
+  std::vector<std::string> env_strings;
+  std::vector<char*> argv, envp;
+  ChildImage(const std::vector<std::string>& args, const std::map<std::string, std::string>& env) {
+    // The parent's environment, less the variables `env` names; an empty value in `env` unsets.
+    for (char** e = environ; *e != nullptr; ++e) {
+      const std::string kv(*e);
+      const std::string key = kv.substr(0, kv.find('='));
+      if (env.count(key) == 0) env_strings.push_back(kv);
+    }
+    for (const auto& [k, v] : env)
+      if (!v.empty()) env_strings.push_back(k + "=" + v);
+    for (auto& e : env_strings) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+  }
+  [[noreturn]] void exec() const {
+    execvpe(argv[0], argv.data(), envp.data());
+    const char* msg = "attnscope: cannot run a child program (exec failed)\n";
+    (void)!write(STDERR_FILENO, msg, std::strlen(msg));
+    _exit(127);
+  }
+};
 
 int decode_status(int status) {
   if (WIFEXITED(status)) return WEXITSTATUS(status);
@@ -37,17 +54,25 @@ int decode_status(int status) {
 pid_t spawn(const std::vector<std::string>& args, const std::map<std::string, std::string>& env,
             const std::string& log) {
   if (args.empty()) throw std::invalid_argument("spawn: no program");
+  const ChildImage image(args, env);
+  int log_fd = -1;
+  if (!log.empty()) {
+    log_fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (log_fd < 0) throw std::runtime_error("cannot write " + log + ": " + std::strerror(errno));
+  }
   std::cout.flush();
   std::cerr.flush();
   const pid_t pid = fork();
-  if (pid < 0) throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
-  if (pid == 0) {
-    if (!log.empty()) {
-      if (!std::freopen(log.c_str(), "w", stdout)) _exit(127);
-      if (dup2(fileno(stdout), fileno(stderr)) < 0) _exit(127);
-    }
-    exec_child(args, env);
+  if (pid < 0) {
+    if (log_fd >= 0) close(log_fd);
+    throw std::runtime_error(std::string("fork: ") + std::strerror(errno));
   }
+  if (pid == 0) {
+    if (log_fd >= 0 && (dup2(log_fd, STDOUT_FILENO) < 0 || dup2(log_fd, STDERR_FILENO) < 0))
+      _exit(127);
+    image.exec();
+  }
+  if (log_fd >= 0) close(log_fd);
   return pid;
 }
 
@@ -75,6 +100,7 @@ int run_lines(const std::vector<std::string>& args,
               const std::function<void(const std::string&)>& on_line,
               const std::map<std::string, std::string>& env) {
   if (args.empty()) throw std::invalid_argument("run_lines: no program");
+  const ChildImage image(args, env);
   int fds[2];
   if (pipe(fds) != 0) throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));
   std::cout.flush();
@@ -89,7 +115,7 @@ int run_lines(const std::vector<std::string>& args,
     close(fds[0]);
     if (dup2(fds[1], STDOUT_FILENO) < 0 || dup2(fds[1], STDERR_FILENO) < 0) _exit(127);
     close(fds[1]);
-    exec_child(args, env);
+    image.exec();
   }
   close(fds[1]);
   std::string pending;

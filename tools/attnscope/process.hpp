@@ -13,8 +13,9 @@
 
 namespace attnscope::cli {
 
-// Starts args[0] (a path, or a name looked up in PATH) with extra environment variables; its
-// standard output and error go to `log` when that is not empty. Returns the pid; throws when the
+// Starts args[0] (a path, or a name looked up in PATH) with the environment changed by `env` (a
+// variable set to "" is removed); its standard output and error go to `log` when that is not
+// empty. Returns the pid; throws when the
 // process cannot be created.
 pid_t spawn(const std::vector<std::string>& args,
             const std::map<std::string, std::string>& env = {}, const std::string& log = "");

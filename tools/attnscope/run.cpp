@@ -63,6 +63,11 @@ int run_main_job(const RunOptions& opt) {
     return rc;
   }
 
+  // Outputs of an earlier run in this folder go first: a step that does not complete leaves no
+  // stale file behind that looks like its result.
+  for (const char* f : {"accuracy.jsonl", "accuracy.xml", "accuracy.log", "accuracy_summary.md",
+                        "bench.json", "bench.log", "peers.json", "peers.log", "bench_report.md"})
+    fs::remove(fs::path(out) / f, ec);
   step("accuracy gate -> " + out + "/accuracy.jsonl");
   GateOptions gate;
   gate.sweep = opt.sweep;

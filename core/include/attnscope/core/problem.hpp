@@ -30,9 +30,9 @@ struct Problem {
   // Positions a cache may hold (2^40): far past any memory, and small enough that every element
   // count of a valid problem is computed without overflow.
   static constexpr std::int64_t kMaxSeqLen = std::int64_t(1) << 40;
-  // Element counts (of q, scores, a layer of K) a problem may need: 2^62, so that byte counts
-  // of 2-byte and 4-byte elements still fit a signed 64-bit integer.
-  static constexpr std::int64_t kMaxElems = std::int64_t(1) << 62;
+  // Element counts (of q, scores, a cache with its layers) a problem may need: 2^60, so that byte
+  // counts of elements up to 8 bytes (the host's doubles) still fit a signed 64-bit integer.
+  static constexpr std::int64_t kMaxElems = std::int64_t(1) << 60;
 
   int group() const { return q_heads / kv_heads; }
   double effective_scale() const;

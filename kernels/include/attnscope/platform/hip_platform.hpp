@@ -34,6 +34,7 @@ using hipMemcpyKind = cudaMemcpyKind;
 #define hipErrorInsufficientDriver cudaErrorInsufficientDriver
 #define hipErrorNotReady cudaErrorNotReady
 #define hipHostMallocMapped cudaHostAllocMapped
+#define hipHostMallocCoherent 0u  // mapped memory is coherent on CUDA
 
 inline const char* hipGetErrorString(hipError_t e) {
   return cudaGetErrorString(e);
