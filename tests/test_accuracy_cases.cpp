@@ -269,6 +269,36 @@ TEST(KernelOrders, DecodeSplitHeuristic) {
   EXPECT_EQ(gpu::detail::decode_auto_splits(p, 132), 2);
 }
 
+// Grid limits are checked before any launch: a batch whose blocks pass 65535 in z is unsupported,
+// with the reason and the largest batch that fits; one at the limit is supported.
+TEST(KernelOrders, GridLimitsAreSupportReasons) {
+  Problem p;
+  p.q_heads = 32;
+  p.kv_heads = 8;  // group 4: one query tile a KV head for qk, pv and the decode kernel
+  p.seq_len = p.window = 64;
+  p.batch = 65535;
+  for (const char* name : {"attnscope.qk", "attnscope.softmax", "attnscope.pv", "attnscope.fused",
+                           "attnscope.split_kv"})
+    EXPECT_EQ(gpu::implementation(name).why_unsupported(p, KvLayoutSpec{}), "") << name;
+  p.batch = 70000;
+  for (const char* name :
+       {"attnscope.qk", "attnscope.pv", "attnscope.fused", "attnscope.split_kv"}) {
+    const std::string why = gpu::implementation(name).why_unsupported(p, KvLayoutSpec{});
+    EXPECT_NE(why.find("exceed the grid's 65535 in z (at most 65535 sequences"), std::string::npos)
+        << name << ": " << why;
+  }
+  EXPECT_EQ(gpu::implementation("attnscope.softmax").why_unsupported(p, KvLayoutSpec{}), "");
+  // group 16 with q_len 4: 64 queries a KV head, 8 query tiles of 8 each.
+  p.q_heads = 128;
+  p.q_len = 4;
+  p.seq_len = 67;
+  p.batch = 9000;
+  EXPECT_NE(gpu::implementation("attnscope.fused")
+                .why_unsupported(p, KvLayoutSpec{})
+                .find("9000 x 8 = 72000"),
+            std::string::npos);
+}
+
 TEST(Registry, LooksUpFamiliesAndRejectsBadRegistrations) {
   EXPECT_EQ(gpu::implementation("attnscope.qk").path, Path::qk);
   EXPECT_THROW(gpu::implementation("no.such"), std::invalid_argument);

@@ -110,13 +110,38 @@ KernelOrder decode_order(const Problem& p, int splits) {
 
 namespace {
 
-// What every stage kernel of attnscope supports: every problem and layout the model allows, but
-// fp16 accumulation for fp16 inputs only.
-std::string attnscope_support(const Problem& p, const KvLayoutSpec&) {
+// The launch grid's limits, known before any launch: KV heads on y and batch x query tiles on
+// z (at most 65535 each), softmax's rows on x (at most 2^31 - 1). A problem past them is
+// unsupported, so its cases and benchmarks skip with this reason instead of failing at launch.
+std::string grid_support(Path path, const Problem& p) {
+  constexpr std::int64_t kMaxYZ = 65535;
+  if (path == Path::softmax) {
+    const std::int64_t rows = std::int64_t(p.batch) * p.q_heads * p.q_len;
+    if (rows > 0x7fffffff)
+      return std::to_string(rows) + " rows of scores exceed the grid's 2^31 - 1 blocks";
+    return {};
+  }
+  if (p.kv_heads > kMaxYZ)
+    return std::to_string(p.kv_heads) + " KV heads exceed the grid's 65535 blocks in y";
+  const std::int64_t tiles =
+      path == Path::fused || path == Path::split_kv
+          ? decode_query_tiles(p)
+          : (std::int64_t(p.group()) * p.q_len + query_tile(p) - 1) / query_tile(p);
+  const std::int64_t z = std::int64_t(p.batch) * tiles;
+  if (z > kMaxYZ)
+    return "batch x query tiles = " + std::to_string(p.batch) + " x " + std::to_string(tiles) +
+           " = " + std::to_string(z) + " blocks exceed the grid's 65535 in z (at most " +
+           std::to_string(kMaxYZ / tiles) + " sequences at this group and q_len)";
+  return {};
+}
+
+// What every stage kernel of attnscope supports: every problem and layout the model allows
+// within the grid limits, but fp16 accumulation for fp16 inputs only.
+std::string attnscope_support(Path path, const Problem& p) {
   if (p.accum == Accum::fp16 && p.input != DType::fp16)
     return "fp16 accumulation is implemented for fp16 inputs only (other inputs would be rounded "
            "to fp16 first)";
-  return {};
+  return grid_support(path, p);
 }
 
 Implementation own(Path path, std::function<void(const StageArgs&)> launch) {
@@ -124,7 +149,9 @@ Implementation own(Path path, std::function<void(const StageArgs&)> launch) {
   i.name = "attnscope." + std::string(to_string(path));
   i.family = "attnscope";
   i.path = path;
-  i.unsupported_reason = attnscope_support;
+  i.unsupported_reason = [path](const Problem& p, const KvLayoutSpec&) {
+    return attnscope_support(path, p);
+  };
   i.launch = std::move(launch);
   return i;
 }
