@@ -25,6 +25,7 @@ std::string AccuracyCase::name() const {
   if (p.seq_len != p.window + p.q_len - 1) s << "_s" << p.seq_len;
   if (path == Path::unfused) s << (scale_in_softmax ? "_scale_softmax" : "_scale_qk");
   if (splits > 0) s << "_splits" << splits;
+  if (data.poison_outside) s << "_poisoned";
   s << suffix;
   return s.str();
 }
@@ -121,6 +122,25 @@ std::vector<AccuracyCase> variants(const Target& t, Sweep sweep) {
       {
         AccuracyCase c = base(t, acc, w);
         c.layout.seq_capacity = c.problem.seq_len + 29;
+        c.layout.layers = 2;
+        c.layout.layer = 1;
+        cases.push_back(c);
+      }
+      // Poisoned caches: NaN and Inf in every slot no query attends (positions before the
+      // window, other layers, tail capacity; spare pages and the last page's tail), and q_len 4
+      // so that the first query's window starts after the others' span begins.
+      for (KvLayoutKind kind : {KvLayoutKind::bhsd, KvLayoutKind::paged}) {
+        AccuracyCase c = base(t, acc, w);
+        c.data.poison_outside = true;
+        c.problem.q_len = 4;
+        c.problem.seq_len = w + 4 + 9;
+        c.layout.kind = kind;
+        if (kind == KvLayoutKind::paged) {
+          c.layout.page_size = 7;
+          c.layout.spare_pages = 5;
+        } else {
+          c.layout.seq_capacity = c.problem.seq_len + 29;
+        }
         c.layout.layers = 2;
         c.layout.layer = 1;
         cases.push_back(c);

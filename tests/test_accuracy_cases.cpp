@@ -58,9 +58,13 @@ TEST(AccuracyCases, DefaultSetCoversEveryWindowPathAndAccumulation) {
   std::vector<LeftOut> left_out;
   EXPECT_EQ(make_cases(selection(Sweep::default_set), &left_out).size(), cases.size());
   EXPECT_TRUE(left_out.empty());
-  // 146 cases, and the split paths of attnscope at 1, 3 and 16 splits (window 1000, both
-  // accumulations): split invariance, each count held to its own order's budget.
-  EXPECT_EQ(cases.size(), 158u);
+  // 146 cases, the split paths of attnscope at 1, 3 and 16 splits (window 1000, both
+  // accumulations: split invariance, each count held to its own order's budget), and two
+  // poisoned-cache cases a path and accumulation.
+  EXPECT_EQ(cases.size(), 170u);
+  int poisoned = 0;
+  for (const AccuracyCase& c : cases) poisoned += c.data.poison_outside ? 1 : 0;
+  EXPECT_EQ(poisoned, 12);
   std::set<int> split_counts;
   int split_cases = 0;
   for (const AccuracyCase& c : cases)
@@ -354,7 +358,8 @@ TEST(Registry, EngineImplementationGetsCasesOnItsOwnLayout) {
     left += l.cases;
   }
   EXPECT_EQ(reasons, (std::set<std::string>{"bshd caches only", "fp32 accumulation only"}));
-  EXPECT_EQ(std::size_t(left) + cases.size(), 48u);  // the fused path's cases of the default set
+  // The fused path's cases of the default set (the split-count cases are attnscope's own).
+  EXPECT_EQ(std::size_t(left) + cases.size(), 52u);
 
   const gpu::Implementation& reg = gpu::implementation("testengine.decode");
   EXPECT_FALSE(reg.declares_order());

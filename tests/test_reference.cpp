@@ -765,3 +765,54 @@ TEST(Fp16Overflow, NamesTheLargestDotPastBinary16) {
       attnscope::make_inputs(large, attnscope::KvLayoutSpec{}, data);
   EXPECT_EQ(attnscope::fp16_overflow(large, ref::qk<double>(in, false)), "");
 }
+
+// Poisoned caches: every slot no query attends holds NaN or Inf, the attended values are those
+// of the plain inputs, and the reference (which reads only the windows) gives the same result.
+TEST(PoisonedCache, OnlyUnattendedSlotsArePoisonedAndTheReferenceIgnoresThem) {
+  Problem p;
+  p.q_heads = 4;
+  p.kv_heads = 2;
+  p.q_len = 4;
+  p.window = 20;
+  p.seq_len = 33;  // positions 0..9 attended by no query
+  for (KvLayoutKind kind : {KvLayoutKind::bhsd, KvLayoutKind::paged}) {
+    KvLayoutSpec l;
+    l.kind = kind;
+    l.layers = 2;
+    l.layer = 1;
+    if (kind == KvLayoutKind::paged) {
+      l.page_size = 7;
+      l.spare_pages = 5;
+    } else {
+      l.seq_capacity = 41;
+    }
+    DataSpec plain, poisoned;
+    poisoned.poison_outside = true;
+    const AttentionInputs a = attnscope::make_inputs(p, l, plain);
+    const AttentionInputs b = attnscope::make_inputs(p, l, poisoned);
+    // Attended slots equal, every other slot non-finite.
+    std::vector<bool> attended(static_cast<std::size_t>(b.layout.storage_elems()), false);
+    const attnscope::KvAddressing addr = b.layout.addressing();
+    for (int bb = 0; bb < p.batch; ++bb)
+      for (int h = 0; h < p.kv_heads; ++h)
+        for (std::int64_t pos = p.window_start(0); pos < p.seq_len; ++pos)
+          for (int d = 0; d < p.head_dim; ++d)
+            attended[std::size_t(addr.offset(bb, h, pos) + d)] = true;
+    std::int64_t poisoned_slots = 0;
+    for (std::int64_t i = 0; i < b.layout.storage_elems(); ++i) {
+      if (attended[std::size_t(i)]) {
+        ASSERT_EQ(b.k.get(i), a.k.get(i));
+        ASSERT_EQ(b.v.get(i), a.v.get(i));
+      } else {
+        ASSERT_FALSE(std::isfinite(b.k.get(i))) << i;
+        ASSERT_FALSE(std::isfinite(b.v.get(i))) << i;
+        ++poisoned_slots;
+      }
+    }
+    EXPECT_GT(poisoned_slots, b.layout.storage_elems() / 2);  // the other layer alone is half
+    const auto ra = ref::attention<double>(a), rb = ref::attention<double>(b);
+    ASSERT_EQ(ra.out.size(), rb.out.size());
+    for (std::size_t i = 0; i < ra.out.size(); ++i) ASSERT_EQ(ra.out[i], rb.out[i]) << i;
+    for (std::size_t i = 0; i < ra.lse.size(); ++i) ASSERT_EQ(ra.lse[i], rb.lse[i]) << i;
+  }
+}

@@ -1,5 +1,7 @@
 #include "attnscope/core/inputs.hpp"
 
+#include <limits>
+
 #include <cmath>
 #include <stdexcept>
 
@@ -90,11 +92,20 @@ AttentionInputs make_inputs(const Problem& p, const KvLayoutSpec& layout_spec,
   in.k = HostTensor(p.input, {storage});
   in.v = HostTensor(p.input, {storage});
 
-  // Storage outside the selected layer: distinct values, so a wrong offset is visible.
+  // Storage outside the selected layer: distinct values, so a wrong offset is visible, or
+  // (poison_outside) NaN, +Inf and -Inf in turn.
+  const double poison[3] = {std::numeric_limits<double>::quiet_NaN(),
+                            std::numeric_limits<double>::infinity(),
+                            -std::numeric_limits<double>::infinity()};
   parallel_for(
       storage,
       [&](std::int64_t b0, std::int64_t e0) {
         for (std::int64_t i = b0; i < e0; ++i) {
+          if (data.poison_outside) {
+            in.k.set(i, poison[i % 3]);
+            in.v.set(i, poison[(i + 1) % 3]);
+            continue;
+          }
           in.k.set(
               i,
               4.0 * to_unit_open(counter_hash(data.seed, kStreamFill, 2 * std::uint64_t(i))) - 2.0);
@@ -121,6 +132,8 @@ AttentionInputs make_inputs(const Problem& p, const KvLayoutSpec& layout_spec,
           const int h = static_cast<int>((r / p.seq_len) % p.kv_heads);
           const int b = static_cast<int>(r / (std::int64_t(p.seq_len) * p.kv_heads));
           const std::int64_t base = a.offset(b, h, pos);
+          // Positions before the first query's window are attended by no query.
+          if (data.poison_outside && pos < p.window_start(0)) continue;
           for (int d = 0; d < p.head_dim; ++d) {
             in.k.set(base + d, generated_value(p, data, 1, b, h, pos, d));
             in.v.set(base + d, generated_value(p, data, 2, b, h, pos, d));

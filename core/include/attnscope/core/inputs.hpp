@@ -26,6 +26,11 @@ struct DataSpec {
   Distribution dist = Distribution::normal;
   std::uint64_t seed = 20261126;
   double mask_fraction = 0.0;  // share of key positions masked out (0: no mask)
+  // Every cache slot no query attends (other layers, spare pages, tail capacity, positions past
+  // seq_len in the last page, positions before the first query's window) holds NaN, +Inf or -Inf
+  // in turn, in K and V: a kernel that reads one corrupts its output. The attended values are
+  // the same as without.
+  bool poison_outside = false;
 };
 
 struct AttentionInputs {
