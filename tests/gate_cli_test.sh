@@ -22,6 +22,7 @@ n=$(grep -c '<testcase name=' "$out/one.xml")
 [[ $n -gt 0 ]] || fail "no cases in the JUnit report"
 grep -q "^gate: .* of $n cases" "$out/one.txt" || fail "closing line does not count $n cases: $(tail -1 "$out/one.txt")"
 "$bin" gate --gpus 0 >/dev/null 2>&1; [[ $? == 2 ]] || fail "--gpus 0 should be a usage error"
+"$bin" gate --window 3 >/dev/null 2>&1; [[ $? == 2 ]] || fail "a filter matching no case should exit 2"
 "$bin" gate --shards 0 >/dev/null 2>&1; [[ $? == 2 ]] || fail "--shards 0 should be a usage error"
 "$bin" gate --log /no/such/dir/gate.log >/dev/null 2>&1; [[ $? == 2 ]] || fail "an unwritable --log should exit 2"
 "$bin" gate --path bogus >/dev/null 2>&1; [[ $? == 2 ]] || fail "--path bogus should be a usage error"

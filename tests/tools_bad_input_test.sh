@@ -29,4 +29,15 @@ ln -sf bench.json "$out/alias.json"
 "$py" tools/tune_report.py "$out/bench.json" results/nvidia-h200/tuning/accuracy_tune.jsonl --out "$out/bench.json" > /dev/null 2>&1
 [[ $? != 0 ]] || fail "tune_report.py --out its own input succeeded"
 [[ "$(cksum < "$out/bench.json")" == "$sum" ]] || fail "tune_report.py replaced its input"
+# Inputs that are not what the scripts read: a clear error (exit 1), never a traceback.
+echo '{}' > "$out/empty.json"
+echo '{"benchmarks": 5}' > "$out/weird.json"
+for args in "tools/bench_report.py $out/empty.json" "tools/bench_report.py $out/weird.json" \
+            "tools/bench_report.py $out/no_such.json" "tools/summarize_accuracy.py $out/no_such.jsonl" \
+            "tools/summarize_accuracy.py $out/empty.json"; do
+  # shellcheck disable=SC2086
+  "$py" $args > "$out/d.txt" 2>&1; rc=$?
+  [[ $rc == 1 ]] || fail "$args: exit $rc, expected 1: $(tail -2 "$out/d.txt")"
+  grep -q Traceback "$out/d.txt" && fail "$args: a traceback instead of an error: $(tail -2 "$out/d.txt")"
+done
 echo "tools_bad_input_test: ok"

@@ -74,8 +74,14 @@ def collect(files, source):
     results, contexts = {}, []
     for path in files:
         data = load_json(path)
+        benchmarks = data.get("benchmarks") if isinstance(data, dict) else None
+        if not isinstance(benchmarks, list) or not all(isinstance(b, dict) for b in benchmarks):
+            sys.exit(f"bench_report: {path}: not a Google Benchmark JSON file (no \"benchmarks\" "
+                     "array of objects)")
+        if not benchmarks:
+            sys.exit(f"bench_report: {path}: no benchmarks in the file")
         contexts.append((path, data.get("context", {})))
-        for b in data.get("benchmarks", []):
+        for b in benchmarks:
             run_name = b.get("run_name", b.get("name", ""))
             p, fields = parse_name(run_name)
             r = results.setdefault((p, fields.get("impl"), run_name), Result(p, fields, source))

@@ -4,16 +4,30 @@ import json
 import sys
 
 
+# Fields every record of the accuracy suite has, which the summary reads.
+REQUIRED = ("case", "pass", "path", "accumulation", "window", "gpu", "gpu_arch", "commit")
+
+
 def load(path):
     records = []
-    with open(path, encoding="utf-8") as f:
+    try:
+        f = open(path, encoding="utf-8")
+    except OSError as e:
+        sys.exit(f"{path}: cannot read: {e.strerror}")
+    with f:
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
             try:
-                records.append(json.loads(line))
+                r = json.loads(line)
             except json.JSONDecodeError as e:
                 sys.exit(f"{path}:{n}: bad record: {e}")
+            if not isinstance(r, dict):
+                sys.exit(f"{path}:{n}: not an accuracy record (a JSON object)")
+            missing = [k for k in REQUIRED if k not in r]
+            if missing:
+                sys.exit(f"{path}:{n}: not an accuracy-suite record: no {', '.join(missing)}")
+            records.append(r)
     if not records:
         sys.exit(f"{path}: no records")
     seen = {}

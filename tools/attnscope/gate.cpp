@@ -155,6 +155,12 @@ int run_gate(const GateOptions& opt) {
         position.emplace(name, position.size());
       }
   }
+  if (position.empty()) {
+    // A gate that checks nothing must not pass.
+    std::cerr << "attnscope gate: no case of the " << opt.sweep
+              << " sweep matches the filters (--impl, --path, --accum, --window)\n";
+    return 2;
+  }
   if (!opt.quiet) say("gate: " + std::to_string(position.size()) + " cases" + where + "\n");
 
   const auto start = std::chrono::steady_clock::now();
