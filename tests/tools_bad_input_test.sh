@@ -16,6 +16,13 @@ if [[ -w /dev/full ]]; then
   [[ $rc == 2 ]] || fail "selfcheck --json /dev/full: exit $rc (the record was lost)"
   grep -q "failed" "$out/b.txt" || fail "selfcheck --json /dev/full: $(tail -2 "$out/b.txt")"
 fi
+# A path option given as "" is refused, not read as "none".
+for args in "selfcheck --json" "gate --jsonl" "bench --out" "compare results/nvidia-h200/bench.json results/nvidia-h200/bench.json --json"; do
+  # shellcheck disable=SC2086
+  "$bin" $args "" > "$out/e.txt" 2>&1; rc=$?
+  [[ $rc == 2 ]] || fail "$args \"\": exit $rc, expected 2"
+  grep -q "an empty path" "$out/e.txt" || fail "$args \"\": $(cat "$out/e.txt")"
+done
 # bench_report.py and tune_report.py never write over an input.
 cp results/nvidia-h200/bench.json "$out/bench.json"
 sum=$(cksum < "$out/bench.json")

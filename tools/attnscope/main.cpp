@@ -7,11 +7,16 @@
 int main(int argc, char** argv) {
   CLI::App app{"attnscope: microbenchmarks and accuracy checks of attention stages on GPUs"};
   app.require_subcommand(1);
+  // A path option given as "" would silently mean "none": refused.
+  const CLI::Validator not_empty(
+      [](std::string& v) { return v.empty() ? std::string("an empty path") : std::string(); },
+      "PATH");
 
   attnscope::cli::SelfcheckOptions self;
   CLI::App* selfcheck = app.add_subcommand(
       "selfcheck", "Report the GPU platform, run the self-check kernel, and check the reference");
-  selfcheck->add_option("--json", self.json_path, "Also write the results as one JSON record");
+  selfcheck->add_option("--json", self.json_path, "Also write the results as one JSON record")
+      ->check(not_empty);
   selfcheck->add_flag("--require-gpu", self.require_gpu, "Fail when no GPU can be used");
 
   CLI::App* gpu_name = app.add_subcommand(
@@ -33,7 +38,8 @@ int main(int argc, char** argv) {
       ->required();
   trace_check->add_option("--precision", trace_opt.precision, "Reference precision")
       ->check(CLI::IsMember({"fp64", "quad"}));
-  trace_check->add_option("--jsonl", trace_opt.jsonl, "Write one JSON record per trace point");
+  trace_check->add_option("--jsonl", trace_opt.jsonl, "Write one JSON record per trace point")
+      ->check(not_empty);
   trace_check->add_flag("--no-diagnosis", trace_opt.no_diagnosis,
                         "Do not try alternative semantics on a failing stage");
   trace_check->add_flag("--quiet", trace_opt.quiet, "Print the summary table only");
@@ -64,7 +70,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0.0, 1e6))
       ->capture_default_str();
   compare->add_option("--filter", cmp.filter, "Regular expression on benchmark names or cases");
-  compare->add_option("--json", cmp.json, "Also write every comparison as JSON");
+  compare->add_option("--json", cmp.json, "Also write every comparison as JSON")->check(not_empty);
   compare->add_flag("--all", cmp.all, "Print unchanged benchmarks and cases too");
 
   attnscope::cli::GateOptions gate_opt;
@@ -84,8 +90,9 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"default", "full", "tune"}))
       ->capture_default_str();
   gate->add_option("--jsonl", gate_opt.jsonl,
-                   "Write the records (JSON Lines) here, replacing the file");
-  gate->add_option("--junit", gate_opt.junit, "Write a JUnit XML report here");
+                   "Write the records (JSON Lines) here, replacing the file")
+      ->check(not_empty);
+  gate->add_option("--junit", gate_opt.junit, "Write a JUnit XML report here")->check(not_empty);
   gate->add_option("--gpus", gate_opt.gpus,
                    "Shard the cases over this many GPUs (one process each), or 'all'")
       ->capture_default_str();
@@ -94,8 +101,9 @@ int main(int argc, char** argv) {
           "Processes to shard the cases over, shard i on GPU i mod --gpus (default: one a GPU); "
           "two shards on one GPU give the same records as one run")
       ->check(CLI::PositiveNumber);
-  gate->add_option("--log", gate_opt.log, "Also write what the gate prints here");
-  gate->add_option("--suite", gate_opt.suite, "The accuracy_suite binary (default: this build's)");
+  gate->add_option("--log", gate_opt.log, "Also write what the gate prints here")->check(not_empty);
+  gate->add_option("--suite", gate_opt.suite, "The accuracy_suite binary (default: this build's)")
+      ->check(not_empty);
   gate->add_flag("--quiet", gate_opt.quiet, "Print the closing line and failures only");
 
   attnscope::cli::BenchOptions bench_opt;
@@ -117,10 +125,13 @@ int main(int argc, char** argv) {
       ->add_option("--repetitions", bench_opt.repetitions,
                    "Repetitions of each benchmark (default 10)")
       ->check(CLI::PositiveNumber);
-  bench->add_option("--out", bench_opt.out, "Write the results as Google Benchmark JSON here");
-  bench->add_option("--log", bench_opt.log, "Also write the console output here");
-  bench->add_option("--binary", bench_opt.binary,
-                    "The bench_attention binary (default: this build's)");
+  bench->add_option("--out", bench_opt.out, "Write the results as Google Benchmark JSON here")
+      ->check(not_empty);
+  bench->add_option("--log", bench_opt.log, "Also write the console output here")->check(not_empty);
+  bench
+      ->add_option("--binary", bench_opt.binary,
+                   "The bench_attention binary (default: this build's)")
+      ->check(not_empty);
   bench->add_flag("--quiet", bench_opt.quiet, "Print nothing but errors and the closing line");
   bench->add_option("extra", bench_opt.extra, "Arguments for bench_attention, after --");
 
@@ -132,7 +143,8 @@ int main(int argc, char** argv) {
       "the PyTorch peers on the same shapes (where PyTorch with a GPU is installed), the benchmark "
       "report and the plots, into results/<gpu model>/. Exit status 0: done, gate passed; 1: the "
       "gate failed (the rest ran); 2: a step could not run");
-  run->add_option("--out", run_opt.out, "Results folder (default: results/<gpu model>)");
+  run->add_option("--out", run_opt.out, "Results folder (default: results/<gpu model>)")
+      ->check(not_empty);
   run->add_option("--sweep", run_opt.sweep, "Accuracy cases")
       ->check(CLI::IsMember({"default", "full", "tune"}))
       ->capture_default_str();
@@ -146,7 +158,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   run->add_flag("--no-peers", run_opt.no_peers, "Leave out the PyTorch peers");
   run->add_option("--python", run_opt.python, "The Python for the peers, reports and plots")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(not_empty);
   run->add_flag("--quiet", run_opt.quiet, "Less output: no progress lines, no per-case logs");
 
   attnscope::cli::ReportOptions rep;
@@ -158,9 +171,11 @@ int main(int argc, char** argv) {
   report->add_option("results", rep.results, "A results folder, e.g. results/nvidia-h200")
       ->required()
       ->check(CLI::ExistingDirectory);
-  report->add_option("--out", rep.out, "Where the files go (default: the results folder)");
+  report->add_option("--out", rep.out, "Where the files go (default: the results folder)")
+      ->check(not_empty);
   report->add_option("--python", rep.python, "The Python that has matplotlib")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(not_empty);
 
   try {
     app.parse(argc, argv);
