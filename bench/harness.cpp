@@ -62,8 +62,10 @@ double Traffic::written_bytes() const {
 
 std::string Traffic::describe() const {
   std::string reads, writes;
-  for (const BufferTraffic& b : buffers)
-    (b.written ? writes : reads) += (b.written ? writes : reads).empty() ? b.name : ", " + b.name;
+  for (const BufferTraffic& b : buffers) {
+    std::string& list = b.written ? writes : reads;
+    list += (list.empty() ? "" : ", ") + b.name;
+  }
   return "reads " + reads + "; writes " + writes;
 }
 

@@ -1,5 +1,5 @@
 // Device-side helpers of the benchmarks: deterministic N(0, 1) inputs made on the GPU, NaN counts
-// of outputs (poisoned outputs left unwritten), a spin, and the hold that keeps a stream waiting
+// of outputs (poisoned outputs left unwritten), and the hold that keeps a stream waiting
 // ahead of a timed region until the host has enqueued it.
 #include <algorithm>
 #include <atomic>
@@ -89,12 +89,6 @@ __global__ void read_kernel(const uint4* data, std::int64_t n, uint4* sink) {
     sink[0] = acc;
 }
 
-__global__ void spin_kernel(long long cycles) {
-  const long long start = clock64();
-  while (clock64() - start < cycles) {
-  }
-}
-
 // Polls the host's release flag (pinned host memory, read over the bus on every pass) until it
 // is set or `limit` has passed; the latter is recorded in timed_out. The limit is in ns of the
 // global timer on CUDA (independent of the SM clock), in shader-clock cycles elsewhere.
@@ -118,8 +112,9 @@ __global__ void hold_kernel(const volatile int* release, volatile int* timed_out
   }
 }
 
+#if !defined(ATTNSCOPE_PLATFORM_CUDA)
 // The shader clock's rate; clock64() counts its cycles (approximately so on some AMD parts,
-// which is enough for a spin or a timeout).
+// which is enough for a timeout).
 int clock_khz() {
   static const int khz = [] {
     int dev = 0, k = 0;
@@ -129,6 +124,7 @@ int clock_khz() {
   }();
   return khz;
 }
+#endif
 
 }  // namespace
 
@@ -187,13 +183,6 @@ void read_async(const DeviceBuffer& buffer, DeviceBuffer& sink, void* stream, Re
     default:
       throw GpuError("read_async: loads " + std::to_string(shape.loads) + " is not 4, 8 or 16");
   }
-  ATTNSCOPE_CHECK_LAUNCH();
-}
-
-void spin_async(double microseconds, void* stream) {
-  const long long cycles = static_cast<long long>(microseconds * clock_khz() / 1000.0);
-  if (cycles <= 0) return;
-  spin_kernel<<<1, 1, 0, static_cast<hipStream_t>(stream)>>>(cycles);
   ATTNSCOPE_CHECK_LAUNCH();
 }
 

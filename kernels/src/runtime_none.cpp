@@ -79,9 +79,6 @@ void fill_normal(void*, std::int64_t, DType, std::uint64_t, void*) {
 std::int64_t count_nan(const void*, std::int64_t, DType, void*) {
   no_backend();
 }
-void spin_async(double, void*) {
-  no_backend();
-}
 StreamHold::StreamHold() {
   no_backend();
 }

@@ -5,7 +5,6 @@
 #include <fstream>
 #include <iostream>
 #include <set>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -30,8 +29,7 @@ std::string benchmark_of(const std::string& line) {
   return word;
 }
 
-}  // namespace
-
+// The bench_attention command line the options make.
 std::vector<std::string> bench_args(const BenchOptions& opt) {
   const std::string binary = !opt.binary.empty() ? opt.binary : std::string(ATTNSCOPE_BENCH_BINARY);
   std::vector<std::string> a = {binary, "--attnscope_set=" + opt.set};
@@ -42,6 +40,8 @@ std::vector<std::string> bench_args(const BenchOptions& opt) {
   for (const auto& e : opt.extra) a.push_back(e);
   return a;
 }
+
+}  // namespace
 
 int run_bench(const BenchOptions& opt) {
   std::vector<std::string> args = bench_args(opt);
@@ -60,22 +60,22 @@ int run_bench(const BenchOptions& opt) {
     }
   }
 
-  // The benchmarks the run will take, for the progress line.
+  // The benchmarks the run will take, for the progress line: each listed name is a line of one
+  // word.
   std::set<std::string> names;
   {
     std::vector<std::string> list = args;
     list.push_back("--benchmark_list_tests=true");
-    std::string listing;
-    const int rc = run_lines(list, [&](const std::string& line) { listing += line + "\n"; });
+    std::string listing;  // for the error message
+    const int rc = run_lines(list, [&](const std::string& line) {
+      listing += line + "\n";
+      if (!line.empty() && line.find(' ') == std::string::npos) names.insert(line);
+    });
     if (rc != 0) {
       std::cerr << "attnscope bench: listing the benchmarks failed (exit " << rc << "):\n"
                 << listing;
       return 2;
     }
-    std::istringstream in(listing);
-    std::string line;
-    while (std::getline(in, line))
-      if (!line.empty() && line.find(' ') == std::string::npos) names.insert(line);
   }
   if (names.empty()) {
     std::cerr << "attnscope bench: no benchmark matches"

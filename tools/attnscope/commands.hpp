@@ -71,8 +71,6 @@ struct BenchOptions {
   bool quiet = false;
 };
 
-// The bench_attention command line the options make.
-std::vector<std::string> bench_args(const BenchOptions& opt);
 // Exit code: 0 the suite ran (benchmarks that cannot run on this machine skip, saying why), 2
 // usage error, a file that cannot be written, or a run that did not complete.
 int run_bench(const BenchOptions& opt);

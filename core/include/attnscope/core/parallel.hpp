@@ -6,8 +6,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <stdexcept>
 #include <thread>
 #include <vector>
+
+#include "attnscope/core/parse.hpp"
 
 namespace attnscope {
 
@@ -20,16 +23,12 @@ inline unsigned host_threads() {
     const unsigned hw = std::max(1u, std::thread::hardware_concurrency());
     const char* e = std::getenv("ATTNSCOPE_HOST_THREADS");
     if (e == nullptr || *e == '\0') return hw;
-    char* end = nullptr;
-    const long v = std::strtol(e, &end, 10);
-    if (*end != '\0' || v < 1 || v > 65536) {
-      std::fprintf(
-          stderr,
-          "attnscope: ATTNSCOPE_HOST_THREADS='%s' is not a positive count; using %u threads\n", e,
-          hw);
+    try {
+      return static_cast<unsigned>(parse_integer(e, "ATTNSCOPE_HOST_THREADS", 1, 65536));
+    } catch (const std::invalid_argument& x) {
+      std::fprintf(stderr, "attnscope: %s; using %u threads\n", x.what(), hw);
       return hw;
     }
-    return static_cast<unsigned>(v);
   }();
   return n;
 }

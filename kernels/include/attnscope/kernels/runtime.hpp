@@ -140,9 +140,6 @@ std::vector<ReadShape> read_shapes();
 // the streaming-read bandwidth probe. `sink` (16 bytes) is never written in practice.
 void read_async(const DeviceBuffer& buffer, DeviceBuffer& sink, void* stream = nullptr,
                 ReadShape shape = {});
-// Occupies `stream` for about `microseconds` of GPU time.
-void spin_async(double microseconds, void* stream = nullptr);
-
 // Holds a stream until the host releases it. Enqueued ahead of a timed region, every launch of
 // the region is queued before the start event fires, however many launches the region has and
 // however long the host takes to enqueue them, so launch latency stays out of the measurement.
