@@ -26,6 +26,11 @@ std::string AccuracyCase::name() const {
   if (path == Path::unfused) s << (scale_in_softmax ? "_scale_softmax" : "_scale_qk");
   if (splits > 0) s << "_splits" << splits;
   if (data.poison_outside) s << "_poisoned";
+  if (data.mask_fraction > 0.0)
+    s << "_mask" << static_cast<int>(std::lround(data.mask_fraction * 100));
+  if (data.left_padding) s << "_leftpad";
+  if (data.fully_masked > 0) s << "_fullymasked" << data.fully_masked;
+  if (expect_fp16_overflow) s << "_expect_overflow";
   s << suffix;
   return s.str();
 }
@@ -50,6 +55,8 @@ struct Target {
 
 std::string why_unsupported(const Target& t, const AccuracyCase& c) {
   for (const gpu::Implementation* i : t.parts) {
+    if (c.data.masks_keys() && !i->takes_key_mask)
+      return t.parts.size() > 1 ? i->name + ": takes no key mask" : "takes no key mask";
     const std::string why = i->why_unsupported(c.problem, c.layout);
     if (!why.empty()) return t.parts.size() > 1 ? i->name + ": " + why : why;
   }
@@ -143,6 +150,30 @@ std::vector<AccuracyCase> variants(const Target& t, Sweep sweep) {
         }
         c.layout.layers = 2;
         c.layout.layer = 1;
+        cases.push_back(c);
+      }
+      // Key masks: random masking, left padding, and sequences with every key masked (their
+      // rows: probabilities 0, lse -inf, out 0), at q_len 4 so that masks meet the causal
+      // windows of several queries, and batch 3 so that masked and unmasked rows share blocks.
+      for (int m = 0; m < 3; ++m) {
+        AccuracyCase c = base(t, acc, w);
+        c.problem.batch = 3;
+        c.problem.q_len = 4;
+        c.problem.seq_len = w + 4 + 5;
+        if (m == 0) c.data.mask_fraction = 0.3;
+        if (m == 1) c.data.left_padding = true;
+        if (m == 2) {
+          c.data.fully_masked = 1;
+          c.data.mask_fraction = 0.3;
+        }
+        cases.push_back(c);
+      }
+      // Every logit near -6e4: with fp32 accumulation exact to the end; with fp16 accumulation
+      // past binary16's range, which the gate must name.
+      {
+        AccuracyCase c = base(t, acc, w);
+        c.data.dist = Distribution::negative_logits;
+        c.expect_fp16_overflow = acc == Accum::fp16;
         cases.push_back(c);
       }
       for (int group : {1, 8}) {

@@ -59,12 +59,31 @@ TEST(AccuracyCases, DefaultSetCoversEveryWindowPathAndAccumulation) {
   EXPECT_EQ(make_cases(selection(Sweep::default_set), &left_out).size(), cases.size());
   EXPECT_TRUE(left_out.empty());
   // 146 cases, the split paths of attnscope at 1, 3 and 16 splits (window 1000, both
-  // accumulations: split invariance, each count held to its own order's budget), and two
-  // poisoned-cache cases a path and accumulation.
-  EXPECT_EQ(cases.size(), 170u);
-  int poisoned = 0;
-  for (const AccuracyCase& c : cases) poisoned += c.data.poison_outside ? 1 : 0;
+  // accumulations: split invariance, each count held to its own order's budget), two
+  // poisoned-cache cases, three masked cases and one of logits near -6e4 a path and
+  // accumulation.
+  EXPECT_EQ(cases.size(), 194u);
+  int poisoned = 0, masked = 0, fully = 0, padded = 0, negative = 0, overflow = 0;
+  for (const AccuracyCase& c : cases) {
+    poisoned += c.data.poison_outside ? 1 : 0;
+    masked += c.data.masks_keys() ? 1 : 0;
+    fully += c.data.fully_masked > 0 ? 1 : 0;
+    padded += c.data.left_padding ? 1 : 0;
+    if (c.data.dist == Distribution::negative_logits) {
+      ++negative;
+      // Overflow is what fp16 accumulation must report there; fp32 is held to its budget.
+      EXPECT_EQ(c.expect_fp16_overflow, c.problem.accum == Accum::fp16) << c.name();
+      overflow += c.expect_fp16_overflow ? 1 : 0;
+    } else {
+      EXPECT_FALSE(c.expect_fp16_overflow) << c.name();
+    }
+  }
   EXPECT_EQ(poisoned, 12);
+  EXPECT_EQ(masked, 18);
+  EXPECT_EQ(fully, 6);
+  EXPECT_EQ(padded, 6);
+  EXPECT_EQ(negative, 6);
+  EXPECT_EQ(overflow, 3);
   std::set<int> split_counts;
   int split_cases = 0;
   for (const AccuracyCase& c : cases)
@@ -357,9 +376,12 @@ TEST(Registry, EngineImplementationGetsCasesOnItsOwnLayout) {
     reasons.insert(l.reason);
     left += l.cases;
   }
-  EXPECT_EQ(reasons, (std::set<std::string>{"bshd caches only", "fp32 accumulation only"}));
+  // An implementation that does not declare takes_key_mask gets no masked case.
+  EXPECT_EQ(reasons, (std::set<std::string>{"bshd caches only", "fp32 accumulation only",
+                                            "takes no key mask"}));
+  for (const AccuracyCase& c : cases) EXPECT_FALSE(c.data.masks_keys()) << c.name();
   // The fused path's cases of the default set (the split-count cases are attnscope's own).
-  EXPECT_EQ(std::size_t(left) + cases.size(), 52u);
+  EXPECT_EQ(std::size_t(left) + cases.size(), 60u);
 
   const gpu::Implementation& reg = gpu::implementation("testengine.decode");
   EXPECT_FALSE(reg.declares_order());

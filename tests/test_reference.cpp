@@ -13,7 +13,9 @@
 #include <string>
 #include <vector>
 
+#include "attnscope/reference/bounds.hpp"
 #include "attnscope/reference/judge.hpp"
+#include "attnscope/reference/precision_model.hpp"
 #include "attnscope/reference/stages.hpp"
 
 namespace {
@@ -816,3 +818,115 @@ TEST(PoisonedCache, OnlyUnattendedSlotsArePoisonedAndTheReferenceIgnoresThem) {
     for (std::size_t i = 0; i < ra.lse.size(); ++i) ASSERT_EQ(ra.lse[i], rb.lse[i]) << i;
   }
 }
+
+namespace {
+
+// Left padding masks a prefix of each sequence (of a drawn length, some sequences padded);
+// fully masked sequences mask every position; the others keep their queries' own positions.
+TEST(ReferenceMask, LeftPaddingAndFullyMaskedSequences) {
+  const Problem p = make_problem(6, 4, 2, 3, 300, 200);
+  DataSpec data;
+  data.left_padding = true;
+  data.fully_masked = 2;
+  const AttentionInputs in = attnscope::make_inputs(p, KvLayoutSpec{}, data);
+  ASSERT_EQ(in.key_mask.size(), std::size_t(p.batch * p.seq_len));
+  int padded = 0;
+  for (int b = 0; b < p.batch; ++b) {
+    std::int64_t attended = 0, first = -1;
+    for (std::int64_t pos = 0; pos < p.seq_len; ++pos)
+      if (in.attends(b, pos)) {
+        ++attended;
+        if (first < 0) first = pos;
+      }
+    if (b < data.fully_masked) {
+      EXPECT_EQ(attended, 0) << b;
+      continue;
+    }
+    // One masked prefix, then every position attended, the queries' own included.
+    EXPECT_EQ(attended, p.seq_len - first) << b;
+    EXPECT_LE(first, p.seq_len - p.q_len) << b;
+    padded += first > 0 ? 1 : 0;
+  }
+  EXPECT_GT(padded, 0);
+  DataSpec bad;
+  bad.fully_masked = p.batch + 1;
+  EXPECT_THROW(attnscope::make_inputs(p, KvLayoutSpec{}, bad), std::invalid_argument);
+}
+
+// A fully masked row has a defined result in every reference: probabilities 0, lse -inf and
+// out 0; the bounds and the precision model stay finite there (no 0/0 in a budget).
+TEST(ReferenceMask, FullyMaskedRowsGiveZeroOutputAndMinusInfLse) {
+  const Problem p = make_problem(3, 4, 2, 4, 140, 130);
+  DataSpec data;
+  data.fully_masked = 1;
+  data.mask_fraction = 0.3;
+  const AttentionInputs in = attnscope::make_inputs(p, KvLayoutSpec{}, data);
+  const ref::Trace<double> tr = ref::attention<double>(in);
+  std::vector<double> out, lse;
+  ref::attention_output<double>(in, out, lse);
+  const ref::Trace<Quad> tq = ref::attention<Quad>(in);
+  attnscope::bounds::StageFormats f;
+  const attnscope::bounds::ElementBounds eb = attnscope::bounds::attention_bounds(in, f, f, f);
+  std::vector<double> model_out, model_lse;
+  attnscope::model::model_decode(in, attnscope::Accum::fp16, attnscope::SummationOrder{}, 4, 37,
+                                 model_out, model_lse, 1);
+  for (int b = 0; b < p.batch; ++b)
+    for (int h = 0; h < p.q_heads; ++h)
+      for (int t = 0; t < p.q_len; ++t) {
+        const std::size_t r = std::size_t(row_index(p, b, h, t));
+        for (int d = 0; d < p.head_dim; ++d) {
+          const std::size_t o = std::size_t(in.q_offset(b, t, h) + d);
+          ASSERT_TRUE(std::isfinite(eb.probabilistic[o]) && std::isfinite(eb.deterministic[o]));
+          ASSERT_TRUE(std::isfinite(model_out[o]));
+          if (b == 0) {
+            ASSERT_EQ(tr.out[o], 0.0);
+            ASSERT_EQ(out[o], 0.0);
+            ASSERT_EQ(static_cast<double>(tq.out[o]), 0.0);
+            ASSERT_EQ(model_out[o], 0.0);
+          } else {
+            ASSERT_NE(tr.out[o], 0.0);
+          }
+        }
+        if (b == 0) {
+          EXPECT_EQ(tr.lse[r], -kInf);
+          EXPECT_EQ(lse[r], -kInf);
+          EXPECT_EQ(model_lse[r], -kInf);
+          for (std::int64_t j = 0; j < p.window; ++j) {
+            EXPECT_EQ(tr.scores[std::size_t(score_index(p, b, h, t, j))], -kInf);
+            EXPECT_EQ(tr.probs[std::size_t(score_index(p, b, h, t, j))], 0.0);
+          }
+        } else {
+          EXPECT_TRUE(std::isfinite(tr.lse[r]));
+        }
+      }
+}
+
+// negative_logits: every logit lies near -6e4, all of a row within a few units of each other, so
+// no row is one-hot; the dots are exact in binary32 and pass binary16's range.
+TEST(NegativeLogits, EveryLogitBelowMinus5e4AndTheDotsExactInBinary32) {
+  for (int d : {64, 128, 256}) {
+    const Problem p = make_problem(2, 4, 2, 2, 300, 299, d);
+    const AttentionInputs in = make(p, Distribution::negative_logits);
+    const std::vector<double> dots = ref::qk<double>(in, false);
+    const std::vector<double> scores = ref::qk<double>(in, true);
+    for (std::size_t i = 0; i < dots.size(); ++i) {
+      ASSERT_EQ(double(float(dots[i])), dots[i]) << d << " " << i;
+      ASSERT_LT(scores[i], -5e4) << d << " " << i;
+      ASSERT_GT(scores[i], -7e4) << d << " " << i;
+    }
+    for (std::int64_t row = 0; row < p.lse_elems(); ++row) {
+      const auto first = scores.begin() + row * p.window;
+      const auto [lo, hi] = std::minmax_element(first, first + p.window);
+      EXPECT_GT(*hi - *lo, 1.0) << d;    // the softmax is not uniform
+      EXPECT_LT(*hi - *lo, 100.0) << d;  // nor one-hot
+    }
+    Problem p16 = p;
+    p16.accum = attnscope::Accum::fp16;
+    EXPECT_NE(attnscope::fp16_overflow(p16, dots), "") << d;
+    const ref::Trace<double> tr = ref::attention<double>(in);
+    for (double x : tr.out) ASSERT_TRUE(std::isfinite(x));
+    for (double x : tr.lse) ASSERT_LT(x, -5e4);
+  }
+}
+
+}  // namespace

@@ -1,8 +1,8 @@
 #include "attnscope/core/inputs.hpp"
 
-#include <limits>
-
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 
 #include "attnscope/core/parallel.hpp"
@@ -20,6 +20,8 @@ std::string_view to_string(Distribution d) {
       return "heavy_tailed";
     case Distribution::large_logits:
       return "large_logits";
+    case Distribution::negative_logits:
+      return "negative_logits";
   }
   return "?";
 }
@@ -29,14 +31,16 @@ Distribution parse_distribution(std::string_view s) {
   if (s == "uniform") return Distribution::uniform;
   if (s == "heavy_tailed") return Distribution::heavy_tailed;
   if (s == "large_logits") return Distribution::large_logits;
-  throw std::invalid_argument("unknown distribution '" + std::string(s) +
-                              "' (expected normal, uniform, heavy_tailed or large_logits)");
+  if (s == "negative_logits") return Distribution::negative_logits;
+  throw std::invalid_argument(
+      "unknown distribution '" + std::string(s) +
+      "' (expected normal, uniform, heavy_tailed, large_logits or negative_logits)");
 }
 
 namespace {
 
 constexpr std::uint64_t kStreamQ = 1, kStreamK = 2, kStreamV = 3, kStreamFill = 4, kStreamMask = 5,
-                        kStreamT = 6;
+                        kStreamT = 6, kStreamPad = 7;
 
 // Student-t with 3 degrees of freedom, scaled to unit variance: z / sqrt(chi2_3 / 3) / sqrt(3).
 double student_t3(std::uint64_t seed, std::uint64_t stream, std::uint64_t i) {
@@ -72,6 +76,15 @@ double generated_value(const Problem& p, const DataSpec& data, int which, int b,
     case Distribution::large_logits:
       // std(q.k * scale) = 3.5^2 = 12.25: logits spread over tens, as peaky attention does.
       return (which == 2 ? 1.0 : 3.5) * counter_normal(data.seed, stream, idx);
+    case Distribution::negative_logits: {
+      if (which == 2) return counter_normal(data.seed, stream, idx);
+      // An integer c with c^2 sqrt(head_dim) near 6e4: 73 at head_dim 128. K = c + k/16, k in
+      // {-2..2}, is exact in binary16, and every partial sum of q.k is a multiple of 1/16 below
+      // 2^20: exact in binary32 as well.
+      const double c = std::round(std::sqrt(6e4 / std::sqrt(static_cast<double>(p.head_dim))));
+      if (which == 0) return -c;
+      return c + static_cast<double>(counter_hash(data.seed, stream, idx) % 5) / 16.0 - 0.125;
+    }
   }
   return 0.0;
 }
@@ -81,6 +94,9 @@ AttentionInputs make_inputs(const Problem& p, const KvLayoutSpec& layout_spec,
   p.validate();
   if (!(data.mask_fraction >= 0.0 && data.mask_fraction < 1.0))
     throw std::invalid_argument("mask_fraction must be in [0, 1)");
+  if (data.fully_masked < 0 || data.fully_masked > p.batch)
+    throw std::invalid_argument("fully_masked must be in [0, batch = " + std::to_string(p.batch) +
+                                "] (got " + std::to_string(data.fully_masked) + ")");
   AttentionInputs in{p,
                      KvLayout(p, layout_spec),
                      data,
@@ -142,14 +158,29 @@ AttentionInputs make_inputs(const Problem& p, const KvLayoutSpec& layout_spec,
       },
       256);
 
-  if (data.mask_fraction > 0.0) {
+  if (data.masks_keys()) {
     in.key_mask.assign(std::size_t(std::int64_t(p.batch) * p.seq_len), 1);
-    for (int b = 0; b < p.batch; ++b)
-      for (std::int64_t pos = 0; pos < p.seq_len - p.q_len; ++pos) {
-        const double u =
-            to_unit_open(counter_hash(data.seed, kStreamMask, std::uint64_t(b * p.seq_len + pos)));
-        if (u < data.mask_fraction) in.key_mask[std::size_t(b * p.seq_len + pos)] = 0;
+    for (int b = 0; b < p.batch; ++b) {
+      std::uint8_t* m = in.key_mask.data() + std::int64_t(b) * p.seq_len;
+      if (b < data.fully_masked) {
+        std::fill(m, m + p.seq_len, std::uint8_t{0});
+        continue;
       }
+      // Only positions before the queries' own are masked.
+      const std::int64_t keys = p.seq_len - p.q_len;
+      std::int64_t pad = 0;
+      if (data.left_padding)
+        pad = static_cast<std::int64_t>(counter_hash(data.seed, kStreamPad, std::uint64_t(b)) %
+                                        std::uint64_t(keys + 1));
+      for (std::int64_t pos = 0; pos < keys; ++pos) {
+        bool masked = pos < pad;
+        if (data.mask_fraction > 0.0)
+          masked = masked || to_unit_open(counter_hash(data.seed, kStreamMask,
+                                                       std::uint64_t(b * p.seq_len + pos))) <
+                                 data.mask_fraction;
+        if (masked) m[pos] = 0;
+      }
+    }
   }
   return in;
 }

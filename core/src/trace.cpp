@@ -509,6 +509,10 @@ void write_trace_point(const std::string& path, const AttentionInputs& in, const
                        const std::map<std::string, std::string>& metadata, bool npy) {
   const Problem& p = in.problem;
   const KvLayoutSpec& l = in.layout.spec();
+  if (!in.key_mask.empty())
+    throw std::invalid_argument(
+        "write_trace_point: trace points carry no key mask, and these "
+        "inputs mask keys");
   attnscope_trace::TraceWriter w;
   w.metadata("layout", std::string(to_string(l.kind)))
       .metadata("layer", std::to_string(l.layer))

@@ -7,6 +7,11 @@
 
 namespace attnscope::gpu::detail {
 
+// Whether the key at `pos` of sequence b is attended (no mask: every key).
+__device__ __forceinline__ bool key_attended(const KernelParams& p, int b, std::int64_t pos) {
+  return p.key_mask == nullptr || p.key_mask[std::int64_t(b) * p.seq_len + pos] != 0;
+}
+
 template <class T, Accum A, int D>
 struct AccPolicy;
 

@@ -153,6 +153,9 @@ Implementation own(Path path, std::function<void(const StageArgs&)> launch) {
     return attnscope_support(path, p);
   };
   i.launch = std::move(launch);
+  // qk writes a masked key's score as -inf, softmax gives it probability 0, pv and the
+  // single-pass paths never read its V.
+  i.takes_key_mask = true;
   return i;
 }
 

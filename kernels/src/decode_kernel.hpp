@@ -127,14 +127,17 @@ __device__ __forceinline__ void combine_row(const KernelParams& p, std::int64_t 
       }
     }
   }
+  // No split attended a key (a fully masked row): out 0 and lse -inf, not 0 / 0.
+  const bool none = wsum == 0.0f;
 #pragma unroll
   for (int e = 0; e < E; ++e)
-    if (lane + e * W < D) store_output(p.out, row * D + lane + e * W, o[e] / wsum, p.output);
+    if (lane + e * W < D)
+      store_output(p.out, row * D + lane + e * W, none ? 0.0f : o[e] / wsum, p.output);
   if (lane == 0) {
     const int h = static_cast<int>(row % p.q_heads);
     const int t = static_cast<int>(row / p.q_heads % p.q_len);
     const int b = static_cast<int>(row / (std::int64_t(p.q_heads) * p.q_len));
-    p.lse[(std::int64_t(b) * p.q_heads + h) * p.q_len + t] = mx + logf(wsum);
+    p.lse[(std::int64_t(b) * p.q_heads + h) * p.q_len + t] = none ? -INFINITY : mx + logf(wsum);
   }
 }
 
@@ -198,7 +201,9 @@ __global__ __launch_bounds__(kDecThreads, (DecodeGeom<T, D, QT>::MIN_BLOCKS)) vo
   const std::int64_t win_end = p.seq_len - p.q_len + t_own + 1;  // one past the query's last key
   const std::int64_t key_lo = win_end - p.window + FaultWindow<F>::lo;
   const std::int64_t key_hi = win_end + FaultWindow<F>::hi;
-  float m_own = F == Fault::no_max_shift ? 0.0f : -INFINITY;
+  // No key yet: -inf (a finite sentinel would lose rows whose logits all lie below it).
+  constexpr float kNoKey = F == Fault::finite_sentinel ? -5e4f : -INFINITY;
+  float m_own = F == Fault::no_max_shift ? 0.0f : kNoKey;
 
   const std::int64_t c0 = p.span_start + std::int64_t(split) * p.split_len;
   const std::int64_t c1 = min(c0 + p.split_len, p.span_start + p.span);
@@ -219,8 +224,11 @@ __global__ __launch_bounds__(kDecThreads, (DecodeGeom<T, D, QT>::MIN_BLOCKS)) vo
     // The owned key's step of the online softmax.
     const float s = __fmul_rn(Pol::dot_float(score), p.scale);
     const std::int64_t pos = c0 + std::int64_t(t) * G::KEYS + j_own * R + rg;
-    const bool in = pos < c1 && pos >= key_lo && pos < key_hi;
-    const float s_in = in ? s : -INFINITY;  // keys outside the window leave the max alone
+    // Keys outside the window, and masked keys, are skipped: they leave the max alone and
+    // their V is never applied.
+    const bool in = pos < c1 && pos >= key_lo && pos < key_hi &&
+                    (F == Fault::mask_ignored || pos < 0 || key_attended(p, b, pos));
+    const float s_in = in ? s : kNoKey;
     float m_before = m_own, m_tile = m_own;
 #pragma unroll
     for (int j = 0; j < TK; ++j) {

@@ -12,11 +12,16 @@ DeviceProblem::DeviceProblem(const AttentionInputs& in)
       scores_(std::size_t(in.problem.score_elems()) * sizeof(float)),
       probs_(std::size_t(in.problem.score_elems()) * sizeof(float)),
       out_(std::size_t(in.problem.out_elems()) * size_of(in.problem.output)),
-      lse_(std::size_t(in.problem.lse_elems()) * sizeof(float)) {
+      lse_(std::size_t(in.problem.lse_elems()) * sizeof(float)),
+      key_mask_(in.key_mask.size()) {
   multiprocessors_ = device_info().multiprocessors;
-  if (!in.key_mask.empty())
+  if (!in.key_mask.empty() &&
+      std::int64_t(in.key_mask.size()) != std::int64_t(in.problem.batch) * in.problem.seq_len)
     throw std::invalid_argument(
-        "the GPU kernels take no key mask; generate inputs with mask_fraction 0");
+        "key mask: expected batch x seq_len = " +
+        std::to_string(std::int64_t(in.problem.batch) * in.problem.seq_len) + " entries, got " +
+        std::to_string(in.key_mask.size()));
+  key_mask_.upload(in.key_mask.data(), in.key_mask.size());
   q_.upload(in.q.data(), in.q.bytes());
   k_.upload(in.k.data(), in.k.bytes());
   v_.upload(in.v.data(), in.v.bytes());
@@ -70,6 +75,7 @@ StageArgs DeviceProblem::args(const Implementation& impl, int splits) {
   a.v = v_.data();
   a.kv = kv_host_;
   a.kv.block_table = kv_host_.block_table ? block_table_.as<std::int32_t>() : nullptr;
+  a.key_mask = key_mask_.bytes() > 0 ? key_mask_.as<const std::uint8_t>() : nullptr;
   a.scores = scores_.as<float>();
   a.probs = probs_.as<float>();
   a.out = out_.data();
@@ -97,6 +103,10 @@ std::int64_t DeviceProblem::nan_count(unsigned which) const {
 }
 
 void DeviceProblem::run(const Implementation& impl, bool scale_in_softmax, int splits) {
+  if (key_mask_.bytes() > 0 && !impl.takes_key_mask)
+    throw std::invalid_argument(impl.name +
+                                " takes no key mask, and these inputs mask keys: its results "
+                                "would attend the masked keys");
   StageArgs a = args(impl, splits);
   a.scale_in_softmax = scale_in_softmax;
   impl.launch(a);

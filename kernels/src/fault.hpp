@@ -21,6 +21,8 @@ enum class Fault {
   split_dropped,        // split_kv: the combine leaves out the last split
   beyond_seq_len,       // fused: position seq_len is attended too; qk: window shifted up
   missing_barrier,      // a barrier of the row-group merge left out (a race)
+  mask_ignored,         // the key mask is not applied: masked keys are attended
+  finite_sentinel,      // -5e4 stands for "no key": masked scores, and the online max's start
 };
 
 // The keys a single-pass kernel attends: j in [lo, window + hi) of each query's window, j = 0 at

@@ -23,6 +23,7 @@ struct KernelParams {
   const void* k;
   const void* v;
   KvAddressing kv;
+  const std::uint8_t* key_mask;  // [batch, seq_len], 0 = masked; null: none
   float* scores;
   float* probs;
   void* out;
@@ -53,6 +54,7 @@ inline KernelParams make_params(const StageArgs& a, int qt) {
   k.k = a.k;
   k.v = a.v;
   k.kv = a.kv;
+  k.key_mask = a.key_mask;
   k.scores = a.scores;
   k.probs = a.probs;
   k.out = a.out;

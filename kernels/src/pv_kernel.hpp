@@ -1,4 +1,5 @@
-// pv: out[b, t, h, :] = sum_j probs[b, h, t, j] * V[b, h / group, window_start(t) + j, :]
+// pv: out[b, t, h, :] = sum_j probs[b, h, t, j] * V[b, h / group, window_start(t) + j, :], keys
+// the key mask masks left out.
 // The window is cut into `splits` chunks of consecutive positions, one block per (chunk, KV
 // head, batch x query tile); V is read once for the whole GQA group. V rows and their
 // probabilities stream through shared memory, up to kPvStages tiles in flight (AsyncCopy:
@@ -118,11 +119,13 @@ __global__ __launch_bounds__(kPvThreads,
     const float* pr = reinterpret_cast<const float*>(st + G::V_WORDS);
     const std::int64_t tile0 = c0 + std::int64_t(t) * KEYS;
     // Mostly every key of the tile lies in every query's window: no test a key and query.
-    const bool inside = tile0 >= all_lo && tile0 + KEYS <= all_hi;
+    // With a key mask every key is tested: a masked key's V is never read, even where it holds
+    // NaN (its probability is 0).
+    const bool inside = p.key_mask == nullptr && tile0 >= all_lo && tile0 + KEYS <= all_hi;
 #pragma unroll
     for (int j = 0; j < TK; ++j) {
       const std::int64_t pos = tile0 + std::int64_t(j) * ROWS + rg;
-      if (!inside && pos >= c1) continue;
+      if (!inside && (pos >= c1 || (pos >= 0 && !key_attended(p, b, pos)))) continue;
       RawRow<T, D> raw;
 #pragma unroll
       for (int c = 0; c < S::NCH; ++c) raw.w[c] = st[G::vword(j, rg, c, lir)];

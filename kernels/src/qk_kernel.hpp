@@ -1,4 +1,5 @@
-// qk: scores[b, h, t, j] = scale * q[b, t, h, :] . K[b, h / group, window_start(t) + j, :]
+// qk: scores[b, h, t, j] = scale * q[b, t, h, :] . K[b, h / group, window_start(t) + j, :], or
+// -inf where the key mask masks that key.
 // Decode-first design: a block holds every query of a tile (all query heads of a GQA group where
 // they fit) and streams a run of positions of one KV head through shared memory, up to
 // kQkStages tiles in flight (AsyncCopy: cp.async where the platform has it), so K is read once for
@@ -103,7 +104,10 @@ __global__ __launch_bounds__(
       const std::int64_t j = pos - my_start;
       if (pos < c1 && j >= 0 && j < p.window) {
         const bool dropped = F == Fault::first_key_dropped && j == 0;
-        my_row[j] = dropped ? -INFINITY : sc[t & 1][my_i][my_local];
+        // A masked key's score is -inf, never a finite sentinel.
+        const bool masked = F != Fault::mask_ignored && pos >= 0 && !key_attended(p, b, pos);
+        constexpr float kMasked = F == Fault::finite_sentinel ? -5e4f : -INFINITY;
+        my_row[j] = dropped ? -INFINITY : masked ? kMasked : sc[t & 1][my_i][my_local];
       }
     }
   });

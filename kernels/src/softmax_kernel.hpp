@@ -1,5 +1,6 @@
 // softmax: probs[row, :] = exp(x - max) / sum exp(x - max), x = scores[row, :] (times scale
-// when the scale is applied here). One block per row [b, h, t].
+// when the scale is applied here). One block per row [b, h, t]. A score of -inf (a masked key)
+// gets probability 0; a row of -inf only (fully masked) gets probabilities 0 and lse -inf.
 // fp32 accumulation: pass 1 keeps a running (max, sum) per thread with rescaling, merged
 // across the block; pass 2 writes. fp16 accumulation: pass 1 finds the max (exact), pass 2 sums
 // exp(x - max) rounded to binary16 in binary16, pass 3 divides in binary16. exp is evaluated
@@ -53,6 +54,7 @@ __device__ __forceinline__ MaxSum merge(MaxSum a, MaxSum b) {
 }
 
 __device__ __forceinline__ void online(MaxSum& st, float x) {
+  if (x == -INFINITY) return;  // a masked key: probability 0, whatever the running max
   if (x > st.m) {
     st.s = st.s * expf(st.m - x) + 1.0f;
     st.m = x;
@@ -150,23 +152,29 @@ __global__ __launch_bounds__(kSmThreads) void softmax_kernel(KernelParams p, int
     for_row<VEC>(x, n, [&](std::int64_t, float v) { online(st, v * scale); });
     st = block_allreduce(
         st, [](MaxSum a, MaxSum b) { return merge(a, b); }, smem_ms);
-    map_row<VEC>(x, y, n, [&](float v) { return expf(v * scale - st.m) / st.s; });
-    if (threadIdx.x == 0) p.lse[row] = st.m + logf(st.s);
+    // A fully masked row (every score -inf): probabilities 0 and lse -inf.
+    const bool none = st.m == -INFINITY;
+    map_row<VEC>(x, y, n, [&](float v) { return none ? 0.0f : expf(v * scale - st.m) / st.s; });
+    if (threadIdx.x == 0) p.lse[row] = none ? -INFINITY : st.m + logf(st.s);
   } else {
     float m = -INFINITY;
     for_row<VEC>(x, n, [&](std::int64_t, float v) { m = fmaxf(m, v * scale); });
     m = block_allreduce(
         m, [](float a, float b) { return fmaxf(a, b); }, smem_f);
+    // A fully masked row (every score -inf): probabilities 0 and lse -inf.
+    const bool none = m == -INFINITY;
     if constexpr (F == Fault::no_max_shift) m = 0.0f;
     __half s = __float2half_rn(0.0f);
-    for_row<VEC>(
-        x, n, [&](std::int64_t, float v) { s = __hadd(s, __float2half_rn(expf(v * scale - m))); });
+    if (!none)
+      for_row<VEC>(x, n, [&](std::int64_t, float v) {
+        s = __hadd(s, __float2half_rn(expf(v * scale - m)));
+      });
     s = block_allreduce(
         s, [](__half a, __half b) { return __hadd(a, b); }, smem_h);
     map_row<VEC>(x, y, n, [&](float v) {
-      return __half2float(__hdiv(__float2half_rn(expf(v * scale - m)), s));
+      return none ? 0.0f : __half2float(__hdiv(__float2half_rn(expf(v * scale - m)), s));
     });
-    if (threadIdx.x == 0) p.lse[row] = m + logf(__half2float(s));
+    if (threadIdx.x == 0) p.lse[row] = none ? -INFINITY : m + logf(__half2float(s));
   }
 }
 

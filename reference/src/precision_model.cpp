@@ -357,9 +357,10 @@ void decode_impl(const AttentionInputs& in, const SummationOrder& dot, int rows,
         for (int64_t s = 0; s < splits; ++s)
           if (lse_run[std::size_t(s)] != neg_inf)
             o = std::fmaf(std::exp(lse_run[std::size_t(s)] - mx), o_run[std::size_t(s * D + d)], o);
-        out[std::size_t(orow * D + d)] = o / wsum;
+        // No split attended a key (a fully masked row): out 0, as the kernels give.
+        out[std::size_t(orow * D + d)] = wsum == 0.0f ? 0.0f : o / wsum;
       }
-      lse[std::size_t(row)] = mx + std::log(wsum);
+      lse[std::size_t(row)] = wsum == 0.0f ? neg_inf : mx + std::log(wsum);
     }
   });
 }

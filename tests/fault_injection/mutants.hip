@@ -173,6 +173,11 @@ std::vector<Mutant> register_mutants() {
       "fused: position seq_len attended too; stages: window shifted up by one");
   b.device<Fault::missing_barrier>("missing_barrier", false, false, true, true,
                                    "a barrier of the row-group merge left out");
+  b.device<Fault::mask_ignored>("mask_ignored", true, false, false, true,
+                                "the key mask not applied: masked keys attended");
+  b.device<Fault::finite_sentinel>(
+      "finite_sentinel", true, false, false, true,
+      "-5e4 for \"no key\": masked scores, and the online max's starting value");
   return b.out;
 }
 

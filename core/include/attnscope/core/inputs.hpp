@@ -17,6 +17,11 @@ enum class Distribution {
   uniform,       // U(-1, 1) everywhere
   heavy_tailed,  // Student-t(3) tails, and a few K channels scaled up as real K caches have
   large_logits,  // q and K scaled so logits reach tens: stresses softmax and fp16 accumulation
+  // q = -c and K = c plus a few binary16 ulps in every channel, c chosen from head_dim so that
+  // every logit (at the default scale) lies near -6e4, all within a few units of each other: a
+  // kernel that takes a finite sentinel such as -5e4 for "masked" or for its initial max loses
+  // every key. The q.k products pass binary16's range: with fp16 accumulation the case overflows.
+  negative_logits,
 };
 
 std::string_view to_string(Distribution d);
@@ -25,12 +30,21 @@ Distribution parse_distribution(std::string_view s);
 struct DataSpec {
   Distribution dist = Distribution::normal;
   std::uint64_t seed = 20261126;
-  double mask_fraction = 0.0;  // share of key positions masked out (0: no mask)
+  double mask_fraction = 0.0;  // share of key positions masked out at random (0: none)
+  // Left padding, as a batch of prompts of different lengths padded to one: sequence b's first
+  // pad_b positions are masked, pad_b drawn uniformly from [0, seq_len - q_len].
+  bool left_padding = false;
+  // The first `fully_masked` sequences attend no key at all, their queries' own positions
+  // included: every row of theirs is fully masked, with probabilities 0, lse -inf and out 0.
+  int fully_masked = 0;
   // Every cache slot no query attends (other layers, spare pages, tail capacity, positions past
   // seq_len in the last page, positions before the first query's window) holds NaN, +Inf or -Inf
   // in turn, in K and V: a kernel that reads one corrupts its output. The attended values are
   // the same as without.
   bool poison_outside = false;
+
+  // Whether make_inputs gives a key mask.
+  bool masks_keys() const { return mask_fraction > 0.0 || left_padding || fully_masked > 0; }
 };
 
 struct AttentionInputs {
@@ -40,7 +54,8 @@ struct AttentionInputs {
   HostTensor q;  // [batch, q_len, q_heads, head_dim]
   HostTensor k;  // the whole cache, layout.storage_elems() elements
   HostTensor v;  // same layout as k
-  // Empty, or [batch, seq_len]: 1 = attend, 0 = masked. Each query's own position is unmasked.
+  // Empty, or [batch, seq_len]: 1 = attend, 0 = masked. Each query's own position is unmasked,
+  // except in fully masked sequences (DataSpec::fully_masked).
   std::vector<std::uint8_t> key_mask;
 
   std::int64_t q_offset(int b, int t, int h) const {

@@ -26,7 +26,8 @@ enum StageOutput : unsigned {
 
 class DeviceProblem {
  public:
-  // Uploads q, the K/V caches and the block table. Throws GpuError on any failed call.
+  // Uploads q, the K/V caches, the block table and the key mask. Throws GpuError on any failed
+  // call.
   explicit DeviceProblem(const AttentionInputs& in);
   // Benchmark inputs: q and the whole K/V storage (every layer, spare page and tail slot) filled
   // with N(0, 1) values on the GPU (fill_normal), from `seed`. Not the values make_inputs gives;
@@ -70,6 +71,7 @@ class DeviceProblem {
   KvAddressing kv_host_;
   DeviceBuffer q_, k_, v_, block_table_;
   DeviceBuffer scores_, probs_, out_, lse_, workspace_;
+  DeviceBuffer key_mask_;  // [batch, seq_len] bytes, empty without a mask
 };
 
 }  // namespace attnscope::gpu

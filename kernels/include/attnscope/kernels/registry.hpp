@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -19,10 +20,13 @@ namespace attnscope::gpu {
 // Device pointers and the problem, as a launch sees them. Unused pointers may be null.
 struct StageArgs {
   Problem problem;
-  const void* q = nullptr;        // [batch, q_len, q_heads, head_dim], problem.input
-  const void* k = nullptr;        // K cache addressed by kv (problem.input)
-  const void* v = nullptr;        // V cache addressed by kv (problem.input)
-  KvAddressing kv;                // block_table, if any, is a device pointer
+  const void* q = nullptr;  // [batch, q_len, q_heads, head_dim], problem.input
+  const void* k = nullptr;  // K cache addressed by kv (problem.input)
+  const void* v = nullptr;  // V cache addressed by kv (problem.input)
+  KvAddressing kv;          // block_table, if any, is a device pointer
+  // [batch, seq_len]: 1 = the key at that position is attended, 0 = masked (its score -inf, its
+  // probability 0, its V never read). Null: no mask. Given only to implementations that take one.
+  const std::uint8_t* key_mask = nullptr;
   float* scores = nullptr;        // [batch, q_heads, q_len, window] fp32: qk writes, softmax reads
   float* probs = nullptr;         // [batch, q_heads, q_len, window] fp32: softmax writes, pv reads
   void* out = nullptr;            // [batch, q_len, q_heads, head_dim], problem.output
@@ -61,6 +65,8 @@ struct Implementation {
   std::function<void(const StageArgs&)> launch;
   // fused / split_kv: the kernel writes lse as well as out (checked and timed only then).
   bool writes_lse = true;
+  // The kernel honours StageArgs::key_mask. Without, masked cases leave it out, saying so.
+  bool takes_key_mask = false;
 
   std::string why_unsupported(const Problem& p, const KvLayoutSpec& layout) const;
   std::size_t workspace(const Problem& p, const LaunchContext& c) const;
