@@ -280,8 +280,14 @@ int bench_main(int argc, char** argv) {
         ->UseManualTime()
         ->Unit(benchmark::kMicrosecond);
   }
-  benchmark::RunSpecifiedBenchmarks();
+  const std::size_t ran = benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
+  // A filter that selects nothing is a mistake, not an empty result (listing included).
+  if (ran == 0) {
+    std::cerr << "bench_attention: no benchmark matches the filter (--benchmark_filter, "
+                 "--attnscope_impl, --attnscope_set); nothing was run\n";
+    return 2;
+  }
   if (!h.hung_in().empty()) {
     // The output files are complete; releasing GPU memory now would wait on the hung kernel.
     std::cerr << "bench_attention: the GPU hung in " << h.hung_in()

@@ -22,13 +22,19 @@ import re
 import sys
 from collections import OrderedDict, defaultdict
 
-try:
-    import matplotlib
+plt = None  # matplotlib.pyplot, loaded once the arguments are known to be good
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-except ImportError:
-    sys.exit("report.py: matplotlib is needed (Debian: apt-get install python3-matplotlib)")
+
+def load_matplotlib():
+    global plt
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as pyplot
+    except ImportError:
+        sys.exit("report.py: matplotlib is needed (Debian: apt-get install python3-matplotlib)")
+    plt = pyplot
 
 
 def number(v):
@@ -269,6 +275,7 @@ def main():
     src = a.results
     if not os.path.isdir(src):
         sys.exit(f"report.py: {src}: not a folder")
+    load_matplotlib()
     out = a.out or src
     os.makedirs(out, exist_ok=True)
     made, skipped = [], []

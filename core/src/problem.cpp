@@ -57,9 +57,11 @@ void Problem::validate() const {
     fail("scale must be finite and > 0, or 0 for 1/sqrt(head_dim)");
   // The kernels scale in fp32: a scale that fp32 rounds to 0 or to infinity is not the scale asked.
   if (scale != 0.0 && (scale > double(std::numeric_limits<float>::max()) ||
-                       scale < double(std::numeric_limits<float>::min())))
-    fail("scale " + std::to_string(scale) +
-         " is outside the normal fp32 range the kernels scale in");
+                       scale < double(std::numeric_limits<float>::min()))) {
+    std::ostringstream v;
+    v << scale;
+    fail("scale " + v.str() + " is outside the normal fp32 range the kernels scale in");
+  }
   // Every element count the problem implies fits, with room for its bytes.
   checked_elems({batch, q_len, q_heads, head_dim}, "the query tensor");
   checked_elems({batch, q_heads, q_len, window}, "the score tensor");

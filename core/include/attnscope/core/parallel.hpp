@@ -14,21 +14,16 @@
 
 namespace attnscope {
 
-// Worker threads of parallel_for: ATTNSCOPE_HOST_THREADS where it is set to a positive count,
-// else every hardware thread. (Giving each of two gate shards half the cores made the shards
-// slower on a 32-core machine with two H200s than letting both use all of them:
-// results/nvidia-h200x2/equal_core_share_d01302a/.)
+// Worker threads of parallel_for: ATTNSCOPE_HOST_THREADS where it is set (a count in [1, 65536];
+// anything else throws std::invalid_argument naming the variable), else every hardware thread.
+// (Giving each of two gate shards half the cores made the shards slower on a 32-core machine with
+// two H200s than letting both use all of them: results/nvidia-h200x2/equal_core_share_d01302a/.)
 inline unsigned host_threads() {
   static const unsigned n = [] {
     const unsigned hw = std::max(1u, std::thread::hardware_concurrency());
     const char* e = std::getenv("ATTNSCOPE_HOST_THREADS");
     if (e == nullptr || *e == '\0') return hw;
-    try {
-      return static_cast<unsigned>(parse_integer(e, "ATTNSCOPE_HOST_THREADS", 1, 65536));
-    } catch (const std::invalid_argument& x) {
-      std::fprintf(stderr, "attnscope: %s; using %u threads\n", x.what(), hw);
-      return hw;
-    }
+    return static_cast<unsigned>(parse_integer(e, "ATTNSCOPE_HOST_THREADS", 1, 65536));
   }();
   return n;
 }
