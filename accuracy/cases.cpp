@@ -30,6 +30,7 @@ std::string AccuracyCase::name() const {
     s << "_mask" << static_cast<int>(std::lround(data.mask_fraction * 100));
   if (data.left_padding) s << "_leftpad";
   if (data.fully_masked > 0) s << "_fullymasked" << data.fully_masked;
+  if (data.ragged_min_len > 0) s << "_ragged" << data.ragged_min_len;
   if (expect_fp16_overflow) s << "_expect_overflow";
   s << suffix;
   return s.str();
@@ -57,6 +58,9 @@ std::string why_unsupported(const Target& t, const AccuracyCase& c) {
   for (const gpu::Implementation* i : t.parts) {
     if (c.data.masks_keys() && !i->takes_key_mask)
       return t.parts.size() > 1 ? i->name + ": takes no key mask" : "takes no key mask";
+    if (c.data.ragged_min_len > 0 && !i->takes_seq_lens)
+      return t.parts.size() > 1 ? i->name + ": takes no sequence lengths (ragged batches)"
+                                : "takes no sequence lengths (ragged batches)";
     const std::string why = i->why_unsupported(c.problem, c.layout);
     if (!why.empty()) return t.parts.size() > 1 ? i->name + ": " + why : why;
   }
@@ -168,6 +172,28 @@ std::vector<AccuracyCase> variants(const Target& t, Sweep sweep) {
         }
         cases.push_back(c);
       }
+      // Ragged batches: four sequences of lengths drawn from [16, seq_len] (the first the
+      // longest), each query's window cut at its sequence's start. A full-window cache; a paged
+      // and poisoned one at q_len 4 (every slot past a sequence's end holds NaN or Inf); and a
+      // sliding window over a cache four windows long, bshd.
+      for (int r = 0; r < 3; ++r) {
+        AccuracyCase c = base(t, acc, w);
+        c.problem.batch = 4;
+        c.data.ragged_min_len = 16;
+        if (r == 1) {
+          c.problem.q_len = 4;
+          c.problem.seq_len = w + 4 + 5;
+          c.layout.kind = KvLayoutKind::paged;
+          c.layout.page_size = 7;
+          c.layout.spare_pages = 5;
+          c.data.poison_outside = true;
+        }
+        if (r == 2) {
+          c.problem.seq_len = 4 * w;
+          c.layout.kind = KvLayoutKind::bshd;
+        }
+        cases.push_back(c);
+      }
       // Every logit near -6e4: with fp32 accumulation exact to the end; with fp16 accumulation
       // past binary16's range, which the gate must name.
       {
@@ -260,6 +286,7 @@ std::vector<AccuracyCase> tuning_cases(const Target& t) {
   if (t.path != Path::split_kv) return cases;
   std::vector<std::string> seen;
   for (const DecodeShape& shape : bench_shapes("default")) {
+    if (shape.ragged_min > 0) continue;  // at batch 1 a ragged batch is the plain shape
     AccuracyCase c = base(t, shape.accum, shape.window);
     c.problem = shape.problem();
     c.problem.batch = 1;

@@ -84,6 +84,7 @@ CaseResult run_case(const AccuracyCase& c, const gpu::DeviceInfo& device, const 
   j.update(to_json(p));
   j.update(to_json(c.layout));
   j.update(to_json(c.data));
+  if (!in.seq_lens.empty()) j["seq_lens"] = in.seq_lens;
   j["gpu"] = device.name;
   j["gpu_arch"] = device.arch;
   j["commit"] = commit;
@@ -218,8 +219,8 @@ CaseResult run_case(const AccuracyCase& c, const gpu::DeviceInfo& device, const 
   // The case's inputs and the GPU's outputs as an engine trace point, for attnscope trace check.
   auto record_trace = [&](trace::RecordedOutputs o, std::map<std::string, std::string> meta) {
     if (trace_dir.empty()) return;
-    if (!in.key_mask.empty()) {
-      j["trace"] = "not written: trace points carry no key mask";
+    if (!in.key_mask.empty() || !in.seq_lens.empty()) {
+      j["trace"] = "not written: trace points carry no key mask and no sequence lengths";
       return;
     }
     o.out_format = std::string(to_string(p.output));

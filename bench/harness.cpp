@@ -75,16 +75,24 @@ namespace {
 struct TensorBytes {
   double q, kv, scores, out, lse;  // kv: the K (or V) positions some query attends
   double dot_flops, softmax_flops;
-  explicit TensorBytes(const Problem& p) {
+  TensorBytes(const Problem& p, const std::vector<std::int64_t>& seq_lens) {
     const double in = double(size_of(p.input));
-    const double span = double(p.window + p.q_len - 1);
+    const std::int64_t span = p.window + p.q_len - 1;
+    // The positions some query of each sequence attends: its span, cut at its start.
+    double positions = double(p.batch) * double(span);
+    if (!seq_lens.empty()) {
+      positions = 0.0;
+      for (std::int64_t len : seq_lens) positions += double(len < span ? len : span);
+    }
     q = double(p.q_elems()) * in;
-    kv = double(p.batch) * p.kv_heads * span * p.head_dim * in;
+    kv = positions * p.kv_heads * p.head_dim * in;
     scores = double(p.score_elems()) * sizeof(float);  // fp32 scores or probabilities
     out = double(p.out_elems()) * double(size_of(p.output));
     lse = double(p.lse_elems()) * sizeof(float);
-    dot_flops = 2.0 * double(p.score_elems()) * p.head_dim;  // one multiply-add each
-    softmax_flops = 5.0 * double(p.score_elems());           // max, subtract, exp, sum, scale
+    // One multiply-add per attended score and dim; max, subtract, exp, sum, scale per score.
+    const double attended = double(p.score_elems()) * positions / (double(p.batch) * double(span));
+    dot_flops = 2.0 * attended * p.head_dim;
+    softmax_flops = 5.0 * attended;
   }
 };
 
@@ -97,8 +105,8 @@ BufferTraffic writes(std::string name, double bytes) {
 
 }  // namespace
 
-Traffic traffic(Path path, const Problem& p) {
-  const TensorBytes t(p);
+Traffic traffic(Path path, const Problem& p, const std::vector<std::int64_t>& seq_lens) {
+  const TensorBytes t(p, seq_lens);
   switch (path) {
     case Path::qk:  // q . K over the window
       return {{reads("q", t.q), reads("k", t.kv), writes("scores", t.scores)}, t.dot_flops};
@@ -110,7 +118,7 @@ Traffic traffic(Path path, const Problem& p) {
     case Path::unfused: {  // the three stages in sequence
       Traffic all;
       for (Path stage : {Path::qk, Path::softmax, Path::pv}) {
-        const Traffic s = traffic(stage, p);
+        const Traffic s = traffic(stage, p, seq_lens);
         for (const BufferTraffic& b : s.buffers)
           all.buffers.push_back({std::string(to_string(stage)) + "." + b.name, b.bytes, b.written});
         all.flops += s.flops;
@@ -152,6 +160,7 @@ std::string BenchCase::name(bool hot) const {
     << "/layout:" << to_string(layout.kind);
   if (layout.kind == KvLayoutKind::paged) s << "/page:" << layout.page_size;
   if (p.output != p.input) s << "/out:" << to_string(p.output);
+  if (ragged_min > 0) s << "/ragged:" << ragged_min;
   if (splits > 0) s << "/splits:" << splits;
   if (hot) s << "/l2:hot";
   return s.str();
@@ -306,8 +315,10 @@ void Harness::flush_l2() {
 }
 
 gpu::DeviceProblem& Harness::problem(const Problem& p, const KvLayoutSpec& layout,
-                                     std::size_t workspace_bytes) {
-  const std::string key = p.tag() + "/" + layout.tag();
+                                     std::size_t workspace_bytes,
+                                     const std::vector<std::int64_t>& seq_lens) {
+  std::string key = p.tag() + "/" + layout.tag();
+  for (std::int64_t len : seq_lens) key += "/" + std::to_string(len);
   if (problem_ && key == problem_key_) return *problem_;
   problem_.reset();  // free the previous shape before measuring what is free
   problem_key_.clear();
@@ -318,7 +329,7 @@ gpu::DeviceProblem& Harness::problem(const Problem& p, const KvLayoutSpec& layou
                       " (inputs, outputs, workspace) plus a " + gib(double(kMemoryMargin)) +
                       " margin; " + gib(double(free_bytes)) + " free of " +
                       gib(double(device_.global_bytes)));
-  problem_ = std::make_unique<gpu::DeviceProblem>(p, layout, options_.seed);
+  problem_ = std::make_unique<gpu::DeviceProblem>(p, layout, options_.seed, seq_lens);
   problem_key_ = key;
   return *problem_;
 }
@@ -342,13 +353,16 @@ void run_case(benchmark::State& state, const BenchCase& c) {
     gpu::LaunchContext ctx;
     ctx.multiprocessors = h.device().multiprocessors;
     ctx.splits = c.splits;
+    ctx.seq_lens = c.seq_lens.empty() ? nullptr : c.seq_lens.data();
     std::size_t workspace = 0;
     for (const gpu::Implementation* impl : all) {
       const std::string why = impl->why_unsupported(p, c.layout);
       if (!why.empty()) throw NotRunnable("unsupported by " + impl->name + ": " + why);
+      if (!c.seq_lens.empty() && !impl->takes_seq_lens)
+        throw NotRunnable("unsupported by " + impl->name + ": takes no sequence lengths (ragged)");
       workspace = std::max(workspace, impl->workspace(p, ctx));
     }
-    gpu::DeviceProblem& dp = h.problem(p, c.layout, workspace);
+    gpu::DeviceProblem& dp = h.problem(p, c.layout, workspace, c.seq_lens);
 
     // The implementations share one workspace: a first pass grows it to the largest need, so
     // the pointers the second pass hands out stay valid.
@@ -419,7 +433,7 @@ void run_case(benchmark::State& state, const BenchCase& c) {
                         "NaN before them): elements left unwritten, or NaN computed");
 
     // Rates are Google Benchmark's: a counter's value per iteration over the manual (GPU) time.
-    const Traffic k = traffic(c.path, p);
+    const Traffic k = traffic(c.path, p, c.seq_lens);
     using benchmark::Counter;
     state.counters["bytes"] = k.bytes();
     state.counters["bytes_read"] = k.read_bytes();

@@ -42,7 +42,9 @@ struct Traffic {
   // "reads q, k; writes scores" (names only, for the context).
   std::string describe() const;
 };
-Traffic traffic(Path path, const Problem& p);
+// seq_lens: a ragged batch's lengths (empty: every sequence seq_len long); K and V count the
+// positions each sequence attends.
+Traffic traffic(Path path, const Problem& p, const std::vector<std::int64_t>& seq_lens = {});
 // The StageOutput flags a path writes: poisoned before its timed runs, checked after them.
 unsigned outputs_of(Path path);
 
@@ -55,6 +57,8 @@ struct BenchCase {
   Problem problem;
   KvLayoutSpec layout;
   int splits = 0;  // window splits requested of every timed launch; 0: the implementation chooses
+  std::vector<std::int64_t> seq_lens;  // a ragged batch's lengths; empty: not ragged
+  std::int64_t ragged_min = 0;         // the shortest length a ragged batch was drawn from
   // e.g.
   // fused/impl:attnscope.fused/acc:fp32/in:fp16/d:128/b:1/qh:32/kvh:8/q:1/window:4096/layout:bhsd
   std::string name(bool hot) const;
@@ -109,7 +113,8 @@ class Harness {
   // it (registration order groups them by shape). The previous one is freed first; throws
   // NotRunnable when the new one (plus `workspace_bytes`) does not fit in free device memory.
   gpu::DeviceProblem& problem(const Problem& p, const KvLayoutSpec& layout,
-                              std::size_t workspace_bytes);
+                              std::size_t workspace_bytes,
+                              const std::vector<std::int64_t>& seq_lens = {});
 
  private:
   Harness() = default;

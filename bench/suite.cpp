@@ -75,6 +75,8 @@ std::vector<BenchCase> make_cases(const std::vector<DecodeShape>& shapes,
       c.before = std::move(before);
       c.problem = shape.problem();
       c.layout = shape.layout_spec();
+      c.seq_lens = shape.seq_lens();
+      c.ragged_min = shape.ragged_min;
       cases.push_back(std::move(c));
     };
     for (Path path : attnscope::kAllPaths) {
@@ -120,6 +122,7 @@ std::vector<BenchCase> make_tuning_cases(const std::vector<DecodeShape>& shapes,
   std::vector<BenchCase> cases;
   for (const DecodeShape& shape : shapes)
     for (const gpu::Implementation* i : gpu::implementations(Path::split_kv)) {
+      if (shape.ragged_min > 0) continue;  // the tuning table is of the dense shapes
       if (!filter.matches(i->name)) continue;
       std::vector<int> splits =
           attnscope::tuning_splits(shape.problem(), attnscope::kTuneMinSplitLen);

@@ -60,12 +60,13 @@ TEST(AccuracyCases, DefaultSetCoversEveryWindowPathAndAccumulation) {
   EXPECT_TRUE(left_out.empty());
   // 146 cases, the split paths of attnscope at 1, 3 and 16 splits (window 1000, both
   // accumulations: split invariance, each count held to its own order's budget), two
-  // poisoned-cache cases, three masked cases and one of logits near -6e4 a path and
-  // accumulation.
-  EXPECT_EQ(cases.size(), 194u);
-  int poisoned = 0, masked = 0, fully = 0, padded = 0, negative = 0, overflow = 0;
+  // poisoned-cache cases, three masked cases, three ragged batches (one poisoned) and one of
+  // logits near -6e4 a path and accumulation.
+  EXPECT_EQ(cases.size(), 212u);
+  int poisoned = 0, masked = 0, fully = 0, padded = 0, negative = 0, overflow = 0, ragged = 0;
   for (const AccuracyCase& c : cases) {
     poisoned += c.data.poison_outside ? 1 : 0;
+    ragged += c.data.ragged_min_len > 0 ? 1 : 0;
     masked += c.data.masks_keys() ? 1 : 0;
     fully += c.data.fully_masked > 0 ? 1 : 0;
     padded += c.data.left_padding ? 1 : 0;
@@ -78,7 +79,8 @@ TEST(AccuracyCases, DefaultSetCoversEveryWindowPathAndAccumulation) {
       EXPECT_FALSE(c.expect_fp16_overflow) << c.name();
     }
   }
-  EXPECT_EQ(poisoned, 12);
+  EXPECT_EQ(poisoned, 18);
+  EXPECT_EQ(ragged, 18);
   EXPECT_EQ(masked, 18);
   EXPECT_EQ(fully, 6);
   EXPECT_EQ(padded, 6);
@@ -378,10 +380,14 @@ TEST(Registry, EngineImplementationGetsCasesOnItsOwnLayout) {
   }
   // An implementation that does not declare takes_key_mask gets no masked case.
   EXPECT_EQ(reasons, (std::set<std::string>{"bshd caches only", "fp32 accumulation only",
-                                            "takes no key mask"}));
-  for (const AccuracyCase& c : cases) EXPECT_FALSE(c.data.masks_keys()) << c.name();
+                                            "takes no key mask",
+                                            "takes no sequence lengths (ragged batches)"}));
+  for (const AccuracyCase& c : cases) {
+    EXPECT_FALSE(c.data.masks_keys()) << c.name();
+    EXPECT_EQ(c.data.ragged_min_len, 0) << c.name();
+  }
   // The fused path's cases of the default set (the split-count cases are attnscope's own).
-  EXPECT_EQ(std::size_t(left) + cases.size(), 60u);
+  EXPECT_EQ(std::size_t(left) + cases.size(), 66u);
 
   const gpu::Implementation& reg = gpu::implementation("testengine.decode");
   EXPECT_FALSE(reg.declares_order());

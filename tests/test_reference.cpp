@@ -930,3 +930,104 @@ TEST(NegativeLogits, EveryLogitBelowMinus5e4AndTheDotsExactInBinary32) {
 }
 
 }  // namespace
+
+namespace {
+
+// Ragged lengths: the first sequence the longest, the others drawn within [max(min, q_len),
+// seq_len], the same for the same seed, short and long ones both present.
+TEST(Ragged, LengthsAreSeededAndWithinRange) {
+  Problem p = make_problem(64, 4, 1, 2, 32768, 32767);
+  const auto a = attnscope::ragged_lengths(p, 256, 7), b = attnscope::ragged_lengths(p, 256, 7);
+  EXPECT_EQ(a, b);
+  EXPECT_NE(a, attnscope::ragged_lengths(p, 256, 8));
+  ASSERT_EQ(a.size(), 64u);
+  EXPECT_EQ(a[0], p.seq_len);
+  int short_ones = 0, long_ones = 0;
+  for (std::int64_t len : a) {
+    EXPECT_GE(len, 256);
+    EXPECT_LE(len, p.seq_len);
+    short_ones += len < 2048 ? 1 : 0;
+    long_ones += len > 8192 ? 1 : 0;
+  }
+  // Log-uniform over 256..32768: 3/7 of them below 2048, 2/7 above 8192.
+  EXPECT_GT(short_ones, 12);
+  EXPECT_GT(long_ones, 6);
+  DataSpec bad;
+  Problem small = make_problem(2, 4, 1, 1, 100, 100);
+  bad.ragged_min_len = 101;
+  EXPECT_THROW(attnscope::make_inputs(small, KvLayoutSpec{}, bad), std::invalid_argument);
+}
+
+// A ragged batch's sequence b gives what a batch of that one sequence gives: the same output and
+// lse, and the same scores and probabilities where the window lies inside the sequence (-inf and
+// 0 before its start). Checked on a paged cache, with windows cut at position 0 (q_len 1) and
+// sliding windows inside the sequence (q_len 3).
+TEST(Ragged, EachSequenceMatchesItsOwnProblem) {
+  for (int q_len : {1, 3}) {
+    const std::int64_t seq_len = 700, window = q_len == 1 ? 700 : 150;
+    const Problem p = make_problem(5, 4, 2, q_len, seq_len, window);
+    KvLayoutSpec l;
+    l.kind = KvLayoutKind::paged;
+    l.page_size = 16;
+    l.spare_pages = 3;
+    DataSpec data;
+    data.ragged_min_len = q_len == 1 ? 20 : 160;
+    data.poison_outside = true;
+    const AttentionInputs in = attnscope::make_inputs(p, l, data);
+    ASSERT_EQ(in.seq_lens.size(), 5u);
+    const ref::Trace<double> tr = ref::attention<double>(in);
+    std::vector<double> out, lse;
+    ref::attention_output<double>(in, out, lse);
+    const attnscope::KvAddressing addr = in.layout.addressing();
+    for (int b = 0; b < p.batch; ++b) {
+      const std::int64_t len = in.seq_len_of(b);
+      Problem one = p;
+      one.batch = 1;
+      one.seq_len = len;
+      one.window = std::min(window, len - q_len + 1);
+      AttentionInputs s = attnscope::make_inputs(one, KvLayoutSpec{}, DataSpec{});
+      for (int t = 0; t < q_len; ++t)
+        for (int h = 0; h < p.q_heads; ++h)
+          for (int d = 0; d < p.head_dim; ++d)
+            s.q.set(s.q_offset(0, t, h) + d, in.q.get(in.q_offset(b, t, h) + d));
+      const attnscope::KvAddressing sa = s.layout.addressing();
+      for (int h = 0; h < p.kv_heads; ++h)
+        for (std::int64_t pos = 0; pos < len; ++pos)
+          for (int d = 0; d < p.head_dim; ++d) {
+            s.k.set(sa.offset(0, h, pos) + d, in.k.get(addr.offset(b, h, pos) + d));
+            s.v.set(sa.offset(0, h, pos) + d, in.v.get(addr.offset(b, h, pos) + d));
+          }
+      const ref::Trace<double> ts = ref::attention<double>(s);
+      for (int h = 0; h < p.q_heads; ++h)
+        for (int t = 0; t < q_len; ++t) {
+          const double l1 = tr.lse[std::size_t(row_index(p, b, h, t))];
+          const double l2 = ts.lse[std::size_t(row_index(one, 0, h, t))];
+          ASSERT_NEAR(l1, l2, 1e-12 * std::fabs(l2)) << b << " " << h << " " << t;
+          EXPECT_NEAR(lse[std::size_t(row_index(p, b, h, t))], l2, 1e-12 * std::fabs(l2));
+          for (int d = 0; d < p.head_dim; ++d) {
+            const double o2 = ts.out[std::size_t(s.q_offset(0, t, h) + d)];
+            ASSERT_NEAR(tr.out[std::size_t(in.q_offset(b, t, h) + d)], o2, 1e-12) << b;
+            ASSERT_NEAR(out[std::size_t(in.q_offset(b, t, h) + d)], o2, 1e-12) << b;
+          }
+          // Column j of the ragged row is the sequence's position len - q_len + t + 1 - window
+          // + j; the one-sequence problem's column j2 is its position
+          // len - q_len + t + 1 - one.window + j2.
+          for (std::int64_t j = 0; j < window; ++j) {
+            const std::int64_t pos = len - q_len + t + 1 - window + j;
+            const double sc = tr.scores[std::size_t(score_index(p, b, h, t, j))];
+            const double pr = tr.probs[std::size_t(score_index(p, b, h, t, j))];
+            const std::int64_t j2 = pos - (len - q_len + t + 1 - one.window);
+            if (pos < 0) {
+              ASSERT_EQ(sc, -kInf);
+              ASSERT_EQ(pr, 0.0);
+            } else if (j2 >= 0) {
+              ASSERT_EQ(sc, ts.scores[std::size_t(score_index(one, 0, h, t, j2))]);
+              ASSERT_NEAR(pr, ts.probs[std::size_t(score_index(one, 0, h, t, j2))], 1e-13);
+            }
+          }
+        }
+    }
+  }
+}
+
+}  // namespace

@@ -40,7 +40,7 @@ Distribution parse_distribution(std::string_view s) {
 namespace {
 
 constexpr std::uint64_t kStreamQ = 1, kStreamK = 2, kStreamV = 3, kStreamFill = 4, kStreamMask = 5,
-                        kStreamT = 6, kStreamPad = 7;
+                        kStreamT = 6, kStreamPad = 7, kStreamLen = 8;
 
 // Student-t with 3 degrees of freedom, scaled to unit variance: z / sqrt(chi2_3 / 3) / sqrt(3).
 double student_t3(std::uint64_t seed, std::uint64_t stream, std::uint64_t i) {
@@ -89,11 +89,28 @@ double generated_value(const Problem& p, const DataSpec& data, int which, int b,
   return 0.0;
 }
 
+std::vector<std::int64_t> ragged_lengths(const Problem& p, std::int64_t min_len,
+                                         std::uint64_t seed) {
+  const double lo = static_cast<double>(std::max<std::int64_t>(min_len, p.q_len));
+  const double hi = static_cast<double>(p.seq_len);
+  std::vector<std::int64_t> lens(static_cast<std::size_t>(p.batch), p.seq_len);
+  for (int b = 1; b < p.batch; ++b) {
+    const double u = to_unit_open(counter_hash(seed, kStreamLen, std::uint64_t(b)));
+    const auto len = static_cast<std::int64_t>(std::floor(lo * std::exp(u * std::log(hi / lo))));
+    lens[std::size_t(b)] = std::clamp<std::int64_t>(len, std::int64_t(lo), p.seq_len);
+  }
+  return lens;
+}
+
 AttentionInputs make_inputs(const Problem& p, const KvLayoutSpec& layout_spec,
                             const DataSpec& data) {
   p.validate();
   if (!(data.mask_fraction >= 0.0 && data.mask_fraction < 1.0))
     throw std::invalid_argument("mask_fraction must be in [0, 1)");
+  if (data.ragged_min_len < 0 || data.ragged_min_len > p.seq_len)
+    throw std::invalid_argument(
+        "ragged_min_len must be in [0, seq_len = " + std::to_string(p.seq_len) + "] (got " +
+        std::to_string(data.ragged_min_len) + ")");
   if (data.fully_masked < 0 || data.fully_masked > p.batch)
     throw std::invalid_argument("fully_masked must be in [0, batch = " + std::to_string(p.batch) +
                                 "] (got " + std::to_string(data.fully_masked) + ")");
@@ -103,7 +120,9 @@ AttentionInputs make_inputs(const Problem& p, const KvLayoutSpec& layout_spec,
                      HostTensor(p.input, {p.batch, p.q_len, p.q_heads, p.head_dim}),
                      HostTensor(),
                      HostTensor(),
+                     {},
                      {}};
+  if (data.ragged_min_len > 0) in.seq_lens = ragged_lengths(p, data.ragged_min_len, data.seed);
   const std::int64_t storage = in.layout.storage_elems();
   in.k = HostTensor(p.input, {storage});
   in.v = HostTensor(p.input, {storage});
@@ -148,8 +167,11 @@ AttentionInputs make_inputs(const Problem& p, const KvLayoutSpec& layout_spec,
           const int h = static_cast<int>((r / p.seq_len) % p.kv_heads);
           const int b = static_cast<int>(r / (std::int64_t(p.seq_len) * p.kv_heads));
           const std::int64_t base = a.offset(b, h, pos);
-          // Positions before the first query's window are attended by no query.
-          if (data.poison_outside && pos < p.window_start(0)) continue;
+          // Positions before the first query's window, and past a ragged sequence's end, are
+          // attended by no query.
+          const std::int64_t len = in.seq_len_of(b);
+          if (data.poison_outside && (pos < len - (p.seq_len - p.window_start(0)) || pos >= len))
+            continue;
           for (int d = 0; d < p.head_dim; ++d) {
             in.k.set(base + d, generated_value(p, data, 1, b, h, pos, d));
             in.v.set(base + d, generated_value(p, data, 2, b, h, pos, d));
@@ -167,7 +189,7 @@ AttentionInputs make_inputs(const Problem& p, const KvLayoutSpec& layout_spec,
         continue;
       }
       // Only positions before the queries' own are masked.
-      const std::int64_t keys = p.seq_len - p.q_len;
+      const std::int64_t keys = in.seq_len_of(b) - p.q_len;
       std::int64_t pad = 0;
       if (data.left_padding)
         pad = static_cast<std::int64_t>(counter_hash(data.seed, kStreamPad, std::uint64_t(b)) %

@@ -42,7 +42,8 @@ nlohmann::json to_json(const KvLayoutSpec& l) {
 nlohmann::json to_json(const DataSpec& d) {
   return {{"distribution", to_string(d.dist)}, {"seed", d.seed},
           {"mask_fraction", d.mask_fraction},  {"left_padding", d.left_padding},
-          {"fully_masked", d.fully_masked},    {"poison_outside", d.poison_outside}};
+          {"fully_masked", d.fully_masked},    {"ragged_min_len", d.ragged_min_len},
+          {"poison_outside", d.poison_outside}};
 }
 
 void add_metrics(nlohmann::json& j, const Metrics& m, const std::string& prefix) {

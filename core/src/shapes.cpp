@@ -1,5 +1,7 @@
 #include "attnscope/core/shapes.hpp"
 
+#include "attnscope/core/inputs.hpp"
+
 #include <stdexcept>
 
 namespace attnscope {
@@ -21,6 +23,11 @@ DecodeShape mha(int batch, std::int64_t window) {
 
 }  // namespace
 
+std::vector<std::int64_t> DecodeShape::seq_lens() const {
+  if (ragged_min <= 0) return {};
+  return ragged_lengths(problem(), ragged_min, kRaggedSeed);
+}
+
 std::vector<DecodeShape> bench_shapes(const std::string& set) {
   if (set != "quick" && set != "default" && set != "full")
     throw std::invalid_argument("unknown benchmark set '" + set +
@@ -35,6 +42,11 @@ std::vector<DecodeShape> bench_shapes(const std::string& set) {
     for (std::int64_t window : {1024, 4096, 32768, 131072}) s.push_back(llama(batch, window));
   for (int batch : {1, 8})
     for (std::int64_t window : {4096, 8192}) s.push_back(mha(batch, window));
+  // A serving batch: 64 sequences of 256 to 32K positions (long-tailed: log-uniform), paged.
+  DecodeShape serving = llama(64, 32768);
+  serving.layout = KvLayoutKind::paged;
+  serving.ragged_min = 256;
+  s.push_back(serving);
   if (set != "full") return s;
 
   // full: each other axis varied around two Llama decode shapes, a short and a long cache.

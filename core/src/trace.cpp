@@ -509,10 +509,10 @@ void write_trace_point(const std::string& path, const AttentionInputs& in, const
                        const std::map<std::string, std::string>& metadata, bool npy) {
   const Problem& p = in.problem;
   const KvLayoutSpec& l = in.layout.spec();
-  if (!in.key_mask.empty())
+  if (!in.key_mask.empty() || !in.seq_lens.empty())
     throw std::invalid_argument(
-        "write_trace_point: trace points carry no key mask, and these "
-        "inputs mask keys");
+        "write_trace_point: trace points carry no key mask and no sequence lengths, and these "
+        "inputs mask keys or are a ragged batch");
   attnscope_trace::TraceWriter w;
   w.metadata("layout", std::string(to_string(l.kind)))
       .metadata("layer", std::to_string(l.layer))

@@ -3,13 +3,27 @@
 #pragma once
 
 #include "common.hpp"
+#include "fault.hpp"
 #include "stage_kernels.hpp"
 
 namespace attnscope::gpu::detail {
 
-// Whether the key at `pos` of sequence b is attended (no mask: every key).
-__device__ __forceinline__ bool key_attended(const KernelParams& p, int b, std::int64_t pos) {
-  return p.key_mask == nullptr || p.key_mask[std::int64_t(b) * p.seq_len + pos] != 0;
+// The kernels index keys by the positions of the longest sequence (seq_len): score column j of
+// query t is position seq_len - q_len + t + 1 - window + j for every sequence, and sequence b's
+// own position is that plus seq_shift(p, b) (<= 0; 0 unless the batch is ragged).
+__device__ __forceinline__ std::int64_t seq_shift(const KernelParams& p, int b) {
+  return p.seq_lens == nullptr ? 0 : p.seq_lens[b] - p.seq_len;
+}
+
+// Whether sequence b attends the key at `pos` (shift = seq_shift(p, b)): inside the sequence,
+// and not masked (mask_ignored: the mask is not looked at).
+template <Fault F = Fault::none>
+__device__ __forceinline__ bool key_attended(const KernelParams& p, int b, std::int64_t shift,
+                                             std::int64_t pos) {
+  const std::int64_t own = pos + shift;
+  if (own < 0) return false;
+  return F == Fault::mask_ignored || p.key_mask == nullptr ||
+         p.key_mask[std::int64_t(b) * p.seq_len + own] != 0;
 }
 
 template <class T, Accum A, int D>

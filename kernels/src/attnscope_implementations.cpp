@@ -41,6 +41,7 @@ int decode_splits(const Problem& p, const LaunchContext& c, const char* who) {
     throw std::invalid_argument(std::string(who) +
                                 ": the split count is chosen from the device's multiprocessor "
                                 "count, and none was given");
+  if (c.seq_lens != nullptr) return decode_auto_splits_ragged(p, c.multiprocessors, c.seq_lens);
   return decode_auto_splits(p, c.multiprocessors);
 }
 }  // namespace
@@ -55,6 +56,7 @@ int fused_splits(const Problem& p, const LaunchContext& c) {
 LaunchContext launch_context(const StageArgs& a) {
   LaunchContext c;
   c.splits = a.splits;
+  c.seq_lens = a.host_seq_lens;
   // The count the caller sized the workspace with, so the launch splits as it was told.
   if (a.splits <= 0)
     c.multiprocessors = a.multiprocessors > 0 ? a.multiprocessors : multiprocessor_count();
@@ -156,6 +158,8 @@ Implementation own(Path path, std::function<void(const StageArgs&)> launch) {
   // qk writes a masked key's score as -inf, softmax gives it probability 0, pv and the
   // single-pass paths never read its V.
   i.takes_key_mask = true;
+  // Ragged batches: positions before a sequence's start are not attended, and never read.
+  i.takes_seq_lens = true;
   return i;
 }
 

@@ -163,6 +163,53 @@ inline int decode_auto_splits(const Problem& p, int multiprocessors) {
   return static_cast<int>(best);
 }
 
+// Window splits of a ragged batch (`lens`: the [batch] sequence lengths). Splits cut the longest
+// sequence's span; a shorter sequence's positions fall in its last splits, and the blocks of the
+// splits before its start stream nothing. The time is modelled as above, with the waves counted
+// over the blocks that hold positions (each split's positions of each sequence rounded up to
+// whole tiles) spread over the slots, or the longest block where that is longer, plus
+// kDecodeEmptyCost for each block that holds none: long sequences are cut into many blocks of
+// one size and short ones into few, so the work is balanced between them.
+inline constexpr std::int64_t kDecodeEmptyCost = 2;
+inline int decode_auto_splits_ragged(const Problem& p, int multiprocessors,
+                                     const std::int64_t* lens) {
+  const int qt = decode_query_tile(p);
+  const int eb = static_cast<int>(size_of(p.input));
+  const std::int64_t per_seq = std::int64_t(p.kv_heads) * decode_query_tiles(p);
+  const std::int64_t slots =
+      std::int64_t(multiprocessors) * decode_blocks_per_sm(qt, p.head_dim, eb);
+  const std::int64_t span = span_of(p);
+  const std::int64_t keys = decode_tile_positions(qt, p.head_dim, eb);
+  std::int64_t most = span / kDecodeMinSplitLen;
+  if (most > 1024) most = 1024;
+  if (most < 1) most = 1;
+  std::int64_t best = 1;
+  std::int64_t best_cost = 0;
+  for (std::int64_t s = 1; s <= most; ++s) {
+    const std::int64_t len = (span + s - 1) / s;
+    // Blocks of each sequence that hold positions: the splits its span [span - own, span) meets.
+    std::int64_t work = 0, positions = 0;
+    for (int b = 0; b < p.batch; ++b) {
+      const std::int64_t own = lens[b] < span ? lens[b] : span;
+      const std::int64_t first = (span - own) / len;
+      work += (s - first) * per_seq;
+      positions += ((own + keys - 1) / keys * keys + (s - first) * kDecodeBlockCost) * per_seq;
+    }
+    const std::int64_t empty = std::int64_t(p.batch) * per_seq * s - work;
+    const std::int64_t rounded = (len + keys - 1) / keys * keys;
+    // The positions spread over the slots bound the time from below, and so does the longest
+    // block.
+    std::int64_t cost = (positions + slots - 1) / slots;
+    if (cost < rounded + kDecodeBlockCost) cost = rounded + kDecodeBlockCost;
+    cost += kDecodeMergeCost * s + (empty * kDecodeEmptyCost + slots - 1) / slots;
+    if (s == 1 || cost < best_cost) {
+      best = s;
+      best_cost = cost;
+    }
+  }
+  return static_cast<int>(best);
+}
+
 // Workspace of fused and split_kv at `splits` (decode_kernel.hpp's DecodeWorkspace): partials
 // and their log-sum-exps, and (fused) the ticket counters; none without splits.
 inline std::size_t decode_workspace_bytes(const Problem& p, int splits, bool tickets) {

@@ -205,9 +205,17 @@ __global__ __launch_bounds__(kDecThreads, (DecodeGeom<T, D, QT>::MIN_BLOCKS)) vo
   constexpr float kNoKey = F == Fault::finite_sentinel ? -5e4f : -INFINITY;
   float m_own = F == Fault::no_max_shift ? 0.0f : kNoKey;
 
-  const std::int64_t c0 = p.span_start + std::int64_t(split) * p.split_len;
+  const std::int64_t shift = seq_shift(p, b);
+  std::int64_t c0 = p.span_start + std::int64_t(split) * p.split_len;
   const std::int64_t c1 = min(c0 + p.split_len, p.span_start + p.span);
-  RowStream<F, T, D, R, TK> rows(p.kv, b, kvh, c0, c1, rg, lir);
+  // A shorter sequence of a ragged batch starts at -shift: the whole tiles before it hold no key
+  // and are skipped (the row-groups keep their positions, so the order is unchanged); a split
+  // that ends before it streams nothing.
+  if (c1 <= -shift)
+    c0 = c1;
+  else if (c0 < -shift)
+    c0 += (-shift - c0) / G::KEYS * G::KEYS;
+  RowStream<F, T, D, R, TK> rows(p.kv, b, kvh, c0, c1, rg, lir, shift);
   const int ntiles = rows.ntiles;
   const T* const src[2] = {static_cast<const T*>(p.k), static_cast<const T*>(p.v)};
   // Queues tile t (zeros past the split) into stage t % kDecStages.
@@ -226,8 +234,7 @@ __global__ __launch_bounds__(kDecThreads, (DecodeGeom<T, D, QT>::MIN_BLOCKS)) vo
     const std::int64_t pos = c0 + std::int64_t(t) * G::KEYS + j_own * R + rg;
     // Keys outside the window, and masked keys, are skipped: they leave the max alone and
     // their V is never applied.
-    const bool in = pos < c1 && pos >= key_lo && pos < key_hi &&
-                    (F == Fault::mask_ignored || pos < 0 || key_attended(p, b, pos));
+    const bool in = pos < c1 && pos >= key_lo && pos < key_hi && key_attended<F>(p, b, shift, pos);
     const float s_in = in ? s : kNoKey;
     float m_before = m_own, m_tile = m_own;
 #pragma unroll

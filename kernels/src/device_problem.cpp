@@ -22,15 +22,34 @@ DeviceProblem::DeviceProblem(const AttentionInputs& in)
         std::to_string(std::int64_t(in.problem.batch) * in.problem.seq_len) + " entries, got " +
         std::to_string(in.key_mask.size()));
   key_mask_.upload(in.key_mask.data(), in.key_mask.size());
+  set_seq_lens(in.seq_lens);
   q_.upload(in.q.data(), in.q.bytes());
   k_.upload(in.k.data(), in.k.bytes());
   v_.upload(in.v.data(), in.v.bytes());
   block_table_.upload(in.layout.block_table().data(), block_table_.bytes());
 }
 
-DeviceProblem::DeviceProblem(const Problem& p, const KvLayoutSpec& layout_spec, std::uint64_t seed)
+void DeviceProblem::set_seq_lens(const std::vector<std::int64_t>& lens) {
+  if (lens.empty()) return;
+  if (std::int64_t(lens.size()) != problem_.batch)
+    throw std::invalid_argument("ragged batch: expected " + std::to_string(problem_.batch) +
+                                " sequence lengths, got " + std::to_string(lens.size()));
+  for (std::size_t b = 0; b < lens.size(); ++b)
+    if (lens[b] < problem_.q_len || lens[b] > problem_.seq_len)
+      throw std::invalid_argument("ragged batch: sequence " + std::to_string(b) + " has length " +
+                                  std::to_string(lens[b]) + ", outside [q_len, seq_len] = [" +
+                                  std::to_string(problem_.q_len) + ", " +
+                                  std::to_string(problem_.seq_len) + "]");
+  host_seq_lens_ = lens;
+  seq_lens_ = DeviceBuffer(lens.size() * sizeof(std::int64_t));
+  seq_lens_.upload(lens.data(), seq_lens_.bytes());
+}
+
+DeviceProblem::DeviceProblem(const Problem& p, const KvLayoutSpec& layout_spec, std::uint64_t seed,
+                             std::vector<std::int64_t> seq_lens)
     : problem_(p), multiprocessors_(device_info().multiprocessors) {
   const KvLayout layout(p, layout_spec);  // validates the problem and the layout
+  set_seq_lens(seq_lens);
   const std::size_t in_size = size_of(p.input);
   q_ = DeviceBuffer(std::size_t(p.q_elems()) * in_size);
   k_ = DeviceBuffer(std::size_t(layout.storage_elems()) * in_size);
@@ -76,6 +95,10 @@ StageArgs DeviceProblem::args(const Implementation& impl, int splits) {
   a.kv = kv_host_;
   a.kv.block_table = kv_host_.block_table ? block_table_.as<std::int32_t>() : nullptr;
   a.key_mask = key_mask_.bytes() > 0 ? key_mask_.as<const std::uint8_t>() : nullptr;
+  if (!host_seq_lens_.empty()) {
+    a.seq_lens = seq_lens_.as<const std::int64_t>();
+    a.host_seq_lens = host_seq_lens_.data();
+  }
   a.scores = scores_.as<float>();
   a.probs = probs_.as<float>();
   a.out = out_.data();
@@ -107,6 +130,10 @@ void DeviceProblem::run(const Implementation& impl, bool scale_in_softmax, int s
     throw std::invalid_argument(impl.name +
                                 " takes no key mask, and these inputs mask keys: its results "
                                 "would attend the masked keys");
+  if (!host_seq_lens_.empty() && !impl.takes_seq_lens)
+    throw std::invalid_argument(impl.name +
+                                " takes no sequence lengths, and this batch is ragged: its "
+                                "results would attend positions outside the sequences");
   StageArgs a = args(impl, splits);
   a.scale_in_softmax = scale_in_softmax;
   impl.launch(a);
@@ -158,6 +185,7 @@ LaunchContext DeviceProblem::launch_context(int splits) const {
   LaunchContext c;
   c.multiprocessors = multiprocessors_;
   c.splits = splits;
+  c.seq_lens = host_seq_lens_.empty() ? nullptr : host_seq_lens_.data();
   return c;
 }
 

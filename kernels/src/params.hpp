@@ -24,6 +24,7 @@ struct KernelParams {
   const void* v;
   KvAddressing kv;
   const std::uint8_t* key_mask;  // [batch, seq_len], 0 = masked; null: none
+  const std::int64_t* seq_lens;  // [batch] (ragged batches); null: every sequence seq_len long
   float* scores;
   float* probs;
   void* out;
@@ -55,6 +56,7 @@ inline KernelParams make_params(const StageArgs& a, int qt) {
   k.v = a.v;
   k.kv = a.kv;
   k.key_mask = a.key_mask;
+  k.seq_lens = a.seq_lens;
   k.scores = a.scores;
   k.probs = a.probs;
   k.out = a.out;

@@ -89,7 +89,8 @@ __global__ __launch_bounds__(kPvThreads,
 
   const std::int64_t c0 = p.span_start + std::int64_t(split) * p.split_len;
   const std::int64_t c1 = min(c0 + p.split_len, p.span_start + p.span);
-  RowStream<F, T, D, ROWS, TK> rows(p.kv, b, kvh, c0, c1, rg, lir);
+  const std::int64_t shift = seq_shift(p, b);
+  RowStream<F, T, D, ROWS, TK> rows(p.kv, b, kvh, c0, c1, rg, lir, shift);
   const int ntiles = rows.ntiles;
   // Positions in the run that every query of the tile attends: [all_lo, all_hi).
   std::int64_t all_lo = q_start[0], all_hi = min(q_start[0] + p.window, c1);
@@ -119,13 +120,14 @@ __global__ __launch_bounds__(kPvThreads,
     const float* pr = reinterpret_cast<const float*>(st + G::V_WORDS);
     const std::int64_t tile0 = c0 + std::int64_t(t) * KEYS;
     // Mostly every key of the tile lies in every query's window: no test a key and query.
-    // With a key mask every key is tested: a masked key's V is never read, even where it holds
-    // NaN (its probability is 0).
-    const bool inside = p.key_mask == nullptr && tile0 >= all_lo && tile0 + KEYS <= all_hi;
+    // With a key mask (or before a ragged sequence's start) every key is tested: a masked key's V
+    // is never read, even where it holds NaN (its probability is 0).
+    const bool inside =
+        p.key_mask == nullptr && tile0 + shift >= 0 && tile0 >= all_lo && tile0 + KEYS <= all_hi;
 #pragma unroll
     for (int j = 0; j < TK; ++j) {
       const std::int64_t pos = tile0 + std::int64_t(j) * ROWS + rg;
-      if (!inside && (pos >= c1 || (pos >= 0 && !key_attended(p, b, pos)))) continue;
+      if (!inside && (pos >= c1 || !key_attended<F>(p, b, shift, pos))) continue;
       RawRow<T, D> raw;
 #pragma unroll
       for (int c = 0; c < S::NCH; ++c) raw.w[c] = st[G::vword(j, rg, c, lir)];

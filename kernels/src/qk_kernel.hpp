@@ -70,7 +70,8 @@ __global__ __launch_bounds__(
 
   const std::int64_t c0 = p.span_start + std::int64_t(blockIdx.x) * p.split_len;
   const std::int64_t c1 = min(c0 + p.split_len, p.span_start + p.span);
-  RowStream<F, T, D, R, TK> rows(p.kv, b, kvh, c0, c1, rg, lir);
+  const std::int64_t shift = seq_shift(p, b);
+  RowStream<F, T, D, R, TK> rows(p.kv, b, kvh, c0, c1, rg, lir, shift);
   const int ntiles = rows.ntiles;
   const T* const src[1] = {static_cast<const T*>(p.k)};
   // The score of a tile this thread stores (QT x KEYS <= kQkThreads: at most one): query my_i,
@@ -105,7 +106,7 @@ __global__ __launch_bounds__(
       if (pos < c1 && j >= 0 && j < p.window) {
         const bool dropped = F == Fault::first_key_dropped && j == 0;
         // A masked key's score is -inf, never a finite sentinel.
-        const bool masked = F != Fault::mask_ignored && pos >= 0 && !key_attended(p, b, pos);
+        const bool masked = !key_attended<F>(p, b, shift, pos);
         constexpr float kMasked = F == Fault::finite_sentinel ? -5e4f : -INFINITY;
         my_row[j] = dropped ? -INFINITY : masked ? kMasked : sc[t & 1][my_i][my_local];
       }

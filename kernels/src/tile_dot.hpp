@@ -24,13 +24,15 @@ struct RowStream {
   const KvAddressing& kv;
   int b, kvh, rg, lir, ntiles;
   std::int64_t c0, c1;
+  std::int64_t shift;     // the sequence's own position of `pos` is pos + shift (seq_shift)
   std::int64_t next_off;  // contiguous layouts: offset of the row-group's next tile's first row
   __device__ RowStream(const KvAddressing& kv_, int b_, int kvh_, std::int64_t c0_,
-                       std::int64_t c1_, int rg_, int lir_)
-      : kv(kv_), b(b_), kvh(kvh_), rg(rg_), lir(lir_), c0(c0_), c1(c1_) {
+                       std::int64_t c1_, int rg_, int lir_, std::int64_t shift_ = 0)
+      : kv(kv_), b(b_), kvh(kvh_), rg(rg_), lir(lir_), c0(c0_), c1(c1_), shift(shift_) {
     ntiles = c1 > c0 ? static_cast<int>((c1 - c0 + KEYS - 1) / KEYS) : 0;
-    next_off =
-        kv.block_table != nullptr ? 0 : kv_offset<F>(kv, b, kvh, 0) + (c0 + rg) * kv.stride_seq;
+    next_off = kv.block_table != nullptr
+                   ? 0
+                   : kv_offset<F>(kv, b, kvh, 0) + (c0 + shift + rg) * kv.stride_seq;
   }
   // First position of tile t for this row-group.
   __device__ std::int64_t pos0(int t) const { return c0 + std::int64_t(t) * KEYS + rg; }
@@ -43,9 +45,10 @@ struct RowStream {
     const bool paged = kv.block_table != nullptr;
 #pragma unroll
     for (int j = 0; j < TK; ++j) {
-      const bool ok = t < ntiles && j * R < left;
+      // Rows before the sequence (a ragged batch's shorter ones) are zeros, never read.
+      const bool ok = t < ntiles && j * R < left && p0 + j * R + shift >= 0;
       std::int64_t off = next_off + std::int64_t(j * R) * kv.stride_seq;
-      if (paged) off = ok ? kv_offset<F>(kv, b, kvh, p0 + j * R) : 0;
+      if (paged) off = ok ? kv_offset<F>(kv, b, kvh, p0 + j * R + shift) : 0;
 #pragma unroll
       for (int k = 0; k < NKV; ++k)
 #pragma unroll

@@ -305,7 +305,7 @@ ElementBounds pv_impl(const AttentionInputs& in, const std::vector<double>& prob
                 p_mag[v] = hi * (1.0 + u) + eta;
               }
             }
-            const int64_t off = addr.offset(b, h / group, start + j);
+            const int64_t off = in.kv_offset(addr, b, h / group, start + j);
             for (int d = d0; d < d1; ++d) {
               const double vj = in.v.get(off + d), vj_acc = v_exact ? vj : round_to(acc_t, vj);
               const double va = std::fabs(vj_acc), dv = std::fabs(vj_acc - vj);
@@ -387,7 +387,7 @@ ElementBounds qk_bounds(const AttentionInputs& in, const StageFormats& f, bool a
           const auto [b, h, t] = p.score_row(e / W);
           const int64_t pos = p.window_start(t) + j;
           if (!in.attends(b, pos)) continue;  // -inf in every implementation: no error
-          const int64_t kb = addr.offset(b, h / group, pos);
+          const int64_t kb = in.kv_offset(addr, b, h / group, pos);
           const std::size_t qb = static_cast<std::size_t>(in.q_offset(b, t, h));
           // Products of converted operands are exact in double (at most 48 bits).
           double dot = 0.0, mag = 0.0, conv = 0.0;

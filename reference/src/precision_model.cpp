@@ -169,7 +169,7 @@ std::vector<double> qk_impl(const AttentionInputs& in, const SummationOrder& ord
           const auto [b, h, t] = p.score_row(e / W);
           const int64_t pos = p.window_start(t) + j;
           if (!in.attends(b, pos)) continue;
-          const int64_t base = addr.offset(b, h / group, pos);
+          const int64_t base = in.kv_offset(addr, b, h / group, pos);
           for (int d = 0; d < D; ++d) k[static_cast<std::size_t>(d)] = A::from(in.k.get(base + d));
           const T* qr = q.data() + in.q_offset(b, t, h);
           T s = reduce<A>(order, D, [&](T acc, int64_t d) {
@@ -222,7 +222,8 @@ std::vector<double> pv_impl(const AttentionInputs& in, const std::vector<double>
             const bool a = in.attends(b, start + j);
             live[static_cast<std::size_t>(j)] = a ? 1 : 0;
             v[static_cast<std::size_t>(j)] =
-                a ? A::from(in.v.get(addr.offset(b, h / group, start + j) + d)) : A::from(0.0);
+                a ? A::from(in.v.get(in.kv_offset(addr, b, h / group, start + j) + d))
+                  : A::from(0.0);
           }
           const T* pr = pt.data() + ((int64_t(b) * p.q_heads + h) * p.q_len + t) * W;
           // A masked key contributes nothing (probability 0), whatever its V slot holds.
@@ -291,7 +292,7 @@ void decode_impl(const AttentionInputs& in, const SummationOrder& dot, int rows,
             const int64_t pos = t0 + i, j = pos - start;
             live[std::size_t(i)] = pos < c1 && j >= 0 && j < p.window && in.attends(b, pos);
             if (!live[std::size_t(i)]) continue;
-            const int64_t kb = addr.offset(b, h / group, pos);
+            const int64_t kb = in.kv_offset(addr, b, h / group, pos);
             kbs[std::size_t(i)] = kb;
             for (int d = 0; d < D; ++d) k[std::size_t(d)] = in.k.get(kb + d);
             sc[std::size_t(i)] = static_cast<float>(model_dot(

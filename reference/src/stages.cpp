@@ -219,7 +219,7 @@ void attention_unit(const AttentionInputs& in, const Plan& plan, const std::vect
 
     for (int64_t pos = c0; pos < c1; ++pos) {
       const bool attended = in.attends(b, pos);
-      if (attended) k_loader.load(addr.offset(b, kvh, pos), D, row.data());
+      if (attended) k_loader.load(in.kv_offset(addr, b, kvh, pos), D, row.data());
       for (int r = 0; r < R; ++r) {
         const int t = r % plan.q_len;
         Real s = neg_inf<Real>();
@@ -237,7 +237,7 @@ void attention_unit(const AttentionInputs& in, const Plan& plan, const std::vect
     }
     for (int64_t j = 0; j < n; ++j) {
       if (!in.attends(b, c0 + j)) continue;
-      v_loader.load(addr.offset(b, kvh, c0 + j), D, row.data());
+      v_loader.load(in.kv_offset(addr, b, kvh, c0 + j), D, row.data());
       for (int r = 0; r < R; ++r) {
         const Real s = scores[std::size_t(int64_t(r) * plan.chunk + j)];
         if (s == neg_inf<Real>()) continue;
@@ -293,7 +293,7 @@ std::vector<Real> qk(const AttentionInputs& in, bool apply_scale) {
       const Real* q = queries.data() + (int64_t(b) * plan.kv_heads + kvh) * R * D;
       for (int64_t pos = plan.split_begin(split); pos < plan.split_end(split); ++pos) {
         if (!in.attends(b, pos)) continue;  // stays -inf
-        loader.load(addr.offset(b, kvh, pos), D, row.data());
+        loader.load(in.kv_offset(addr, b, kvh, pos), D, row.data());
         for (int r = 0; r < R; ++r) {
           const int t = r % plan.q_len, h = kvh * plan.group + r / plan.q_len;
           if (!plan.in_window(t, pos)) continue;
@@ -364,7 +364,7 @@ std::vector<Real> pv(const AttentionInputs& in, const std::vector<Real>& probs) 
       Real* acc = partial.data() + u * R * D;
       for (int64_t pos = plan.split_begin(split); pos < plan.split_end(split); ++pos) {
         if (!in.attends(b, pos)) continue;  // excluded even if its V holds NaN
-        loader.load(addr.offset(b, kvh, pos), D, row.data());
+        loader.load(in.kv_offset(addr, b, kvh, pos), D, row.data());
         for (int r = 0; r < R; ++r) {
           const int t = r % plan.q_len, h = kvh * plan.group + r / plan.q_len;
           if (!plan.in_window(t, pos)) continue;

@@ -265,6 +265,7 @@ AttentionInputs build_inputs(TraceFile& t, Context& c) {
       HostTensor(in, {p.batch, p.q_len, p.q_heads, p.head_dim}, std::move(q.bytes)),
       HostTensor(in, {storage}, std::move(k.bytes)),
       HostTensor(in, {storage}, std::move(v.bytes)),
+      {},
       {}};
 
   // The recorded outputs.

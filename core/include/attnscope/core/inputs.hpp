@@ -37,6 +37,10 @@ struct DataSpec {
   // The first `fully_masked` sequences attend no key at all, their queries' own positions
   // included: every row of theirs is fully masked, with probabilities 0, lse -inf and out 0.
   int fully_masked = 0;
+  // Ragged batch (0: every sequence holds seq_len positions): sequence 0 holds seq_len
+  // positions, every other one a length drawn log-uniformly from [max(ragged_min_len, q_len),
+  // seq_len], as decode batches of a serving engine are.
+  std::int64_t ragged_min_len = 0;
   // Every cache slot no query attends (other layers, spare pages, tail capacity, positions past
   // seq_len in the last page, positions before the first query's window) holds NaN, +Inf or -Inf
   // in turn, in K and V: a kernel that reads one corrupts its output. The attended values are
@@ -54,21 +58,45 @@ struct AttentionInputs {
   HostTensor q;  // [batch, q_len, q_heads, head_dim]
   HostTensor k;  // the whole cache, layout.storage_elems() elements
   HostTensor v;  // same layout as k
-  // Empty, or [batch, seq_len]: 1 = attend, 0 = masked. Each query's own position is unmasked,
-  // except in fully masked sequences (DataSpec::fully_masked).
+  // Empty, or [batch, seq_len]: 1 = attend, 0 = masked, by position in the sequence. Each
+  // query's own position is unmasked, except in fully masked sequences (DataSpec::fully_masked).
   std::vector<std::uint8_t> key_mask;
+  // Ragged batches: empty, or [batch] lengths in [q_len, problem.seq_len]. Sequence b's queries
+  // sit at its last q_len positions, seq_len_of(b) - q_len + t, and its query t attends the
+  // window ending there, cut at position 0.
+  std::vector<std::int64_t> seq_lens;
 
   std::int64_t q_offset(int b, int t, int h) const {
     return ((std::int64_t(b) * problem.q_len + t) * problem.q_heads + h) * problem.head_dim;
   }
+  std::int64_t seq_len_of(int b) const {
+    return seq_lens.empty() ? problem.seq_len : seq_lens[std::size_t(b)];
+  }
+  // The references and the precision models index keys by the position of the longest sequence
+  // (problem.seq_len), so that score column j of query t is position problem.window_start(t) + j
+  // of every sequence: sequence b's own position is that plus shift(b) (<= 0).
+  std::int64_t shift(int b) const { return seq_len_of(b) - problem.seq_len; }
+  // Whether sequence b attends the key at `pos` (in the longest sequence's positions): inside the
+  // sequence and not masked.
   bool attends(int b, std::int64_t pos) const {
-    return key_mask.empty() || key_mask[std::size_t(std::int64_t(b) * problem.seq_len + pos)] != 0;
+    const std::int64_t own = pos + shift(b);
+    return own >= 0 && (key_mask.empty() ||
+                        key_mask[std::size_t(std::int64_t(b) * problem.seq_len + own)] != 0);
+  }
+  // Element offset of the K/V row of (b, KV head h, pos), pos as attends() takes it.
+  std::int64_t kv_offset(const KvAddressing& a, int b, int h, std::int64_t pos) const {
+    return a.offset(b, h, pos + shift(b));
   }
 };
 
 // Logical element (b, h, pos, d) has the same value whatever the layout; storage that the
 // selected layer does not own (other layers, spare pages, tail capacity) holds other data.
 AttentionInputs make_inputs(const Problem& p, const KvLayoutSpec& layout, const DataSpec& data);
+
+// The lengths of a ragged batch (DataSpec::ragged_min_len): sequence 0 holds p.seq_len
+// positions, every other one a length drawn log-uniformly from [max(min_len, q_len), seq_len].
+std::vector<std::int64_t> ragged_lengths(const Problem& p, std::int64_t min_len,
+                                         std::uint64_t seed);
 
 // The value make_inputs stores (before rounding to the input dtype) for a logical element.
 // which: 0 = q (b, t=pos, h, d), 1 = K, 2 = V.

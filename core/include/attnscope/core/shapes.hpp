@@ -21,6 +21,11 @@ struct DecodeShape {
   DType input = DType::fp16;
   Accum accum = Accum::fp32;
   KvLayoutKind layout = KvLayoutKind::bhsd;
+  // A ragged serving batch: 0, or the shortest length; sequence lengths are then drawn
+  // log-uniformly from [ragged_min, window] (ragged_lengths, seed kRaggedSeed), sequence 0 the
+  // longest, and each sequence attends all of its positions.
+  std::int64_t ragged_min = 0;
+  static constexpr std::uint64_t kRaggedSeed = 20261130;
 
   Problem problem() const {
     Problem p;
@@ -36,6 +41,8 @@ struct DecodeShape {
     p.accum = accum;
     return p;
   }
+  // The sequence lengths of a ragged batch, empty otherwise.
+  std::vector<std::int64_t> seq_lens() const;
   KvLayoutSpec layout_spec() const {
     KvLayoutSpec l;
     l.kind = layout;
@@ -44,8 +51,8 @@ struct DecodeShape {
 };
 
 // The shapes of a benchmark set: quick, default (the debug shape, Llama-3-8B decode at windows
-// 1K to 128K and batch 1 to 64, MHA at 4K and 8K) or full; throws std::invalid_argument on
-// another name.
+// 1K to 128K and batch 1 to 64, MHA at 4K and 8K, and a ragged serving batch of 64 sequences of
+// 256 to 32K positions in a paged cache) or full; throws std::invalid_argument on another name.
 std::vector<DecodeShape> bench_shapes(const std::string& set);
 
 // The split counts a tuning run tries: powers of two from 1 while each split keeps at least

@@ -32,7 +32,9 @@ class DeviceProblem {
   // Benchmark inputs: q and the whole K/V storage (every layer, spare page and tail slot) filled
   // with N(0, 1) values on the GPU (fill_normal), from `seed`. Not the values make_inputs gives;
   // the accuracy suite keeps to the constructor above.
-  DeviceProblem(const Problem& p, const KvLayoutSpec& layout, std::uint64_t seed);
+  // seq_lens: a ragged batch's [batch] lengths, each in [q_len, p.seq_len] (empty: none).
+  DeviceProblem(const Problem& p, const KvLayoutSpec& layout, std::uint64_t seed,
+                std::vector<std::int64_t> seq_lens = {});
 
   // Device bytes a problem takes (inputs, every output, the block table), before workspace.
   static std::size_t device_bytes(const Problem& p, const KvLayoutSpec& layout);
@@ -64,6 +66,7 @@ class DeviceProblem {
 
  private:
   std::vector<double> download_f32(const DeviceBuffer& b, std::int64_t n) const;
+  void set_seq_lens(const std::vector<std::int64_t>& lens);  // validates and uploads
   void upload_f32(DeviceBuffer& b, const std::vector<double>& v);
 
   Problem problem_;
@@ -72,6 +75,8 @@ class DeviceProblem {
   DeviceBuffer q_, k_, v_, block_table_;
   DeviceBuffer scores_, probs_, out_, lse_, workspace_;
   DeviceBuffer key_mask_;  // [batch, seq_len] bytes, empty without a mask
+  DeviceBuffer seq_lens_;  // [batch] lengths of a ragged batch, empty otherwise
+  std::vector<std::int64_t> host_seq_lens_;
 };
 
 }  // namespace attnscope::gpu

@@ -27,6 +27,13 @@ struct StageArgs {
   // [batch, seq_len]: 1 = the key at that position is attended, 0 = masked (its score -inf, its
   // probability 0, its V never read). Null: no mask. Given only to implementations that take one.
   const std::uint8_t* key_mask = nullptr;
+  // Ragged batches: [batch] sequence lengths in [q_len, problem.seq_len] (device), and the same
+  // lengths on the host (for planning the launch). Null: every sequence holds problem.seq_len
+  // positions. Sequence b's query t sits at position seq_lens[b] - q_len + t; score column j of
+  // its row is position seq_lens[b] - q_len + t + 1 - window + j, and columns before position 0
+  // are not attended (score -inf, probability 0). Given only to implementations that take them.
+  const std::int64_t* seq_lens = nullptr;
+  const std::int64_t* host_seq_lens = nullptr;
   float* scores = nullptr;        // [batch, q_heads, q_len, window] fp32: qk writes, softmax reads
   float* probs = nullptr;         // [batch, q_heads, q_len, window] fp32: softmax writes, pv reads
   void* out = nullptr;            // [batch, q_len, q_heads, head_dim], problem.output
@@ -46,6 +53,9 @@ struct StageArgs {
 struct LaunchContext {
   int multiprocessors = 0;  // of the device the kernel runs on; 0 when unknown
   int splits = 0;           // requested window splits; 0: the implementation chooses
+  // Ragged batches: the [batch] sequence lengths (host memory), so that a launch can balance
+  // long and short sequences; null when every sequence holds problem.seq_len positions.
+  const std::int64_t* seq_lens = nullptr;
 };
 
 struct Implementation {
@@ -67,6 +77,8 @@ struct Implementation {
   bool writes_lse = true;
   // The kernel honours StageArgs::key_mask. Without, masked cases leave it out, saying so.
   bool takes_key_mask = false;
+  // The kernel honours StageArgs::seq_lens (ragged batches). Without, ragged cases leave it out.
+  bool takes_seq_lens = false;
 
   std::string why_unsupported(const Problem& p, const KvLayoutSpec& layout) const;
   std::size_t workspace(const Problem& p, const LaunchContext& c) const;
