@@ -71,6 +71,7 @@ struct Options {
   double timeout_s = 10.0;       // a timed run longer than this is taken for a hung kernel
   std::uint64_t seed = 20261126;
   gpu::NameFilter filter;  // implementations to time (--attnscope_impl); empty: all
+  int splits = 0;          // window splits requested of every launch (--attnscope_splits); 0: own
 };
 
 // A benchmark that cannot run on this device: skipped with the message.

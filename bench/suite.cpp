@@ -62,7 +62,7 @@ std::string stage_of(const std::string& family, Path stage) {
 }
 
 std::vector<BenchCase> make_cases(const std::vector<DecodeShape>& shapes,
-                                  const gpu::NameFilter& filter) {
+                                  const gpu::NameFilter& filter, int splits) {
   std::vector<BenchCase> cases;
   // Shape-major order: consecutive benchmarks share the device-resident inputs.
   for (const DecodeShape& shape : shapes) {
@@ -77,6 +77,7 @@ std::vector<BenchCase> make_cases(const std::vector<DecodeShape>& shapes,
       c.layout = shape.layout_spec();
       c.seq_lens = shape.seq_lens();
       c.ragged_min = shape.ragged_min;
+      c.splits = splits;
       cases.push_back(std::move(c));
     };
     for (Path path : attnscope::kAllPaths) {
@@ -165,6 +166,10 @@ Options parse_options(int& argc, char** argv) {
   o.flush_bytes = flush_mib(env_or("ATTNSCOPE_BENCH_FLUSH_MIB", "0"), "ATTNSCOPE_BENCH_FLUSH_MIB");
   o.timeout_s = timeout_s(env_or("ATTNSCOPE_BENCH_TIMEOUT_S", "10"), "ATTNSCOPE_BENCH_TIMEOUT_S");
   o.filter = gpu::NameFilter(env_or("ATTNSCOPE_BENCH_IMPL", ""));
+  auto splits = [](const std::string& v, const char* what) {
+    return static_cast<int>(parse_integer(v, what, 0, 65535));
+  };
+  o.splits = splits(env_or("ATTNSCOPE_BENCH_SPLITS", "0"), "ATTNSCOPE_BENCH_SPLITS");
   int kept = 1;
   for (int i = 1; i < argc; ++i) {
     const char* a = argv[i];
@@ -178,6 +183,8 @@ Options parse_options(int& argc, char** argv) {
       o.flush_bytes = flush_mib(a + std::strlen("--attnscope_flush_mib="), "--attnscope_flush_mib");
     } else if (starts_with(a, "--attnscope_timeout_s=")) {
       o.timeout_s = timeout_s(a + std::strlen("--attnscope_timeout_s="), "--attnscope_timeout_s");
+    } else if (starts_with(a, "--attnscope_splits=")) {
+      o.splits = splits(a + std::strlen("--attnscope_splits="), "--attnscope_splits");
     } else if (starts_with(a, "--attnscope_impl=")) {
       o.filter = gpu::NameFilter(a + std::strlen("--attnscope_impl="));
     } else if (starts_with(a, "--attnscope")) {
@@ -190,6 +197,9 @@ Options parse_options(int& argc, char** argv) {
   if (o.set != "quick" && o.set != "default" && o.set != "full" && o.set != "tune")
     throw std::invalid_argument("unknown benchmark set '" + o.set +
                                 "' (expected quick, default, full or tune)");
+  if (o.set == "tune" && o.splits > 0)
+    throw std::invalid_argument(
+        "--attnscope_splits does not apply to the tune set, which times every split count");
   return o;
 }
 
@@ -209,7 +219,9 @@ void print_help() {
          "  --attnscope_flush_mib=N             (ATTNSCOPE_BENCH_FLUSH_MIB)\n"
          "  --attnscope_timeout_s=S             (ATTNSCOPE_BENCH_TIMEOUT_S)\n"
          "  --attnscope_impl=GLOB[,GLOB...]     (ATTNSCOPE_BENCH_IMPL) implementations to time;\n"
-         "                                      <family>.unfused names a family's unfused path\n";
+         "                                      <family>.unfused names a family's unfused path\n"
+         "  --attnscope_splits=N                (ATTNSCOPE_BENCH_SPLITS) window splits asked of\n"
+         "                                      every launch (pv, fused, split_kv); 0: their own\n";
 }
 
 }  // namespace
@@ -270,8 +282,9 @@ int bench_main(int argc, char** argv) {
   }
 
   const std::vector<BenchCase> cases =
-      options.set == "tune" ? make_tuning_cases(attnscope::bench_shapes("default"), options.filter)
-                            : make_cases(attnscope::bench_shapes(options.set), options.filter);
+      options.set == "tune"
+          ? make_tuning_cases(attnscope::bench_shapes("default"), options.filter)
+          : make_cases(attnscope::bench_shapes(options.set), options.filter, options.splits);
   if (cases.empty()) {
     std::cerr << "bench_attention: no registered implementation matches --attnscope_impl\n";
     return 2;

@@ -165,12 +165,12 @@ inline int decode_auto_splits(const Problem& p, int multiprocessors) {
 
 // Window splits of a ragged batch (`lens`: the [batch] sequence lengths). Splits cut the longest
 // sequence's span; a shorter sequence's positions fall in its last splits, and the blocks of the
-// splits before its start stream nothing. The time is modelled as above, with the waves counted
-// over the blocks that hold positions (each split's positions of each sequence rounded up to
-// whole tiles) spread over the slots, or the longest block where that is longer, plus
-// kDecodeEmptyCost for each block that holds none: long sequences are cut into many blocks of
-// one size and short ones into few, so the work is balanced between them.
-inline constexpr std::int64_t kDecodeEmptyCost = 2;
+// splits before its start return at once. The time is modelled, in positions, as the positions
+// of the blocks that hold some (each rounded up to whole tiles, plus kDecodeBlockCost a block)
+// spread over the slots, plus one split (a block that starts last), plus the merge as above and
+// kDecodeEmptyCost for each block that returns at once: long sequences are cut into many blocks
+// of one size and short ones into few, so the work is balanced between them.
+inline constexpr std::int64_t kDecodeEmptyCost = 1;
 inline int decode_auto_splits_ragged(const Problem& p, int multiprocessors,
                                      const std::int64_t* lens) {
   const int qt = decode_query_tile(p);
@@ -197,11 +197,8 @@ inline int decode_auto_splits_ragged(const Problem& p, int multiprocessors,
     }
     const std::int64_t empty = std::int64_t(p.batch) * per_seq * s - work;
     const std::int64_t rounded = (len + keys - 1) / keys * keys;
-    // The positions spread over the slots bound the time from below, and so does the longest
-    // block.
-    std::int64_t cost = (positions + slots - 1) / slots;
-    if (cost < rounded + kDecodeBlockCost) cost = rounded + kDecodeBlockCost;
-    cost += kDecodeMergeCost * s + (empty * kDecodeEmptyCost + slots - 1) / slots;
+    const std::int64_t cost = (positions + slots - 1) / slots + rounded + kDecodeBlockCost +
+                              kDecodeMergeCost * s + (empty * kDecodeEmptyCost + slots - 1) / slots;
     if (s == 1 || cost < best_cost) {
       best = s;
       best_cost = cost;

@@ -74,6 +74,15 @@ struct DecodeWorkspace {
   }
 };
 
+// The first split that holds a position of sequence b: 0 unless the batch is ragged and the
+// sequence starts (at -seq_shift) after the span's first splits. The blocks of the splits before
+// it return at once, writing nothing, and the merge starts at it: the splits before hold no key
+// (their weight would be none), so the results are those of every split merged.
+__device__ __forceinline__ int first_split(const KernelParams& p, int b) {
+  const std::int64_t lo = -seq_shift(p, b);  // the sequence's position 0
+  return lo > p.span_start ? static_cast<int>((lo - p.span_start) / p.split_len) : 0;
+}
+
 // Merges the split partials of one (b, t, h) row in split order, in fp32, with one warp: the
 // max of the partials' log-sum-exps, weights w_s = exp(lse_s - max) (splits with no key weigh
 // nothing), out = sum_s w_s part_s / sum_s w_s, both sums sequential over s. Lane l takes
@@ -85,13 +94,15 @@ __device__ __forceinline__ void combine_row(const KernelParams& p, std::int64_t 
   constexpr int W = kWarpSize;
   constexpr int E = (D + W - 1) / W;
   const DecodeWorkspace w(p.workspace, p);
-  const float* part = w.part + row * p.splits * D;
-  const float* lse_part = w.lse + row * p.splits;
+  const int first = first_split(p, static_cast<int>(row / (std::int64_t(p.q_heads) * p.q_len)));
+  const int splits = p.splits - first;  // the row's splits, from its first
+  const float* part = w.part + (row * p.splits + first) * D;
+  const float* lse_part = w.lse + row * p.splits + first;
   auto ld = [](const float* x) { return kCoherent ? load_coherent(x) : __ldg(x); };
   // The fault leaves the last split out of the merge.
-  const int merged = F == Fault::split_dropped && p.splits > 1 ? p.splits - 1 : p.splits;
+  const int merged = F == Fault::split_dropped && splits > 1 ? splits - 1 : splits;
   float mx = -INFINITY;  // the max is exact in any order
-  for (int s = lane; s < p.splits; s += W) mx = fmaxf(mx, ld(lse_part + s));
+  for (int s = lane; s < splits; s += W) mx = fmaxf(mx, ld(lse_part + s));
 #pragma unroll
   for (int m = W / 2; m >= 1; m /= 2) mx = fmaxf(mx, shfl_xor(mx, m));
   float wsum = 0.0f;
@@ -173,6 +184,9 @@ __global__ __launch_bounds__(kDecThreads, (DecodeGeom<T, D, QT>::MIN_BLOCKS)) vo
   const int b = static_cast<int>(blockIdx.z) / p.q_tiles;
   const int q0 = (static_cast<int>(blockIdx.z) % p.q_tiles) * QT;
   const int nq = min(QT, p.group * p.q_len - q0);
+  // A split before a ragged batch's shorter sequence starts holds none of its keys.
+  const int first = first_split(p, b);
+  if (split < first) return;
 
   // Queries past nq repeat the tile's first query and are never written.
   typename Pol::Frag q[QT];
@@ -391,7 +405,7 @@ __global__ __launch_bounds__(kDecThreads, (DecodeGeom<T, D, QT>::MIN_BLOCKS)) vo
       // The tiles' last word: past the merge scratch, which is no longer read.
       unsigned* merges_here = reinterpret_cast<unsigned*>(tiles + G::SMEM_WORDS - 1);
       if (threadIdx.x == 0) {
-        const unsigned last = static_cast<unsigned>(p.splits - 1);
+        const unsigned last = static_cast<unsigned>(p.splits - first - 1);
         *merges_here =
             atomicInc(&w.ticket[std::int64_t(blockIdx.z) * p.kv_heads + kvh], last) == last;
       }
