@@ -73,6 +73,9 @@ std::vector<DecodeShape> bench_shapes(const std::string& set) {
       s.push_back(v);
     }
   }
+  // The serving batch in a contiguous cache: the cost of the page lookups beside the paged one.
+  serving.layout = KvLayoutKind::bhsd;
+  s.push_back(serving);
   // fp16 accumulation along the window sweep, where its error and its speed both change.
   for (std::int64_t window : {1024, 32768, 131072}) {
     DecodeShape v = llama(1, window);
