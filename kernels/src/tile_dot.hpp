@@ -26,6 +26,10 @@ struct RowStream {
   std::int64_t c0, c1;
   std::int64_t shift;     // the sequence's own position of `pos` is pos + shift (seq_shift)
   std::int64_t next_off;  // contiguous layouts: offset of the row-group's next tile's first row
+  // Paged: the page (-1: the row is not read) and the row within it of each row of the next tile
+  // to queue, looked up one tile ahead, so that the block-table loads are in flight while the
+  // tile before is computed.
+  std::int32_t ahead_page[TK], ahead_row[TK];
   __device__ RowStream(const KvAddressing& kv_, int b_, int kvh_, std::int64_t c0_,
                        std::int64_t c1_, int rg_, int lir_, std::int64_t shift_ = 0)
       : kv(kv_), b(b_), kvh(kvh_), rg(rg_), lir(lir_), c0(c0_), c1(c1_), shift(shift_) {
@@ -33,22 +37,60 @@ struct RowStream {
     next_off = kv.block_table != nullptr
                    ? 0
                    : kv_offset<F>(kv, b, kvh, 0) + (c0 + shift + rg) * kv.stride_seq;
+    if (kv.block_table != nullptr) look_up(0);
   }
   // First position of tile t for this row-group.
   __device__ std::int64_t pos0(int t) const { return c0 + std::int64_t(t) * KEYS + rg; }
+  // Rows before the sequence (a ragged batch's shorter ones), past the run and past the last
+  // tile are zeros, never read.
+  __device__ bool row_read(int t, int j) const {
+    const std::int64_t p0 = pos0(t);
+    return t < ntiles && j * R < c1 - p0 && p0 + j * R + shift >= 0;
+  }
+  // Issues the block-table loads of tile t's rows (paged).
+  __device__ __forceinline__ void look_up(int t) {
+#pragma unroll
+    for (int j = 0; j < TK; ++j) {
+      ahead_page[j] = -1;
+      ahead_row[j] = 0;
+      if (!row_read(t, j)) continue;
+      const std::int64_t pos = pos0(t) + j * R + shift;
+      std::int64_t index, row;
+      if (F == Fault::block_table_ignored) {
+        index = pos / kv.page_size;  // unused: the fault reads pages in order
+        row = pos % kv.page_size;
+      } else if (pos <= 0x7fffffff) {  // 32-bit division where the position allows
+        const unsigned q = static_cast<unsigned>(pos) / static_cast<unsigned>(kv.page_size);
+        index = q;
+        row = pos - std::int64_t(q) * kv.page_size;
+      } else {
+        index = pos / kv.page_size;
+        row = pos % kv.page_size;
+      }
+      ahead_page[j] = F == Fault::block_table_ignored
+                          ? static_cast<std::int32_t>(std::int64_t(b) * kv.pages_per_seq + index)
+                          : kv.block_table[std::int64_t(b) * kv.pages_per_seq + index];
+      ahead_row[j] = static_cast<std::int32_t>(row);
+    }
+  }
   // Queues tile t (called for t = 0, 1, 2, ... in order) of each tensor src[k] into the words
   // word(j, k, c) of its stage; the caller commits the group.
   template <int NKV, class Word>
   __device__ __forceinline__ void queue(int t, const T* const (&src)[NKV], uint4* st, Word word) {
-    const std::int64_t p0 = pos0(t);
-    const std::int64_t left = c1 - p0;
     const bool paged = kv.block_table != nullptr;
 #pragma unroll
     for (int j = 0; j < TK; ++j) {
-      // Rows before the sequence (a ragged batch's shorter ones) are zeros, never read.
-      const bool ok = t < ntiles && j * R < left && p0 + j * R + shift >= 0;
-      std::int64_t off = next_off + std::int64_t(j * R) * kv.stride_seq;
-      if (paged) off = ok ? kv_offset<F>(kv, b, kvh, p0 + j * R + shift) : 0;
+      bool ok;
+      std::int64_t off;
+      if (paged) {
+        ok = ahead_page[j] >= 0;
+        off = kv.layer_offset + std::int64_t(ahead_page[j]) * kv.stride_page +
+              std::int64_t(ahead_row[j]) * kv.stride_seq + std::int64_t(kvh) * kv.stride_head;
+        if (!ok) off = 0;
+      } else {
+        ok = row_read(t, j);
+        off = next_off + std::int64_t(j * R) * kv.stride_seq;
+      }
 #pragma unroll
       for (int k = 0; k < NKV; ++k)
 #pragma unroll
@@ -56,6 +98,7 @@ struct RowStream {
           AsyncCopy::copy16(&st[word(j, k, c)], src[k] + off + (c * S::LPR + lir) * S::VEC, ok);
     }
     next_off += std::int64_t(KEYS) * kv.stride_seq;
+    if (paged) look_up(t + 1);
   }
 };
 
