@@ -136,19 +136,30 @@ constexpr int decode_tile_positions(int qt, int head_dim, int elem_bytes) {
 // the count stays within the grid limit.
 inline constexpr std::int64_t kDecodeBlockCost = 32;
 inline constexpr std::int64_t kDecodeMergeCost = 4;
+// What both split heuristics model a launch with.
+struct DecodeLaunchModel {
+  std::int64_t slots;  // resident blocks on the device
+  std::int64_t span;   // positions of the longest sequence some query attends
+  std::int64_t keys;   // positions a block streams per tile
+  std::int64_t most;   // the most splits tried
+  DecodeLaunchModel(const Problem& p, int multiprocessors) {
+    const int qt = decode_query_tile(p);
+    const int eb = static_cast<int>(size_of(p.input));
+    slots = std::int64_t(multiprocessors) * decode_blocks_per_sm(qt, p.head_dim, eb);
+    span = span_of(p);
+    keys = decode_tile_positions(qt, p.head_dim, eb);
+    most = span / kDecodeMinSplitLen;
+    if (most > 1024) most = 1024;
+    if (most < 1) most = 1;
+  }
+};
+
 inline int decode_auto_splits(const Problem& p, int multiprocessors) {
-  const int qt = decode_query_tile(p);
-  const int eb = static_cast<int>(size_of(p.input));
+  const DecodeLaunchModel m(p, multiprocessors);
   const std::int64_t blocks = std::int64_t(p.batch) * p.kv_heads * decode_query_tiles(p);
-  const std::int64_t slots =
-      std::int64_t(multiprocessors) * decode_blocks_per_sm(qt, p.head_dim, eb);
+  const std::int64_t slots = m.slots, span = m.span, keys = m.keys, most = m.most;
   // No split where the grid already fills most of a wave.
   if (blocks * 5 >= slots * 4) return 1;
-  const std::int64_t span = span_of(p);
-  const std::int64_t keys = decode_tile_positions(qt, p.head_dim, eb);
-  std::int64_t most = span / kDecodeMinSplitLen;
-  if (most > 1024) most = 1024;
-  if (most < 1) most = 1;
   std::int64_t best = 1;
   std::int64_t best_cost = 0;
   for (std::int64_t s = 1; s <= most; ++s) {
@@ -164,41 +175,30 @@ inline int decode_auto_splits(const Problem& p, int multiprocessors) {
 }
 
 // Window splits of a ragged batch (`lens`: the [batch] sequence lengths). Splits cut the longest
-// sequence's span; a shorter sequence's positions fall in its last splits, and the blocks of the
-// splits before its start return at once. The time is modelled, in positions, as the positions
-// of the blocks that hold some (each rounded up to whole tiles, plus kDecodeBlockCost a block)
-// spread over the slots, plus one split (a block that starts last), plus the merge as above and
-// kDecodeEmptyCost for each block that returns at once: long sequences are cut into many blocks
-// of one size and short ones into few, so the work is balanced between them.
-inline constexpr std::int64_t kDecodeEmptyCost = 1;
+// sequence's span; a shorter sequence's positions fall in its last splits, and the grid has no
+// block for the splits before its start. The time is modelled, in positions, as the positions of
+// the blocks (each rounded up to whole tiles, plus kDecodeBlockCost a block) spread over the
+// slots, plus one split (a block that starts last), plus the merge as above: long sequences are
+// cut into many blocks of one size and short ones into few, so the work is balanced.
 inline int decode_auto_splits_ragged(const Problem& p, int multiprocessors,
                                      const std::int64_t* lens) {
-  const int qt = decode_query_tile(p);
-  const int eb = static_cast<int>(size_of(p.input));
+  const DecodeLaunchModel m(p, multiprocessors);
   const std::int64_t per_seq = std::int64_t(p.kv_heads) * decode_query_tiles(p);
-  const std::int64_t slots =
-      std::int64_t(multiprocessors) * decode_blocks_per_sm(qt, p.head_dim, eb);
-  const std::int64_t span = span_of(p);
-  const std::int64_t keys = decode_tile_positions(qt, p.head_dim, eb);
-  std::int64_t most = span / kDecodeMinSplitLen;
-  if (most > 1024) most = 1024;
-  if (most < 1) most = 1;
+  const std::int64_t slots = m.slots, span = m.span, keys = m.keys, most = m.most;
   std::int64_t best = 1;
   std::int64_t best_cost = 0;
   for (std::int64_t s = 1; s <= most; ++s) {
     const std::int64_t len = (span + s - 1) / s;
-    // Blocks of each sequence that hold positions: the splits its span [span - own, span) meets.
-    std::int64_t work = 0, positions = 0;
+    // Blocks of each sequence: the splits its span [span - own, span) meets.
+    std::int64_t positions = 0;
     for (int b = 0; b < p.batch; ++b) {
       const std::int64_t own = lens[b] < span ? lens[b] : span;
       const std::int64_t first = (span - own) / len;
-      work += (s - first) * per_seq;
       positions += ((own + keys - 1) / keys * keys + (s - first) * kDecodeBlockCost) * per_seq;
     }
-    const std::int64_t empty = std::int64_t(p.batch) * per_seq * s - work;
     const std::int64_t rounded = (len + keys - 1) / keys * keys;
-    const std::int64_t cost = (positions + slots - 1) / slots + rounded + kDecodeBlockCost +
-                              kDecodeMergeCost * s + (empty * kDecodeEmptyCost + slots - 1) / slots;
+    const std::int64_t cost =
+        (positions + slots - 1) / slots + rounded + kDecodeBlockCost + kDecodeMergeCost * s;
     if (s == 1 || cost < best_cost) {
       best = s;
       best_cost = cost;

@@ -83,6 +83,32 @@ __device__ __forceinline__ int first_split(const KernelParams& p, int b) {
   return lo > p.span_start ? static_cast<int>((lo - p.span_start) / p.split_len) : 0;
 }
 
+// The sequence and split of item `item` of a ragged batch's grid (KernelParams::ragged_items):
+// sequence 0's splits from its first, then sequence 1's, and so on. One warp finds it (an
+// inclusive scan of the sequences' split counts, a warp's width of sequences at a time) and
+// writes it to where[0] (sequence) and where[1] (split).
+__device__ __forceinline__ void locate_item(const KernelParams& p, int item, int* where) {
+  constexpr int W = kWarpSize;
+  const int lane = static_cast<int>(threadIdx.x) % W;
+  int base = 0;
+  for (int c = 0; c < p.batch; c += W) {
+    const int bb = c + lane;
+    const int n = bb < p.batch ? p.splits - first_split(p, bb) : 0;
+    int incl = n;
+#pragma unroll
+    for (int d = 1; d < W; d *= 2) {
+      const int y = shfl_idx(incl, lane >= d ? lane - d : lane);
+      if (lane >= d) incl += y;
+    }
+    if (item >= base + incl - n && item < base + incl) {
+      where[0] = bb;
+      where[1] = first_split(p, bb) + (item - (base + incl - n));
+    }
+    base += shfl_idx(incl, W - 1);
+    if (item < base) return;  // uniform over the warp
+  }
+}
+
 // Merges the split partials of one (b, t, h) row in split order, in fp32, with one warp: the
 // max of the partials' log-sum-exps, weights w_s = exp(lse_s - max) (splits with no key weigh
 // nothing), out = sum_s w_s part_s / sum_s w_s, both sums sequential over s. Lane l takes
@@ -179,10 +205,27 @@ __global__ __launch_bounds__(kDecThreads, (DecodeGeom<T, D, QT>::MIN_BLOCKS)) vo
   __shared__ uint4 tiles[G::SMEM_WORDS];
   const int lir = static_cast<int>(threadIdx.x) % L;
   const int rg = static_cast<int>(threadIdx.x) / L;
-  const int split = static_cast<int>(blockIdx.x);
   const int kvh = static_cast<int>(blockIdx.y);
-  const int b = static_cast<int>(blockIdx.z) / p.q_tiles;
-  const int q0 = (static_cast<int>(blockIdx.z) % p.q_tiles) * QT;
+  // The grid is (split, KV head, batch x query tile), or on a ragged batch (item, KV head, query
+  // tile) with no block for a split before its sequence's start.
+  int split, b, tile;
+  if (p.ragged_items > 0) {
+    // Passed through the tiles' memory (static shared memory is at its limit), before the first
+    // tile is queued there.
+    int* where = reinterpret_cast<int*>(tiles);
+    if (static_cast<int>(threadIdx.x) < kWarpSize)
+      locate_item(p, static_cast<int>(blockIdx.x), where);
+    __syncthreads();
+    b = where[0];
+    split = where[1];
+    tile = static_cast<int>(blockIdx.z);
+    __syncthreads();
+  } else {
+    split = static_cast<int>(blockIdx.x);
+    b = static_cast<int>(blockIdx.z) / p.q_tiles;
+    tile = static_cast<int>(blockIdx.z) % p.q_tiles;
+  }
+  const int q0 = tile * QT;
   const int nq = min(QT, p.group * p.q_len - q0);
   // A split before a ragged batch's shorter sequence starts holds none of its keys.
   const int first = first_split(p, b);
@@ -406,8 +449,8 @@ __global__ __launch_bounds__(kDecThreads, (DecodeGeom<T, D, QT>::MIN_BLOCKS)) vo
       unsigned* merges_here = reinterpret_cast<unsigned*>(tiles + G::SMEM_WORDS - 1);
       if (threadIdx.x == 0) {
         const unsigned last = static_cast<unsigned>(p.splits - first - 1);
-        *merges_here =
-            atomicInc(&w.ticket[std::int64_t(blockIdx.z) * p.kv_heads + kvh], last) == last;
+        *merges_here = atomicInc(&w.ticket[(std::int64_t(b) * p.q_tiles + tile) * p.kv_heads + kvh],
+                                 last) == last;
       }
       __syncthreads();
       if (*merges_here) {
@@ -442,10 +485,26 @@ struct DecodeLaunch {
     if (p.splits > 1 && a.workspace == nullptr)
       throw GpuError(std::string(who) + ": workspace required");
     hipStream_t st = static_cast<hipStream_t>(a.stream);
-    check_grid(p.splits, p.kv_heads, std::int64_t(p.batch) * p.q_tiles, who);
-    decode_kernel<T, A, D, QT, kSeparate, F>
-        <<<dim3(unsigned(p.splits), unsigned(p.kv_heads), unsigned(p.batch * p.q_tiles)),
-           kDecThreads, 0, st>>>(p);
+    // A ragged batch whose lengths the host knows: a block for each split that holds positions
+    // of its sequence, and none for the splits before a sequence's start.
+    if (a.seq_lens != nullptr && a.host_seq_lens != nullptr && p.splits > 1) {
+      std::int64_t items = 0;
+      for (int b = 0; b < p.batch; ++b) {
+        const std::int64_t lo = a.host_seq_lens[b] - p.seq_len;
+        const std::int64_t first =
+            -lo > p.span_start ? (-lo - p.span_start) / p.split_len : std::int64_t(0);
+        items += p.splits - first;
+      }
+      p.ragged_items = static_cast<int>(items);
+      check_grid(items, p.kv_heads, p.q_tiles, who);
+    } else {
+      check_grid(p.splits, p.kv_heads, std::int64_t(p.batch) * p.q_tiles, who);
+    }
+    const dim3 grid =
+        p.ragged_items > 0
+            ? dim3(unsigned(p.ragged_items), unsigned(p.kv_heads), unsigned(p.q_tiles))
+            : dim3(unsigned(p.splits), unsigned(p.kv_heads), unsigned(p.batch * p.q_tiles));
+    decode_kernel<T, A, D, QT, kSeparate, F><<<grid, kDecThreads, 0, st>>>(p);
     ATTNSCOPE_CHECK_LAUNCH();
     if (kSeparate && p.splits > 1) {
       const std::int64_t rows = std::int64_t(p.batch) * p.q_len * p.q_heads;

@@ -34,6 +34,9 @@ struct KernelParams {
   int qt;                  // queries per tile
   int splits;              // window splits (pv chunks, split_kv splits)
   std::int64_t split_len;  // positions per split
+  // fused and split_kv on a ragged batch: the splits that hold positions, every sequence's from
+  // its first, laid out on the grid's x (0: the grid is splits x ... as for any batch)
+  int ragged_items;
 };
 
 inline KernelParams make_params(const StageArgs& a, int qt) {
@@ -66,6 +69,7 @@ inline KernelParams make_params(const StageArgs& a, int qt) {
   k.q_tiles = (k.group * k.q_len + qt - 1) / qt;
   k.splits = 1;
   k.split_len = k.span;
+  k.ragged_items = 0;
   return k;
 }
 
