@@ -205,22 +205,24 @@ __global__ __launch_bounds__(kDecThreads, (DecodeGeom<T, D, QT>::MIN_BLOCKS)) vo
   __shared__ uint4 tiles[G::SMEM_WORDS];
   const int lir = static_cast<int>(threadIdx.x) % L;
   const int rg = static_cast<int>(threadIdx.x) / L;
-  const int kvh = static_cast<int>(blockIdx.y);
-  // The grid is (split, KV head, batch x query tile), or on a ragged batch (item, KV head, query
-  // tile) with no block for a split before its sequence's start.
-  int split, b, tile;
+  // The grid is (split, KV head, batch x query tile), or on a ragged batch (item x KV head, 1,
+  // query tile) with no block for a split before its sequence's start, the KV heads of an item
+  // next to each other (as a sequence's blocks are on the other grid: neighbours in memory).
+  int split, b, tile, kvh;
   if (p.ragged_items > 0) {
+    kvh = static_cast<int>(blockIdx.x) % p.kv_heads;
     // Passed through the tiles' memory (static shared memory is at its limit), before the first
     // tile is queued there.
     int* where = reinterpret_cast<int*>(tiles);
     if (static_cast<int>(threadIdx.x) < kWarpSize)
-      locate_item(p, static_cast<int>(blockIdx.x), where);
+      locate_item(p, static_cast<int>(blockIdx.x) / p.kv_heads, where);
     __syncthreads();
     b = where[0];
     split = where[1];
     tile = static_cast<int>(blockIdx.z);
     __syncthreads();
   } else {
+    kvh = static_cast<int>(blockIdx.y);
     split = static_cast<int>(blockIdx.x);
     b = static_cast<int>(blockIdx.z) / p.q_tiles;
     tile = static_cast<int>(blockIdx.z) % p.q_tiles;
@@ -496,13 +498,13 @@ struct DecodeLaunch {
         items += p.splits - first;
       }
       p.ragged_items = static_cast<int>(items);
-      check_grid(items, p.kv_heads, p.q_tiles, who);
+      check_grid(items * p.kv_heads, 1, p.q_tiles, who);
     } else {
       check_grid(p.splits, p.kv_heads, std::int64_t(p.batch) * p.q_tiles, who);
     }
     const dim3 grid =
         p.ragged_items > 0
-            ? dim3(unsigned(p.ragged_items), unsigned(p.kv_heads), unsigned(p.q_tiles))
+            ? dim3(unsigned(std::int64_t(p.ragged_items) * p.kv_heads), 1u, unsigned(p.q_tiles))
             : dim3(unsigned(p.splits), unsigned(p.kv_heads), unsigned(p.batch * p.q_tiles));
     decode_kernel<T, A, D, QT, kSeparate, F><<<grid, kDecThreads, 0, st>>>(p);
     ATTNSCOPE_CHECK_LAUNCH();
