@@ -177,9 +177,12 @@ inline int decode_auto_splits(const Problem& p, int multiprocessors) {
 // Window splits of a ragged batch (`lens`: the [batch] sequence lengths). Splits cut the longest
 // sequence's span; a shorter sequence's positions fall in its last splits, and the grid has no
 // block for the splits before its start. The time is modelled, in positions, as the positions of
-// the blocks (each rounded up to whole tiles, plus kDecodeBlockCost a block) spread over the
-// slots, plus one split (a block that starts last), plus the merge as above: long sequences are
-// cut into many blocks of one size and short ones into few, so the work is balanced.
+// the blocks (each rounded up to whole tiles, plus kRaggedBlockCost a block) spread over the
+// slots, plus half a split (the tail: blocks that start last), plus the merge as above: long
+// sequences are cut into many blocks of one size and short ones into few. The block cost and the
+// tail were fitted to a sweep of split counts on the serving batch of the default benchmarks on
+// an H200 (results/nvidia-h200/ragged/): the count chosen is the fastest measured there.
+inline constexpr std::int64_t kRaggedBlockCost = 150;
 inline int decode_auto_splits_ragged(const Problem& p, int multiprocessors,
                                      const std::int64_t* lens) {
   const DecodeLaunchModel m(p, multiprocessors);
@@ -194,11 +197,10 @@ inline int decode_auto_splits_ragged(const Problem& p, int multiprocessors,
     for (int b = 0; b < p.batch; ++b) {
       const std::int64_t own = lens[b] < span ? lens[b] : span;
       const std::int64_t first = (span - own) / len;
-      positions += ((own + keys - 1) / keys * keys + (s - first) * kDecodeBlockCost) * per_seq;
+      positions += ((own + keys - 1) / keys * keys + (s - first) * kRaggedBlockCost) * per_seq;
     }
     const std::int64_t rounded = (len + keys - 1) / keys * keys;
-    const std::int64_t cost =
-        (positions + slots - 1) / slots + rounded + kDecodeBlockCost + kDecodeMergeCost * s;
+    const std::int64_t cost = (positions + slots - 1) / slots + rounded / 2 + kDecodeMergeCost * s;
     if (s == 1 || cost < best_cost) {
       best = s;
       best_cost = cost;
