@@ -91,6 +91,25 @@ std::vector<AccuracyCase> variants(const Target& t, Sweep sweep) {
   const std::vector<std::int64_t> windows = {1, 2, 17, 64, 256, 1000, 4096, 32768, 131072};
   for (Accum acc : {Accum::fp32, Accum::fp16}) {
     for (std::int64_t w : windows) cases.push_back(base(t, acc, w));
+    if (acc == Accum::fp32) {
+      // Limits: a cache of 2^32 elements whose layer read starts past 2^31 (element offsets
+      // need 64 bits; everything else poisoned), and 70000 sequences (grid blocks past 65535).
+      AccuracyCase big = base(t, acc, 1000);
+      big.problem.kv_heads = 1;
+      big.problem.q_heads = 4;
+      big.layout.layers = 2;
+      big.layout.layer = 1;
+      big.layout.seq_capacity = (std::int64_t(1) << 24) + 7;
+      big.data.poison_outside = true;
+      cases.push_back(big);
+      AccuracyCase many = base(t, acc, 5);
+      many.problem.batch = 70000;
+      many.problem.q_heads = 2;
+      many.problem.kv_heads = 1;
+      many.problem.head_dim = 64;
+      many.problem.seq_len = 6;
+      cases.push_back(many);
+    }
 
     // Each other axis varied around the base at a mid-size window.
     const std::vector<std::int64_t> around = sweep == Sweep::full

@@ -8,7 +8,9 @@
 #include "attnscope/kernels/registry.hpp"
 #include "attnscope/reference/precision_model.hpp"
 #include "cases.hpp"
-#include "config.hpp"  // kernels/src: the geometry the kernels compile with
+#include "attnscope/kernels/runtime.hpp"
+#include "config.hpp"         // kernels/src: the geometry the kernels compile with
+#include "stage_kernels.hpp"  // kernels/src: fold_grid
 
 namespace attnscope::accuracy {
 namespace {
@@ -62,7 +64,7 @@ TEST(AccuracyCases, DefaultSetCoversEveryWindowPathAndAccumulation) {
   // accumulations: split invariance, each count held to its own order's budget), two
   // poisoned-cache cases, three masked cases, three ragged batches (one poisoned) and one of
   // logits near -6e4 a path and accumulation.
-  EXPECT_EQ(cases.size(), 212u);
+  EXPECT_EQ(cases.size(), 218u);
   int poisoned = 0, masked = 0, fully = 0, padded = 0, negative = 0, overflow = 0, ragged = 0;
   for (const AccuracyCase& c : cases) {
     poisoned += c.data.poison_outside ? 1 : 0;
@@ -79,7 +81,15 @@ TEST(AccuracyCases, DefaultSetCoversEveryWindowPathAndAccumulation) {
       EXPECT_FALSE(c.expect_fp16_overflow) << c.name();
     }
   }
-  EXPECT_EQ(poisoned, 18);
+  EXPECT_EQ(poisoned, 21);
+  int past_2_31 = 0, past_65535 = 0;
+  for (const AccuracyCase& c : cases) {
+    const KvLayout l(c.problem, c.layout);
+    past_2_31 += l.addressing().layer_offset > (std::int64_t(1) << 31) ? 1 : 0;
+    past_65535 += c.problem.batch > 65535 ? 1 : 0;
+  }
+  EXPECT_EQ(past_2_31, 3);  // one a path
+  EXPECT_EQ(past_65535, 3);
   EXPECT_EQ(ragged, 18);
   EXPECT_EQ(masked, 18);
   EXPECT_EQ(fully, 6);
@@ -294,34 +304,36 @@ TEST(KernelOrders, DecodeSplitHeuristic) {
   EXPECT_EQ(gpu::detail::decode_auto_splits(p, 132), 2);
 }
 
-// Grid limits are checked before any launch: a batch whose blocks pass 65535 in z is unsupported,
-// with the reason and the largest batch that fits; one at the limit is supported.
+// Grid limits are checked before any launch: more KV heads than y's 65535 is unsupported, with
+// the reason; batches whose blocks pass z's 65535 are carried on x (fold_grid) and supported.
 TEST(KernelOrders, GridLimitsAreSupportReasons) {
   Problem p;
   p.q_heads = 32;
   p.kv_heads = 8;  // group 4: one query tile a KV head for qk, pv and the decode kernel
   p.seq_len = p.window = 64;
-  p.batch = 65535;
-  for (const char* name : {"attnscope.qk", "attnscope.softmax", "attnscope.pv", "attnscope.fused",
-                           "attnscope.split_kv"})
-    EXPECT_EQ(gpu::implementation(name).why_unsupported(p, KvLayoutSpec{}), "") << name;
-  p.batch = 70000;
+  for (int batch : {65535, 70000, 1 << 20}) {
+    p.batch = batch;
+    for (const char* name : {"attnscope.qk", "attnscope.softmax", "attnscope.pv", "attnscope.fused",
+                             "attnscope.split_kv"})
+      EXPECT_EQ(gpu::implementation(name).why_unsupported(p, KvLayoutSpec{}), "") << name;
+  }
+  p.batch = 1;
+  p.q_heads = p.kv_heads = 70000;
   for (const char* name :
        {"attnscope.qk", "attnscope.pv", "attnscope.fused", "attnscope.split_kv"}) {
     const std::string why = gpu::implementation(name).why_unsupported(p, KvLayoutSpec{});
-    EXPECT_NE(why.find("exceed the grid's 65535 in z (at most 65535 sequences"), std::string::npos)
+    EXPECT_NE(why.find("70000 KV heads exceed the grid's 65535 blocks in y"), std::string::npos)
         << name << ": " << why;
   }
-  EXPECT_EQ(gpu::implementation("attnscope.softmax").why_unsupported(p, KvLayoutSpec{}), "");
-  // group 16 with q_len 4: 64 queries a KV head, 8 query tiles of 8 each.
-  p.q_heads = 128;
-  p.q_len = 4;
-  p.seq_len = 67;
-  p.batch = 9000;
-  EXPECT_NE(gpu::implementation("attnscope.fused")
-                .why_unsupported(p, KvLayoutSpec{})
-                .find("9000 x 8 = 72000"),
-            std::string::npos);
+  // The fold: z past 65535 goes to x, rounded up; past x's limit it is refused at launch.
+  const gpu::detail::Grid3 g = gpu::detail::fold_grid(3, 8, 70000, "test");
+  EXPECT_EQ(g.x, 6u);
+  EXPECT_EQ(g.y, 8u);
+  EXPECT_EQ(g.z, 65535u);
+  const gpu::detail::Grid3 h = gpu::detail::fold_grid(5, 2, 100, "test");
+  EXPECT_EQ(h.x, 5u);
+  EXPECT_EQ(h.z, 100u);
+  EXPECT_THROW(gpu::detail::fold_grid(std::int64_t(1) << 30, 1, 65535 * 3, "test"), gpu::GpuError);
 }
 
 TEST(Registry, LooksUpFamiliesAndRejectsBadRegistrations) {
@@ -387,7 +399,7 @@ TEST(Registry, EngineImplementationGetsCasesOnItsOwnLayout) {
     EXPECT_EQ(c.data.ragged_min_len, 0) << c.name();
   }
   // The fused path's cases of the default set (the split-count cases are attnscope's own).
-  EXPECT_EQ(std::size_t(left) + cases.size(), 66u);
+  EXPECT_EQ(std::size_t(left) + cases.size(), 68u);
 
   const gpu::Implementation& reg = gpu::implementation("testengine.decode");
   EXPECT_FALSE(reg.declares_order());

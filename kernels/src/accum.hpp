@@ -26,6 +26,16 @@ __device__ __forceinline__ bool key_attended(const KernelParams& p, int b, std::
          p.key_mask[std::int64_t(b) * p.seq_len + own] != 0;
 }
 
+// A block's x index (below p.grid_x) and z index (batch x query tile) on a grid fold_grid made;
+// false for the blocks past the last z (the fold rounds up), which return at once.
+__device__ __forceinline__ bool unfold_block(const KernelParams& p, int& x, int& z) {
+  const int x_all = static_cast<int>(blockIdx.x);
+  x = x_all % p.grid_x;
+  const std::int64_t zz = std::int64_t(x_all / p.grid_x) * gridDim.z + blockIdx.z;
+  z = static_cast<int>(zz);
+  return zz < std::int64_t(p.batch) * p.q_tiles;
+}
+
 template <class T, Accum A, int D>
 struct AccPolicy;
 

@@ -14,6 +14,13 @@ void check_grid(std::int64_t x, std::int64_t y, std::int64_t z, const char* kern
                    " x " + std::to_string(z) + " exceeds the launch limits");
 }
 
+Grid3 fold_grid(std::int64_t x, std::int64_t y, std::int64_t z, const char* kernel) {
+  const std::int64_t lo = z < 65535 ? z : 65535;
+  const std::int64_t hi = lo > 0 ? (z + lo - 1) / lo : 1;
+  check_grid(x * hi, y, lo, kernel);
+  return {static_cast<unsigned>(x * hi), static_cast<unsigned>(y), static_cast<unsigned>(lo)};
+}
+
 namespace {
 
 int splits_for(const Problem& p, const LaunchContext& c, std::int64_t min_len, const char* who) {
@@ -112,9 +119,10 @@ KernelOrder decode_order(const Problem& p, int splits) {
 
 namespace {
 
-// The launch grid's limits, known before any launch: KV heads on y and batch x query tiles on
-// z (at most 65535 each), softmax's rows on x (at most 2^31 - 1). A problem past them is
-// unsupported, so its cases and benchmarks skip with this reason instead of failing at launch.
+// The launch grid's limits, known before any launch: KV heads on y (at most 65535), softmax's
+// rows on x (at most 2^31 - 1); batch x query tiles past z's 65535 are carried on x. A problem
+// past them is unsupported, so its cases and benchmarks skip with this reason instead of failing
+// at launch.
 std::string grid_support(Path path, const Problem& p) {
   constexpr std::int64_t kMaxYZ = 65535;
   if (path == Path::softmax) {
@@ -125,15 +133,7 @@ std::string grid_support(Path path, const Problem& p) {
   }
   if (p.kv_heads > kMaxYZ)
     return std::to_string(p.kv_heads) + " KV heads exceed the grid's 65535 blocks in y";
-  const std::int64_t tiles =
-      path == Path::fused || path == Path::split_kv
-          ? decode_query_tiles(p)
-          : (std::int64_t(p.group()) * p.q_len + query_tile(p) - 1) / query_tile(p);
-  const std::int64_t z = std::int64_t(p.batch) * tiles;
-  if (z > kMaxYZ)
-    return "batch x query tiles = " + std::to_string(p.batch) + " x " + std::to_string(tiles) +
-           " = " + std::to_string(z) + " blocks exceed the grid's 65535 in z (at most " +
-           std::to_string(kMaxYZ / tiles) + " sequences at this group and q_len)";
+  // batch x query tiles past 65535 are carried on x (fold_grid).
   return {};
 }
 

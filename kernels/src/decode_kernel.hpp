@@ -223,9 +223,10 @@ __global__ __launch_bounds__(kDecThreads, (DecodeGeom<T, D, QT>::MIN_BLOCKS)) vo
     __syncthreads();
   } else {
     kvh = static_cast<int>(blockIdx.y);
-    split = static_cast<int>(blockIdx.x);
-    b = static_cast<int>(blockIdx.z) / p.q_tiles;
-    tile = static_cast<int>(blockIdx.z) % p.q_tiles;
+    int bz;
+    if (!unfold_block(p, split, bz)) return;
+    b = bz / p.q_tiles;
+    tile = bz % p.q_tiles;
   }
   const int q0 = tile * QT;
   const int nq = min(QT, p.group * p.q_len - q0);
@@ -499,13 +500,13 @@ struct DecodeLaunch {
       }
       p.ragged_items = static_cast<int>(items);
       check_grid(items * p.kv_heads, 1, p.q_tiles, who);
-    } else {
-      check_grid(p.splits, p.kv_heads, std::int64_t(p.batch) * p.q_tiles, who);
     }
-    const dim3 grid =
+    p.grid_x = p.splits;
+    const Grid3 g =
         p.ragged_items > 0
-            ? dim3(unsigned(std::int64_t(p.ragged_items) * p.kv_heads), 1u, unsigned(p.q_tiles))
-            : dim3(unsigned(p.splits), unsigned(p.kv_heads), unsigned(p.batch * p.q_tiles));
+            ? Grid3{unsigned(std::int64_t(p.ragged_items) * p.kv_heads), 1u, unsigned(p.q_tiles)}
+            : fold_grid(p.splits, p.kv_heads, std::int64_t(p.batch) * p.q_tiles, who);
+    const dim3 grid(g.x, g.y, g.z);
     decode_kernel<T, A, D, QT, kSeparate, F><<<grid, kDecThreads, 0, st>>>(p);
     ATTNSCOPE_CHECK_LAUNCH();
     if (kSeparate && p.splits > 1) {

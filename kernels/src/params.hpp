@@ -37,6 +37,8 @@ struct KernelParams {
   // fused and split_kv on a ragged batch: the splits that hold positions, every sequence's from
   // its first, laid out on the grid's x (0: the grid is splits x ... as for any batch)
   int ragged_items;
+  // The x extent of the grid before fold_grid carried the part of z past 65535 onto x.
+  int grid_x;
 };
 
 inline KernelParams make_params(const StageArgs& a, int qt) {
@@ -70,6 +72,7 @@ inline KernelParams make_params(const StageArgs& a, int qt) {
   k.splits = 1;
   k.split_len = k.span;
   k.ragged_items = 0;
+  k.grid_x = 1;
   return k;
 }
 

@@ -56,10 +56,11 @@ __global__ __launch_bounds__(kPvThreads,
   __shared__ uint4 smem[G::SMEM_WORDS];
   const int lir = static_cast<int>(threadIdx.x) % L;
   const int rg = static_cast<int>(threadIdx.x) / L;
-  const int split = static_cast<int>(blockIdx.x);
+  int split, bz;
+  if (!unfold_block(p, split, bz)) return;
   const int kvh = static_cast<int>(blockIdx.y);
-  const int b = static_cast<int>(blockIdx.z) / p.q_tiles;
-  const int q0 = (static_cast<int>(blockIdx.z) % p.q_tiles) * QT;
+  const int b = bz / p.q_tiles;
+  const int q0 = (bz % p.q_tiles) * QT;
   const int nq = min(QT, p.group * p.q_len - q0);
 
   std::int64_t q_start[QT];  // window_start(t)
@@ -228,10 +229,10 @@ struct PvLaunch {
     hipStream_t st = static_cast<hipStream_t>(a.stream);
     if (p.splits > 1 && a.workspace == nullptr)
       throw GpuError("pv: workspace required for split windows");
-    check_grid(p.splits, p.kv_heads, std::int64_t(p.batch) * p.q_tiles, "pv");
-    pv_kernel<T, A, D, QT, F>
-        <<<dim3(unsigned(p.splits), unsigned(p.kv_heads), unsigned(p.batch * p.q_tiles)),
-           kPvThreads, 0, st>>>(p);
+    p.grid_x = p.splits;
+    const Grid3 g = fold_grid(p.splits, p.kv_heads, std::int64_t(p.batch) * p.q_tiles, "pv");
+    const dim3 grid(g.x, g.y, g.z);
+    pv_kernel<T, A, D, QT, F><<<grid, kPvThreads, 0, st>>>(p);
     ATTNSCOPE_CHECK_LAUNCH();
     if (p.splits > 1) {
       const std::int64_t rows = std::int64_t(p.batch) * p.q_len * p.q_heads;

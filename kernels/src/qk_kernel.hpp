@@ -51,8 +51,10 @@ __global__ __launch_bounds__(
   const int lir = static_cast<int>(threadIdx.x) % L;
   const int rg = static_cast<int>(threadIdx.x) / L;
   const int kvh = static_cast<int>(blockIdx.y);
-  const int b = static_cast<int>(blockIdx.z) / p.q_tiles;
-  const int q0 = (static_cast<int>(blockIdx.z) % p.q_tiles) * QT;
+  int run, bz;
+  if (!unfold_block(p, run, bz)) return;
+  const int b = bz / p.q_tiles;
+  const int q0 = (bz % p.q_tiles) * QT;
   const int nq = min(QT, p.group * p.q_len - q0);
   const float scale = apply_scale ? p.scale : 1.0f;
 
@@ -68,7 +70,7 @@ __global__ __launch_bounds__(
   const int own = scatter_owner<NV>(lir % NV);
   const int g_own = own % QT, j_own = own / QT;
 
-  const std::int64_t c0 = p.span_start + std::int64_t(blockIdx.x) * p.split_len;
+  const std::int64_t c0 = p.span_start + std::int64_t(run) * p.split_len;
   const std::int64_t c1 = min(c0 + p.split_len, p.span_start + p.span);
   const std::int64_t shift = seq_shift(p, b);
   RowStream<F, T, D, R, TK> rows(p.kv, b, kvh, c0, c1, rg, lir, shift);
@@ -133,10 +135,11 @@ struct QkLaunch {
     if (runs < 1) runs = 1;
     p.split_len = (tiles + runs - 1) / runs * keys;
     const std::int64_t gx = (p.span + p.split_len - 1) / p.split_len;
-    check_grid(gx, p.kv_heads, std::int64_t(p.batch) * p.q_tiles, "qk");
-    qk_kernel<T, A, D, QT, F>
-        <<<dim3(unsigned(gx), unsigned(p.kv_heads), unsigned(p.batch * p.q_tiles)), kQkThreads, 0,
-           static_cast<hipStream_t>(a.stream)>>>(p, a.scale_in_softmax ? 0 : 1);
+    p.grid_x = static_cast<int>(gx);
+    const Grid3 g = fold_grid(gx, p.kv_heads, std::int64_t(p.batch) * p.q_tiles, "qk");
+    const dim3 grid(g.x, g.y, g.z);
+    qk_kernel<T, A, D, QT, F><<<grid, kQkThreads, 0, static_cast<hipStream_t>(a.stream)>>>(
+        p, a.scale_in_softmax ? 0 : 1);
     ATTNSCOPE_CHECK_LAUNCH();
   }
 };

@@ -16,6 +16,13 @@ namespace attnscope::gpu::detail {
 int multiprocessor_count();
 // Grid-dimension guard: y and z are limited to 65535 on every platform.
 void check_grid(std::int64_t x, std::int64_t y, std::int64_t z, const char* kernel);
+// The grid of x x y x z blocks with the part of z past 65535 carried on x (x x ceil(z / 65535),
+// y, min(z, 65535)): the kernel recovers its indices with unfold_block. Throws GpuError where
+// even that passes the limits.
+struct Grid3 {
+  unsigned x, y, z;
+};
+Grid3 fold_grid(std::int64_t x, std::int64_t y, std::int64_t z, const char* kernel);
 
 void launch_qk(const StageArgs& a);
 void launch_softmax(const StageArgs& a);
