@@ -158,7 +158,10 @@ std::string BenchCase::name(bool hot) const {
     << "/in:" << to_string(p.input) << "/d:" << p.head_dim << "/b:" << p.batch
     << "/qh:" << p.q_heads << "/kvh:" << p.kv_heads << "/q:" << p.q_len << "/window:" << p.window
     << "/layout:" << to_string(layout.kind);
-  if (layout.kind == KvLayoutKind::paged) s << "/page:" << layout.page_size;
+  if (layout.kind == KvLayoutKind::paged) {
+    s << "/page:" << layout.page_size;
+    if (!layout.shuffle_pages) s << "/pages:consecutive";
+  }
   if (p.output != p.input) s << "/out:" << to_string(p.output);
   if (ragged_min > 0) s << "/ragged:" << ragged_min;
   if (splits > 0) s << "/splits:" << splits;

@@ -72,6 +72,8 @@ struct Options {
   std::uint64_t seed = 20261126;
   gpu::NameFilter filter;  // implementations to time (--attnscope_impl); empty: all
   int splits = 0;          // window splits requested of every launch (--attnscope_splits); 0: own
+  int page_size = 16;      // positions a page of the paged shapes (--attnscope_page_size)
+  bool shuffle_pages = true;  // --attnscope_pages=scattered|consecutive
 };
 
 // A benchmark that cannot run on this device: skipped with the message.

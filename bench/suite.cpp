@@ -62,7 +62,7 @@ std::string stage_of(const std::string& family, Path stage) {
 }
 
 std::vector<BenchCase> make_cases(const std::vector<DecodeShape>& shapes,
-                                  const gpu::NameFilter& filter, int splits) {
+                                  const gpu::NameFilter& filter, const Options& o) {
   std::vector<BenchCase> cases;
   // Shape-major order: consecutive benchmarks share the device-resident inputs.
   for (const DecodeShape& shape : shapes) {
@@ -75,9 +75,11 @@ std::vector<BenchCase> make_cases(const std::vector<DecodeShape>& shapes,
       c.before = std::move(before);
       c.problem = shape.problem();
       c.layout = shape.layout_spec();
+      c.layout.page_size = o.page_size;
+      c.layout.shuffle_pages = o.shuffle_pages;
       c.seq_lens = shape.seq_lens();
       c.ragged_min = shape.ragged_min;
-      c.splits = splits;
+      c.splits = o.splits;
       cases.push_back(std::move(c));
     };
     for (Path path : attnscope::kAllPaths) {
@@ -170,6 +172,17 @@ Options parse_options(int& argc, char** argv) {
     return static_cast<int>(parse_integer(v, what, 0, 65535));
   };
   o.splits = splits(env_or("ATTNSCOPE_BENCH_SPLITS", "0"), "ATTNSCOPE_BENCH_SPLITS");
+  auto page_size = [](const std::string& v, const char* what) {
+    return static_cast<int>(parse_integer(v, what, 1, 1 << 16));
+  };
+  auto pages = [](const std::string& v, const char* what) {
+    if (v == "scattered") return true;
+    if (v == "consecutive") return false;
+    throw std::invalid_argument(std::string(what) + ": '" + v +
+                                "' is not one of scattered, consecutive");
+  };
+  o.page_size = page_size(env_or("ATTNSCOPE_BENCH_PAGE_SIZE", "16"), "ATTNSCOPE_BENCH_PAGE_SIZE");
+  o.shuffle_pages = pages(env_or("ATTNSCOPE_BENCH_PAGES", "scattered"), "ATTNSCOPE_BENCH_PAGES");
   int kept = 1;
   for (int i = 1; i < argc; ++i) {
     const char* a = argv[i];
@@ -183,6 +196,10 @@ Options parse_options(int& argc, char** argv) {
       o.flush_bytes = flush_mib(a + std::strlen("--attnscope_flush_mib="), "--attnscope_flush_mib");
     } else if (starts_with(a, "--attnscope_timeout_s=")) {
       o.timeout_s = timeout_s(a + std::strlen("--attnscope_timeout_s="), "--attnscope_timeout_s");
+    } else if (starts_with(a, "--attnscope_page_size=")) {
+      o.page_size = page_size(a + std::strlen("--attnscope_page_size="), "--attnscope_page_size");
+    } else if (starts_with(a, "--attnscope_pages=")) {
+      o.shuffle_pages = pages(a + std::strlen("--attnscope_pages="), "--attnscope_pages");
     } else if (starts_with(a, "--attnscope_splits=")) {
       o.splits = splits(a + std::strlen("--attnscope_splits="), "--attnscope_splits");
     } else if (starts_with(a, "--attnscope_impl=")) {
@@ -221,7 +238,11 @@ void print_help() {
          "  --attnscope_impl=GLOB[,GLOB...]     (ATTNSCOPE_BENCH_IMPL) implementations to time;\n"
          "                                      <family>.unfused names a family's unfused path\n"
          "  --attnscope_splits=N                (ATTNSCOPE_BENCH_SPLITS) window splits asked of\n"
-         "                                      every launch (pv, fused, split_kv); 0: their own\n";
+         "                                      every launch (pv, fused, split_kv); 0: their own\n"
+         "  --attnscope_page_size=N             (ATTNSCOPE_BENCH_PAGE_SIZE) positions a page of\n"
+         "                                      the paged shapes (16)\n"
+         "  --attnscope_pages=scattered|consecutive  (ATTNSCOPE_BENCH_PAGES) a sequence's pages\n"
+         "                                      anywhere in the cache, or one after another\n";
 }
 
 }  // namespace
@@ -284,7 +305,7 @@ int bench_main(int argc, char** argv) {
   const std::vector<BenchCase> cases =
       options.set == "tune"
           ? make_tuning_cases(attnscope::bench_shapes("default"), options.filter)
-          : make_cases(attnscope::bench_shapes(options.set), options.filter, options.splits);
+          : make_cases(attnscope::bench_shapes(options.set), options.filter, options);
   if (cases.empty()) {
     std::cerr << "bench_attention: no registered implementation matches --attnscope_impl\n";
     return 2;

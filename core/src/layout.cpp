@@ -65,7 +65,7 @@ void KvLayoutSpec::validate(const Problem& p) const {
 std::string KvLayoutSpec::tag() const {
   std::ostringstream s;
   s << to_string(kind);
-  if (kind == KvLayoutKind::paged) s << "-p" << page_size;
+  if (kind == KvLayoutKind::paged) s << "-p" << page_size << (shuffle_pages ? "" : "-seq");
   if (seq_capacity != 0) s << "-cap" << seq_capacity;
   if (layers > 1) s << "-L" << layers << "l" << layer;
   return s.str();
@@ -102,7 +102,7 @@ KvLayout::KvLayout(const Problem& p, const KvLayoutSpec& spec) : spec_(spec) {
       std::vector<std::int32_t> order(static_cast<std::size_t>(pages));
       std::iota(order.begin(), order.end(), 0);
       SplitMix64 rng(spec.page_seed);
-      for (std::size_t i = order.size(); i > 1; --i) {
+      for (std::size_t i = spec.shuffle_pages ? order.size() : 0; i > 1; --i) {
         const std::size_t j = static_cast<std::size_t>(rng.next() % i);
         std::swap(order[i - 1], order[j]);
       }

@@ -53,6 +53,9 @@ struct KvLayoutSpec {
   int spare_pages = 0;            // paged only: pages no sequence owns, at most kMaxSparePages
   static constexpr int kMaxSparePages = 1 << 20;
   std::uint64_t page_seed = 1;  // paged only: shuffles the block table
+  // paged only: false gives each sequence consecutive pages (a freshly filled cache) instead of
+  // pages scattered over the whole cache (one after much allocation and freeing)
+  bool shuffle_pages = true;
 
   void validate(const Problem& p) const;  // throws std::invalid_argument
   std::string tag() const;                // e.g. "paged-p16-L3l2"
