@@ -26,10 +26,16 @@ struct RowStream {
   std::int64_t c0, c1;
   std::int64_t shift;     // the sequence's own position of `pos` is pos + shift (seq_shift)
   std::int64_t next_off;  // contiguous layouts: offset of the row-group's next tile's first row
-  // Paged: the page (-1: the row is not read) and the row within it of each row of the next tile
-  // to queue, looked up one tile ahead, so that the block-table loads are in flight while the
-  // tile before is computed.
+  // Paged: for each row of the next tile to queue, its page (-1: the row is not read), its row
+  // within the page, and the page's index in the sequence's block-table row. Looked up one tile
+  // ahead, so that the block-table loads are in flight while the tile before is computed, and
+  // stepped from tile to tile without a division; a row in the same page as the row before it
+  // takes that row's page without a load.
   std::int32_t ahead_page[TK], ahead_row[TK];
+  std::int64_t ahead_index[TK];
+  std::int32_t step_pages, step_rows;  // KEYS positions: whole pages and the rows left over
+  std::int64_t page_base;              // the layer's and the KV head's offset
+  const std::int32_t* table_row;       // the sequence's block-table row
   __device__ RowStream(const KvAddressing& kv_, int b_, int kvh_, std::int64_t c0_,
                        std::int64_t c1_, int rg_, int lir_, std::int64_t shift_ = 0)
       : kv(kv_), b(b_), kvh(kvh_), rg(rg_), lir(lir_), c0(c0_), c1(c1_), shift(shift_) {
@@ -37,41 +43,58 @@ struct RowStream {
     next_off = kv.block_table != nullptr
                    ? 0
                    : kv_offset<F>(kv, b, kvh, 0) + (c0 + shift + rg) * kv.stride_seq;
-    if (kv.block_table != nullptr) look_up(0);
+    if (kv.block_table != nullptr) {
+      step_pages = KEYS / kv.page_size;
+      step_rows = KEYS % kv.page_size;
+      page_base = kv.layer_offset + std::int64_t(kvh) * kv.stride_head;
+      table_row = kv.block_table + std::int64_t(b) * kv.pages_per_seq;
+#pragma unroll
+      for (int j = 0; j < TK; ++j) {
+        // Rows before the sequence start are never read; their index only has to step.
+        const std::int64_t pos = c0 + j * R + rg + shift;
+        ahead_index[j] = pos >= 0 ? pos / kv.page_size : -1 - (-1 - pos) / kv.page_size;
+        ahead_row[j] = static_cast<std::int32_t>(pos - ahead_index[j] * kv.page_size);
+      }
+      load_pages(0);
+    }
   }
   // First position of tile t for this row-group.
-  __device__ std::int64_t pos0(int t) const { return c0 + std::int64_t(t) * KEYS + rg; }
+  __device__ std::int64_t pos0(int t) const {
+    return c0 + std::int64_t(t) * KEYS + rg;
+  }
   // Rows before the sequence (a ragged batch's shorter ones), past the run and past the last
   // tile are zeros, never read.
   __device__ bool row_read(int t, int j) const {
     const std::int64_t p0 = pos0(t);
     return t < ntiles && j * R < c1 - p0 && p0 + j * R + shift >= 0;
   }
-  // Issues the block-table loads of tile t's rows (paged).
-  __device__ __forceinline__ void look_up(int t) {
+  // Issues the block-table loads of tile t's rows (paged), whose indices ahead_index holds.
+  __device__ __forceinline__ void load_pages(int t) {
 #pragma unroll
     for (int j = 0; j < TK; ++j) {
-      ahead_page[j] = -1;
-      ahead_row[j] = 0;
-      if (!row_read(t, j)) continue;
-      const std::int64_t pos = pos0(t) + j * R + shift;
-      std::int64_t index, row;
-      if (F == Fault::block_table_ignored) {
-        index = pos / kv.page_size;  // unused: the fault reads pages in order
-        row = pos % kv.page_size;
-      } else if (pos <= 0x7fffffff) {  // 32-bit division where the position allows
-        const unsigned q = static_cast<unsigned>(pos) / static_cast<unsigned>(kv.page_size);
-        index = q;
-        row = pos - std::int64_t(q) * kv.page_size;
-      } else {
-        index = pos / kv.page_size;
-        row = pos % kv.page_size;
-      }
-      ahead_page[j] = F == Fault::block_table_ignored
-                          ? static_cast<std::int32_t>(std::int64_t(b) * kv.pages_per_seq + index)
-                          : kv.block_table[std::int64_t(b) * kv.pages_per_seq + index];
-      ahead_row[j] = static_cast<std::int32_t>(row);
+      const bool read = row_read(t, j);
+      std::int32_t page;
+      if (F == Fault::block_table_ignored)
+        page = static_cast<std::int32_t>(std::int64_t(b) * kv.pages_per_seq + ahead_index[j]);
+      else if (j > 0 && ahead_index[j] == ahead_index[j - 1] && ahead_page[j - 1] >= 0)
+        page = ahead_page[j - 1];
+      else
+        page = read ? table_row[ahead_index[j]] : -1;
+      ahead_page[j] = read ? page : -1;
     }
+  }
+  // Steps the rows' pages from tile t to tile t + 1 and loads them.
+  __device__ __forceinline__ void look_up_next(int t) {
+#pragma unroll
+    for (int j = 0; j < TK; ++j) {
+      ahead_index[j] += step_pages;
+      ahead_row[j] += step_rows;
+      if (ahead_row[j] >= kv.page_size) {
+        ahead_row[j] -= kv.page_size;
+        ++ahead_index[j];
+      }
+    }
+    load_pages(t + 1);
   }
   // Queues tile t (called for t = 0, 1, 2, ... in order) of each tensor src[k] into the words
   // word(j, k, c) of its stage; the caller commits the group.
@@ -84,8 +107,8 @@ struct RowStream {
       std::int64_t off;
       if (paged) {
         ok = ahead_page[j] >= 0;
-        off = kv.layer_offset + std::int64_t(ahead_page[j]) * kv.stride_page +
-              std::int64_t(ahead_row[j]) * kv.stride_seq + std::int64_t(kvh) * kv.stride_head;
+        off = page_base + std::int64_t(ahead_page[j]) * kv.stride_page +
+              std::int64_t(ahead_row[j]) * kv.stride_seq;
         if (!ok) off = 0;
       } else {
         ok = row_read(t, j);
@@ -98,7 +121,7 @@ struct RowStream {
           AsyncCopy::copy16(&st[word(j, k, c)], src[k] + off + (c * S::LPR + lir) * S::VEC, ok);
     }
     next_off += std::int64_t(KEYS) * kv.stride_seq;
-    if (paged) look_up(t + 1);
+    if (paged) look_up_next(t);
   }
 };
 
