@@ -126,10 +126,15 @@ def inputs(a, s):
         ("--attnscope_timeout_s", "1abc", "timeout_s"), ("--attnscope_timeout_s", "nan", "timeout_s"),
         ("--attnscope_timeout_s", "inf", "timeout_s"), ("--attnscope_timeout_s", "0", "timeout_s"),
         ("--attnscope_set", "bogus", "benchmark set"), ("--attnscope_impl", "a,,b", "empty pattern"),
+        ("--attnscope_splits", "-1", "splits"), ("--attnscope_splits", "70000", "splits"),
+        ("--attnscope_splits", "4x", "splits"), ("--attnscope_page_size", "0", "page_size"),
+        ("--attnscope_page_size", "sixteen", "page_size"), ("--attnscope_pages", "random", "pages"),
     ]:
         add(Input(f"bench{flag}={val or 'empty'}", "bench_attention", [bench, f"{flag}={val}"], exp))
     add(Input("bench --attnscope_bogus", "bench_attention", [bench, "--attnscope_bogus=1"],
               "unknown option"))
+    add(Input("bench --attnscope_splits with the tune set", "bench_attention",
+              [bench, "--attnscope_set=tune", "--attnscope_splits=4"], "does not apply"))
     add(Input("bench filter matching nothing", "bench_attention",
               [bench, "--benchmark_filter=no_such_benchmark"], "no benchmark matches"))
     add(Input("bench --attnscope_impl matching nothing", "bench_attention",
@@ -139,6 +144,8 @@ def inputs(a, s):
         ("ATTNSCOPE_BENCH_FLUSH_MIB", "-1", "FLUSH_MIB"),
         ("ATTNSCOPE_BENCH_TIMEOUT_S", "soon", "TIMEOUT_S"),
         ("ATTNSCOPE_BENCH_SET", "bogus", "benchmark set"),
+        ("ATTNSCOPE_BENCH_SPLITS", "many", "ATTNSCOPE_BENCH_SPLITS"),
+        ("ATTNSCOPE_BENCH_PAGES", "shuffled", "ATTNSCOPE_BENCH_PAGES"),
     ]:
         add(Input(f"bench env {var}={val}", "bench_attention", [bench], exp, env={var: val}))
     # The host thread count, read where the references start their threads.
