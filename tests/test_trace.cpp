@@ -14,6 +14,7 @@
 #include "attnscope/core/random.hpp"
 #include "attnscope/core/trace.hpp"
 #include "attnscope/core/trace_writer.hpp"
+#include "attnscope/reference/stages.hpp"
 #include "attnscope/reference/trace_check.hpp"
 #include <nlohmann/json.hpp>
 
@@ -192,6 +193,65 @@ TEST(TraceCheck, CorrectEngineIsWithinBudgetOnEveryLayout) {
       check_trace(read_trace(write_point("correct_npy", in, engine_outputs(in, {}), {"out"}, true)),
                   quad)
           .pass);
+}
+
+// A key mask and a ragged batch travel with the trace point: the reference's own outputs of such
+// inputs are within budget, and the same outputs declared without the mask and the lengths are
+// not (the checker reads them, it does not ignore them). Bad values are refused by name.
+TEST(TraceCheck, KeyMaskAndRaggedLengthsRoundTrip) {
+  Problem p;
+  p.batch = 3;
+  p.q_heads = 4;
+  p.kv_heads = 2;
+  p.q_len = 2;
+  p.window = 40;
+  p.seq_len = 60;
+  p.head_dim = 64;
+  KvLayoutSpec l;
+  l.kind = KvLayoutKind::paged;
+  l.page_size = 8;
+  DataSpec d;
+  d.mask_fraction = 0.3;
+  d.ragged_min_len = 10;
+  const AttentionInputs in = make_inputs(p, l, d);
+  ASSERT_FALSE(in.key_mask.empty());
+  ASSERT_FALSE(in.seq_lens.empty());
+  const ref::Trace<double> tr = ref::attention<double>(in);
+  Outputs o;
+  o.scores = tr.scores;
+  o.probs = tr.probs;
+  o.out = tr.out;
+  o.lse = tr.lse;
+  const std::string path = write_point("masked_ragged", in, o, kAll);
+  const TraceFile t = read_trace(path);
+  ASSERT_TRUE(t.find("key_mask") && t.find("seq_lens"));
+  EXPECT_EQ(t.require("seq_lens").get(1), double(in.seq_lens[1]));
+  const PointReport r = check_trace(t);
+  EXPECT_TRUE(r.pass) << format_point(r);
+
+  AttentionInputs plain = in;
+  plain.key_mask.clear();
+  plain.seq_lens.clear();
+  EXPECT_FALSE(check_trace(read_trace(write_point("unmasked", plain, o, kAll))).pass);
+
+  // A mask value other than 0 and 1, and a length past seq_len, are errors that name them.
+  AttentionInputs bad = in;
+  bad.key_mask[5] = 2;
+  try {
+    check_trace(read_trace(write_point("bad_mask", bad, o, kAll)));
+    ADD_FAILURE() << "a key_mask value of 2 was accepted";
+  } catch (const TraceError& e) {
+    EXPECT_NE(std::string(e.what()).find("key_mask' holds 2"), std::string::npos) << e.what();
+  }
+  bad = in;
+  bad.seq_lens[2] = p.seq_len + 1;
+  try {
+    check_trace(read_trace(write_point("bad_lens", bad, o, kAll)));
+    ADD_FAILURE() << "a length past seq_len was accepted";
+  } catch (const TraceError& e) {
+    EXPECT_NE(std::string(e.what()).find("seq_lens' gives sequence 2"), std::string::npos)
+        << e.what();
+  }
 }
 
 struct Planting {

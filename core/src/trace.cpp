@@ -509,10 +509,6 @@ void write_trace_point(const std::string& path, const AttentionInputs& in, const
                        const std::map<std::string, std::string>& metadata, bool npy) {
   const Problem& p = in.problem;
   const KvLayoutSpec& l = in.layout.spec();
-  if (!in.key_mask.empty() || !in.seq_lens.empty())
-    throw std::invalid_argument(
-        "write_trace_point: trace points carry no key mask and no sequence lengths, and these "
-        "inputs mask keys or are a ragged batch");
   attnscope_trace::TraceWriter w;
   w.metadata("layout", std::string(to_string(l.kind)))
       .metadata("layer", std::to_string(l.layer))
@@ -547,6 +543,11 @@ void write_trace_point(const std::string& path, const AttentionInputs& in, const
   if (l.kind == KvLayoutKind::paged)
     w.tensor("block_table", attnscope_trace::DType::I32, {B, in.layout.addressing().pages_per_seq},
              in.layout.block_table().data());
+  // A key mask as I32 [batch, seq_len] (1 = attend), a ragged batch's lengths as I64 [batch].
+  std::vector<std::int32_t> mask(in.key_mask.begin(), in.key_mask.end());
+  if (!mask.empty()) w.tensor("key_mask", attnscope_trace::DType::I32, {B, p.seq_len}, mask.data());
+  if (!in.seq_lens.empty())
+    w.tensor("seq_lens", attnscope_trace::DType::I64, {B}, in.seq_lens.data());
   std::vector<std::vector<unsigned char>> keep;
   keep.reserve(4);
   auto add = [&](const char* name, const std::vector<double>* v, DType t,

@@ -131,13 +131,14 @@ SummationOrder order_or_sequential(const TraceFile& t, const std::string& key) {
 }
 
 AttentionInputs build_inputs(TraceFile& t, Context& c) {
-  static const std::set<std::string> known = {"q",      "k_cache", "v_cache", "block_table",
-                                              "scores", "probs",   "out",     "lse"};
+  static const std::set<std::string> known = {"q",        "k_cache", "v_cache", "block_table",
+                                              "scores",   "probs",   "out",     "lse",
+                                              "key_mask", "seq_lens"};
   for (const auto& kv : t.tensors)
     if (!known.count(kv.first))
-      throw TraceError(
-          t.path + ": unknown tensor '" + kv.first +
-          "' (a trace holds q, k_cache, v_cache, block_table, scores, probs, out, lse)");
+      throw TraceError(t.path + ": unknown tensor '" + kv.first +
+                       "' (a trace holds q, k_cache, v_cache, block_table, key_mask, seq_lens, "
+                       "scores, probs, out, lse)");
   Tensor& q = t.require("q");
   if (q.shape.size() != 4)
     throw TraceError(t.path + ": tensor 'q' has shape " + q.shape_string() +
@@ -267,6 +268,42 @@ AttentionInputs build_inputs(TraceFile& t, Context& c) {
       HostTensor(in, {storage}, std::move(v.bytes)),
       {},
       {}};
+
+  // A key mask ([batch, seq_len], 1 = attend, 0 = masked) and the lengths of a ragged batch
+  // ([batch]), integers, both optional.
+  auto integers = [&](const char* name, const std::vector<std::int64_t>& shape,
+                      const char* shape_text) -> const Tensor* {
+    const Tensor* x = t.find(name);
+    if (x == nullptr) return nullptr;
+    if (x->type != ElemType::i32 && x->type != ElemType::i64)
+      throw TraceError(t.path + ": tensor '" + name + "' is " +
+                       std::string(safetensors_name(x->type)) + "; expected I32 or I64");
+    expect_shape(t, *x, shape, shape_text);
+    return x;
+  };
+  if (const Tensor* m = integers("key_mask", {p.batch, p.seq_len}, "[batch, seq_len]")) {
+    inputs.key_mask.resize(std::size_t(m->numel()));
+    for (std::int64_t i = 0; i < m->numel(); ++i) {
+      const double e = m->get(i);
+      if (e != 0.0 && e != 1.0)
+        throw TraceError(t.path + ": tensor 'key_mask' holds " + std::to_string(e) +
+                         " at sequence " + std::to_string(i / p.seq_len) + ", position " +
+                         std::to_string(i % p.seq_len) + "; expected 0 (masked) or 1 (attended)");
+      inputs.key_mask[std::size_t(i)] = static_cast<std::uint8_t>(e);
+    }
+  }
+  if (const Tensor* l = integers("seq_lens", {p.batch}, "[batch]")) {
+    inputs.seq_lens.resize(std::size_t(p.batch));
+    for (int b = 0; b < p.batch; ++b) {
+      const double e = l->get(b);
+      if (e < p.q_len || e > double(p.seq_len))
+        throw TraceError(t.path + ": tensor 'seq_lens' gives sequence " + std::to_string(b) +
+                         " the length " + std::to_string(static_cast<long long>(e)) +
+                         ", outside [q_len, seq_len] = [" + std::to_string(p.q_len) + ", " +
+                         std::to_string(p.seq_len) + "]");
+      inputs.seq_lens[std::size_t(b)] = static_cast<std::int64_t>(e);
+    }
+  }
 
   // The recorded outputs.
   const std::vector<std::int64_t> score_shape = {p.batch, p.q_heads, p.q_len, p.window};
