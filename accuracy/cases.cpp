@@ -31,6 +31,7 @@ std::string AccuracyCase::name() const {
   if (data.left_padding) s << "_leftpad";
   if (data.fully_masked > 0) s << "_fullymasked" << data.fully_masked;
   if (data.ragged_min_len > 0) s << "_ragged" << data.ragged_min_len;
+  if (data.nan_in_window) s << "_naninwindow";
   if (expect_fp16_overflow) s << "_expect_overflow";
   s << suffix;
   return s.str();
@@ -211,6 +212,13 @@ std::vector<AccuracyCase> variants(const Target& t, Sweep sweep) {
           c.problem.seq_len = 4 * w;
           c.layout.kind = KvLayoutKind::bshd;
         }
+        cases.push_back(c);
+      }
+      // NaN inside the window (one V element every query of sequence 0 attends): it must reach
+      // exactly the outputs the reference gives NaN (a NaN lost fails the case).
+      {
+        AccuracyCase c = base(t, acc, w);
+        c.data.nan_in_window = true;
         cases.push_back(c);
       }
       // Every logit near -6e4: with fp32 accumulation exact to the end; with fp16 accumulation

@@ -49,7 +49,8 @@ Check model_gate(const Problem& p, std::string what, std::string field,
       c.budget_max > 0.0 ? c.metrics.rel_l2 / c.budget_max : (c.metrics.rel_l2 > 0.0 ? kInf : 0.0);
   c.worst = c.metrics.worst_index;
   c.worst_where = coordinates(p, TensorShape::out, c.worst);
-  c.pass = c.metrics.nan_count == 0 && c.metrics.inf_count == 0 && c.budget_ratio <= 1.0;
+  c.pass = c.metrics.nan_count == 0 && c.metrics.inf_count == 0 && c.metrics.nan_lost == 0 &&
+           c.budget_ratio <= 1.0;
   c.model_rel_l2 = mm.rel_l2;
   c.model_max_abs = mm.max_abs;
   return c;

@@ -64,7 +64,7 @@ TEST(AccuracyCases, DefaultSetCoversEveryWindowPathAndAccumulation) {
   // accumulations: split invariance, each count held to its own order's budget), two
   // poisoned-cache cases, three masked cases, three ragged batches (one poisoned) and one of
   // logits near -6e4 a path and accumulation.
-  EXPECT_EQ(cases.size(), 218u);
+  EXPECT_EQ(cases.size(), 224u);
   int poisoned = 0, masked = 0, fully = 0, padded = 0, negative = 0, overflow = 0, ragged = 0;
   for (const AccuracyCase& c : cases) {
     poisoned += c.data.poison_outside ? 1 : 0;
@@ -399,7 +399,7 @@ TEST(Registry, EngineImplementationGetsCasesOnItsOwnLayout) {
     EXPECT_EQ(c.data.ragged_min_len, 0) << c.name();
   }
   // The fused path's cases of the default set (the split-count cases are attnscope's own).
-  EXPECT_EQ(std::size_t(left) + cases.size(), 68u);
+  EXPECT_EQ(std::size_t(left) + cases.size(), 70u);
 
   const gpu::Implementation& reg = gpu::implementation("testengine.decode");
   EXPECT_FALSE(reg.declares_order());

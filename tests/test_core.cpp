@@ -1672,7 +1672,7 @@ TEST(RecordsTest, MetricsJsonNamesAndPrefix) {
   const nlohmann::json j = to_json(sample_metrics());
   EXPECT_EQ(keys_of(j),
             (std::set<std::string>{"mae", "max_abs", "max_diff", "max_rel", "rel_l2", "max_ulp",
-                                   "nan_count", "inf_count", "worst_index", "count"}));
+                                   "nan_count", "inf_count", "nan_lost", "worst_index", "count"}));
   EXPECT_EQ(j.at("mae").get<double>(), 0.125);
   EXPECT_EQ(j.at("max_abs").get<double>(), 0.5);
   EXPECT_EQ(j.at("max_diff").get<double>(), 0.5);

@@ -1031,3 +1031,42 @@ TEST(Ragged, EachSequenceMatchesItsOwnProblem) {
 }
 
 }  // namespace
+
+namespace {
+
+// NaN inside the window reaches exactly channel 0 of every query head of KV head 0 in sequence 0
+// (the reference's output), and a result where it did not arrive fails the judge as a NaN lost.
+TEST(NanInWindow, ReachesExactlyItsOutputsAndALostNanFails) {
+  const Problem p = make_problem(2, 4, 2, 3, 50, 40);
+  DataSpec d;
+  d.nan_in_window = true;
+  const AttentionInputs in = attnscope::make_inputs(p, KvLayoutSpec{}, d);
+  std::vector<double> out, lse;
+  ref::attention_output<double>(in, out, lse);
+  std::int64_t nans = 0;
+  for (int b = 0; b < p.batch; ++b)
+    for (int t = 0; t < p.q_len; ++t)
+      for (int h = 0; h < p.q_heads; ++h)
+        for (int dd = 0; dd < p.head_dim; ++dd) {
+          const bool want = b == 0 && h / p.group() == 0 && dd == 0;
+          const double x = out[std::size_t(in.q_offset(b, t, h) + dd)];
+          ASSERT_EQ(std::isnan(x), want) << b << " " << t << " " << h << " " << dd;
+          nans += want ? 1 : 0;
+        }
+  for (double x : lse) ASSERT_TRUE(std::isfinite(x));  // V does not reach lse
+  EXPECT_EQ(nans, p.q_len * p.group());
+  // A result equal to the reference but finite where it is NaN: the NaN was lost.
+  std::vector<double> lost = out;
+  for (double& x : lost)
+    if (std::isnan(x)) x = 0.0;
+  const std::vector<double> budget(out.size(), 1.0);
+  const attnscope::Check c = attnscope::judge(p, "out", "out_", attnscope::TensorShape::out, lost,
+                                              out, budget, DType::fp16);
+  EXPECT_FALSE(c.pass);
+  EXPECT_EQ(c.metrics.nan_lost, nans);
+  EXPECT_TRUE(
+      attnscope::judge(p, "out", "out_", attnscope::TensorShape::out, out, out, budget, DType::fp16)
+          .pass);
+}
+
+}  // namespace

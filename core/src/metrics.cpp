@@ -27,6 +27,12 @@ Metrics compare(std::int64_t n, const std::function<double(std::int64_t)>& got,
       }
       continue;
     }
+    if (std::isnan(r) && !std::isnan(x)) {
+      if (m.nan_lost++ == 0 && !worst_is_nonfinite) {
+        m.worst_index = i, m.worst_value = x, m.worst_ref = r, worst_is_nonfinite = true;
+      }
+      continue;
+    }
     if (std::isinf(x) && !std::isnan(r) && x != r) {  // incl. an infinity of the wrong sign
       if (m.inf_count++ == 0 && !worst_is_nonfinite) {
         m.worst_index = i, m.worst_value = x, m.worst_ref = r, worst_is_nonfinite = true;

@@ -55,6 +55,7 @@ void add_metrics(nlohmann::json& j, const Metrics& m, const std::string& prefix)
   j[prefix + "max_ulp"] = number(m.max_ulp);
   j[prefix + "nan_count"] = m.nan_count;
   j[prefix + "inf_count"] = m.inf_count;
+  j[prefix + "nan_lost"] = m.nan_lost;
   j[prefix + "worst_index"] = m.worst_index;
 }
 

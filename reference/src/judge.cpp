@@ -53,7 +53,8 @@ Check judge(const Problem& p, std::string what, std::string field, TensorShape s
     }
   }
   c.worst_where = coordinates(p, shape, c.worst);
-  c.pass = c.metrics.nan_count == 0 && c.metrics.inf_count == 0 && c.budget_ratio <= 1.0;
+  c.pass = c.metrics.nan_count == 0 && c.metrics.inf_count == 0 && c.metrics.nan_lost == 0 &&
+           c.budget_ratio <= 1.0;
   return c;
 }
 
@@ -78,8 +79,9 @@ std::string describe(const Check& c) {
   std::ostringstream s;
   s << "  " << (c.pass ? "ok  " : "FAIL") << " " << c.what << ": max_abs " << c.metrics.max_abs
     << ", mae " << c.metrics.mae << ", rel_l2 " << c.metrics.rel_l2 << ", nan "
-    << c.metrics.nan_count << ", inf " << c.metrics.inf_count << "; budget max " << c.budget_max
-    << ", error/budget " << c.budget_ratio << " at " << c.worst_where;
+    << c.metrics.nan_count << ", inf " << c.metrics.inf_count << ", NaN lost " << c.metrics.nan_lost
+    << "; budget max " << c.budget_max << ", error/budget " << c.budget_ratio << " at "
+    << c.worst_where;
   return s.str();
 }
 

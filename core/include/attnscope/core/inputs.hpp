@@ -41,6 +41,10 @@ struct DataSpec {
   // positions, every other one a length drawn log-uniformly from [max(ragged_min_len, q_len),
   // seq_len], as decode batches of a serving engine are.
   std::int64_t ragged_min_len = 0;
+  // NaN inside the window: V of sequence 0, KV head 0, at the first query's own position (which
+  // every query of the sequence attends), channel 0. The output must carry it: channel 0 of every
+  // query head of KV head 0 in sequence 0 is NaN, and nothing else is.
+  bool nan_in_window = false;
   // Every cache slot no query attends (other layers, spare pages, tail capacity, positions past
   // seq_len in the last page, positions before the first query's window) holds NaN, +Inf or -Inf
   // in turn, in K and V: a kernel that reads one corrupts its output. The attended values are

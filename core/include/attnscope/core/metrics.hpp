@@ -18,6 +18,7 @@ struct Metrics {
   double max_ulp = 0.0;           // max |x - ref| in ulps of the output format at ref
   std::int64_t nan_count = 0;     // NaN in x where ref is not NaN
   std::int64_t inf_count = 0;     // Inf in x where ref is finite or the opposite Inf
+  std::int64_t nan_lost = 0;      // x not NaN where ref is NaN: a NaN input that did not arrive
   std::int64_t worst_index = -1;  // index of max_abs (or of the first NaN/Inf)
   double worst_value = 0.0;
   double worst_ref = 0.0;
