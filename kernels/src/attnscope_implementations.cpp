@@ -8,16 +8,26 @@
 
 namespace attnscope::gpu::detail {
 
-void check_grid(std::int64_t x, std::int64_t y, std::int64_t z, const char* kernel) {
-  if (x < 1 || x > 0x7fffffff || y < 1 || y > 65535 || z < 1 || z > 65535)
+void check_grid(std::int64_t x, std::int64_t y, std::int64_t z, const char* kernel, int threads) {
+  if (x < 1 || x > 0x7fffffff || x * threads > 0xffffffffLL || y < 1 || y > 65535 || z < 1 ||
+      z > 65535)
     throw GpuError(std::string(kernel) + ": grid " + std::to_string(x) + " x " + std::to_string(y) +
-                   " x " + std::to_string(z) + " exceeds the launch limits");
+                   " x " + std::to_string(z) + " of " + std::to_string(threads) +
+                   " threads exceeds the launch limits");
 }
 
-Grid3 fold_grid(std::int64_t x, std::int64_t y, std::int64_t z, const char* kernel) {
+void check_workspace(const StageArgs& a, std::size_t need, const char* kernel) {
+  if (a.workspace_bytes > 0 && need > a.workspace_bytes)
+    throw GpuError(std::string(kernel) + ": the launch needs " + std::to_string(need) +
+                   " bytes of workspace and was given " + std::to_string(a.workspace_bytes) +
+                   " (sized with another LaunchContext: the same splits and ragged lengths "
+                   "must size it)");
+}
+
+Grid3 fold_grid(std::int64_t x, std::int64_t y, std::int64_t z, const char* kernel, int threads) {
   const std::int64_t lo = z < 65535 ? z : 65535;
   const std::int64_t hi = lo > 0 ? (z + lo - 1) / lo : 1;
-  check_grid(x * hi, y, lo, kernel);
+  check_grid(x * hi, y, lo, kernel, threads);
   return {static_cast<unsigned>(x * hi), static_cast<unsigned>(y), static_cast<unsigned>(lo)};
 }
 
@@ -126,9 +136,11 @@ namespace {
 std::string grid_support(Path path, const Problem& p) {
   constexpr std::int64_t kMaxYZ = 65535;
   if (path == Path::softmax) {
+    // One block a row; HIP on ROCm counts the grid's threads, fewer than 2^32.
     const std::int64_t rows = std::int64_t(p.batch) * p.q_heads * p.q_len;
-    if (rows > 0x7fffffff)
-      return std::to_string(rows) + " rows of scores exceed the grid's 2^31 - 1 blocks";
+    if (rows * kSmThreads > 0xffffffffLL)
+      return std::to_string(rows) + " rows of scores exceed the grid's 2^32 threads in x (" +
+             std::to_string(kSmThreads) + " a row)";
     return {};
   }
   if (p.kv_heads > kMaxYZ)

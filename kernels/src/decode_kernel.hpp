@@ -487,6 +487,7 @@ struct DecodeLaunch {
     const char* who = kSeparate ? "split_kv" : "fused";
     if (p.splits > 1 && a.workspace == nullptr)
       throw GpuError(std::string(who) + ": workspace required");
+    check_workspace(a, decode_workspace_bytes(a.problem, p.splits, !kSeparate), who);
     hipStream_t st = static_cast<hipStream_t>(a.stream);
     // A ragged batch whose lengths the host knows: a block for each split that holds positions
     // of its sequence, and none for the splits before a sequence's start.
@@ -499,13 +500,13 @@ struct DecodeLaunch {
         items += p.splits - first;
       }
       p.ragged_items = static_cast<int>(items);
-      check_grid(items * p.kv_heads, 1, p.q_tiles, who);
+      check_grid(items * p.kv_heads, 1, p.q_tiles, who, kDecThreads);
     }
     p.grid_x = p.splits;
     const Grid3 g =
         p.ragged_items > 0
             ? Grid3{unsigned(std::int64_t(p.ragged_items) * p.kv_heads), 1u, unsigned(p.q_tiles)}
-            : fold_grid(p.splits, p.kv_heads, std::int64_t(p.batch) * p.q_tiles, who);
+            : fold_grid(p.splits, p.kv_heads, std::int64_t(p.batch) * p.q_tiles, who, kDecThreads);
     const dim3 grid(g.x, g.y, g.z);
     decode_kernel<T, A, D, QT, kSeparate, F><<<grid, kDecThreads, 0, st>>>(p);
     ATTNSCOPE_CHECK_LAUNCH();

@@ -104,6 +104,7 @@ StageArgs DeviceProblem::args(const Implementation& impl, int splits) {
   a.out = out_.data();
   a.lse = lse_.as<float>();
   a.workspace = workspace_.data();
+  a.workspace_bytes = workspace_.bytes();
   a.splits = splits;
   a.multiprocessors = multiprocessors_;
   return a;

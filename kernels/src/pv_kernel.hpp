@@ -229,8 +229,12 @@ struct PvLaunch {
     hipStream_t st = static_cast<hipStream_t>(a.stream);
     if (p.splits > 1 && a.workspace == nullptr)
       throw GpuError("pv: workspace required for split windows");
+    if (p.splits > 1)
+      check_workspace(a, std::size_t(p.batch) * p.q_len * p.q_heads * p.splits * D * sizeof(float),
+                      "pv");
     p.grid_x = p.splits;
-    const Grid3 g = fold_grid(p.splits, p.kv_heads, std::int64_t(p.batch) * p.q_tiles, "pv");
+    const Grid3 g =
+        fold_grid(p.splits, p.kv_heads, std::int64_t(p.batch) * p.q_tiles, "pv", kPvThreads);
     const dim3 grid(g.x, g.y, g.z);
     pv_kernel<T, A, D, QT, F><<<grid, kPvThreads, 0, st>>>(p);
     ATTNSCOPE_CHECK_LAUNCH();

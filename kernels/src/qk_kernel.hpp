@@ -136,7 +136,7 @@ struct QkLaunch {
     p.split_len = (tiles + runs - 1) / runs * keys;
     const std::int64_t gx = (p.span + p.split_len - 1) / p.split_len;
     p.grid_x = static_cast<int>(gx);
-    const Grid3 g = fold_grid(gx, p.kv_heads, std::int64_t(p.batch) * p.q_tiles, "qk");
+    const Grid3 g = fold_grid(gx, p.kv_heads, std::int64_t(p.batch) * p.q_tiles, "qk", kQkThreads);
     const dim3 grid(g.x, g.y, g.z);
     qk_kernel<T, A, D, QT, F><<<grid, kQkThreads, 0, static_cast<hipStream_t>(a.stream)>>>(
         p, a.scale_in_softmax ? 0 : 1);

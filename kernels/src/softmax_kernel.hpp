@@ -182,7 +182,7 @@ template <Fault F>
 void launch_softmax_f(const StageArgs& a) {
   const KernelParams p = make_params(a, 1);
   const std::int64_t rows = std::int64_t(p.batch) * p.q_heads * p.q_len;
-  check_grid(rows, 1, 1, "softmax");
+  check_grid(rows, 1, 1, "softmax", kSmThreads);
   const bool vec4 = softmax_vec(p.window) == 4;  // the order softmax_order declares
   const int apply = a.scale_in_softmax ? 1 : 0;
   const dim3 grid(static_cast<unsigned>(rows));

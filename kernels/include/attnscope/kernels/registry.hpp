@@ -42,14 +42,17 @@ struct StageArgs {
   // Implementation scratch of workspace_bytes, zero-filled when allocated; an implementation
   // leaves it as it found it where it keeps state there (attnscope.fused: ticket counters).
   void* workspace = nullptr;
-  int splits = 0;           // requested window splits (0: the implementation chooses)
-  int multiprocessors = 0;  // of the device launched on (0: the current device's)
-  void* stream = nullptr;   // hipStream_t; null: the default stream
+  std::size_t workspace_bytes = 0;  // its size where known (0: unknown), checked by attnscope's
+  int splits = 0;                   // requested window splits (0: the implementation chooses)
+  int multiprocessors = 0;          // of the device launched on (0: the current device's)
+  void* stream = nullptr;           // hipStream_t; null: the default stream
 };
 
 // What a launch's shape may depend on besides the problem. Implementations that choose a split
 // count to fill the device read the multiprocessor count; their order (and so the budget of a
-// case) then holds for that device only, and KernelOrder::device_dependent says so.
+// case) then holds for that device only, and KernelOrder::device_dependent says so. A workspace
+// (and an order) must be asked for with the context the launch will see: the same splits and,
+// for a ragged batch, the same lengths as StageArgs::host_seq_lens.
 struct LaunchContext {
   int multiprocessors = 0;  // of the device the kernel runs on; 0 when unknown
   int splits = 0;           // requested window splits; 0: the implementation chooses
