@@ -169,8 +169,8 @@ AttentionInputs make_inputs(const Problem& p, const KvLayoutSpec& layout_spec,
           const std::int64_t base = a.offset(b, h, pos);
           // Positions before the first query's window, and past a ragged sequence's end, are
           // attended by no query.
-          const std::int64_t len = in.seq_len_of(b);
-          if (data.poison_outside && (pos < len - (p.seq_len - p.window_start(0)) || pos >= len))
+          if (data.poison_outside &&
+              (pos < p.window_start(0) + in.shift(b) || pos >= in.seq_len_of(b)))
             continue;
           for (int d = 0; d < p.head_dim; ++d) {
             in.k.set(base + d, generated_value(p, data, 1, b, h, pos, d));

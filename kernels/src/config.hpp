@@ -174,6 +174,14 @@ inline int decode_auto_splits(const Problem& p, int multiprocessors) {
   return static_cast<int>(best);
 }
 
+// The first split (of split_len positions from span_start, both in the longest sequence's
+// positions) that holds a position of a sequence whose position 0 is there at `start` (the
+// longest length minus its own): 0 for a sequence that starts at or before the span.
+constexpr std::int64_t first_split_at(std::int64_t start, std::int64_t span_start,
+                                      std::int64_t split_len) {
+  return start > span_start ? (start - span_start) / split_len : 0;
+}
+
 // Window splits of a ragged batch (`lens`: the [batch] sequence lengths). Splits cut the longest
 // sequence's span; a shorter sequence's positions fall in its last splits, and the grid has no
 // block for the splits before its start. The time is modelled, in positions, as the positions of
@@ -196,7 +204,7 @@ inline int decode_auto_splits_ragged(const Problem& p, int multiprocessors,
     std::int64_t positions = 0;
     for (int b = 0; b < p.batch; ++b) {
       const std::int64_t own = lens[b] < span ? lens[b] : span;
-      const std::int64_t first = (span - own) / len;
+      const std::int64_t first = first_split_at(span - lens[b], 0, len);
       positions += ((own + keys - 1) / keys * keys + (s - first) * kRaggedBlockCost) * per_seq;
     }
     const std::int64_t rounded = (len + keys - 1) / keys * keys;

@@ -79,8 +79,7 @@ struct DecodeWorkspace {
 // it return at once, writing nothing, and the merge starts at it: the splits before hold no key
 // (their weight would be none), so the results are those of every split merged.
 __device__ __forceinline__ int first_split(const KernelParams& p, int b) {
-  const std::int64_t lo = -seq_shift(p, b);  // the sequence's position 0
-  return lo > p.span_start ? static_cast<int>((lo - p.span_start) / p.split_len) : 0;
+  return static_cast<int>(first_split_at(-seq_shift(p, b), p.span_start, p.split_len));
 }
 
 // The sequence and split of item `item` of a ragged batch's grid (KernelParams::ragged_items):
@@ -93,7 +92,8 @@ __device__ __forceinline__ void locate_item(const KernelParams& p, int item, int
   int base = 0;
   for (int c = 0; c < p.batch; c += W) {
     const int bb = c + lane;
-    const int n = bb < p.batch ? p.splits - first_split(p, bb) : 0;
+    const int first = bb < p.batch ? first_split(p, bb) : p.splits;
+    const int n = p.splits - first;
     int incl = n;
 #pragma unroll
     for (int d = 1; d < W; d *= 2) {
@@ -102,7 +102,7 @@ __device__ __forceinline__ void locate_item(const KernelParams& p, int item, int
     }
     if (item >= base + incl - n && item < base + incl) {
       where[0] = bb;
-      where[1] = first_split(p, bb) + (item - (base + incl - n));
+      where[1] = first + (item - (base + incl - n));
     }
     base += shfl_idx(incl, W - 1);
     if (item < base) return;  // uniform over the warp
@@ -493,12 +493,9 @@ struct DecodeLaunch {
     // of its sequence, and none for the splits before a sequence's start.
     if (a.seq_lens != nullptr && a.host_seq_lens != nullptr && p.splits > 1) {
       std::int64_t items = 0;
-      for (int b = 0; b < p.batch; ++b) {
-        const std::int64_t lo = a.host_seq_lens[b] - p.seq_len;
-        const std::int64_t first =
-            -lo > p.span_start ? (-lo - p.span_start) / p.split_len : std::int64_t(0);
-        items += p.splits - first;
-      }
+      for (int b = 0; b < p.batch; ++b)
+        items +=
+            p.splits - first_split_at(p.seq_len - a.host_seq_lens[b], p.span_start, p.split_len);
       p.ragged_items = static_cast<int>(items);
       check_grid(items * p.kv_heads, 1, p.q_tiles, who, kDecThreads);
     }
