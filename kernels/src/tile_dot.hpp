@@ -16,23 +16,31 @@ namespace attnscope::gpu::detail {
 
 // A row-group's share of a block's run [c0, c1) of KV positions, streamed tile by tile: tile t
 // holds positions c0 + t x KEYS + j x R + rg (j < TK) of each tensor queued. Each lane copies the
-// 16-byte words it later reads (AsyncCopy), zeros past c1 and past the last tile.
+// 16-byte words it later reads (AsyncCopy), zeros for rows that are not read: past c1, before a
+// ragged batch's shorter sequence starts, and past the last tile.
+//
+// Paged caches: lane lir of a row-group looks up one row of each tile, row lir % TK (TK <= the
+// row's lanes), one tile ahead, so that its block-table load is in flight while the tile before
+// is computed; it steps the row's page from tile to tile without a division. The row's element
+// offset then reaches the row's other lanes by a shuffle. Each lane thus does one row's address
+// arithmetic a tile instead of TK rows', in a kernel whose instruction issue is as busy as its
+// memory.
 template <Fault F, class T, int D, int R, int TK>
 struct RowStream {
   using S = RowSplit<T, D>;
   static constexpr int KEYS = R * TK;
+  static constexpr int L = S::LPR;
+  static_assert(TK <= L, "a lane of the row-group looks up each row of a tile");
   const KvAddressing& kv;
   int b, kvh, rg, lir, ntiles;
   std::int64_t c0, c1;
   std::int64_t shift;     // the sequence's own position of `pos` is pos + shift (seq_shift)
   std::int64_t next_off;  // contiguous layouts: offset of the row-group's next tile's first row
-  // Paged: for each row of the next tile to queue, its page (-1: the row is not read), its row
-  // within the page, and the page's index in the sequence's block-table row. Looked up one tile
-  // ahead, so that the block-table loads are in flight while the tile before is computed, and
-  // stepped from tile to tile without a division; a row in the same page as the row before it
-  // takes that row's page without a load.
-  std::int32_t ahead_page[TK], ahead_row[TK];
-  std::int64_t ahead_index[TK];
+  // Paged: the row this lane looks up (jo), for the next tile to queue: its page's index in the
+  // sequence's block-table row, its row within the page, and its page (-1: the row is not read).
+  int jo;
+  std::int64_t own_index;
+  std::int32_t own_row, own_page;
   std::int32_t step_pages, step_rows;  // KEYS positions: whole pages and the rows left over
   std::int64_t page_base;              // the layer's and the KV head's offset
   const std::int32_t* table_row;       // the sequence's block-table row
@@ -43,75 +51,80 @@ struct RowStream {
     next_off = kv.block_table != nullptr
                    ? 0
                    : kv_offset<F>(kv, b, kvh, 0) + (c0 + shift + rg) * kv.stride_seq;
+    jo = lir % TK;
     if (kv.block_table != nullptr) {
       step_pages = KEYS / kv.page_size;
       step_rows = KEYS % kv.page_size;
       page_base = kv.layer_offset + std::int64_t(kvh) * kv.stride_head;
       table_row = kv.block_table + std::int64_t(b) * kv.pages_per_seq;
-#pragma unroll
-      for (int j = 0; j < TK; ++j) {
-        // Rows before the sequence start are never read; their index only has to step.
-        const std::int64_t pos = c0 + j * R + rg + shift;
-        ahead_index[j] = pos >= 0 ? pos / kv.page_size : -1 - (-1 - pos) / kv.page_size;
-        ahead_row[j] = static_cast<std::int32_t>(pos - ahead_index[j] * kv.page_size);
-      }
-      load_pages(0);
+      // Rows before the sequence start are never read; their index only has to step.
+      const std::int64_t pos = c0 + jo * R + rg + shift;
+      own_index = pos >= 0 ? pos / kv.page_size : -1 - (-1 - pos) / kv.page_size;
+      own_row = static_cast<std::int32_t>(pos - own_index * kv.page_size);
+      look_up(0);
     }
   }
   // First position of tile t for this row-group.
   __device__ std::int64_t pos0(int t) const {
     return c0 + std::int64_t(t) * KEYS + rg;
   }
-  // Rows before the sequence (a ragged batch's shorter ones), past the run and past the last
-  // tile are zeros, never read.
-  __device__ bool row_read(int t, int j) const {
+  // The rows j of tile t that are read: lo <= j x R < hi. Rows before the sequence (a ragged
+  // batch's shorter ones), past the run and past the last tile are not.
+  __device__ __forceinline__ void read_range(int t, int& lo, int& hi) const {
     const std::int64_t p0 = pos0(t);
-    return t < ntiles && j * R < c1 - p0 && p0 + j * R + shift >= 0;
+    const std::int64_t before = -(p0 + shift), left = c1 - p0;
+    lo = before <= 0 ? 0 : (before >= KEYS ? KEYS : static_cast<int>(before));
+    hi = left <= 0 ? 0 : (left >= KEYS ? KEYS : static_cast<int>(left));
   }
-  // Issues the block-table loads of tile t's rows (paged), whose indices ahead_index holds.
-  __device__ __forceinline__ void load_pages(int t) {
-#pragma unroll
-    for (int j = 0; j < TK; ++j) {
-      const bool read = row_read(t, j);
-      std::int32_t page;
-      if (F == Fault::block_table_ignored)
-        page = static_cast<std::int32_t>(std::int64_t(b) * kv.pages_per_seq + ahead_index[j]);
-      else if (j > 0 && ahead_index[j] == ahead_index[j - 1] && ahead_page[j - 1] >= 0)
-        page = ahead_page[j - 1];
-      else
-        page = read ? table_row[ahead_index[j]] : -1;
-      ahead_page[j] = read ? page : -1;
-    }
+  __device__ bool row_read(int t, int j) const {
+    int lo, hi;
+    read_range(t, lo, hi);
+    return lo <= j * R && j * R < hi;
   }
-  // Steps the rows' pages from tile t to tile t + 1 and loads them.
+  // Issues the block-table load of this lane's row of tile t (paged).
+  __device__ __forceinline__ void look_up(int t) {
+    const bool read = row_read(t, jo);
+    std::int32_t page;
+    if (F == Fault::block_table_ignored)
+      page = static_cast<std::int32_t>(std::int64_t(b) * kv.pages_per_seq + own_index);
+    else
+      page = read ? table_row[own_index] : -1;
+    own_page = read ? page : -1;
+  }
+  // Steps this lane's row from tile t to tile t + 1 and looks it up.
   __device__ __forceinline__ void look_up_next(int t) {
-#pragma unroll
-    for (int j = 0; j < TK; ++j) {
-      ahead_index[j] += step_pages;
-      ahead_row[j] += step_rows;
-      if (ahead_row[j] >= kv.page_size) {
-        ahead_row[j] -= kv.page_size;
-        ++ahead_index[j];
-      }
+    own_index += step_pages;
+    own_row += step_rows;
+    if (own_row >= kv.page_size) {
+      own_row -= kv.page_size;
+      ++own_index;
     }
-    load_pages(t + 1);
+    look_up(t + 1);
   }
-  // Queues tile t (called for t = 0, 1, 2, ... in order) of each tensor src[k] into the words
-  // word(j, k, c) of its stage; the caller commits the group.
+  // Queues tile t (called for t = 0, 1, 2, ... in order, by every lane) of each tensor src[k]
+  // into the words word(j, k, c) of its stage; the caller commits the group.
   template <int NKV, class Word>
   __device__ __forceinline__ void queue(int t, const T* const (&src)[NKV], uint4* st, Word word) {
     const bool paged = kv.block_table != nullptr;
+    std::int64_t own_off = -1;  // paged: this lane's row's offset, -1 where it is not read
+    int lo = 0, hi = 0;
+    if (paged) {
+      if (own_page >= 0)
+        own_off = page_base + std::int64_t(own_page) * kv.stride_page +
+                  std::int64_t(own_row) * kv.stride_seq;
+    } else {
+      read_range(t, lo, hi);
+    }
 #pragma unroll
     for (int j = 0; j < TK; ++j) {
       bool ok;
       std::int64_t off;
       if (paged) {
-        ok = ahead_page[j] >= 0;
-        off = page_base + std::int64_t(ahead_page[j]) * kv.stride_page +
-              std::int64_t(ahead_row[j]) * kv.stride_seq;
+        off = shfl_idx<L>(own_off, j);  // from the row-group's lane j, which looked row j up
+        ok = off >= 0;
         if (!ok) off = 0;
       } else {
-        ok = row_read(t, j);
+        ok = lo <= j * R && j * R < hi;
         off = next_off + std::int64_t(j * R) * kv.stride_seq;
       }
 #pragma unroll
