@@ -352,6 +352,38 @@ TEST(KernelOrders, GridLimitsAreSupportReasons) {
   EXPECT_NO_THROW(gpu::detail::check_workspace(a, 1 << 20, "test"));
 }
 
+// The kernels address a page of a paged cache in 32 bits: a page of 2^31 bytes or more is
+// unsupported before any launch, and refused at launch where a caller's addressing has one.
+TEST(KernelOrders, PagesPast2GiBAreSupportReasons) {
+  Problem p;
+  p.q_heads = p.kv_heads = 4096;
+  p.head_dim = 128;
+  p.seq_len = p.window = 4096;
+  KvLayoutSpec paged;
+  paged.kind = KvLayoutKind::paged;
+  paged.page_size = 2048;  // 2048 x 4096 heads x 128 x 2 bytes = 2^31
+  for (const char* name : {"attnscope.qk", "attnscope.pv", "attnscope.fused", "attnscope.split_kv"}) {
+    const std::string why = gpu::implementation(name).why_unsupported(p, paged);
+    EXPECT_NE(why.find("a page of 2147483648 bytes"), std::string::npos) << name << ": " << why;
+    paged.page_size = 1024;
+    EXPECT_EQ(gpu::implementation(name).why_unsupported(p, paged), "") << name;
+    paged.page_size = 2048;
+  }
+  KvAddressing kv;
+  std::int32_t table[1] = {0};
+  kv.block_table = table;
+  kv.page_size = 2048;
+  kv.stride_seq = 4096 * 128;
+  kv.stride_page = kv.stride_seq * kv.page_size;
+  EXPECT_THROW(gpu::detail::check_page_bytes(kv, DType::fp16, "test"), gpu::GpuError);
+  kv.page_size = 1024;
+  kv.stride_page = kv.stride_seq * kv.page_size;
+  EXPECT_NO_THROW(gpu::detail::check_page_bytes(kv, DType::fp16, "test"));
+  kv.block_table = nullptr;  // contiguous layouts: offsets in 64 bits throughout
+  kv.stride_page = std::int64_t(1) << 40;
+  EXPECT_NO_THROW(gpu::detail::check_page_bytes(kv, DType::fp32, "test"));
+}
+
 TEST(Registry, LooksUpFamiliesAndRejectsBadRegistrations) {
   EXPECT_EQ(gpu::implementation("attnscope.qk").path, Path::qk);
   EXPECT_THROW(gpu::implementation("no.such"), std::invalid_argument);

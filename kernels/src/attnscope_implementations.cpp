@@ -24,6 +24,15 @@ void check_workspace(const StageArgs& a, std::size_t need, const char* kernel) {
                    "must size it)");
 }
 
+void check_page_bytes(const KvAddressing& kv, DType input, const char* kernel) {
+  if (kv.block_table == nullptr) return;
+  const auto e = static_cast<std::int64_t>(size_of(input));
+  const std::int64_t page = kv.stride_page * e, rows = std::int64_t(kv.page_size) * kv.stride_seq * e;
+  if (page > 0x7fffffffLL || rows > 0x7fffffffLL || page < 0 || rows < 0)
+    throw GpuError(std::string(kernel) + ": a page of " + std::to_string(page > rows ? page : rows) +
+                   " bytes; pages are addressed in 32 bits (at most 2^31 - 1 bytes)");
+}
+
 Grid3 fold_grid(std::int64_t x, std::int64_t y, std::int64_t z, const char* kernel, int threads) {
   const std::int64_t lo = z < 65535 ? z : 65535;
   const std::int64_t hi = lo > 0 ? (z + lo - 1) / lo : 1;
@@ -151,10 +160,18 @@ std::string grid_support(Path path, const Problem& p) {
 
 // What every stage kernel of attnscope supports: every problem and layout the model allows
 // within the grid limits, but fp16 accumulation for fp16 inputs only.
-std::string attnscope_support(Path path, const Problem& p) {
+std::string attnscope_support(Path path, const Problem& p, const KvLayoutSpec& layout) {
   if (p.accum == Accum::fp16 && p.input != DType::fp16)
     return "fp16 accumulation is implemented for fp16 inputs only (other inputs would be rounded "
            "to fp16 first)";
+  if (layout.kind == KvLayoutKind::paged) {
+    // A page holds page_size positions of every KV head (KvLayout); its rows are addressed in
+    // 32 bits (check_page_bytes).
+    const double page = double(layout.page_size) * p.kv_heads * p.head_dim * elem_bytes(p);
+    if (page > 2147483647.0)
+      return "a page of " + std::to_string(static_cast<long long>(page)) +
+             " bytes: the kernels address a page in 32 bits (at most 2^31 - 1 bytes)";
+  }
   return grid_support(path, p);
 }
 
@@ -163,8 +180,8 @@ Implementation own(Path path, std::function<void(const StageArgs&)> launch) {
   i.name = "attnscope." + std::string(to_string(path));
   i.family = "attnscope";
   i.path = path;
-  i.unsupported_reason = [path](const Problem& p, const KvLayoutSpec&) {
-    return attnscope_support(path, p);
+  i.unsupported_reason = [path](const Problem& p, const KvLayoutSpec& layout) {
+    return attnscope_support(path, p, layout);
   };
   i.launch = std::move(launch);
   // qk writes a masked key's score as -inf, softmax gives it probability 0, pv and the

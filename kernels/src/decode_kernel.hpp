@@ -27,6 +27,8 @@
 // fp32 and rounded to binary16); fp32 accumulation keeps them in float.
 #pragma once
 
+#include <type_traits>
+
 #include "accum.hpp"
 #include "fault.hpp"
 #include "stage_kernels.hpp"
@@ -333,29 +335,37 @@ __global__ __launch_bounds__(kDecThreads, (DecodeGeom<T, D, QT>::MIN_BLOCKS)) vo
       }
       return;
     }
+    // Some key raised a max (the first keys of a split mostly do), or lies outside a window.
+    // Where every key is in, no step is skipped: the test is left out.
+    auto steps = [&](auto all_in) {
 #pragma unroll
-    for (int j = 0; j < TK; ++j) {
-      RawRow<T, D> raw;
+      for (int j = 0; j < TK; ++j) {
+        RawRow<T, D> raw;
 #pragma unroll
-      for (int c = 0; c < CH; ++c) raw.w[c] = st[G::word(j, rg, 1, c, lir)];
-      typename Pol::Frag v;
-      Pol::from_raw(raw, v);
+        for (int c = 0; c < CH; ++c) raw.w[c] = st[G::word(j, rg, 1, c, lir)];
+        typename Pol::Frag v;
+        Pol::from_raw(raw, v);
 #pragma unroll
-      for (int g = 0; g < QT; ++g) {
-        const float cg = shfl_idx<L>(code, G::owner(j * QT + g));
-        if (cg != 2.0f) {
-          const bool up = (__float_as_uint(cg) >> 31) != 0u;
-          if (up) {
-            const Sc alpha = Pol::from_float(-cg);
-            l[g] = Pol::mul(l[g], alpha);
-            Pol::scale(alpha, acc[g]);
+        for (int g = 0; g < QT; ++g) {
+          const float cg = shfl_idx<L>(code, G::owner(j * QT + g));
+          if (decltype(all_in)::value || cg != 2.0f) {
+            const bool up = (__float_as_uint(cg) >> 31) != 0u;
+            if (up) {
+              const Sc alpha = Pol::from_float(-cg);
+              l[g] = Pol::mul(l[g], alpha);
+              Pol::scale(alpha, acc[g]);
+            }
+            const Sc ps = Pol::from_float(up ? 1.0f : cg);
+            l[g] = Pol::add(l[g], ps);
+            Pol::axpy(ps, v, acc[g]);
           }
-          const Sc ps = Pol::from_float(up ? 1.0f : cg);
-          l[g] = Pol::add(l[g], ps);
-          Pol::axpy(ps, v, acc[g]);
         }
       }
-    }
+    };
+    if (warp_all(in))
+      steps(std::true_type{});
+    else
+      steps(std::false_type{});
   });
   AsyncCopy::wait<0>();
   __syncthreads();  // every lane is done with the tiles: their memory becomes the merge scratch

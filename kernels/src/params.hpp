@@ -41,8 +41,13 @@ struct KernelParams {
   int grid_x;
 };
 
+// The stage kernels address a page's rows in 32 bits (RowStream): a paged cache whose page holds
+// 2^31 bytes or more is refused (GpuError), as attnscope_support reports before any launch.
+void check_page_bytes(const KvAddressing& kv, DType input, const char* kernel);
+
 inline KernelParams make_params(const StageArgs& a, int qt) {
   const Problem& p = a.problem;
+  check_page_bytes(a.kv, p.input, "attnscope kernel");
   KernelParams k{};
   k.batch = p.batch;
   k.q_heads = p.q_heads;

@@ -17,104 +17,101 @@ namespace attnscope::gpu::detail {
 // A row-group's share of a block's run [c0, c1) of KV positions, streamed tile by tile: tile t
 // holds positions c0 + t x KEYS + j x R + rg (j < TK) of each tensor queued. Each lane copies the
 // 16-byte words it later reads (AsyncCopy), zeros for rows that are not read: past c1, before a
-// ragged batch's shorter sequence starts, and past the last tile.
+// ragged batch's shorter sequence starts, and past the last tile. A row is read when its
+// sequence position q = pos + shift lies in [0, c1 + shift): one unsigned comparison.
 //
 // Paged caches: lane lir of a row-group looks up one row of each tile, row lir % TK (TK <= the
 // row's lanes), one tile ahead, so that its block-table load is in flight while the tile before
-// is computed; it steps the row's page from tile to tile without a division. The row's element
-// offset then reaches the row's other lanes by a shuffle. Each lane thus does one row's address
-// arithmetic a tile instead of TK rows', in a kernel whose instruction issue is as busy as its
-// memory.
+// is computed; it steps the row's page from tile to tile without a division. The row's byte
+// offset then reaches the row's other lanes by a shuffle, with its sign bit set where the row is
+// not read. Each lane thus does one row's address arithmetic a tile instead of TK rows', in a
+// kernel whose instruction issue is as busy as its memory. A page's rows are addressed in 32 bits
+// (check_page_bytes).
 template <Fault F, class T, int D, int R, int TK>
 struct RowStream {
   using S = RowSplit<T, D>;
   static constexpr int KEYS = R * TK;
   static constexpr int L = S::LPR;
+  static constexpr std::int64_t kNotRead = std::int64_t(-1) - 0x7fffffffffffffffLL;  // sign bit
   static_assert(TK <= L, "a lane of the row-group looks up each row of a tile");
-  const KvAddressing& kv;
-  int b, kvh, rg, lir, ntiles;
-  std::int64_t c0, c1;
-  std::int64_t shift;     // the sequence's own position of `pos` is pos + shift (seq_shift)
-  std::int64_t next_off;  // contiguous layouts: offset of the row-group's next tile's first row
-  // Paged: the row this lane looks up (jo), for the next tile to queue: its page's index in the
-  // sequence's block-table row, its row within the page, and its page (-1: the row is not read).
-  int jo;
-  std::int64_t own_index;
-  std::int32_t own_row, own_page;
-  std::int32_t step_pages, step_rows;  // KEYS positions: whole pages and the rows left over
-  std::int64_t page_base;              // the layer's and the KV head's offset
-  const std::int32_t* table_row;       // the sequence's block-table row
-  __device__ RowStream(const KvAddressing& kv_, int b_, int kvh_, std::int64_t c0_,
-                       std::int64_t c1_, int rg_, int lir_, std::int64_t shift_ = 0)
-      : kv(kv_), b(b_), kvh(kvh_), rg(rg_), lir(lir_), c0(c0_), c1(c1_), shift(shift_) {
+  int ntiles;
+  int rg;
+  std::int64_t c0;
+  std::uint64_t q_end;  // c1 + shift, at least 0: rows at sequence positions below it are read
+  std::int64_t next_q;  // the sequence position of the row-group's next tile's first row
+  std::int64_t next_off;    // contiguous layouts: byte offset of the next tile's first row
+  std::int64_t row_step;    // contiguous layouts: bytes between the rows j and j + 1 of a tile
+  // Paged: the row this lane looks up (jo), for the next tile to queue: its sequence position,
+  // its page's index in the sequence's block-table row, its row within the page, and its page
+  // (-1: the row is not read).
+  std::int64_t own_q;
+  std::int32_t own_index, own_row, own_page;
+  std::int32_t page_size, step_pages, step_rows;  // KEYS positions: whole pages, rows left over
+  std::int32_t page_bytes, row_bytes;
+  std::int64_t page_base;         // bytes to the layer's and the KV head's part of page 0
+  const std::int32_t* table_row;  // the sequence's block-table row
+  __device__ RowStream(const KvAddressing& kv, int b, int kvh, std::int64_t c0_, std::int64_t c1,
+                       int rg_, int lir, std::int64_t shift = 0)
+      : rg(rg_), c0(c0_) {
     ntiles = c1 > c0 ? static_cast<int>((c1 - c0 + KEYS - 1) / KEYS) : 0;
-    next_off = kv.block_table != nullptr
-                   ? 0
-                   : kv_offset<F>(kv, b, kvh, 0) + (c0 + shift + rg) * kv.stride_seq;
-    jo = lir % TK;
-    if (kv.block_table != nullptr) {
-      step_pages = KEYS / kv.page_size;
-      step_rows = KEYS % kv.page_size;
-      page_base = kv.layer_offset + std::int64_t(kvh) * kv.stride_head;
-      table_row = kv.block_table + std::int64_t(b) * kv.pages_per_seq;
-      // Rows before the sequence start are never read; their index only has to step.
-      const std::int64_t pos = c0 + jo * R + rg + shift;
-      own_index = pos >= 0 ? pos / kv.page_size : -1 - (-1 - pos) / kv.page_size;
-      own_row = static_cast<std::int32_t>(pos - own_index * kv.page_size);
-      look_up(0);
+    q_end = static_cast<std::uint64_t>(c1 + shift > 0 ? c1 + shift : 0);
+    next_q = c0 + rg + shift;
+    constexpr int E = static_cast<int>(sizeof(T));
+    if (kv.block_table == nullptr) {
+      next_off = (kv_offset<F>(kv, b, kvh, 0) + next_q * kv.stride_seq) * E;
+      row_step = std::int64_t(R) * kv.stride_seq * E;
+      table_row = nullptr;
+      return;
     }
+    page_size = kv.page_size;
+    step_pages = KEYS / page_size;
+    step_rows = KEYS % page_size;
+    page_bytes = static_cast<std::int32_t>(kv.stride_page * E);
+    row_bytes = static_cast<std::int32_t>(kv.stride_seq * E);
+    page_base = (kv.layer_offset + std::int64_t(kvh) * kv.stride_head) * E;
+    table_row = kv.block_table + std::int64_t(b) * kv.pages_per_seq;
+    // Rows before the sequence start are never read; their index only has to step.
+    own_q = next_q + (lir % TK) * R;
+    const std::int64_t index =
+        own_q >= 0 ? own_q / page_size : -1 - (-1 - own_q) / page_size;
+    own_index = static_cast<std::int32_t>(index);
+    own_row = static_cast<std::int32_t>(own_q - index * page_size);
+    if (F == Fault::block_table_ignored) own_index += b * kv.pages_per_seq;
+    look_up();
   }
   // First position of tile t for this row-group.
   __device__ std::int64_t pos0(int t) const {
     return c0 + std::int64_t(t) * KEYS + rg;
   }
-  // The rows j of tile t that are read: lo <= j x R < hi. Rows before the sequence (a ragged
-  // batch's shorter ones), past the run and past the last tile are not.
-  __device__ __forceinline__ void read_range(int t, int& lo, int& hi) const {
-    const std::int64_t p0 = pos0(t);
-    const std::int64_t before = -(p0 + shift), left = c1 - p0;
-    lo = before <= 0 ? 0 : (before >= KEYS ? KEYS : static_cast<int>(before));
-    hi = left <= 0 ? 0 : (left >= KEYS ? KEYS : static_cast<int>(left));
-  }
-  __device__ bool row_read(int t, int j) const {
-    int lo, hi;
-    read_range(t, lo, hi);
-    return lo <= j * R && j * R < hi;
-  }
-  // Issues the block-table load of this lane's row of tile t (paged).
-  __device__ __forceinline__ void look_up(int t) {
-    const bool read = row_read(t, jo);
-    std::int32_t page;
+  // Issues the block-table load of this lane's row of the next tile (paged). The fault reads
+  // page own_index of the whole cache, as if the table were the identity.
+  __device__ __forceinline__ void look_up() {
+    const bool read = static_cast<std::uint64_t>(own_q) < q_end;
     if (F == Fault::block_table_ignored)
-      page = static_cast<std::int32_t>(std::int64_t(b) * kv.pages_per_seq + own_index);
+      own_page = read ? own_index : -1;
     else
-      page = read ? table_row[own_index] : -1;
-    own_page = read ? page : -1;
+      own_page = read ? table_row[own_index] : -1;  // no load for a row that is not read
   }
-  // Steps this lane's row from tile t to tile t + 1 and looks it up.
-  __device__ __forceinline__ void look_up_next(int t) {
+  // Steps this lane's row to the next tile and looks it up.
+  __device__ __forceinline__ void look_up_next() {
+    own_q += KEYS;
     own_index += step_pages;
     own_row += step_rows;
-    if (own_row >= kv.page_size) {
-      own_row -= kv.page_size;
+    if (own_row >= page_size) {
+      own_row -= page_size;
       ++own_index;
     }
-    look_up(t + 1);
+    look_up();
   }
   // Queues tile t (called for t = 0, 1, 2, ... in order, by every lane) of each tensor src[k]
   // into the words word(j, k, c) of its stage; the caller commits the group.
   template <int NKV, class Word>
-  __device__ __forceinline__ void queue(int t, const T* const (&src)[NKV], uint4* st, Word word) {
-    const bool paged = kv.block_table != nullptr;
-    std::int64_t own_off = -1;  // paged: this lane's row's offset, -1 where it is not read
-    int lo = 0, hi = 0;
-    if (paged) {
-      if (own_page >= 0)
-        own_off = page_base + std::int64_t(own_page) * kv.stride_page +
-                  std::int64_t(own_row) * kv.stride_seq;
-    } else {
-      read_range(t, lo, hi);
-    }
+  __device__ __forceinline__ void queue(int, const T* const (&src)[NKV], uint4* st, Word word) {
+    const bool paged = table_row != nullptr;
+    const int lir = static_cast<int>(threadIdx.x) % L;
+    std::int64_t own_off = kNotRead;  // paged: this lane's row's byte offset
+    if (paged && own_page >= 0)
+      own_off = page_base + std::int64_t(own_page) * page_bytes + own_row * row_bytes;
 #pragma unroll
     for (int j = 0; j < TK; ++j) {
       bool ok;
@@ -122,19 +119,25 @@ struct RowStream {
       if (paged) {
         off = shfl_idx<L>(own_off, j);  // from the row-group's lane j, which looked row j up
         ok = off >= 0;
-        if (!ok) off = 0;
+        off &= 0x7fffffffffffffffLL;  // the sign bit cleared: 0 where the row is not read
       } else {
-        ok = lo <= j * R && j * R < hi;
-        off = next_off + std::int64_t(j * R) * kv.stride_seq;
+        ok = static_cast<std::uint64_t>(next_q + j * R) < q_end;
+        off = next_off + j * row_step;
       }
 #pragma unroll
       for (int k = 0; k < NKV; ++k)
 #pragma unroll
         for (int c = 0; c < S::NCH; ++c)
-          AsyncCopy::copy16(&st[word(j, k, c)], src[k] + off + (c * S::LPR + lir) * S::VEC, ok);
+          AsyncCopy::copy16(&st[word(j, k, c)],
+                            reinterpret_cast<const char*>(src[k]) + off +
+                                (c * S::LPR + lir) * S::VEC * static_cast<int>(sizeof(T)),
+                            ok);
     }
-    next_off += std::int64_t(KEYS) * kv.stride_seq;
-    if (paged) look_up_next(t);
+    next_q += KEYS;
+    if (paged)
+      look_up_next();
+    else
+      next_off += KEYS / R * row_step;
   }
 };
 
