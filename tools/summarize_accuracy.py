@@ -8,6 +8,14 @@ import sys
 REQUIRED = ("case", "pass", "path", "accumulation", "window", "gpu", "gpu_arch", "commit")
 
 
+NONFINITE = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")}
+
+
+def numbers(r):
+    """The record with its non-finite metrics (written as the strings nan, inf, -inf) as floats."""
+    return {k: NONFINITE.get(v, v) if isinstance(v, str) else v for k, v in r.items()}
+
+
 def load(path):
     records = []
     try:
@@ -27,7 +35,7 @@ def load(path):
             missing = [k for k in REQUIRED if k not in r]
             if missing:
                 sys.exit(f"{path}:{n}: not an accuracy-suite record: no {', '.join(missing)}")
-            records.append(r)
+            records.append(numbers(r))
     if not records:
         sys.exit(f"{path}: no records")
     seen = {}
