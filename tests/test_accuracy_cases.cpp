@@ -362,7 +362,8 @@ TEST(KernelOrders, PagesPast2GiBAreSupportReasons) {
   KvLayoutSpec paged;
   paged.kind = KvLayoutKind::paged;
   paged.page_size = 2048;  // 2048 x 4096 heads x 128 x 2 bytes = 2^31
-  for (const char* name : {"attnscope.qk", "attnscope.pv", "attnscope.fused", "attnscope.split_kv"}) {
+  for (const char* name :
+       {"attnscope.qk", "attnscope.pv", "attnscope.fused", "attnscope.split_kv"}) {
     const std::string why = gpu::implementation(name).why_unsupported(p, paged);
     EXPECT_NE(why.find("a page of 2147483648 bytes"), std::string::npos) << name << ": " << why;
     paged.page_size = 1024;

@@ -27,9 +27,11 @@ void check_workspace(const StageArgs& a, std::size_t need, const char* kernel) {
 void check_page_bytes(const KvAddressing& kv, DType input, const char* kernel) {
   if (kv.block_table == nullptr) return;
   const auto e = static_cast<std::int64_t>(size_of(input));
-  const std::int64_t page = kv.stride_page * e, rows = std::int64_t(kv.page_size) * kv.stride_seq * e;
+  const std::int64_t page = kv.stride_page * e,
+                     rows = std::int64_t(kv.page_size) * kv.stride_seq * e;
   if (page > 0x7fffffffLL || rows > 0x7fffffffLL || page < 0 || rows < 0)
-    throw GpuError(std::string(kernel) + ": a page of " + std::to_string(page > rows ? page : rows) +
+    throw GpuError(std::string(kernel) + ": a page of " +
+                   std::to_string(page > rows ? page : rows) +
                    " bytes; pages are addressed in 32 bits (at most 2^31 - 1 bytes)");
 }
 

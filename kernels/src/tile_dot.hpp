@@ -37,10 +37,10 @@ struct RowStream {
   int ntiles;
   int rg;
   std::int64_t c0;
-  std::uint64_t q_end;  // c1 + shift, at least 0: rows at sequence positions below it are read
-  std::int64_t next_q;  // the sequence position of the row-group's next tile's first row
-  std::int64_t next_off;    // contiguous layouts: byte offset of the next tile's first row
-  std::int64_t row_step;    // contiguous layouts: bytes between the rows j and j + 1 of a tile
+  std::uint64_t q_end;    // c1 + shift, at least 0: rows at sequence positions below it are read
+  std::int64_t next_q;    // the sequence position of the row-group's next tile's first row
+  std::int64_t next_off;  // contiguous layouts: byte offset of the next tile's first row
+  std::int64_t row_step;  // contiguous layouts: bytes between the rows j and j + 1 of a tile
   // Paged: the row this lane looks up (jo), for the next tile to queue: its sequence position,
   // its page's index in the sequence's block-table row, its row within the page, and its page
   // (-1: the row is not read).
@@ -72,17 +72,14 @@ struct RowStream {
     table_row = kv.block_table + std::int64_t(b) * kv.pages_per_seq;
     // Rows before the sequence start are never read; their index only has to step.
     own_q = next_q + (lir % TK) * R;
-    const std::int64_t index =
-        own_q >= 0 ? own_q / page_size : -1 - (-1 - own_q) / page_size;
+    const std::int64_t index = own_q >= 0 ? own_q / page_size : -1 - (-1 - own_q) / page_size;
     own_index = static_cast<std::int32_t>(index);
     own_row = static_cast<std::int32_t>(own_q - index * page_size);
     if (F == Fault::block_table_ignored) own_index += b * kv.pages_per_seq;
     look_up();
   }
   // First position of tile t for this row-group.
-  __device__ std::int64_t pos0(int t) const {
-    return c0 + std::int64_t(t) * KEYS + rg;
-  }
+  __device__ std::int64_t pos0(int t) const { return c0 + std::int64_t(t) * KEYS + rg; }
   // Issues the block-table load of this lane's row of the next tile (paged). The fault reads
   // page own_index of the whole cache, as if the table were the identity.
   __device__ __forceinline__ void look_up() {
