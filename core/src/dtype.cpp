@@ -1,4 +1,5 @@
 #include "attnscope/core/dtype.hpp"
+#include "attnscope/core/fp8.hpp"
 
 #include <cmath>
 #include <limits>
@@ -28,6 +29,26 @@ DType parse_dtype(std::string_view s) {
   if (s == "fp32") return DType::fp32;
   throw std::invalid_argument("unknown dtype '" + std::string(s) +
                               "' (expected fp16, bf16 or fp32)");
+}
+
+std::string_view to_string(Fp8Format f) {
+  switch (f) {
+    case Fp8Format::e4m3:
+      return "e4m3";
+    case Fp8Format::e5m2:
+      return "e5m2";
+    case Fp8Format::e4m3fnuz:
+      return "e4m3fnuz";
+  }
+  return "?";
+}
+
+Fp8Format parse_fp8_format(std::string_view s) {
+  if (s == "e4m3" || s == "e4m3fn") return Fp8Format::e4m3;  // e4m3fn: PyTorch's name
+  if (s == "e5m2") return Fp8Format::e5m2;
+  if (s == "e4m3fnuz") return Fp8Format::e4m3fnuz;
+  throw std::invalid_argument("unknown fp8 format '" + std::string(s) +
+                              "' (expected e4m3 (or e4m3fn), e5m2 or e4m3fnuz)");
 }
 
 Accum parse_accum(std::string_view s) {
