@@ -141,8 +141,8 @@ void check_encoding(float x) {
     for (bool sat : {true, false}) {
       const std::uint8_t got = attnscope::float_to_fp8(x, f, sat);
       const std::uint8_t want = expected_code(x, f, sat);
-      ASSERT_EQ(got, want) << to_string(f) << (sat ? " saturating" : "") << ": " << x
-                           << " (bits 0x" << std::hex << attnscope::float_to_bits(x) << ")";
+      ASSERT_EQ(got, want) << to_string(f) << (sat ? " saturating" : "") << ": " << x << " (bits 0x"
+                           << std::hex << attnscope::float_to_bits(x) << ")";
     }
 }
 

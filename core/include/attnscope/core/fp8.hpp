@@ -95,8 +95,7 @@ ATTNSCOPE_HOST_DEVICE inline float fp8_to_float(std::uint8_t c, Fp8Format f) {
 }
 
 // x rounded to nearest even in format f (see the file comment for overflow, NaN and zero).
-ATTNSCOPE_HOST_DEVICE inline std::uint8_t float_to_fp8(float x, Fp8Format f,
-                                                       bool saturate = true) {
+ATTNSCOPE_HOST_DEVICE inline std::uint8_t float_to_fp8(float x, Fp8Format f, bool saturate = true) {
   const Fp8Layout l = fp8_layout(f);
   const std::uint32_t u = fp8_detail::bits_of(x);
   const std::uint32_t sign = (u >> 31) << 7;
