@@ -15,6 +15,14 @@ std::string_view to_string(DType t) {
       return "bf16";
     case DType::fp32:
       return "fp32";
+    case DType::fp8_e4m3:
+      return "fp8_e4m3";
+    case DType::fp8_e5m2:
+      return "fp8_e5m2";
+    case DType::fp8_e4m3fnuz:
+      return "fp8_e4m3fnuz";
+    case DType::fp64:
+      return "fp64";
   }
   return "?";
 }
@@ -27,8 +35,13 @@ DType parse_dtype(std::string_view s) {
   if (s == "fp16") return DType::fp16;
   if (s == "bf16") return DType::bf16;
   if (s == "fp32") return DType::fp32;
+  if (s == "fp8_e4m3") return DType::fp8_e4m3;
+  if (s == "fp8_e5m2") return DType::fp8_e5m2;
+  if (s == "fp8_e4m3fnuz") return DType::fp8_e4m3fnuz;
+  if (s == "fp64") return DType::fp64;
   throw std::invalid_argument("unknown dtype '" + std::string(s) +
-                              "' (expected fp16, bf16 or fp32)");
+                              "' (expected fp16, bf16, fp32, fp8_e4m3, fp8_e5m2, fp8_e4m3fnuz "
+                              "or fp64)");
 }
 
 std::string_view to_string(Fp8Format f) {
@@ -86,8 +99,25 @@ std::uint16_t double_to_bf16(double d) {
   return float_to_bf16(f);
 }
 
+std::uint8_t double_to_fp8(double d, DType t) {
+  // As double_to_bf16: float's 24 bits keep the format's few bits plus guard bits, and a sticky
+  // bit in the truncated float stops double rounding.
+  float f = static_cast<float>(d);
+  if (std::isfinite(f) && static_cast<double>(f) != d) {
+    if (std::fabs(static_cast<double>(f)) > std::fabs(d)) f = std::nextafter(f, 0.0f);
+    f = bits_to_float(float_to_bits(f) | 1u);
+  }
+  return float_to_fp8(f, fp8_format_of(t));
+}
+
 double round_to(DType t, double d) {
   switch (t) {
+    case DType::fp8_e4m3:
+    case DType::fp8_e5m2:
+    case DType::fp8_e4m3fnuz:
+      return fp8_to_float(double_to_fp8(d, t), fp8_format_of(t));
+    case DType::fp64:
+      return d;
     case DType::fp16:
       return half_to_float(double_to_half(d));
     case DType::bf16:
@@ -114,6 +144,18 @@ double ulp_of(DType t, double v) {
       digits = 24;
       min_exp = -125;
       break;
+    case DType::fp64:
+      digits = 53;
+      min_exp = -1021;
+      break;
+    case DType::fp8_e4m3:
+    case DType::fp8_e5m2:
+    case DType::fp8_e4m3fnuz: {
+      const Fp8Layout l = fp8_layout(fp8_format_of(t));
+      digits = l.man_bits + 1;
+      min_exp = 2 - l.bias;  // the smallest normal, 2^(1 - bias), is 0.5 x 2^(2 - bias)
+      break;
+    }
   }
   int e = 0;
   const double a = std::fabs(v);

@@ -102,6 +102,117 @@ std::vector<std::int64_t> ragged_lengths(const Problem& p, std::int64_t min_len,
   return lens;
 }
 
+std::int64_t kv_scale_index(const Problem& p, int h, std::int64_t offset) {
+  switch (p.kv_scale) {
+    case KvScale::tensor:
+      return 0;
+    case KvScale::head:
+      return h;
+    case KvScale::token:
+      return offset / p.head_dim;
+  }
+  return 0;
+}
+
+namespace {
+
+// Quantizes the cache of `in` (problem.kv_fp8), as an engine does: each scale is the largest
+// magnitude of its finite elements over the format's largest value (1 where that is 0), rounded
+// to fp32; an element x is stored as the code of x / scale rounded once, saturating. Slots that
+// hold no token of a sequence keep their fill: non-finite values as NaN codes (or, in e5m2,
+// infinities), and, per token, a NaN scale where the row's values are not finite.
+void quantize_cache(AttentionInputs& in) {
+  const Problem& p = in.problem;
+  const Fp8Format f = *p.kv_fp8;
+  const DType code_t = fp8_dtype(f);
+  const KvAddressing a = in.layout.addressing();
+  const std::int64_t storage = in.layout.storage_elems();
+  const int D = p.head_dim;
+  in.k_orig = std::move(in.k);
+  in.v_orig = std::move(in.v);
+  const std::int64_t scales = p.kv_scale == KvScale::tensor ? 1
+                              : p.kv_scale == KvScale::head ? p.kv_heads
+                                                            : storage / D;
+  for (HostTensor* t : {&in.k_scale, &in.v_scale}) *t = HostTensor(DType::fp32, {scales});
+  // The largest finite magnitude under each scale, over every token of every sequence.
+  std::vector<double> amax_k(std::size_t(scales), 0.0), amax_v(std::size_t(scales), 0.0);
+  std::vector<char> owned(std::size_t(storage / D), 0);
+  for (int b = 0; b < p.batch; ++b)
+    for (int h = 0; h < p.kv_heads; ++h)
+      for (std::int64_t pos = 0; pos < in.seq_len_of(b); ++pos) {
+        const std::int64_t base = a.offset(b, h, pos);
+        owned[std::size_t(base / D)] = 1;
+        const std::size_t s = std::size_t(kv_scale_index(p, h, base));
+        for (int d = 0; d < D; ++d) {
+          const double k = std::fabs(in.k_orig.get(base + d)),
+                       v = std::fabs(in.v_orig.get(base + d));
+          if (std::isfinite(k)) amax_k[s] = std::max(amax_k[s], k);
+          if (std::isfinite(v)) amax_v[s] = std::max(amax_v[s], v);
+        }
+      }
+  auto set_scales = [&](HostTensor& t, const std::vector<double>& amax) {
+    for (std::int64_t s = 0; s < scales; ++s) {
+      const double m = amax[std::size_t(s)];
+      t.set(s, m > 0.0 ? m / fp8_max(f) : 1.0);
+    }
+  };
+  set_scales(in.k_scale, amax_k);
+  set_scales(in.v_scale, amax_v);
+  in.k_cache = HostTensor(code_t, {storage});
+  in.v_cache = HostTensor(code_t, {storage});
+  in.k = HostTensor(DType::fp64, {storage});
+  in.v = HostTensor(DType::fp64, {storage});
+  const std::uint8_t nan_code = f == Fp8Format::e4m3fnuz ? 0x80 : 0x7f;
+  auto quantize = [&](const HostTensor& orig, HostTensor& codes, HostTensor& scale, HostTensor& deq,
+                      std::int64_t i, std::int64_t s) {
+    const double x = orig.get(i), sc = scale.get(s);
+    std::uint8_t c;
+    if (std::isnan(x) || std::isnan(sc))
+      c = nan_code;
+    else if (std::isinf(x))
+      c = f == Fp8Format::e5m2 ? std::uint8_t(x > 0 ? 0x7c : 0xfc) : nan_code;
+    else
+      c = double_to_fp8(x / sc, code_t);
+    static_cast<std::uint8_t*>(codes.data())[i] = c;
+    deq.set(i, double(fp8_to_float(c, f)) * sc);  // exact: 4 by 24 significand bits
+  };
+  parallel_for(
+      storage / D,
+      [&](std::int64_t r0, std::int64_t r1) {
+        for (std::int64_t r = r0; r < r1; ++r) {
+          const std::int64_t base = r * D;
+          // A row no sequence owns has a scale only per token: NaN where its values are
+          // poison, its own largest magnitude otherwise.
+          if (p.kv_scale == KvScale::token && !owned[std::size_t(r)]) {
+            double mk = 0.0, mv = 0.0;
+            bool finite = true;
+            for (int d = 0; d < D; ++d) {
+              const double k = in.k_orig.get(base + d), v = in.v_orig.get(base + d);
+              finite = finite && std::isfinite(k) && std::isfinite(v);
+              mk = std::max(mk, std::fabs(k));
+              mv = std::max(mv, std::fabs(v));
+            }
+            const double nan = std::numeric_limits<double>::quiet_NaN();
+            in.k_scale.set(r, !finite ? nan : mk > 0.0 ? mk / fp8_max(f) : 1.0);
+            in.v_scale.set(r, !finite ? nan : mv > 0.0 ? mv / fp8_max(f) : 1.0);
+          }
+          // The KV head of the row: its offset within a position's heads (head scales only
+          // index by it; contiguous and paged layouts alike hold heads at stride_head).
+          // Every layer's size is a multiple of stride_head x kv_heads.
+          const int h =
+              p.kv_scale == KvScale::head ? static_cast<int>(base / a.stride_head % p.kv_heads) : 0;
+          const std::int64_t s = kv_scale_index(p, h, base);
+          for (int d = 0; d < D; ++d) {
+            quantize(in.k_orig, in.k_cache, in.k_scale, in.k, base + d, s);
+            quantize(in.v_orig, in.v_cache, in.v_scale, in.v, base + d, s);
+          }
+        }
+      },
+      1024);
+}
+
+}  // namespace
+
 AttentionInputs make_inputs(const Problem& p, const KvLayoutSpec& layout_spec,
                             const DataSpec& data) {
   p.validate();
@@ -120,6 +231,12 @@ AttentionInputs make_inputs(const Problem& p, const KvLayoutSpec& layout_spec,
                      HostTensor(p.input, {p.batch, p.q_len, p.q_heads, p.head_dim}),
                      HostTensor(),
                      HostTensor(),
+                     {},
+                     {},
+                     {},
+                     {},
+                     {},
+                     {},
                      {},
                      {}};
   if (data.ragged_min_len > 0) in.seq_lens = ragged_lengths(p, data.ragged_min_len, data.seed);
@@ -210,6 +327,7 @@ AttentionInputs make_inputs(const Problem& p, const KvLayoutSpec& layout_spec,
       }
     }
   }
+  if (p.kv_fp8) quantize_cache(in);
   return in;
 }
 

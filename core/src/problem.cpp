@@ -31,6 +31,26 @@ std::int64_t checked_elems(std::initializer_list<std::int64_t> factors, const st
   return n;
 }
 
+std::string_view to_string(KvScale s) {
+  switch (s) {
+    case KvScale::tensor:
+      return "tensor";
+    case KvScale::head:
+      return "head";
+    case KvScale::token:
+      return "token";
+  }
+  return "?";
+}
+
+KvScale parse_kv_scale(std::string_view s) {
+  if (s == "tensor") return KvScale::tensor;
+  if (s == "head") return KvScale::head;
+  if (s == "token") return KvScale::token;
+  throw std::invalid_argument("unknown KV scale granularity '" + std::string(s) +
+                              "' (expected tensor, head or token)");
+}
+
 void Problem::validate() const {
   if (batch < 1) fail("batch must be >= 1 (got " + std::to_string(batch) + ")");
   if (q_heads < 1) fail("q_heads must be >= 1 (got " + std::to_string(q_heads) + ")");
@@ -51,6 +71,11 @@ void Problem::validate() const {
     fail("window + q_len - 1 (" + std::to_string(window + q_len - 1) +
          ") must not exceed seq_len (" + std::to_string(seq_len) +
          "): the first query's window would start before the cache");
+  for (DType t : {input, output})
+    if (t != DType::fp16 && t != DType::bf16 && t != DType::fp32)
+      fail("input and output must be fp16, bf16 or fp32 (got " + std::string(to_string(t)) +
+           "); an fp8 KV cache is kv_fp8");
+  if (kv_fp8 && input == DType::fp32) fail("q of an fp8 KV cache is fp16 or bf16 (got fp32)");
   if (!is_supported_head_dim(head_dim))
     fail("unsupported head_dim " + std::to_string(head_dim) + " (supported: 64, 128, 256)");
   if (!std::isfinite(scale) || scale < 0.0)
@@ -73,6 +98,7 @@ std::string Problem::tag() const {
   s << "b" << batch << "_qh" << q_heads << "_kvh" << kv_heads << "_q" << q_len << "_s" << seq_len
     << "_w" << window << "_d" << head_dim << "_in-" << to_string(input) << "_acc-"
     << to_string(accum) << "_out-" << to_string(output);
+  if (kv_fp8) s << "_kv-" << to_string(*kv_fp8) << "-" << to_string(kv_scale);
   return s.str();
 }
 

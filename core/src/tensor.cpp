@@ -60,12 +60,22 @@ void HostTensor::set(std::int64_t i, double v) {
       std::memcpy(p + 4 * i, &f, 4);
       break;
     }
+    case DType::fp64:
+      std::memcpy(p + 8 * i, &v, 8);
+      break;
+    case DType::fp8_e4m3:
+    case DType::fp8_e5m2:
+    case DType::fp8_e4m3fnuz:
+      p[i] = double_to_fp8(v, dtype_);
+      break;
   }
 }
 
 void HostTensor::poison() {
-  // 0xFF bytes: 0xFFFF is a NaN in fp16 and bf16, 0xFFFFFFFF a NaN in fp32.
-  std::fill(bytes_.begin(), bytes_.end(), static_cast<unsigned char>(0xFF));
+  // 0xFF bytes: 0xFFFF is a NaN in fp16 and bf16, 0xFFFFFFFF in fp32, all ones in fp64, 0xFF in
+  // fp8 e4m3 and e5m2; e4m3fnuz's one NaN is 0x80.
+  std::fill(bytes_.begin(), bytes_.end(),
+            static_cast<unsigned char>(dtype_ == DType::fp8_e4m3fnuz ? 0x80 : 0xFF));
 }
 
 std::vector<double> HostTensor::to_double() const {

@@ -242,6 +242,9 @@ void dispatch(const Problem& p, F&& f) {
     case DType::fp32:
       by_dim(StorageOf<DType::fp32>{}, Fp32{});
       return;
+    default:
+      throw GpuError("attnscope's kernels take fp16, bf16 or fp32 inputs (got " +
+                     std::string(to_string(p.input)) + ")");
   }
 }
 

@@ -44,6 +44,8 @@ __device__ __forceinline__ void store_output(void* out, std::int64_t i, float v,
     case DType::fp32:
       static_cast<float*>(out)[i] = v;
       break;
+    default:  // Problem::validate admits fp16, bf16 and fp32 outputs only
+      break;
   }
 }
 

@@ -6,8 +6,11 @@ DeviceProblem::DeviceProblem(const AttentionInputs& in)
     : problem_(in.problem),
       kv_host_(in.layout.addressing()),
       q_(in.q.bytes()),
-      k_(in.k.bytes()),
-      v_(in.v.bytes()),
+      // An fp8 cache goes up as its codes and scales; in.k and in.v hold its dequantized values.
+      k_(in.problem.kv_fp8 ? in.k_cache.bytes() : in.k.bytes()),
+      v_(in.problem.kv_fp8 ? in.v_cache.bytes() : in.v.bytes()),
+      k_scale_(in.k_scale.bytes()),
+      v_scale_(in.v_scale.bytes()),
       block_table_(in.layout.block_table().size() * sizeof(std::int32_t)),
       scores_(std::size_t(in.problem.score_elems()) * sizeof(float)),
       probs_(std::size_t(in.problem.score_elems()) * sizeof(float)),
@@ -24,8 +27,16 @@ DeviceProblem::DeviceProblem(const AttentionInputs& in)
   key_mask_.upload(in.key_mask.data(), in.key_mask.size());
   set_seq_lens(in.seq_lens);
   q_.upload(in.q.data(), in.q.bytes());
-  k_.upload(in.k.data(), in.k.bytes());
-  v_.upload(in.v.data(), in.v.bytes());
+  const HostTensor& k = in.problem.kv_fp8 ? in.k_cache : in.k;
+  const HostTensor& v = in.problem.kv_fp8 ? in.v_cache : in.v;
+  if (in.problem.kv_fp8 && (k.dtype() != in.problem.kv_dtype() || v.dtype() != k.dtype() ||
+                            in.k_scale.numel() < 1 || in.v_scale.numel() < 1))
+    throw std::invalid_argument("fp8 cache: the inputs hold no codes of " +
+                                std::string(to_string(in.problem.kv_dtype())) + " or no scales");
+  k_.upload(k.data(), k.bytes());
+  v_.upload(v.data(), v.bytes());
+  k_scale_.upload(in.k_scale.data(), in.k_scale.bytes());
+  v_scale_.upload(in.v_scale.data(), in.v_scale.bytes());
   block_table_.upload(in.layout.block_table().data(), block_table_.bytes());
 }
 
@@ -49,6 +60,10 @@ DeviceProblem::DeviceProblem(const Problem& p, const KvLayoutSpec& layout_spec, 
                              std::vector<std::int64_t> seq_lens)
     : problem_(p), multiprocessors_(device_info().multiprocessors) {
   const KvLayout layout(p, layout_spec);  // validates the problem and the layout
+  if (p.kv_fp8)
+    throw std::invalid_argument(
+        "fp8 caches are made on the host (make_inputs), not filled on the "
+        "device");
   set_seq_lens(seq_lens);
   const std::size_t in_size = size_of(p.input);
   q_ = DeviceBuffer(std::size_t(p.q_elems()) * in_size);
@@ -93,6 +108,8 @@ StageArgs DeviceProblem::args(const Implementation& impl, int splits) {
   a.k = k_.data();
   a.v = v_.data();
   a.kv = kv_host_;
+  a.k_scale = k_scale_.bytes() > 0 ? k_scale_.as<const float>() : nullptr;
+  a.v_scale = v_scale_.bytes() > 0 ? v_scale_.as<const float>() : nullptr;
   a.kv.block_table = kv_host_.block_table ? block_table_.as<std::int32_t>() : nullptr;
   a.key_mask = key_mask_.bytes() > 0 ? key_mask_.as<const std::uint8_t>() : nullptr;
   if (!host_seq_lens_.empty()) {

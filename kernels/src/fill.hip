@@ -45,6 +45,13 @@ __device__ __forceinline__ bool is_nan_at(const void* data, std::int64_t i, DTyp
       return (static_cast<const std::uint16_t*>(data)[i] & 0x7fffu) > 0x7c00u;
     case DType::bf16:
       return (static_cast<const std::uint16_t*>(data)[i] & 0x7fffu) > 0x7f80u;
+    case DType::fp64:
+      return (static_cast<const unsigned long long*>(data)[i] & 0x7fffffffffffffffull) >
+             0x7ff0000000000000ull;
+    case DType::fp8_e4m3:
+    case DType::fp8_e5m2:
+    case DType::fp8_e4m3fnuz:
+      return fp8_is_nan(static_cast<const std::uint8_t*>(data)[i], fp8_format_of(type));
   }
   return false;
 }

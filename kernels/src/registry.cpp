@@ -55,6 +55,8 @@ std::string Implementation::why_unsupported(const Problem& p, const KvLayoutSpec
   } catch (const std::exception& e) {
     return e.what();
   }
+  if (p.kv_fp8 && !takes_fp8_cache)
+    return name + " does not read fp8 KV caches (takes_fp8_cache is not set)";
   return unsupported_reason ? unsupported_reason(p, layout) : std::string();
 }
 

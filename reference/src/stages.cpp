@@ -55,6 +55,19 @@ class RowLoader {
         std::memcpy(bits32_.data(), bytes_ + 4 * offset, 4 * std::size_t(n));
         for (int i = 0; i < n; ++i) dst[i] = Real(bits32_[std::size_t(i)]);
         return;
+      case DType::fp64:  // a quantized cache's dequantized values
+        for (int i = 0; i < n; ++i) {
+          double d;
+          std::memcpy(&d, bytes_ + 8 * (offset + i), 8);
+          dst[i] = Real(d);
+        }
+        return;
+      case DType::fp8_e4m3:
+      case DType::fp8_e5m2:
+      case DType::fp8_e4m3fnuz:
+        for (int i = 0; i < n; ++i)
+          dst[i] = Real(fp8_to_float(bytes_[offset + i], fp8_format_of(dtype_)));
+        return;
     }
   }
 

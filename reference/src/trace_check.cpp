@@ -267,6 +267,12 @@ AttentionInputs build_inputs(TraceFile& t, Context& c) {
       HostTensor(in, {storage}, std::move(k.bytes)),
       HostTensor(in, {storage}, std::move(v.bytes)),
       {},
+      {},
+      {},
+      {},
+      {},
+      {},
+      {},
       {}};
 
   // A key mask ([batch, seq_len], 1 = attend, 0 = masked) and the lengths of a ragged batch

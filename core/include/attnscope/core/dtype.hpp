@@ -6,9 +6,14 @@
 #include <string>
 #include <string_view>
 
+#include "attnscope/core/fp8.hpp"
+
 namespace attnscope {
 
-enum class DType { fp16, bf16, fp32 };
+// fp16, bf16 and fp32 are the formats of q, out and (unless quantized) the KV cache; the fp8
+// formats (core/fp8.hpp) are those of a quantized KV cache; fp64 holds exact host-side values,
+// such as a quantized cache's dequantized elements (an fp8 value times an fp32 scale).
+enum class DType { fp16, bf16, fp32, fp8_e4m3, fp8_e5m2, fp8_e4m3fnuz, fp64 };
 // The type partial sums are kept in; fp16 means real binary16 arithmetic.
 enum class Accum { fp16, fp32 };
 
@@ -17,13 +22,32 @@ std::string_view to_string(Accum a);
 DType parse_dtype(std::string_view s);  // throws std::invalid_argument
 Accum parse_accum(std::string_view s);  // throws std::invalid_argument
 
+inline constexpr bool is_fp8(DType t) {
+  return t == DType::fp8_e4m3 || t == DType::fp8_e5m2 || t == DType::fp8_e4m3fnuz;
+}
+// The fp8 format of an fp8 DType, and the DType of an fp8 format.
+inline constexpr Fp8Format fp8_format_of(DType t) {
+  return t == DType::fp8_e5m2       ? Fp8Format::e5m2
+         : t == DType::fp8_e4m3fnuz ? Fp8Format::e4m3fnuz
+                                    : Fp8Format::e4m3;
+}
+inline constexpr DType fp8_dtype(Fp8Format f) {
+  return f == Fp8Format::e5m2       ? DType::fp8_e5m2
+         : f == Fp8Format::e4m3fnuz ? DType::fp8_e4m3fnuz
+                                    : DType::fp8_e4m3;
+}
 inline constexpr std::size_t size_of(DType t) {
-  return t == DType::fp32 ? 4 : 2;
+  return t == DType::fp32 ? 4 : t == DType::fp64 ? 8 : is_fp8(t) ? 1 : 2;
 }
 
 // Unit roundoff u = 2^-p of each format (p = significand bits including the implicit one).
 inline constexpr double unit_roundoff(DType t) {
-  return t == DType::fp16 ? 0x1p-11 : t == DType::bf16 ? 0x1p-8 : 0x1p-24;
+  return t == DType::fp16       ? 0x1p-11
+         : t == DType::bf16     ? 0x1p-8
+         : t == DType::fp32     ? 0x1p-24
+         : t == DType::fp64     ? 0x1p-53
+         : t == DType::fp8_e5m2 ? 0x1p-3
+                                : 0x1p-4;
 }
 inline constexpr double unit_roundoff(Accum a) {
   return a == Accum::fp16 ? 0x1p-11 : 0x1p-24;
@@ -73,6 +97,8 @@ inline std::uint16_t float_to_bf16(float f) {
   return std::uint16_t((u + rounding) >> 16);
 }
 std::uint16_t double_to_bf16(double d);
+// double -> the fp8 format of an fp8 DType, rounded once, saturating (core/fp8.hpp).
+std::uint8_t double_to_fp8(double d, DType t);
 
 // Round a double to the nearest value of format t, returned as a double.
 double round_to(DType t, double d);

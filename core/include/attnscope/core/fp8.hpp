@@ -20,7 +20,7 @@
 #include <cstring>
 #include <string_view>
 
-#if defined(__CUDACC__) || defined(__HIPCC__)
+#if defined(__CUDACC__) || defined(__HIP__) || defined(__HIPCC__)
 #define ATTNSCOPE_HOST_DEVICE __host__ __device__
 #else
 #define ATTNSCOPE_HOST_DEVICE

@@ -69,6 +69,12 @@ struct AttentionInputs {
   // sit at its last q_len positions, seq_len_of(b) - q_len + t, and its query t attends the
   // window ending there, cut at position 0.
   std::vector<std::int64_t> seq_lens;
+  // fp8 caches (problem.kv_fp8; empty otherwise). k_cache and v_cache hold the codes, in the
+  // layout; k_scale and v_scale the fp32 scales ([1], [kv_heads], or, per token, one a cache row
+  // at the row's element offset / head_dim, in the layout's storage); k_orig and v_orig the values
+  // before quantization, in the input format. k and v then hold each element's value as the
+  // kernels must read it, code x scale, exactly (fp64): what the references attend.
+  HostTensor k_cache, v_cache, k_scale, v_scale, k_orig, v_orig;
 
   std::int64_t q_offset(int b, int t, int h) const {
     return ((std::int64_t(b) * problem.q_len + t) * problem.q_heads + h) * problem.head_dim;
@@ -92,6 +98,10 @@ struct AttentionInputs {
     return a.offset(b, h, pos + shift(b));
   }
 };
+
+// The scale index of a quantized cache's row (b, KV head h) at element offset `offset` (tensor:
+// 0; head: h; token: offset / head_dim).
+std::int64_t kv_scale_index(const Problem& p, int h, std::int64_t offset);
 
 // Logical element (b, h, pos, d) has the same value whatever the layout; storage that the
 // selected layer does not own (other layers, spare pages, tail capacity) holds other data.

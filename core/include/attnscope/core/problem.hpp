@@ -3,11 +3,19 @@
 
 #include <cstdint>
 #include <initializer_list>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "attnscope/core/dtype.hpp"
 
 namespace attnscope {
+
+// The granularity of a quantized KV cache's scales: one for the whole tensor (of a layer), one
+// per KV head, or one per cached token and KV head (a row of head_dim elements).
+enum class KvScale { tensor, head, token };
+std::string_view to_string(KvScale s);
+KvScale parse_kv_scale(std::string_view s);  // throws std::invalid_argument
 
 // Query position t (0 <= t < q_len) sits at cache position seq_len - q_len + t and attends the
 // `window` positions ending at itself: [seq_len - q_len + t + 1 - window, seq_len - q_len + t].
@@ -25,6 +33,14 @@ struct Problem {
   DType input = DType::fp16;
   Accum accum = Accum::fp32;
   DType output = DType::fp16;
+  // The KV cache's format: unset, K and V are stored in `input`; set, they are stored in this
+  // fp8 format, each element x as the code of x / scale with fp32 scales of granularity
+  // kv_scale, and q stays in `input` (fp16 or bf16).
+  std::optional<Fp8Format> kv_fp8;
+  KvScale kv_scale = KvScale::tensor;
+
+  // The DType K and V are stored in.
+  DType kv_dtype() const { return kv_fp8 ? fp8_dtype(*kv_fp8) : input; }
 
   static constexpr int kMaxQLen = 16;
   // Positions a cache may hold (2^40): far past any memory, and small enough that every element

@@ -1,4 +1,4 @@
-// Host tensors holding raw fp16/bf16/fp32 storage; values are read and written as double.
+// Host tensors holding raw storage of any DType; values are read and written as double.
 #pragma once
 
 #include <cstdint>
@@ -40,10 +40,19 @@ class HostTensor {
         std::memcpy(&f, p + 4 * i, 4);
         return f;
       }
+      case DType::fp64: {
+        double d;
+        std::memcpy(&d, p + 8 * i, 8);
+        return d;
+      }
+      case DType::fp8_e4m3:
+      case DType::fp8_e5m2:
+      case DType::fp8_e4m3fnuz:
+        return fp8_to_float(p[i], fp8_format_of(dtype_));
     }
     return 0.0;
   }
-  // Stores v rounded to nearest even in the tensor's format.
+  // Stores v rounded to nearest even in the tensor's format (fp8: saturating).
   void set(std::int64_t i, double v);
   // Fills every byte with a pattern that decodes as NaN in each format (output poisoning).
   void poison();

@@ -72,7 +72,9 @@ class DeviceProblem {
   Problem problem_;
   int multiprocessors_ = 0;
   KvAddressing kv_host_;
-  DeviceBuffer q_, k_, v_, block_table_;
+  DeviceBuffer q_, k_, v_;
+  DeviceBuffer k_scale_, v_scale_;  // fp8 caches: fp32 scales, empty otherwise
+  DeviceBuffer block_table_;
   DeviceBuffer scores_, probs_, out_, lse_, workspace_;
   DeviceBuffer key_mask_;  // [batch, seq_len] bytes, empty without a mask
   DeviceBuffer seq_lens_;  // [batch] lengths of a ragged batch, empty otherwise

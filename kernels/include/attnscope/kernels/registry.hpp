@@ -21,9 +21,14 @@ namespace attnscope::gpu {
 struct StageArgs {
   Problem problem;
   const void* q = nullptr;  // [batch, q_len, q_heads, head_dim], problem.input
-  const void* k = nullptr;  // K cache addressed by kv (problem.input)
-  const void* v = nullptr;  // V cache addressed by kv (problem.input)
-  KvAddressing kv;          // block_table, if any, is a device pointer
+  const void* k = nullptr;  // K cache addressed by kv (problem.kv_dtype())
+  const void* v = nullptr;  // V cache addressed by kv (problem.kv_dtype())
+  // fp8 caches (problem.kv_fp8): the fp32 scales of K and V, an element's value being its code's
+  // times its scale: [1] (KvScale::tensor), [kv_heads] (head), or (token) one a cache row, at the
+  // row's element offset in kv divided by head_dim.
+  const float* k_scale = nullptr;
+  const float* v_scale = nullptr;
+  KvAddressing kv;  // block_table, if any, is a device pointer
   // [batch, seq_len]: 1 = the key at that position is attended, 0 = masked (its score -inf, its
   // probability 0, its V never read). Null: no mask. Given only to implementations that take one.
   const std::uint8_t* key_mask = nullptr;
@@ -82,6 +87,9 @@ struct Implementation {
   bool takes_key_mask = false;
   // The kernel honours StageArgs::seq_lens (ragged batches). Without, ragged cases leave it out.
   bool takes_seq_lens = false;
+  // The kernel reads an fp8 KV cache (Problem::kv_fp8): codes in StageArgs::k and v, scales in
+  // StageArgs::k_scale and v_scale. Without, fp8-cache problems are unsupported, saying so.
+  bool takes_fp8_cache = false;
 
   std::string why_unsupported(const Problem& p, const KvLayoutSpec& layout) const;
   std::size_t workspace(const Problem& p, const LaunchContext& c) const;
