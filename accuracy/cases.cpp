@@ -229,11 +229,12 @@ std::vector<AccuracyCase> variants(const Target& t, Sweep sweep) {
         c.expect_fp16_overflow = acc == Accum::fp16;
         cases.push_back(c);
       }
-      for (int group : {1, 8}) {
+      // GQA groups as models have them: 1 (MHA), 7 (an odd group, as in 28 query heads on 4 KV
+      // heads), 8 (Llama-3-70B) and 16.
+      for (int group : {1, 7, 8, 16}) {
         AccuracyCase c = base(t, acc, w);
-        c.problem.kv_heads = 8 / group;
-        c.problem.q_heads = 8;
-        if (group == 8) c.problem.q_heads = 16, c.problem.kv_heads = 2;
+        c.problem.kv_heads = group == 1 ? 8 : 2;
+        c.problem.q_heads = c.problem.kv_heads * group;
         cases.push_back(c);
       }
       for (int q_len : {4, 16}) {

@@ -60,11 +60,12 @@ TEST(AccuracyCases, DefaultSetCoversEveryWindowPathAndAccumulation) {
   std::vector<LeftOut> left_out;
   EXPECT_EQ(make_cases(selection(Sweep::default_set), &left_out).size(), cases.size());
   EXPECT_TRUE(left_out.empty());
-  // 146 cases, the split paths of attnscope at 1, 3 and 16 splits (window 1000, both
-  // accumulations: split invariance, each count held to its own order's budget), two
-  // poisoned-cache cases, three masked cases, three ragged batches (one poisoned) and one of
-  // logits near -6e4 a path and accumulation.
-  EXPECT_EQ(cases.size(), 224u);
+  // The window sweep and the shape variants (GQA groups 1, 7, 8 and 16 among them), the split
+  // paths of attnscope at 1, 3 and 16 splits (window 1000, both accumulations: split invariance,
+  // each count held to its own order's budget), two poisoned-cache cases, three masked cases,
+  // three ragged batches (one poisoned), one NaN inside the window and one of logits near -6e4 a
+  // path and accumulation.
+  EXPECT_EQ(cases.size(), 236u);
   int poisoned = 0, masked = 0, fully = 0, padded = 0, negative = 0, overflow = 0, ragged = 0;
   for (const AccuracyCase& c : cases) {
     poisoned += c.data.poison_outside ? 1 : 0;
@@ -448,7 +449,7 @@ TEST(Registry, EngineImplementationGetsCasesOnItsOwnLayout) {
     EXPECT_EQ(c.data.ragged_min_len, 0) << c.name();
   }
   // The fused path's cases of the default set (the split-count cases are attnscope's own).
-  EXPECT_EQ(std::size_t(left) + cases.size(), 70u);
+  EXPECT_EQ(std::size_t(left) + cases.size(), 74u);
 
   const gpu::Implementation& reg = gpu::implementation("testengine.decode");
   EXPECT_FALSE(reg.declares_order());

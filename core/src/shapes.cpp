@@ -16,6 +16,10 @@ DecodeShape debug_shape() {
 DecodeShape llama(int batch, std::int64_t window) {
   return {batch, 32, 8, window, 128};
 }
+// Llama-3-70B decode: 64 query heads on 8 KV heads (group 8), head_dim 128.
+DecodeShape llama70b(int batch, std::int64_t window) {
+  return {batch, 64, 8, window, 128};
+}
 // Multi-head attention: every query head has its own KV head.
 DecodeShape mha(int batch, std::int64_t window) {
   return {batch, 32, 32, window, 128};
@@ -42,6 +46,8 @@ std::vector<DecodeShape> bench_shapes(const std::string& set) {
     for (std::int64_t window : {1024, 4096, 32768, 131072}) s.push_back(llama(batch, window));
   for (int batch : {1, 8})
     for (std::int64_t window : {4096, 8192}) s.push_back(mha(batch, window));
+  for (int batch : {1, 16})
+    for (std::int64_t window : {4096, 32768}) s.push_back(llama70b(batch, window));
   // A serving batch: 64 sequences of 256 to 32K positions (long-tailed: log-uniform), paged.
   DecodeShape serving = llama(64, 32768);
   serving.layout = KvLayoutKind::paged;
@@ -67,11 +73,15 @@ std::vector<DecodeShape> bench_shapes(const std::string& set) {
       v.layout = k;
       s.push_back(v);
     }
-    for (int kv_heads : {32, 16, 4}) {  // GQA groups 1, 2 and 8
+    for (int kv_heads : {32, 16, 4, 2}) {  // GQA groups 1, 2, 8 and 16
       v = base;
       v.kv_heads = kv_heads;
       s.push_back(v);
     }
+    v = base;  // an odd group: 28 query heads on 4 KV heads (group 7)
+    v.q_heads = 28;
+    v.kv_heads = 4;
+    s.push_back(v);
   }
   // The serving batch in a contiguous cache: the cost of the page lookups beside the paged one.
   serving.layout = KvLayoutKind::bhsd;
