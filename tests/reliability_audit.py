@@ -192,6 +192,11 @@ def inputs(a, s):
         (["trace", "check", os.path.join(s, "garbage.safetensors")], "garbage|header|safetensors"),
         (["trace", "check", os.path.join(s, "truncated.safetensors")], "truncated|header|size|safetensors"),
         (["trace", "check", "--jsonl", "", os.path.join(s, "garbage.safetensors")], "empty path"),
+        (["fp8-cost", "--formats", "e3m4"], "e3m4|formats"),
+        (["fp8-cost", "--scales", "row"], "row|scales"),
+        (["fp8-cost", "--windows", "0"], "windows|0"),
+        (["fp8-cost", "--json", "/no/such/dir/c.json"], "c.json|cannot"),
+        (["fp8-cost", "--json", ""], "empty path"),
     ]:
         add(Input("attnscope " + " ".join(x if not x.startswith(s) else os.path.basename(x)
                                           for x in args), "attnscope", [att] + args, exp,

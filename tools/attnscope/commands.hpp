@@ -40,6 +40,17 @@ struct CompareOptions {
 // Exit code: 0 no regression, 1 a regression, 2 a file that could not be read or compared.
 int run_compare(const CompareOptions& opt);
 
+struct Fp8CostOptions {
+  std::vector<std::string> formats{"e4m3", "e5m2", "e4m3fnuz"};
+  std::vector<std::string> scales{"tensor", "head", "token"};
+  std::vector<long> windows{1024, 4096, 32768};
+  std::vector<std::string> distributions{"normal", "heavy_tailed"};
+  std::string json;  // empty: the table only
+};
+
+// Exit code: 0 done, 2 usage error or a file that could not be written.
+int run_fp8_cost(const Fp8CostOptions& opt);
+
 struct GateOptions {
   std::string impl;                 // implementation filter (GLOB[,GLOB]); empty: all
   std::vector<std::string> paths;   // qk, softmax, pv, unfused, fused, split_kv; empty: all

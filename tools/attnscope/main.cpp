@@ -162,6 +162,27 @@ int main(int argc, char** argv) {
       ->check(not_empty);
   run->add_flag("--quiet", run_opt.quiet, "Less output: no progress lines, no per-case logs");
 
+  attnscope::cli::Fp8CostOptions fp8;
+  CLI::App* fp8_cost = app.add_subcommand(
+      "fp8-cost",
+      "What an fp8 KV cache costs the attention output, per format, scale granularity, window "
+      "and data distribution: FP64 attention over the dequantized cache against FP64 attention "
+      "over the values before quantization (rel_l2), beside the error predicted from each cache "
+      "element's rounding (no GPU needed)");
+  fp8_cost->add_option("--formats", fp8.formats, "fp8 formats")
+      ->check(CLI::IsMember({"e4m3", "e4m3fn", "e5m2", "e4m3fnuz"}))
+      ->capture_default_str();
+  fp8_cost->add_option("--scales", fp8.scales, "Scale granularities")
+      ->check(CLI::IsMember({"tensor", "head", "token"}))
+      ->capture_default_str();
+  fp8_cost->add_option("--windows", fp8.windows, "Windows (keys a query attends)")
+      ->check(CLI::Range(1L, 1L << 20))
+      ->capture_default_str();
+  fp8_cost->add_option("--distributions", fp8.distributions, "Data distributions")
+      ->check(CLI::IsMember({"normal", "uniform", "heavy_tailed", "large_logits"}))
+      ->capture_default_str();
+  fp8_cost->add_option("--json", fp8.json, "Also write the rows as a JSON array")->check(not_empty);
+
   attnscope::cli::ReportOptions rep;
   CLI::App* report = app.add_subcommand(
       "report",
@@ -207,6 +228,7 @@ int main(int argc, char** argv) {
     if (gate->parsed()) return attnscope::cli::run_gate(gate_opt);
     if (bench->parsed()) return attnscope::cli::run_bench(bench_opt);
     if (run->parsed()) return attnscope::cli::run_main_job(run_opt);
+    if (fp8_cost->parsed()) return attnscope::cli::run_fp8_cost(fp8);
   } catch (const std::exception& e) {
     // A command that could not do its work (not a verdict of 1): exit status 2.
     std::cerr << "attnscope: error: " << e.what() << "\n";

@@ -20,7 +20,11 @@
 #include <cstring>
 #include <string_view>
 
-#if defined(__CUDACC__) || defined(__HIP__) || defined(__HIPCC__)
+// clang's HIP mode takes the attributes without the HIP headers (which define __host__ and
+// __device__ and may come after this header); nvcc always knows __host__ __device__.
+#if defined(__HIP__)
+#define ATTNSCOPE_HOST_DEVICE __attribute__((host, device))
+#elif defined(__CUDACC__)
 #define ATTNSCOPE_HOST_DEVICE __host__ __device__
 #else
 #define ATTNSCOPE_HOST_DEVICE

@@ -19,15 +19,25 @@ namespace attnscope::ref {
 
 struct Fp8Cost {
   double measured_rel_l2 = 0.0;
+  // The model's expected rel_l2: the cache's rounding errors drawn from the model (each element
+  // uniform with the variance below, independently; every query of a KV head sees the same
+  // draws, as it reads the same cache), the output recomputed exactly for each draw (the
+  // softmax's response to the score errors included, which first order misses once they reach
+  // a unit), over `samples` draws.
   double predicted_rel_l2 = 0.0;
-  // The spread the prediction expects of the measurement, as a relative standard deviation of
-  // rel_l2: half that of the squared error's sum, from each row's error covariance (the outputs
-  // of a row share its keys' score errors), the errors taken as Gaussian.
+  // The spread the model expects of the measurement, as a relative standard deviation of
+  // rel_l2 (half that of the squared error, from the draws' spread per KV head, the KV heads
+  // independent), the estimate's own sampling error included.
   double predicted_relative_sd = 0.0;
+  // The first-order propagation in closed form (see above): close to predicted_rel_l2 where the
+  // score errors are small, below it where they are not.
+  double linear_rel_l2 = 0.0;
+  int samples = 0;
 };
 
-// Throws std::invalid_argument unless `in` holds a quantized cache (problem.kv_fp8).
-Fp8Cost fp8_cost(const AttentionInputs& in);
+// Throws std::invalid_argument unless `in` holds a quantized cache (problem.kv_fp8) and
+// samples >= 2.
+Fp8Cost fp8_cost(const AttentionInputs& in, int samples = 32, std::uint64_t seed = 20261201);
 
 // The variance the model gives the rounding of element x under scale `scale` (see above).
 double fp8_rounding_variance(double x, double scale, Fp8Format f);
