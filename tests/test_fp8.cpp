@@ -219,6 +219,7 @@ TEST(Fp8, FormatNamesRoundTrip) {
 // Quantized caches (Problem::kv_fp8): codes, scales and dequantized values, and the cost model.
 
 #include "attnscope/core/inputs.hpp"
+#include "attnscope/core/trace.hpp"
 #include "attnscope/reference/fp8_cost.hpp"
 
 namespace {
@@ -315,6 +316,17 @@ TEST(Fp8Cache, PoisonStaysPoisonAndNaNInTheWindowStaysNaN) {
     EXPECT_TRUE(std::isnan(n.v.get(off))) << to_string(f);
     EXPECT_TRUE(std::isfinite(n.v_scale.get(0))) << to_string(f);  // the NaN leaves the scale alone
   }
+}
+
+// A trace has no place for an fp8 cache's codes and scales yet: writing one is refused, not
+// written as the dequantized values misread in the input format.
+TEST(Fp8Cache, TracesRefuseFp8CachesForNow) {
+  const AttentionInputs in =
+      attnscope::make_inputs(fp8_problem(Fp8Format::e4m3, KvScale::tensor), KvLayoutSpec{}, {});
+  const std::string path = ::testing::TempDir() + "fp8_trace.safetensors";
+  EXPECT_THROW(
+      attnscope::trace::write_trace_point(path, in, attnscope::trace::RecordedOutputs{}, {}),
+      std::invalid_argument);
 }
 
 // The format's cost, measured (FP64 attention over the dequantized cache against FP64 attention

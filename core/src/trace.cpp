@@ -508,6 +508,11 @@ std::vector<unsigned char> encoded(DType t, const std::vector<double>& v) {
 void write_trace_point(const std::string& path, const AttentionInputs& in, const RecordedOutputs& o,
                        const std::map<std::string, std::string>& metadata, bool npy) {
   const Problem& p = in.problem;
+  // An fp8 cache's tensors (codes and scales) have no place in a trace yet; its k and v hold
+  // fp64 dequantized values, which written as the input format would be garbage.
+  if (p.kv_fp8)
+    throw std::invalid_argument("trace: fp8 KV caches (" + std::string(to_string(*p.kv_fp8)) +
+                                ") cannot be written to a trace yet");
   const KvLayoutSpec& l = in.layout.spec();
   attnscope_trace::TraceWriter w;
   w.metadata("layout", std::string(to_string(l.kind)))

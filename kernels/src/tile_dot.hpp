@@ -75,7 +75,8 @@ struct RowStream {
     const std::int64_t index = own_q >= 0 ? own_q / page_size : -1 - (-1 - own_q) / page_size;
     own_index = static_cast<std::int32_t>(index);
     own_row = static_cast<std::int32_t>(own_q - index * page_size);
-    if (F == Fault::block_table_ignored) own_index += b * kv.pages_per_seq;
+    if (F == Fault::block_table_ignored)
+      own_index = static_cast<std::int32_t>(std::int64_t(b) * kv.pages_per_seq + own_index);
     look_up();
   }
   // First position of tile t for this row-group.

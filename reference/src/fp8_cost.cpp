@@ -116,7 +116,7 @@ Fp8Cost fp8_cost(const AttentionInputs& in, int samples, std::uint64_t seed) {
   c.linear_rel_l2 = ref2 > 0.0 ? std::sqrt(var_sum / ref2) : std::sqrt(var_sum);
 
   // The draws, one KV head of one sequence at a time (its queries share the cache's errors).
-  const int groups = p.batch * p.kv_heads;
+  const std::int64_t groups = std::int64_t(p.batch) * p.kv_heads;
   std::vector<double> mean(std::size_t(groups), 0.0), spread(std::size_t(groups), 0.0);
   parallel_for(
       groups,
@@ -210,7 +210,7 @@ Fp8Cost fp8_cost(const AttentionInputs& in, int samples, std::uint64_t seed) {
       },
       1);
   double mu = 0.0, var = 0.0;
-  for (int g = 0; g < groups; ++g) {
+  for (std::int64_t g = 0; g < groups; ++g) {
     mu += mean[std::size_t(g)];
     var += spread[std::size_t(g)];
   }
