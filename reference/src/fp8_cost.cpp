@@ -61,77 +61,35 @@ Fp8Cost fp8_cost(const AttentionInputs& in, int samples, std::uint64_t seed) {
   const KvAddressing a = in.layout.addressing();
   const int D = p.head_dim, G = p.group();
   const double sc = p.effective_scale();
-  // Per row, the error vector is A z with z independent unit errors (one a V element, one a
-  // key's score): covariance C = diag(vd) + M, M = sum_j w_j u_j u_j^T, with vd the V terms,
-  // w_j = p_j^2 var(s_j) and u_j = V_j - out. Its squared norm has mean tr C and, were the errors
-  // Gaussian, variance 2 tr C^2 = 2 [sum vd^2 + 2 sum_d vd M_dd + |M|_F^2].
-  double var_sum = 0.0, var_sq = 0.0;
-  std::vector<double> qv(std::size_t(D), 0.0), vd(std::size_t(D), 0.0), u(std::size_t(D), 0.0);
-  std::vector<double> m(std::size_t(D) * std::size_t(D), 0.0);
-  for (int b = 0; b < p.batch; ++b)
-    for (int h = 0; h < p.q_heads; ++h)
-      for (int t = 0; t < p.q_len; ++t) {
-        const std::int64_t row = (std::int64_t(b) * p.q_heads + h) * p.q_len + t;
-        const std::int64_t out0 = in.q_offset(b, t, h);
-        for (int d = 0; d < D; ++d) {
-          qv[std::size_t(d)] = in.q.get(out0 + d);
-          vd[std::size_t(d)] = 0.0;
-        }
-        std::fill(m.begin(), m.end(), 0.0);
-        for (std::int64_t j = 0; j < p.window; ++j) {
-          const double pj = exact.probs[std::size_t(row * p.window + j)];
-          const std::int64_t pos = p.window_start(t) + j;
-          if (pj == 0.0 || !in.attends(b, pos)) continue;
-          const std::int64_t off = in.kv_offset(a, b, h / G, pos);
-          const std::int64_t s = kv_scale_index(p, h / G, off);
-          const double ks = in.k_scale.get(s), vs = in.v_scale.get(s);
-          double score_var = 0.0;
-          for (int e = 0; e < D; ++e)
-            score_var += qv[std::size_t(e)] * qv[std::size_t(e)] *
-                         fp8_rounding_variance(in.k_orig.get(off + e), ks, f);
-          const double w = pj * pj * score_var * sc * sc;
-          for (int d = 0; d < D; ++d) {
-            const double x = in.v_orig.get(off + d);
-            u[std::size_t(d)] = x - exact.out[std::size_t(out0 + d)];
-            vd[std::size_t(d)] += pj * pj * fp8_rounding_variance(x, vs, f);
-          }
-          if (w == 0.0) continue;
-          for (int d = 0; d < D; ++d) {
-            const double wu = w * u[std::size_t(d)];
-            double* md = m.data() + std::size_t(d) * std::size_t(D);
-            for (int e = 0; e < D; ++e) md[e] += wu * u[std::size_t(e)];
-          }
-        }
-        double trace = 0.0, trace_sq = 0.0;
-        for (int d = 0; d < D; ++d) {
-          const double md = m[std::size_t(d) * std::size_t(D + 1)];
-          trace += vd[std::size_t(d)] + md;
-          trace_sq += vd[std::size_t(d)] * vd[std::size_t(d)] + 2.0 * vd[std::size_t(d)] * md;
-        }
-        for (double x : m) trace_sq += x * x;
-        var_sum += trace;
-        var_sq += 2.0 * trace_sq;
-      }
-  (void)var_sq;
-  c.linear_rel_l2 = ref2 > 0.0 ? std::sqrt(var_sum / ref2) : std::sqrt(var_sum);
-
-  // The draws, one KV head of one sequence at a time (its queries share the cache's errors).
+  // One pass per KV head of one sequence (its queries read the same cache elements, so they
+  // share the elements' error variances and the draws): for each query position, the attended
+  // keys' elements are gathered once, then
+  //  - the first-order estimate, per row: sum_d [sum_j p_j^2 var(V_jd) + sum_j w_j u_jd^2], with
+  //    w_j = p_j^2 var(s_j) and u_j = V_j - out;
+  //  - the draws: each element's error uniform on [-w/2, w/2], w = sqrt(12 var), the same draw
+  //    for every query of the KV head, the output recomputed exactly.
+  const std::int64_t rows = std::int64_t(p.batch) * p.q_heads * p.q_len;
   const std::int64_t groups = std::int64_t(p.batch) * p.kv_heads;
+  std::vector<double> linear(std::size_t(rows), 0.0);
   std::vector<double> mean(std::size_t(groups), 0.0), spread(std::size_t(groups), 0.0);
   parallel_for(
       groups,
       [&](std::int64_t g0, std::int64_t g1) {
+        const std::size_t Dz = static_cast<std::size_t>(D);
         std::vector<double> sq(static_cast<std::size_t>(samples));
-        std::vector<double> sk, sv, vv, sp, pr, err(static_cast<std::size_t>(D)),
-            ql(static_cast<std::size_t>(D));
-        std::vector<std::int64_t> offs;
+        std::vector<double> var_k, var_v, sk, sv, vv, rk, rv, sp, pr, s0, err(Dz), vd(Dz),
+            mdiag(Dz), u(Dz), ql(Dz * static_cast<std::size_t>(G));
+        std::vector<std::int64_t> offs, js;
         for (std::int64_t g = g0; g < g1; ++g) {
           const int b = static_cast<int>(g / p.kv_heads), kvh = static_cast<int>(g % p.kv_heads);
           std::fill(sq.begin(), sq.end(), 0.0);
           for (int t = 0; t < p.q_len; ++t) {
-            // The keys of query position t and their elements' error widths (uniform on
-            // [-w/2, w/2]: w = sqrt(12 var)).
+            // The attended keys of query position t (js: their columns in the window) and their
+            // elements' variances and widths.
             offs.clear();
+            js.clear();
+            var_k.clear();
+            var_v.clear();
             sk.clear();
             sv.clear();
             vv.clear();
@@ -142,11 +100,13 @@ Fp8Cost fp8_cost(const AttentionInputs& in, int samples, std::uint64_t seed) {
               const std::int64_t si = kv_scale_index(p, kvh, off);
               const double ks = in.k_scale.get(si), vs = in.v_scale.get(si);
               offs.push_back(off);
+              js.push_back(j);
               for (int e = 0; e < D; ++e) {
-                sk.push_back(
-                    std::sqrt(12.0 * fp8_rounding_variance(in.k_orig.get(off + e), ks, f)));
+                var_k.push_back(fp8_rounding_variance(in.k_orig.get(off + e), ks, f));
                 const double x = in.v_orig.get(off + e);
-                sv.push_back(std::sqrt(12.0 * fp8_rounding_variance(x, vs, f)));
+                var_v.push_back(fp8_rounding_variance(x, vs, f));
+                sk.push_back(std::sqrt(12.0 * var_k.back()));
+                sv.push_back(std::sqrt(12.0 * var_v.back()));
                 vv.push_back(x);
               }
             }
@@ -154,40 +114,70 @@ Fp8Cost fp8_cost(const AttentionInputs& in, int samples, std::uint64_t seed) {
             if (n == 0) continue;
             sp.resize(n);
             pr.resize(n);
+            s0.resize(n * static_cast<std::size_t>(G));
             for (int hq = 0; hq < G; ++hq) {
               const int h = kvh * G + hq;
               const std::int64_t row = (std::int64_t(b) * p.q_heads + h) * p.q_len + t;
               const std::int64_t out0 = in.q_offset(b, t, h);
-              for (int e = 0; e < D; ++e) ql[std::size_t(e)] = in.q.get(out0 + e);
-              // The exact scores of the attended keys, in order.
-              std::size_t k = 0;
-              std::vector<double> s0(n);
-              for (std::int64_t j = 0; j < p.window && k < n; ++j)
-                if (in.attends(b, p.window_start(t) + j))
-                  s0[k++] = exact.scores[std::size_t(row * p.window + j)];
-              for (int smp = 0; smp < samples; ++smp) {
-                const std::uint64_t ks = 2 * std::uint64_t(smp), vs = ks + 1;
+              double* q = ql.data() + std::size_t(hq) * Dz;
+              for (int e = 0; e < D; ++e) q[e] = in.q.get(out0 + e);
+              for (std::size_t k = 0; k < n; ++k)
+                s0[std::size_t(hq) * n + k] = exact.scores[std::size_t(row * p.window + js[k])];
+              // The first-order estimate of the row.
+              std::fill(vd.begin(), vd.end(), 0.0);
+              std::fill(mdiag.begin(), mdiag.end(), 0.0);
+              for (std::size_t k = 0; k < n; ++k) {
+                const double pj = exact.probs[std::size_t(row * p.window + js[k])];
+                if (pj == 0.0) continue;
+                double score_var = 0.0;
+                for (int e = 0; e < D; ++e)
+                  score_var += q[e] * q[e] * var_k[k * Dz + std::size_t(e)];
+                const double w = pj * pj * score_var * sc * sc;
+                for (int d = 0; d < D; ++d) {
+                  u[std::size_t(d)] =
+                      vv[k * Dz + std::size_t(d)] - exact.out[std::size_t(out0 + d)];
+                  vd[std::size_t(d)] += pj * pj * var_v[k * Dz + std::size_t(d)];
+                }
+                if (w == 0.0) continue;
+                for (int d = 0; d < D; ++d)
+                  mdiag[std::size_t(d)] += w * u[std::size_t(d)] * u[std::size_t(d)];
+              }
+              double trace = 0.0;
+              for (int d = 0; d < D; ++d) trace += vd[std::size_t(d)] + mdiag[std::size_t(d)];
+              linear[std::size_t(row)] = trace;
+            }
+            rk.resize(n * Dz);
+            rv.resize(n * Dz);
+            for (int smp = 0; smp < samples; ++smp) {
+              // The draw, once for every query of the KV head.
+              const std::uint64_t ks = 2 * std::uint64_t(smp), vs = ks + 1;
+              for (std::size_t k = 0; k < n; ++k)
+                for (int e = 0; e < D; ++e) {
+                  const std::uint64_t at = std::uint64_t(offs[k] + e);
+                  rk[k * Dz + std::size_t(e)] = to_unit_open(counter_hash(seed, ks, at)) - 0.5;
+                  rv[k * Dz + std::size_t(e)] = to_unit_open(counter_hash(seed, vs, at)) - 0.5;
+                }
+              for (int hq = 0; hq < G; ++hq) {
+                const std::int64_t out0 = in.q_offset(b, t, kvh * G + hq);
+                const double* q = ql.data() + std::size_t(hq) * Dz;
                 double top = -INFINITY;
-                for (std::size_t j = 0; j < n; ++j) {
+                for (std::size_t k = 0; k < n; ++k) {
                   double ds = 0.0;
                   for (int e = 0; e < D; ++e) {
-                    const double r =
-                        to_unit_open(counter_hash(seed, ks, std::uint64_t(offs[j] + e))) - 0.5;
-                    ds += ql[std::size_t(e)] * sk[j * std::size_t(D) + std::size_t(e)] * r;
+                    const std::size_t i = k * Dz + std::size_t(e);
+                    ds += q[e] * sk[i] * rk[i];
                   }
-                  sp[j] = s0[j] + sc * ds;
-                  top = std::max(top, sp[j]);
+                  sp[k] = s0[std::size_t(hq) * n + k] + sc * ds;
+                  top = std::max(top, sp[k]);
                 }
                 double l = 0.0;
-                for (std::size_t j = 0; j < n; ++j) l += (pr[j] = std::exp(sp[j] - top));
+                for (std::size_t k = 0; k < n; ++k) l += (pr[k] = std::exp(sp[k] - top));
                 std::fill(err.begin(), err.end(), 0.0);
-                for (std::size_t j = 0; j < n; ++j) {
-                  const double pj = pr[j] / l;
+                for (std::size_t k = 0; k < n; ++k) {
+                  const double pj = pr[k] / l;
                   for (int d = 0; d < D; ++d) {
-                    const std::size_t i = j * std::size_t(D) + std::size_t(d);
-                    const double r =
-                        to_unit_open(counter_hash(seed, vs, std::uint64_t(offs[j] + d))) - 0.5;
-                    err[std::size_t(d)] += pj * (vv[i] + sv[i] * r);
+                    const std::size_t i = k * Dz + std::size_t(d);
+                    err[std::size_t(d)] += pj * (vv[i] + sv[i] * rv[i]);
                   }
                 }
                 double e2 = 0.0;
@@ -209,6 +199,9 @@ Fp8Cost fp8_cost(const AttentionInputs& in, int samples, std::uint64_t seed) {
         }
       },
       1);
+  double var_sum = 0.0;  // in row order
+  for (double x : linear) var_sum += x;
+  c.linear_rel_l2 = ref2 > 0.0 ? std::sqrt(var_sum / ref2) : std::sqrt(var_sum);
   double mu = 0.0, var = 0.0;
   for (std::int64_t g = 0; g < groups; ++g) {
     mu += mean[std::size_t(g)];
