@@ -86,28 +86,26 @@ std::uint16_t double_to_half(double d) {
   return u;
 }
 
-std::uint16_t double_to_bf16(double d) {
-  // Round to float by truncation toward zero plus sticky bit, then RNE to bf16: float's 24
-  // bits keep the 8 bf16 bits plus guard bits, and the sticky bit stops double rounding.
-  if (std::isnan(d)) return float_to_bf16(std::numeric_limits<float>::quiet_NaN());
+namespace {
+// d rounded to float toward zero, with the lowest bit set as a sticky bit where d was not a
+// float: rounding that to a format of at most 22 significand bits (bf16, fp8) rounds d once.
+float truncated_with_sticky(double d) {
   float f = static_cast<float>(d);
   if (std::isfinite(f) && static_cast<double>(f) != d) {
-    // Make f the value truncated toward zero, then set its lowest bit as sticky.
     if (std::fabs(static_cast<double>(f)) > std::fabs(d)) f = std::nextafter(f, 0.0f);
     f = bits_to_float(float_to_bits(f) | 1u);
   }
-  return float_to_bf16(f);
+  return f;
+}
+}  // namespace
+
+std::uint16_t double_to_bf16(double d) {
+  if (std::isnan(d)) return float_to_bf16(std::numeric_limits<float>::quiet_NaN());
+  return float_to_bf16(truncated_with_sticky(d));
 }
 
 std::uint8_t double_to_fp8(double d, DType t) {
-  // As double_to_bf16: float's 24 bits keep the format's few bits plus guard bits, and a sticky
-  // bit in the truncated float stops double rounding.
-  float f = static_cast<float>(d);
-  if (std::isfinite(f) && static_cast<double>(f) != d) {
-    if (std::fabs(static_cast<double>(f)) > std::fabs(d)) f = std::nextafter(f, 0.0f);
-    f = bits_to_float(float_to_bits(f) | 1u);
-  }
-  return float_to_fp8(f, fp8_format_of(t));
+  return float_to_fp8(truncated_with_sticky(d), fp8_format_of(t));
 }
 
 double round_to(DType t, double d) {

@@ -150,11 +150,10 @@ void quantize_cache(AttentionInputs& in) {
           if (std::isfinite(v)) amax_v[s] = std::max(amax_v[s], v);
         }
       }
+  // A scale from the largest magnitude under it (1 where that is 0).
+  auto scale_of = [&](double amax) { return amax > 0.0 ? amax / fp8_max(f) : 1.0; };
   auto set_scales = [&](HostTensor& t, const std::vector<double>& amax) {
-    for (std::int64_t s = 0; s < scales; ++s) {
-      const double m = amax[std::size_t(s)];
-      t.set(s, m > 0.0 ? m / fp8_max(f) : 1.0);
-    }
+    for (std::int64_t s = 0; s < scales; ++s) t.set(s, scale_of(amax[std::size_t(s)]));
   };
   set_scales(in.k_scale, amax_k);
   set_scales(in.v_scale, amax_v);
@@ -162,7 +161,7 @@ void quantize_cache(AttentionInputs& in) {
   in.v_cache = HostTensor(code_t, {storage});
   in.k = HostTensor(DType::fp64, {storage});
   in.v = HostTensor(DType::fp64, {storage});
-  const std::uint8_t nan_code = f == Fp8Format::e4m3fnuz ? 0x80 : 0x7f;
+  const std::uint8_t nan_code = fp8_nan(f);
   auto quantize = [&](const HostTensor& orig, HostTensor& codes, HostTensor& scale, HostTensor& deq,
                       std::int64_t i, std::int64_t s) {
     const double x = orig.get(i), sc = scale.get(s);
@@ -193,8 +192,8 @@ void quantize_cache(AttentionInputs& in) {
               mv = std::max(mv, std::fabs(v));
             }
             const double nan = std::numeric_limits<double>::quiet_NaN();
-            in.k_scale.set(r, !finite ? nan : mk > 0.0 ? mk / fp8_max(f) : 1.0);
-            in.v_scale.set(r, !finite ? nan : mv > 0.0 ? mv / fp8_max(f) : 1.0);
+            in.k_scale.set(r, finite ? scale_of(mk) : nan);
+            in.v_scale.set(r, finite ? scale_of(mv) : nan);
           }
           // The KV head of the row: its offset within a position's heads (head scales only
           // index by it; contiguous and paged layouts alike hold heads at stride_head).

@@ -75,7 +75,8 @@ void HostTensor::poison() {
   // 0xFF bytes: 0xFFFF is a NaN in fp16 and bf16, 0xFFFFFFFF in fp32, all ones in fp64, 0xFF in
   // fp8 e4m3 and e5m2; e4m3fnuz's one NaN is 0x80.
   std::fill(bytes_.begin(), bytes_.end(),
-            static_cast<unsigned char>(dtype_ == DType::fp8_e4m3fnuz ? 0x80 : 0xFF));
+            dtype_ == DType::fp8_e4m3fnuz ? fp8_nan(Fp8Format::e4m3fnuz)
+                                          : static_cast<unsigned char>(0xFF));
 }
 
 std::vector<double> HostTensor::to_double() const {

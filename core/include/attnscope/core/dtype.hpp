@@ -42,12 +42,11 @@ inline constexpr std::size_t size_of(DType t) {
 
 // Unit roundoff u = 2^-p of each format (p = significand bits including the implicit one).
 inline constexpr double unit_roundoff(DType t) {
-  return t == DType::fp16       ? 0x1p-11
-         : t == DType::bf16     ? 0x1p-8
-         : t == DType::fp32     ? 0x1p-24
-         : t == DType::fp64     ? 0x1p-53
-         : t == DType::fp8_e5m2 ? 0x1p-3
-                                : 0x1p-4;
+  return t == DType::fp16   ? 0x1p-11
+         : t == DType::bf16 ? 0x1p-8
+         : t == DType::fp32 ? 0x1p-24
+         : t == DType::fp64 ? 0x1p-53
+                            : fp8_unit_roundoff(fp8_format_of(t));
 }
 inline constexpr double unit_roundoff(Accum a) {
   return a == Accum::fp16 ? 0x1p-11 : 0x1p-24;

@@ -75,6 +75,11 @@ ATTNSCOPE_HOST_DEVICE inline float float_of(std::uint32_t u) {
 }
 }  // namespace fp8_detail
 
+// The NaN code encoding produces: 0x7f (e4m3, e5m2) or e4m3fnuz's one NaN, 0x80.
+ATTNSCOPE_HOST_DEVICE constexpr std::uint8_t fp8_nan(Fp8Format f) {
+  return f == Fp8Format::e4m3fnuz ? 0x80 : 0x7f;
+}
+
 ATTNSCOPE_HOST_DEVICE constexpr bool fp8_is_nan(std::uint8_t c, Fp8Format f) {
   return f == Fp8Format::e4m3   ? (c & 0x7f) == 0x7f
          : f == Fp8Format::e5m2 ? (c & 0x7f) > 0x7c
@@ -104,7 +109,7 @@ ATTNSCOPE_HOST_DEVICE inline std::uint8_t float_to_fp8(float x, Fp8Format f, boo
   const std::uint32_t u = fp8_detail::bits_of(x);
   const std::uint32_t sign = (u >> 31) << 7;
   const std::uint32_t a = u & 0x7fffffffu;
-  const std::uint8_t nan = f == Fp8Format::e4m3fnuz ? 0x80 : 0x7f;
+  const std::uint8_t nan = fp8_nan(f);
   if (a > 0x7f800000u) return nan;
   const int emin = 1 - l.bias;  // exponent of the smallest normal
   std::uint32_t code;           // magnitude code, possibly past max_code
