@@ -23,6 +23,7 @@ std::string AccuracyCase::name() const {
   if (layout.seq_capacity) s << "_cap" << layout.seq_capacity;
   s << "_g" << p.group() << "_qh" << p.q_heads << "_q" << p.q_len << "_b" << p.batch;
   if (p.seq_len != p.window + p.q_len - 1) s << "_s" << p.seq_len;
+  if (p.kv_fp8) s << "_kv" << to_string(*p.kv_fp8) << "_" << to_string(p.kv_scale);
   if (path == Path::unfused) s << (scale_in_softmax ? "_scale_softmax" : "_scale_qk");
   if (splits > 0) s << "_splits" << splits;
   if (data.poison_outside) s << "_poisoned";
@@ -248,6 +249,43 @@ std::vector<AccuracyCase> variants(const Target& t, Sweep sweep) {
         c.problem.batch = 3;
         cases.push_back(c);
       }
+      // fp8 KV caches: every format and scale granularity; then per-token scales on a paged,
+      // poisoned cache at q_len 4 (NaN codes and NaN scales in every slot no query attends),
+      // heavy-tailed K under one scale per head (its outlier channels set the scale), and a NaN
+      // inside the window. The single-pass paths read fp8 caches; the unfused stages do not.
+      const bool fp8_path = t.path == Path::fused || t.path == Path::split_kv;
+      for (Fp8Format f : {Fp8Format::e4m3, Fp8Format::e5m2, Fp8Format::e4m3fnuz})
+        for (KvScale sc : {KvScale::tensor, KvScale::head, KvScale::token}) {
+          if (!fp8_path) break;
+          AccuracyCase c = base(t, acc, w);
+          c.problem.kv_fp8 = f;
+          c.problem.kv_scale = sc;
+          cases.push_back(c);
+        }
+      if (fp8_path) {
+        AccuracyCase c = base(t, acc, w);
+        c.problem.kv_fp8 = Fp8Format::e4m3;
+        c.problem.kv_scale = KvScale::token;
+        c.data.poison_outside = true;
+        c.problem.q_len = 4;
+        c.problem.seq_len = w + 4 + 9;
+        c.layout.kind = KvLayoutKind::paged;
+        c.layout.page_size = 16;
+        c.layout.spare_pages = 5;
+        c.layout.layers = 2;
+        c.layout.layer = 1;
+        cases.push_back(c);
+        c = base(t, acc, w);
+        c.problem.kv_fp8 = Fp8Format::e5m2;
+        c.problem.kv_scale = KvScale::head;
+        c.data.dist = Distribution::heavy_tailed;
+        cases.push_back(c);
+        c = base(t, acc, w);
+        c.problem.kv_fp8 = Fp8Format::e4m3;
+        c.problem.kv_scale = KvScale::tensor;
+        c.data.nan_in_window = true;
+        cases.push_back(c);
+      }
       // Split invariance: attnscope's split paths at split counts other than their own choice,
       // each held to the budget of its own order (the split count is part of the order).
       if (t.family == "attnscope" && (t.path == Path::fused || t.path == Path::split_kv))
@@ -315,6 +353,7 @@ std::vector<AccuracyCase> tuning_cases(const Target& t) {
   std::vector<std::string> seen;
   for (const DecodeShape& shape : bench_shapes("default")) {
     if (shape.ragged_min > 0) continue;  // at batch 1 a ragged batch is the plain shape
+    if (shape.kv_fp8) continue;          // the tuning table is of fp16 caches
     AccuracyCase c = base(t, shape.accum, shape.window);
     c.problem = shape.problem();
     c.problem.batch = 1;

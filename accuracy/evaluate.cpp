@@ -12,6 +12,7 @@
 #include "attnscope/kernels/device_problem.hpp"
 #include "attnscope/kernels/registry.hpp"
 #include "attnscope/reference/bounds.hpp"
+#include "attnscope/reference/fp8_cost.hpp"
 #include "attnscope/reference/judge.hpp"
 #include "attnscope/reference/precision_model.hpp"
 #include "attnscope/reference/stages.hpp"
@@ -60,6 +61,30 @@ template <class Real>
 std::vector<double> d(const std::vector<Real>& v) {
   return ref::to_double(v);
 }
+
+// The cache elements as a kernel under fp16 accumulation reads an fp8 cache (cache_read.hpp):
+// binary16(fp32(code) x scale). in.k holds code x scale exactly, so an element's fp32 scale is
+// in.k / code wherever the code is finite and not zero (where it is, the element is in.k).
+AttentionInputs fp16_read_of_fp8(const AttentionInputs& in) {
+  AttentionInputs r = in;
+  auto read = [&](const HostTensor& codes, HostTensor& vals) {
+    for (std::int64_t i = 0; i < vals.numel(); ++i) {
+      const double c = codes.get(i);  // the code's value, exactly
+      if (c == 0.0 || !std::isfinite(c)) continue;
+      const float scale = static_cast<float>(vals.get(i) / c);
+      volatile float prod = static_cast<float>(c) * scale;  // one binary32 rounding
+      vals.set(i, round_to(DType::fp16, static_cast<double>(prod)));
+    }
+  };
+  read(in.k_cache, r.k);
+  read(in.v_cache, r.v);
+  return r;
+}
+
+// An fp8 case's format cost, the kernel's output against FP64 over the values before
+// quantization, is held within kCostSigmas of the cost model's predicted standard deviations of
+// its prediction (ref::fp8_cost): the host tests hold the FP64 references to the same.
+constexpr double kCostSigmas = 4.0;
 
 }  // namespace
 
@@ -249,9 +274,11 @@ CaseResult run_case(const AccuracyCase& c, const gpu::DeviceInfo& device, const 
     j["splits"] = order.splits;
     j["requested_splits"] = c.splits;
     note_order(impl, order);
-    // Online softmax: every accumulation step may round twice (rescale, then add).
-    const std::int64_t values_depth = 2 * depth_of(order.values, p.window);
-    const bounds::StageFormats f_qk{p.accum, depth_of(order.dot, p.head_dim), DType::fp32, lambda};
+    // Online softmax: every accumulation step may round twice (rescale, then add). An fp8
+    // cache's scales add the roundings the implementation declares.
+    const std::int64_t values_depth = 2 * depth_of(order.values, p.window) + order.fp8_roundings;
+    const bounds::StageFormats f_qk{p.accum, depth_of(order.dot, p.head_dim) + order.fp8_roundings,
+                                    DType::fp32, lambda};
     const bounds::StageFormats f_sm{p.accum, values_depth, DType::fp32, lambda};
     const bounds::StageFormats f_pv{p.accum, values_depth, p.output, lambda};
     dp.poison_outputs();
@@ -314,8 +341,10 @@ CaseResult run_case(const AccuracyCase& c, const gpu::DeviceInfo& device, const 
       const int rows = vals.kind == OrderKind::warp_tree ? vals.lanes : 1;
       const std::int64_t split_len = vals.chunk > 0 ? vals.chunk : p.window + p.q_len - 1;
       std::vector<double> pred, pred_lse;
-      model::model_decode(in, Accum::fp16, order.dot.value_or(SummationOrder{}), rows, split_len,
-                          pred, pred_lse, vals.kind == OrderKind::warp_tree ? vals.vec : 1);
+      // An fp8 cache is modelled on the elements as the kernel reads them.
+      model::model_decode(p.kv_fp8 ? fp16_read_of_fp8(in) : in, Accum::fp16,
+                          order.dot.value_or(SummationOrder{}), rows, split_len, pred, pred_lse,
+                          vals.kind == OrderKind::warp_tree ? vals.vec : 1);
       for (double& x : pred) x = round_to(p.output, x);
       add(model_gate(p, "attn_out against the precision model", "attn_out_model_", out, pred,
                      T.out));
@@ -325,6 +354,39 @@ CaseResult run_case(const AccuracyCase& c, const gpu::DeviceInfo& device, const 
           "orders with one accumulator per row-group (pack 1) only";
     }
     j["rounded_reference_rel_l2"] = rm.rel_l2;
+    if (p.kv_fp8 && c.data.nan_in_window) {
+      // A NaN in the cache has no rounding to predict: the NaN's reaching the output is checked
+      // against the dequantized reference above.
+      j["fp8_cost_check"] = "not run: a NaN inside the window";
+    } else if (p.kv_fp8) {
+      // The second reference: FP64 attention over the values before quantization. The kernel's
+      // error against it is what the format costs (with the kernel's own, far smaller), held to
+      // the cost model's prediction from the data.
+      AttentionInputs orig = in;
+      orig.k = in.k_orig;
+      orig.v = in.v_orig;
+      const ref::Trace<double> TO = ref::attention<double>(orig);
+      const ref::Fp8Cost cost = ref::fp8_cost(in);
+      Check ch;
+      ch.what = "attn_out against FP64 over the unquantized cache (the format's cost)";
+      ch.field = "fp8_cost_attn_out_";
+      ch.metrics = compare(p.out_elems(), out.data(), TO.out.data(), p.output);
+      ch.model_rel_l2 = cost.predicted_rel_l2;
+      ch.model_max_abs = -1.0;
+      // An allowed rel_l2: the prediction plus kCostSigmas of its spread.
+      ch.budget_max = cost.predicted_rel_l2 * (1.0 + kCostSigmas * cost.predicted_relative_sd);
+      const double low = cost.predicted_rel_l2 * (1.0 - kCostSigmas * cost.predicted_relative_sd);
+      ch.budget_ratio = ch.budget_max > 0.0 ? ch.metrics.rel_l2 / ch.budget_max : 0.0;
+      ch.worst = ch.metrics.worst_index;
+      ch.worst_where = coordinates(p, TensorShape::out, ch.worst);
+      // Far below the prediction fails too: a cache the kernel did not read as quantized.
+      ch.pass = ch.metrics.nan_count == 0 && ch.metrics.inf_count == 0 &&
+                ch.metrics.nan_lost == 0 && ch.budget_ratio <= 1.0 && ch.metrics.rel_l2 >= low;
+      j["fp8_cost_fp64_rel_l2"] = json_number(cost.measured_rel_l2);
+      j["fp8_cost_predicted_relative_sd"] = json_number(cost.predicted_relative_sd);
+      j["fp8_cost_allowed_low"] = json_number(low);
+      add(std::move(ch));
+    }
     j["rel_l2_over_rounded"] =
         json_number(rm.rel_l2 > 0 ? res.checks[first_check].metrics.rel_l2 / rm.rel_l2 : 0.0);
     for (std::size_t k = first_check; k < res.checks.size(); ++k)

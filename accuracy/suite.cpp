@@ -99,6 +99,15 @@ class AccuracyTest : public ::testing::Test {
   AccuracyCase c_;
 };
 
+// The fp8 conversions the decode kernels use, on the GPU, for every code of every format.
+TEST(GpuPlatform, Fp8ConversionsAreExactForEveryCode) {
+  Environment& env = ready_environment();
+  if (!env.gpu) GTEST_SKIP() << "GPU test not run: " << env.reason;
+  std::string what;
+  ASSERT_NO_THROW(what = gpu::check_fp8_conversions());
+  EXPECT_NE(what.find("(3072 conversions)"), std::string::npos) << what;
+}
+
 const char* env_or(const char* name, const char* fallback) {
   const char* v = std::getenv(name);
   return v != nullptr && *v != '\0' ? v : fallback;

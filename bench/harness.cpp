@@ -74,9 +74,11 @@ namespace {
 // The sizes of a problem's tensors as the paths move them.
 struct TensorBytes {
   double q, kv, scores, out, lse;  // kv: the K (or V) positions some query attends
+  double kv_scales;                // an fp8 cache's scales of K (or V); 0 otherwise
   double dot_flops, softmax_flops;
   TensorBytes(const Problem& p, const std::vector<std::int64_t>& seq_lens) {
     const double in = double(size_of(p.input));
+    const double kv_elem = double(size_of(p.kv_dtype()));
     const std::int64_t span = p.window + p.q_len - 1;
     // The positions some query of each sequence attends: its span, cut at its start.
     double positions = double(p.batch) * double(span);
@@ -85,7 +87,12 @@ struct TensorBytes {
       for (std::int64_t len : seq_lens) positions += double(len < span ? len : span);
     }
     q = double(p.q_elems()) * in;
-    kv = positions * p.kv_heads * p.head_dim * in;
+    kv = positions * p.kv_heads * p.head_dim * kv_elem;
+    // fp32 scales: one a tensor, a KV head, or a cache row of the positions read.
+    kv_scales = !p.kv_fp8                      ? 0.0
+                : p.kv_scale == KvScale::token ? positions * p.kv_heads * 4.0
+                : p.kv_scale == KvScale::head  ? p.kv_heads * 4.0
+                                               : 4.0;
     scores = double(p.score_elems()) * sizeof(float);  // fp32 scores or probabilities
     out = double(p.out_elems()) * double(size_of(p.output));
     lse = double(p.lse_elems()) * sizeof(float);
@@ -126,10 +133,18 @@ Traffic traffic(Path path, const Problem& p, const std::vector<std::int64_t>& se
       return all;
     }
     case Path::fused:
-    case Path::split_kv:  // q, K and V read once; the split partials stay in L2 or are not counted
-      return {{reads("q", t.q), reads("k", t.kv), reads("v", t.kv), writes("out", t.out),
-               writes("lse", t.lse)},
-              2.0 * t.dot_flops + t.softmax_flops};
+    case Path::split_kv: {  // q, K and V read once; the split partials stay in L2 or are not
+                            // counted
+      Traffic f{{reads("q", t.q), reads("k", t.kv), reads("v", t.kv)},
+                2.0 * t.dot_flops + t.softmax_flops};
+      if (p.kv_fp8) {  // an fp8 cache's scales
+        f.buffers.push_back(reads("k_scale", t.kv_scales));
+        f.buffers.push_back(reads("v_scale", t.kv_scales));
+      }
+      f.buffers.push_back(writes("out", t.out));
+      f.buffers.push_back(writes("lse", t.lse));
+      return f;
+    }
   }
   return {};
 }
@@ -163,6 +178,7 @@ std::string BenchCase::name(bool hot) const {
     if (!layout.shuffle_pages) s << "/pages:consecutive";
   }
   if (p.output != p.input) s << "/out:" << to_string(p.output);
+  if (p.kv_fp8) s << "/kv:" << to_string(*p.kv_fp8) << "-" << to_string(p.kv_scale);
   if (ragged_min > 0) s << "/ragged:" << ragged_min;
   if (splits > 0) s << "/splits:" << splits;
   if (hot) s << "/l2:hot";

@@ -126,6 +126,7 @@ std::vector<BenchCase> make_tuning_cases(const std::vector<DecodeShape>& shapes,
   for (const DecodeShape& shape : shapes)
     for (const gpu::Implementation* i : gpu::implementations(Path::split_kv)) {
       if (shape.ragged_min > 0) continue;  // the tuning table is of the dense shapes
+      if (shape.kv_fp8) continue;          // and of fp16 caches
       if (!filter.matches(i->name)) continue;
       std::vector<int> splits =
           attnscope::tuning_splits(shape.problem(), attnscope::kTuneMinSplitLen);

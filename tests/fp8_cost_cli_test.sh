@@ -26,4 +26,28 @@ PY
 "$att" fp8-cost --windows 64 --json /no/such/dir/c.json > /dev/null 2> "$out/err.txt"
 [[ $? == 2 ]] || fail "an unwritable --json did not exit 2"
 grep -q "cannot write" "$out/err.txt" || fail "the unwritable file is not named: $(cat "$out/err.txt")"
+"$att" fp8-cost --windows 64 --impl no.such > /dev/null 2> "$out/err.txt"
+[[ $? == 2 ]] || fail "an unknown --impl did not exit 2"
+grep -q "no.such" "$out/err.txt" || fail "the unknown implementation is not named: $(cat "$out/err.txt")"
+# A kernel measured the same way: on a GPU its row, else a clear refusal.
+"$att" fp8-cost --formats e5m2 --scales head --windows 512 --distributions normal \
+  --impl attnscope.fused --json "$out/kernel.json" > "$out/kernel.txt" 2> "$out/err.txt"
+rc=$?
+if [[ $rc == 2 ]]; then
+  grep -q "needs a GPU" "$out/err.txt" || fail "--impl exit 2 without the reason: $(cat "$out/err.txt")"
+  echo "fp8_cost_cli_test: --impl not run (no GPU: $(cat "$out/err.txt"))"
+else
+  [[ $rc == 0 ]] || fail "--impl exit $rc: $(cat "$out/err.txt")"
+  python3 - "$out/kernel.json" <<'PY' || fail "the kernel's JSON row"
+import json, sys
+r = json.load(open(sys.argv[1]))[0]
+for k in ("measured_rel_l2", "fp64_measured_rel_l2", "kernel_vs_dequantized_rel_l2",
+          "implementation", "gpu"):
+    assert k in r, k
+m, p, sd = r["measured_rel_l2"], r["predicted_rel_l2"], r["predicted_relative_sd"]
+assert abs(m / p - 1) <= 4 * sd, r
+# The kernel's own error (fp32 accumulation, fp16 output) is far below the format's.
+assert r["kernel_vs_dequantized_rel_l2"] < 0.05 * r["fp64_measured_rel_l2"], r
+PY
+fi
 echo "fp8_cost_cli_test: ok"

@@ -64,8 +64,9 @@ TEST(AccuracyCases, DefaultSetCoversEveryWindowPathAndAccumulation) {
   // paths of attnscope at 1, 3 and 16 splits (window 1000, both accumulations: split invariance,
   // each count held to its own order's budget), two poisoned-cache cases, three masked cases,
   // three ragged batches (one poisoned), one NaN inside the window and one of logits near -6e4 a
-  // path and accumulation.
-  EXPECT_EQ(cases.size(), 236u);
+  // path and accumulation; on fused and split_kv, 12 fp8-cache cases a path and accumulation
+  // (3 formats x 3 scale granularities, one paged and poisoned, one heavy-tailed, one NaN).
+  EXPECT_EQ(cases.size(), 284u);
   int poisoned = 0, masked = 0, fully = 0, padded = 0, negative = 0, overflow = 0, ragged = 0;
   for (const AccuracyCase& c : cases) {
     poisoned += c.data.poison_outside ? 1 : 0;
@@ -82,7 +83,24 @@ TEST(AccuracyCases, DefaultSetCoversEveryWindowPathAndAccumulation) {
       EXPECT_FALSE(c.expect_fp16_overflow) << c.name();
     }
   }
-  EXPECT_EQ(poisoned, 21);
+  EXPECT_EQ(poisoned, 25);
+  // Every fp8 format x scale granularity x accumulation on both single-pass paths, and no fp8
+  // case elsewhere.
+  std::set<std::tuple<int, int, int, int>> fp8_seen;
+  int fp8_cases = 0;
+  for (const AccuracyCase& c : cases)
+    if (c.problem.kv_fp8) {
+      ++fp8_cases;
+      EXPECT_TRUE(c.path == Path::fused || c.path == Path::split_kv) << c.name();
+      fp8_seen.insert(
+          {int(c.path), int(c.problem.accum), int(*c.problem.kv_fp8), int(c.problem.kv_scale)});
+      EXPECT_NE(c.name().find("_kv" + std::string(to_string(*c.problem.kv_fp8)) + "_" +
+                              std::string(to_string(c.problem.kv_scale))),
+                std::string::npos)
+          << c.name();
+    }
+  EXPECT_EQ(fp8_cases, 48);
+  EXPECT_EQ(fp8_seen.size(), 2u * 2u * 3u * 3u);
   int past_2_31 = 0, past_65535 = 0;
   for (const AccuracyCase& c : cases) {
     const KvLayout l(c.problem, c.layout);
@@ -378,12 +396,37 @@ TEST(KernelOrders, PagesPast2GiBAreSupportReasons) {
   kv.stride_seq = 4096 * 128;
   kv.stride_page = kv.stride_seq * kv.page_size;
   EXPECT_THROW(gpu::detail::check_page_bytes(kv, DType::fp16, "test"), gpu::GpuError);
+  // An fp8 cache's page of the same rows is half the bytes.
+  EXPECT_NO_THROW(gpu::detail::check_page_bytes(kv, DType::fp8_e4m3, "test"));
   kv.page_size = 1024;
   kv.stride_page = kv.stride_seq * kv.page_size;
   EXPECT_NO_THROW(gpu::detail::check_page_bytes(kv, DType::fp16, "test"));
   kv.block_table = nullptr;  // contiguous layouts: offsets in 64 bits throughout
   kv.stride_page = std::int64_t(1) << 40;
   EXPECT_NO_THROW(gpu::detail::check_page_bytes(kv, DType::fp32, "test"));
+}
+
+TEST(Registry, Fp8CachesAddTheirScalesRoundingsToTheDecodeOrder) {
+  Problem p;
+  p.q_heads = 8;
+  p.kv_heads = 2;
+  p.seq_len = p.window = 1000;
+  const KernelOrder plain = gpu::detail::decode_order(p, 4);
+  EXPECT_EQ(plain.fp8_roundings, 0);
+  p.kv_fp8 = Fp8Format::e5m2;
+  const KernelOrder fp32 = gpu::detail::decode_order(p, 4);
+  EXPECT_EQ(fp32.fp8_roundings, 1);
+  EXPECT_EQ(fp32.describe(), plain.describe() + ";fp8_roundings=1");
+  // The arithmetic keeps the input format's geometry: the same orders.
+  EXPECT_EQ(fp32.dot, plain.dot);
+  EXPECT_EQ(fp32.values, plain.values);
+  p.accum = Accum::fp16;
+  EXPECT_EQ(gpu::detail::decode_order(p, 4).fp8_roundings, 2);
+  // fused and split_kv read fp8 caches; the unfused stages say they do not.
+  EXPECT_TRUE(gpu::implementation("attnscope.fused").takes_fp8_cache);
+  EXPECT_TRUE(gpu::implementation("attnscope.split_kv").takes_fp8_cache);
+  EXPECT_NE(gpu::implementation("attnscope.qk").why_unsupported(p, KvLayoutSpec{}).find("fp8"),
+            std::string::npos);
 }
 
 TEST(Registry, LooksUpFamiliesAndRejectsBadRegistrations) {
@@ -441,15 +484,17 @@ TEST(Registry, EngineImplementationGetsCasesOnItsOwnLayout) {
     left += l.cases;
   }
   // An implementation that does not declare takes_key_mask gets no masked case.
-  EXPECT_EQ(reasons, (std::set<std::string>{"bshd caches only", "fp32 accumulation only",
-                                            "takes no key mask",
-                                            "takes no sequence lengths (ragged batches)"}));
+  EXPECT_EQ(reasons, (std::set<std::string>{
+                         "bshd caches only", "fp32 accumulation only", "takes no key mask",
+                         "takes no sequence lengths (ragged batches)",
+                         "testengine.decode does not read fp8 KV caches (takes_fp8_cache is "
+                         "not set)"}));
   for (const AccuracyCase& c : cases) {
     EXPECT_FALSE(c.data.masks_keys()) << c.name();
     EXPECT_EQ(c.data.ragged_min_len, 0) << c.name();
   }
   // The fused path's cases of the default set (the split-count cases are attnscope's own).
-  EXPECT_EQ(std::size_t(left) + cases.size(), 74u);
+  EXPECT_EQ(std::size_t(left) + cases.size(), 98u);
 
   const gpu::Implementation& reg = gpu::implementation("testengine.decode");
   EXPECT_FALSE(reg.declares_order());

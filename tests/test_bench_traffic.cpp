@@ -30,6 +30,21 @@ TEST(BenchTraffic, FusedReadsQkvOnceAndWritesOutAndLse) {
   EXPECT_EQ(traffic(Path::split_kv, p).describe(), t.describe());
 }
 
+TEST(BenchTraffic, Fp8CachesReadABytePerElementAndTheirScales) {
+  Problem p = llama_decode();
+  p.kv_fp8 = Fp8Format::e4m3;
+  const double q = 2.0 * 32 * 128 * 2, kv = 2.0 * 8 * 4096 * 128, out = q, lse = 2.0 * 32 * 4;
+  const Traffic t = traffic(Path::fused, p);
+  EXPECT_DOUBLE_EQ(t.read_bytes(), q + 2 * kv + 2 * 4.0);  // one fp32 scale each of K and V
+  EXPECT_DOUBLE_EQ(t.written_bytes(), out + lse);
+  EXPECT_EQ(t.describe(), "reads q, k, v, k_scale, v_scale; writes out, lse");
+  p.kv_scale = KvScale::head;
+  EXPECT_DOUBLE_EQ(traffic(Path::split_kv, p).read_bytes(), q + 2 * kv + 2 * 8 * 4.0);
+  // Per token: a scale for each row read, of K and of V.
+  p.kv_scale = KvScale::token;
+  EXPECT_DOUBLE_EQ(traffic(Path::fused, p).read_bytes(), q + 2 * kv + 2 * (2.0 * 8 * 4096 * 4));
+}
+
 TEST(BenchTraffic, UnfusedIsItsStagesInSequence) {
   const Problem p = llama_decode();
   const Traffic u = traffic(Path::unfused, p);

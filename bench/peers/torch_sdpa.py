@@ -94,6 +94,8 @@ def shapes_from(path):
     for b in data.get("benchmarks", []):
         if "/ragged:" in b.get("run_name", b["name"]):
             continue  # SDPA takes dense batches: a ragged one has no peer here
+        if "/kv:" in b.get("run_name", b["name"]):
+            continue  # an fp8 KV cache: SDPA takes fp16/bf16 K and V, no peer here
         _, fields = parse_name(b.get("run_name", b["name"]))
         kw = {}
         for k, v in fields.items():

@@ -114,6 +114,12 @@ std::int64_t kv_scale_index(const Problem& p, int h, std::int64_t offset) {
   return 0;
 }
 
+std::int64_t fp8_scale_count(const Problem& p, std::int64_t storage) {
+  return p.kv_scale == KvScale::tensor ? 1
+         : p.kv_scale == KvScale::head ? p.kv_heads
+                                       : storage / p.head_dim;
+}
+
 namespace {
 
 // Quantizes the cache of `in` (problem.kv_fp8), as an engine does: each scale is the largest
@@ -130,9 +136,7 @@ void quantize_cache(AttentionInputs& in) {
   const int D = p.head_dim;
   in.k_orig = std::move(in.k);
   in.v_orig = std::move(in.v);
-  const std::int64_t scales = p.kv_scale == KvScale::tensor ? 1
-                              : p.kv_scale == KvScale::head ? p.kv_heads
-                                                            : storage / D;
+  const std::int64_t scales = fp8_scale_count(p, storage);
   for (HostTensor* t : {&in.k_scale, &in.v_scale}) *t = HostTensor(DType::fp32, {scales});
   // The largest finite magnitude under each scale, over every token of every sequence.
   std::vector<double> amax_k(std::size_t(scales), 0.0), amax_v(std::size_t(scales), 0.0);

@@ -143,6 +143,7 @@ std::string KernelOrder::describe() const {
   std::string s;
   if (dot) s = "dot=" + dot->name();
   if (values) s += (s.empty() ? "values=" : ";values=") + values->name();
+  if (fp8_roundings > 0) s += ";fp8_roundings=" + std::to_string(fp8_roundings);
   return s;
 }
 

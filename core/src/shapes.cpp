@@ -9,20 +9,29 @@ namespace attnscope {
 namespace {
 
 // The single-head shape engines trace when they debug a divergence.
+DecodeShape shape(int batch, int q_heads, int kv_heads, std::int64_t window) {
+  DecodeShape s;
+  s.batch = batch;
+  s.q_heads = q_heads;
+  s.kv_heads = kv_heads;
+  s.window = window;
+  s.head_dim = 128;
+  return s;
+}
 DecodeShape debug_shape() {
-  return {1, 1, 1, 64, 128};
+  return shape(1, 1, 1, 64);
 }
 // Llama-3-8B decode: 32 query heads on 8 KV heads, head_dim 128.
 DecodeShape llama(int batch, std::int64_t window) {
-  return {batch, 32, 8, window, 128};
+  return shape(batch, 32, 8, window);
 }
 // Llama-3-70B decode: 64 query heads on 8 KV heads (group 8), head_dim 128.
 DecodeShape llama70b(int batch, std::int64_t window) {
-  return {batch, 64, 8, window, 128};
+  return shape(batch, 64, 8, window);
 }
 // Multi-head attention: every query head has its own KV head.
 DecodeShape mha(int batch, std::int64_t window) {
-  return {batch, 32, 32, window, 128};
+  return shape(batch, 32, 32, window);
 }
 
 }  // namespace
@@ -53,6 +62,19 @@ std::vector<DecodeShape> bench_shapes(const std::string& set) {
   serving.layout = KvLayoutKind::paged;
   serving.ragged_min = 256;
   s.push_back(serving);
+  // fp8 KV caches (e4m3, as engines ship them on H100/H200): Llama-3-8B at batch 1 and 16 x 32K
+  // with one scale a tensor and one a token, Llama-3-70B at batch 16 x 32K, and the serving batch
+  // with per-token scales.
+  auto fp8 = [](DecodeShape v, KvScale sc) {
+    v.kv_fp8 = Fp8Format::e4m3;
+    v.kv_scale = sc;
+    return v;
+  };
+  s.push_back(fp8(llama(1, 32768), KvScale::tensor));
+  s.push_back(fp8(llama(16, 32768), KvScale::tensor));
+  s.push_back(fp8(llama(16, 32768), KvScale::token));
+  s.push_back(fp8(llama70b(16, 32768), KvScale::tensor));
+  s.push_back(fp8(serving, KvScale::token));
   if (set != "full") return s;
 
   // full: each other axis varied around two Llama decode shapes, a short and a long cache.
@@ -86,6 +108,19 @@ std::vector<DecodeShape> bench_shapes(const std::string& set) {
   // The serving batch in a contiguous cache: the cost of the page lookups beside the paged one.
   serving.layout = KvLayoutKind::bhsd;
   s.push_back(serving);
+  // The other fp8 formats and the per-head scales on the long Llama-3-8B shape, and fp16
+  // accumulation over an fp8 cache.
+  for (Fp8Format f : {Fp8Format::e5m2, Fp8Format::e4m3fnuz}) {
+    DecodeShape v = fp8(llama(16, 32768), KvScale::tensor);
+    v.kv_fp8 = f;
+    s.push_back(v);
+  }
+  s.push_back(fp8(llama(16, 32768), KvScale::head));
+  {
+    DecodeShape v = fp8(llama(16, 32768), KvScale::tensor);
+    v.accum = Accum::fp16;
+    s.push_back(v);
+  }
   // fp16 accumulation along the window sweep, where its error and its speed both change.
   for (std::int64_t window : {1024, 32768, 131072}) {
     DecodeShape v = llama(1, window);

@@ -24,9 +24,9 @@ void check_workspace(const StageArgs& a, std::size_t need, const char* kernel) {
                    "must size it)");
 }
 
-void check_page_bytes(const KvAddressing& kv, DType input, const char* kernel) {
+void check_page_bytes(const KvAddressing& kv, DType elem, const char* kernel) {
   if (kv.block_table == nullptr) return;
-  const auto e = static_cast<std::int64_t>(size_of(input));
+  const auto e = static_cast<std::int64_t>(size_of(elem));
   const std::int64_t page = kv.stride_page * e,
                      rows = std::int64_t(kv.page_size) * kv.stride_seq * e;
   if (page > 0x7fffffffLL || rows > 0x7fffffffLL || page < 0 || rows < 0)
@@ -130,8 +130,13 @@ KernelOrder pv_order(const Problem& p, const LaunchContext& c) {
   return o;
 }
 
+// An fp8 cache (cache_read.hpp) adds roundings to each product's chain. fp32 accumulation: one,
+// the score multiplier fp32(scale x K scale) (the score multiply itself is a T cache's too), and
+// the V scale's multiply, once on each weight or on the output. fp16 accumulation: two, each
+// element rounded to fp32 and to binary16 after its scale multiply.
 KernelOrder decode_order(const Problem& p, int splits) {
   KernelOrder o = qk_order(p);
+  o.fp8_roundings = !p.kv_fp8 ? 0 : (p.accum == Accum::fp16 ? 2 : 1);
   o.splits = splits;
   o.values = SummationOrder::warp_tree_of(row_groups(kDecThreads, p.head_dim, elem_bytes(p)), 1, 1,
                                           (span_of(p) + splits - 1) / splits);
@@ -169,7 +174,8 @@ std::string attnscope_support(Path path, const Problem& p, const KvLayoutSpec& l
   if (layout.kind == KvLayoutKind::paged) {
     // A page holds page_size positions of every KV head (KvLayout); its rows are addressed in
     // 32 bits (check_page_bytes).
-    const double page = double(layout.page_size) * p.kv_heads * p.head_dim * elem_bytes(p);
+    const double page =
+        double(layout.page_size) * p.kv_heads * p.head_dim * double(size_of(p.kv_dtype()));
     if (page > 2147483647.0)
       return "a page of " + std::to_string(static_cast<long long>(page)) +
              " bytes: the kernels address a page in 32 bits (at most 2^31 - 1 bytes)";
@@ -218,6 +224,7 @@ std::vector<Implementation> attnscope_implementations() {
     return o;
   };
   fused.workspace_bytes = fused_workspace_bytes;
+  fused.takes_fp8_cache = true;
   v.push_back(std::move(fused));
 
   Implementation split = own(Path::split_kv, launch_split_kv);
@@ -227,6 +234,7 @@ std::vector<Implementation> attnscope_implementations() {
     return o;
   };
   split.workspace_bytes = split_kv_workspace_bytes;
+  split.takes_fp8_cache = true;
   v.push_back(std::move(split));
   return v;
 }

@@ -94,6 +94,9 @@ inline constexpr std::int64_t kPvMinSplitLen = 128;
 // shared memory in tiles: each row-group takes decode_tile_keys consecutive rows of its own
 // (positions r, r + rows, ...), kDecStages tiles in flight.
 inline constexpr int kDecStages = 3;
+// An fp8 cache's tiles hold half the bytes: five in flight (within 48 KiB of static shared memory
+// with their per-token scales).
+inline constexpr int kDecStagesFp8 = 5;
 inline constexpr int kDecStageBytes = 16384;  // K and V bytes of one tile, at most
 
 // Queries per block: every query of a KV head's row (group x q_len) up to 8, 4 at head_dim 256.

@@ -30,35 +30,48 @@
 #include <type_traits>
 
 #include "accum.hpp"
+#include "cache_read.hpp"
 #include "fault.hpp"
 #include "stage_kernels.hpp"
 #include "tile_dot.hpp"
 
 namespace attnscope::gpu::detail {
 
-template <class T, int D, int QT>
+// C: the cache's elements (T, or an fp8 code: cache_read.hpp).
+template <class T, int D, int QT, class C = T>
 struct DecodeGeom {
   using S = RowSplit<T, D>;
+  using CR = CacheRead<T, C>;
+  using Word = typename CR::Word;
   static constexpr int L = S::LPR;           // lanes of a row-group
   static constexpr int R = kDecThreads / L;  // row-groups
   static constexpr int CH = S::NCH;          // 16-byte words of a row a lane holds
   static constexpr int TK = decode_tile_keys(QT, D, static_cast<int>(sizeof(T)));
-  static constexpr int NV = QT * TK;   // scores of a row-group per tile
-  static constexpr int KEYS = R * TK;  // positions per tile
-  static constexpr int STAGE_WORDS = TK * R * 2 * CH * L;
+  static constexpr int NV = QT * TK;                       // scores of a row-group per tile
+  static constexpr int KEYS = R * TK;                      // positions per tile
+  static constexpr int STAGE_WORDS = TK * R * 2 * CH * L;  // of Word
+  // An fp8 cache's tile is half the bytes: more of them in flight.
+  static constexpr int STAGES = CR::kFp8 ? kDecStagesFp8 : kDecStages;
+  // Per-token scales: K's and V's of each row of a stage, after the stages' words.
+  static constexpr int SCALES = CR::kFp8 ? 2 * KEYS : 0;
+  static constexpr int STREAM_BYTES =
+      STAGES * (STAGE_WORDS * static_cast<int>(sizeof(Word)) + SCALES * 4);
   static constexpr int MIN_BLOCKS = decode_blocks_per_sm(QT, D, static_cast<int>(sizeof(T)));
   static_assert(NV <= L && (NV & (NV - 1)) == 0, "a row's lanes hold the tile's scores");
   // After the last tile the shared memory holds the merge scratch (every query's row-group
   // states, the merge weights and sums) and, in its last word, fused's merge flag.
   static constexpr int SCRATCH_WORDS = ((QT * R * D + 4 * QT * R + QT) * 4 + 15) / 16;
-  static constexpr int SMEM_WORDS =
-      kDecStages * STAGE_WORDS > SCRATCH_WORDS + 1 ? kDecStages* STAGE_WORDS : SCRATCH_WORDS + 1;
+  static constexpr int SMEM_WORDS = (STREAM_BYTES + 15) / 16 > SCRATCH_WORDS + 1
+                                        ? (STREAM_BYTES + 15) / 16
+                                        : SCRATCH_WORDS + 1;
 
-  // 16-byte word (key j of the tile, row-group, K = 0 / V = 1, chunk, lane) within a stage: the
-  // lanes of a row are adjacent, so a row-group's 16-byte reads are free of bank conflicts.
+  // Word (key j of the tile, row-group, K = 0 / V = 1, chunk, lane) within a stage: the lanes of
+  // a row are adjacent, so a row-group's reads are free of bank conflicts.
   __device__ static int word(int j, int rg, int kv, int c, int lane) {
     return (((j * R + rg) * 2 + kv) * CH + c) * L + lane;
   }
+  // The per-token scale of (key j, row-group, K = 0 / V = 1) within a stage's scales.
+  __device__ static int scale_at(int j, int rg, int kv) { return (j * R + rg) * 2 + kv; }
   // The lane that holds score idx = j * QT + g after the reduce-scatter.
   __host__ __device__ static constexpr int owner(int idx) { return scatter_owner<NV>(idx); }
 };
@@ -195,10 +208,13 @@ __global__ __launch_bounds__(kCombineThreads) void decode_combine(KernelParams p
 }
 
 // kSeparate: split partials are merged by decode_combine (split_kv); otherwise in the launch.
-template <class T, Accum A, int D, int QT, bool kSeparate, Fault F>
-__global__ __launch_bounds__(kDecThreads, (DecodeGeom<T, D, QT>::MIN_BLOCKS)) void decode_kernel(
+// C: the cache's elements, T or an fp8 code (cache_read.hpp).
+template <class T, class C, Accum A, int D, int QT, bool kSeparate, Fault F>
+__global__ __launch_bounds__(kDecThreads, (DecodeGeom<T, D, QT, C>::MIN_BLOCKS)) void decode_kernel(
     KernelParams p) {
-  using G = DecodeGeom<T, D, QT>;
+  using G = DecodeGeom<T, D, QT, C>;
+  using CR = typename G::CR;
+  using Word = typename G::Word;
   using Pol = AccPolicy<T, A, D>;
   using S = RowSplit<T, D>;
   using Sc = typename Pol::Scalar;
@@ -277,22 +293,79 @@ __global__ __launch_bounds__(kDecThreads, (DecodeGeom<T, D, QT>::MIN_BLOCKS)) vo
     c0 = c1;
   else if (c0 < -shift)
     c0 += (-shift - c0) / G::KEYS * G::KEYS;
-  RowStream<F, T, D, R, TK> rows(p.kv, b, kvh, c0, c1, rg, lir, shift);
+  RowStream<F, T, D, R, TK, CR::EB> rows(p.kv, b, kvh, c0, c1, rg, lir, shift);
   const int ntiles = rows.ntiles;
-  const T* const src[2] = {static_cast<const T*>(p.k), static_cast<const T*>(p.v)};
-  // Queues tile t (zeros past the split) into stage t % kDecStages.
+  const void* const src[2] = {p.k, p.v};
+  Word* const words = reinterpret_cast<Word*>(tiles);
+  // fp8 caches (cache_read.hpp): per-token scales stream with their rows, after the stages'
+  // words; one K and one V scale for the block otherwise. Under fp32 accumulation the score
+  // multiplier is fp32(scale x K scale), and the V scale multiplies each weight (per token) or
+  // the output; under fp16 accumulation both scales go into the elements.
+  constexpr bool kElemScale = CR::kFp8 && A == Accum::fp16;
+  float* const scales = reinterpret_cast<float*>(words + G::STAGES * G::STAGE_WORDS);
+  const bool token = CR::kFp8 && p.token_scales;
+  float k_scale = 1.0f, v_scale = 1.0f, score_mul = p.scale;
+  if constexpr (CR::kFp8) {
+    if (!token) {
+      k_scale = p.k_scale[kvh * p.scale_step];
+      v_scale = p.v_scale[kvh * p.scale_step];
+      if constexpr (!kElemScale) score_mul = __fmul_rn(p.scale, k_scale);
+    }
+  }
+  // Queues tile t (zeros past the split) into stage t % STAGES, and its rows' per-token scales:
+  // lane 2 j + kv of the row-group copies row j's scale of K (kv 0) or V (kv 1).
   auto queue = [&](int t) {
-    rows.queue(t, src, tiles + (t % kDecStages) * G::STAGE_WORDS,
-               [&](int j, int kv, int c) { return G::word(j, rg, kv, c, lir); });
+    const int stage = t % G::STAGES;
+    // The stage's scales were read by other lanes of the row-group in the tile before: a warp
+    // barrier orders those reads before these copies.
+    if (token) sync_warp();
+    rows.queue(
+        t, src, words + stage * G::STAGE_WORDS,
+        [&](int j, int kv, int c) { return G::word(j, rg, kv, c, lir); },
+        [&](int j, std::int64_t off, bool ok) {
+          if constexpr (CR::kFp8) {
+            if (token && (lir >> 1) == j) {
+              const float* from = (lir & 1) ? p.v_scale : p.k_scale;
+              AsyncCopy::copy4(scales + stage * G::SCALES + G::scale_at(j, rg, lir & 1),
+                               from + static_cast<std::uint64_t>(off) / D, ok);
+            }
+          }
+        });
   };
-  stream_tiles<kDecStages>(ntiles, queue, [&](int t) {
-    const uint4* st = tiles + (t % kDecStages) * G::STAGE_WORDS;
+  // The lane's fragment of K (kv 0) or V (kv 1) of row j of a stage.
+  auto frag_of = [&](const Word* st, const float* sst, int j, int kv, typename Pol::Frag& f) {
+    Word w[CH];
+#pragma unroll
+    for (int c = 0; c < CH; ++c) w[c] = st[G::word(j, rg, kv, c, lir)];
+    float elem_scale = 0.0f;
+    if constexpr (kElemScale)
+      elem_scale = token ? sst[G::scale_at(j, rg, kv)] : (kv == 0 ? k_scale : v_scale);
+    CR::template frag<Pol, D>(w, elem_scale, f);
+  };
+  // The weight that multiplies row j's V (fp32 accumulation, per-token V scales): p x its scale.
+  auto v_weight = [&](const float* sst, int j, Sc ps) -> Sc {
+    if constexpr (CR::kFp8 && !kElemScale)
+      if (token) return __fmul_rn(ps, sst[G::scale_at(j, rg, 1)]);
+    return ps;
+  };
+  static_assert(2 * TK <= L, "a row-group's lanes copy its rows' scales");
+  stream_tiles<G::STAGES>(ntiles, queue, [&](int t) {
+    const Word* st = words + (t % G::STAGES) * G::STAGE_WORDS;
+    const float* sst = scales + (t % G::STAGES) * G::SCALES;
+    if constexpr (CR::kFp8) {
+      // The scales were copied by other lanes of the row-group: a warp barrier makes their
+      // copies visible (a row-group lies within one warp).
+      if (token) sync_warp();
+    }
 
     const Dot score = tile_scores<Pol, T, D, QT, TK>(
-        q, st, [&](int j, int c) { return G::word(j, rg, 0, c, lir); }, lir);
+        q, [&](int j, typename Pol::Frag& k) { frag_of(st, sst, j, 0, k); }, lir);
 
     // The owned key's step of the online softmax.
-    const float s = __fmul_rn(Pol::dot_float(score), p.scale);
+    float mul = score_mul;
+    if constexpr (CR::kFp8 && !kElemScale)
+      if (token) mul = __fmul_rn(p.scale, sst[G::scale_at(j_own, rg, 0)]);
+    const float s = __fmul_rn(Pol::dot_float(score), mul);
     const std::int64_t pos = c0 + std::int64_t(t) * G::KEYS + j_own * R + rg;
     // Keys outside the window, and masked keys, are skipped: they leave the max alone and
     // their V is never applied.
@@ -321,16 +394,13 @@ __global__ __launch_bounds__(kDecThreads, (DecodeGeom<T, D, QT>::MIN_BLOCKS)) vo
     if (warp_all(in && !grew)) {
 #pragma unroll
       for (int j = 0; j < TK; ++j) {
-        RawRow<T, D> raw;
-#pragma unroll
-        for (int c = 0; c < CH; ++c) raw.w[c] = st[G::word(j, rg, 1, c, lir)];
         typename Pol::Frag v;
-        Pol::from_raw(raw, v);
+        frag_of(st, sst, j, 1, v);
 #pragma unroll
         for (int g = 0; g < QT; ++g) {
           const Sc ps = Pol::from_float(shfl_idx<L>(e, G::owner(j * QT + g)));
           l[g] = Pol::add(l[g], ps);
-          Pol::axpy(ps, v, acc[g]);
+          Pol::axpy(v_weight(sst, j, ps), v, acc[g]);
         }
       }
       return;
@@ -340,11 +410,8 @@ __global__ __launch_bounds__(kDecThreads, (DecodeGeom<T, D, QT>::MIN_BLOCKS)) vo
     auto steps = [&](auto all_in) {
 #pragma unroll
       for (int j = 0; j < TK; ++j) {
-        RawRow<T, D> raw;
-#pragma unroll
-        for (int c = 0; c < CH; ++c) raw.w[c] = st[G::word(j, rg, 1, c, lir)];
         typename Pol::Frag v;
-        Pol::from_raw(raw, v);
+        frag_of(st, sst, j, 1, v);
 #pragma unroll
         for (int g = 0; g < QT; ++g) {
           const float cg = shfl_idx<L>(code, G::owner(j * QT + g));
@@ -357,7 +424,7 @@ __global__ __launch_bounds__(kDecThreads, (DecodeGeom<T, D, QT>::MIN_BLOCKS)) vo
             }
             const Sc ps = Pol::from_float(up ? 1.0f : cg);
             l[g] = Pol::add(l[g], ps);
-            Pol::axpy(ps, v, acc[g]);
+            Pol::axpy(v_weight(sst, j, ps), v, acc[g]);
           }
         }
       }
@@ -444,8 +511,11 @@ __global__ __launch_bounds__(kDecThreads, (DecodeGeom<T, D, QT>::MIN_BLOCKS)) vo
                                          Pol::mul(Pol::from_float(av[r + s]), f2)));
       }
     const float lf = fin_l[i];
-    const float o =
+    float o =
         lf == 0.0f ? 0.0f : Pol::to_float_s(Pol::div(Pol::from_float(av[0]), Pol::from_float(lf)));
+    // fp32 accumulation of an fp8 cache with one V scale for every key: the output's.
+    if constexpr (CR::kFp8 && !kElemScale)
+      if (!token) o = __fmul_rn(o, v_scale);
     const int row = out_row_of(i);
     if (p.splits == 1)
       store_output(p.out, std::int64_t(row) * D + d, o, p.output);
@@ -481,7 +551,7 @@ __global__ __launch_bounds__(kDecThreads, (DecodeGeom<T, D, QT>::MIN_BLOCKS)) vo
   }
 }
 
-template <class T, Accum A, int D, bool kSeparate, Fault F>
+template <class T, class C, Accum A, int D, bool kSeparate, Fault F>
 struct DecodeLaunch {
   const StageArgs& a;
   template <int QT>
@@ -515,7 +585,7 @@ struct DecodeLaunch {
             ? Grid3{unsigned(std::int64_t(p.ragged_items) * p.kv_heads), 1u, unsigned(p.q_tiles)}
             : fold_grid(p.splits, p.kv_heads, std::int64_t(p.batch) * p.q_tiles, who, kDecThreads);
     const dim3 grid(g.x, g.y, g.z);
-    decode_kernel<T, A, D, QT, kSeparate, F><<<grid, kDecThreads, 0, st>>>(p);
+    decode_kernel<T, C, A, D, QT, kSeparate, F><<<grid, kDecThreads, 0, st>>>(p);
     ATTNSCOPE_CHECK_LAUNCH();
     if (kSeparate && p.splits > 1) {
       const std::int64_t rows = std::int64_t(p.batch) * p.q_len * p.q_heads;
@@ -548,13 +618,25 @@ void with_decode_query_tile(const Problem& p, const L& launch) {
   }
 }
 
-template <bool kSeparate, Fault F>
+// C: the cache's elements where they are not T's (an fp8 code, Fp8Code<F>).
+template <bool kSeparate, Fault F, class C = void>
 struct LaunchDecode {
   const StageArgs& a;
   template <class T, Accum A, int D>
   void operator()() const {
-    with_decode_query_tile<D>(a.problem, DecodeLaunch<T, A, D, kSeparate, F>{a});
+    if constexpr (std::is_void_v<C>) {
+      with_decode_query_tile<D>(a.problem, DecodeLaunch<T, T, A, D, kSeparate, F>{a});
+    } else if constexpr (sizeof(T) == 2) {
+      with_decode_query_tile<D>(a.problem, DecodeLaunch<T, C, A, D, kSeparate, F>{a});
+    } else {
+      throw GpuError("an fp8 KV cache is read with fp16 or bf16 queries");
+    }
   }
 };
+
+// fused (separate false) and split_kv on an fp8 cache of format FM: one instantiation a
+// format, each in its own source (decode_fp8_*.hip).
+template <Fp8Format FM>
+void launch_decode_fp8(const StageArgs& a, bool separate);
 
 }  // namespace attnscope::gpu::detail

@@ -60,15 +60,21 @@ DeviceProblem::DeviceProblem(const Problem& p, const KvLayoutSpec& layout_spec, 
                              std::vector<std::int64_t> seq_lens)
     : problem_(p), multiprocessors_(device_info().multiprocessors) {
   const KvLayout layout(p, layout_spec);  // validates the problem and the layout
-  if (p.kv_fp8)
-    throw std::invalid_argument(
-        "fp8 caches are made on the host (make_inputs), not filled on the "
-        "device");
   set_seq_lens(seq_lens);
   const std::size_t in_size = size_of(p.input);
+  const std::size_t kv_size = size_of(p.kv_dtype());
   q_ = DeviceBuffer(std::size_t(p.q_elems()) * in_size);
-  k_ = DeviceBuffer(std::size_t(layout.storage_elems()) * in_size);
-  v_ = DeviceBuffer(std::size_t(layout.storage_elems()) * in_size);
+  k_ = DeviceBuffer(std::size_t(layout.storage_elems()) * kv_size);
+  v_ = DeviceBuffer(std::size_t(layout.storage_elems()) * kv_size);
+  if (p.kv_fp8) {
+    // The codes of N(0, 1) values (fill_normal), each scale the one they were made with.
+    const std::vector<float> scales(std::size_t(fp8_scale_count(p, layout.storage_elems())),
+                                    fp8_fill_scale(*p.kv_fp8));
+    k_scale_ = DeviceBuffer(scales.size() * sizeof(float));
+    v_scale_ = DeviceBuffer(scales.size() * sizeof(float));
+    k_scale_.upload(scales.data(), k_scale_.bytes());
+    v_scale_.upload(scales.data(), v_scale_.bytes());
+  }
   block_table_ = DeviceBuffer(layout.block_table().size() * sizeof(std::int32_t));
   scores_ = DeviceBuffer(std::size_t(p.score_elems()) * sizeof(float));
   probs_ = DeviceBuffer(std::size_t(p.score_elems()) * sizeof(float));
@@ -79,15 +85,18 @@ DeviceProblem::DeviceProblem(const Problem& p, const KvLayoutSpec& layout_spec, 
   kv_host_ = layout.addressing(block_table_.as<const std::int32_t>());
   // One seed per tensor, so q, K and V are unrelated sequences.
   fill_normal(q_.data(), p.q_elems(), p.input, seed ^ 0x1u);
-  fill_normal(k_.data(), layout.storage_elems(), p.input, seed ^ 0x2u);
-  fill_normal(v_.data(), layout.storage_elems(), p.input, seed ^ 0x3u);
+  fill_normal(k_.data(), layout.storage_elems(), p.kv_dtype(), seed ^ 0x2u);
+  fill_normal(v_.data(), layout.storage_elems(), p.kv_dtype(), seed ^ 0x3u);
   synchronize();
 }
 
 std::size_t DeviceProblem::device_bytes(const Problem& p, const KvLayoutSpec& layout_spec) {
   const KvLayout layout(p, layout_spec);
   const std::size_t in_size = size_of(p.input);
-  return std::size_t(p.q_elems()) * in_size + 2 * std::size_t(layout.storage_elems()) * in_size +
+  const std::size_t scales =
+      p.kv_fp8 ? 2 * std::size_t(fp8_scale_count(p, layout.storage_elems())) * sizeof(float) : 0;
+  return std::size_t(p.q_elems()) * in_size +
+         2 * std::size_t(layout.storage_elems()) * size_of(p.kv_dtype()) + scales +
          layout.block_table().size() * sizeof(std::int32_t) +
          2 * std::size_t(p.score_elems()) * sizeof(float) +
          std::size_t(p.out_elems()) * size_of(p.output) +

@@ -32,6 +32,15 @@ __device__ __forceinline__ float normal_at(std::uint64_t key, std::uint64_t i) {
 
 __global__ void fill_normal_kernel(void* data, std::int64_t n, DType type, std::uint64_t key) {
   const std::int64_t stride = std::int64_t(gridDim.x) * blockDim.x;
+  if (is_fp8(type)) {
+    // The codes of N(0, 1) values under the scale fp8_fill_scale: x / scale, rounded, saturating.
+    const Fp8Format f = fp8_format_of(type);
+    const float inv = static_cast<float>(fp8_max(f) / kFp8FillAmax);
+    for (std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
+      static_cast<std::uint8_t*>(data)[i] =
+          float_to_fp8(normal_at(key, static_cast<std::uint64_t>(i)) * inv, f, true);
+    return;
+  }
   for (std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
     detail::store_output(data, i, normal_at(key, static_cast<std::uint64_t>(i)), type);
 }

@@ -22,6 +22,12 @@ struct KernelParams {
   const void* q;
   const void* k;
   const void* v;
+  // fp8 caches: the scales (StageArgs::k_scale, v_scale); per tensor or head, a KV head's at
+  // [kv head x scale_step]; token_scales: one a cache row, at the row's element offset / head_dim.
+  const float* k_scale;
+  const float* v_scale;
+  int scale_step;
+  bool token_scales;
   KvAddressing kv;
   const std::uint8_t* key_mask;  // [batch, seq_len], 0 = masked; null: none
   const std::int64_t* seq_lens;  // [batch] (ragged batches); null: every sequence seq_len long
@@ -43,11 +49,11 @@ struct KernelParams {
 
 // The stage kernels address a page's rows in 32 bits (RowStream): a paged cache whose page holds
 // 2^31 bytes or more is refused (GpuError), as attnscope_support reports before any launch.
-void check_page_bytes(const KvAddressing& kv, DType input, const char* kernel);
+void check_page_bytes(const KvAddressing& kv, DType elem, const char* kernel);
 
 inline KernelParams make_params(const StageArgs& a, int qt) {
   const Problem& p = a.problem;
-  check_page_bytes(a.kv, p.input, "attnscope kernel");
+  check_page_bytes(a.kv, p.kv_dtype(), "attnscope kernel");
   KernelParams k{};
   k.batch = p.batch;
   k.q_heads = p.q_heads;
@@ -64,6 +70,10 @@ inline KernelParams make_params(const StageArgs& a, int qt) {
   k.q = a.q;
   k.k = a.k;
   k.v = a.v;
+  k.k_scale = a.k_scale;
+  k.v_scale = a.v_scale;
+  k.scale_step = p.kv_scale == KvScale::head ? 1 : 0;
+  k.token_scales = p.kv_fp8.has_value() && p.kv_scale == KvScale::token;
   k.kv = a.kv;
   k.key_mask = a.key_mask;
   k.seq_lens = a.seq_lens;

@@ -100,7 +100,7 @@ __global__ __launch_bounds__(kPvThreads,
     all_lo = max(all_lo, q_start[i]);
     all_hi = min(all_hi, q_start[i] + p.window);
   }
-  const T* const src[1] = {static_cast<const T*>(p.v)};
+  const void* const src[1] = {p.v};
   auto queue = [&](int t) {
     uint4* st = smem + (t % G::STAGES) * G::STAGE_WORDS;
     if (copies_p) {

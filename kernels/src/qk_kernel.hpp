@@ -75,7 +75,7 @@ __global__ __launch_bounds__(
   const std::int64_t shift = seq_shift(p, b);
   RowStream<F, T, D, R, TK> rows(p.kv, b, kvh, c0, c1, rg, lir, shift);
   const int ntiles = rows.ntiles;
-  const T* const src[1] = {static_cast<const T*>(p.k)};
+  const void* const src[1] = {p.k};
   // The score of a tile this thread stores (QT x KEYS <= kQkThreads: at most one): query my_i,
   // key my_local of the tile, at my_row[position - my_start].
   static_assert(QT * KEYS <= kQkThreads, "a thread stores at most one score a tile");
@@ -97,7 +97,14 @@ __global__ __launch_bounds__(
   stream_tiles<G::STAGES>(ntiles, queue, [&](int t) {
     const uint4* st = tiles + (t % G::STAGES) * G::STAGE_WORDS;
     const auto score = tile_scores<Pol, T, D, QT, TK>(
-        q, st, [&](int j, int c) { return G::word(j, rg, c, lir); }, lir);
+        q,
+        [&](int j, typename Pol::Frag& k) {
+          RawRow<T, D> raw;
+#pragma unroll
+          for (int c = 0; c < RowSplit<T, D>::NCH; ++c) raw.w[c] = st[G::word(j, rg, c, lir)];
+          Pol::from_raw(raw, k);
+        },
+        lir);
     // Lanes own + k x NV hold copies of the same score; the first writes it. Two buffers: the
     // barrier of tile t + 1 orders tile t's reads before tile t + 2's writes.
     if (lir < NV) sc[t & 1][g_own][j_own * R + rg] = Pol::dot_float(score) * scale;

@@ -24,7 +24,71 @@ __global__ void selfcheck_kernel(float* out, int* compiled_warp) {
   if (t == 0) *compiled_warp = kWarpSize;
 }
 
+// Every code of format F, as the decode kernel converts it (fp8x2_to_half2) and by the integer
+// path: thread i converts the pair (i, 255 - i) both ways; out[4 i ..] = default low, high,
+// integer low, high, as binary16 bits.
+template <Fp8Format F>
+__global__ void fp8_convert_kernel(unsigned short* out) {
+  const unsigned i = threadIdx.x;
+  const unsigned pair = i | ((255u - i) << 8);
+  const unsigned a = bits_of_half2(fp8x2_to_half2<F>(pair));
+  const unsigned b = bits_of_half2(fp8x2_to_half2<F, true>(pair));
+  out[4 * i] = static_cast<unsigned short>(a & 0xffffu);
+  out[4 * i + 1] = static_cast<unsigned short>(a >> 16);
+  out[4 * i + 2] = static_cast<unsigned short>(b & 0xffffu);
+  out[4 * i + 3] = static_cast<unsigned short>(b >> 16);
+}
+
+float half_bits_value(unsigned short h) {
+  const __half x = __ushort_as_half(h);
+  return __half2float(x);
+}
+
+template <Fp8Format F>
+void check_format(int& checked) {
+  DeviceBuffer out(sizeof(unsigned short) * 4 * 256);
+  out.poison();
+  fp8_convert_kernel<F><<<1, 256>>>(out.as<unsigned short>());
+  ATTNSCOPE_CHECK_LAUNCH();
+  synchronize();
+  std::vector<unsigned short> h(4 * 256);
+  out.download(h.data(), h.size() * sizeof(unsigned short));
+  for (unsigned i = 0; i < 256; ++i)
+    for (int k = 0; k < 2; ++k) {
+      const unsigned code = k == 0 ? i : 255u - i;
+      const float want = fp8_to_float(static_cast<std::uint8_t>(code), F);
+      for (int path = 0; path < 2; ++path) {
+        const unsigned short got = h[4 * i + 2 * path + k];
+        const float v = half_bits_value(got);
+        // Exact, the sign of zero included; NaN for NaN codes.
+        const bool ok =
+            std::isnan(want) ? std::isnan(v) : v == want && std::signbit(v) == std::signbit(want);
+        if (!ok) {
+          std::ostringstream s;
+          s << "self-check: fp8 " << to_string(F) << " code 0x" << std::hex << code << std::dec
+            << " converted " << (path == 0 ? "by the kernels' path" : "by the integer path")
+            << " to binary16 0x" << std::hex << got << std::dec << " (" << v << "), expected "
+            << want;
+          throw GpuError(s.str());
+        }
+        ++checked;
+      }
+    }
+}
+
 }  // namespace
+
+std::string check_fp8_conversions() {
+  int checked = 0;
+  check_format<Fp8Format::e4m3>(checked);
+  check_format<Fp8Format::e5m2>(checked);
+  check_format<Fp8Format::e4m3fnuz>(checked);
+  std::ostringstream s;
+  s << "fp8 to binary16 exact for all 256 codes of e4m3, e5m2 and e4m3fnuz, by the kernels' path ("
+    << (ATTNSCOPE_FP8_CVT ? "hardware conversion for e4m3 and e5m2" : "integer operations")
+    << ") and the integer path (" << checked << " conversions)";
+  return s.str();
+}
 
 std::string run_selfcheck() {
   const DeviceInfo info = device_info();
@@ -56,7 +120,8 @@ std::string run_selfcheck() {
   std::ostringstream s;
   s << "self-check passed on " << info.name << " (" << info.arch << ", " << info.multiprocessors
     << " multiprocessors, warp " << info.warp_size << ", L2 " << (info.l2_bytes >> 20)
-    << " MiB): " << threads << " threads, warp reductions and binary16 FMA exact";
+    << " MiB): " << threads << " threads, warp reductions and binary16 FMA exact; "
+    << check_fp8_conversions();
   return s.str();
 }
 

@@ -27,7 +27,10 @@ namespace attnscope::gpu::detail {
 // not read. Each lane thus does one row's address arithmetic a tile instead of TK rows', in a
 // kernel whose instruction issue is as busy as its memory. A page's rows are addressed in 32 bits
 // (check_page_bytes).
-template <Fault F, class T, int D, int R, int TK>
+//
+// EB: bytes of a cache element. The row's split over lanes is T's (the queries' format); an fp8
+// cache (EB 1) keeps it, each lane copying the 8 bytes of codes that hold its VEC elements.
+template <Fault F, class T, int D, int R, int TK, int EB = static_cast<int>(sizeof(T))>
 struct RowStream {
   using S = RowSplit<T, D>;
   static constexpr int KEYS = R * TK;
@@ -56,7 +59,7 @@ struct RowStream {
     ntiles = c1 > c0 ? static_cast<int>((c1 - c0 + KEYS - 1) / KEYS) : 0;
     q_end = static_cast<std::uint64_t>(c1 + shift > 0 ? c1 + shift : 0);
     next_q = c0 + rg + shift;
-    constexpr int E = static_cast<int>(sizeof(T));
+    constexpr int E = EB;
     if (kv.block_table == nullptr) {
       next_off = (kv_offset<F>(kv, b, kvh, 0) + next_q * kv.stride_seq) * E;
       row_step = std::int64_t(R) * kv.stride_seq * E;
@@ -102,9 +105,12 @@ struct RowStream {
     look_up();
   }
   // Queues tile t (called for t = 0, 1, 2, ... in order, by every lane) of each tensor src[k]
-  // into the words word(j, k, c) of its stage; the caller commits the group.
-  template <int NKV, class Word>
-  __device__ __forceinline__ void queue(int, const T* const (&src)[NKV], uint4* st, Word word) {
+  // into the words word(j, k, c) of its stage (16 bytes, or 8 where EB is 1); the caller commits
+  // the group. row(j, off, ok) is called for each row j of the tile with its byte offset in the
+  // cache and whether it is read, for copies of its own (an fp8 cache's per-token scales).
+  template <int NKV, class W, class Word, class Row>
+  __device__ __forceinline__ void queue(int, const void* const (&src)[NKV], W* st, Word word,
+                                        Row&& row) {
     const bool paged = table_row != nullptr;
     const int lir = static_cast<int>(threadIdx.x) % L;
     std::int64_t own_off = kNotRead;  // paged: this lane's row's byte offset
@@ -125,17 +131,25 @@ struct RowStream {
 #pragma unroll
       for (int k = 0; k < NKV; ++k)
 #pragma unroll
-        for (int c = 0; c < S::NCH; ++c)
-          AsyncCopy::copy16(&st[word(j, k, c)],
-                            reinterpret_cast<const char*>(src[k]) + off +
-                                (c * S::LPR + lir) * S::VEC * static_cast<int>(sizeof(T)),
-                            ok);
+        for (int c = 0; c < S::NCH; ++c) {
+          const char* from =
+              static_cast<const char*>(src[k]) + off + (c * S::LPR + lir) * S::VEC * EB;
+          if constexpr (S::VEC * EB == 16)
+            AsyncCopy::copy16(&st[word(j, k, c)], from, ok);
+          else
+            AsyncCopy::copy8(&st[word(j, k, c)], from, ok);
+        }
+      row(j, off, ok);
     }
     next_q += KEYS;
     if (paged)
       look_up_next();
     else
       next_off += KEYS / R * row_step;
+  }
+  template <int NKV, class W, class Word>
+  __device__ __forceinline__ void queue(int t, const void* const (&src)[NKV], W* st, Word word) {
+    queue(t, src, st, word, [](int, std::int64_t, bool) {});
   }
 };
 
@@ -185,22 +199,19 @@ __device__ __forceinline__ void stream_tiles(int ntiles, Queue&& queue, Body&& b
   }
 }
 
-// The lane's partial dots of the QT queries with TK rows of a stage (word(j, c) the 16-byte word
-// of chunk c of the lane's row j), reduce-scattered: part[0] is the complete score
+// The lane's partial dots of the QT queries with TK rows of a stage (frag(j, k) reads the lane's
+// part of row j into k), reduce-scattered: part[0] is the complete score
 // scatter_owner<NV>(lane % NV) = j x QT + g.
-template <class Pol, class T, int D, int QT, int TK, class Word>
-__device__ __forceinline__ typename Pol::Dot tile_scores(const typename Pol::Frag* q,
-                                                         const uint4* st, Word word, int lir) {
+template <class Pol, class T, int D, int QT, int TK, class Frag>
+__device__ __forceinline__ typename Pol::Dot tile_scores(const typename Pol::Frag* q, Frag frag,
+                                                         int lir) {
   using S = RowSplit<T, D>;
   constexpr int NV = QT * TK;
   typename Pol::Dot part[NV];
 #pragma unroll
   for (int j = 0; j < TK; ++j) {
-    RawRow<T, D> raw;
-#pragma unroll
-    for (int c = 0; c < S::NCH; ++c) raw.w[c] = st[word(j, c)];
     typename Pol::Frag k;
-    Pol::from_raw(raw, k);
+    frag(j, k);
 #pragma unroll
     for (int g = 0; g < QT; ++g) part[j * QT + g] = Pol::dot_lane(q[g], k);
   }

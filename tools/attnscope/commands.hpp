@@ -46,9 +46,13 @@ struct Fp8CostOptions {
   std::vector<long> windows{1024, 4096, 32768};
   std::vector<std::string> distributions{"normal", "heavy_tailed"};
   std::string json;  // empty: the table only
+  // An implementation run on the GPU on every row's inputs: measured_rel_l2 is its output against
+  // FP64 over the unquantized values. Empty: the FP64 references only.
+  std::string impl;
 };
 
-// Exit code: 0 done, 2 usage error or a file that could not be written.
+// Exit code: 0 done, 1 a kernel's output not fully written, 2 usage error, no GPU for --impl, an
+// implementation that cannot run the rows, or a file that could not be written.
 int run_fp8_cost(const Fp8CostOptions& opt);
 
 struct GateOptions {

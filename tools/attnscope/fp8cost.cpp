@@ -1,14 +1,21 @@
 // attnscope fp8-cost: what each fp8 KV-cache format and scale granularity costs the attention
 // output, per window and data distribution, measured with the FP64 references and predicted from
-// each cache element's rounding (reference/fp8_cost.hpp).
+// each cache element's rounding (reference/fp8_cost.hpp); with --impl, an implementation's
+// output on the GPU measured against the same unquantized reference.
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "attnscope/core/inputs.hpp"
+#include "attnscope/core/metrics.hpp"
 #include "attnscope/core/records.hpp"
+#include "attnscope/kernels/device_problem.hpp"
+#include "attnscope/kernels/registry.hpp"
+#include "attnscope/kernels/runtime.hpp"
 #include "attnscope/reference/fp8_cost.hpp"
+#include "attnscope/reference/stages.hpp"
 #include "commands.hpp"
 
 namespace attnscope::cli {
@@ -34,9 +41,27 @@ int run_fp8_cost(const Fp8CostOptions& opt) {
     std::cerr << "attnscope fp8-cost: " << e.what() << "\n";
     return 2;
   }
+  // A kernel to measure: a GPU, and an implementation that reads fp8 caches.
+  const gpu::Implementation* impl = nullptr;
+  gpu::DeviceInfo device;
+  if (!opt.impl.empty()) {
+    try {
+      impl = &gpu::implementation(opt.impl);
+    } catch (const std::invalid_argument& e) {
+      std::cerr << "attnscope fp8-cost: " << e.what() << "\n";
+      return 2;
+    }
+    std::string why;
+    if (!gpu::gpu_available(&why)) {
+      std::cerr << "attnscope fp8-cost: --impl needs a GPU: " << why << "\n";
+      return 2;
+    }
+    device = gpu::device_info();
+  }
   nlohmann::json rows = nlohmann::json::array();
-  std::printf("%-9s %-6s %8s %-13s %12s %12s %7s %7s %12s\n", "format", "scale", "window",
-              "distribution", "measured", "predicted", "ratio", "rel.sd", "first-order");
+  std::printf("%-9s %-6s %8s %-13s %12s %12s %7s %7s %12s%s\n", "format", "scale", "window",
+              "distribution", "measured", "predicted", "ratio", "rel.sd", "first-order",
+              impl ? "    fp64-deq  kernel-vs-deq" : "");
   for (Fp8Format f : formats)
     for (KvScale s : scales)
       for (long w : opt.windows)
@@ -53,25 +78,62 @@ int run_fp8_cost(const Fp8CostOptions& opt) {
           data.dist = d;
           const AttentionInputs in = make_inputs(p, KvLayoutSpec{}, data);
           const ref::Fp8Cost c = ref::fp8_cost(in);
-          std::printf("%-9s %-6s %8ld %-13s %12.4e %12.4e %7.3f %7.3f %12.4e\n",
+          nlohmann::json row = {{"format", to_string(f)},
+                                {"scale", to_string(s)},
+                                {"window", w},
+                                {"distribution", to_string(d)},
+                                {"measured_rel_l2", json_number(c.measured_rel_l2)},
+                                {"predicted_rel_l2", json_number(c.predicted_rel_l2)},
+                                {"predicted_relative_sd", json_number(c.predicted_relative_sd)},
+                                {"first_order_rel_l2", json_number(c.linear_rel_l2)},
+                                {"prediction_samples", c.samples},
+                                {"measured_by",
+                                 "FP64 attention over the dequantized cache against FP64 "
+                                 "attention over the values before quantization"},
+                                {"problem", p.tag()}};
+          double measured = c.measured_rel_l2, own = 0.0;
+          if (impl) {
+            const std::string why = impl->why_unsupported(p, KvLayoutSpec{});
+            if (!why.empty()) {
+              std::cerr << "attnscope fp8-cost: " << opt.impl << " cannot run " << p.tag() << ": "
+                        << why << "\n";
+              return 2;
+            }
+            gpu::DeviceProblem dp(in);
+            dp.poison_outputs();
+            dp.run(*impl);
+            const std::vector<double> got = dp.out();
+            // Every element written: the outputs were poisoned with NaN, and this data has none.
+            for (double x : got)
+              if (std::isnan(x)) {
+                std::cerr << "attnscope fp8-cost: " << opt.impl << " left output elements of "
+                          << p.tag() << " unwritten (NaN)\n";
+                return 1;
+              }
+            AttentionInputs orig = in;
+            orig.k = in.k_orig;
+            orig.v = in.v_orig;
+            const std::vector<double> ref_orig = ref::attention<double>(orig).out;
+            const std::vector<double> ref_deq = ref::attention<double>(in).out;
+            measured = compare(p.out_elems(), got.data(), ref_orig.data(), p.output).rel_l2;
+            own = compare(p.out_elems(), got.data(), ref_deq.data(), p.output).rel_l2;
+            row["measured_rel_l2"] = json_number(measured);
+            row["fp64_measured_rel_l2"] = json_number(c.measured_rel_l2);
+            row["kernel_vs_dequantized_rel_l2"] = json_number(own);
+            row["measured_by"] = opt.impl + " on " + device.name +
+                                 " against FP64 attention over the values before quantization";
+            row["implementation"] = opt.impl;
+            row["gpu"] = device.name;
+          }
+          std::printf("%-9s %-6s %8ld %-13s %12.4e %12.4e %7.3f %7.3f %12.4e",
                       std::string(to_string(f)).c_str(), std::string(to_string(s)).c_str(), w,
-                      std::string(to_string(d)).c_str(), c.measured_rel_l2, c.predicted_rel_l2,
-                      c.predicted_rel_l2 > 0 ? c.measured_rel_l2 / c.predicted_rel_l2 : 0.0,
+                      std::string(to_string(d)).c_str(), measured, c.predicted_rel_l2,
+                      c.predicted_rel_l2 > 0 ? measured / c.predicted_rel_l2 : 0.0,
                       c.predicted_relative_sd, c.linear_rel_l2);
+          if (impl) std::printf(" %12.4e %12.4e", c.measured_rel_l2, own);
+          std::printf("\n");
           std::fflush(stdout);
-          rows.push_back({{"format", to_string(f)},
-                          {"scale", to_string(s)},
-                          {"window", w},
-                          {"distribution", to_string(d)},
-                          {"measured_rel_l2", json_number(c.measured_rel_l2)},
-                          {"predicted_rel_l2", json_number(c.predicted_rel_l2)},
-                          {"predicted_relative_sd", json_number(c.predicted_relative_sd)},
-                          {"first_order_rel_l2", json_number(c.linear_rel_l2)},
-                          {"prediction_samples", c.samples},
-                          {"measured_by",
-                           "FP64 attention over the dequantized cache against FP64 attention "
-                           "over the values before quantization"},
-                          {"problem", p.tag()}});
+          rows.push_back(std::move(row));
         }
   if (!opt.json.empty()) {
     out << rows.dump(2) << "\n";

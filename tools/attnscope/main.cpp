@@ -168,7 +168,7 @@ int main(int argc, char** argv) {
       "What an fp8 KV cache costs the attention output, per format, scale granularity, window "
       "and data distribution: FP64 attention over the dequantized cache against FP64 attention "
       "over the values before quantization (rel_l2), beside the error predicted from each cache "
-      "element's rounding (no GPU needed)");
+      "element's rounding (no GPU needed); with --impl, a kernel's output measured the same way");
   fp8_cost->add_option("--formats", fp8.formats, "fp8 formats")
       ->check(CLI::IsMember({"e4m3", "e4m3fn", "e5m2", "e4m3fnuz"}))
       ->capture_default_str();
@@ -182,6 +182,12 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"normal", "uniform", "heavy_tailed", "large_logits"}))
       ->capture_default_str();
   fp8_cost->add_option("--json", fp8.json, "Also write the rows as a JSON array")->check(not_empty);
+  fp8_cost
+      ->add_option("--impl", fp8.impl,
+                   "Also run this implementation (attnscope.fused, attnscope.split_kv, or an "
+                   "engine's that reads fp8 caches) on the GPU: measured_rel_l2 becomes its "
+                   "output's against the unquantized reference")
+      ->check(not_empty);
 
   attnscope::cli::ReportOptions rep;
   CLI::App* report = app.add_subcommand(

@@ -102,6 +102,9 @@ struct AttentionInputs {
 // The scale index of a quantized cache's row (b, KV head h) at element offset `offset` (tensor:
 // 0; head: h; token: offset / head_dim).
 std::int64_t kv_scale_index(const Problem& p, int h, std::int64_t offset);
+// The scales of each of K and V of a quantized cache of `storage` elements: 1 (tensor),
+// kv_heads (head) or storage / head_dim (token: one a cache row).
+std::int64_t fp8_scale_count(const Problem& p, std::int64_t storage);
 
 // Logical element (b, h, pos, d) has the same value whatever the layout; storage that the
 // selected layer does not own (other layers, spare pages, tail capacity) holds other data.

@@ -60,7 +60,12 @@ struct KernelOrder {
   // The split count, and so the order, was chosen from the device's multiprocessor count: the
   // budget of this case holds for that count only.
   bool device_dependent = false;
-  std::string describe() const;  // "dot=...;values=..." (the parts present)
+  // fp8 caches: the roundings that reading a code and its scale adds to the chain of each product
+  // of the dot and of the weighted sum (dequantization into a working format, the multiplies by
+  // the scales), over those of a cache stored in the input format. The budgets add them to the
+  // depths.
+  int fp8_roundings = 0;
+  std::string describe() const;  // "dot=...;values=..." (the parts present; ";fp8_roundings=2")
 };
 
 }  // namespace attnscope

@@ -2,6 +2,8 @@
 // suite's tuning sweep so that a tuning run's error and time are for the same shapes.
 #pragma once
 
+#include <optional>
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -26,6 +28,9 @@ struct DecodeShape {
   // longest, and each sequence attends all of its positions.
   std::int64_t ragged_min = 0;
   static constexpr std::uint64_t kRaggedSeed = 20261130;
+  // An fp8 KV cache (Problem::kv_fp8) with scales of this granularity; none: K and V in `input`.
+  std::optional<Fp8Format> kv_fp8;
+  KvScale kv_scale = KvScale::tensor;
 
   Problem problem() const {
     Problem p;
@@ -39,6 +44,8 @@ struct DecodeShape {
     p.input = input;
     p.output = input;
     p.accum = accum;
+    p.kv_fp8 = kv_fp8;
+    p.kv_scale = kv_scale;
     return p;
   }
   // The sequence lengths of a ragged batch, empty otherwise.

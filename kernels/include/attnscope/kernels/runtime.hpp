@@ -124,8 +124,15 @@ class EventTimer {
 // Fills `elems` values of `type` at device address `data` with N(0, 1) values; value i depends
 // only on (seed, i). Benchmark inputs of tens of GiB are made this way in a fraction of a second,
 // where the host generator (make_inputs) would take minutes.
+// An fp8 type stores the codes of those values under the scale kFp8FillAmax / the format's
+// largest value (fp8_fill_scale): a cache quantized as engines do, for data whose largest
+// magnitude is about kFp8FillAmax (values past it saturate).
 void fill_normal(void* data, std::int64_t elems, DType type, std::uint64_t seed,
                  void* stream = nullptr);
+inline constexpr double kFp8FillAmax = 4.0;
+inline float fp8_fill_scale(Fp8Format f) {
+  return static_cast<float>(kFp8FillAmax / fp8_max(f));
+}
 // The number of NaN values among `elems` values of `type` at `data`; waits for the result.
 std::int64_t count_nan(const void* data, std::int64_t elems, DType type, void* stream = nullptr);
 // How the streaming-read probe reads: 16-byte loads in flight per thread (4, 8 or 16) and
@@ -168,5 +175,11 @@ class StreamHold {
 // Runs the platform self-check kernel: a warp-width butterfly reduction and a half-precision
 // FMA per thread, compared on the host. Returns a one-line description; throws on failure.
 std::string run_selfcheck();
+
+// Converts all 256 codes of each fp8 format to binary16 on the GPU, by the decode kernels' path
+// (the hardware's conversion where there is one) and by the integer path, and compares both with
+// the exact values (attnscope/core/fp8.hpp). Returns a one-line description; throws GpuError on
+// any difference. run_selfcheck includes it.
+std::string check_fp8_conversions();
 
 }  // namespace attnscope::gpu

@@ -4,6 +4,8 @@
 // calls: Debian's HIP-on-NVIDIA headers no longer compile against CUDA 13.
 #pragma once
 
+#include "attnscope/core/fp8.hpp"
+
 #if defined(ATTNSCOPE_PLATFORM_ROCM)
 #include <hip/hip_fp16.h>
 #include <hip/hip_runtime.h>
@@ -231,6 +233,17 @@ struct AsyncCopy {
     *static_cast<uint4*>(dst) = pred ? *static_cast<const uint4*>(src) : make_uint4(0u, 0u, 0u, 0u);
 #endif
   }
+  // The same for 8 bytes (dst and src 8-byte aligned): an fp8 lane's chunk of a row.
+  __device__ static __forceinline__ void copy8(void* dst, const void* src, bool pred) {
+#if ATTNSCOPE_ASYNC_COPY
+    const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(d), "l"(src),
+                 "r"(pred ? 8 : 0)
+                 : "memory");
+#else
+    *static_cast<uint2*>(dst) = pred ? *static_cast<const uint2*>(src) : make_uint2(0u, 0u);
+#endif
+  }
   // The same for 4 bytes (dst and src 4-byte aligned); a zero where `pred` is false.
   __device__ static __forceinline__ void copy4(void* dst, const void* src, bool pred) {
 #if ATTNSCOPE_ASYNC_COPY
@@ -263,6 +276,62 @@ __device__ __forceinline__ float load_coherent(const float* p) {
 #else
   return __uint_as_float(__atomic_load_n(reinterpret_cast<const unsigned*>(p), __ATOMIC_RELAXED));
 #endif
+}
+
+// fp8 KV-cache codes to binary16, exactly: every value of e4m3 (OCP), e5m2 and e4m3fnuz is a
+// binary16 value, subnormals included. The two codes in the low 16 bits of `pair` (the low byte
+// first) become a __half2, the first code in its low half. NaN codes give NaN, and e5m2's
+// infinities infinities. NVIDIA GPUs of compute capability 8.9 and later convert e4m3 and e5m2 in
+// hardware (cvt.rn.f16x2.e4m3x2 / .e5m2x2, the instruction cuda_fp8.h uses); elsewhere, and for
+// e4m3fnuz, integer operations give the same values: e5m2 is binary16's upper byte; e4m3 and
+// e4m3fnuz place their sign, exponent and mantissa fields in binary16's, then one exact multiply
+// by 2^(15 - bias) (2^8 and 2^7) rescales the exponent and normalizes subnormal codes.
+#if defined(ATTNSCOPE_PLATFORM_CUDA) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+#define ATTNSCOPE_FP8_CVT 1
+#else
+#define ATTNSCOPE_FP8_CVT 0
+#endif
+
+__device__ __forceinline__ __half2 half2_of_bits(unsigned bits) {
+  return __halves2half2(__ushort_as_half(static_cast<unsigned short>(bits & 0xffffu)),
+                        __ushort_as_half(static_cast<unsigned short>(bits >> 16)));
+}
+__device__ __forceinline__ unsigned bits_of_half2(__half2 h) {
+  return static_cast<unsigned>(__half_as_ushort(__low2half(h))) |
+         (static_cast<unsigned>(__half_as_ushort(__high2half(h))) << 16);
+}
+
+// kSoftware: the integer path even where the hardware converts (the self-check compares them).
+template <Fp8Format F, bool kSoftware = false>
+__device__ __forceinline__ __half2 fp8x2_to_half2(unsigned pair) {
+#if ATTNSCOPE_FP8_CVT
+  if constexpr (!kSoftware && (F == Fp8Format::e4m3 || F == Fp8Format::e5m2)) {
+    unsigned r;
+    const unsigned short a = static_cast<unsigned short>(pair & 0xffffu);
+    if constexpr (F == Fp8Format::e4m3)
+      asm("cvt.rn.f16x2.e4m3x2 %0, %1;" : "=r"(r) : "h"(a));
+    else
+      asm("cvt.rn.f16x2.e5m2x2 %0, %1;" : "=r"(r) : "h"(a));
+    return half2_of_bits(r);
+  }
+#endif
+  // Each code in the low byte of its 16-bit half.
+  const unsigned u = (pair & 0xffu) | ((pair & 0xff00u) << 8);
+  if constexpr (F == Fp8Format::e5m2) {
+    return half2_of_bits(u << 8);
+  } else {
+    const unsigned mag = u & 0x007f007fu;
+    const unsigned placed = (mag << 7) | ((u & 0x00800080u) << 8);
+    constexpr float kRescale = F == Fp8Format::e4m3 ? 256.0f : 128.0f;
+    const unsigned r = bits_of_half2(__hmul2(half2_of_bits(placed), __float2half2_rn(kRescale)));
+    // NaN codes: e4m3's S.1111.111, e4m3fnuz's 1.0000.000 (its only NaN, where zero's sign
+    // would be).
+    const unsigned probe = F == Fp8Format::e4m3 ? mag : u;
+    constexpr unsigned kNan = F == Fp8Format::e4m3 ? 0x7fu : 0x80u;
+    const unsigned nan =
+        ((probe & 0xffffu) == kNan ? 0x7fffu : 0u) | ((probe >> 16) == kNan ? 0x7fff0000u : 0u);
+    return half2_of_bits(r | nan);
+  }
 }
 
 }  // namespace attnscope::gpu

@@ -1,0 +1,15 @@
+// fused and split_kv on an e4m3 KV cache (decode_kernel.hpp, cache_read.hpp).
+#include "decode_kernel.hpp"
+
+namespace attnscope::gpu::detail {
+
+template <>
+void launch_decode_fp8<Fp8Format::e4m3>(const StageArgs& a, bool separate) {
+  using C = Fp8Code<Fp8Format::e4m3>;
+  if (separate)
+    dispatch(a.problem, LaunchDecode<true, Fault::none, C>{a});
+  else
+    dispatch(a.problem, LaunchDecode<false, Fault::none, C>{a});
+}
+
+}  // namespace attnscope::gpu::detail
