@@ -27,6 +27,15 @@ std::int64_t depth_of(const std::optional<SummationOrder>& order, std::int64_t n
   return summation_depth(order.value_or(SummationOrder{}), n);
 }
 
+// The depth a budget takes: the order's chain plus the roundings the kernel adds (an fp8 cache's
+// scales, a weight carried as two binary16 values); four times that where the accumulation may
+// round toward zero. A unit roundoff twice over is gamma_n(2u) = gamma_2n(u) for the
+// deterministic bound and needs 4n in the probabilistic one (its error grows as sqrt(n) u).
+std::int64_t budget_depth(std::int64_t depth, const KernelOrder& o) {
+  const std::int64_t d = depth + o.fp8_roundings + o.extra_roundings;
+  return o.truncating ? 4 * d : d;
+}
+
 // Measured against the precision model: the kernel's rel_l2 (to the reference) may exceed the
 // model's, on the same inputs, by kModelFactor. The model reproduces the H200's fp16 rel_l2
 // within 4% on every fp16 case of the suite; the factor leaves room for the GPU's expf, which is
@@ -276,8 +285,8 @@ CaseResult run_case(const AccuracyCase& c, const gpu::DeviceInfo& device, const 
     note_order(impl, order);
     // Online softmax: every accumulation step may round twice (rescale, then add). An fp8
     // cache's scales add the roundings the implementation declares.
-    const std::int64_t values_depth = 2 * depth_of(order.values, p.window) + order.fp8_roundings;
-    const bounds::StageFormats f_qk{p.accum, depth_of(order.dot, p.head_dim) + order.fp8_roundings,
+    const std::int64_t values_depth = budget_depth(2 * depth_of(order.values, p.window), order);
+    const bounds::StageFormats f_qk{p.accum, budget_depth(depth_of(order.dot, p.head_dim), order),
                                     DType::fp32, lambda};
     const bounds::StageFormats f_sm{p.accum, values_depth, DType::fp32, lambda};
     const bounds::StageFormats f_pv{p.accum, values_depth, p.output, lambda};
@@ -332,8 +341,10 @@ CaseResult run_case(const AccuracyCase& c, const gpu::DeviceInfo& device, const 
     j["max_ulp_vs_rounded_reference"] = json_number(max_ulp);
     const SummationOrder vals = order.values.value_or(SummationOrder{});
     // model_decode follows row-groups taking tiles of vec positions with one accumulator each.
-    const bool modelled =
-        vals.kind == OrderKind::sequential || (vals.kind == OrderKind::warp_tree && vals.pack == 1);
+    const bool modelled = (vals.kind == OrderKind::sequential ||
+                           (vals.kind == OrderKind::warp_tree && vals.pack == 1)) &&
+                          order.dot.value_or(SummationOrder{}).kind != OrderKind::mma &&
+                          !order.truncating;
     if (p.accum == Accum::fp16 && modelled) {
       // The precision model of this kernel's own order (online softmax per row-group, tree merge,
       // split combine) on the same inputs: a check that can fail where the bound cannot.
@@ -351,7 +362,7 @@ CaseResult run_case(const AccuracyCase& c, const gpu::DeviceInfo& device, const 
     } else if (p.accum == Accum::fp16) {
       j["model_gate"] =
           "not run: the precision model follows sequential orders and warp_tree "
-          "orders with one accumulator per row-group (pack 1) only";
+          "orders with one accumulator per row-group (pack 1) only, and no matrix instructions";
     }
     j["rounded_reference_rel_l2"] = rm.rel_l2;
     if (p.kv_fp8 && c.data.nan_in_window) {

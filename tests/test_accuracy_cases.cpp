@@ -253,6 +253,44 @@ TEST(KernelOrders, DeclaredOrdersFollowTheKernelGeometry) {
   }
 }
 
+// Where a KV head has 8 or more queries, fp16 q and cache and fp32 accumulation at head_dim 64 or
+// 128, a CUDA build runs (and declares) the matrix-instruction kernel; elsewhere the lane kernel.
+TEST(KernelOrders, MatrixInstructionDecodeWhereItRuns) {
+  Problem p;
+  p.q_heads = 64;
+  p.kv_heads = 8;
+  p.seq_len = p.window = 4096;
+  const bool platform = gpu::detail::kMmaDecodePlatform;
+  EXPECT_EQ(gpu::detail::decode_uses_mma(p), platform);
+  const KernelOrder o = gpu::detail::decode_order(p, 2);
+  if (platform) {
+    EXPECT_EQ(gpu::detail::decode_query_tile(p), 16);
+    EXPECT_EQ(gpu::detail::decode_query_tiles(p), 1);
+    EXPECT_EQ(o.dot, SummationOrder::mma_of(1, 16));
+    EXPECT_EQ(o.values, SummationOrder::mma_of(4, 8, 2048));
+    EXPECT_TRUE(o.truncating);
+    EXPECT_EQ(o.extra_roundings, 12);
+  } else {
+    EXPECT_EQ(o.dot->kind, OrderKind::warp_tree);
+    EXPECT_FALSE(o.truncating);
+  }
+  // Not for 4 queries, bf16, fp16 accumulation, head_dim 256 or an fp8 cache.
+  Problem q = p;
+  q.q_heads = 32;
+  EXPECT_FALSE(gpu::detail::decode_uses_mma(q));
+  q.q_len = 2;
+  q.seq_len = q.window + 1;
+  EXPECT_EQ(gpu::detail::decode_uses_mma(q), platform);
+  for (int k = 0; k < 4; ++k) {
+    q = p;
+    if (k == 0) q.input = q.output = DType::bf16;
+    if (k == 1) q.accum = Accum::fp16;
+    if (k == 2) q.head_dim = 256;
+    if (k == 3) q.kv_fp8 = Fp8Format::e4m3;
+    EXPECT_FALSE(gpu::detail::decode_uses_mma(q)) << k;
+  }
+}
+
 // Orders that depend on the split count say so, and follow the requested count exactly.
 TEST(KernelOrders, SplitCountsComeFromTheContext) {
   Problem p;

@@ -405,10 +405,31 @@ TEST(PrecisionModel, DepthOfPackedAndChunkedOrders) {
             32 + 4 + 1);
 }
 
+TEST(PrecisionModel, MatrixInstructionOrders) {
+  // One accumulator, 16 terms an instruction: 8 instructions over 128, 15 roundings inside one.
+  EXPECT_EQ(model::summation_depth(SummationOrder::mma_of(1, 16), 128), 8 + 15);
+  // 4 accumulators of 8 a step over runs of 1000: 32 steps, 7 inside, 2 tree levels; 2 runs.
+  EXPECT_EQ(model::summation_depth(SummationOrder::mma_of(4, 8, 1000), 2000), 32 + 7 + 2 + 1);
+  EXPECT_EQ(SummationOrder::mma_of(4, 8, 1000).name(), "mma(lanes=4,vec=8,chunk=1000)");
+  EXPECT_EQ(model::parse_order("mma(lanes=4,vec=8,chunk=1000)"),
+            SummationOrder::mma_of(4, 8, 1000));
+  for (const char* bad :
+       {"mma", "mma(lanes=3,vec=8)", "mma(lanes=4,vec=0)", "mma(lanes=4,vec=8,pack=2)"})
+    EXPECT_THROW(model::parse_order(bad), std::invalid_argument) << bad;
+  // The hardware does not specify a matrix instruction's order: the model does not emulate it.
+  const std::vector<double> x(64, 1.0);
+  EXPECT_THROW(model::model_sum(Accum::fp32, SummationOrder::mma_of(1, 16), x.data(), 64),
+               std::invalid_argument);
+  KernelOrder o;
+  o.extra_roundings = 12;
+  o.truncating = true;
+  EXPECT_EQ(o.describe(), ";extra_roundings=12;truncating");
+}
+
 TEST(PrecisionModel, ParseOrderRoundTripsAndRejectsNonsense) {
   for (const char* s :
        {"sequential", "pairwise", "warp_tree(lanes=32,vec=8)", "warp_tree(lanes=16,vec=8,pack=2)",
-        "warp_tree(lanes=16,vec=1,chunk=4096)", "sequential(chunk=7)"})
+        "warp_tree(lanes=16,vec=1,chunk=4096)", "sequential(chunk=7)", "mma(lanes=1,vec=16)"})
     EXPECT_EQ(model::parse_order(s).name(), s);
   EXPECT_EQ(model::parse_order("warp_tree(32x8)").name(), "warp_tree(lanes=32,vec=8)");
   for (const char* bad :

@@ -17,6 +17,15 @@ int log2_exact(int v) {
 
 void check_order(const SummationOrder& order) {
   if (order.chunk < 0) throw std::invalid_argument("chunk must be >= 0");
+  if (order.kind == OrderKind::mma) {
+    if (order.lanes < 1 || (order.lanes & (order.lanes - 1)) != 0)
+      throw std::invalid_argument("mma lanes must be a power of two (got " +
+                                  std::to_string(order.lanes) + ")");
+    if (order.vec < 1)
+      throw std::invalid_argument("mma vec must be >= 1 (got " + std::to_string(order.vec) + ")");
+    if (order.pack != 1) throw std::invalid_argument("mma takes no pack");
+    return;
+  }
   if (order.kind != OrderKind::warp_tree) return;
   if (order.lanes < 1 || (order.lanes & (order.lanes - 1)) != 0)
     throw std::invalid_argument("warp_tree lanes must be a power of two (got " +
@@ -42,10 +51,13 @@ std::string SummationOrder::name() const {
       s = "warp_tree(lanes=" + std::to_string(lanes) + ",vec=" + std::to_string(vec);
       if (pack != 1) s += ",pack=" + std::to_string(pack);
       break;
+    case OrderKind::mma:
+      s = "mma(lanes=" + std::to_string(lanes) + ",vec=" + std::to_string(vec);
+      break;
   }
-  if (chunk > 0)
-    s += (kind == OrderKind::warp_tree ? ",chunk=" : "(chunk=") + std::to_string(chunk);
-  if (kind == OrderKind::warp_tree || chunk > 0) s += ")";
+  const bool args = kind == OrderKind::warp_tree || kind == OrderKind::mma;
+  if (chunk > 0) s += (args ? ",chunk=" : "(chunk=") + std::to_string(chunk);
+  if (args || chunk > 0) s += ")";
   return s;
 }
 
@@ -62,10 +74,13 @@ SummationOrder parse_order(const std::string& text) {
     o.kind = OrderKind::pairwise;
   else if (kind == "warp_tree")
     o.kind = OrderKind::warp_tree;
+  else if (kind == "mma")
+    o.kind = OrderKind::mma;
   else
     return fail("unknown kind '" + kind + "'");
   if (paren == std::string::npos) {
     if (o.kind == OrderKind::warp_tree) return fail("warp_tree needs (lanes=..,vec=..)");
+    if (o.kind == OrderKind::mma) return fail("mma needs (lanes=..,vec=..)");
     return o;
   }
   if (text.back() != ')') return fail("missing ')'");
@@ -135,6 +150,14 @@ std::int64_t summation_depth(const SummationOrder& order, std::int64_t n) {
       inner = (per_lane + order.pack - 1) / order.pack + (order.pack - 1) + log2_exact(order.lanes);
       break;
     }
+    case OrderKind::mma: {
+      // An accumulator's chunks, one rounding each into it, and within a chunk at most vec - 1
+      // roundings before (any order of its sum), then the tree of the accumulators.
+      const std::int64_t per_step = std::int64_t(order.lanes) * order.vec;
+      const std::int64_t steps = (run + per_step - 1) / per_step;
+      inner = steps + (order.vec - 1) + log2_exact(order.lanes);
+      break;
+    }
   }
   return inner + (runs - 1);
 }
@@ -144,6 +167,8 @@ std::string KernelOrder::describe() const {
   if (dot) s = "dot=" + dot->name();
   if (values) s += (s.empty() ? "values=" : ";values=") + values->name();
   if (fp8_roundings > 0) s += ";fp8_roundings=" + std::to_string(fp8_roundings);
+  if (extra_roundings > 0) s += ";extra_roundings=" + std::to_string(extra_roundings);
+  if (truncating) s += ";truncating";
   return s;
 }
 

@@ -134,7 +134,22 @@ KernelOrder pv_order(const Problem& p, const LaunchContext& c) {
 // the score multiplier fp32(scale x K scale) (the score multiply itself is a T cache's too), and
 // the V scale's multiply, once on each weight or on the output. fp16 accumulation: two, each
 // element rounded to fp32 and to binary16 after its scale multiply.
+//
+// The matrix-instruction kernel (decode_mma.hpp): the dot in head_dim / 16 instructions of 16
+// terms each; the weighted sum over the 4 warps' accumulators, 8 positions an instruction, each
+// p entering as two binary16 values (the instruction sums 16 products: 8 roundings more in its
+// chain, and 4 for the split's error of at most 2^-21 = 4 u), and the instructions' rounding
+// taken as possibly toward zero.
 KernelOrder decode_order(const Problem& p, int splits) {
+  if (decode_uses_mma(p)) {
+    KernelOrder o;
+    o.dot = SummationOrder::mma_of(1, 16);
+    o.splits = splits;
+    o.values = SummationOrder::mma_of(kDecThreads / 32, 8, (span_of(p) + splits - 1) / splits);
+    o.extra_roundings = 12;
+    o.truncating = true;
+    return o;
+  }
   KernelOrder o = qk_order(p);
   o.fp8_roundings = !p.kv_fp8 ? 0 : (p.accum == Accum::fp16 ? 2 : 1);
   o.splits = splits;

@@ -99,8 +99,31 @@ inline constexpr int kDecStages = 3;
 inline constexpr int kDecStagesFp8 = 5;
 inline constexpr int kDecStageBytes = 16384;  // K and V bytes of one tile, at most
 
-// Queries per block: every query of a KV head's row (group x q_len) up to 8, 4 at head_dim 256.
+// The matrix-instruction decode kernel (decode_mma.hpp), where a KV head's row of queries is
+// large enough (kMmaMinQueries) that the dots and the weighted sum are better done as matrix
+// products than lane by lane: on NVIDIA GPUs (mma.sync, compute capability 8.0 and later), fp16
+// q and cache, fp32 accumulation, head_dim 64 and 128. A block holds kMmaQueries queries (the
+// instructions' 16 rows) and its 4 warps take 16 positions each of every tile of kMmaKeys.
+#if defined(ATTNSCOPE_PLATFORM_CUDA)
+inline constexpr bool kMmaDecodePlatform = true;
+#else
+inline constexpr bool kMmaDecodePlatform = false;
+#endif
+inline constexpr int kMmaQueries = 16;
+inline constexpr int kMmaMinQueries = 8;
+inline constexpr int kMmaKeys = 64;
+inline constexpr int kMmaStages = 3;
+inline constexpr int kMmaBlocksPerSm = 2;
+inline bool decode_uses_mma(const Problem& p) {
+  return kMmaDecodePlatform && p.input == DType::fp16 && !p.kv_fp8 && p.accum == Accum::fp32 &&
+         (p.head_dim == 64 || p.head_dim == 128) &&
+         std::int64_t(p.group()) * p.q_len >= kMmaMinQueries;
+}
+
+// Queries per block: every query of a KV head's row (group x q_len) up to 8, 4 at head_dim 256;
+// kMmaQueries for the matrix-instruction kernel.
 inline int decode_query_tile(const Problem& p) {
+  if (decode_uses_mma(p)) return kMmaQueries;
   const std::int64_t n = std::int64_t(p.group()) * p.q_len;
   const int most = p.head_dim == 256 ? 4 : 8;
   const int qt = n <= 1 ? 1 : n <= 2 ? 2 : n <= 4 ? 4 : 8;
@@ -148,9 +171,11 @@ struct DecodeLaunchModel {
   DecodeLaunchModel(const Problem& p, int multiprocessors) {
     const int qt = decode_query_tile(p);
     const int eb = static_cast<int>(size_of(p.input));
-    slots = std::int64_t(multiprocessors) * decode_blocks_per_sm(qt, p.head_dim, eb);
+    const bool mma = decode_uses_mma(p);
+    slots = std::int64_t(multiprocessors) *
+            (mma ? kMmaBlocksPerSm : decode_blocks_per_sm(qt, p.head_dim, eb));
     span = span_of(p);
-    keys = decode_tile_positions(qt, p.head_dim, eb);
+    keys = mma ? kMmaKeys : decode_tile_positions(qt, p.head_dim, eb);
     most = span / kDecodeMinSplitLen;
     if (most > 1024) most = 1024;
     if (most < 1) most = 1;

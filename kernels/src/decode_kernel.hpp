@@ -124,6 +124,47 @@ __device__ __forceinline__ void locate_item(const KernelParams& p, int item, int
   }
 }
 
+// A decode block's split, sequence, query tile and KV head. The grid is (split, KV head, batch x
+// query tile), or on a ragged batch (item x KV head, 1, query tile) with no block for a split
+// before its sequence's start, the KV heads of an item next to each other (as a sequence's blocks
+// are on the other grid: neighbours in memory); there one warp finds the item (locate_item) and
+// passes it through `scratch` (shared memory not yet in use). False for a block past the folded
+// grid's last z, which returns at once (uniform over the block).
+__device__ __forceinline__ bool decode_block_indices(const KernelParams& p, int* scratch,
+                                                     int& split, int& b, int& tile, int& kvh) {
+  if (p.ragged_items > 0) {
+    kvh = static_cast<int>(blockIdx.x) % p.kv_heads;
+    if (static_cast<int>(threadIdx.x) < kWarpSize)
+      locate_item(p, static_cast<int>(blockIdx.x) / p.kv_heads, scratch);
+    __syncthreads();
+    b = scratch[0];
+    split = scratch[1];
+    tile = static_cast<int>(blockIdx.z);
+    __syncthreads();
+    return true;
+  }
+  kvh = static_cast<int>(blockIdx.y);
+  int bz;
+  if (!unfold_block(p, split, bz)) return false;
+  b = bz / p.q_tiles;
+  tile = bz % p.q_tiles;
+  return true;
+}
+
+// The positions [c0, c1) a block of split `split` streams, in tiles of `keys`. A shorter sequence
+// of a ragged batch starts at -shift: the whole tiles before it hold no key and are skipped (the
+// streams keep their positions, so the order is unchanged); a split that ends before it streams
+// nothing.
+__device__ __forceinline__ void split_run(const KernelParams& p, int split, std::int64_t shift,
+                                          int keys, std::int64_t& c0, std::int64_t& c1) {
+  c0 = p.span_start + std::int64_t(split) * p.split_len;
+  c1 = min(c0 + p.split_len, p.span_start + p.span);
+  if (c1 <= -shift)
+    c0 = c1;
+  else if (c0 < -shift)
+    c0 += (-shift - c0) / keys * keys;
+}
+
 // Merges the split partials of one (b, t, h) row in split order, in fp32, with one warp: the
 // max of the partials' log-sum-exps, weights w_s = exp(lse_s - max) (splits with no key weigh
 // nothing), out = sum_s w_s part_s / sum_s w_s, both sums sequential over s. Lane l takes
@@ -207,6 +248,125 @@ __global__ __launch_bounds__(kCombineThreads) void decode_combine(KernelParams p
   }
 }
 
+// The merge scratch of a decode block, over the tiles' memory once every tile is read: the
+// groups' states of every query (acc [QT][R][D], m and l [QT][R]), the weights of each query's
+// tree merge (fac [QT][R][2]: those of the merge into r - s at r) and the merged sums (fin_l).
+template <int QT, int R, int D>
+struct MergeScratch {
+  static constexpr int FLOATS = QT * R * D + 4 * QT * R + QT;
+  float *acc, *m, *l, *fac, *fin_l;
+  __device__ explicit MergeScratch(float* at)
+      : acc(at), m(at + QT * R * D), l(m + QT * R), fac(l + QT * R), fin_l(fac + 2 * QT * R) {}
+};
+
+// The end of a decode block, once the R groups' states of its nq queries are in the scratch and a
+// barrier has passed: each query's merge by the ascending tree (pairs (r, r + s) for s = 1, 2,
+// 4, ...) worked out once, its weights by one thread a query, then applied by one thread an
+// output element with all R states of that element in registers; then out and lse (one split) or
+// the split's partial and log-sum-exp, and fused's in-launch merge of the splits (`flag`: a
+// shared word past the scratch). scale_out: every output element is multiplied by out_mul (an
+// fp8 cache's V scale).
+template <class Pol, int R, int QT, int D, bool kSeparate, Fault F, class OutRow>
+__device__ __forceinline__ void finish_decode_block(const KernelParams& p,
+                                                    const MergeScratch<QT, R, D>& ms,
+                                                    unsigned* flag, int nq, int b, int split,
+                                                    int first, int tile, int kvh, int q0,
+                                                    OutRow out_row_of, bool scale_out,
+                                                    float out_mul) {
+  using Sc = typename Pol::Scalar;
+  const DecodeWorkspace w(p.workspace, p);
+  float* const red_acc = ms.acc;
+  float* const red_m = ms.m;
+  float* const red_l = ms.l;
+  float* const fac = ms.fac;
+  float* const fin_l = ms.fin_l;
+  if (static_cast<int>(threadIdx.x) < nq) {
+    const int i = static_cast<int>(threadIdx.x);
+    float mv[R], lv[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      mv[r] = red_m[i * R + r];
+      lv[r] = red_l[i * R + r];
+    }
+#pragma unroll
+    for (int s = 1; s < R; s *= 2)
+#pragma unroll
+      for (int r = 0; r < R; r += 2 * s) {
+        const float m1 = mv[r], m2 = mv[r + s];
+        const float mm = fmaxf(m1, m2);
+        // An empty row-group has m = -inf and weighs nothing.
+        const Sc f1 = Pol::from_float(m1 == -INFINITY ? 0.0f : expf(m1 - mm));
+        const Sc f2 = Pol::from_float(m2 == -INFINITY ? 0.0f : expf(m2 - mm));
+        fac[(i * R + r + s) * 2] = Pol::to_float_s(f1);
+        fac[(i * R + r + s) * 2 + 1] = Pol::to_float_s(f2);
+        lv[r] = Pol::to_float_s(Pol::add(Pol::mul(Pol::from_float(lv[r]), f1),
+                                         Pol::mul(Pol::from_float(lv[r + s]), f2)));
+        mv[r] = mm;
+      }
+    const float lf = Pol::to_float_s(Pol::from_float(lv[0]));
+    fin_l[i] = lf;
+    const float lse = lf > 0.0f ? mv[0] + logf(lf) : -INFINITY;
+    const int row = out_row_of(i);
+    if (p.splits == 1) {
+      const int t = row / p.q_heads % p.q_len, h = row % p.q_heads;
+      p.lse[(std::int64_t(b) * p.q_heads + h) * p.q_len + t] = lse;
+    } else {
+      w.lse[std::int64_t(row) * p.splits + split] = lse;
+    }
+  }
+  if constexpr (F != Fault::missing_barrier) __syncthreads();
+  for (int x = static_cast<int>(threadIdx.x); x < nq * D; x += kDecThreads) {
+    const int i = x / D, d = x % D;
+    float av[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r) av[r] = red_acc[(i * R + r) * D + d];
+#pragma unroll
+    for (int s = 1; s < R; s *= 2)
+#pragma unroll
+      for (int r = 0; r < R; r += 2 * s) {
+        const Sc f1 = Pol::from_float(fac[(i * R + r + s) * 2]);
+        const Sc f2 = Pol::from_float(fac[(i * R + r + s) * 2 + 1]);
+        av[r] = Pol::to_float_s(Pol::add(Pol::mul(Pol::from_float(av[r]), f1),
+                                         Pol::mul(Pol::from_float(av[r + s]), f2)));
+      }
+    const float lf = fin_l[i];
+    float o =
+        lf == 0.0f ? 0.0f : Pol::to_float_s(Pol::div(Pol::from_float(av[0]), Pol::from_float(lf)));
+    if (scale_out) o = __fmul_rn(o, out_mul);
+    const int row = out_row_of(i);
+    if (p.splits == 1)
+      store_output(p.out, std::int64_t(row) * D + d, o, p.output);
+    else
+      w.part[(std::int64_t(row) * p.splits + split) * D + d] = o;
+  }
+
+  if constexpr (!kSeparate) {
+    if (p.splits > 1) {
+      // Publish this block's partials, then take a ticket; the block with the last one merges.
+      __threadfence();
+      __syncthreads();
+      unsigned* merges_here = flag;
+      if (threadIdx.x == 0) {
+        const unsigned last = static_cast<unsigned>(p.splits - first - 1);
+        *merges_here = atomicInc(&w.ticket[(std::int64_t(b) * p.q_tiles + tile) * p.kv_heads + kvh],
+                                 last) == last;
+      }
+      __syncthreads();
+      if (*merges_here) {
+        __threadfence();
+        // A warp a row: the block's rows are merged side by side.
+        const int warp = static_cast<int>(threadIdx.x) / kWarpSize;
+        const int lane = static_cast<int>(threadIdx.x) % kWarpSize;
+        for (int i = warp; i < nq; i += kDecThreads / kWarpSize) {
+          const int qi = q0 + i;
+          const int t = qi / p.group, h = query_head<F>(kvh, qi % p.group, p.group, p.kv_heads);
+          combine_row<F, true, D>(p, (std::int64_t(b) * p.q_len + t) * p.q_heads + h, lane);
+        }
+      }
+    }
+  }
+}
+
 // kSeparate: split partials are merged by decode_combine (split_kv); otherwise in the launch.
 // C: the cache's elements, T or an fp8 code (cache_read.hpp).
 template <class T, class C, Accum A, int D, int QT, bool kSeparate, Fault F>
@@ -223,29 +383,10 @@ __global__ __launch_bounds__(kDecThreads, (DecodeGeom<T, D, QT, C>::MIN_BLOCKS))
   __shared__ uint4 tiles[G::SMEM_WORDS];
   const int lir = static_cast<int>(threadIdx.x) % L;
   const int rg = static_cast<int>(threadIdx.x) / L;
-  // The grid is (split, KV head, batch x query tile), or on a ragged batch (item x KV head, 1,
-  // query tile) with no block for a split before its sequence's start, the KV heads of an item
-  // next to each other (as a sequence's blocks are on the other grid: neighbours in memory).
   int split, b, tile, kvh;
-  if (p.ragged_items > 0) {
-    kvh = static_cast<int>(blockIdx.x) % p.kv_heads;
-    // Passed through the tiles' memory (static shared memory is at its limit), before the first
-    // tile is queued there.
-    int* where = reinterpret_cast<int*>(tiles);
-    if (static_cast<int>(threadIdx.x) < kWarpSize)
-      locate_item(p, static_cast<int>(blockIdx.x) / p.kv_heads, where);
-    __syncthreads();
-    b = where[0];
-    split = where[1];
-    tile = static_cast<int>(blockIdx.z);
-    __syncthreads();
-  } else {
-    kvh = static_cast<int>(blockIdx.y);
-    int bz;
-    if (!unfold_block(p, split, bz)) return;
-    b = bz / p.q_tiles;
-    tile = bz % p.q_tiles;
-  }
+  // Passed through the tiles' memory (static shared memory is at its limit), before the first
+  // tile is queued there.
+  if (!decode_block_indices(p, reinterpret_cast<int*>(tiles), split, b, tile, kvh)) return;
   const int q0 = tile * QT;
   const int nq = min(QT, p.group * p.q_len - q0);
   // A split before a ragged batch's shorter sequence starts holds none of its keys.
@@ -284,15 +425,8 @@ __global__ __launch_bounds__(kDecThreads, (DecodeGeom<T, D, QT, C>::MIN_BLOCKS))
   float m_own = F == Fault::no_max_shift ? 0.0f : kNoKey;
 
   const std::int64_t shift = seq_shift(p, b);
-  std::int64_t c0 = p.span_start + std::int64_t(split) * p.split_len;
-  const std::int64_t c1 = min(c0 + p.split_len, p.span_start + p.span);
-  // A shorter sequence of a ragged batch starts at -shift: the whole tiles before it hold no key
-  // and are skipped (the row-groups keep their positions, so the order is unchanged); a split
-  // that ends before it streams nothing.
-  if (c1 <= -shift)
-    c0 = c1;
-  else if (c0 < -shift)
-    c0 += (-shift - c0) / G::KEYS * G::KEYS;
+  std::int64_t c0, c1;
+  split_run(p, split, shift, G::KEYS, c0, c1);
   RowStream<F, T, D, R, TK, CR::EB> rows(p.kv, b, kvh, c0, c1, rg, lir, shift);
   const int ntiles = rows.ntiles;
   const void* const src[2] = {p.k, p.v};
@@ -440,12 +574,10 @@ __global__ __launch_bounds__(kDecThreads, (DecodeGeom<T, D, QT, C>::MIN_BLOCKS))
   // The row-groups' states of every query at once, then the ascending tree of each query's merge
   // (pairs (r, r + s) for s = 1, 2, 4, ...) worked out once: its weights by one thread a query,
   // then applied by one thread an output element, all R states of that element in registers.
-  float* red_acc = reinterpret_cast<float*>(tiles);  // [QT][R][D]
-  float* red_m = red_acc + QT * R * D;               // [QT][R]
-  float* red_l = red_m + QT * R;                     // [QT][R]
-  float* fac = red_l + QT * R;      // [QT][R][2]: the weights of the merge into r - s at r
-  float* fin_l = fac + 2 * QT * R;  // [QT]
-  const DecodeWorkspace w(p.workspace, p);
+  const MergeScratch<QT, R, D> ms(reinterpret_cast<float*>(tiles));
+  float* const red_acc = ms.acc;
+  float* const red_m = ms.m;
+  float* const red_l = ms.l;
 #pragma unroll
   for (int i = 0; i < QT; ++i) {
     const float mi = shfl_idx<L>(m_own, G::owner(i));  // key 0 of query i
@@ -461,93 +593,52 @@ __global__ __launch_bounds__(kDecThreads, (DecodeGeom<T, D, QT, C>::MIN_BLOCKS))
     }
   }
   __syncthreads();
-  if (static_cast<int>(threadIdx.x) < nq) {
-    const int i = static_cast<int>(threadIdx.x);
-    float mv[R], lv[R];
-#pragma unroll
-    for (int r = 0; r < R; ++r) {
-      mv[r] = red_m[i * R + r];
-      lv[r] = red_l[i * R + r];
-    }
-#pragma unroll
-    for (int s = 1; s < R; s *= 2)
-#pragma unroll
-      for (int r = 0; r < R; r += 2 * s) {
-        const float m1 = mv[r], m2 = mv[r + s];
-        const float mm = fmaxf(m1, m2);
-        // An empty row-group has m = -inf and weighs nothing.
-        const Sc f1 = Pol::from_float(m1 == -INFINITY ? 0.0f : expf(m1 - mm));
-        const Sc f2 = Pol::from_float(m2 == -INFINITY ? 0.0f : expf(m2 - mm));
-        fac[(i * R + r + s) * 2] = Pol::to_float_s(f1);
-        fac[(i * R + r + s) * 2 + 1] = Pol::to_float_s(f2);
-        lv[r] = Pol::to_float_s(Pol::add(Pol::mul(Pol::from_float(lv[r]), f1),
-                                         Pol::mul(Pol::from_float(lv[r + s]), f2)));
-        mv[r] = mm;
-      }
-    const float lf = Pol::to_float_s(Pol::from_float(lv[0]));
-    fin_l[i] = lf;
-    const float lse = lf > 0.0f ? mv[0] + logf(lf) : -INFINITY;
-    const int row = out_row_of(i);
-    if (p.splits == 1) {
-      const int t = row / p.q_heads % p.q_len, h = row % p.q_heads;
-      p.lse[(std::int64_t(b) * p.q_heads + h) * p.q_len + t] = lse;
-    } else {
-      w.lse[std::int64_t(row) * p.splits + split] = lse;
-    }
-  }
-  if constexpr (F != Fault::missing_barrier) __syncthreads();
-  for (int x = static_cast<int>(threadIdx.x); x < nq * D; x += kDecThreads) {
-    const int i = x / D, d = x % D;
-    float av[R];
-#pragma unroll
-    for (int r = 0; r < R; ++r) av[r] = red_acc[(i * R + r) * D + d];
-#pragma unroll
-    for (int s = 1; s < R; s *= 2)
-#pragma unroll
-      for (int r = 0; r < R; r += 2 * s) {
-        const Sc f1 = Pol::from_float(fac[(i * R + r + s) * 2]);
-        const Sc f2 = Pol::from_float(fac[(i * R + r + s) * 2 + 1]);
-        av[r] = Pol::to_float_s(Pol::add(Pol::mul(Pol::from_float(av[r]), f1),
-                                         Pol::mul(Pol::from_float(av[r + s]), f2)));
-      }
-    const float lf = fin_l[i];
-    float o =
-        lf == 0.0f ? 0.0f : Pol::to_float_s(Pol::div(Pol::from_float(av[0]), Pol::from_float(lf)));
-    // fp32 accumulation of an fp8 cache with one V scale for every key: the output's.
-    if constexpr (CR::kFp8 && !kElemScale)
-      if (!token) o = __fmul_rn(o, v_scale);
-    const int row = out_row_of(i);
-    if (p.splits == 1)
-      store_output(p.out, std::int64_t(row) * D + d, o, p.output);
-    else
-      w.part[(std::int64_t(row) * p.splits + split) * D + d] = o;
-  }
+  // fp32 accumulation of an fp8 cache with one V scale for every key: the output's.
+  const bool scale_out = CR::kFp8 && !kElemScale && !token;
+  finish_decode_block<Pol, R, QT, D, kSeparate, F>(
+      p, ms, reinterpret_cast<unsigned*>(tiles + G::SMEM_WORDS - 1), nq, b, split, first, tile, kvh,
+      q0, out_row_of, scale_out, v_scale);
+}
 
-  if constexpr (!kSeparate) {
-    if (p.splits > 1) {
-      // Publish this block's partials, then take a ticket; the block with the last one merges.
-      __threadfence();
-      __syncthreads();
-      // The tiles' last word: past the merge scratch, which is no longer read.
-      unsigned* merges_here = reinterpret_cast<unsigned*>(tiles + G::SMEM_WORDS - 1);
-      if (threadIdx.x == 0) {
-        const unsigned last = static_cast<unsigned>(p.splits - first - 1);
-        *merges_here = atomicInc(&w.ticket[(std::int64_t(b) * p.q_tiles + tile) * p.kv_heads + kvh],
-                                 last) == last;
-      }
-      __syncthreads();
-      if (*merges_here) {
-        __threadfence();
-        // A warp a row: the block's rows are merged side by side.
-        const int warp = static_cast<int>(threadIdx.x) / kWarpSize;
-        const int lane = static_cast<int>(threadIdx.x) % kWarpSize;
-        for (int i = warp; i < nq; i += kDecThreads / kWarpSize) {
-          const int qi = q0 + i;
-          const int t = qi / p.group, h = query_head<F>(kvh, qi % p.group, p.group, p.kv_heads);
-          combine_row<F, true, D>(p, (std::int64_t(b) * p.q_len + t) * p.q_heads + h, lane);
-        }
-      }
-    }
+// A decode launch with qt queries a block: its parameters, split count, workspace and grid;
+// kernel(grid, params, stream) launches the blocks, then split_kv's merge runs.
+template <Fault F, int D, bool kSeparate, class Kernel>
+void launch_decode_blocks(const StageArgs& a, int qt, Kernel&& kernel) {
+  KernelParams p = make_params(a, qt);
+  // Faults that attend keys outside the window widen the span the blocks walk.
+  constexpr int below = FaultWindow<F>::lo < 0 ? -FaultWindow<F>::lo : 0;
+  p.span_start -= below;
+  p.span += below + FaultWindow<F>::hi;
+  p.splits = kSeparate ? split_kv_splits(a.problem, launch_context(a))
+                       : fused_splits(a.problem, launch_context(a));
+  p.split_len = (p.span + p.splits - 1) / p.splits;
+  const char* who = kSeparate ? "split_kv" : "fused";
+  if (p.splits > 1 && a.workspace == nullptr)
+    throw GpuError(std::string(who) + ": workspace required");
+  check_workspace(a, decode_workspace_bytes(a.problem, p.splits, !kSeparate), who);
+  hipStream_t st = static_cast<hipStream_t>(a.stream);
+  // A ragged batch whose lengths the host knows: a block for each split that holds positions
+  // of its sequence, and none for the splits before a sequence's start.
+  if (a.seq_lens != nullptr && a.host_seq_lens != nullptr && p.splits > 1) {
+    std::int64_t items = 0;
+    for (int b = 0; b < p.batch; ++b)
+      items += p.splits - first_split_at(p.seq_len - a.host_seq_lens[b], p.span_start, p.split_len);
+    p.ragged_items = static_cast<int>(items);
+    check_grid(items * p.kv_heads, 1, p.q_tiles, who, kDecThreads);
+  }
+  p.grid_x = p.splits;
+  const Grid3 g =
+      p.ragged_items > 0
+          ? Grid3{unsigned(std::int64_t(p.ragged_items) * p.kv_heads), 1u, unsigned(p.q_tiles)}
+          : fold_grid(p.splits, p.kv_heads, std::int64_t(p.batch) * p.q_tiles, who, kDecThreads);
+  kernel(dim3(g.x, g.y, g.z), p, st);
+  ATTNSCOPE_CHECK_LAUNCH();
+  if (kSeparate && p.splits > 1) {
+    const std::int64_t rows = std::int64_t(p.batch) * p.q_len * p.q_heads;
+    const std::int64_t blocks = (rows + kCombineRows - 1) / kCombineRows;
+    check_grid(blocks, 1, 1, "split_kv combine");
+    decode_combine<F, D><<<dim3(unsigned(blocks)), kCombineThreads, 0, st>>>(p);
+    ATTNSCOPE_CHECK_LAUNCH();
   }
 }
 
@@ -556,46 +647,17 @@ struct DecodeLaunch {
   const StageArgs& a;
   template <int QT>
   void run() const {
-    KernelParams p = make_params(a, QT);
-    // Faults that attend keys outside the window widen the span the blocks walk.
-    constexpr int below = FaultWindow<F>::lo < 0 ? -FaultWindow<F>::lo : 0;
-    p.span_start -= below;
-    p.span += below + FaultWindow<F>::hi;
-    p.splits = kSeparate ? split_kv_splits(a.problem, launch_context(a))
-                         : fused_splits(a.problem, launch_context(a));
-    p.split_len = (p.span + p.splits - 1) / p.splits;
-    const char* who = kSeparate ? "split_kv" : "fused";
-    if (p.splits > 1 && a.workspace == nullptr)
-      throw GpuError(std::string(who) + ": workspace required");
-    check_workspace(a, decode_workspace_bytes(a.problem, p.splits, !kSeparate), who);
-    hipStream_t st = static_cast<hipStream_t>(a.stream);
-    // A ragged batch whose lengths the host knows: a block for each split that holds positions
-    // of its sequence, and none for the splits before a sequence's start.
-    if (a.seq_lens != nullptr && a.host_seq_lens != nullptr && p.splits > 1) {
-      std::int64_t items = 0;
-      for (int b = 0; b < p.batch; ++b)
-        items +=
-            p.splits - first_split_at(p.seq_len - a.host_seq_lens[b], p.span_start, p.split_len);
-      p.ragged_items = static_cast<int>(items);
-      check_grid(items * p.kv_heads, 1, p.q_tiles, who, kDecThreads);
-    }
-    p.grid_x = p.splits;
-    const Grid3 g =
-        p.ragged_items > 0
-            ? Grid3{unsigned(std::int64_t(p.ragged_items) * p.kv_heads), 1u, unsigned(p.q_tiles)}
-            : fold_grid(p.splits, p.kv_heads, std::int64_t(p.batch) * p.q_tiles, who, kDecThreads);
-    const dim3 grid(g.x, g.y, g.z);
-    decode_kernel<T, C, A, D, QT, kSeparate, F><<<grid, kDecThreads, 0, st>>>(p);
-    ATTNSCOPE_CHECK_LAUNCH();
-    if (kSeparate && p.splits > 1) {
-      const std::int64_t rows = std::int64_t(p.batch) * p.q_len * p.q_heads;
-      const std::int64_t blocks = (rows + kCombineRows - 1) / kCombineRows;
-      check_grid(blocks, 1, 1, "split_kv combine");
-      decode_combine<F, D><<<dim3(unsigned(blocks)), kCombineThreads, 0, st>>>(p);
-      ATTNSCOPE_CHECK_LAUNCH();
-    }
+    launch_decode_blocks<F, D, kSeparate>(
+        a, QT, [](dim3 grid, const KernelParams& p, hipStream_t st) {
+          decode_kernel<T, C, A, D, QT, kSeparate, F><<<grid, kDecThreads, 0, st>>>(p);
+        });
   }
 };
+
+// The matrix-instruction kernel (decode_mma.hpp, config.hpp's decode_uses_mma) at head_dim D:
+// instantiated in decode_mma.hip.
+template <int D, bool kSeparate>
+void launch_decode_mma(const StageArgs& a);
 
 // Runs launch.template run<QT>() with the query tile decode_query_tile(p) chooses.
 template <int D, class L>
@@ -625,6 +687,15 @@ struct LaunchDecode {
   template <class T, Accum A, int D>
   void operator()() const {
     if constexpr (std::is_void_v<C>) {
+      if (decode_uses_mma(a.problem)) {
+        if constexpr (F == Fault::none && std::is_same_v<T, __half> && A == Accum::fp32 &&
+                      (D == 64 || D == 128)) {
+          launch_decode_mma<D, kSeparate>(a);
+          return;
+        }
+        throw GpuError("this problem runs the matrix-instruction decode kernel, which has no " +
+                       std::string(F == Fault::none ? "instance for it" : "planted faults"));
+      }
       with_decode_query_tile<D>(a.problem, DecodeLaunch<T, T, A, D, kSeparate, F>{a});
     } else if constexpr (sizeof(T) == 2) {
       with_decode_query_tile<D>(a.problem, DecodeLaunch<T, C, A, D, kSeparate, F>{a});

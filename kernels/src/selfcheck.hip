@@ -39,11 +39,6 @@ __global__ void fp8_convert_kernel(unsigned short* out) {
   out[4 * i + 3] = static_cast<unsigned short>(b >> 16);
 }
 
-float half_bits_value(unsigned short h) {
-  const __half x = __ushort_as_half(h);
-  return __half2float(x);
-}
-
 template <Fp8Format F>
 void check_format(int& checked) {
   DeviceBuffer out(sizeof(unsigned short) * 4 * 256);
@@ -59,7 +54,7 @@ void check_format(int& checked) {
       const float want = fp8_to_float(static_cast<std::uint8_t>(code), F);
       for (int path = 0; path < 2; ++path) {
         const unsigned short got = h[4 * i + 2 * path + k];
-        const float v = half_bits_value(got);
+        const float v = half_to_float(got);
         // Exact, the sign of zero included; NaN for NaN codes.
         const bool ok =
             std::isnan(want) ? std::isnan(v) : v == want && std::signbit(v) == std::signbit(want);

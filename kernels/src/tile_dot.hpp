@@ -108,9 +108,11 @@ struct RowStream {
   // into the words word(j, k, c) of its stage (16 bytes, or 8 where EB is 1); the caller commits
   // the group. row(j, off, ok) is called for each row j of the tile with its byte offset in the
   // cache and whether it is read, for copies of its own (an fp8 cache's per-token scales).
-  template <int NKV, class W, class Word, class Row>
+  // keep(j): whether row j is read at all where the stream would read it (a kernel that must not
+  // read a masked position's row); the rows it drops are zeros.
+  template <int NKV, class W, class Word, class Row, class Keep>
   __device__ __forceinline__ void queue(int, const void* const (&src)[NKV], W* st, Word word,
-                                        Row&& row) {
+                                        Row&& row, Keep&& keep) {
     const bool paged = table_row != nullptr;
     const int lir = static_cast<int>(threadIdx.x) % L;
     std::int64_t own_off = kNotRead;  // paged: this lane's row's byte offset
@@ -128,6 +130,7 @@ struct RowStream {
         ok = static_cast<std::uint64_t>(next_q + j * R) < q_end;
         off = next_off + j * row_step;
       }
+      ok = ok && keep(j);
 #pragma unroll
       for (int k = 0; k < NKV; ++k)
 #pragma unroll
@@ -147,9 +150,15 @@ struct RowStream {
     else
       next_off += KEYS / R * row_step;
   }
+  template <int NKV, class W, class Word, class Row>
+  __device__ __forceinline__ void queue(int t, const void* const (&src)[NKV], W* st, Word word,
+                                        Row&& row) {
+    queue(t, src, st, word, row, [](int) { return true; });
+  }
   template <int NKV, class W, class Word>
   __device__ __forceinline__ void queue(int t, const void* const (&src)[NKV], W* st, Word word) {
-    queue(t, src, st, word, [](int, std::int64_t, bool) {});
+    queue(
+        t, src, st, word, [](int, std::int64_t, bool) {}, [](int) { return true; });
   }
 };
 

@@ -101,6 +101,11 @@ typename A::T reduce_run(const SummationOrder& order, int64_t lo, int64_t n, Ste
       }
       return acc[0];
     }
+    case OrderKind::mma:
+      // The hardware does not specify the order (or the rounding) of a matrix instruction's sum.
+      throw std::invalid_argument(
+          "the precision model follows sequential, pairwise and warp_tree orders, not " +
+          order.name());
   }
   return zero;
 }

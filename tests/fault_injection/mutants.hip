@@ -70,7 +70,13 @@ Implementation copy_of(Path path, const std::string& family,
   i.launch = std::move(launch);
   if (device_fault) {
     auto own = i.unsupported_reason;
-    i.unsupported_reason = [own](const Problem& p, const KvLayoutSpec& l) {
+    const bool decode = path == Path::fused || path == Path::split_kv;
+    i.unsupported_reason = [own, decode](const Problem& p, const KvLayoutSpec& l) {
+      // The faults are planted in the lane kernel; these problems run the matrix-instruction one.
+      if (decode && gpu::detail::decode_uses_mma(p))
+        return std::string(
+            "the planted faults are in the lane decode kernel; this problem runs "
+            "the matrix-instruction one");
       return fp16_d128_only(p, l, own);
     };
   }

@@ -65,12 +65,12 @@ ATTNSCOPE_HOST_DEVICE constexpr double fp8_min_subnormal(Fp8Format f) {
 namespace fp8_detail {
 ATTNSCOPE_HOST_DEVICE inline std::uint32_t bits_of(float f) {
   std::uint32_t u;
-  std::memcpy(&u, &f, 4);
+  __builtin_memcpy(&u, &f, 4);  // host and device alike
   return u;
 }
 ATTNSCOPE_HOST_DEVICE inline float float_of(std::uint32_t u) {
   float f;
-  std::memcpy(&f, &u, 4);
+  __builtin_memcpy(&f, &u, 4);
   return f;
 }
 }  // namespace fp8_detail

@@ -15,12 +15,16 @@ enum class OrderKind {
   warp_tree,   // lane l accumulates chunks l, l + lanes, ... of `vec` consecutive elements
                // sequentially (element by element), then a butterfly over the lanes with
                // ascending distance (xor 1, 2, 4, ...), as the kernels' shuffles and trees do
+  mma,         // matrix instructions: accumulator l (of `lanes`, joined by an ascending tree at
+               // the end) takes chunks l, l + lanes, ... of `vec` elements, each chunk's sum
+               // formed inside one instruction (in an order the hardware does not specify) and
+               // added to the accumulator: a chain of at most vec roundings a chunk
 };
 
 struct SummationOrder {
   OrderKind kind = OrderKind::sequential;
-  int lanes = 32;  // warp_tree: lanes taking part (a power of two)
-  int vec = 1;     // warp_tree: consecutive elements one lane takes per step
+  int lanes = 32;  // warp_tree, mma: lanes (accumulators) taking part (a power of two)
+  int vec = 1;     // warp_tree, mma: consecutive elements one lane takes per step
   // warp_tree: interleaved accumulators per lane (2 for packed half2 arithmetic): the k-th
   // element a lane visits goes to accumulator k % pack; they are added in order at the end.
   int pack = 1;
@@ -32,6 +36,9 @@ struct SummationOrder {
 
   static SummationOrder warp_tree_of(int lanes, int vec, int pack = 1, std::int64_t chunk = 0) {
     return {OrderKind::warp_tree, lanes, vec, pack, chunk};
+  }
+  static SummationOrder mma_of(int lanes, int vec, std::int64_t chunk = 0) {
+    return {OrderKind::mma, lanes, vec, 1, chunk};
   }
   friend bool operator==(const SummationOrder& a, const SummationOrder& b) {
     return a.kind == b.kind && a.lanes == b.lanes && a.vec == b.vec && a.pack == b.pack &&
@@ -65,7 +72,15 @@ struct KernelOrder {
   // the scales), over those of a cache stored in the input format. The budgets add them to the
   // depths.
   int fp8_roundings = 0;
-  std::string describe() const;  // "dot=...;values=..." (the parts present; ";fp8_roundings=2")
+  // Other roundings each product's chain passes through beyond its orders (a weight carried as
+  // the sum of two binary16 values into a matrix instruction). The budgets add them too.
+  int extra_roundings = 0;
+  // The accumulation may round toward zero (matrix instructions whose rounding the hardware does
+  // not specify as to nearest): the budgets take the unit roundoff twice over.
+  bool truncating = false;
+  // "dot=...;values=..." (the parts present; ";fp8_roundings=2", ";extra_roundings=8",
+  // ";truncating")
+  std::string describe() const;
 };
 
 }  // namespace attnscope

@@ -334,4 +334,47 @@ __device__ __forceinline__ __half2 fp8x2_to_half2(unsigned pair) {
   }
 }
 
+// Matrix instructions of one warp (NVIDIA compute capability 8.0 and later; elsewhere the
+// kernels that use them are not launched, config.hpp's kMmaDecodePlatform).
+#if defined(ATTNSCOPE_PLATFORM_CUDA) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#define ATTNSCOPE_MMA 1
+#else
+#define ATTNSCOPE_MMA 0
+#endif
+
+// c (16 x 8, fp32) += a (16 x 16, binary16, row-major) x b (16 x 8, binary16, column-major), in
+// mma.m16n8k16's fragment layouts: lane l holds a's rows l / 4 and l / 4 + 8 and b's column
+// l / 4, at columns (of a; rows of b) 2 (l % 4) + {0, 1} and + 8; c's rows l / 4 and l / 4 + 8,
+// columns 2 (l % 4) + {0, 1}.
+__device__ __forceinline__ void mma_16x8x16(float (&c)[4], const unsigned (&a)[4], unsigned b0,
+                                            unsigned b1) {
+#if ATTNSCOPE_MMA
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#else
+  (void)c;
+  (void)a;
+  (void)b0;
+  (void)b1;
+#endif
+}
+
+// Four 8 x 8 matrices of binary16 from shared memory, transposed: lanes 8 i .. 8 i + 7 give the
+// addresses of matrix i's rows (16 bytes each); r[i] then holds, at lane l, matrix i's elements
+// (row 2 (l % 4), column l / 4) and (row 2 (l % 4) + 1, column l / 4).
+__device__ __forceinline__ void ldmatrix_x4_trans(unsigned (&r)[4], const void* row) {
+#if ATTNSCOPE_MMA
+  const unsigned a = static_cast<unsigned>(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(a));
+#else
+  (void)row;
+  r[0] = r[1] = r[2] = r[3] = 0u;
+#endif
+}
+
 }  // namespace attnscope::gpu

@@ -1,0 +1,283 @@
+// fused and split_kv with matrix instructions (config.hpp's decode_uses_mma): where a KV head has
+// many queries (a GQA group of 8 or more, or several query positions), the lane-by-lane dots and
+// weighted sums of decode_kernel.hpp cost more instructions than the bytes they read; as matrix
+// products on the tensor cores they do not.
+//
+// A block holds kMmaQueries = 16 queries of a KV head (the instructions' rows; rows past the
+// row's queries repeat its first and are never written) and streams its part of the window in
+// tiles of kMmaKeys = 64 positions, RowStream's row-groups copying them (cp.async) into shared
+// memory, each warp's 16 positions there as its own rows. Per tile each warp, on its 16 positions:
+//  - S = q K^T (16 x 16, fp32) by mma.m16n8k16 over head_dim in steps of 16 dimensions. The
+//    dimensions of a step are taken in a lane-friendly order (any order of a dot's terms is the
+//    dot's): lane l's four of step s are 16 s + 4 (l % 4) + {0, 1, 2, 3}, for q and K alike, so
+//    a lane reads K with one 8-byte load; rows are stored with their 16-byte chunks XOR-swizzled
+//    by the row, so a warp's loads are free of bank conflicts;
+//  - the online softmax per query: the tile's max over the warp's positions, alpha =
+//    exp(m_old - m_new) rescaling l and the output, p = exp(s - m_new) in fp32; l adds the tile's
+//    p's summed by a tree (the lane's four, then over the quad);
+//  - O += P V: each p, scaled by 2^15, is carried as the sum of two binary16 values (hi = its
+//    rounding, lo = the rounding of the rest: relative error below 2^-21) and both enter one
+//    mma.m16n8k16 per 8 positions, hi and lo as its two halves of k, against V's 8 rows twice
+//    (ldmatrix.trans gives V's columns).
+// The warps' states are merged as decode_kernel's row-groups are (finish_decode_block), with the
+// output scaled back by 2^-15.
+#pragma once
+
+#include "decode_kernel.hpp"
+
+namespace attnscope::gpu::detail {
+
+#if defined(ATTNSCOPE_PLATFORM_CUDA)
+
+template <int D>
+struct MmaGeom {
+  using S = RowSplit<__half, D>;
+  static constexpr int L = S::LPR;                       // lanes of a row-group (RowStream)
+  static constexpr int R = kDecThreads / L;              // row-groups
+  static constexpr int WARPS = kDecThreads / kWarpSize;  // 4
+  static constexpr int RPW = kWarpSize / L;              // row-groups a warp
+  static constexpr int TK = 16 / RPW;                    // rows a row-group per tile
+  static constexpr int KEYS = R * TK;                    // positions a tile
+  static constexpr int CHUNKS = D / 8;                   // 16-byte chunks of a row
+  static constexpr int STAGE_WORDS = WARPS * 2 * 16 * CHUNKS;
+  static constexpr int STAGE_BYTES = STAGE_WORDS * 16;
+  static constexpr int SCRATCH_BYTES = MergeScratch<kMmaQueries, WARPS, D>::FLOATS * 4;
+  static constexpr int SMEM_BYTES =
+      (kMmaStages * STAGE_BYTES > SCRATCH_BYTES + 16 ? kMmaStages * STAGE_BYTES
+                                                     : SCRATCH_BYTES + 16);
+  static_assert(KEYS == kMmaKeys && WARPS * 16 == KEYS, "a warp takes 16 positions a tile");
+  static_assert(S::VEC == 8 && CHUNKS == S::NCH * L, "a chunk is 8 binary16 values");
+  // The word of chunk ch of warp w's row n (of K: kv 0, V: kv 1) in a stage.
+  __device__ static int word(int w, int kv, int n, int ch) {
+    return ((w * 2 + kv) * 16 + n) * CHUNKS + (ch ^ (n & 7));
+  }
+};
+
+template <int D, bool kSeparate>
+__global__ __launch_bounds__(kDecThreads, kMmaBlocksPerSm) void decode_mma_kernel(KernelParams p) {
+#if ATTNSCOPE_MMA
+  using G = MmaGeom<D>;
+  using Pol = AccPolicy<__half, Accum::fp32, D>;
+  constexpr int QT = kMmaQueries, R = G::R, L = G::L, TK = G::TK, W = G::WARPS;
+  constexpr float kUp = 32768.0f, kDown = 1.0f / 32768.0f;  // 2^15: p's binary16 halves
+  extern __shared__ uint4 smem[];
+  const int tid = static_cast<int>(threadIdx.x);
+  const int lir = tid % L, rg = tid / L;
+  const int warp = tid / kWarpSize, lane = tid % kWarpSize;
+  const int g = lane / 4, q4 = lane % 4;  // fragment row and column pair
+
+  int split, b, tile, kvh;
+  if (!decode_block_indices(p, reinterpret_cast<int*>(smem), split, b, tile, kvh)) return;
+  const int q0 = tile * QT;
+  const int nq = min(QT, p.group * p.q_len - q0);
+  const int first = first_split(p, b);
+  if (split < first) return;
+
+  // The query of each of this lane's two rows (g, g + 8), and its window.
+  int qrow[2];
+  std::int64_t key_lo[2], key_hi[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int i = g + 8 * r;
+    const int qi = q0 + (i < nq ? i : 0);
+    const int t = qi / p.group, h = query_head<Fault::none>(kvh, qi % p.group, p.group, p.kv_heads);
+    qrow[r] = (b * p.q_len + t) * p.q_heads + h;
+    const std::int64_t win_end = p.seq_len - p.q_len + t + 1;
+    key_lo[r] = win_end - p.window;
+    key_hi[r] = win_end;
+  }
+  // q as the A operand of each step of 16 dimensions, in the lane order above.
+  constexpr int STEPS = D / 16;
+  unsigned qa[STEPS][4];
+#pragma unroll
+  for (int s = 0; s < STEPS; ++s)
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const uint2 x = *reinterpret_cast<const uint2*>(static_cast<const __half*>(p.q) +
+                                                      std::int64_t(qrow[r]) * D + 16 * s + 4 * q4);
+      qa[s][r] = x.x;      // dimensions 4 q4, +1: a's columns 2 q4, +1
+      qa[s][2 + r] = x.y;  // dimensions 4 q4 + 2, +3: a's columns 2 q4 + 8, +9
+    }
+
+  float o[D / 8][4];
+#pragma unroll
+  for (int n = 0; n < D / 8; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+
+  const std::int64_t shift = seq_shift(p, b);
+  std::int64_t c0, c1;
+  split_run(p, split, shift, G::KEYS, c0, c1);
+  RowStream<Fault::none, __half, D, R, TK> rows(p.kv, b, kvh, c0, c1, rg, lir, shift);
+  const void* const src[2] = {p.k, p.v};
+  // Row-group rg's row j is row n = (rg % RPW) x TK + j of its warp.
+  const int n_base = (rg % G::RPW) * TK;
+  auto queue = [&](int t) {
+    // The stage was read by other lanes of this warp in the tile before.
+    sync_warp();
+    // A masked position's row is not read (its p is 0, but 0 x a NaN a cache may hold there is
+    // NaN): zeros instead.
+    const std::int64_t pos0 = rows.pos0(t);
+    rows.queue(
+        t, src, smem + (t % kMmaStages) * G::STAGE_WORDS,
+        [&](int j, int kv, int c) { return G::word(warp, kv, n_base + j, c * L + lir); },
+        [](int, std::int64_t, bool) {},
+        [&](int j) {
+          const std::int64_t pos = pos0 + std::int64_t(j) * R;
+          return p.key_mask == nullptr || (pos < c1 && key_attended<Fault::none>(p, b, shift, pos));
+        });
+  };
+  // The position of the warp's row n in tile t.
+  auto pos_of = [&](int t, int n) {
+    return c0 + std::int64_t(t) * G::KEYS + (n % TK) * R + warp * G::RPW + n / TK;
+  };
+  stream_tiles<kMmaStages>(rows.ntiles, queue, [&](int t) {
+    sync_warp();  // the warp's rows were copied by its lanes
+    const uint4* st = smem + (t % kMmaStages) * G::STAGE_WORDS;
+    // S for the warp's rows 0..7 (s[0]) and 8..15 (s[1]).
+    float s[2][4];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      s[h][0] = s[h][1] = s[h][2] = s[h][3] = 0.0f;
+      const int n = 8 * h + g;  // K's row this lane reads: b's column
+#pragma unroll
+      for (int k = 0; k < STEPS; ++k) {
+        const uint2 kw = *reinterpret_cast<const uint2*>(
+            reinterpret_cast<const char*>(st + G::word(warp, 0, n, 2 * k + q4 / 2)) + (q4 % 2) * 8);
+        mma_16x8x16(s[h], qa[k], kw.x, kw.y);
+      }
+    }
+    // Scores, and the positions outside a row's window or not attended: -inf.
+    float tmax[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const std::int64_t pos = pos_of(t, 8 * h + 2 * q4 + e);
+        const bool key_in = pos < c1 && key_attended<Fault::none>(p, b, shift, pos);
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          const bool in = key_in && pos >= key_lo[r] && pos < key_hi[r];
+          float& x = s[h][2 * r + e];
+          x = in ? __fmul_rn(x, p.scale) : -INFINITY;
+          tmax[r] = fmaxf(tmax[r], x);
+        }
+      }
+    float alpha[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      tmax[r] = fmaxf(tmax[r], shfl_xor(tmax[r], 1));
+      tmax[r] = fmaxf(tmax[r], shfl_xor(tmax[r], 2));
+      const float mn = fmaxf(m[r], tmax[r]);
+      alpha[r] = m[r] == -INFINITY ? 0.0f : expf(m[r] - mn);  // l and o are 0 before any key
+      m[r] = mn;
+    }
+    // p = exp(s - m) (0 where s is -inf), each as binary16 halves of p x 2^15; the tile's sum.
+    unsigned hi[2][2], lo[2][2];  // [h][row r]: the pair of columns 2 q4, +1
+    float tsum[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        float pv[2];
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const float x = s[h][2 * r + e];
+          pv[e] = x == -INFINITY ? 0.0f : expf(x - m[r]);
+        }
+        tsum[r] += pv[0] + pv[1];
+        const __half2 ph = __floats2half2_rn(pv[0] * kUp, pv[1] * kUp);
+        const float2 back = __half22float2(ph);
+        const __half2 pl = __floats2half2_rn(pv[0] * kUp - back.x, pv[1] * kUp - back.y);
+        hi[h][r] = bits_of_half2(ph);
+        lo[h][r] = bits_of_half2(pl);
+      }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      tsum[r] += shfl_xor(tsum[r], 1);
+      tsum[r] += shfl_xor(tsum[r], 2);
+      l[r] = l[r] * alpha[r] + tsum[r];
+    }
+    if (!warp_all(alpha[0] == 1.0f && alpha[1] == 1.0f)) {
+#pragma unroll
+      for (int n = 0; n < D / 8; ++n) {
+        o[n][0] *= alpha[0];
+        o[n][1] *= alpha[0];
+        o[n][2] *= alpha[1];
+        o[n][3] *= alpha[1];
+      }
+    }
+    // O += P V, 8 positions a step: a = (hi | lo) of those positions, b = their V rows twice.
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const unsigned a[4] = {hi[h][0], hi[h][1], lo[h][0], lo[h][1]};
+#pragma unroll
+      for (int c = 0; c < D / 32; ++c) {
+        // Matrix i: V's rows 8 h .. 8 h + 7, chunk 4 c + i (dimensions 32 c + 8 i ..).
+        const int n = 8 * h + lane % 8;
+        unsigned v[4];
+        ldmatrix_x4_trans(v, st + G::word(warp, 1, n, 4 * c + lane / 8));
+#pragma unroll
+        for (int i = 0; i < 4; ++i) mma_16x8x16(o[4 * c + i], a, v[i], v[i]);
+      }
+    }
+  });
+  AsyncCopy::wait<0>();
+  __syncthreads();  // every warp is done with the tiles: their memory becomes the merge scratch
+
+  const MergeScratch<QT, W, D> ms(reinterpret_cast<float*>(smem));
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int i = g + 8 * r;
+    if (i < nq) {
+#pragma unroll
+      for (int n = 0; n < D / 8; ++n) {
+        ms.acc[(i * W + warp) * D + 8 * n + 2 * q4] = o[n][2 * r] * kDown;
+        ms.acc[(i * W + warp) * D + 8 * n + 2 * q4 + 1] = o[n][2 * r + 1] * kDown;
+      }
+      if (q4 == 0) {
+        ms.m[i * W + warp] = m[r];
+        ms.l[i * W + warp] = l[r];
+      }
+    }
+  }
+  __syncthreads();
+  auto out_row_of = [&](int i) {
+    const int qi = q0 + i;
+    const int t = qi / p.group, h = query_head<Fault::none>(kvh, qi % p.group, p.group, p.kv_heads);
+    return (b * p.q_len + t) * p.q_heads + h;
+  };
+  finish_decode_block<Pol, W, QT, D, kSeparate, Fault::none>(
+      p, ms, reinterpret_cast<unsigned*>(reinterpret_cast<char*>(smem) + G::SMEM_BYTES - 16), nq, b,
+      split, first, tile, kvh, q0, out_row_of, false, 1.0f);
+#else
+  (void)p;
+#endif
+}
+
+template <int D, bool kSeparate>
+void launch_decode_mma(const StageArgs& a) {
+  constexpr int bytes = MmaGeom<D>::SMEM_BYTES;
+  auto* kernel = decode_mma_kernel<D, kSeparate>;
+  static const bool sized = [&] {
+    ATTNSCOPE_CHECK(hipFuncSetAttributeMaxDynamicSharedMemory(kernel, bytes));
+    return true;
+  }();
+  (void)sized;
+  launch_decode_blocks<Fault::none, D, kSeparate>(
+      a, kMmaQueries, [&](dim3 grid, const KernelParams& p, hipStream_t st) {
+        kernel<<<grid, kDecThreads, bytes, st>>>(p);
+      });
+}
+
+#else
+
+// ROCm: no matrix-instruction decode kernel (an MFMA one is not written); decode_uses_mma is false
+// there, so this is never called.
+template <int D, bool kSeparate>
+void launch_decode_mma(const StageArgs&) {
+  throw GpuError("the matrix-instruction decode kernel is built for NVIDIA GPUs only");
+}
+
+#endif
+
+}  // namespace attnscope::gpu::detail
