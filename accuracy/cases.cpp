@@ -251,8 +251,9 @@ std::vector<AccuracyCase> variants(const Target& t, Sweep sweep) {
       }
       // fp8 KV caches: every format and scale granularity; then per-token scales on a paged,
       // poisoned cache at q_len 4 (NaN codes and NaN scales in every slot no query attends),
-      // heavy-tailed K under one scale per head (its outlier channels set the scale), and a NaN
-      // inside the window. The single-pass paths read fp8 caches; the unfused stages do not.
+      // heavy-tailed K under one scale per head (its outlier channels set the scale), a NaN
+      // inside the window, and group 8. The single-pass paths read fp8 caches; the unfused stages
+      // do not.
       const bool fp8_path = t.path == Path::fused || t.path == Path::split_kv;
       for (Fp8Format f : {Fp8Format::e4m3, Fp8Format::e5m2, Fp8Format::e4m3fnuz})
         for (KvScale sc : {KvScale::tensor, KvScale::head, KvScale::token}) {
@@ -284,6 +285,12 @@ std::vector<AccuracyCase> variants(const Target& t, Sweep sweep) {
         c.problem.kv_fp8 = Fp8Format::e4m3;
         c.problem.kv_scale = KvScale::tensor;
         c.data.nan_in_window = true;
+        cases.push_back(c);
+        // Group 8 (the matrix-instruction kernel where it runs), per-token scales.
+        c = base(t, acc, w);
+        c.problem.kv_fp8 = Fp8Format::e5m2;
+        c.problem.kv_scale = KvScale::token;
+        c.problem.q_heads = 16;
         cases.push_back(c);
       }
       // Split invariance: attnscope's split paths at split counts other than their own choice,

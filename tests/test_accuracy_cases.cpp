@@ -64,9 +64,10 @@ TEST(AccuracyCases, DefaultSetCoversEveryWindowPathAndAccumulation) {
   // paths of attnscope at 1, 3 and 16 splits (window 1000, both accumulations: split invariance,
   // each count held to its own order's budget), two poisoned-cache cases, three masked cases,
   // three ragged batches (one poisoned), one NaN inside the window and one of logits near -6e4 a
-  // path and accumulation; on fused and split_kv, 12 fp8-cache cases a path and accumulation
-  // (3 formats x 3 scale granularities, one paged and poisoned, one heavy-tailed, one NaN).
-  EXPECT_EQ(cases.size(), 284u);
+  // path and accumulation; on fused and split_kv, 13 fp8-cache cases a path and accumulation
+  // (3 formats x 3 scale granularities, one paged and poisoned, one heavy-tailed, one NaN, one of
+  // group 8).
+  EXPECT_EQ(cases.size(), 288u);
   int poisoned = 0, masked = 0, fully = 0, padded = 0, negative = 0, overflow = 0, ragged = 0;
   for (const AccuracyCase& c : cases) {
     poisoned += c.data.poison_outside ? 1 : 0;
@@ -99,7 +100,7 @@ TEST(AccuracyCases, DefaultSetCoversEveryWindowPathAndAccumulation) {
                 std::string::npos)
           << c.name();
     }
-  EXPECT_EQ(fp8_cases, 48);
+  EXPECT_EQ(fp8_cases, 52);
   EXPECT_EQ(fp8_seen.size(), 2u * 2u * 3u * 3u);
   int past_2_31 = 0, past_65535 = 0;
   for (const AccuracyCase& c : cases) {
@@ -274,10 +275,16 @@ TEST(KernelOrders, MatrixInstructionDecodeWhereItRuns) {
     EXPECT_EQ(o.dot->kind, OrderKind::warp_tree);
     EXPECT_FALSE(o.truncating);
   }
-  // Not for 4 queries, bf16, fp16 accumulation, head_dim 256 or an fp8 cache.
+  // Not for 4 queries, bf16, fp16 accumulation, head_dim 256, or an fp8 cache at head_dim 64.
   Problem q = p;
+  q.kv_fp8 = Fp8Format::e5m2;
+  EXPECT_EQ(gpu::detail::decode_uses_mma(q), platform);
+  if (platform) {
+    EXPECT_EQ(gpu::detail::decode_order(q, 2).fp8_roundings, 1);
+  }
   q.q_heads = 32;
   EXPECT_FALSE(gpu::detail::decode_uses_mma(q));
+  q.kv_fp8.reset();
   q.q_len = 2;
   q.seq_len = q.window + 1;
   EXPECT_EQ(gpu::detail::decode_uses_mma(q), platform);
@@ -286,7 +293,10 @@ TEST(KernelOrders, MatrixInstructionDecodeWhereItRuns) {
     if (k == 0) q.input = q.output = DType::bf16;
     if (k == 1) q.accum = Accum::fp16;
     if (k == 2) q.head_dim = 256;
-    if (k == 3) q.kv_fp8 = Fp8Format::e4m3;
+    if (k == 3) {
+      q.kv_fp8 = Fp8Format::e4m3;
+      q.head_dim = 64;
+    }
     EXPECT_FALSE(gpu::detail::decode_uses_mma(q)) << k;
   }
 }
@@ -532,7 +542,7 @@ TEST(Registry, EngineImplementationGetsCasesOnItsOwnLayout) {
     EXPECT_EQ(c.data.ragged_min_len, 0) << c.name();
   }
   // The fused path's cases of the default set (the split-count cases are attnscope's own).
-  EXPECT_EQ(std::size_t(left) + cases.size(), 98u);
+  EXPECT_EQ(std::size_t(left) + cases.size(), 100u);
 
   const gpu::Implementation& reg = gpu::implementation("testengine.decode");
   EXPECT_FALSE(reg.declares_order());

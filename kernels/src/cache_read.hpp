@@ -44,6 +44,7 @@ template <class T, Fp8Format F>
 struct CacheRead<T, Fp8Code<F>> {
   static_assert(sizeof(T) == 2, "an fp8 cache is read with fp16 or bf16 queries");
   static constexpr bool kFp8 = true;
+  static constexpr Fp8Format kFormat = F;
   static constexpr int EB = 1;
   using Word = uint2;  // 8 codes
   // fp32 accumulation: the codes' values; fp16: binary16(fp32(code) x scale).

@@ -656,7 +656,7 @@ struct DecodeLaunch {
 
 // The matrix-instruction kernel (decode_mma.hpp, config.hpp's decode_uses_mma) at head_dim D:
 // instantiated in decode_mma.hip.
-template <int D, bool kSeparate>
+template <int D, bool kSeparate, class C>
 void launch_decode_mma(const StageArgs& a);
 
 // Runs launch.template run<QT>() with the query tile decode_query_tile(p) chooses.
@@ -686,22 +686,20 @@ struct LaunchDecode {
   const StageArgs& a;
   template <class T, Accum A, int D>
   void operator()() const {
-    if constexpr (std::is_void_v<C>) {
-      if (decode_uses_mma(a.problem)) {
-        if constexpr (F == Fault::none && std::is_same_v<T, __half> && A == Accum::fp32 &&
-                      (D == 64 || D == 128)) {
-          launch_decode_mma<D, kSeparate>(a);
-          return;
-        }
-        throw GpuError("this problem runs the matrix-instruction decode kernel, which has no " +
-                       std::string(F == Fault::none ? "instance for it" : "planted faults"));
+    using CC = std::conditional_t<std::is_void_v<C>, T, C>;
+    if (decode_uses_mma(a.problem)) {
+      if constexpr (F == Fault::none && std::is_same_v<T, __half> && A == Accum::fp32 &&
+                    (D == 128 || (D == 64 && std::is_void_v<C>))) {
+        launch_decode_mma<D, kSeparate, CC>(a);
+        return;
       }
-      with_decode_query_tile<D>(a.problem, DecodeLaunch<T, T, A, D, kSeparate, F>{a});
-    } else if constexpr (sizeof(T) == 2) {
-      with_decode_query_tile<D>(a.problem, DecodeLaunch<T, C, A, D, kSeparate, F>{a});
-    } else {
-      throw GpuError("an fp8 KV cache is read with fp16 or bf16 queries");
+      throw GpuError("this problem runs the matrix-instruction decode kernel, which has no " +
+                     std::string(F == Fault::none ? "instance for it" : "planted faults"));
     }
+    if constexpr (std::is_void_v<C> || sizeof(T) == 2)
+      with_decode_query_tile<D>(a.problem, DecodeLaunch<T, CC, A, D, kSeparate, F>{a});
+    else
+      throw GpuError("an fp8 KV cache is read with fp16 or bf16 queries");
   }
 };
 

@@ -29,34 +29,53 @@ namespace attnscope::gpu::detail {
 
 #if defined(ATTNSCOPE_PLATFORM_CUDA)
 
-template <int D>
+// C: the cache's elements, __half or an fp8 code (cache_read.hpp).
+template <int D, class C = __half>
 struct MmaGeom {
   using S = RowSplit<__half, D>;
-  static constexpr int L = S::LPR;                       // lanes of a row-group (RowStream)
-  static constexpr int R = kDecThreads / L;              // row-groups
+  using CR = CacheRead<__half, C>;
+  static constexpr int EB = CR::EB;          // bytes of a cache element
+  using Word = typename CR::Word;            // a lane's copy: 8 elements (16 or 8 bytes)
+  static constexpr int L = S::LPR;           // lanes of a row-group (RowStream)
+  static constexpr int R = kDecThreads / L;  // row-groups
   static constexpr int WARPS = kDecThreads / kWarpSize;  // 4
   static constexpr int RPW = kWarpSize / L;              // row-groups a warp
   static constexpr int TK = 16 / RPW;                    // rows a row-group per tile
   static constexpr int KEYS = R * TK;                    // positions a tile
-  static constexpr int CHUNKS = D / 8;                   // 16-byte chunks of a row
-  static constexpr int STAGE_WORDS = WARPS * 2 * 16 * CHUNKS;
-  static constexpr int STAGE_BYTES = STAGE_WORDS * 16;
+  static constexpr int ROW_BYTES = D * EB;
+  static constexpr int CHUNKS = ROW_BYTES / 16;  // 16-byte chunks of a row
+  static constexpr int STAGE_BYTES = WARPS * 2 * 16 * ROW_BYTES;
+  // Per-token scales (fp8): a stage's K and V scales of each warp's rows, after the stages.
+  static constexpr int SCALES = CR::kFp8 ? WARPS * 2 * 16 : 0;
+  static constexpr int STAGES = CR::kFp8 ? kMmaStagesFp8 : kMmaStages;
+  static constexpr int STREAM_BYTES = STAGES * (STAGE_BYTES + SCALES * 4);
   static constexpr int SCRATCH_BYTES = MergeScratch<kMmaQueries, WARPS, D>::FLOATS * 4;
   static constexpr int SMEM_BYTES =
-      (kMmaStages * STAGE_BYTES > SCRATCH_BYTES + 16 ? kMmaStages * STAGE_BYTES
-                                                     : SCRATCH_BYTES + 16);
+      (STREAM_BYTES > SCRATCH_BYTES + 16 ? STREAM_BYTES : SCRATCH_BYTES + 16);
   static_assert(KEYS == kMmaKeys && WARPS * 16 == KEYS, "a warp takes 16 positions a tile");
-  static_assert(S::VEC == 8 && CHUNKS == S::NCH * L, "a chunk is 8 binary16 values");
-  // The word of chunk ch of warp w's row n (of K: kv 0, V: kv 1) in a stage.
-  __device__ static int word(int w, int kv, int n, int ch) {
-    return ((w * 2 + kv) * 16 + n) * CHUNKS + (ch ^ (n & 7));
+  static_assert(S::VEC == 8 && D / 8 == S::NCH * L, "a lane's copy is 8 elements");
+  static_assert(CHUNKS >= 8, "rows are swizzled over 8 chunks");
+  // Byte offset of warp w's row n (of K: kv 0, V: kv 1) in a stage, and of its 16-byte chunk c,
+  // chunks XOR-swizzled by the row.
+  __device__ static int row(int w, int kv, int n) { return ((w * 2 + kv) * 16 + n) * ROW_BYTES; }
+  __device__ static int chunk(int w, int kv, int n, int c) {
+    return row(w, kv, n) + ((c ^ (n & 7)) << 4);
   }
+  // The Word of a lane's copy ch (elements 8 ch .. 8 ch + 7 of the row).
+  __device__ static int word(int w, int kv, int n, int ch) {
+    constexpr int PER = 16 / static_cast<int>(sizeof(Word));  // copies a chunk
+    return (chunk(w, kv, n, ch / PER) + (ch % PER) * static_cast<int>(sizeof(Word))) /
+           static_cast<int>(sizeof(Word));
+  }
+  __device__ static int scale_at(int w, int kv, int n) { return (w * 2 + kv) * 16 + n; }
 };
 
-template <int D, bool kSeparate>
+template <int D, bool kSeparate, class C>
 __global__ __launch_bounds__(kDecThreads, kMmaBlocksPerSm) void decode_mma_kernel(KernelParams p) {
 #if ATTNSCOPE_MMA
-  using G = MmaGeom<D>;
+  using G = MmaGeom<D, C>;
+  using CR = typename G::CR;
+  using Word = typename G::Word;
   using Pol = AccPolicy<__half, Accum::fp32, D>;
   constexpr int QT = kMmaQueries, R = G::R, L = G::L, TK = G::TK, W = G::WARPS;
   constexpr float kUp = 32768.0f, kDown = 1.0f / 32768.0f;  // 2^15: p's binary16 halves
@@ -107,8 +126,21 @@ __global__ __launch_bounds__(kDecThreads, kMmaBlocksPerSm) void decode_mma_kerne
   const std::int64_t shift = seq_shift(p, b);
   std::int64_t c0, c1;
   split_run(p, split, shift, G::KEYS, c0, c1);
-  RowStream<Fault::none, __half, D, R, TK> rows(p.kv, b, kvh, c0, c1, rg, lir, shift);
+  RowStream<Fault::none, __half, D, R, TK, G::EB> rows(p.kv, b, kvh, c0, c1, rg, lir, shift);
   const void* const src[2] = {p.k, p.v};
+  char* const stages = reinterpret_cast<char*>(smem);
+  float* const scales = reinterpret_cast<float*>(stages + G::STAGES * G::STAGE_BYTES);
+  // fp8 caches: one K and one V scale for the block (the score's multiplier fp32(scale x K
+  // scale), the output's multiplier), or per-token scales streamed with their rows (lane 2 j + kv
+  // of a row-group copies row j's) that multiply each score and each p.
+  const bool token = CR::kFp8 && p.token_scales;
+  float score_mul = p.scale, v_scale = 1.0f;
+  if constexpr (CR::kFp8) {
+    if (!token) {
+      score_mul = __fmul_rn(p.scale, p.k_scale[kvh * p.scale_step]);
+      v_scale = p.v_scale[kvh * p.scale_step];
+    }
+  }
   // Row-group rg's row j is row n = (rg % RPW) x TK + j of its warp.
   const int n_base = (rg % G::RPW) * TK;
   auto queue = [&](int t) {
@@ -117,10 +149,19 @@ __global__ __launch_bounds__(kDecThreads, kMmaBlocksPerSm) void decode_mma_kerne
     // A masked position's row is not read (its p is 0, but 0 x a NaN a cache may hold there is
     // NaN): zeros instead.
     const std::int64_t pos0 = rows.pos0(t);
+    const int stage = t % G::STAGES;
     rows.queue(
-        t, src, smem + (t % kMmaStages) * G::STAGE_WORDS,
+        t, src, reinterpret_cast<Word*>(stages + stage * G::STAGE_BYTES),
         [&](int j, int kv, int c) { return G::word(warp, kv, n_base + j, c * L + lir); },
-        [](int, std::int64_t, bool) {},
+        [&](int j, std::int64_t off, bool ok) {
+          if constexpr (CR::kFp8) {
+            if (token && (lir >> 1) == j) {
+              const float* from = (lir & 1) ? p.v_scale : p.k_scale;
+              AsyncCopy::copy4(scales + stage * G::SCALES + G::scale_at(warp, lir & 1, n_base + j),
+                               from + static_cast<std::uint64_t>(off) / D, ok);
+            }
+          }
+        },
         [&](int j) {
           const std::int64_t pos = pos0 + std::int64_t(j) * R;
           return p.key_mask == nullptr || (pos < c1 && key_attended<Fault::none>(p, b, shift, pos));
@@ -130,9 +171,11 @@ __global__ __launch_bounds__(kDecThreads, kMmaBlocksPerSm) void decode_mma_kerne
   auto pos_of = [&](int t, int n) {
     return c0 + std::int64_t(t) * G::KEYS + (n % TK) * R + warp * G::RPW + n / TK;
   };
-  stream_tiles<kMmaStages>(rows.ntiles, queue, [&](int t) {
-    sync_warp();  // the warp's rows were copied by its lanes
-    const uint4* st = smem + (t % kMmaStages) * G::STAGE_WORDS;
+  static_assert(2 * TK <= L, "a row-group's lanes copy its rows' scales");
+  stream_tiles<G::STAGES>(rows.ntiles, queue, [&](int t) {
+    sync_warp();  // the warp's rows (and scales) were copied by its lanes
+    const char* st = stages + (t % G::STAGES) * G::STAGE_BYTES;
+    const float* sst = scales + (t % G::STAGES) * G::SCALES;
     // S for the warp's rows 0..7 (s[0]) and 8..15 (s[1]).
     float s[2][4];
 #pragma unroll
@@ -141,9 +184,17 @@ __global__ __launch_bounds__(kDecThreads, kMmaBlocksPerSm) void decode_mma_kerne
       const int n = 8 * h + g;  // K's row this lane reads: b's column
 #pragma unroll
       for (int k = 0; k < STEPS; ++k) {
-        const uint2 kw = *reinterpret_cast<const uint2*>(
-            reinterpret_cast<const char*>(st + G::word(warp, 0, n, 2 * k + q4 / 2)) + (q4 % 2) * 8);
-        mma_16x8x16(s[h], qa[k], kw.x, kw.y);
+        if constexpr (CR::kFp8) {
+          // The step's 16 codes are chunk k; this lane's four at 4 q4.
+          const unsigned kw =
+              *reinterpret_cast<const unsigned*>(st + G::chunk(warp, 0, n, k) + 4 * q4);
+          mma_16x8x16(s[h], qa[k], bits_of_half2(fp8x2_to_half2<CR::kFormat>(kw)),
+                      bits_of_half2(fp8x2_to_half2<CR::kFormat>(kw >> 16)));
+        } else {
+          const uint2 kw = *reinterpret_cast<const uint2*>(
+              st + G::chunk(warp, 0, n, 2 * k + q4 / 2) + (q4 % 2) * 8);
+          mma_16x8x16(s[h], qa[k], kw.x, kw.y);
+        }
       }
     }
     // Scores, and the positions outside a row's window or not attended: -inf.
@@ -152,13 +203,17 @@ __global__ __launch_bounds__(kDecThreads, kMmaBlocksPerSm) void decode_mma_kerne
     for (int h = 0; h < 2; ++h)
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
-        const std::int64_t pos = pos_of(t, 8 * h + 2 * q4 + e);
+        const int n = 8 * h + 2 * q4 + e;
+        const std::int64_t pos = pos_of(t, n);
         const bool key_in = pos < c1 && key_attended<Fault::none>(p, b, shift, pos);
+        float mul = score_mul;
+        if constexpr (CR::kFp8)
+          if (token) mul = __fmul_rn(p.scale, sst[G::scale_at(warp, 0, n)]);
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
           const bool in = key_in && pos >= key_lo[r] && pos < key_hi[r];
           float& x = s[h][2 * r + e];
-          x = in ? __fmul_rn(x, p.scale) : -INFINITY;
+          x = in ? __fmul_rn(x, mul) : -INFINITY;
           tmax[r] = fmaxf(tmax[r], x);
         }
       }
@@ -185,6 +240,12 @@ __global__ __launch_bounds__(kDecThreads, kMmaBlocksPerSm) void decode_mma_kerne
           pv[e] = x == -INFINITY ? 0.0f : expf(x - m[r]);
         }
         tsum[r] += pv[0] + pv[1];
+        if constexpr (CR::kFp8) {
+          if (token) {  // the weight of V's codes: p x the key's V scale
+            pv[0] = __fmul_rn(pv[0], sst[G::scale_at(warp, 1, 8 * h + 2 * q4)]);
+            pv[1] = __fmul_rn(pv[1], sst[G::scale_at(warp, 1, 8 * h + 2 * q4 + 1)]);
+          }
+        }
         const __half2 ph = __floats2half2_rn(pv[0] * kUp, pv[1] * kUp);
         const float2 back = __half22float2(ph);
         const __half2 pl = __floats2half2_rn(pv[0] * kUp - back.x, pv[1] * kUp - back.y);
@@ -211,13 +272,27 @@ __global__ __launch_bounds__(kDecThreads, kMmaBlocksPerSm) void decode_mma_kerne
     for (int h = 0; h < 2; ++h) {
       const unsigned a[4] = {hi[h][0], hi[h][1], lo[h][0], lo[h][1]};
 #pragma unroll
-      for (int c = 0; c < D / 32; ++c) {
-        // Matrix i: V's rows 8 h .. 8 h + 7, chunk 4 c + i (dimensions 32 c + 8 i ..).
+      for (int c = 0; c < G::CHUNKS / 4; ++c) {
+        // Matrix i: V's rows 8 h .. 8 h + 7, chunk 4 c + i.
         const int n = 8 * h + lane % 8;
         unsigned v[4];
-        ldmatrix_x4_trans(v, st + G::word(warp, 1, n, 4 * c + lane / 8));
+        ldmatrix_x4_trans(v, st + G::chunk(warp, 1, n, 4 * c + lane / 8));
 #pragma unroll
-        for (int i = 0; i < 4; ++i) mma_16x8x16(o[4 * c + i], a, v[i], v[i]);
+        for (int i = 0; i < 4; ++i) {
+          if constexpr (CR::kFp8) {
+            // A chunk is 16 codes, read as 8 pairs: v[i] holds, for rows 2 q4 and 2 q4 + 1,
+            // the codes of dimensions 16 cc + 2 g and + 1 (cc = 4 c + i). Output tile 2 cc
+            // takes the even dimensions, 2 cc + 1 the odd.
+            const unsigned even = __byte_perm(v[i], 0u, 0x0020);
+            const unsigned odd = __byte_perm(v[i], 0u, 0x0031);
+            const unsigned be = bits_of_half2(fp8x2_to_half2<CR::kFormat>(even));
+            const unsigned bo = bits_of_half2(fp8x2_to_half2<CR::kFormat>(odd));
+            mma_16x8x16(o[2 * (4 * c + i)], a, be, be);
+            mma_16x8x16(o[2 * (4 * c + i) + 1], a, bo, bo);
+          } else {
+            mma_16x8x16(o[4 * c + i], a, v[i], v[i]);
+          }
+        }
       }
     }
   });
@@ -231,8 +306,12 @@ __global__ __launch_bounds__(kDecThreads, kMmaBlocksPerSm) void decode_mma_kerne
     if (i < nq) {
 #pragma unroll
       for (int n = 0; n < D / 8; ++n) {
-        ms.acc[(i * W + warp) * D + 8 * n + 2 * q4] = o[n][2 * r] * kDown;
-        ms.acc[(i * W + warp) * D + 8 * n + 2 * q4 + 1] = o[n][2 * r + 1] * kDown;
+        // Output tile n's columns 2 q4 and 2 q4 + 1: dimensions 8 n + 2 q4 + {0, 1}, or (fp8)
+        // 16 (n / 2) + 4 q4 + {0, 2} + n % 2.
+        const int d0 = CR::kFp8 ? 16 * (n / 2) + 4 * q4 + n % 2 : 8 * n + 2 * q4;
+        const int d1 = CR::kFp8 ? d0 + 2 : d0 + 1;
+        ms.acc[(i * W + warp) * D + d0] = o[n][2 * r] * kDown;
+        ms.acc[(i * W + warp) * D + d1] = o[n][2 * r + 1] * kDown;
       }
       if (q4 == 0) {
         ms.m[i * W + warp] = m[r];
@@ -248,16 +327,16 @@ __global__ __launch_bounds__(kDecThreads, kMmaBlocksPerSm) void decode_mma_kerne
   };
   finish_decode_block<Pol, W, QT, D, kSeparate, Fault::none>(
       p, ms, reinterpret_cast<unsigned*>(reinterpret_cast<char*>(smem) + G::SMEM_BYTES - 16), nq, b,
-      split, first, tile, kvh, q0, out_row_of, false, 1.0f);
+      split, first, tile, kvh, q0, out_row_of, CR::kFp8 && !token, v_scale);
 #else
   (void)p;
 #endif
 }
 
-template <int D, bool kSeparate>
+template <int D, bool kSeparate, class C>
 void launch_decode_mma(const StageArgs& a) {
-  constexpr int bytes = MmaGeom<D>::SMEM_BYTES;
-  auto* kernel = decode_mma_kernel<D, kSeparate>;
+  constexpr int bytes = MmaGeom<D, C>::SMEM_BYTES;
+  auto* kernel = decode_mma_kernel<D, kSeparate, C>;
   static const bool sized = [&] {
     ATTNSCOPE_CHECK(hipFuncSetAttributeMaxDynamicSharedMemory(kernel, bytes));
     return true;
@@ -273,7 +352,7 @@ void launch_decode_mma(const StageArgs& a) {
 
 // ROCm: no matrix-instruction decode kernel (an MFMA one is not written); decode_uses_mma is false
 // there, so this is never called.
-template <int D, bool kSeparate>
+template <int D, bool kSeparate, class C>
 void launch_decode_mma(const StageArgs&) {
   throw GpuError("the matrix-instruction decode kernel is built for NVIDIA GPUs only");
 }
