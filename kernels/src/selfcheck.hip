@@ -26,7 +26,8 @@ __global__ void selfcheck_kernel(float* out, int* compiled_warp) {
 
 // Every code of format F, as the decode kernel converts it (fp8x2_to_half2) and by the integer
 // path: thread i converts the pair (i, 255 - i) both ways; out[4 i ..] = default low, high,
-// integer low, high, as binary16 bits.
+// integer low, high, as binary16 bits; out[1024] = 1 where the default path is the hardware's
+// conversion (as compiled for this device), else 0.
 template <Fp8Format F>
 __global__ void fp8_convert_kernel(unsigned short* out) {
   const unsigned i = threadIdx.x;
@@ -37,16 +38,18 @@ __global__ void fp8_convert_kernel(unsigned short* out) {
   out[4 * i + 1] = static_cast<unsigned short>(a >> 16);
   out[4 * i + 2] = static_cast<unsigned short>(b & 0xffffu);
   out[4 * i + 3] = static_cast<unsigned short>(b >> 16);
+  if (i == 0) out[1024] = ATTNSCOPE_FP8_CVT && F != Fp8Format::e4m3fnuz ? 1 : 0;
 }
 
+// Returns whether the kernels' path converted F in hardware.
 template <Fp8Format F>
-void check_format(int& checked) {
-  DeviceBuffer out(sizeof(unsigned short) * 4 * 256);
+bool check_format(int& checked) {
+  DeviceBuffer out(sizeof(unsigned short) * (4 * 256 + 1));
   out.poison();
   fp8_convert_kernel<F><<<1, 256>>>(out.as<unsigned short>());
   ATTNSCOPE_CHECK_LAUNCH();
   synchronize();
-  std::vector<unsigned short> h(4 * 256);
+  std::vector<unsigned short> h(4 * 256 + 1);
   out.download(h.data(), h.size() * sizeof(unsigned short));
   for (unsigned i = 0; i < 256; ++i)
     for (int k = 0; k < 2; ++k) {
@@ -69,18 +72,20 @@ void check_format(int& checked) {
         ++checked;
       }
     }
+  return h[1024] == 1;
 }
 
 }  // namespace
 
 std::string check_fp8_conversions() {
   int checked = 0;
-  check_format<Fp8Format::e4m3>(checked);
-  check_format<Fp8Format::e5m2>(checked);
+  const bool hw = check_format<Fp8Format::e4m3>(checked);
+  const bool hw2 = check_format<Fp8Format::e5m2>(checked);
   check_format<Fp8Format::e4m3fnuz>(checked);
   std::ostringstream s;
   s << "fp8 to binary16 exact for all 256 codes of e4m3, e5m2 and e4m3fnuz, by the kernels' path ("
-    << (ATTNSCOPE_FP8_CVT ? "hardware conversion for e4m3 and e5m2" : "integer operations")
+    << (hw && hw2 ? "the hardware's conversion for e4m3 and e5m2, integer operations for e4m3fnuz"
+                  : "integer operations")
     << ") and the integer path (" << checked << " conversions)";
   return s.str();
 }
