@@ -282,6 +282,9 @@ TEST(KernelOrders, MatrixInstructionDecodeWhereItRuns) {
   if (platform) {
     EXPECT_EQ(gpu::detail::decode_order(q, 2).fp8_roundings, 1);
   }
+  q.kv_scale = KvScale::token;  // per-token scales take the lane kernel
+  EXPECT_FALSE(gpu::detail::decode_uses_mma(q));
+  q.kv_scale = KvScale::tensor;
   q.q_heads = 32;
   EXPECT_FALSE(gpu::detail::decode_uses_mma(q));
   q.kv_fp8.reset();

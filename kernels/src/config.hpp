@@ -115,10 +115,13 @@ inline constexpr int kMmaKeys = 64;
 inline constexpr int kMmaStages = 3;
 inline constexpr int kMmaStagesFp8 = 4;  // an fp8 tile is half the bytes: more in flight
 inline constexpr int kMmaBlocksPerSm = 2;
-// An fp8 cache takes it at head_dim 128. From 4 queries it was tried too: on an H200 the lane
-// kernel was faster there (Llama-3-8B b16 x 32K, e4m3: 531 us against 697 us).
+// An fp8 cache takes it at head_dim 128, with one scale per tensor or KV head (a per-token V
+// scale folded into the weights could carry them past binary16's range). From 4 queries it was
+// tried too: on an H200 the lane kernel was faster there (Llama-3-8B b16 x 32K, e4m3: 531 us
+// against 697 us).
 inline bool decode_uses_mma(const Problem& p) {
   if (!kMmaDecodePlatform || p.input != DType::fp16 || p.accum != Accum::fp32) return false;
+  if (p.kv_fp8 && p.kv_scale == KvScale::token) return false;
   if (std::int64_t(p.group()) * p.q_len < kMmaMinQueries) return false;
   return p.head_dim == 128 || (p.head_dim == 64 && !p.kv_fp8);
 }

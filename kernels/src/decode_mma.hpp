@@ -45,10 +45,8 @@ struct MmaGeom {
   static constexpr int ROW_BYTES = D * EB;
   static constexpr int CHUNKS = ROW_BYTES / 16;  // 16-byte chunks of a row
   static constexpr int STAGE_BYTES = WARPS * 2 * 16 * ROW_BYTES;
-  // Per-token scales (fp8): a stage's K and V scales of each warp's rows, after the stages.
-  static constexpr int SCALES = CR::kFp8 ? WARPS * 2 * 16 : 0;
   static constexpr int STAGES = CR::kFp8 ? kMmaStagesFp8 : kMmaStages;
-  static constexpr int STREAM_BYTES = STAGES * (STAGE_BYTES + SCALES * 4);
+  static constexpr int STREAM_BYTES = STAGES * STAGE_BYTES;
   static constexpr int SCRATCH_BYTES = MergeScratch<kMmaQueries, WARPS, D>::FLOATS * 4;
   static constexpr int SMEM_BYTES =
       (STREAM_BYTES > SCRATCH_BYTES + 16 ? STREAM_BYTES : SCRATCH_BYTES + 16);
@@ -67,7 +65,6 @@ struct MmaGeom {
     return (chunk(w, kv, n, ch / PER) + (ch % PER) * static_cast<int>(sizeof(Word))) /
            static_cast<int>(sizeof(Word));
   }
-  __device__ static int scale_at(int w, int kv, int n) { return (w * 2 + kv) * 16 + n; }
 };
 
 template <int D, bool kSeparate, class C>
@@ -129,17 +126,13 @@ __global__ __launch_bounds__(kDecThreads, kMmaBlocksPerSm) void decode_mma_kerne
   RowStream<Fault::none, __half, D, R, TK, G::EB> rows(p.kv, b, kvh, c0, c1, rg, lir, shift);
   const void* const src[2] = {p.k, p.v};
   char* const stages = reinterpret_cast<char*>(smem);
-  float* const scales = reinterpret_cast<float*>(stages + G::STAGES * G::STAGE_BYTES);
-  // fp8 caches: one K and one V scale for the block (the score's multiplier fp32(scale x K
-  // scale), the output's multiplier), or per-token scales streamed with their rows (lane 2 j + kv
-  // of a row-group copies row j's) that multiply each score and each p.
-  const bool token = CR::kFp8 && p.token_scales;
+  // fp8 caches: one K and one V scale for the block, the score's multiplier fp32(scale x K scale)
+  // and the output's. (Per-token scales take the lane kernel: a V scale folded into p could
+  // carry p x 2^15 past binary16's range.)
   float score_mul = p.scale, v_scale = 1.0f;
   if constexpr (CR::kFp8) {
-    if (!token) {
-      score_mul = __fmul_rn(p.scale, p.k_scale[kvh * p.scale_step]);
-      v_scale = p.v_scale[kvh * p.scale_step];
-    }
+    score_mul = __fmul_rn(p.scale, p.k_scale[kvh * p.scale_step]);
+    v_scale = p.v_scale[kvh * p.scale_step];
   }
   // Row-group rg's row j is row n = (rg % RPW) x TK + j of its warp.
   const int n_base = (rg % G::RPW) * TK;
@@ -153,15 +146,7 @@ __global__ __launch_bounds__(kDecThreads, kMmaBlocksPerSm) void decode_mma_kerne
     rows.queue(
         t, src, reinterpret_cast<Word*>(stages + stage * G::STAGE_BYTES),
         [&](int j, int kv, int c) { return G::word(warp, kv, n_base + j, c * L + lir); },
-        [&](int j, std::int64_t off, bool ok) {
-          if constexpr (CR::kFp8) {
-            if (token && (lir >> 1) == j) {
-              const float* from = (lir & 1) ? p.v_scale : p.k_scale;
-              AsyncCopy::copy4(scales + stage * G::SCALES + G::scale_at(warp, lir & 1, n_base + j),
-                               from + static_cast<std::uint64_t>(off) / D, ok);
-            }
-          }
-        },
+        [](int, std::int64_t, bool) {},
         [&](int j) {
           const std::int64_t pos = pos0 + std::int64_t(j) * R;
           return p.key_mask == nullptr || (pos < c1 && key_attended<Fault::none>(p, b, shift, pos));
@@ -171,11 +156,9 @@ __global__ __launch_bounds__(kDecThreads, kMmaBlocksPerSm) void decode_mma_kerne
   auto pos_of = [&](int t, int n) {
     return c0 + std::int64_t(t) * G::KEYS + (n % TK) * R + warp * G::RPW + n / TK;
   };
-  static_assert(2 * TK <= L, "a row-group's lanes copy its rows' scales");
   stream_tiles<G::STAGES>(rows.ntiles, queue, [&](int t) {
-    sync_warp();  // the warp's rows (and scales) were copied by its lanes
+    sync_warp();  // the warp's rows were copied by its lanes
     const char* st = stages + (t % G::STAGES) * G::STAGE_BYTES;
-    const float* sst = scales + (t % G::STAGES) * G::SCALES;
     // S for the warp's rows 0..7 (s[0]) and 8..15 (s[1]).
     float s[2][4];
 #pragma unroll
@@ -206,14 +189,11 @@ __global__ __launch_bounds__(kDecThreads, kMmaBlocksPerSm) void decode_mma_kerne
         const int n = 8 * h + 2 * q4 + e;
         const std::int64_t pos = pos_of(t, n);
         const bool key_in = pos < c1 && key_attended<Fault::none>(p, b, shift, pos);
-        float mul = score_mul;
-        if constexpr (CR::kFp8)
-          if (token) mul = __fmul_rn(p.scale, sst[G::scale_at(warp, 0, n)]);
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
           const bool in = key_in && pos >= key_lo[r] && pos < key_hi[r];
           float& x = s[h][2 * r + e];
-          x = in ? __fmul_rn(x, mul) : -INFINITY;
+          x = in ? __fmul_rn(x, score_mul) : -INFINITY;
           tmax[r] = fmaxf(tmax[r], x);
         }
       }
@@ -240,12 +220,6 @@ __global__ __launch_bounds__(kDecThreads, kMmaBlocksPerSm) void decode_mma_kerne
           pv[e] = x == -INFINITY ? 0.0f : expf(x - m[r]);
         }
         tsum[r] += pv[0] + pv[1];
-        if constexpr (CR::kFp8) {
-          if (token) {  // the weight of V's codes: p x the key's V scale
-            pv[0] = __fmul_rn(pv[0], sst[G::scale_at(warp, 1, 8 * h + 2 * q4)]);
-            pv[1] = __fmul_rn(pv[1], sst[G::scale_at(warp, 1, 8 * h + 2 * q4 + 1)]);
-          }
-        }
         const __half2 ph = __floats2half2_rn(pv[0] * kUp, pv[1] * kUp);
         const float2 back = __half22float2(ph);
         const __half2 pl = __floats2half2_rn(pv[0] * kUp - back.x, pv[1] * kUp - back.y);
@@ -327,7 +301,7 @@ __global__ __launch_bounds__(kDecThreads, kMmaBlocksPerSm) void decode_mma_kerne
   };
   finish_decode_block<Pol, W, QT, D, kSeparate, Fault::none>(
       p, ms, reinterpret_cast<unsigned*>(reinterpret_cast<char*>(smem) + G::SMEM_BYTES - 16), nq, b,
-      split, first, tile, kvh, q0, out_row_of, CR::kFp8 && !token, v_scale);
+      split, first, tile, kvh, q0, out_row_of, CR::kFp8, v_scale);
 #else
   (void)p;
 #endif
