@@ -21,6 +21,11 @@
 //    (ldmatrix.trans gives V's columns).
 // The warps' states are merged as decode_kernel's row-groups are (finish_decode_block), with the
 // output scaled back by 2^-15.
+//
+// An fp8 cache (one scale per tensor or KV head) is read as codes and converted exactly to
+// binary16 (fp8x2_to_half2): K four codes a lane and step (one 4-byte load), V by ldmatrix.trans
+// on code pairs, each pair split into its even and odd dimensions, which go to two output tiles.
+// The K scale joins the score's multiplier and the V scale multiplies the output.
 #pragma once
 
 #include "decode_kernel.hpp"
