@@ -11,7 +11,7 @@
 //  - fp16 accumulation: each element is taken as binary16(fp32(code) x scale): the codes' range
 //    (e5m2 reaches 57344) would overflow binary16 sums, and the scaled values are the cache's own.
 // Either way a scaled element or score passes through at most two roundings more than a T cache's
-// (fp8_extra_roundings in stage_kernels.hpp).
+// (one under fp32 accumulation, two under fp16: KernelOrder::fp8_roundings, set by decode_order).
 #pragma once
 
 #include <type_traits>

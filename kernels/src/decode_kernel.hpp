@@ -270,9 +270,8 @@ template <class Pol, int R, int QT, int D, bool kSeparate, Fault F, class OutRow
 __device__ __forceinline__ void finish_decode_block(const KernelParams& p,
                                                     const MergeScratch<QT, R, D>& ms,
                                                     unsigned* flag, int nq, int b, int split,
-                                                    int first, int tile, int kvh, int q0,
-                                                    OutRow out_row_of, bool scale_out,
-                                                    float out_mul) {
+                                                    int first, int tile, int kvh, OutRow out_row_of,
+                                                    bool scale_out, float out_mul) {
   using Sc = typename Pol::Scalar;
   const DecodeWorkspace w(p.workspace, p);
   float* const red_acc = ms.acc;
@@ -357,11 +356,8 @@ __device__ __forceinline__ void finish_decode_block(const KernelParams& p,
         // A warp a row: the block's rows are merged side by side.
         const int warp = static_cast<int>(threadIdx.x) / kWarpSize;
         const int lane = static_cast<int>(threadIdx.x) % kWarpSize;
-        for (int i = warp; i < nq; i += kDecThreads / kWarpSize) {
-          const int qi = q0 + i;
-          const int t = qi / p.group, h = query_head<F>(kvh, qi % p.group, p.group, p.kv_heads);
-          combine_row<F, true, D>(p, (std::int64_t(b) * p.q_len + t) * p.q_heads + h, lane);
-        }
+        for (int i = warp; i < nq; i += kDecThreads / kWarpSize)
+          combine_row<F, true, D>(p, out_row_of(i), lane);
       }
     }
   }
@@ -597,7 +593,7 @@ __global__ __launch_bounds__(kDecThreads, (DecodeGeom<T, D, QT, C>::MIN_BLOCKS))
   const bool scale_out = CR::kFp8 && !kElemScale && !token;
   finish_decode_block<Pol, R, QT, D, kSeparate, F>(
       p, ms, reinterpret_cast<unsigned*>(tiles + G::SMEM_WORDS - 1), nq, b, split, first, tile, kvh,
-      q0, out_row_of, scale_out, v_scale);
+      out_row_of, scale_out, v_scale);
 }
 
 // A decode launch with qt queries a block: its parameters, split count, workspace and grid;

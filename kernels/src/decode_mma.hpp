@@ -94,15 +94,20 @@ __global__ __launch_bounds__(kDecThreads, kMmaBlocksPerSm) void decode_mma_kerne
   const int first = first_split(p, b);
   if (split < first) return;
 
-  // The query of each of this lane's two rows (g, g + 8), and its window.
+  // The output row (b, t, h) of query i < nq of the block.
+  auto out_row_of = [&](int i) {
+    const int qi = q0 + i;
+    const int t = qi / p.group, h = query_head<Fault::none>(kvh, qi % p.group, p.group, p.kv_heads);
+    return (b * p.q_len + t) * p.q_heads + h;
+  };
+  // The query of each of this lane's two rows (g, g + 8; past nq the block's first), its window.
   int qrow[2];
   std::int64_t key_lo[2], key_hi[2];
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
-    const int i = g + 8 * r;
-    const int qi = q0 + (i < nq ? i : 0);
-    const int t = qi / p.group, h = query_head<Fault::none>(kvh, qi % p.group, p.group, p.kv_heads);
-    qrow[r] = (b * p.q_len + t) * p.q_heads + h;
+    const int i = g + 8 * r < nq ? g + 8 * r : 0;
+    qrow[r] = out_row_of(i);
+    const int t = (q0 + i) / p.group;
     const std::int64_t win_end = p.seq_len - p.q_len + t + 1;
     key_lo[r] = win_end - p.window;
     key_hi[r] = win_end;
@@ -299,14 +304,9 @@ __global__ __launch_bounds__(kDecThreads, kMmaBlocksPerSm) void decode_mma_kerne
     }
   }
   __syncthreads();
-  auto out_row_of = [&](int i) {
-    const int qi = q0 + i;
-    const int t = qi / p.group, h = query_head<Fault::none>(kvh, qi % p.group, p.group, p.kv_heads);
-    return (b * p.q_len + t) * p.q_heads + h;
-  };
   finish_decode_block<Pol, W, QT, D, kSeparate, Fault::none>(
       p, ms, reinterpret_cast<unsigned*>(reinterpret_cast<char*>(smem) + G::SMEM_BYTES - 16), nq, b,
-      split, first, tile, kvh, q0, out_row_of, CR::kFp8, v_scale);
+      split, first, tile, kvh, out_row_of, CR::kFp8, v_scale);
 #else
   (void)p;
 #endif
