@@ -304,8 +304,10 @@ AttentionInputs make_inputs(const Problem& p, const KvLayoutSpec& layout_spec,
     if (data.fully_masked > 0)
       throw std::invalid_argument("nan_in_window: sequence 0 is fully masked, nothing reads it");
     const std::int64_t own = in.seq_len_of(0) - p.q_len;
-    in.v.set(a.offset(0, 0, own), std::numeric_limits<double>::quiet_NaN());
+    (p.latent ? in.k : in.v).set(a.offset(0, 0, own), std::numeric_limits<double>::quiet_NaN());
   }
+  // A latent cache is one tensor: V is K's memory (its first v_dim channels of each row).
+  if (p.latent) in.v = in.k;
   if (data.masks_keys()) {
     in.key_mask.assign(std::size_t(std::int64_t(p.batch) * p.seq_len), 1);
     for (int b = 0; b < p.batch; ++b) {

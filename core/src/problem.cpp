@@ -76,8 +76,24 @@ void Problem::validate() const {
       fail("input and output must be fp16, bf16 or fp32 (got " + std::string(to_string(t)) +
            "); an fp8 KV cache is kv_fp8");
   if (kv_fp8 && input == DType::fp32) fail("q of an fp8 KV cache is fp16 or bf16 (got fp32)");
-  if (!is_supported_head_dim(head_dim))
-    fail("unsupported head_dim " + std::to_string(head_dim) + " (supported: 64, 128, 256)");
+  if (v_dim < 0) fail("v_dim must be >= 0 (0: head_dim)");
+  if (latent) {
+    if (kv_heads != 1)
+      fail("a latent (MLA) cache has one KV head shared by every query head (got kv_heads " +
+           std::to_string(kv_heads) + ")");
+    if (head_dim != kMlaQkDim || value_dim() != kMlaVDim)
+      fail("a latent (MLA) cache has head_dim " + std::to_string(kMlaQkDim) + " and v_dim " +
+           std::to_string(kMlaVDim) + " (got " + std::to_string(head_dim) + " and " +
+           std::to_string(value_dim()) + ")");
+  } else {
+    if (!is_supported_head_dim(head_dim))
+      fail("unsupported head_dim " + std::to_string(head_dim) +
+           " (supported: 64, 128, 256; 576 with a latent cache)");
+    if (value_dim() != head_dim)
+      fail("v_dim " + std::to_string(value_dim()) + " differs from head_dim " +
+           std::to_string(head_dim) + ": only a latent (MLA) cache has V rows of another width");
+  }
+
   if (!std::isfinite(scale) || scale < 0.0)
     fail("scale must be finite and > 0, or 0 for 1/sqrt(head_dim)");
   // The kernels scale in fp32: a scale that fp32 rounds to 0 or to infinity is not the scale asked.
@@ -96,8 +112,9 @@ void Problem::validate() const {
 std::string Problem::tag() const {
   std::ostringstream s;
   s << "b" << batch << "_qh" << q_heads << "_kvh" << kv_heads << "_q" << q_len << "_s" << seq_len
-    << "_w" << window << "_d" << head_dim << "_in-" << to_string(input) << "_acc-"
-    << to_string(accum) << "_out-" << to_string(output);
+    << "_w" << window << "_d" << head_dim;
+  if (latent) s << "v" << value_dim() << "-latent";
+  s << "_in-" << to_string(input) << "_acc-" << to_string(accum) << "_out-" << to_string(output);
   if (kv_fp8) s << "_kv-" << to_string(*kv_fp8) << "-" << to_string(kv_scale);
   return s.str();
 }

@@ -18,18 +18,27 @@ nlohmann::json number(double v) {
 }  // namespace
 
 nlohmann::json to_json(const Problem& p) {
-  return {{"batch", p.batch},
-          {"q_heads", p.q_heads},
-          {"kv_heads", p.kv_heads},
-          {"group", p.group()},
-          {"q_len", p.q_len},
-          {"seq_len", p.seq_len},
-          {"window", p.window},
-          {"head_dim", p.head_dim},
-          {"scale", p.effective_scale()},
-          {"input", to_string(p.input)},
-          {"accumulation", to_string(p.accum)},
-          {"output", to_string(p.output)}};
+  nlohmann::json j = {{"batch", p.batch},
+                      {"q_heads", p.q_heads},
+                      {"kv_heads", p.kv_heads},
+                      {"group", p.group()},
+                      {"q_len", p.q_len},
+                      {"seq_len", p.seq_len},
+                      {"window", p.window},
+                      {"head_dim", p.head_dim},
+                      {"scale", p.effective_scale()},
+                      {"input", to_string(p.input)},
+                      {"accumulation", to_string(p.accum)},
+                      {"output", to_string(p.output)}};
+  if (p.kv_fp8) {
+    j["kv_format"] = to_string(*p.kv_fp8);
+    j["kv_scale"] = to_string(p.kv_scale);
+  }
+  if (p.latent) {
+    j["v_dim"] = p.value_dim();
+    j["latent"] = true;
+  }
+  return j;
 }
 
 nlohmann::json to_json(const KvLayoutSpec& l) {

@@ -513,6 +513,10 @@ void write_trace_point(const std::string& path, const AttentionInputs& in, const
   if (p.kv_fp8)
     throw std::invalid_argument("trace: fp8 KV caches (" + std::string(to_string(*p.kv_fp8)) +
                                 ") cannot be written to a trace yet");
+  // A latent (MLA) cache is one tensor of wider rows than the output's: the trace format holds
+  // K and V caches of q's width.
+  if (p.latent)
+    throw std::invalid_argument("trace: latent (MLA) caches cannot be written to a trace yet");
   const KvLayoutSpec& l = in.layout.spec();
   attnscope_trace::TraceWriter w;
   w.metadata("layout", std::string(to_string(l.kind)))

@@ -8,9 +8,12 @@ DeviceProblem::DeviceProblem(const AttentionInputs& in)
       q_(in.q.bytes()),
       // An fp8 cache goes up as its codes and scales; in.k and in.v hold its dequantized values.
       k_(in.problem.kv_fp8 ? in.k_cache.bytes() : in.k.bytes()),
-      v_(in.problem.kv_fp8 ? in.v_cache.bytes() : in.v.bytes()),
+      // A latent cache is one buffer: V is K's memory.
+      v_(in.problem.latent   ? 0
+         : in.problem.kv_fp8 ? in.v_cache.bytes()
+                             : in.v.bytes()),
       k_scale_(in.k_scale.bytes()),
-      v_scale_(in.v_scale.bytes()),
+      v_scale_(in.problem.latent ? 0 : in.v_scale.bytes()),
       block_table_(in.layout.block_table().size() * sizeof(std::int32_t)),
       scores_(std::size_t(in.problem.score_elems()) * sizeof(float)),
       probs_(std::size_t(in.problem.score_elems()) * sizeof(float)),
@@ -34,9 +37,11 @@ DeviceProblem::DeviceProblem(const AttentionInputs& in)
     throw std::invalid_argument("fp8 cache: the inputs hold no codes of " +
                                 std::string(to_string(in.problem.kv_dtype())) + " or no scales");
   k_.upload(k.data(), k.bytes());
-  v_.upload(v.data(), v.bytes());
   k_scale_.upload(in.k_scale.data(), in.k_scale.bytes());
-  v_scale_.upload(in.v_scale.data(), in.v_scale.bytes());
+  if (!in.problem.latent) {
+    v_.upload(v.data(), v.bytes());
+    v_scale_.upload(in.v_scale.data(), in.v_scale.bytes());
+  }
   block_table_.upload(in.layout.block_table().data(), block_table_.bytes());
 }
 
@@ -65,15 +70,17 @@ DeviceProblem::DeviceProblem(const Problem& p, const KvLayoutSpec& layout_spec, 
   const std::size_t kv_size = size_of(p.kv_dtype());
   q_ = DeviceBuffer(std::size_t(p.q_elems()) * in_size);
   k_ = DeviceBuffer(std::size_t(layout.storage_elems()) * kv_size);
-  v_ = DeviceBuffer(std::size_t(layout.storage_elems()) * kv_size);
+  if (!p.latent) v_ = DeviceBuffer(std::size_t(layout.storage_elems()) * kv_size);
   if (p.kv_fp8) {
     // The codes of N(0, 1) values (fill_normal), each scale the one they were made with.
     const std::vector<float> scales(std::size_t(fp8_scale_count(p, layout.storage_elems())),
                                     fp8_fill_scale(*p.kv_fp8));
     k_scale_ = DeviceBuffer(scales.size() * sizeof(float));
-    v_scale_ = DeviceBuffer(scales.size() * sizeof(float));
     k_scale_.upload(scales.data(), k_scale_.bytes());
-    v_scale_.upload(scales.data(), v_scale_.bytes());
+    if (!p.latent) {
+      v_scale_ = DeviceBuffer(scales.size() * sizeof(float));
+      v_scale_.upload(scales.data(), v_scale_.bytes());
+    }
   }
   block_table_ = DeviceBuffer(layout.block_table().size() * sizeof(std::int32_t));
   scores_ = DeviceBuffer(std::size_t(p.score_elems()) * sizeof(float));
@@ -86,17 +93,19 @@ DeviceProblem::DeviceProblem(const Problem& p, const KvLayoutSpec& layout_spec, 
   // One seed per tensor, so q, K and V are unrelated sequences.
   fill_normal(q_.data(), p.q_elems(), p.input, seed ^ 0x1u);
   fill_normal(k_.data(), layout.storage_elems(), p.kv_dtype(), seed ^ 0x2u);
-  fill_normal(v_.data(), layout.storage_elems(), p.kv_dtype(), seed ^ 0x3u);
+  if (!p.latent) fill_normal(v_.data(), layout.storage_elems(), p.kv_dtype(), seed ^ 0x3u);
   synchronize();
 }
 
 std::size_t DeviceProblem::device_bytes(const Problem& p, const KvLayoutSpec& layout_spec) {
   const KvLayout layout(p, layout_spec);
   const std::size_t in_size = size_of(p.input);
+  const std::size_t caches = p.latent ? 1 : 2;  // a latent cache is K and V at once
   const std::size_t scales =
-      p.kv_fp8 ? 2 * std::size_t(fp8_scale_count(p, layout.storage_elems())) * sizeof(float) : 0;
+      p.kv_fp8 ? caches * std::size_t(fp8_scale_count(p, layout.storage_elems())) * sizeof(float)
+               : 0;
   return std::size_t(p.q_elems()) * in_size +
-         2 * std::size_t(layout.storage_elems()) * size_of(p.kv_dtype()) + scales +
+         caches * std::size_t(layout.storage_elems()) * size_of(p.kv_dtype()) + scales +
          layout.block_table().size() * sizeof(std::int32_t) +
          2 * std::size_t(p.score_elems()) * sizeof(float) +
          std::size_t(p.out_elems()) * size_of(p.output) +
@@ -115,10 +124,12 @@ StageArgs DeviceProblem::args(const Implementation& impl, int splits) {
   a.problem = problem_;
   a.q = q_.data();
   a.k = k_.data();
-  a.v = v_.data();
+  a.v = problem_.latent ? k_.data() : v_.data();
   a.kv = kv_host_;
   a.k_scale = k_scale_.bytes() > 0 ? k_scale_.as<const float>() : nullptr;
-  a.v_scale = v_scale_.bytes() > 0 ? v_scale_.as<const float>() : nullptr;
+  a.v_scale = problem_.latent        ? a.k_scale
+              : v_scale_.bytes() > 0 ? v_scale_.as<const float>()
+                                     : nullptr;
   a.kv.block_table = kv_host_.block_table ? block_table_.as<std::int32_t>() : nullptr;
   a.key_mask = key_mask_.bytes() > 0 ? key_mask_.as<const std::uint8_t>() : nullptr;
   if (!host_seq_lens_.empty()) {

@@ -57,6 +57,8 @@ std::string Implementation::why_unsupported(const Problem& p, const KvLayoutSpec
   }
   if (p.kv_fp8 && !takes_fp8_cache)
     return name + " does not read fp8 KV caches (takes_fp8_cache is not set)";
+  if (p.latent && !takes_latent_cache)
+    return name + " does not read latent (MLA) caches (takes_latent_cache is not set)";
   return unsupported_reason ? unsupported_reason(p, layout) : std::string();
 }
 

@@ -249,7 +249,7 @@ ElementBounds pv_impl(const AttentionInputs& in, const std::vector<double>& prob
                       const std::vector<double>& dp_det, const std::vector<double>& dp_prob,
                       const StageFormats& f) {
   const Problem& p = in.problem;
-  const int D = p.head_dim, group = p.group();
+  const int D = p.value_dim(), group = p.group();
   const int64_t W = p.window;
   check_size(probs.size(), p.score_elems(), "pv_bounds probs");
   if (!dp_det.empty()) check_size(dp_det.size(), p.score_elems(), "pv_bounds prob_error");
@@ -267,7 +267,7 @@ ElementBounds pv_impl(const AttentionInputs& in, const std::vector<double>& prob
   r.deterministic.assign(static_cast<std::size_t>(p.out_elems()), 0.0);
   r.probabilistic.assign(static_cast<std::size_t>(p.out_elems()), 0.0);
 
-  // Work items: (query row, block of head_dim), so one long row still spreads over threads.
+  // Work items: (query row, block of v_dim), so one long row still spreads over threads.
   constexpr int kBlock = 32;
   const int blocks = (D + kBlock - 1) / kBlock;
   const int64_t rows = p.lse_elems();  // [batch, q_heads, q_len]
@@ -320,7 +320,7 @@ ElementBounds pv_impl(const AttentionInputs& in, const std::vector<double>& prob
           }
           for (int d = d0; d < d1; ++d) {
             const int i = d - d0;
-            const std::size_t o = static_cast<std::size_t>(in.q_offset(b, t, h) + d);
+            const std::size_t o = static_cast<std::size_t>(in.out_offset(b, t, h) + d);
             for (int v = 0; v < 2; ++v) {
               const double g = v == 0 ? g_det : g_prob;
               // Accumulation, then W fused multiply-adds that may each underflow by eta.

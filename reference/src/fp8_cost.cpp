@@ -59,8 +59,10 @@ Fp8Cost fp8_cost(const AttentionInputs& in, int samples, std::uint64_t seed) {
   c.measured_rel_l2 = ref2 > 0.0 ? std::sqrt(err2 / ref2) : std::sqrt(err2);
 
   const KvAddressing a = in.layout.addressing();
-  const int D = p.head_dim, G = p.group();
+  const int D = p.head_dim, DV = p.value_dim(), G = p.group();
   const double sc = p.effective_scale();
+  // A latent cache's V is the first DV channels of its K rows: their quantization errors are the
+  // same numbers, drawn once and entering the scores and the weighted sum together.
   // One pass per KV head of one sequence (its queries read the same cache elements, so they
   // share the elements' error variances and the draws): for each query position, the attended
   // keys' elements are gathered once, then
@@ -75,10 +77,10 @@ Fp8Cost fp8_cost(const AttentionInputs& in, int samples, std::uint64_t seed) {
   parallel_for(
       groups,
       [&](std::int64_t g0, std::int64_t g1) {
-        const std::size_t Dz = static_cast<std::size_t>(D);
+        const std::size_t Dz = static_cast<std::size_t>(D), DVz = static_cast<std::size_t>(DV);
         std::vector<double> sq(static_cast<std::size_t>(samples));
-        std::vector<double> var_k, var_v, sk, sv, vv, rk, rv, sp, pr, s0, err(Dz), vd(Dz),
-            mdiag(Dz), u(Dz), ql(Dz * static_cast<std::size_t>(G));
+        std::vector<double> var_k, var_v, sk, sv, vv, rk, rv, sp, pr, s0, err(DVz), vd(DVz),
+            mdiag(DVz), u(DVz), ql(Dz * static_cast<std::size_t>(G));
         std::vector<std::int64_t> offs, js;
         for (std::int64_t g = g0; g < g1; ++g) {
           const int b = static_cast<int>(g / p.kv_heads), kvh = static_cast<int>(g % p.kv_heads);
@@ -103,9 +105,11 @@ Fp8Cost fp8_cost(const AttentionInputs& in, int samples, std::uint64_t seed) {
               js.push_back(j);
               for (int e = 0; e < D; ++e) {
                 var_k.push_back(fp8_rounding_variance(in.k_orig.get(off + e), ks, f));
+                sk.push_back(std::sqrt(12.0 * var_k.back()));
+              }
+              for (int e = 0; e < DV; ++e) {
                 const double x = in.v_orig.get(off + e);
                 var_v.push_back(fp8_rounding_variance(x, vs, f));
-                sk.push_back(std::sqrt(12.0 * var_k.back()));
                 sv.push_back(std::sqrt(12.0 * var_v.back()));
                 vv.push_back(x);
               }
@@ -118,9 +122,9 @@ Fp8Cost fp8_cost(const AttentionInputs& in, int samples, std::uint64_t seed) {
             for (int hq = 0; hq < G; ++hq) {
               const int h = kvh * G + hq;
               const std::int64_t row = (std::int64_t(b) * p.q_heads + h) * p.q_len + t;
-              const std::int64_t out0 = in.q_offset(b, t, h);
+              const std::int64_t q0 = in.q_offset(b, t, h), out0 = in.out_offset(b, t, h);
               double* q = ql.data() + std::size_t(hq) * Dz;
-              for (int e = 0; e < D; ++e) q[e] = in.q.get(out0 + e);
+              for (int e = 0; e < D; ++e) q[e] = in.q.get(q0 + e);
               for (std::size_t k = 0; k < n; ++k)
                 s0[std::size_t(hq) * n + k] = exact.scores[std::size_t(row * p.window + js[k])];
               // The first-order estimate of the row.
@@ -133,32 +137,41 @@ Fp8Cost fp8_cost(const AttentionInputs& in, int samples, std::uint64_t seed) {
                 for (int e = 0; e < D; ++e)
                   score_var += q[e] * q[e] * var_k[k * Dz + std::size_t(e)];
                 const double w = pj * pj * score_var * sc * sc;
-                for (int d = 0; d < D; ++d) {
-                  u[std::size_t(d)] =
-                      vv[k * Dz + std::size_t(d)] - exact.out[std::size_t(out0 + d)];
-                  vd[std::size_t(d)] += pj * pj * var_v[k * Dz + std::size_t(d)];
+                for (int d = 0; d < DV; ++d) {
+                  const std::size_t i = k * DVz + std::size_t(d);
+                  u[std::size_t(d)] = vv[i] - exact.out[std::size_t(out0 + d)];
+                  vd[std::size_t(d)] += pj * pj * var_v[i];
+                  // Latent: V's error is K's, so the two terms covary by
+                  // p_j^2 sc q_d var(K_jd) u_jd (twice, in the square).
+                  if (p.latent)
+                    vd[std::size_t(d)] += 2.0 * pj * pj * sc * q[d] * var_v[i] * u[std::size_t(d)];
                 }
                 if (w == 0.0) continue;
-                for (int d = 0; d < D; ++d)
+                for (int d = 0; d < DV; ++d)
                   mdiag[std::size_t(d)] += w * u[std::size_t(d)] * u[std::size_t(d)];
               }
               double trace = 0.0;
-              for (int d = 0; d < D; ++d) trace += vd[std::size_t(d)] + mdiag[std::size_t(d)];
+              for (int d = 0; d < DV; ++d) trace += vd[std::size_t(d)] + mdiag[std::size_t(d)];
               linear[std::size_t(row)] = trace;
             }
             rk.resize(n * Dz);
-            rv.resize(n * Dz);
+            rv.resize(n * DVz);
             for (int smp = 0; smp < samples; ++smp) {
-              // The draw, once for every query of the KV head.
-              const std::uint64_t ks = 2 * std::uint64_t(smp), vs = ks + 1;
-              for (std::size_t k = 0; k < n; ++k)
+              // The draw, once for every query of the KV head (a latent cache's V draws are
+              // its K draws).
+              const std::uint64_t ks = 2 * std::uint64_t(smp), vs = p.latent ? ks : ks + 1;
+              for (std::size_t k = 0; k < n; ++k) {
                 for (int e = 0; e < D; ++e) {
                   const std::uint64_t at = std::uint64_t(offs[k] + e);
                   rk[k * Dz + std::size_t(e)] = to_unit_open(counter_hash(seed, ks, at)) - 0.5;
-                  rv[k * Dz + std::size_t(e)] = to_unit_open(counter_hash(seed, vs, at)) - 0.5;
                 }
+                for (int e = 0; e < DV; ++e) {
+                  const std::uint64_t at = std::uint64_t(offs[k] + e);
+                  rv[k * DVz + std::size_t(e)] = to_unit_open(counter_hash(seed, vs, at)) - 0.5;
+                }
+              }
               for (int hq = 0; hq < G; ++hq) {
-                const std::int64_t out0 = in.q_offset(b, t, kvh * G + hq);
+                const std::int64_t out0 = in.out_offset(b, t, kvh * G + hq);
                 const double* q = ql.data() + std::size_t(hq) * Dz;
                 double top = -INFINITY;
                 for (std::size_t k = 0; k < n; ++k) {
@@ -175,13 +188,13 @@ Fp8Cost fp8_cost(const AttentionInputs& in, int samples, std::uint64_t seed) {
                 std::fill(err.begin(), err.end(), 0.0);
                 for (std::size_t k = 0; k < n; ++k) {
                   const double pj = pr[k] / l;
-                  for (int d = 0; d < D; ++d) {
-                    const std::size_t i = k * Dz + std::size_t(d);
+                  for (int d = 0; d < DV; ++d) {
+                    const std::size_t i = k * DVz + std::size_t(d);
                     err[std::size_t(d)] += pj * (vv[i] + sv[i] * rv[i]);
                   }
                 }
                 double e2 = 0.0;
-                for (int d = 0; d < D; ++d) {
+                for (int d = 0; d < DV; ++d) {
                   const double e = err[std::size_t(d)] - exact.out[std::size_t(out0 + d)];
                   e2 += e * e;
                 }

@@ -17,7 +17,7 @@ std::string coordinates(const Problem& p, TensorShape shape, std::int64_t i) {
     s << "(batch " << b << ", head " << h << ", query " << t << ", position "
       << p.window_start(t) + i % p.window << ")";
   } else if (shape == TensorShape::out) {
-    const std::int64_t d = i % p.head_dim, r = i / p.head_dim;
+    const std::int64_t d = i % p.value_dim(), r = i / p.value_dim();
     const std::int64_t h = r % p.q_heads, t = r / p.q_heads % p.q_len, b = r / p.q_heads / p.q_len;
     s << "(batch " << b << ", query " << t << ", head " << h << ", dim " << d << ")";
   } else {

@@ -193,7 +193,7 @@ std::vector<double> pv_impl(const AttentionInputs& in, const std::vector<double>
                             const SummationOrder& order) {
   using T = typename A::T;
   const Problem& p = in.problem;
-  const int D = p.head_dim, group = p.group();
+  const int D = p.value_dim(), group = p.group();
   const int64_t W = p.window;
   const KvAddressing addr = in.layout.addressing();
   if (probs.size() != static_cast<std::size_t>(p.score_elems()))
@@ -210,7 +210,7 @@ std::vector<double> pv_impl(const AttentionInputs& in, const std::vector<double>
       },
       1 << 14);
 
-  // [batch, q_len, q_heads, head_dim]: one work item per output element.
+  // [batch, q_len, q_heads, v_dim]: one work item per output element.
   std::vector<double> out(static_cast<std::size_t>(p.out_elems()), 0.0);
   parallel_for(
       p.out_elems(),
@@ -249,7 +249,7 @@ template <class A>
 struct DecodeState {
   float m = -std::numeric_limits<float>::infinity();
   typename A::T l = A::from(0.0);
-  std::vector<typename A::T> acc;  // [head_dim]
+  std::vector<typename A::T> acc;  // [v_dim]
 };
 
 template <class A>
@@ -258,7 +258,7 @@ void decode_impl(const AttentionInputs& in, const SummationOrder& dot, int rows,
                  std::vector<double>& lse) {
   using T = typename A::T;
   const Problem& p = in.problem;
-  const int D = p.head_dim, group = p.group();
+  const int D = p.head_dim, DV = p.value_dim(), group = p.group();
   const KvAddressing addr = in.layout.addressing();
   const int64_t span = p.window + p.q_len - 1, span_start = p.window_start(0);
   const int64_t splits = (span + split_len - 1) / split_len;
@@ -270,7 +270,7 @@ void decode_impl(const AttentionInputs& in, const SummationOrder& dot, int rows,
   parallel_for(p.lse_elems(), [&](int64_t r0, int64_t r1) {
     std::vector<double> q(static_cast<std::size_t>(D)), k(static_cast<std::size_t>(D));
     std::vector<DecodeState<A>> st(static_cast<std::size_t>(rows));
-    std::vector<float> o_run(static_cast<std::size_t>(splits * D)),
+    std::vector<float> o_run(static_cast<std::size_t>(splits * DV)),
         lse_run(static_cast<std::size_t>(splits));
     for (int64_t row = r0; row < r1; ++row) {
       const auto [b, h, t] = p.score_row(row);
@@ -280,7 +280,7 @@ void decode_impl(const AttentionInputs& in, const SummationOrder& dot, int rows,
         for (auto& x : st) {
           x.m = neg_inf;
           x.l = A::from(0.0);
-          x.acc.assign(static_cast<std::size_t>(D), A::from(0.0));
+          x.acc.assign(static_cast<std::size_t>(DV), A::from(0.0));
         }
         const int64_t c0 = span_start + s * split_len,
                       c1 = std::min(c0 + split_len, span_start + span);
@@ -319,7 +319,7 @@ void decode_impl(const AttentionInputs& in, const SummationOrder& dot, int rows,
             const T ps = A::from(pr);
             x.l = A::add(x.l, ps);
             const int64_t kb = kbs[std::size_t(i)];
-            for (int d = 0; d < D; ++d)
+            for (int d = 0; d < DV; ++d)
               x.acc[std::size_t(d)] = A::fma(ps, A::from(in.v.get(kb + d)), x.acc[std::size_t(d)]);
           }
         }
@@ -331,7 +331,7 @@ void decode_impl(const AttentionInputs& in, const SummationOrder& dot, int rows,
             const float mm = std::max(x.m, y.m);
             const T f1 = A::from(x.m == neg_inf ? 0.0f : std::exp(x.m - mm));
             const T f2 = A::from(y.m == neg_inf ? 0.0f : std::exp(y.m - mm));
-            for (int d = 0; d < D; ++d)
+            for (int d = 0; d < DV; ++d)
               x.acc[std::size_t(d)] =
                   A::add(A::mul(x.acc[std::size_t(d)], f1), A::mul(y.acc[std::size_t(d)], f2));
             x.l = A::add(A::mul(x.l, f1), A::mul(y.l, f2));
@@ -339,8 +339,8 @@ void decode_impl(const AttentionInputs& in, const SummationOrder& dot, int rows,
           }
         const DecodeState<A>& top = st[0];
         const double lt = static_cast<double>(top.l);
-        for (int d = 0; d < D; ++d)
-          o_run[std::size_t(s * D + d)] =
+        for (int d = 0; d < DV; ++d)
+          o_run[std::size_t(s * DV + d)] =
               lt == 0.0
                   ? 0.0f
                   : static_cast<float>(A::from(static_cast<double>(top.acc[std::size_t(d)]) / lt));
@@ -348,7 +348,7 @@ void decode_impl(const AttentionInputs& in, const SummationOrder& dot, int rows,
       }
       const int64_t orow = (int64_t(b) * p.q_len + t) * p.q_heads + h;
       if (splits == 1) {
-        for (int d = 0; d < D; ++d) out[std::size_t(orow * D + d)] = o_run[std::size_t(d)];
+        for (int d = 0; d < DV; ++d) out[std::size_t(orow * DV + d)] = o_run[std::size_t(d)];
         lse[std::size_t(row)] = lse_run[0];
         continue;
       }
@@ -358,13 +358,14 @@ void decode_impl(const AttentionInputs& in, const SummationOrder& dot, int rows,
       float wsum = 0.0f;
       for (int64_t s = 0; s < splits; ++s)
         if (lse_run[std::size_t(s)] != neg_inf) wsum += std::exp(lse_run[std::size_t(s)] - mx);
-      for (int d = 0; d < D; ++d) {
+      for (int d = 0; d < DV; ++d) {
         float o = 0.0f;
         for (int64_t s = 0; s < splits; ++s)
           if (lse_run[std::size_t(s)] != neg_inf)
-            o = std::fmaf(std::exp(lse_run[std::size_t(s)] - mx), o_run[std::size_t(s * D + d)], o);
+            o = std::fmaf(std::exp(lse_run[std::size_t(s)] - mx), o_run[std::size_t(s * DV + d)],
+                          o);
         // No split attended a key (a fully masked row): out 0, as the kernels give.
-        out[std::size_t(orow * D + d)] = wsum == 0.0f ? 0.0f : o / wsum;
+        out[std::size_t(orow * DV + d)] = wsum == 0.0f ? 0.0f : o / wsum;
       }
       lse[std::size_t(row)] = wsum == 0.0f ? neg_inf : mx + std::log(wsum);
     }

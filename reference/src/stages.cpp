@@ -112,6 +112,7 @@ Real neg_inf() {
 // and used by all group * q_len rows.
 struct Plan {
   int batch = 0, q_heads = 0, kv_heads = 0, group = 0, q_len = 0, head_dim = 0;
+  int v_dim = 0;  // V and output row width (a latent cache's V is the first v_dim of K's row)
   int64_t window = 0;
   int64_t span_begin = 0;  // first position any query attends: window_start(0)
   int64_t span_len = 0;    // positions attended by some query: window + q_len - 1
@@ -126,6 +127,7 @@ struct Plan {
         group(p.group()),
         q_len(p.q_len),
         head_dim(p.head_dim),
+        v_dim(p.value_dim()),
         window(p.window),
         span_begin(p.window_start(0)),
         span_len(p.window + p.q_len - 1),
@@ -177,32 +179,32 @@ template <class Real>
 struct Partial {
   std::vector<Real> max;  // [rows]; -inf when no key of the set is attended
   std::vector<Real> sum;  // [rows]
-  std::vector<Real> out;  // [rows, head_dim]
+  std::vector<Real> out;  // [rows, v_dim]
 
-  Partial(int rows, int head_dim)
+  Partial(int rows, int v_dim)
       : max(std::size_t(rows), neg_inf<Real>()),
         sum(std::size_t(rows), Real(0)),
-        out(std::size_t(rows) * head_dim, Real(0)) {}
+        out(std::size_t(rows) * v_dim, Real(0)) {}
 
   // Merges another partial into this one, the log-sum-exp combine: both are rescaled to the
   // larger max, whose factor exp(0) = 1 is exact.
-  void merge(const Partial& o, int head_dim) {
+  void merge(const Partial& o, int v_dim) {
     using std::exp;
     for (std::size_t r = 0; r < max.size(); ++r) {
       if (o.max[r] == neg_inf<Real>()) continue;
-      Real* dst = out.data() + r * head_dim;
-      const Real* src = o.out.data() + r * head_dim;
+      Real* dst = out.data() + r * v_dim;
+      const Real* src = o.out.data() + r * v_dim;
       if (max[r] == neg_inf<Real>()) {
         max[r] = o.max[r];
         sum[r] = o.sum[r];
-        for (int d = 0; d < head_dim; ++d) dst[d] = src[d];
+        for (int d = 0; d < v_dim; ++d) dst[d] = src[d];
         continue;
       }
       const Real m = max[r] > o.max[r] ? max[r] : o.max[r];
       const Real a = exp(Real(max[r] - m)), c = exp(Real(o.max[r] - m));
       max[r] = m;
       sum[r] = sum[r] * a + o.sum[r] * c;
-      for (int d = 0; d < head_dim; ++d) dst[d] = dst[d] * a + src[d] * c;
+      for (int d = 0; d < v_dim; ++d) dst[d] = dst[d] * a + src[d] * c;
     }
   }
 };
@@ -214,16 +216,16 @@ template <class Real>
 void attention_unit(const AttentionInputs& in, const Plan& plan, const std::vector<Real>& queries,
                     int64_t unit, Partial<Real>& acc) {
   using std::exp;
-  const int D = plan.head_dim, R = plan.rows;
+  const int D = plan.head_dim, DV = plan.v_dim, R = plan.rows;
   const int b = plan.unit_batch(unit), kvh = plan.unit_kv_head(unit), split = plan.unit_split(unit);
   const Real scale(in.problem.effective_scale());
   const KvAddressing addr = in.layout.addressing();
   const Real* q = queries.data() + (int64_t(b) * plan.kv_heads + kvh) * R * D;  // [rows, D]
 
-  RowLoader k_loader(in.k, D), v_loader(in.v, D);
-  std::vector<Real> row(std::size_t(D), Real(0));         // [head_dim], one K or V row
+  RowLoader k_loader(in.k, D), v_loader(in.v, DV);
+  std::vector<Real> row(std::size_t(D), Real(0));         // [head_dim], one K (or V) row
   std::vector<Real> scores(std::size_t(R) * plan.chunk);  // [rows, chunk]
-  Partial<Real> part(R, D);
+  Partial<Real> part(R, DV);
 
   const int64_t end = plan.split_end(split);
   for (int64_t c0 = plan.split_begin(split); c0 < end; c0 += plan.chunk) {
@@ -246,20 +248,20 @@ void attention_unit(const AttentionInputs& in, const Plan& plan, const std::vect
 
     for (int r = 0; r < R; ++r) {
       part.sum[std::size_t(r)] = Real(0);
-      for (int d = 0; d < D; ++d) part.out[std::size_t(r) * D + d] = Real(0);
+      for (int d = 0; d < DV; ++d) part.out[std::size_t(r) * DV + d] = Real(0);
     }
     for (int64_t j = 0; j < n; ++j) {
       if (!in.attends(b, c0 + j)) continue;
-      v_loader.load(in.kv_offset(addr, b, kvh, c0 + j), D, row.data());
+      v_loader.load(in.kv_offset(addr, b, kvh, c0 + j), DV, row.data());
       for (int r = 0; r < R; ++r) {
         const Real s = scores[std::size_t(int64_t(r) * plan.chunk + j)];
         if (s == neg_inf<Real>()) continue;
         const Real p = exp(Real(s - part.max[std::size_t(r)]));
         part.sum[std::size_t(r)] += p;
-        axpy(p, row.data(), part.out.data() + std::size_t(r) * D, D);
+        axpy(p, row.data(), part.out.data() + std::size_t(r) * DV, DV);
       }
     }
-    acc.merge(part, D);
+    acc.merge(part, DV);
   }
 }
 
@@ -362,16 +364,16 @@ std::vector<Real> softmax(const AttentionInputs& in, const std::vector<Real>& lo
 template <class Real>
 std::vector<Real> pv(const AttentionInputs& in, const std::vector<Real>& probs) {
   const Plan plan(in.problem);
-  const int D = plan.head_dim, R = plan.rows;
+  const int D = plan.v_dim, R = plan.rows;
   check_size(probs.size(), in.problem.score_elems(), "pv probs");
   const KvAddressing addr = in.layout.addressing();
-  // Per-unit partial outputs [units, rows, head_dim], summed in split order afterwards so the
+  // Per-unit partial outputs [units, rows, v_dim], summed in split order afterwards so the
   // result does not depend on the thread count.
   std::vector<Real> partial(std::size_t(plan.units()) * R * D, Real(0));
 
   parallel_for(plan.units(), [&](int64_t u0, int64_t u1) {
     RowLoader loader(in.v, D);
-    std::vector<Real> row(std::size_t(D), Real(0));  // [head_dim]
+    std::vector<Real> row(std::size_t(D), Real(0));  // [v_dim]
     for (int64_t u = u0; u < u1; ++u) {
       const int b = plan.unit_batch(u), kvh = plan.unit_kv_head(u), split = plan.unit_split(u);
       Real* acc = partial.data() + u * R * D;
@@ -389,13 +391,13 @@ std::vector<Real> pv(const AttentionInputs& in, const std::vector<Real>& probs) 
   });
 
   std::vector<Real> out(std::size_t(in.problem.out_elems()),
-                        Real(0));  // [batch, q_len, q_heads, D]
+                        Real(0));  // [batch, q_len, q_heads, v_dim]
   for (int64_t u = 0; u < plan.units(); ++u) {
     const int b = plan.unit_batch(u), kvh = plan.unit_kv_head(u);
     const Real* acc = partial.data() + u * R * D;
     for (int r = 0; r < R; ++r) {
       const int t = r % plan.q_len, h = kvh * plan.group + r / plan.q_len;
-      Real* dst = out.data() + in.q_offset(b, t, h);
+      Real* dst = out.data() + in.out_offset(b, t, h);
       for (int d = 0; d < D; ++d) dst[d] += acc[int64_t(r) * D + d];
     }
   }
@@ -415,31 +417,31 @@ template <class Real>
 void attention_output(const AttentionInputs& in, std::vector<Real>& out, std::vector<Real>& lse) {
   using std::log;
   const Plan plan(in.problem);
-  const int D = plan.head_dim, R = plan.rows;
+  const int DV = plan.v_dim, R = plan.rows;
   const std::vector<Real> queries = grouped_queries<Real>(in, plan);
-  std::vector<Partial<Real>> partials(std::size_t(plan.units()), Partial<Real>(R, D));
+  std::vector<Partial<Real>> partials(std::size_t(plan.units()), Partial<Real>(R, DV));
 
   parallel_for(plan.units(), [&](int64_t u0, int64_t u1) {
     for (int64_t u = u0; u < u1; ++u)
       attention_unit(in, plan, queries, u, partials[std::size_t(u)]);
   });
 
-  out.assign(std::size_t(in.problem.out_elems()), Real(0));  // [batch, q_len, q_heads, head_dim]
+  out.assign(std::size_t(in.problem.out_elems()), Real(0));  // [batch, q_len, q_heads, v_dim]
   lse.assign(std::size_t(in.problem.lse_elems()), neg_inf<Real>());  // [batch, q_heads, q_len]
   const int64_t pairs = int64_t(plan.batch) * plan.kv_heads;
   for (int64_t pair = 0; pair < pairs; ++pair) {
     // Splits of one pair are consecutive units; join them in order.
     Partial<Real>& total = partials[std::size_t(pair * plan.splits)];
     for (int s = 1; s < plan.splits; ++s)
-      total.merge(partials[std::size_t(pair * plan.splits + s)], D);
+      total.merge(partials[std::size_t(pair * plan.splits + s)], DV);
     const int b = static_cast<int>(pair / plan.kv_heads),
               kvh = static_cast<int>(pair % plan.kv_heads);
     for (int r = 0; r < R; ++r) {
       if (total.max[std::size_t(r)] == neg_inf<Real>()) continue;  // nothing attended
       const int t = r % plan.q_len, h = kvh * plan.group + r / plan.q_len;
       const Real sum = total.sum[std::size_t(r)];
-      Real* dst = out.data() + in.q_offset(b, t, h);
-      for (int d = 0; d < D; ++d) dst[d] = total.out[std::size_t(r) * D + d] / sum;
+      Real* dst = out.data() + in.out_offset(b, t, h);
+      for (int d = 0; d < DV; ++d) dst[d] = total.out[std::size_t(r) * DV + d] / sum;
       lse[std::size_t(plan.score_row(b, h, t))] = total.max[std::size_t(r)] + log(sum);
     }
   }

@@ -43,7 +43,9 @@ struct DataSpec {
   std::int64_t ragged_min_len = 0;
   // NaN inside the window: V of sequence 0, KV head 0, at the first query's own position (which
   // every query of the sequence attends), channel 0. The output must carry it: channel 0 of every
-  // query head of KV head 0 in sequence 0 is NaN, and nothing else is.
+  // query head of KV head 0 in sequence 0 is NaN, and nothing else is. A latent cache's V is its
+  // K: the NaN is in K too, so every score of that key, and every output element of sequence 0,
+  // is NaN.
   bool nan_in_window = false;
   // Every cache slot no query attends (other layers, spare pages, tail capacity, positions past
   // seq_len in the last page, positions before the first query's window) holds NaN, +Inf or -Inf
@@ -61,7 +63,8 @@ struct AttentionInputs {
   DataSpec data;
   HostTensor q;  // [batch, q_len, q_heads, head_dim]
   HostTensor k;  // the whole cache, layout.storage_elems() elements
-  HostTensor v;  // same layout as k
+  HostTensor v;  // same layout as k (a latent cache: a copy of k, of which V is the first v_dim
+                 // channels of each row)
   // Empty, or [batch, seq_len]: 1 = attend, 0 = masked, by position in the sequence. Each
   // query's own position is unmasked, except in fully masked sequences (DataSpec::fully_masked).
   std::vector<std::uint8_t> key_mask;
@@ -78,6 +81,10 @@ struct AttentionInputs {
 
   std::int64_t q_offset(int b, int t, int h) const {
     return ((std::int64_t(b) * problem.q_len + t) * problem.q_heads + h) * problem.head_dim;
+  }
+  // The output row of (b, t, h) in [batch, q_len, q_heads, v_dim].
+  std::int64_t out_offset(int b, int t, int h) const {
+    return ((std::int64_t(b) * problem.q_len + t) * problem.q_heads + h) * problem.value_dim();
   }
   std::int64_t seq_len_of(int b) const {
     return seq_lens.empty() ? problem.seq_len : seq_lens[std::size_t(b)];

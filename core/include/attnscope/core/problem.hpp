@@ -28,7 +28,14 @@ struct Problem {
   int q_len = 1;     // 1 for decode, small values (<= 16) for speculative verification
   std::int64_t seq_len = 64;
   std::int64_t window = 64;
-  int head_dim = 128;
+  int head_dim = 128;  // the width of q and K rows (the q.k dot)
+  // The width of V rows and of the output; 0 means head_dim. Only a latent cache has another.
+  int v_dim = 0;
+  // Multi-head latent attention (DeepSeek-V2/V3's MLA, in its absorbed decode form): one cache of
+  // head_dim-wide rows per layer, shared by every query head (kv_heads 1), whose first v_dim
+  // channels are V. The cache is the K cache; the V cache is the same memory, never stored twice.
+  // head_dim kMlaQkDim (512 latent channels + 64 rotary ones) and v_dim kMlaVDim.
+  bool latent = false;
   double scale = 0.0;  // 0 selects 1/sqrt(head_dim)
   DType input = DType::fp16;
   Accum accum = Accum::fp32;
@@ -43,6 +50,7 @@ struct Problem {
   DType kv_dtype() const { return kv_fp8 ? fp8_dtype(*kv_fp8) : input; }
 
   static constexpr int kMaxQLen = 16;
+  static constexpr int kMlaQkDim = 576, kMlaVDim = 512;
   // Positions a cache may hold (2^40): far past any memory, and small enough that every element
   // count of a valid problem is computed without overflow.
   static constexpr std::int64_t kMaxSeqLen = std::int64_t(1) << 40;
@@ -54,7 +62,8 @@ struct Problem {
   double effective_scale() const;
   std::int64_t window_start(int t) const { return seq_len - q_len + t + 1 - window; }
   std::int64_t q_elems() const { return std::int64_t(batch) * q_len * q_heads * head_dim; }
-  std::int64_t out_elems() const { return q_elems(); }
+  int value_dim() const { return v_dim != 0 ? v_dim : head_dim; }
+  std::int64_t out_elems() const { return std::int64_t(batch) * q_len * q_heads * value_dim(); }
   std::int64_t score_elems() const { return std::int64_t(batch) * q_heads * q_len * window; }
   std::int64_t lse_elems() const { return std::int64_t(batch) * q_heads * q_len; }
 
@@ -70,7 +79,8 @@ struct Problem {
 
   // Throws std::invalid_argument naming the first field that is wrong.
   void validate() const;
-  // e.g. "b1_qh32_kvh8_q1_s4096_w4096_d128_in-fp16_acc-fp32_out-fp16"
+  // e.g. "b1_qh32_kvh8_q1_s4096_w4096_d128_in-fp16_acc-fp32_out-fp16"; a latent cache's has
+  // "_d576v512-latent".
   std::string tag() const;
 };
 

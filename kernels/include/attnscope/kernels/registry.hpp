@@ -90,6 +90,10 @@ struct Implementation {
   // The kernel reads an fp8 KV cache (Problem::kv_fp8): codes in StageArgs::k and v, scales in
   // StageArgs::k_scale and v_scale. Without, fp8-cache problems are unsupported, saying so.
   bool takes_fp8_cache = false;
+  // The kernel reads a latent (MLA) cache (Problem::latent): StageArgs::k and v are the same
+  // buffer of head_dim-wide rows (and k_scale and v_scale the same scales), V the first v_dim
+  // channels of each row, the output v_dim wide. Without, latent problems are unsupported.
+  bool takes_latent_cache = false;
 
   std::string why_unsupported(const Problem& p, const KvLayoutSpec& layout) const;
   std::size_t workspace(const Problem& p, const LaunchContext& c) const;

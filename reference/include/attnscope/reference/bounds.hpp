@@ -47,7 +47,7 @@ ElementBounds softmax_bounds(const AttentionInputs& in, const std::vector<double
                              double logit_scale, const std::vector<double>& logit_error,
                              const StageFormats& f, double exp_ulps = 2.0);
 
-// P.V output ([batch, q_len, q_heads, head_dim]) from given probabilities and an absolute
+// P.V output ([batch, q_len, q_heads, v_dim]) from given probabilities and an absolute
 // error bound on them (empty: exact): gamma_depth * sum |p_j v_jd| + sum |dp_j| |v_jd| + output.
 ElementBounds pv_bounds(const AttentionInputs& in, const std::vector<double>& probs,
                         const std::vector<double>& prob_error, const StageFormats& f);

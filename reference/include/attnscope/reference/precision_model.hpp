@@ -44,7 +44,7 @@ std::vector<double> model_pv(const AttentionInputs& in, const std::vector<double
 // rounded to the format; s = fp32(dot) * scale, the dot in the `dot` order). Row-groups merge by
 // an ascending tree, each side scaled by its exp(m - max); a run's output is acc / sum in the
 // format, its lse = max + log(sum) in fp32; runs combine in fp32 in run order, weighted by
-// exp(lse - max lse). out: [batch, q_len, q_heads, head_dim] before output rounding;
+// exp(lse - max lse). out: [batch, q_len, q_heads, v_dim] before output rounding;
 // lse: [batch, q_heads, q_len].
 // With tile > 1 a row-group takes tiles of `tile` consecutive positions (tiles r, r + rows, ...)
 // and updates its max once per tile, before the tile's weights (the values order's vec); tile 1

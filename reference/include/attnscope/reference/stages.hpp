@@ -19,7 +19,7 @@ struct Trace {
   std::vector<Real> scores;  // [batch, q_heads, q_len, window]; scaled; masked keys = -inf
   std::vector<Real> probs;   // [batch, q_heads, q_len, window]; masked keys = 0
   std::vector<Real> lse;     // [batch, q_heads, q_len]; natural log of sum exp(scores)
-  std::vector<Real> out;     // [batch, q_len, q_heads, head_dim]
+  std::vector<Real> out;     // [batch, q_len, q_heads, v_dim]
 };
 
 // How the references cut the key span [window_start(0), seq_len) of each (batch, kv head):
@@ -63,7 +63,7 @@ Trace<Real> attention(const AttentionInputs& in);
 // End-to-end output and log-sum-exp without materializing scores: streams each row once,
 // as the FP64 reference for long windows must (memory and speed). Each chunk of keys (Blocking)
 // is an exact two-pass softmax (scores, their max, then exp/sum/PV); chunks are joined by merges.
-// Rows with no attended key get out 0 and lse -inf. out: [batch, q_len, q_heads, head_dim],
+// Rows with no attended key get out 0 and lse -inf. out: [batch, q_len, q_heads, v_dim],
 // lse: [batch, q_heads, q_len].
 template <class Real>
 void attention_output(const AttentionInputs& in, std::vector<Real>& out, std::vector<Real>& lse);
