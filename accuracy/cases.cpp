@@ -16,8 +16,9 @@ std::string AccuracyCase::name() const {
   const Problem& p = problem;
   std::ostringstream s;
   for (char ch : impl) s << (ch == '.' || ch == '-' ? '_' : ch);
-  s << "_acc_" << to_string(p.accum) << "_w" << p.window << "_d" << p.head_dim << "_in_"
-    << to_string(p.input) << "_" << to_string(data.dist) << "_" << to_string(layout.kind);
+  s << "_acc_" << to_string(p.accum) << "_w" << p.window << "_d" << p.head_dim;
+  if (p.latent) s << "v" << p.value_dim() << "_latent";
+  s << "_in_" << to_string(p.input) << "_" << to_string(data.dist) << "_" << to_string(layout.kind);
   if (layout.kind == KvLayoutKind::paged) s << "p" << layout.page_size;
   if (layout.layers > 1) s << "_L" << layout.layers << "l" << layout.layer;
   if (layout.seq_capacity) s << "_cap" << layout.seq_capacity;
@@ -293,6 +294,72 @@ std::vector<AccuracyCase> variants(const Target& t, Sweep sweep) {
         c.problem.q_heads = 16;
         cases.push_back(c);
       }
+      // Latent (MLA) caches, fp32 accumulation: DeepSeek-V3's decode attention (one 576-wide
+      // latent row a position, V its first 512 channels, softmax scale 1/sqrt(192)) at 16 query
+      // heads (a tensor-parallel shard) and 128 (the whole model); two query positions
+      // (multi-token prediction) with masked keys; a ragged, paged and poisoned batch at q_len 4;
+      // heavy-tailed data; a NaN inside the window (in the latent row, so in every score of its
+      // key); and split counts other than the path's own. The single-pass paths only: no
+      // unfused stage reads a latent cache yet.
+      if (acc == Accum::fp32 && (t.path == Path::fused || t.path == Path::split_kv)) {
+        auto mla = [&](int heads) {
+          AccuracyCase c = base(t, acc, w);
+          c.problem.q_heads = heads;
+          c.problem.kv_heads = 1;
+          c.problem.head_dim = Problem::kMlaQkDim;
+          c.problem.v_dim = Problem::kMlaVDim;
+          c.problem.latent = true;
+          c.problem.scale = 1.0 / std::sqrt(192.0);
+          c.problem.batch = 2;
+          return c;
+        };
+        cases.push_back(mla(16));
+        {
+          AccuracyCase c = mla(128);
+          c.layout.kind = KvLayoutKind::paged;
+          c.layout.page_size = 64;
+          c.layout.spare_pages = 3;
+          cases.push_back(c);
+        }
+        {
+          AccuracyCase c = mla(16);
+          c.problem.batch = 3;
+          c.problem.q_len = 2;
+          c.problem.seq_len = w + 2 + 5;
+          c.data.mask_fraction = 0.3;
+          cases.push_back(c);
+        }
+        {
+          AccuracyCase c = mla(32);
+          c.problem.batch = 4;
+          c.problem.q_len = 4;
+          c.problem.seq_len = w + 4 + 5;
+          c.data.ragged_min_len = 16;
+          c.data.poison_outside = true;
+          c.layout.kind = KvLayoutKind::paged;
+          c.layout.page_size = 16;
+          c.layout.spare_pages = 5;
+          c.layout.layers = 2;
+          c.layout.layer = 1;
+          cases.push_back(c);
+        }
+        {
+          AccuracyCase c = mla(16);
+          c.data.dist = Distribution::heavy_tailed;
+          cases.push_back(c);
+        }
+        {
+          AccuracyCase c = mla(16);
+          c.data.nan_in_window = true;
+          cases.push_back(c);
+        }
+        if (t.family == "attnscope")
+          for (int s : {1, 3}) {
+            AccuracyCase c = mla(16);
+            c.splits = s;
+            cases.push_back(c);
+          }
+      }
       // Split invariance: attnscope's split paths at split counts other than their own choice,
       // each held to the budget of its own order (the split count is part of the order).
       if (t.family == "attnscope" && (t.path == Path::fused || t.path == Path::split_kv))
@@ -359,8 +426,8 @@ std::vector<AccuracyCase> tuning_cases(const Target& t) {
   if (t.path != Path::split_kv) return cases;
   std::vector<std::string> seen;
   for (const DecodeShape& shape : bench_shapes("default")) {
-    if (shape.ragged_min > 0) continue;  // at batch 1 a ragged batch is the plain shape
-    if (shape.kv_fp8) continue;          // the tuning table is of fp16 caches
+    if (shape.ragged_min > 0) continue;          // at batch 1 a ragged batch is the plain shape
+    if (shape.kv_fp8 || shape.latent) continue;  // the tuning table is of fp16 K and V caches
     AccuracyCase c = base(t, shape.accum, shape.window);
     c.problem = shape.problem();
     c.problem.batch = 1;

@@ -75,7 +75,7 @@ namespace {
 struct TensorBytes {
   double q, kv, scores, out, lse;  // kv: the K (or V) positions some query attends
   double kv_scales;                // an fp8 cache's scales of K (or V); 0 otherwise
-  double dot_flops, softmax_flops;
+  double dot_flops, pv_flops, softmax_flops;
   TensorBytes(const Problem& p, const std::vector<std::int64_t>& seq_lens) {
     const double in = double(size_of(p.input));
     const double kv_elem = double(size_of(p.kv_dtype()));
@@ -87,7 +87,7 @@ struct TensorBytes {
       for (std::int64_t len : seq_lens) positions += double(len < span ? len : span);
     }
     q = double(p.q_elems()) * in;
-    kv = positions * p.kv_heads * p.head_dim * kv_elem;
+    kv = positions * p.kv_heads * p.head_dim * kv_elem;  // a latent cache: the one cache
     // fp32 scales: one a tensor, a KV head, or a cache row of the positions read.
     kv_scales = !p.kv_fp8                      ? 0.0
                 : p.kv_scale == KvScale::token ? positions * p.kv_heads * 4.0
@@ -99,6 +99,7 @@ struct TensorBytes {
     // One multiply-add per attended score and dim; max, subtract, exp, sum, scale per score.
     const double attended = double(p.score_elems()) * positions / (double(p.batch) * double(span));
     dot_flops = 2.0 * attended * p.head_dim;
+    pv_flops = 2.0 * attended * p.value_dim();
     softmax_flops = 5.0 * attended;
   }
 };
@@ -121,7 +122,7 @@ Traffic traffic(Path path, const Problem& p, const std::vector<std::int64_t>& se
       return {{reads("scores", t.scores), writes("probs", t.scores), writes("lse", t.lse)},
               t.softmax_flops};
     case Path::pv:  // P . V over the window
-      return {{reads("probs", t.scores), reads("v", t.kv), writes("out", t.out)}, t.dot_flops};
+      return {{reads("probs", t.scores), reads("v", t.kv), writes("out", t.out)}, t.pv_flops};
     case Path::unfused: {  // the three stages in sequence
       Traffic all;
       for (Path stage : {Path::qk, Path::softmax, Path::pv}) {
@@ -135,11 +136,14 @@ Traffic traffic(Path path, const Problem& p, const std::vector<std::int64_t>& se
     case Path::fused:
     case Path::split_kv: {  // q, K and V read once; the split partials stay in L2 or are not
                             // counted
-      Traffic f{{reads("q", t.q), reads("k", t.kv), reads("v", t.kv)},
-                2.0 * t.dot_flops + t.softmax_flops};
+      // A latent cache is read once, as K and as V.
+      Traffic f{p.latent ? std::vector<BufferTraffic>{reads("q", t.q), reads("latent", t.kv)}
+                         : std::vector<BufferTraffic>{reads("q", t.q), reads("k", t.kv),
+                                                      reads("v", t.kv)},
+                t.dot_flops + t.pv_flops + t.softmax_flops};
       if (p.kv_fp8) {  // an fp8 cache's scales
         f.buffers.push_back(reads("k_scale", t.kv_scales));
-        f.buffers.push_back(reads("v_scale", t.kv_scales));
+        if (!p.latent) f.buffers.push_back(reads("v_scale", t.kv_scales));
       }
       f.buffers.push_back(writes("out", t.out));
       f.buffers.push_back(writes("lse", t.lse));
@@ -178,6 +182,7 @@ std::string BenchCase::name(bool hot) const {
     if (!layout.shuffle_pages) s << "/pages:consecutive";
   }
   if (p.output != p.input) s << "/out:" << to_string(p.output);
+  if (p.latent) s << "/latent:v" << p.value_dim();
   if (p.kv_fp8) s << "/kv:" << to_string(*p.kv_fp8) << "-" << to_string(p.kv_scale);
   if (ragged_min > 0) s << "/ragged:" << ragged_min;
   if (splits > 0) s << "/splits:" << splits;
@@ -251,6 +256,29 @@ void Harness::measure_peak() {
     }
     ++read_shapes_tried_;
   }
+
+  // Tensor-core throughput: the probe at 1 to 4 blocks of 8 warps a multiprocessor, the best
+  // median; the ceiling of a compute-bound path such as latent (MLA) decode with many heads.
+  if (gpu::mma_probe_available()) {
+    constexpr int kIters = 2048;
+    for (int per_sm : {1, 2, 4}) {
+      const int blocks = device_.multiprocessors * per_sm;
+      for (int i = 0; i < kWarm; ++i) gpu::mma_probe_async(sink, blocks, kIters, stream());
+      ms.clear();
+      for (int i = 0; i < peak_reps_; ++i) {
+        timer.start();
+        gpu::mma_probe_async(sink, blocks, kIters, stream());
+        timer.stop();
+        ms.push_back(timer.elapsed_ms());
+      }
+      const double flops = gpu::mma_probe_flops(blocks, kIters) / (median(ms) * 1e-3);
+      if (flops > peak_mma_flops_) {
+        peak_mma_flops_ = flops;
+        mma_probe_blocks_ = blocks;
+        mma_probe_iters_ = kIters;
+      }
+    }
+  }
 }
 
 void Harness::add_context() const {
@@ -290,6 +318,17 @@ void Harness::add_context() const {
             peak_read_shape_ +
             ". pct_of_read_peak: a path's declared bytes (reads and writes) per "
             "second over it");
+  }
+  if (peak_mma_flops_ > 0.0) {
+    benchmark::AddCustomContext("peak_mma_TFLOPs", fixed(peak_mma_flops_ / 1e12, 1));
+    benchmark::AddCustomContext(
+        "peak_mma_method",
+        "best of 1, 2 and 4 blocks of 256 threads a multiprocessor, each the median of " +
+            std::to_string(peak_reps_) + " runs of " + std::to_string(gpu::kMmaProbeChains) +
+            " independent mma.sync.m16n8k16 (fp16 operands, fp32 accumulation) a warp, " +
+            std::to_string(mma_probe_iters_) +
+            " rounds; best: " + std::to_string(mma_probe_blocks_) +
+            " blocks. pct_of_mma_peak: a path's declared FLOPs per second over it");
   }
   benchmark::AddCustomContext("l2_mode", options_.hot ? "hot" : "cold");
   benchmark::AddCustomContext("l2_flush_bytes",
@@ -465,6 +504,9 @@ void run_case(benchmark::State& state, const BenchCase& c) {
     state.counters["pct_of_read_peak"] =
         Counter(h.peak_read_gbps() > 0.0 ? 100.0 * k.bytes() / 1e9 / h.peak_read_gbps() : 0.0,
                 Counter::kIsIterationInvariantRate);
+    if (h.peak_mma_flops() > 0.0)
+      state.counters["pct_of_mma_peak"] =
+          Counter(100.0 * k.flops / h.peak_mma_flops(), Counter::kIsIterationInvariantRate);
     // The window splits of the last timed launch (its order's), for tuning reports.
     state.counters["splits"] = timed.back()->order(p, ctx).splits;
     if (c.timed.size() > 1) {

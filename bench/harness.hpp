@@ -100,6 +100,9 @@ class Harness {
   const gpu::DeviceInfo& device() const { return device_; }
   double peak_gbps() const { return peak_gbps_; }            // device-to-device copy
   double peak_read_gbps() const { return peak_read_gbps_; }  // streaming read
+  // The tensor-core probe's FLOP/s (mma.sync, fp16 operands, fp32 accumulation); 0 where the
+  // platform has none.
+  double peak_mma_flops() const { return peak_mma_flops_; }
   void* stream() const { return stream_ ? stream_->handle() : nullptr; }
   // Holds the stream ahead of each timed region until its launches are enqueued.
   gpu::StreamHold& hold() { return *hold_; }
@@ -134,6 +137,8 @@ class Harness {
   double peak_read_gbps_ = 0.0;
   std::string peak_read_shape_;
   int read_shapes_tried_ = 0;
+  double peak_mma_flops_ = 0.0;
+  int mma_probe_blocks_ = 0, mma_probe_iters_ = 0;
   std::size_t peak_copy_bytes_ = 0;
   int peak_reps_ = 0;
   std::string problem_key_;

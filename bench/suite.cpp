@@ -75,7 +75,7 @@ std::vector<BenchCase> make_cases(const std::vector<DecodeShape>& shapes,
       c.before = std::move(before);
       c.problem = shape.problem();
       c.layout = shape.layout_spec();
-      c.layout.page_size = o.page_size;
+      if (shape.page_size == 0) c.layout.page_size = o.page_size;
       c.layout.shuffle_pages = o.shuffle_pages;
       c.seq_lens = shape.seq_lens();
       c.ragged_min = shape.ragged_min;
@@ -125,8 +125,8 @@ std::vector<BenchCase> make_tuning_cases(const std::vector<DecodeShape>& shapes,
   std::vector<BenchCase> cases;
   for (const DecodeShape& shape : shapes)
     for (const gpu::Implementation* i : gpu::implementations(Path::split_kv)) {
-      if (shape.ragged_min > 0) continue;  // the tuning table is of the dense shapes
-      if (shape.kv_fp8) continue;          // and of fp16 caches
+      if (shape.ragged_min > 0) continue;          // the tuning table is of the dense shapes
+      if (shape.kv_fp8 || shape.latent) continue;  // and of fp16 caches of K and V heads
       if (!filter.matches(i->name)) continue;
       std::vector<int> splits =
           attnscope::tuning_splits(shape.problem(), attnscope::kTuneMinSplitLen);

@@ -56,10 +56,28 @@ TEST(AccuracyCases, DefaultSetCoversEveryWindowPathAndAccumulation) {
       for (std::int64_t w : {1, 2, 17, 64, 256, 1000, 4096, 32768, 131072})
         EXPECT_EQ(seen.count({int(p), int(a), w}), 1u)
             << to_string(p) << " " << to_string(a) << " " << w;
-  // attnscope's own implementations support every case of the set: nothing is left out.
+  // attnscope's own implementations support every case of the set: nothing is left out, but
+  // the latent (MLA) cases where the latent kernel is not built (it uses NVIDIA's matrix
+  // instructions), saying so.
   std::vector<LeftOut> left_out;
   EXPECT_EQ(make_cases(selection(Sweep::default_set), &left_out).size(), cases.size());
-  EXPECT_TRUE(left_out.empty());
+  int latent = 0, latent_left = 0;
+  for (const AccuracyCase& c : cases) {
+    if (!c.problem.latent) continue;
+    ++latent;
+    EXPECT_TRUE(c.path == Path::fused || c.path == Path::split_kv) << c.name();
+    EXPECT_EQ(c.problem.accum, Accum::fp32) << c.name();
+    EXPECT_NE(c.name().find("_d576v512_latent_"), std::string::npos) << c.name();
+  }
+  for (const LeftOut& l : left_out) {
+    EXPECT_NE(l.reason.find("latent (MLA) decode kernel uses NVIDIA's matrix"), std::string::npos)
+        << l.reason;
+    latent_left += l.cases;
+  }
+  // 6 a single-pass path (16 and 128 heads, q_len 2 masked, ragged paged poisoned, heavy-tailed,
+  // NaN) and 2 split counts.
+  EXPECT_EQ(latent + latent_left, 16);
+  EXPECT_EQ(latent, gpu::detail::kMmaDecodePlatform ? 16 : 0);
   // The window sweep and the shape variants (GQA groups 1, 7, 8 and 16 among them), the split
   // paths of attnscope at 1, 3 and 16 splits (window 1000, both accumulations: split invariance,
   // each count held to its own order's budget), two poisoned-cache cases, three masked cases,
@@ -67,7 +85,8 @@ TEST(AccuracyCases, DefaultSetCoversEveryWindowPathAndAccumulation) {
   // path and accumulation; on fused and split_kv, 13 fp8-cache cases a path and accumulation
   // (3 formats x 3 scale granularities, one paged and poisoned, one heavy-tailed, one NaN, one of
   // group 8).
-  EXPECT_EQ(cases.size(), 288u);
+  // On fused and split_kv at fp32 accumulation, 8 latent (MLA) cases (above).
+  EXPECT_EQ(cases.size() + std::size_t(latent_left), 304u);
   int poisoned = 0, masked = 0, fully = 0, padded = 0, negative = 0, overflow = 0, ragged = 0;
   for (const AccuracyCase& c : cases) {
     poisoned += c.data.poison_outside ? 1 : 0;
@@ -84,7 +103,7 @@ TEST(AccuracyCases, DefaultSetCoversEveryWindowPathAndAccumulation) {
       EXPECT_FALSE(c.expect_fp16_overflow) << c.name();
     }
   }
-  EXPECT_EQ(poisoned, 25);
+  EXPECT_EQ(poisoned, gpu::detail::kMmaDecodePlatform ? 27 : 25);
   // Every fp8 format x scale granularity x accumulation on both single-pass paths, and no fp8
   // case elsewhere.
   std::set<std::tuple<int, int, int, int>> fp8_seen;
@@ -539,13 +558,15 @@ TEST(Registry, EngineImplementationGetsCasesOnItsOwnLayout) {
                          "bshd caches only", "fp32 accumulation only", "takes no key mask",
                          "takes no sequence lengths (ragged batches)",
                          "testengine.decode does not read fp8 KV caches (takes_fp8_cache is "
-                         "not set)"}));
+                         "not set)",
+                         "testengine.decode does not read latent (MLA) caches "
+                         "(takes_latent_cache is not set)"}));
   for (const AccuracyCase& c : cases) {
     EXPECT_FALSE(c.data.masks_keys()) << c.name();
     EXPECT_EQ(c.data.ragged_min_len, 0) << c.name();
   }
   // The fused path's cases of the default set (the split-count cases are attnscope's own).
-  EXPECT_EQ(std::size_t(left) + cases.size(), 100u);
+  EXPECT_EQ(std::size_t(left) + cases.size(), 106u);
 
   const gpu::Implementation& reg = gpu::implementation("testengine.decode");
   EXPECT_FALSE(reg.declares_order());

@@ -45,6 +45,28 @@ TEST(BenchTraffic, Fp8CachesReadABytePerElementAndTheirScales) {
   EXPECT_DOUBLE_EQ(traffic(Path::fused, p).read_bytes(), q + 2 * kv + 2 * (2.0 * 8 * 4096 * 4));
 }
 
+TEST(BenchTraffic, LatentCachesAreReadOnceAsKAndV) {
+  Problem p;
+  p.batch = 2;
+  p.q_heads = 128;
+  p.kv_heads = 1;
+  p.head_dim = Problem::kMlaQkDim;
+  p.v_dim = Problem::kMlaVDim;
+  p.latent = true;
+  p.seq_len = p.window = 4096;
+  const Traffic t = traffic(Path::fused, p);
+  const double q = 2.0 * 128 * 576 * 2, cache = 2.0 * 4096 * 576 * 2;
+  const double out = 2.0 * 128 * 512 * 2, lse = 2.0 * 128 * 4;
+  EXPECT_DOUBLE_EQ(t.read_bytes(), q + cache);
+  EXPECT_DOUBLE_EQ(t.written_bytes(), out + lse);
+  EXPECT_EQ(t.describe(), "reads q, latent; writes out, lse");
+  // The dots over 576 channels, the weighted sums over 512.
+  const double scores = 2.0 * 128 * 4096;
+  EXPECT_DOUBLE_EQ(t.flops, 2 * scores * 576 + 2 * scores * 512 + 5 * scores);
+  p.kv_fp8 = Fp8Format::e4m3;
+  EXPECT_EQ(traffic(Path::split_kv, p).describe(), "reads q, latent, k_scale; writes out, lse");
+}
+
 TEST(BenchTraffic, UnfusedIsItsStagesInSequence) {
   const Problem p = llama_decode();
   const Traffic u = traffic(Path::unfused, p);

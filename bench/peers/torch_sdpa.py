@@ -45,10 +45,16 @@ def mha(batch, window):
 
 def shape(**kw):
     s = dict(batch=1, q_heads=32, kv_heads=8, window=4096, head_dim=128, input="fp16",
-             accum="fp32", layout="bhsd", page=16, q_len=1)
+             accum="fp32", layout="bhsd", page=16, q_len=1, v_dim=0)
     s.update(kw)
     s.setdefault("output", s["input"])
     return s
+
+
+def mla(heads, batch, window, **kw):
+    """A latent (MLA) cache, DeepSeek-V3: one 576-wide row a position, V its first 512."""
+    return shape(batch=batch, q_heads=heads, kv_heads=1, window=window, head_dim=576, v_dim=512,
+                 **kw)
 
 
 def make_shapes(set_name):
@@ -57,6 +63,7 @@ def make_shapes(set_name):
     out = [shape(**DEBUG)]
     out += [shape(**llama(b, w)) for b in (1, 16, 64) for w in (1024, 4096, 32768, 131072)]
     out += [shape(**mha(b, w)) for b in (1, 8) for w in (4096, 8192)]
+    out += [mla(128, 64, 4096), mla(128, 16, 32768), mla(128, 1, 32768), mla(16, 64, 4096)]
     if set_name != "full":
         return out
     for base in (llama(1, 4096), llama(16, 32768)):
@@ -101,6 +108,8 @@ def shapes_from(path):
         for k, v in fields.items():
             if k in KEYS:
                 kw[KEYS[k]] = int(v) if KEYS[k] in INT_KEYS else v
+        if "latent" in fields:  # "/latent:v512": V is the first 512 channels of the rows
+            kw["v_dim"] = int(fields["latent"][1:])
         s = shape(**kw)
         key = tuple(sorted(s.items()))
         if key not in seen:
@@ -118,6 +127,8 @@ def bench_name(path, impl, s, hot):
         n += f"/page:{s['page']}"
     if s["output"] != s["input"]:
         n += f"/out:{s['output']}"
+    if s["v_dim"]:
+        n += f"/latent:v{s['v_dim']}"
     if hot:
         n += "/l2:hot"
     return n
@@ -132,21 +143,26 @@ def traffic(path, s):
     span = s["window"] + s["q_len"] - 1
     rows = s["batch"] * s["q_heads"] * s["q_len"]
     score_elems = rows * s["window"]
+    dv = s["v_dim"] or s["head_dim"]
     q = rows * s["head_dim"] * SIZE[s["input"]]
     kv = s["batch"] * s["kv_heads"] * span * s["head_dim"] * SIZE[s["input"]]
     scores = score_elems * 4
-    out = rows * s["head_dim"] * SIZE[s["output"]]
+    out = rows * dv * SIZE[s["output"]]
     lse = rows * 4
     dot = 2.0 * score_elems * s["head_dim"]
+    pv = 2.0 * score_elems * dv
     softmax = 5.0 * score_elems
     if path == "unfused":
         return ([("qk.q", q, False), ("qk.k", kv, False), ("qk.scores", scores, True),
                  ("softmax.scores", scores, False), ("softmax.probs", scores, True),
                  ("softmax.lse", lse, True),
                  ("pv.probs", scores, False), ("pv.v", kv, False), ("pv.out", out, True)],
-                2 * dot + softmax)
+                dot + pv + softmax)
+    if s["v_dim"]:  # a latent cache, read once as K and as V
+        return ([("q", q, False), ("latent", kv, False), ("out", out, True),
+                 ("lse", lse, True)], dot + pv + softmax)
     return ([("q", q, False), ("k", kv, False), ("v", kv, False), ("out", out, True),
-             ("lse", lse, True)], 2 * dot + softmax)
+             ("lse", lse, True)], dot + pv + softmax)
 
 
 class Timing:
@@ -233,6 +249,14 @@ class Inputs:
         g.manual_seed(seed)
         b, qh, kvh, w, d = s["batch"], s["q_heads"], s["kv_heads"], s["window"], s["head_dim"]
         self.q = torch.randn(b, qh, 1, d, dtype=dt, device="cuda", generator=g)  # [b, qh, 1, d]
+        if s["v_dim"]:
+            # A latent cache [b, 1, w, 576]: K is the rows, V a view of their first v_dim
+            # channels (the same memory, as MLA kernels read it).
+            self.k = torch.randn(b, kvh, w, d, dtype=dt, device="cuda", generator=g)
+            self.v = self.k[..., :s["v_dim"]]
+            self.scale = 1.0 / math.sqrt(192.0)  # DeepSeek-V3's, as attnscope's MLA shapes
+            self.ref = None
+            return
         if s["layout"] == "bshd":
             # Stored [b, w, kvh, d]; the attention sees a strided [b, kvh, w, d] view.
             self.k = torch.randn(b, w, kvh, d, dtype=dt, device="cuda", generator=g).transpose(1, 2)
@@ -248,14 +272,15 @@ class Inputs:
         if self.ref is None:
             b, qh, _, d = self.q.shape
             kvh = self.k.shape[1]
+            dv = self.v.shape[-1]
             g = qh // kvh
-            out = torch.empty(b, qh, 1, d, dtype=torch.float64, device="cuda")
+            out = torch.empty(b, qh, 1, dv, dtype=torch.float64, device="cuda")
             for i in range(b):
                 q = self.q[i].double().reshape(kvh, g, d)  # [kvh, g, d]
                 k = self.k[i].double()  # [kvh, w, d]
                 p = torch.softmax(torch.matmul(q, k.transpose(-1, -2)) * self.scale, dim=-1)
                 del k
-                out[i] = torch.matmul(p, self.v[i].double()).reshape(qh, 1, d)
+                out[i] = torch.matmul(p, self.v[i].double()).reshape(qh, 1, dv)
             self.ref = out
         return self.ref
 
@@ -281,6 +306,9 @@ def gqa_call(torch, F, backend_ctx, enable_gqa_ok):
                 k = k.repeat_interleave(group, dim=1)
                 v = v.repeat_interleave(group, dim=1)
 
+        if inp.scale != 1.0 / math.sqrt(q.shape[-1]):
+            kwargs["scale"] = inp.scale
+
         def call():
             with backend_ctx():
                 return F.scaled_dot_product_attention(q, k, v, **kwargs)
@@ -300,7 +328,7 @@ def unfused_call(torch):
         def call():
             s = torch.matmul(qg, k.transpose(-1, -2))  # [b, kvh, group, w]
             p = torch.softmax(s.float() * scale, dim=-1)  # fp32 probabilities
-            return torch.matmul(p.to(q.dtype), v).reshape(b, qh, 1, d)
+            return torch.matmul(p.to(q.dtype), v).reshape(b, qh, 1, v.shape[-1])
 
         return call
 

@@ -75,6 +75,25 @@ std::vector<DecodeShape> bench_shapes(const std::string& set) {
   s.push_back(fp8(llama(16, 32768), KvScale::token));
   s.push_back(fp8(llama70b(16, 32768), KvScale::tensor));
   s.push_back(fp8(serving, KvScale::token));
+  // Latent (MLA) decode, DeepSeek-V3: 128 query heads (the whole model) at batch 64 x 4K, 16 x
+  // 32K and 1 x 32K, and 16 heads (a tensor-parallel shard of 8) at 64 x 4K, in a dense cache
+  // (as PyTorch's SDPA takes it), and the first in 64-position pages as the engines that serve
+  // the model keep them.
+  auto mla = [](int heads, int batch, std::int64_t window) {
+    DecodeShape v = shape(batch, heads, 1, window);
+    v.latent = true;
+    return v;
+  };
+  s.push_back(mla(128, 64, 4096));
+  s.push_back(mla(128, 16, 32768));
+  s.push_back(mla(128, 1, 32768));
+  s.push_back(mla(16, 64, 4096));
+  {
+    DecodeShape v = mla(128, 64, 4096);
+    v.layout = KvLayoutKind::paged;
+    v.page_size = 64;
+    s.push_back(v);
+  }
   if (set != "full") return s;
 
   // full: each other axis varied around two Llama decode shapes, a short and a long cache.

@@ -141,6 +141,18 @@ KernelOrder pv_order(const Problem& p, const LaunchContext& c) {
 // chain, and 4 for the split's error of at most 2^-21 = 4 u), and the instructions' rounding
 // taken as possibly toward zero.
 KernelOrder decode_order(const Problem& p, int splits) {
+  if (p.latent) {
+    // The latent kernel (decode_mla.hpp): the dot as above, over 576 channels; the weighted sum
+    // in one accumulator a split (the warps share the output's columns out), 8 positions an
+    // instruction, each p as two binary16 values.
+    KernelOrder o;
+    o.dot = SummationOrder::mma_of(1, 16);
+    o.splits = splits;
+    o.values = SummationOrder::mma_of(1, 8, (span_of(p) + splits - 1) / splits);
+    o.extra_roundings = 12;
+    o.truncating = true;
+    return o;
+  }
   if (decode_uses_mma(p)) {
     KernelOrder o;
     o.dot = SummationOrder::mma_of(1, 16);
@@ -184,6 +196,10 @@ std::string grid_support(Path path, const Problem& p) {
 // What every stage kernel of attnscope supports: every problem and layout the model allows
 // within the grid limits, but fp16 accumulation for fp16 inputs only.
 std::string attnscope_support(Path path, const Problem& p, const KvLayoutSpec& layout) {
+  if (p.latent && (path == Path::fused || path == Path::split_kv)) {
+    const std::string why = mla_support(p);
+    if (!why.empty()) return why;
+  }
   if (p.accum == Accum::fp16 && p.input != DType::fp16)
     return "fp16 accumulation is implemented for fp16 inputs only (other inputs would be rounded "
            "to fp16 first)";
@@ -241,6 +257,7 @@ std::vector<Implementation> attnscope_implementations() {
   };
   fused.workspace_bytes = fused_workspace_bytes;
   fused.takes_fp8_cache = true;
+  fused.takes_latent_cache = true;
   v.push_back(std::move(fused));
 
   Implementation split = own(Path::split_kv, launch_split_kv);
@@ -251,6 +268,7 @@ std::vector<Implementation> attnscope_implementations() {
   };
   split.workspace_bytes = split_kv_workspace_bytes;
   split.takes_fp8_cache = true;
+  split.takes_latent_cache = true;
   v.push_back(std::move(split));
   return v;
 }

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include "attnscope/core/problem.hpp"
 
@@ -120,15 +121,36 @@ inline constexpr int kMmaBlocksPerSm = 2;
 // tried too: on an H200 the lane kernel was faster there (Llama-3-8B b16 x 32K, e4m3: 531 us
 // against 697 us).
 inline bool decode_uses_mma(const Problem& p) {
+  if (p.latent) return false;  // the latent kernel's (decode_mla.hpp)
   if (!kMmaDecodePlatform || p.input != DType::fp16 || p.accum != Accum::fp32) return false;
   if (p.kv_fp8 && p.kv_scale == KvScale::token) return false;
   if (std::int64_t(p.group()) * p.q_len < kMmaMinQueries) return false;
   return p.head_dim == 128 || (p.head_dim == 64 && !p.kv_fp8);
 }
 
+// The latent (MLA) decode kernel (decode_mla.hpp): NVIDIA matrix instructions, fp16 q and cache,
+// fp32 accumulation. A block of kDecThreads holds kMlaQueries queries (of the one latent head)
+// and streams tiles of kMlaKeys positions, kMlaStages in flight; kMlaBlocksPerSm are resident.
+inline constexpr int kMlaQueries = 16;
+inline constexpr int kMlaKeys = 32;
+inline constexpr int kMlaStages = 2;
+inline constexpr int kMlaBlocksPerSm = 2;
+// Why the latent kernel does not run a latent problem; empty when it does.
+inline std::string mla_support(const Problem& p) {
+  if (!kMmaDecodePlatform)
+    return "the latent (MLA) decode kernel uses NVIDIA's matrix instructions (mma.sync); an "
+           "MFMA port for AMD GPUs is not written";
+  if (p.input != DType::fp16 || p.kv_fp8)
+    return "the latent (MLA) decode kernel reads fp16 q and fp16 caches (bf16 and fp8 latent "
+           "caches are not implemented)";
+  if (p.accum != Accum::fp32) return "the latent (MLA) decode kernel accumulates in fp32";
+  return {};
+}
+
 // Queries per block: every query of a KV head's row (group x q_len) up to 8, 4 at head_dim 256;
-// kMmaQueries for the matrix-instruction kernel.
+// kMmaQueries for the matrix-instruction kernel, kMlaQueries for the latent one.
 inline int decode_query_tile(const Problem& p) {
+  if (p.latent) return kMlaQueries;
   if (decode_uses_mma(p)) return kMmaQueries;
   const std::int64_t n = std::int64_t(p.group()) * p.q_len;
   const int most = p.head_dim == 256 ? 4 : 8;
@@ -178,10 +200,11 @@ struct DecodeLaunchModel {
     const int qt = decode_query_tile(p);
     const int eb = static_cast<int>(size_of(p.input));
     const bool mma = decode_uses_mma(p);
-    slots = std::int64_t(multiprocessors) *
-            (mma ? kMmaBlocksPerSm : decode_blocks_per_sm(qt, p.head_dim, eb));
+    slots = std::int64_t(multiprocessors) * (p.latent ? kMlaBlocksPerSm
+                                             : mma    ? kMmaBlocksPerSm
+                                                      : decode_blocks_per_sm(qt, p.head_dim, eb));
     span = span_of(p);
-    keys = mma ? kMmaKeys : decode_tile_positions(qt, p.head_dim, eb);
+    keys = p.latent ? kMlaKeys : mma ? kMmaKeys : decode_tile_positions(qt, p.head_dim, eb);
     most = span / kDecodeMinSplitLen;
     if (most > 1024) most = 1024;
     if (most < 1) most = 1;
@@ -256,7 +279,7 @@ inline int decode_auto_splits_ragged(const Problem& p, int multiprocessors,
 inline std::size_t decode_workspace_bytes(const Problem& p, int splits, bool tickets) {
   if (splits <= 1) return 0;
   const std::size_t rows = std::size_t(p.batch) * p.q_len * p.q_heads;
-  return rows * std::size_t(splits) * (std::size_t(p.head_dim) + 1) * sizeof(float) +
+  return rows * std::size_t(splits) * (std::size_t(p.value_dim()) + 1) * sizeof(float) +
          (tickets ? std::size_t(p.batch) * std::size_t(decode_query_tiles(p)) *
                         std::size_t(p.kv_heads) * sizeof(unsigned)
                   : 0);

@@ -8,6 +8,10 @@ namespace {
 
 template <bool kSeparate>
 void launch_decode(const StageArgs& a) {
+  if (a.problem.latent) {
+    launch_decode_mla<kSeparate>(a);
+    return;
+  }
   if (!a.problem.kv_fp8) {
     dispatch(a.problem, LaunchDecode<kSeparate, Fault::none>{a});
     return;

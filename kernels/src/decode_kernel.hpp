@@ -78,13 +78,13 @@ struct DecodeGeom {
 
 // Offsets of the split partials, their log-sum-exps and the ticket counters in the workspace.
 struct DecodeWorkspace {
-  float* part;       // [row (b, t, h)][split][head_dim]
+  float* part;       // [row (b, t, h)][split][v_dim]
   float* lse;        // [row][split]
   unsigned* ticket;  // [batch x query tile][kv head]
   __host__ __device__ DecodeWorkspace(void* ws, const KernelParams& p) {
     const std::int64_t rows = std::int64_t(p.batch) * p.q_len * p.q_heads;
     part = static_cast<float*>(ws);
-    lse = part + rows * p.splits * p.head_dim;
+    lse = part + rows * p.splits * p.v_dim;
     ticket = reinterpret_cast<unsigned*>(lse + rows * p.splits);
   }
 };
@@ -304,7 +304,9 @@ __device__ __forceinline__ void finish_decode_block(const KernelParams& p,
       }
     const float lf = Pol::to_float_s(Pol::from_float(lv[0]));
     fin_l[i] = lf;
-    const float lse = lf > 0.0f ? mv[0] + logf(lf) : -INFINITY;
+    // No key: -inf. A NaN sum (a NaN score: a latent cache's NaN is in K too) stays NaN, so that
+    // the split merge carries it to the output instead of weighing the split as empty.
+    const float lse = lf != 0.0f ? mv[0] + logf(lf) : -INFINITY;
     const int row = out_row_of(i);
     if (p.splits == 1) {
       const int t = row / p.q_heads % p.q_len, h = row % p.q_heads;
@@ -654,6 +656,10 @@ struct DecodeLaunch {
 // instantiated in decode_mma.hip.
 template <int D, bool kSeparate, class C>
 void launch_decode_mma(const StageArgs& a);
+
+// The latent (MLA) decode kernel (decode_mla.hpp): instantiated in decode_mla.hip.
+template <bool kSeparate>
+void launch_decode_mla(const StageArgs& a);
 
 // Runs launch.template run<QT>() with the query tile decode_query_tile(p) chooses.
 template <int D, class L>

@@ -142,7 +142,42 @@ int clock_khz() {
 }
 #endif
 
+// Rounds of kMmaProbeChains independent mma.m16n8k16 a warp; the sums reach `sink` only if
+// they equal a value they never take, so the work stays.
+__global__ __launch_bounds__(kFillThreads) void mma_probe_kernel(float* sink, int iters) {
+  const unsigned one = 0x3c003c00u;                                               // binary16 1, 1
+  const unsigned tiny = 0x14001400u ^ (static_cast<unsigned>(threadIdx.x) & 1u);  // ~2^-10
+  const unsigned a[4] = {one, one, one, one};
+  float c[kMmaProbeChains][4] = {};
+  for (int i = 0; i < iters; ++i)
+#pragma unroll
+    for (int k = 0; k < kMmaProbeChains; ++k) mma_16x8x16(c[k], a, tiny, tiny);
+  float s = 0.0f;
+#pragma unroll
+  for (int k = 0; k < kMmaProbeChains; ++k) s += c[k][0] + c[k][1] + c[k][2] + c[k][3];
+  if (s == -1.0f) sink[0] = s;
+}
+
 }  // namespace
+
+bool mma_probe_available() {
+#if defined(ATTNSCOPE_PLATFORM_CUDA)
+  const std::string arch = device_info().arch;  // "sm_" and the compute capability x 10
+  return arch.rfind("sm_", 0) == 0 && std::stoi(arch.substr(3)) >= 80;
+#else
+  return false;
+#endif
+}
+
+void mma_probe_async(DeviceBuffer& sink, int blocks, int iters, void* stream) {
+  if (!mma_probe_available())
+    throw GpuError("the tensor-core probe needs mma.sync (NVIDIA compute capability 8.0 or later)");
+  if (sink.bytes() < sizeof(float)) throw GpuError("mma_probe_async: the sink needs 4 bytes");
+  if (blocks < 1 || iters < 1) throw GpuError("mma_probe_async: blocks and iters must be >= 1");
+  mma_probe_kernel<<<dim3(unsigned(blocks)), kFillThreads, 0, static_cast<hipStream_t>(stream)>>>(
+      sink.as<float>(), iters);
+  ATTNSCOPE_CHECK_LAUNCH();
+}
 
 void fill_normal(void* data, std::int64_t elems, DType type, std::uint64_t seed, void* stream) {
   if (elems <= 0) return;

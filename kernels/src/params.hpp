@@ -14,6 +14,7 @@ namespace attnscope::gpu::detail {
 // Query index qi in [0, group * q_len): t = qi / group, h = kv_head * group + qi % group.
 struct KernelParams {
   int batch, q_heads, kv_heads, group, q_len, head_dim;
+  int v_dim;  // the width of V rows and of the output (a latent cache's V is its rows' first v_dim)
   std::int64_t seq_len, window;
   std::int64_t span;        // window + q_len - 1: positions touched by some query of a row
   std::int64_t span_start;  // window_start(0)
@@ -61,6 +62,7 @@ inline KernelParams make_params(const StageArgs& a, int qt) {
   k.group = p.group();
   k.q_len = p.q_len;
   k.head_dim = p.head_dim;
+  k.v_dim = p.value_dim();
   k.seq_len = p.seq_len;
   k.window = p.window;
   k.span = span_of(p);

@@ -96,6 +96,12 @@ void read_async(const DeviceBuffer&, DeviceBuffer&, void*, ReadShape) {
 std::vector<ReadShape> read_shapes() {
   return {};
 }
+bool mma_probe_available() {
+  return false;
+}
+void mma_probe_async(DeviceBuffer&, int, int, void*) {
+  no_backend();
+}
 std::string run_selfcheck() {
   no_backend();
 }

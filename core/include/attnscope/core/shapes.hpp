@@ -31,6 +31,11 @@ struct DecodeShape {
   // An fp8 KV cache (Problem::kv_fp8) with scales of this granularity; none: K and V in `input`.
   std::optional<Fp8Format> kv_fp8;
   KvScale kv_scale = KvScale::tensor;
+  // A latent (MLA) cache, DeepSeek-V2/V3's decode attention: q_heads query heads on one latent
+  // row a position (kv_heads and head_dim are then Problem::kMlaQkDim's shape, V 512 wide, the
+  // softmax scale 1/sqrt(192) as those models use).
+  bool latent = false;
+  int page_size = 0;  // paged layouts: positions a page; 0: the run's choice (16 by default)
 
   Problem problem() const {
     Problem p;
@@ -46,6 +51,13 @@ struct DecodeShape {
     p.accum = accum;
     p.kv_fp8 = kv_fp8;
     p.kv_scale = kv_scale;
+    if (latent) {
+      p.kv_heads = 1;
+      p.head_dim = Problem::kMlaQkDim;
+      p.v_dim = Problem::kMlaVDim;
+      p.latent = true;
+      p.scale = 1.0 / 13.856406460551018;  // 1/sqrt(192)
+    }
     return p;
   }
   // The sequence lengths of a ragged batch, empty otherwise.
@@ -53,7 +65,8 @@ struct DecodeShape {
   KvLayoutSpec layout_spec() const {
     KvLayoutSpec l;
     l.kind = layout;
-    return l;  // paged: 16-position pages
+    if (page_size > 0) l.page_size = page_size;
+    return l;
   }
 };
 

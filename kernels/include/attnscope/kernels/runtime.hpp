@@ -147,6 +147,18 @@ std::vector<ReadShape> read_shapes();
 // the streaming-read bandwidth probe. `sink` (16 bytes) is never written in practice.
 void read_async(const DeviceBuffer& buffer, DeviceBuffer& sink, void* stream = nullptr,
                 ReadShape shape = {});
+// The tensor-core probe: the throughput of mma.m16n8k16 with binary16 operands and fp32
+// accumulation (the instruction of the matrix-instruction decode kernels), the ceiling of a
+// kernel that mostly multiplies. `blocks` blocks of 256 threads, each warp running `iters`
+// rounds of kMmaProbeChains independent instructions; mma_probe_flops counts their FLOPs (2 a
+// multiply-add). Available on NVIDIA GPUs of compute capability 8.0 and later
+// (mma_probe_available); elsewhere mma_probe_async throws GpuError.
+inline constexpr int kMmaProbeChains = 8;
+bool mma_probe_available();
+void mma_probe_async(DeviceBuffer& sink, int blocks, int iters, void* stream = nullptr);
+inline double mma_probe_flops(int blocks, int iters) {
+  return double(blocks) * 8.0 * double(iters) * kMmaProbeChains * 2.0 * 16 * 8 * 16;
+}
 // Holds a stream until the host releases it. Enqueued ahead of a timed region, every launch of
 // the region is queued before the start event fires, however many launches the region has and
 // however long the host takes to enqueue them, so launch latency stays out of the measurement.

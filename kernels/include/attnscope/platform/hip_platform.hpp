@@ -362,6 +362,23 @@ __device__ __forceinline__ void mma_16x8x16(float (&c)[4], const unsigned (&a)[4
 #endif
 }
 
+// Four 8 x 8 matrices of binary16 from shared memory: lanes 8 i .. 8 i + 7 give the addresses of
+// matrix i's rows (16 bytes each); r[i] then holds, at lane l, matrix i's elements (row l / 4,
+// columns 2 (l % 4) and 2 (l % 4) + 1): the fragment layouts of mma_16x8x16's a (matrices in
+// the order rows 0-7 / 8-15 of columns 0-7, then of columns 8-15) and b (of K^T: a matrix is 8
+// rows of K, 8 of their columns).
+__device__ __forceinline__ void ldmatrix_x4(unsigned (&r)[4], const void* row) {
+#if ATTNSCOPE_MMA
+  const unsigned a = static_cast<unsigned>(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(a));
+#else
+  (void)row;
+  r[0] = r[1] = r[2] = r[3] = 0u;
+#endif
+}
+
 // Four 8 x 8 matrices of binary16 from shared memory, transposed: lanes 8 i .. 8 i + 7 give the
 // addresses of matrix i's rows (16 bytes each); r[i] then holds, at lane l, matrix i's elements
 // (row 2 (l % 4), column l / 4) and (row 2 (l % 4) + 1, column l / 4).
