@@ -10,7 +10,8 @@
 // (rows are 1152 bytes, a multiple of 128, so without it a column of rows is one bank), and are
 // read with ldmatrix. Per tile:
 //  - S = q K^T, the warps side by side on the keys: warp w takes positions 8 w .. 8 w + 7 of the
-//    tile, 36 instructions of 16 channels each, in channel order;
+//    tile, 36 instructions of 16 channels each, into four accumulators in turn (so that four
+//    instructions are in flight, not one chain of 36), joined by a tree;
 //  - the online softmax, one running max for the block: each warp's max of its scores, exchanged
 //    through shared memory; alpha = exp(m_old - m_new) rescales the output, p = exp(s - m_new)
 //    in fp32. Each warp sums its own p's into its l (same m and alpha everywhere, so the warps'
@@ -37,6 +38,7 @@ struct MlaGeom {
   static constexpr int W = kDecThreads / kWarpSize;  // 4 warps
   static constexpr int KPW = KEYS / W;               // positions a warp in the dot: 8
   static constexpr int NT = DV / W / 8;              // output tiles of 8 columns a warp: 16
+  static constexpr int DOT_CHAINS = 4;               // the dot's independent accumulators
   static constexpr int ROW = DQ * 2;                 // bytes of a q or cache row
   static constexpr int CH = ROW / 16;                // its 16-byte chunks: 72
   static constexpr int LPR = kDecThreads / KEYS;     // threads copying a row: 4
@@ -45,6 +47,7 @@ struct MlaGeom {
   static constexpr int P_AT = Q_AT + QT * ROW;              // p's a operands [W][lane][4]
   static constexpr int MAX_AT = P_AT + W * kWarpSize * 16;  // the warps' maxima [W][QT]
   static constexpr int SMEM = MAX_AT + W * QT * 4 + 16;     // and fused's merge flag
+  static_assert(DOT_CHAINS == 4, "the dot's accumulators are joined by a tree of two levels");
   static_assert(KPW == 8 && CH % 8 == 0 && CH % LPR == 0 && DV % (W * 32) == 0, "geometry");
   static_assert(MergeScratch<QT, 1, DV>::FLOATS * 4 <= Q_AT, "the merge scratch over the tiles");
   // Byte offset of chunk c of row n (of a stage, or of q), chunks XOR-swizzled by the row.
@@ -140,9 +143,10 @@ __global__ __launch_bounds__(kDecThreads, kMlaBlocksPerSm) void decode_mla_kerne
     const char* st = sm + (t % STAGES) * G::STAGE;
 
     // S for the warp's 8 positions: 36 steps of 16 channels, K's chunks 2k .. 2k + 3 (steps k
-    // and k + 1) by one ldmatrix.
-    float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-#pragma unroll 6
+    // and k + 1) by one ldmatrix. Step k adds into accumulator k % 4 (four independent chains
+    // of instructions), and the four are joined by a tree: (0 + 1) + (2 + 3).
+    float sc[G::DOT_CHAINS][4] = {};
+#pragma unroll
     for (int k = 0; k < G::DQ / 16; k += 2) {
       unsigned kb[4];
       ldmatrix_x4(kb, st + G::chunk(G::KPW * warp + lane % 8, 2 * k + lane / 8));
@@ -150,9 +154,12 @@ __global__ __launch_bounds__(kDecThreads, kMlaBlocksPerSm) void decode_mla_kerne
       for (int u = 0; u < 2; ++u) {
         unsigned qa[4];
         ldmatrix_x4(qa, qs + G::chunk(lane % 16, 2 * (k + u) + lane / 16));
-        mma_16x8x16(s, qa, kb[2 * u], kb[2 * u + 1]);
+        mma_16x8x16(sc[(k + u) % G::DOT_CHAINS], qa, kb[2 * u], kb[2 * u + 1]);
       }
     }
+    float s[4];
+#pragma unroll
+    for (int e = 0; e < 4; ++e) s[e] = (sc[0][e] + sc[1][e]) + (sc[2][e] + sc[3][e]);
     // Scores; positions outside a row's window or not attended: -inf. s[e] is row g, s[2 + e]
     // row g + 8, position 2 q4 + e of the warp's.
     float tmax[2] = {-INFINITY, -INFINITY};
