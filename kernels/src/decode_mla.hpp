@@ -52,6 +52,9 @@ struct MlaGeom {
   static_assert(MergeScratch<QT, 1, DV>::FLOATS * 4 <= Q_AT, "the merge scratch over the tiles");
   // Byte offset of chunk c of row n (of a stage, or of q), chunks XOR-swizzled by the row.
   __device__ static int chunk(int n, int c) { return n * ROW + ((c ^ (n & 7)) << 4); }
+  // The same as the offset of chunk r < 8 of row n plus 128 a: chunk 8 a + r. A lane's loads
+  // take r from a few per-lane offsets and a from the (unrolled) loop, an immediate.
+  __device__ static int chunk_low(int n, int r) { return n * ROW + ((r ^ (n & 7)) << 4); }
 };
 
 template <bool kSeparate>
@@ -106,18 +109,19 @@ __global__ __launch_bounds__(kDecThreads, kMlaBlocksPerSm) void decode_mla_kerne
   // Tile t's rows: thread tid copies chunks tid % LPR, + LPR, ... of row tid / LPR. A position
   // outside the split, the sequence or the mask is not read (its p is 0, but 0 x a NaN a cache
   // may hold there is NaN): zeros instead.
+  // Chunk c = 4 j + clane (j = 2 a + h) is at chunk_low(crow, 4 h + clane) + 128 a.
   const int crow = tid / G::LPR, clane = tid % G::LPR;
+  static_assert(G::LPR == 4, "a row's copies step 4 chunks");
+  const int cdst[2] = {G::chunk_low(crow, clane), G::chunk_low(crow, 4 + clane)};
   auto load_tile = [&](int t) {
     const std::int64_t pos = c0 + std::int64_t(t) * KEYS + crow;
     const bool ok = pos < c1 && key_attended<Fault::none>(p, b, shift, pos);
-    const char* src =
-        static_cast<const char*>(p.k) + (ok ? p.kv.offset(b, kvh, pos + shift) * 2 : 0);
+    const char* src = static_cast<const char*>(p.k) +
+                      (ok ? p.kv.offset(b, kvh, pos + shift) * 2 : 0) + clane * 16;
     char* dst = sm + (t % STAGES) * G::STAGE;
 #pragma unroll
-    for (int j = 0; j < G::CH / G::LPR; ++j) {
-      const int c = clane + G::LPR * j;
-      AsyncCopy::copy16(dst + G::chunk(crow, c), src + c * 16, ok);
-    }
+    for (int j = 0; j < G::CH / G::LPR; ++j)
+      AsyncCopy::copy16(dst + cdst[j % 2] + 128 * (j / 2), src + 64 * j, ok);
   };
 #pragma unroll
   for (int s = 0; s < STAGES - 1; ++s) {
@@ -129,6 +133,18 @@ __global__ __launch_bounds__(kDecThreads, kMlaBlocksPerSm) void decode_mla_kerne
 #pragma unroll
   for (int n = 0; n < G::NT; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+  // Per-lane parts of the ldmatrix addresses (chunk_low): K's rows 8 warp + lane % 8 at chunks
+  // 2 k + lane / 8 (k even), q's rows lane % 16 at chunks 2 s + lane / 16, V's rows
+  // 8 kk + lane % 8 at chunks 16 warp + 4 c + lane / 8.
+  const int l8 = lane % 8;
+  const int kofs[2] = {G::chunk_low(G::KPW * warp + l8, lane / 8),
+                       G::chunk_low(G::KPW * warp + l8, 4 + lane / 8)};
+  int qofs[4];
+#pragma unroll
+  for (int m = 0; m < 4; ++m) qofs[m] = G::chunk_low(lane % 16, 2 * m + lane / 16);
+  static_assert(G::NT == 16, "a warp's V columns are two 128-byte groups a pair of steps");
+  const int vofs[2] = {G::chunk_low(l8, lane / 8) + 256 * warp,
+                       G::chunk_low(l8, 4 + lane / 8) + 256 * warp};
   float* const red_max = reinterpret_cast<float*>(sm + G::MAX_AT);  // [W][QT]
   uint4* const pa = reinterpret_cast<uint4*>(sm + G::P_AT);         // [W][lane]
   const char* const qs = sm + G::Q_AT;
@@ -149,11 +165,11 @@ __global__ __launch_bounds__(kDecThreads, kMlaBlocksPerSm) void decode_mla_kerne
 #pragma unroll
     for (int k = 0; k < G::DQ / 16; k += 2) {
       unsigned kb[4];
-      ldmatrix_x4(kb, st + G::chunk(G::KPW * warp + lane % 8, 2 * k + lane / 8));
+      ldmatrix_x4(kb, st + kofs[(k / 2) % 2] + 128 * (k / 4));
 #pragma unroll
       for (int u = 0; u < 2; ++u) {
         unsigned qa[4];
-        ldmatrix_x4(qa, qs + G::chunk(lane % 16, 2 * (k + u) + lane / 16));
+        ldmatrix_x4(qa, qs + qofs[(k + u) % 4] + 128 * ((k + u) / 4));
         mma_16x8x16(sc[(k + u) % G::DOT_CHAINS], qa, kb[2 * u], kb[2 * u + 1]);
       }
     }
@@ -237,8 +253,7 @@ __global__ __launch_bounds__(kDecThreads, kMlaBlocksPerSm) void decode_mla_kerne
       for (int c = 0; c < G::NT / 4; ++c) {
         // Matrix i: V's rows 8 kk .. 8 kk + 7, chunk 16 warp + 4 c + i.
         unsigned v[4];
-        ldmatrix_x4_trans(v,
-                          st + G::chunk(G::KPW * kk + lane % 8, G::NT * warp + 4 * c + lane / 8));
+        ldmatrix_x4_trans(v, st + kk * G::KPW * G::ROW + vofs[c % 2] + 128 * (c / 2));
 #pragma unroll
         for (int i = 0; i < 4; ++i) mma_16x8x16(o[4 * c + i], a, v[i], v[i]);
       }
