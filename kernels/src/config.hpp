@@ -129,12 +129,22 @@ inline bool decode_uses_mma(const Problem& p) {
 }
 
 // The latent (MLA) decode kernel (decode_mla.hpp): NVIDIA matrix instructions, fp16 q and cache,
-// fp32 accumulation. A block of kDecThreads holds kMlaQueries queries (of the one latent head)
-// and streams tiles of kMlaKeys positions, kMlaStages in flight; kMlaBlocksPerSm are resident.
-inline constexpr int kMlaQueries = 16;
+// fp32 accumulation. A block holds 16 x mla_query_tiles queries (of the one latent head), two
+// warps for each 16, and streams tiles of kMlaKeys positions, kMlaStages in flight.
 inline constexpr int kMlaKeys = 32;
 inline constexpr int kMlaStages = 2;
-inline constexpr int kMlaBlocksPerSm = 2;
+// Tiles of 16 queries a block: the fewest that hold a row of the latent head's queries (heads x
+// q_len), up to 4.
+inline int mla_query_tiles(const Problem& p) {
+  const std::int64_t n = std::int64_t(p.group()) * p.q_len;
+  return n <= 16 ? 1 : n <= 32 ? 2 : 4;
+}
+// Resident blocks a multiprocessor: shared memory (two 36 KiB tiles and 18 KiB of q a tile of
+// queries) and registers (about 200 a thread) leave room for two blocks of one or two tiles of
+// queries, one of four.
+constexpr int mla_blocks_per_sm(int query_tiles) {
+  return query_tiles >= 4 ? 1 : 2;
+}
 // Why the latent kernel does not run a latent problem; empty when it does.
 inline std::string mla_support(const Problem& p) {
   if (!kMmaDecodePlatform)
@@ -148,9 +158,9 @@ inline std::string mla_support(const Problem& p) {
 }
 
 // Queries per block: every query of a KV head's row (group x q_len) up to 8, 4 at head_dim 256;
-// kMmaQueries for the matrix-instruction kernel, kMlaQueries for the latent one.
+// kMmaQueries for the matrix-instruction kernel, 16 x mla_query_tiles for the latent one.
 inline int decode_query_tile(const Problem& p) {
-  if (p.latent) return kMlaQueries;
+  if (p.latent) return 16 * mla_query_tiles(p);
   if (decode_uses_mma(p)) return kMmaQueries;
   const std::int64_t n = std::int64_t(p.group()) * p.q_len;
   const int most = p.head_dim == 256 ? 4 : 8;
@@ -200,7 +210,7 @@ struct DecodeLaunchModel {
     const int qt = decode_query_tile(p);
     const int eb = static_cast<int>(size_of(p.input));
     const bool mma = decode_uses_mma(p);
-    slots = std::int64_t(multiprocessors) * (p.latent ? kMlaBlocksPerSm
+    slots = std::int64_t(multiprocessors) * (p.latent ? mla_blocks_per_sm(mla_query_tiles(p))
                                              : mma    ? kMmaBlocksPerSm
                                                       : decode_blocks_per_sm(qt, p.head_dim, eb));
     span = span_of(p);

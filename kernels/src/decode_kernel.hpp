@@ -266,7 +266,9 @@ struct MergeScratch {
 // the split's partial and log-sum-exp, and fused's in-launch merge of the splits (`flag`: a
 // shared word past the scratch). scale_out: every output element is multiplied by out_mul (an
 // fp8 cache's V scale).
-template <class Pol, int R, int QT, int D, bool kSeparate, Fault F, class OutRow>
+// THREADS: the block's threads.
+template <class Pol, int R, int QT, int D, bool kSeparate, Fault F, int THREADS = kDecThreads,
+          class OutRow>
 __device__ __forceinline__ void finish_decode_block(const KernelParams& p,
                                                     const MergeScratch<QT, R, D>& ms,
                                                     unsigned* flag, int nq, int b, int split,
@@ -316,7 +318,7 @@ __device__ __forceinline__ void finish_decode_block(const KernelParams& p,
     }
   }
   if constexpr (F != Fault::missing_barrier) __syncthreads();
-  for (int x = static_cast<int>(threadIdx.x); x < nq * D; x += kDecThreads) {
+  for (int x = static_cast<int>(threadIdx.x); x < nq * D; x += THREADS) {
     const int i = x / D, d = x % D;
     float av[R];
 #pragma unroll
@@ -358,7 +360,7 @@ __device__ __forceinline__ void finish_decode_block(const KernelParams& p,
         // A warp a row: the block's rows are merged side by side.
         const int warp = static_cast<int>(threadIdx.x) / kWarpSize;
         const int lane = static_cast<int>(threadIdx.x) % kWarpSize;
-        for (int i = warp; i < nq; i += kDecThreads / kWarpSize)
+        for (int i = warp; i < nq; i += THREADS / kWarpSize)
           combine_row<F, true, D>(p, out_row_of(i), lane);
       }
     }
