@@ -142,11 +142,12 @@ KernelOrder pv_order(const Problem& p, const LaunchContext& c) {
 // taken as possibly toward zero.
 KernelOrder decode_order(const Problem& p, int splits) {
   if (p.latent) {
-    // The latent kernel (decode_mla.hpp): the dot over 576 channels in instructions of 16, in
-    // order; the weighted sum in one accumulator a split (a warp holds a query's 256 columns
-    // over every position), 8 positions an instruction, each p as two binary16 values.
+    // The latent kernel (decode_mla.hpp): the dot over 576 channels in instructions of 16, the
+    // even ones into one accumulator and the odd into another, then added; the weighted sum in
+    // one accumulator a split (a warp holds a query's 256 columns over every position), 8
+    // positions an instruction, each p as two binary16 values.
     KernelOrder o;
-    o.dot = SummationOrder::mma_of(1, 16);
+    o.dot = SummationOrder::mma_of(2, 16);
     o.splits = splits;
     o.values = SummationOrder::mma_of(1, 8, (span_of(p) + splits - 1) / splits);
     o.extra_roundings = 12;

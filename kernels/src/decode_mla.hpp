@@ -5,21 +5,24 @@
 //
 // A block holds QT = 16 MT queries (MT = 1, 2 or 4: the fewest 16-query tiles that hold a row's
 // queries, up to 64; rows past the block's queries repeat its first and are never written) and
-// 2 MT warps, a pair for each tile of 16 queries: warp 2 mt + h takes queries 16 mt .. 16 mt + 15
-// and output columns 256 h .. 256 h + 255. The block streams its split in tiles of kMlaKeys = 32
-// positions, kMlaStages in flight (cp.async); q's rows and the tiles sit in shared memory with
-// each row's 16-byte chunks XOR-swizzled by the row (rows are 1152 bytes, a multiple of 128, so
-// without it a column of rows is one bank), read with ldmatrix. Per tile each warp, with no
-// exchange between warps (the pair computes the same scores and weights, bit for bit):
-//  - S = q K^T for its 16 queries and the tile's 32 positions: 36 steps of 16 channels, four
-//    independent accumulators (8 positions each), each in channel order;
-//  - the online softmax per query: the tile's max, alpha = exp(m_old - m_new) rescaling l and
-//    the output, p = exp(s - m_new) in fp32; l adds the tile's p's (the lane's, then over the
-//    quad);
-//  - O += P V for its 256 columns (128 fp32 accumulators a lane): each p, scaled by 2^15, is
-//    carried as two binary16 values (hi, its rounding, lo, the rounding of the rest: relative
-//    error below 2^-21), which are, as S's accumulator layout leaves them in the lane, the a
-//    operand of one mma.m16n8k16 per 8 positions (hi and lo as its two halves of k); V's rows
+// 2 MT warps, a pair for each tile of 16 queries: warp 2 mt + h takes queries 16 mt .. 16 mt + 15,
+// positions 16 h .. 16 h + 15 of each tile in the dot, and output columns 256 h .. 256 h + 255.
+// The block streams its split in tiles of kMlaKeys = 32 positions, kMlaStages in flight
+// (cp.async); q's rows and the tiles sit in shared memory with each row's 16-byte chunks
+// XOR-swizzled by the row (rows are 1152 bytes, a multiple of 128, so without it a column of rows
+// is one bank), read with ldmatrix. Per tile each warp, meeting only its pair (a 64-thread named
+// barrier, twice a tile):
+//  - S = q K^T for its 16 queries and its 16 positions: 36 steps of 16 channels, the even steps
+//    into one set of accumulators and the odd into another (four independent chains), the two
+//    added;
+//  - the online softmax per query: the pair's max of the tile (each warp's, exchanged through
+//    shared memory), alpha = exp(m_old - m_new) rescaling l and the output, p = exp(s - m_new) in
+//    fp32; each warp's l adds its own positions' p's, and the pair's two l's add at the end;
+//  - O += P V for its 256 columns (128 fp32 accumulators a lane) over the tile's 32 positions:
+//    each p, scaled by 2^15, is carried as two binary16 values (hi, its rounding, lo, the
+//    rounding of the rest: relative error below 2^-21), which are, as S's accumulator layout
+//    leaves them in the lane, the a operand of one mma.m16n8k16 per 8 positions (hi and lo as its
+//    two halves of k); each warp stores its two operands for its partner. V's rows
 //    (ldmatrix.trans) enter twice.
 // The block ends as the other decode kernels do (finish_decode_block, one state a query): out and
 // lse, or the split's partial, merged by split_kv's combine or in the launch.
@@ -44,8 +47,10 @@ struct MlaGeom {
   static constexpr int CPT = CH / LPR;        // chunks a thread copies a tile
   static constexpr int COFS = 8 / LPR;        // a copying thread's chunk offsets
   static constexpr int STAGE = KEYS * ROW;
-  static constexpr int Q_AT = STAGES * STAGE;        // q's rows
-  static constexpr int SMEM = Q_AT + QT * ROW + 16;  // and fused's merge flag
+  static constexpr int Q_AT = STAGES * STAGE;   // q's rows
+  static constexpr int X_AT = Q_AT + QT * ROW;  // a pair's exchange: maxima, then weights
+  static constexpr int X_BYTES = 2 * 16 * 4 + KT * kWarpSize * 16;
+  static constexpr int SMEM = X_AT + MT * X_BYTES + 16;  // and fused's merge flag
   static constexpr int BLOCKS_PER_SM = mla_blocks_per_sm(MT);
   static_assert(KEYS == 32 && CH % 8 == 0 && CH % LPR == 0 && 8 % LPR == 0, "geometry");
   static_assert(MergeScratch<QT, 1, DV>::FLOATS * 4 + 16 <= SMEM, "the merge scratch over tiles");
@@ -131,8 +136,8 @@ __global__ __launch_bounds__(MlaGeom<MT>::THREADS,
   }
 
   // Per-lane parts of the ldmatrix addresses: q's rows 16 mt + lane % 16 at chunks
-  // 2 k + lane / 16; K's rows 16 np + 8 (lane / 16) + lane % 8 at chunks 2 k + (lane / 8) % 2
-  // (n-tiles 2 np and 2 np + 1 of step k); V's rows 8 j + lane % 8 at chunks
+  // 2 k + lane / 16; K's rows 16 half + 8 (lane / 16) + lane % 8 at chunks 2 k + (lane / 8) % 2
+  // (n-tiles 2 half and 2 half + 1 of step k); V's rows 8 j + lane % 8 at chunks
   // 32 half + 4 c + lane / 8 (output tiles 4 c .. 4 c + 3).
   int qofs[4], kofs[4];
 #pragma unroll
@@ -143,6 +148,13 @@ __global__ __launch_bounds__(MlaGeom<MT>::THREADS,
   const int vofs[2] = {G::chunk_low(l8, lane / 8) + 512 * half,
                        G::chunk_low(l8, 4 + lane / 8) + 512 * half};
   const char* const qs = sm + G::Q_AT;
+  // The pair's exchange: [half][16 rows] maxima, then the a operands [step][lane].
+  float* const pmax = reinterpret_cast<float*>(sm + G::X_AT + mt * G::X_BYTES);
+  uint4* const pfrag = reinterpret_cast<uint4*>(sm + G::X_AT + mt * G::X_BYTES + 2 * 16 * 4);
+  // A barrier of the pair's 64 threads (named barrier 1 + mt; 0 is __syncthreads').
+  auto pair_sync = [&] {
+    asm volatile("bar.sync %0, %1;" ::"r"(1 + mt), "r"(2 * kWarpSize) : "memory");
+  };
 
   float o[NT][4];
 #pragma unroll
@@ -158,29 +170,31 @@ __global__ __launch_bounds__(MlaGeom<MT>::THREADS,
     AsyncCopy::commit();
     const char* st = sm + (t % STAGES) * G::STAGE;
 
-    // S: 36 steps of 16 channels, each one q fragment and two K fragments (positions
-    // 16 np .. 16 np + 15 of the tile) into the accumulators of n-tiles 2 np, 2 np + 1.
-    float s[KT][4] = {};
+    // S for the warp's 16 positions of the tile (16 half .. 16 half + 15, n-tiles 2 half and
+    // 2 half + 1): 36 steps of 16 channels, each one q fragment and one K fragment; step k adds
+    // into accumulator set k % 2 (four independent chains), the two sets added at the end.
+    float sc[2][2][4] = {};
 #pragma unroll
     for (int k = 0; k < G::DQ / 16; ++k) {
-      unsigned qa[4];
+      unsigned qa[4], kb[4];
       ldmatrix_x4(qa, qs + qofs[k % 4] + 128 * (k / 4));
-#pragma unroll
-      for (int np = 0; np < KT / 2; ++np) {
-        unsigned kb[4];
-        ldmatrix_x4(kb, st + 16 * np * G::ROW + kofs[k % 4] + 128 * (k / 4));
-        mma_16x8x16(s[2 * np], qa, kb[0], kb[1]);
-        mma_16x8x16(s[2 * np + 1], qa, kb[2], kb[3]);
-      }
+      ldmatrix_x4(kb, st + 16 * half * G::ROW + kofs[k % 4] + 128 * (k / 4));
+      mma_16x8x16(sc[k % 2][0], qa, kb[0], kb[1]);
+      mma_16x8x16(sc[k % 2][1], qa, kb[2], kb[3]);
     }
+    float s[2][4];
+#pragma unroll
+    for (int j = 0; j < 2; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) s[j][e] = sc[0][j][e] + sc[1][j][e];
     // Scores; positions outside a row's window or not attended: -inf. s[j][2 r + e] is row
-    // g + 8 r, position 8 j + 2 q4 + e of the tile.
+    // g + 8 r, position 16 half + 8 j + 2 q4 + e of the tile.
     float tmax[2] = {-INFINITY, -INFINITY};
 #pragma unroll
-    for (int j = 0; j < KT; ++j)
+    for (int j = 0; j < 2; ++j)
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
-        const std::int64_t pos = c0 + std::int64_t(t) * KEYS + 8 * j + 2 * q4 + e;
+        const std::int64_t pos = c0 + std::int64_t(t) * KEYS + 16 * half + 8 * j + 2 * q4 + e;
         const bool key_in = pos < c1 && key_attended<Fault::none>(p, b, shift, pos);
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
@@ -190,21 +204,31 @@ __global__ __launch_bounds__(MlaGeom<MT>::THREADS,
           tmax[r] = fmaxf(tmax[r], x);
         }
       }
-    float alpha[2];
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       tmax[r] = fmaxf(tmax[r], shfl_xor(tmax[r], 1));
       tmax[r] = fmaxf(tmax[r], shfl_xor(tmax[r], 2));
-      const float mn = fmaxf(m[r], tmax[r]);
+    }
+    // The pair's maxima meet in shared memory: both warps take the same running max.
+    if (q4 == 0) {
+      pmax[half * 16 + g] = tmax[0];
+      pmax[half * 16 + g + 8] = tmax[1];
+    }
+    pair_sync();
+    float alpha[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const float mn = fmaxf(m[r], fmaxf(pmax[g + 8 * r], pmax[16 + g + 8 * r]));
       alpha[r] = m[r] == -INFINITY ? 0.0f : expf(m[r] - mn);  // l and o are 0 before any key
       m[r] = mn;
     }
     // p = exp(s - m) (0 where s is -inf) as binary16 halves of p x 2^15: for positions
-    // 8 j .. 8 j + 7, a = {hi row g, hi row g + 8, lo row g, lo row g + 8}.
-    unsigned a[KT][4];
+    // 8 j' .. 8 j' + 7 of the tile (j' = 2 half + j), the a operand {hi row g, hi row g + 8,
+    // lo row g, lo row g + 8}, stored for both warps of the pair.
     float tsum[2] = {0.0f, 0.0f};
 #pragma unroll
-    for (int j = 0; j < KT; ++j)
+    for (int j = 0; j < 2; ++j) {
+      unsigned hl[4];
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
         float pv[2];
@@ -217,14 +241,16 @@ __global__ __launch_bounds__(MlaGeom<MT>::THREADS,
         const __half2 ph = __floats2half2_rn(pv[0] * kUp, pv[1] * kUp);
         const float2 back = __half22float2(ph);
         const __half2 pl = __floats2half2_rn(pv[0] * kUp - back.x, pv[1] * kUp - back.y);
-        a[j][r] = bits_of_half2(ph);
-        a[j][2 + r] = bits_of_half2(pl);
+        hl[r] = bits_of_half2(ph);
+        hl[2 + r] = bits_of_half2(pl);
       }
+      pfrag[(2 * half + j) * kWarpSize + lane] = make_uint4(hl[0], hl[1], hl[2], hl[3]);
+    }
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       tsum[r] += shfl_xor(tsum[r], 1);
       tsum[r] += shfl_xor(tsum[r], 2);
-      l[r] = l[r] * alpha[r] + tsum[r];
+      l[r] = l[r] * alpha[r] + tsum[r];  // this warp's positions only: the pair's l's add up
     }
     if (!warp_all(alpha[0] == 1.0f && alpha[1] == 1.0f)) {
 #pragma unroll
@@ -235,21 +261,26 @@ __global__ __launch_bounds__(MlaGeom<MT>::THREADS,
         o[n][3] *= alpha[1];
       }
     }
+    pair_sync();  // the pair's weights
     // O += P V: 8 positions a step, the warp's 32 output tiles, V's columns by ldmatrix.trans.
 #pragma unroll
-    for (int j = 0; j < KT; ++j)
+    for (int j = 0; j < KT; ++j) {
+      const uint4 a4 = pfrag[j * kWarpSize + lane];
+      const unsigned a[4] = {a4.x, a4.y, a4.z, a4.w};
 #pragma unroll
       for (int c = 0; c < NT / 4; ++c) {
         unsigned v[4];
         ldmatrix_x4_trans(v, st + 8 * j * G::ROW + vofs[c % 2] + 128 * (c / 2));
 #pragma unroll
-        for (int i = 0; i < 4; ++i) mma_16x8x16(o[4 * c + i], a[j], v[i], v[i]);
+        for (int i = 0; i < 4; ++i) mma_16x8x16(o[4 * c + i], a, v[i], v[i]);
       }
+    }
   }
   AsyncCopy::wait<0>();
   __syncthreads();  // every warp is done with the tiles: their memory becomes the merge scratch
 
   const MergeScratch<QT, 1, G::DV> ms(reinterpret_cast<float*>(smem));
+  float* const pl_end = reinterpret_cast<float*>(sm + G::X_AT);  // [half][QT]: the warps' l's
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const int i = 16 * mt + g + 8 * r;
@@ -260,12 +291,12 @@ __global__ __launch_bounds__(MlaGeom<MT>::THREADS,
         ms.acc[i * G::DV + d] = o[n][2 * r] * kDown;
         ms.acc[i * G::DV + d + 1] = o[n][2 * r + 1] * kDown;
       }
-      if (q4 == 0 && half == 0) {
-        ms.m[i] = m[r];
-        ms.l[i] = l[r];
-      }
+      if (q4 == 0) pl_end[half * QT + i] = l[r];
+      if (q4 == 0 && half == 0) ms.m[i] = m[r];
     }
   }
+  __syncthreads();
+  if (tid < nq) ms.l[tid] = pl_end[tid] + pl_end[QT + tid];  // the pair's positions
   __syncthreads();
   finish_decode_block<Pol, 1, QT, G::DV, kSeparate, Fault::none, G::THREADS>(
       p, ms, reinterpret_cast<unsigned*>(sm + G::SMEM - 16), nq, b, split, first, tile, kvh,
