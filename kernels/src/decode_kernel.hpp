@@ -151,6 +151,33 @@ __device__ __forceinline__ bool decode_block_indices(const KernelParams& p, int*
   return true;
 }
 
+// A matrix-instruction decode block (decode_mma.hpp, decode_mla.hpp): its split, sequence, query
+// tile and KV head (decode_block_indices), its nq queries from q0 of a tile of qt, and its
+// sequence's first split. place() is false for a block with nothing to do (past the folded grid,
+// or a split before its sequence's start), uniformly over the block.
+struct DecodeBlock {
+  int split, b, tile, kvh, q0, nq, first;
+  __device__ bool place(const KernelParams& p, int* scratch, int qt) {
+    if (!decode_block_indices(p, scratch, split, b, tile, kvh)) return false;
+    q0 = tile * qt;
+    nq = min(qt, p.group * p.q_len - q0);
+    first = first_split(p, b);
+    return split >= first;
+  }
+  // The output row (b, t, h) of query i < nq.
+  __device__ int out_row(const KernelParams& p, int i) const {
+    const int qi = q0 + i;
+    const int t = qi / p.group, h = query_head<Fault::none>(kvh, qi % p.group, p.group, p.kv_heads);
+    return (b * p.q_len + t) * p.q_heads + h;
+  }
+  // The window [lo, hi) of query i (past nq: of the block's first query, whose row stands in).
+  __device__ void window(const KernelParams& p, int i, std::int64_t& lo, std::int64_t& hi) const {
+    const int t = (q0 + (i < nq ? i : 0)) / p.group;
+    hi = p.seq_len - p.q_len + t + 1;
+    lo = hi - p.window;
+  }
+};
+
 // The positions [c0, c1) a block of split `split` streams, in tiles of `keys`. A shorter sequence
 // of a ragged batch starts at -shift: the whole tiles before it hold no key and are skipped (the
 // streams keep their positions, so the order is unchanged); a split that ends before it streams

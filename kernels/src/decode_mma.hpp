@@ -87,30 +87,19 @@ __global__ __launch_bounds__(kDecThreads, kMmaBlocksPerSm) void decode_mma_kerne
   const int warp = tid / kWarpSize, lane = tid % kWarpSize;
   const int g = lane / 4, q4 = lane % 4;  // fragment row and column pair
 
-  int split, b, tile, kvh;
-  if (!decode_block_indices(p, reinterpret_cast<int*>(smem), split, b, tile, kvh)) return;
-  const int q0 = tile * QT;
-  const int nq = min(QT, p.group * p.q_len - q0);
-  const int first = first_split(p, b);
-  if (split < first) return;
-
-  // The output row (b, t, h) of query i < nq of the block.
-  auto out_row_of = [&](int i) {
-    const int qi = q0 + i;
-    const int t = qi / p.group, h = query_head<Fault::none>(kvh, qi % p.group, p.group, p.kv_heads);
-    return (b * p.q_len + t) * p.q_heads + h;
-  };
+  DecodeBlock blk;
+  if (!blk.place(p, reinterpret_cast<int*>(smem), QT)) return;
+  const int split = blk.split, b = blk.b, tile = blk.tile, kvh = blk.kvh, nq = blk.nq;
+  const int first = blk.first;
+  auto out_row_of = [&](int i) { return blk.out_row(p, i); };
   // The query of each of this lane's two rows (g, g + 8; past nq the block's first), its window.
   int qrow[2];
   std::int64_t key_lo[2], key_hi[2];
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
-    const int i = g + 8 * r < nq ? g + 8 * r : 0;
-    qrow[r] = out_row_of(i);
-    const int t = (q0 + i) / p.group;
-    const std::int64_t win_end = p.seq_len - p.q_len + t + 1;
-    key_lo[r] = win_end - p.window;
-    key_hi[r] = win_end;
+    const int i = g + 8 * r;
+    qrow[r] = out_row_of(i < nq ? i : 0);
+    blk.window(p, i, key_lo[r], key_hi[r]);
   }
   // q as the A operand of each step of 16 dimensions, in the lane order above.
   constexpr int STEPS = D / 16;
