@@ -299,8 +299,8 @@ std::vector<AccuracyCase> variants(const Target& t, Sweep sweep) {
       // heads (a tensor-parallel shard) and 128 (the whole model); two query positions
       // (multi-token prediction) with masked keys; a ragged, paged and poisoned batch at q_len 4;
       // heavy-tailed data; a NaN inside the window (in the latent row, so in every score of its
-      // key); and split counts other than the path's own. The single-pass paths only: no
-      // unfused stage reads a latent cache yet.
+      // key); fp8 latent caches of each format; and split counts other than the path's own. The
+      // single-pass paths only: no unfused stage reads a latent cache yet.
       if (acc == Accum::fp32 && (t.path == Path::fused || t.path == Path::split_kv)) {
         auto mla = [&](int heads) {
           AccuracyCase c = base(t, acc, w);
@@ -351,6 +351,26 @@ std::vector<AccuracyCase> variants(const Target& t, Sweep sweep) {
         {
           AccuracyCase c = mla(16);
           c.data.nan_in_window = true;
+          cases.push_back(c);
+        }
+        // fp8 latent caches, one scale per tensor or KV head: every format.
+        {
+          AccuracyCase c = mla(16);
+          c.problem.kv_fp8 = Fp8Format::e4m3;
+          c.problem.kv_scale = KvScale::tensor;
+          cases.push_back(c);
+          c = mla(128);
+          c.problem.kv_fp8 = Fp8Format::e5m2;
+          c.problem.kv_scale = KvScale::head;
+          c.layout.kind = KvLayoutKind::paged;
+          c.layout.page_size = 64;
+          cases.push_back(c);
+          c = mla(32);
+          c.problem.kv_fp8 = Fp8Format::e4m3fnuz;
+          c.problem.kv_scale = KvScale::tensor;
+          c.problem.q_len = 2;
+          c.problem.seq_len = w + 2 + 5;
+          c.data.mask_fraction = 0.3;
           cases.push_back(c);
         }
         if (t.family == "attnscope")

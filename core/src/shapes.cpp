@@ -93,6 +93,10 @@ std::vector<DecodeShape> bench_shapes(const std::string& set) {
     v.layout = KvLayoutKind::paged;
     v.page_size = 64;
     s.push_back(v);
+    // An fp8 (e4m3) latent cache, one scale for the tensor.
+    v = mla(128, 64, 4096);
+    v.kv_fp8 = Fp8Format::e4m3;
+    s.push_back(v);
   }
   if (set != "full") return s;
 

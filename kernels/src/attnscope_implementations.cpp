@@ -152,6 +152,7 @@ KernelOrder decode_order(const Problem& p, int splits) {
     o.values = SummationOrder::mma_of(1, 8, (span_of(p) + splits - 1) / splits);
     o.extra_roundings = 12;
     o.truncating = true;
+    o.fp8_roundings = p.kv_fp8 ? 1 : 0;  // the score multiplier; the V scale on the output
     return o;
   }
   if (decode_uses_mma(p)) {

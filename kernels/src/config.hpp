@@ -150,9 +150,13 @@ inline std::string mla_support(const Problem& p) {
   if (!kMmaDecodePlatform)
     return "the latent (MLA) decode kernel uses NVIDIA's matrix instructions (mma.sync); an "
            "MFMA port for AMD GPUs is not written";
-  if (p.input != DType::fp16 || p.kv_fp8)
-    return "the latent (MLA) decode kernel reads fp16 q and fp16 caches (bf16 and fp8 latent "
-           "caches are not implemented)";
+  if (p.input != DType::fp16)
+    return "the latent (MLA) decode kernel reads fp16 q (bf16 latent caches are not "
+           "implemented)";
+  if (p.kv_fp8 && p.kv_scale == KvScale::token)
+    return "the latent (MLA) decode kernel takes fp8 caches with one scale per tensor or KV head: "
+           "a per-token V scale folded into the weights could carry their binary16 halves past "
+           "binary16's range";
   if (p.accum != Accum::fp32) return "the latent (MLA) decode kernel accumulates in fp32";
   return {};
 }

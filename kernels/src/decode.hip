@@ -9,7 +9,7 @@ namespace {
 template <bool kSeparate>
 void launch_decode(const StageArgs& a) {
   if (a.problem.latent) {
-    launch_decode_mla<kSeparate>(a);
+    launch_decode_mla(a, kSeparate);
     return;
   }
   if (!a.problem.kv_fp8) {

@@ -1,11 +1,15 @@
-// fused and split_kv on an e5m2 KV cache (decode_kernel.hpp, decode_mma.hpp, cache_read.hpp).
+// fused and split_kv on an e5m2 KV cache (decode_kernel.hpp, decode_mma.hpp, decode_mla.hpp,
+// cache_read.hpp).
 #include "decode_kernel.hpp"
+#include "decode_mla.hpp"
 #include "decode_mma.hpp"
 
 namespace attnscope::gpu::detail {
 
 template void launch_decode_mma<128, false, Fp8Code<Fp8Format::e5m2>>(const StageArgs&);
 template void launch_decode_mma<128, true, Fp8Code<Fp8Format::e5m2>>(const StageArgs&);
+template void launch_decode_mla_c<false, Fp8Code<Fp8Format::e5m2>>(const StageArgs&);
+template void launch_decode_mla_c<true, Fp8Code<Fp8Format::e5m2>>(const StageArgs&);
 
 template <>
 void launch_decode_fp8<Fp8Format::e5m2>(const StageArgs& a, bool separate) {

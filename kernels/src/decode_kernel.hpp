@@ -686,9 +686,11 @@ struct DecodeLaunch {
 template <int D, bool kSeparate, class C>
 void launch_decode_mma(const StageArgs& a);
 
-// The latent (MLA) decode kernel (decode_mla.hpp): instantiated in decode_mla.hip.
-template <bool kSeparate>
-void launch_decode_mla(const StageArgs& a);
+// The latent (MLA) decode kernel (decode_mla.hpp) on a cache of C (__half or an fp8 code):
+// instantiated in decode_mla.hip and decode_fp8_*.hip; launch_decode_mla picks the cache's.
+template <bool kSeparate, class C>
+void launch_decode_mla_c(const StageArgs& a);
+void launch_decode_mla(const StageArgs& a, bool separate);
 
 // Runs launch.template run<QT>() with the query tile decode_query_tile(p) chooses.
 template <int D, class L>

@@ -34,8 +34,11 @@ namespace attnscope::gpu::detail {
 
 #if defined(ATTNSCOPE_PLATFORM_CUDA)
 
-template <int MT>
+// C: the cache's elements, __half or an fp8 code (cache_read.hpp).
+template <int MT, class C = __half>
 struct MlaGeom {
+  using CR = CacheRead<__half, C>;
+  static constexpr bool kFp8 = CR::kFp8;
   static constexpr int DQ = Problem::kMlaQkDim, DV = Problem::kMlaVDim;
   static constexpr int QT = 16 * MT, KEYS = kMlaKeys, STAGES = kMlaStages;
   static constexpr int WARPS = 2 * MT, THREADS = WARPS * kWarpSize;
@@ -46,8 +49,12 @@ struct MlaGeom {
   static constexpr int LPR = THREADS / KEYS;  // threads copying a row: 2, 4 or 8
   static constexpr int CPT = CH / LPR;        // chunks a thread copies a tile
   static constexpr int COFS = 8 / LPR;        // a copying thread's chunk offsets
-  static constexpr int STAGE = KEYS * ROW;
-  static constexpr int Q_AT = STAGES * STAGE;   // q's rows
+  // An fp16 cache's tiles are copied as the kernel reads them (swizzled rows); an fp8 cache's
+  // as stored (rows of 576 codes, 36 chunks), then converted into one fp16 tile (HT_AT).
+  static constexpr int CROW = DQ * CR::EB, CCH = CROW / 16;
+  static constexpr int STAGE = KEYS * CROW;
+  static constexpr int HT_AT = STAGES * STAGE;
+  static constexpr int Q_AT = HT_AT + (kFp8 ? KEYS * ROW : 0);  // q's rows
   static constexpr int X_AT = Q_AT + QT * ROW;  // a pair's exchange: maxima, then weights
   static constexpr int X_BYTES = 2 * 16 * 4 + KT * kWarpSize * 16;
   static constexpr int SMEM = X_AT + MT * X_BYTES + 16;  // and fused's merge flag
@@ -60,11 +67,11 @@ struct MlaGeom {
   __device__ static int chunk_low(int n, int r) { return n * ROW + ((r ^ (n & 7)) << 4); }
 };
 
-template <int MT, bool kSeparate>
-__global__ __launch_bounds__(MlaGeom<MT>::THREADS,
-                             MlaGeom<MT>::BLOCKS_PER_SM) void decode_mla_kernel(KernelParams p) {
+template <int MT, bool kSeparate, class C>
+__global__ __launch_bounds__(MlaGeom<MT, C>::THREADS,
+                             MlaGeom<MT, C>::BLOCKS_PER_SM) void decode_mla_kernel(KernelParams p) {
 #if ATTNSCOPE_MMA
-  using G = MlaGeom<MT>;
+  using G = MlaGeom<MT, C>;
   using Pol = AccPolicy<__half, Accum::fp32, G::DV>;
   constexpr int QT = G::QT, KEYS = G::KEYS, STAGES = G::STAGES, NT = G::NT, KT = G::KT;
   constexpr float kUp = 32768.0f, kDown = 1.0f / 32768.0f;  // 2^15: p's binary16 halves
@@ -106,14 +113,26 @@ __global__ __launch_bounds__(MlaGeom<MT>::THREADS,
 #pragma unroll
   for (int m = 0; m < G::COFS; ++m) cdst[m] = G::chunk_low(crow, G::LPR * m + clane);
   auto load_tile = [&](int t) {
-    const std::int64_t pos = c0 + std::int64_t(t) * KEYS + crow;
-    const bool ok = pos < c1 && key_attended<Fault::none>(p, b, shift, pos);
-    const char* src = static_cast<const char*>(p.k) +
-                      (ok ? p.kv.offset(b, kvh, pos + shift) * 2 : 0) + clane * 16;
     char* dst = sm + (t % STAGES) * G::STAGE;
+    if constexpr (G::kFp8) {
+      // 36 chunks of codes a row, as stored, one row's chunks after another over the threads.
+      for (int x = tid; x < KEYS * G::CCH; x += G::THREADS) {
+        const int row = x / G::CCH, c = x % G::CCH;
+        const std::int64_t pos = c0 + std::int64_t(t) * KEYS + row;
+        const bool ok = pos < c1 && key_attended<Fault::none>(p, b, shift, pos);
+        const char* src =
+            static_cast<const char*>(p.k) + (ok ? p.kv.offset(b, kvh, pos + shift) : 0) + c * 16;
+        AsyncCopy::copy16(dst + row * G::CROW + c * 16, src, ok);
+      }
+    } else {
+      const std::int64_t pos = c0 + std::int64_t(t) * KEYS + crow;
+      const bool ok = pos < c1 && key_attended<Fault::none>(p, b, shift, pos);
+      const char* src = static_cast<const char*>(p.k) +
+                        (ok ? p.kv.offset(b, kvh, pos + shift) * 2 : 0) + clane * 16;
 #pragma unroll
-    for (int j = 0; j < G::CPT; ++j)
-      AsyncCopy::copy16(dst + cdst[j % G::COFS] + 128 * (j / G::COFS), src + 16 * G::LPR * j, ok);
+      for (int j = 0; j < G::CPT; ++j)
+        AsyncCopy::copy16(dst + cdst[j % G::COFS] + 128 * (j / G::COFS), src + 16 * G::LPR * j, ok);
+    }
   };
 #pragma unroll
   for (int s = 0; s < STAGES - 1; ++s) {
@@ -142,6 +161,15 @@ __global__ __launch_bounds__(MlaGeom<MT>::THREADS,
     asm volatile("bar.sync %0, %1;" ::"r"(1 + mt), "r"(2 * kWarpSize) : "memory");
   };
 
+  // fp8 caches: one scale for the block, the score's multiplier fp32(scale x K scale); the V
+  // scale (the same, of the one cache) multiplies the output. (Per-token scales are refused: a
+  // V scale folded into p could carry p x 2^15 past binary16's range.)
+  float score_mul = p.scale, v_scale = 1.0f;
+  if constexpr (G::kFp8) {
+    score_mul = __fmul_rn(p.scale, p.k_scale[kvh * p.scale_step]);
+    v_scale = p.v_scale[kvh * p.scale_step];
+  }
+
   float o[NT][4];
 #pragma unroll
   for (int n = 0; n < NT; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
@@ -155,6 +183,28 @@ __global__ __launch_bounds__(MlaGeom<MT>::THREADS,
     if (t + STAGES - 1 < ntiles) load_tile(t + STAGES - 1);
     AsyncCopy::commit();
     const char* st = sm + (t % STAGES) * G::STAGE;
+    if constexpr (G::kFp8) {
+      // The tile's codes become binary16 exactly (fp8x2_to_half2): 16 codes a chunk, two
+      // chunks of the fp16 tile, swizzled as an fp16 cache's tile is.
+      char* const ht = sm + G::HT_AT;
+      for (int x = tid; x < KEYS * G::CCH; x += G::THREADS) {
+        const int row = x / G::CCH, c = x % G::CCH;
+        const uint4 w = *reinterpret_cast<const uint4*>(st + row * G::CROW + c * 16);
+        const unsigned words[4] = {w.x, w.y, w.z, w.w};
+        unsigned h[8];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          h[2 * i] = bits_of_half2(fp8x2_to_half2<G::CR::kFormat>(words[i]));
+          h[2 * i + 1] = bits_of_half2(fp8x2_to_half2<G::CR::kFormat>(words[i] >> 16));
+        }
+        *reinterpret_cast<uint4*>(ht + G::chunk_low(row, (2 * c) % 8) + 128 * (2 * c / 8)) =
+            make_uint4(h[0], h[1], h[2], h[3]);
+        *reinterpret_cast<uint4*>(ht + G::chunk_low(row, (2 * c + 1) % 8) +
+                                  128 * ((2 * c + 1) / 8)) = make_uint4(h[4], h[5], h[6], h[7]);
+      }
+      __syncthreads();
+      st = ht;
+    }
 
     // S for the warp's 16 positions of the tile (16 half .. 16 half + 15, n-tiles 2 half and
     // 2 half + 1): 36 steps of 16 channels, each one q fragment and one K fragment; step k adds
@@ -186,7 +236,7 @@ __global__ __launch_bounds__(MlaGeom<MT>::THREADS,
         for (int r = 0; r < 2; ++r) {
           const bool in = key_in && pos >= key_lo[r] && pos < key_hi[r];
           float& x = s[j][2 * r + e];
-          x = in ? __fmul_rn(x, p.scale) : -INFINITY;
+          x = in ? __fmul_rn(x, score_mul) : -INFINITY;
           tmax[r] = fmaxf(tmax[r], x);
         }
       }
@@ -286,16 +336,16 @@ __global__ __launch_bounds__(MlaGeom<MT>::THREADS,
   __syncthreads();
   finish_decode_block<Pol, 1, QT, G::DV, kSeparate, Fault::none, G::THREADS>(
       p, ms, reinterpret_cast<unsigned*>(sm + G::SMEM - 16), nq, b, split, first, tile, kvh,
-      out_row_of, false, 1.0f);
+      out_row_of, G::kFp8, v_scale);
 #else
   (void)p;
 #endif
 }
 
-template <int MT, bool kSeparate>
+template <int MT, bool kSeparate, class C>
 void launch_decode_mla_tile(const StageArgs& a) {
-  using G = MlaGeom<MT>;
-  auto* kernel = decode_mla_kernel<MT, kSeparate>;
+  using G = MlaGeom<MT, C>;
+  auto* kernel = decode_mla_kernel<MT, kSeparate, C>;
   static const bool sized = [&] {
     ATTNSCOPE_CHECK(hipFuncSetAttributeMaxDynamicSharedMemory(kernel, G::SMEM));
     return true;
@@ -307,19 +357,19 @@ void launch_decode_mla_tile(const StageArgs& a) {
       });
 }
 
-template <bool kSeparate>
-void launch_decode_mla(const StageArgs& a) {
+template <bool kSeparate, class C>
+void launch_decode_mla_c(const StageArgs& a) {
   const std::string why = mla_support(a.problem);
   if (!why.empty()) throw GpuError(why);
   switch (mla_query_tiles(a.problem)) {
     case 1:
-      launch_decode_mla_tile<1, kSeparate>(a);
+      launch_decode_mla_tile<1, kSeparate, C>(a);
       return;
     case 2:
-      launch_decode_mla_tile<2, kSeparate>(a);
+      launch_decode_mla_tile<2, kSeparate, C>(a);
       return;
     default:
-      launch_decode_mla_tile<4, kSeparate>(a);
+      launch_decode_mla_tile<4, kSeparate, C>(a);
   }
 }
 
@@ -327,8 +377,8 @@ void launch_decode_mla(const StageArgs& a) {
 
 // ROCm: no latent decode kernel (an MFMA one is not written); mla_support refuses latent
 // problems there, so this is never called.
-template <bool kSeparate>
-void launch_decode_mla(const StageArgs& a) {
+template <bool kSeparate, class C>
+void launch_decode_mla_c(const StageArgs& a) {
   throw GpuError(mla_support(a.problem));
 }
 
