@@ -299,8 +299,8 @@ std::vector<AccuracyCase> variants(const Target& t, Sweep sweep) {
       // heads (a tensor-parallel shard) and 128 (the whole model); two query positions
       // (multi-token prediction) with masked keys; a ragged, paged and poisoned batch at q_len 4;
       // heavy-tailed data; a NaN inside the window (in the latent row, so in every score of its
-      // key); fp8 latent caches of each format; and split counts other than the path's own. The
-      // single-pass paths only: no unfused stage reads a latent cache yet.
+      // key); bf16; fp8 latent caches of each format; and split counts other than the path's own.
+      // The single-pass paths only: no unfused stage reads a latent cache yet.
       if (acc == Accum::fp32 && (t.path == Path::fused || t.path == Path::split_kv)) {
         auto mla = [&](int heads) {
           AccuracyCase c = base(t, acc, w);
@@ -351,6 +351,12 @@ std::vector<AccuracyCase> variants(const Target& t, Sweep sweep) {
         {
           AccuracyCase c = mla(16);
           c.data.nan_in_window = true;
+          cases.push_back(c);
+        }
+        // bf16 q and cache (and output), 64 heads.
+        {
+          AccuracyCase c = mla(64);
+          c.problem.input = c.problem.output = DType::bf16;
           cases.push_back(c);
         }
         // fp8 latent caches, one scale per tensor or KV head: every format.

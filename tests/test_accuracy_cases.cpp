@@ -74,10 +74,10 @@ TEST(AccuracyCases, DefaultSetCoversEveryWindowPathAndAccumulation) {
         << l.reason;
     latent_left += l.cases;
   }
-  // 9 a single-pass path (16 and 128 heads, q_len 2 masked, ragged paged poisoned, heavy-tailed,
-  // NaN, an fp8 cache of each format) and 2 split counts.
-  EXPECT_EQ(latent + latent_left, 22);
-  EXPECT_EQ(latent, gpu::detail::kMmaDecodePlatform ? 22 : 0);
+  // 10 a single-pass path (16 and 128 heads, q_len 2 masked, ragged paged poisoned, heavy-tailed,
+  // NaN, bf16, an fp8 cache of each format) and 2 split counts.
+  EXPECT_EQ(latent + latent_left, 24);
+  EXPECT_EQ(latent, gpu::detail::kMmaDecodePlatform ? 24 : 0);
   // The window sweep and the shape variants (GQA groups 1, 7, 8 and 16 among them), the split
   // paths of attnscope at 1, 3 and 16 splits (window 1000, both accumulations: split invariance,
   // each count held to its own order's budget), two poisoned-cache cases, three masked cases,
@@ -85,8 +85,8 @@ TEST(AccuracyCases, DefaultSetCoversEveryWindowPathAndAccumulation) {
   // path and accumulation; on fused and split_kv, 13 fp8-cache cases a path and accumulation
   // (3 formats x 3 scale granularities, one paged and poisoned, one heavy-tailed, one NaN, one of
   // group 8).
-  // On fused and split_kv at fp32 accumulation, 11 latent (MLA) cases (above).
-  EXPECT_EQ(cases.size() + std::size_t(latent_left), 310u);
+  // On fused and split_kv at fp32 accumulation, 12 latent (MLA) cases (above).
+  EXPECT_EQ(cases.size() + std::size_t(latent_left), 312u);
   int poisoned = 0, masked = 0, fully = 0, padded = 0, negative = 0, overflow = 0, ragged = 0;
   for (const AccuracyCase& c : cases) {
     poisoned += c.data.poison_outside ? 1 : 0;
@@ -568,7 +568,7 @@ TEST(Registry, EngineImplementationGetsCasesOnItsOwnLayout) {
     EXPECT_EQ(c.data.ragged_min_len, 0) << c.name();
   }
   // The fused path's cases of the default set (the split-count cases are attnscope's own).
-  EXPECT_EQ(std::size_t(left) + cases.size(), 109u);
+  EXPECT_EQ(std::size_t(left) + cases.size(), 110u);
 
   const gpu::Implementation& reg = gpu::implementation("testengine.decode");
   EXPECT_FALSE(reg.declares_order());

@@ -93,9 +93,12 @@ std::vector<DecodeShape> bench_shapes(const std::string& set) {
     v.layout = KvLayoutKind::paged;
     v.page_size = 64;
     s.push_back(v);
-    // An fp8 (e4m3) latent cache, one scale for the tensor.
+    // An fp8 (e4m3) latent cache, one scale for the tensor, and a bf16 one.
     v = mla(128, 64, 4096);
     v.kv_fp8 = Fp8Format::e4m3;
+    s.push_back(v);
+    v = mla(128, 64, 4096);
+    v.input = DType::bf16;
     s.push_back(v);
   }
   if (set != "full") return s;

@@ -145,12 +145,14 @@ KernelOrder decode_order(const Problem& p, int splits) {
     // The latent kernel (decode_mla.hpp): the dot over 576 channels in instructions of 16, the
     // even ones into one accumulator and the odd into another, then added; the weighted sum in
     // one accumulator a split (a warp holds a query's 256 columns over every position), 8
-    // positions an instruction, each p as two binary16 values.
+    // positions an instruction, each p as two values of the operands' format: binary16 (as the
+    // matrix-instruction kernel: 12 roundings more) or bfloat16, whose pair carries p to a
+    // relative 2^-16 = 256 u (8 + 256 more).
     KernelOrder o;
     o.dot = SummationOrder::mma_of(2, 16);
     o.splits = splits;
     o.values = SummationOrder::mma_of(1, 8, (span_of(p) + splits - 1) / splits);
-    o.extra_roundings = 12;
+    o.extra_roundings = p.input == DType::bf16 ? 8 + 256 : 12;
     o.truncating = true;
     o.fp8_roundings = p.kv_fp8 ? 1 : 0;  // the score multiplier; the V scale on the output
     return o;

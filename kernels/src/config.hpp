@@ -150,9 +150,12 @@ inline std::string mla_support(const Problem& p) {
   if (!kMmaDecodePlatform)
     return "the latent (MLA) decode kernel uses NVIDIA's matrix instructions (mma.sync); an "
            "MFMA port for AMD GPUs is not written";
-  if (p.input != DType::fp16)
-    return "the latent (MLA) decode kernel reads fp16 q (bf16 latent caches are not "
+  if (p.input == DType::fp32)
+    return "the latent (MLA) decode kernel reads fp16 or bf16 q and caches (fp32 is not "
            "implemented)";
+  if (p.kv_fp8 && p.input != DType::fp16)
+    return "the latent (MLA) decode kernel reads fp8 caches with fp16 q (bf16 q with an fp8 "
+           "latent cache is not implemented)";
   if (p.kv_fp8 && p.kv_scale == KvScale::token)
     return "the latent (MLA) decode kernel takes fp8 caches with one scale per tensor or KV head: "
            "a per-token V scale folded into the weights could carry their binary16 halves past "

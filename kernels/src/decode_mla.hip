@@ -6,6 +6,8 @@ namespace attnscope::gpu::detail {
 
 template void launch_decode_mla_c<false, __half>(const StageArgs&);
 template void launch_decode_mla_c<true, __half>(const StageArgs&);
+template void launch_decode_mla_c<false, Bf16>(const StageArgs&);
+template void launch_decode_mla_c<true, Bf16>(const StageArgs&);
 
 namespace {
 template <class C>
@@ -19,7 +21,10 @@ void launch_mla(const StageArgs& a, bool separate) {
 
 void launch_decode_mla(const StageArgs& a, bool separate) {
   if (!a.problem.kv_fp8) {
-    launch_mla<__half>(a, separate);
+    if (a.problem.input == DType::bf16)
+      launch_mla<Bf16>(a, separate);
+    else
+      launch_mla<__half>(a, separate);
     return;
   }
   switch (*a.problem.kv_fp8) {

@@ -1,7 +1,7 @@
 // fused and split_kv on a latent (MLA) cache: one cache of 576-wide rows shared by every query
 // head, the scores over all 576 channels and V the rows' first 512. With 16 to 128 query heads
 // on one cache row, decode is compute-bound, and both products run on the tensor cores
-// (mma.m16n8k16, fp16 operands, fp32 accumulation).
+// (mma.m16n8k16, fp16 or bf16 operands as q and the cache are, fp32 accumulation).
 //
 // A block holds QT = 16 MT queries (MT = 1, 2 or 4: the fewest 16-query tiles that hold a row's
 // queries, up to 64; rows past the block's queries repeat its first and are never written) and
@@ -34,11 +34,12 @@ namespace attnscope::gpu::detail {
 
 #if defined(ATTNSCOPE_PLATFORM_CUDA)
 
-// C: the cache's elements, __half or an fp8 code (cache_read.hpp).
+// C: the cache's elements, __half, Bf16 (q bf16 too) or an fp8 code (cache_read.hpp; q fp16).
 template <int MT, class C = __half>
 struct MlaGeom {
   using CR = CacheRead<__half, C>;
   static constexpr bool kFp8 = CR::kFp8;
+  static constexpr bool kBf16 = std::is_same_v<C, Bf16>;
   static constexpr int DQ = Problem::kMlaQkDim, DV = Problem::kMlaVDim;
   static constexpr int QT = 16 * MT, KEYS = kMlaKeys, STAGES = kMlaStages;
   static constexpr int WARPS = 2 * MT, THREADS = WARPS * kWarpSize;
@@ -72,7 +73,7 @@ __global__ __launch_bounds__(MlaGeom<MT, C>::THREADS,
                              MlaGeom<MT, C>::BLOCKS_PER_SM) void decode_mla_kernel(KernelParams p) {
 #if ATTNSCOPE_MMA
   using G = MlaGeom<MT, C>;
-  using Pol = AccPolicy<__half, Accum::fp32, G::DV>;
+  using Pol = AccPolicy<std::conditional_t<G::kBf16, Bf16, __half>, Accum::fp32, G::DV>;
   constexpr int QT = G::QT, KEYS = G::KEYS, STAGES = G::STAGES, NT = G::NT, KT = G::KT;
   constexpr float kUp = 32768.0f, kDown = 1.0f / 32768.0f;  // 2^15: p's binary16 halves
   extern __shared__ uint4 smem[];
@@ -170,6 +171,31 @@ __global__ __launch_bounds__(MlaGeom<MT, C>::THREADS,
     v_scale = p.v_scale[kvh * p.scale_step];
   }
 
+  // The instruction of the operands' format.
+  auto mma = [](float(&acc)[4], const unsigned(&x)[4], unsigned y0, unsigned y1) {
+    if constexpr (G::kBf16)
+      mma_16x8x16_bf16(acc, x, y0, y1);
+    else
+      mma_16x8x16(acc, x, y0, y1);
+  };
+  // Two weights (already x 2^15) as the operands' format's hi and lo halves, packed in pairs:
+  // hi the rounding of w, lo the rounding of w - hi (exact in fp32). binary16: relative error
+  // below 2^-21; bfloat16 (8 significant bits): below 2^-16.
+  auto split_weights = [](float w0, float w1, unsigned& hi, unsigned& lo) {
+    if constexpr (G::kBf16) {
+      const std::uint16_t h0 = float_to_bf16_bits(w0), h1 = float_to_bf16_bits(w1);
+      const std::uint16_t l0 = float_to_bf16_bits(w0 - to_float(Bf16{h0}));
+      const std::uint16_t l1 = float_to_bf16_bits(w1 - to_float(Bf16{h1}));
+      hi = static_cast<unsigned>(h0) | (static_cast<unsigned>(h1) << 16);
+      lo = static_cast<unsigned>(l0) | (static_cast<unsigned>(l1) << 16);
+    } else {
+      const __half2 ph = __floats2half2_rn(w0, w1);
+      const float2 back = __half22float2(ph);
+      hi = bits_of_half2(ph);
+      lo = bits_of_half2(__floats2half2_rn(w0 - back.x, w1 - back.y));
+    }
+  };
+
   float o[NT][4];
 #pragma unroll
   for (int n = 0; n < NT; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
@@ -215,8 +241,8 @@ __global__ __launch_bounds__(MlaGeom<MT, C>::THREADS,
       unsigned qa[4], kb[4];
       ldmatrix_x4(qa, qs + qofs[k % 4] + 128 * (k / 4));
       ldmatrix_x4(kb, st + 16 * half * G::ROW + kofs[k % 4] + 128 * (k / 4));
-      mma_16x8x16(sc[k % 2][0], qa, kb[0], kb[1]);
-      mma_16x8x16(sc[k % 2][1], qa, kb[2], kb[3]);
+      mma(sc[k % 2][0], qa, kb[0], kb[1]);
+      mma(sc[k % 2][1], qa, kb[2], kb[3]);
     }
     float s[2][4];
 #pragma unroll
@@ -274,11 +300,7 @@ __global__ __launch_bounds__(MlaGeom<MT, C>::THREADS,
           pv[e] = x == -INFINITY ? 0.0f : expf(x - m[r]);
         }
         tsum[r] += pv[0] + pv[1];
-        const __half2 ph = __floats2half2_rn(pv[0] * kUp, pv[1] * kUp);
-        const float2 back = __half22float2(ph);
-        const __half2 pl = __floats2half2_rn(pv[0] * kUp - back.x, pv[1] * kUp - back.y);
-        hl[r] = bits_of_half2(ph);
-        hl[2 + r] = bits_of_half2(pl);
+        split_weights(pv[0] * kUp, pv[1] * kUp, hl[r], hl[2 + r]);
       }
       pfrag[(2 * half + j) * kWarpSize + lane] = make_uint4(hl[0], hl[1], hl[2], hl[3]);
     }
@@ -308,7 +330,7 @@ __global__ __launch_bounds__(MlaGeom<MT, C>::THREADS,
         unsigned v[4];
         ldmatrix_x4_trans(v, st + 8 * j * G::ROW + vofs[c % 2] + 128 * (c / 2));
 #pragma unroll
-        for (int i = 0; i < 4; ++i) mma_16x8x16(o[4 * c + i], a, v[i], v[i]);
+        for (int i = 0; i < 4; ++i) mma(o[4 * c + i], a, v[i], v[i]);
       }
     }
   }

@@ -362,6 +362,23 @@ __device__ __forceinline__ void mma_16x8x16(float (&c)[4], const unsigned (&a)[4
 #endif
 }
 
+// The same with bfloat16 a and b.
+__device__ __forceinline__ void mma_16x8x16_bf16(float (&c)[4], const unsigned (&a)[4], unsigned b0,
+                                                 unsigned b1) {
+#if ATTNSCOPE_MMA
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#else
+  (void)c;
+  (void)a;
+  (void)b0;
+  (void)b1;
+#endif
+}
+
 // Four 8 x 8 matrices of binary16 from shared memory: lanes 8 i .. 8 i + 7 give the addresses of
 // matrix i's rows (16 bytes each); r[i] then holds, at lane l, matrix i's elements (row l / 4,
 // columns 2 (l % 4) and 2 (l % 4) + 1): the fragment layouts of mma_16x8x16's a (matrices in
