@@ -74,6 +74,7 @@ namespace {
 // The sizes of a problem's tensors as the paths move them.
 struct TensorBytes {
   double q, kv, scores, out, lse;  // kv: the K (or V) positions some query attends
+  double v_rows;                   // the V rows' bytes (a latent cache's first v_dim channels)
   double kv_scales;                // an fp8 cache's scales of K (or V); 0 otherwise
   double dot_flops, pv_flops, softmax_flops;
   TensorBytes(const Problem& p, const std::vector<std::int64_t>& seq_lens) {
@@ -87,7 +88,8 @@ struct TensorBytes {
       for (std::int64_t len : seq_lens) positions += double(len < span ? len : span);
     }
     q = double(p.q_elems()) * in;
-    kv = positions * p.kv_heads * p.head_dim * kv_elem;  // a latent cache: the one cache
+    kv = positions * p.kv_heads * p.head_dim * kv_elem;         // a latent cache: the one cache
+    v_rows = positions * p.kv_heads * p.value_dim() * kv_elem;  // what P V reads of it
     // fp32 scales: one a tensor, a KV head, or a cache row of the positions read.
     kv_scales = !p.kv_fp8                      ? 0.0
                 : p.kv_scale == KvScale::token ? positions * p.kv_heads * 4.0
@@ -122,7 +124,7 @@ Traffic traffic(Path path, const Problem& p, const std::vector<std::int64_t>& se
       return {{reads("scores", t.scores), writes("probs", t.scores), writes("lse", t.lse)},
               t.softmax_flops};
     case Path::pv:  // P . V over the window
-      return {{reads("probs", t.scores), reads("v", t.kv), writes("out", t.out)}, t.pv_flops};
+      return {{reads("probs", t.scores), reads("v", t.v_rows), writes("out", t.out)}, t.pv_flops};
     case Path::unfused: {  // the three stages in sequence
       Traffic all;
       for (Path stage : {Path::qk, Path::softmax, Path::pv}) {

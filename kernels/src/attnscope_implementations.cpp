@@ -93,7 +93,7 @@ LaunchContext launch_context(const StageArgs& a) {
 
 std::size_t pv_workspace_bytes(const Problem& p, const LaunchContext& c) {
   const int s = pv_splits(p, c);
-  return s > 1 ? std::size_t(p.batch) * p.q_len * p.q_heads * s * p.head_dim * sizeof(float) : 0;
+  return s > 1 ? std::size_t(p.batch) * p.q_len * p.q_heads * s * p.value_dim() * sizeof(float) : 0;
 }
 
 std::size_t split_kv_workspace_bytes(const Problem& p, const LaunchContext& c) {
@@ -147,7 +147,8 @@ KernelOrder decode_order(const Problem& p, int splits) {
     // one accumulator a split (a warp holds a query's 256 columns over every position), 8
     // positions an instruction, each p as two values of the operands' format: binary16 (as the
     // matrix-instruction kernel: 12 roundings more) or bfloat16, whose pair carries p to a
-    // relative 2^-16 = 256 u (8 + 256 more).
+    // relative 2^-16 = 256 u (8 + 256 more). (The sum of the weights is shallower than the
+    // declared order: each warp's over its halves of the tiles, the pair's two added at the end.)
     KernelOrder o;
     o.dot = SummationOrder::mma_of(2, 16);
     o.splits = splits;

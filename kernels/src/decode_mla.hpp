@@ -7,11 +7,12 @@
 // queries, up to 64; rows past the block's queries repeat its first and are never written) and
 // 2 MT warps, a pair for each tile of 16 queries: warp 2 mt + h takes queries 16 mt .. 16 mt + 15,
 // positions 16 h .. 16 h + 15 of each tile in the dot, and output columns 256 h .. 256 h + 255.
-// The block streams its split in tiles of kMlaKeys = 32 positions, kMlaStages in flight
-// (cp.async); q's rows and the tiles sit in shared memory with each row's 16-byte chunks
-// XOR-swizzled by the row (rows are 1152 bytes, a multiple of 128, so without it a column of rows
-// is one bank), read with ldmatrix. Per tile each warp, meeting only its pair (a 64-thread named
-// barrier, twice a tile):
+// The block streams its split in tiles of kMlaKeys = 32 positions through kMlaStages shared-memory
+// stages (cp.async: the next tile's copy in flight while one is computed); q's rows and the tiles
+// sit in shared memory with each row's 16-byte chunks XOR-swizzled by the row (rows are 1152
+// bytes, a multiple of 128, so without it a column of rows is one bank), read with ldmatrix. Per
+// tile, after one block barrier (two for an fp8 cache, whose codes are first converted into an
+// fp16 tile), each warp meets only its pair (a 64-thread named barrier, twice a tile):
 //  - S = q K^T for its 16 queries and its 16 positions: 36 steps of 16 channels, the even steps
 //    into one set of accumulators and the odd into another (four independent chains), the two
 //    added;
@@ -19,11 +20,16 @@
 //    shared memory), alpha = exp(m_old - m_new) rescaling l and the output, p = exp(s - m_new) in
 //    fp32; each warp's l adds its own positions' p's, and the pair's two l's add at the end;
 //  - O += P V for its 256 columns (128 fp32 accumulators a lane) over the tile's 32 positions:
-//    each p, scaled by 2^15, is carried as two binary16 values (hi, its rounding, lo, the
-//    rounding of the rest: relative error below 2^-21), which are, as S's accumulator layout
-//    leaves them in the lane, the a operand of one mma.m16n8k16 per 8 positions (hi and lo as its
-//    two halves of k); each warp stores its two operands for its partner. V's rows
-//    (ldmatrix.trans) enter twice.
+//    each p, scaled by 2^15, is carried as two values of the operands' format (hi, its rounding,
+//    lo, the rounding of the rest: relative error below 2^-21 in binary16 for p above 2^-18 of
+//    the running max, below which lo is subnormal and the error at most 2^-40 absolute; below
+//    2^-16 in bfloat16), which are, as S's accumulator layout leaves them in the lane, the a
+//    operand of one mma.m16n8k16 per 8 positions (hi and lo as its two halves of k); each warp
+//    stores its two operands for its partner. V's rows (ldmatrix.trans) enter twice.
+// A position one query of the block attends and another does not (several query positions, or
+// a window shorter than the cache) enters the second one's sums with p = 0: a NaN or Inf the
+// cache holds there would reach it (0 x NaN), where the references leave the position out. The
+// matrix-instruction kernel shares this; positions no query of the block attends are not read.
 // The block ends as the other decode kernels do (finish_decode_block, one state a query): out and
 // lse, or the split's partial, merged by split_kv's combine or in the launch.
 #pragma once
@@ -61,7 +67,9 @@ struct MlaGeom {
   static constexpr int SMEM = X_AT + MT * X_BYTES + 16;  // and fused's merge flag
   static constexpr int BLOCKS_PER_SM = mla_blocks_per_sm(MT);
   static_assert(KEYS == 32 && CH % 8 == 0 && CH % LPR == 0 && 8 % LPR == 0, "geometry");
-  static_assert(MergeScratch<QT, 1, DV>::FLOATS * 4 + 16 <= SMEM, "the merge scratch over tiles");
+  // The merge scratch lies over the tiles and q, below the pair's exchange (whose first words
+  // hold the warps' l's while the scratch is filled).
+  static_assert(MergeScratch<QT, 1, DV>::FLOATS * 4 <= X_AT, "the merge scratch over the tiles");
   // Byte offset of chunk r < 8 of row n, chunks XOR-swizzled by the row; chunk 8 a + r is 128 a
   // bytes further. A lane's loads take r from a few per-lane offsets and a from the (unrolled)
   // loop, an immediate.

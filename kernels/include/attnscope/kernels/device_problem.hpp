@@ -50,7 +50,7 @@ class DeviceProblem {
   void run(const Implementation& impl, bool scale_in_softmax = false, int splits = 0);
 
   // Copies of the outputs: scores/probs [batch, q_heads, q_len, window], out
-  // [batch, q_len, q_heads, head_dim] (as stored in problem.output), lse [batch, q_heads, q_len].
+  // [batch, q_len, q_heads, v_dim] (as stored in problem.output), lse [batch, q_heads, q_len].
   std::vector<double> scores() const;
   std::vector<double> probs() const;
   std::vector<double> out() const;

@@ -41,7 +41,7 @@ struct StageArgs {
   const std::int64_t* host_seq_lens = nullptr;
   float* scores = nullptr;        // [batch, q_heads, q_len, window] fp32: qk writes, softmax reads
   float* probs = nullptr;         // [batch, q_heads, q_len, window] fp32: softmax writes, pv reads
-  void* out = nullptr;            // [batch, q_len, q_heads, head_dim], problem.output
+  void* out = nullptr;            // [batch, q_len, q_heads, v_dim], problem.output
   float* lse = nullptr;           // [batch, q_heads, q_len]: softmax, fused and split_kv write it
   bool scale_in_softmax = false;  // qk writes unscaled dots and softmax applies the scale
   // Implementation scratch of workspace_bytes, zero-filled when allocated; an implementation
