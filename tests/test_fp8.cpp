@@ -318,17 +318,6 @@ TEST(Fp8Cache, PoisonStaysPoisonAndNaNInTheWindowStaysNaN) {
   }
 }
 
-// A trace has no place for an fp8 cache's codes and scales yet: writing one is refused, not
-// written as the dequantized values misread in the input format.
-TEST(Fp8Cache, TracesRefuseFp8CachesForNow) {
-  const AttentionInputs in =
-      attnscope::make_inputs(fp8_problem(Fp8Format::e4m3, KvScale::tensor), KvLayoutSpec{}, {});
-  const std::string path = ::testing::TempDir() + "fp8_trace.safetensors";
-  EXPECT_THROW(
-      attnscope::trace::write_trace_point(path, in, attnscope::trace::RecordedOutputs{}, {}),
-      std::invalid_argument);
-}
-
 // The format's cost, measured (FP64 attention over the dequantized cache against FP64 attention
 // over the values before quantization) and predicted from each element's rounding: the
 // measurement lies within four of the prediction's own standard deviations of it. On normal

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "attnscope/core/inputs.hpp"
+#include "attnscope/core/trace.hpp"
 #include "attnscope/reference/bounds.hpp"
 #include "attnscope/reference/fp8_cost.hpp"
 #include "attnscope/reference/precision_model.hpp"
@@ -271,6 +272,16 @@ TEST(MlaBounds, PvBoundsCoverEveryOutputElementAndHoldTheModel) {
     ASSERT_GT(b.deterministic[i], 0.0);
     ASSERT_LE(std::fabs(model[i] - exact.out[i]), b.deterministic[i]) << i;
   }
+}
+
+// The trace format holds K and V caches of q's width: writing a latent problem is refused, not
+// written as two caches.
+TEST(MlaTrace, TracesRefuseLatentCachesForNow) {
+  const AttentionInputs in = attnscope::make_inputs(mla(), KvLayoutSpec{}, DataSpec{});
+  const std::string path = ::testing::TempDir() + "latent_trace.safetensors";
+  EXPECT_THROW(
+      attnscope::trace::write_trace_point(path, in, attnscope::trace::RecordedOutputs{}, {}),
+      std::invalid_argument);
 }
 
 // The format's cost when V's rounding errors are K's: the cost model draws them once and the

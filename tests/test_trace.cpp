@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "attnscope/core/inputs.hpp"
@@ -115,8 +116,12 @@ std::string write_point(const std::string& name, const AttentionInputs& in, cons
 }
 
 AttentionInputs inputs(KvLayoutKind kind, Accum acc = Accum::fp32,
-                       Distribution dist = Distribution::normal) {
+                       Distribution dist = Distribution::normal,
+                       std::optional<Fp8Format> fp8 = std::nullopt,
+                       KvScale fp8_scale = KvScale::tensor) {
   Problem p;
+  p.kv_fp8 = fp8;
+  p.kv_scale = fp8_scale;
   p.batch = 2;
   p.q_heads = 8;
   p.kv_heads = 2;
@@ -430,6 +435,113 @@ TEST(TraceCheck, NanInTheOutputIsAFailureNotAnError) {
   EXPECT_FALSE(r.pass);
   EXPECT_EQ(r.checks.back().metrics.nan_count, 1);
   EXPECT_NE(format_point(r).find("1 NaN"), std::string::npos);
+}
+
+// fp8 caches: the codes (F8_E4M3, F8_E5M2, or U8 with kv_format) and the scales, per tensor, KV
+// head or token, round trip through both forms; a correct engine on the dequantized cache passes,
+// and an engine that forgot the scales is caught.
+AttentionInputs fp8_inputs(KvLayoutKind kind, Fp8Format f, KvScale sc) {
+  return inputs(kind, Accum::fp32, Distribution::normal, f, sc);
+}
+
+TEST(TraceFp8, CodesAndScalesRoundTripAndACorrectEnginePasses) {
+  struct Form {
+    KvLayoutKind kind;
+    Fp8Format f;
+    KvScale sc;
+    bool npy;
+  };
+  for (const Form& form : {Form{KvLayoutKind::bhsd, Fp8Format::e4m3, KvScale::tensor, false},
+                           Form{KvLayoutKind::bshd, Fp8Format::e5m2, KvScale::head, false},
+                           Form{KvLayoutKind::paged, Fp8Format::e4m3fnuz, KvScale::token, false},
+                           Form{KvLayoutKind::paged, Fp8Format::e4m3, KvScale::token, true}}) {
+    const AttentionInputs in = fp8_inputs(form.kind, form.f, form.sc);
+    SCOPED_TRACE(std::string(to_string(form.f)) + " " + std::string(to_string(form.sc)) +
+                 (form.npy ? " npy" : " safetensors"));
+    TraceFile t = read_trace(
+        write_point(std::string("fp8_") + std::string(to_string(form.f)) + (form.npy ? "_npy" : ""),
+                    in, engine_outputs(in, {}), kAll, form.npy));
+    // The codes' type: F8_E4M3 or F8_E5M2 where safetensors names the format, else U8.
+    const ElemType want = form.npy || form.f == Fp8Format::e4m3fnuz ? ElemType::u8
+                          : form.f == Fp8Format::e4m3               ? ElemType::f8_e4m3
+                                                                    : ElemType::f8_e5m2;
+    EXPECT_EQ(t.require("k_cache").type, want);
+    TraceFile copy = t;
+    const AttentionInputs back = inputs_of(copy);
+    ASSERT_TRUE(back.problem.kv_fp8.has_value());
+    EXPECT_EQ(*back.problem.kv_fp8, form.f);
+    EXPECT_EQ(back.problem.kv_scale, form.sc);
+    ASSERT_EQ(back.k.numel(), in.k.numel());
+    for (std::int64_t i = 0; i < in.k.numel(); ++i) {
+      const double a = in.k.get(i), b = back.k.get(i);
+      ASSERT_TRUE(a == b || (std::isnan(a) && std::isnan(b))) << i;
+      const double c = in.v.get(i), d = back.v.get(i);
+      ASSERT_TRUE(c == d || (std::isnan(c) && std::isnan(d))) << i;
+    }
+    const PointReport r = check_trace(std::move(t));
+    EXPECT_TRUE(r.pass) << format_point(r);
+    EXPECT_NE(format_point(r).find(" in " + std::string(to_string(form.f))), std::string::npos);
+  }
+}
+
+TEST(TraceFp8, AnEngineThatForgotTheScalesIsCaught) {
+  const AttentionInputs in = fp8_inputs(KvLayoutKind::bhsd, Fp8Format::e4m3, KvScale::head);
+  AttentionInputs unscaled = in;  // the codes' values, without their scales
+  for (std::int64_t i = 0; i < in.k.numel(); ++i) {
+    unscaled.k.set(i, in.k_cache.get(i));
+    unscaled.v.set(i, in.v_cache.get(i));
+  }
+  const PointReport r =
+      check_trace(read_trace(write_point("fp8_unscaled", in, engine_outputs(unscaled, {}), kAll)));
+  EXPECT_FALSE(r.pass);
+}
+
+TEST(TraceFp8, InconsistentFp8TracesAreNamed) {
+  const AttentionInputs in = fp8_inputs(KvLayoutKind::bhsd, Fp8Format::e4m3, KvScale::token);
+  const TraceFile good = read_trace(write_point("fp8_errors", in, engine_outputs(in, {}), {"out"}));
+  auto error_with = [&](const std::function<void(TraceFile&)>& change) {
+    TraceFile t = good;
+    change(t);
+    try {
+      (void)inputs_of(t);
+    } catch (const TraceError& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  // U8 codes with no format named.
+  EXPECT_NE(error_with([](TraceFile& t) {
+              t.tensors["k_cache"].type = ElemType::u8;
+              t.tensors["v_cache"].type = ElemType::u8;
+              t.metadata.erase("kv_format");
+            }).find("names no kv_format"),
+            std::string::npos);
+  // A format the dtype contradicts.
+  EXPECT_NE(error_with([](TraceFile& t) {
+              t.metadata["kv_format"] = "e5m2";
+            }).find("but metadata 'kv_format' is 'e5m2'"),
+            std::string::npos);
+  // Scales of no granularity's shape, and of two shapes.
+  EXPECT_NE(error_with([](TraceFile& t) {
+              t.tensors["k_scale"].shape = {3};
+              t.tensors["v_scale"].shape = {3};
+            }).find("k_scale has shape [3]"),
+            std::string::npos);
+  EXPECT_NE(
+      error_with([](TraceFile& t) { t.tensors["v_scale"].shape = {1}; }).find("differ in shape"),
+      std::string::npos);
+  // A granularity the metadata contradicts.
+  EXPECT_NE(error_with([](TraceFile& t) {
+              t.metadata["kv_scale"] = "head";
+            }).find("but metadata 'kv_scale' is 'head'"),
+            std::string::npos);
+  // Codes in one cache, values in the other; scales without codes; no scales.
+  EXPECT_NE(error_with([](TraceFile& t) {
+              t.tensors["v_cache"].type = ElemType::f8_e5m2;
+            }).find("(one cache format)"),
+            std::string::npos);
+  EXPECT_NE(error_with([](TraceFile& t) { t.tensors.erase("v_scale"); }).find("'v_scale'"),
+            std::string::npos);
 }
 
 // Each class of bad input is a TraceError whose message names the file, the tensor and the fault.

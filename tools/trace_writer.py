@@ -12,8 +12,9 @@
     write_npy_dir("step0_layer3", tensors, meta)
 
 Arrays may be float16, float32, float64, int32 or int64; numpy has no bfloat16, so a uint16 array
-is written as bfloat16 bits (bf16_bits() rounds float arrays to them). Metadata values are
-written as strings.
+is written as bfloat16 bits (bf16_bits() rounds float arrays to them). An fp8 cache is uint8
+arrays of its codes (written as U8) with float32 k_scale and v_scale, and the metadata kv_format
+(e4m3, e5m2 or e4m3fnuz) naming the codes' format. Metadata values are written as strings.
 
 `trace_writer.py --self-test DIR` writes a correct trace point and one whose layer offset is
 left out, in both forms, and prints their paths.
@@ -32,6 +33,7 @@ _SAFETENSORS = {
     np.dtype("float64"): "F64",
     np.dtype("int32"): "I32",
     np.dtype("int64"): "I64",
+    np.dtype("uint8"): "U8",  # fp8 codes; the metadata kv_format names the format
 }
 
 
@@ -41,7 +43,8 @@ def _check(tensors):
         a = np.asarray(a)
         if a.dtype.newbyteorder("<") not in _SAFETENSORS:
             raise ValueError(f"tensor '{name}': dtype {a.dtype} is not supported "
-                             "(float16, uint16 as bfloat16 bits, float32, float64, int32, int64)")
+                             "(float16, uint16 as bfloat16 bits, float32, float64, int32, int64, "
+                             "uint8 as fp8 codes)")
         out[name] = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<"))
     return out
 

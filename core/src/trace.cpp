@@ -30,6 +30,12 @@ const char* safetensors_name(ElemType t) {
       return "I32";
     case ElemType::i64:
       return "I64";
+    case ElemType::f8_e4m3:
+      return "F8_E4M3";
+    case ElemType::f8_e5m2:
+      return "F8_E5M2";
+    case ElemType::u8:
+      return "U8";
   }
   return "?";
 }
@@ -45,6 +51,10 @@ int elem_size(ElemType t) {
     case ElemType::f64:
     case ElemType::i64:
       return 8;
+    case ElemType::f8_e4m3:
+    case ElemType::f8_e5m2:
+    case ElemType::u8:
+      return 1;
   }
   return 1;
 }
@@ -88,6 +98,12 @@ double Tensor::get(std::int64_t i) const {
       std::memcpy(&v, p, 8);
       return static_cast<double>(v);
     }
+    case ElemType::f8_e4m3:
+      return fp8_to_float(*p, Fp8Format::e4m3);
+    case ElemType::f8_e5m2:
+      return fp8_to_float(*p, Fp8Format::e5m2);
+    case ElemType::u8:
+      return *p;
   }
   return 0.0;
 }
@@ -159,10 +175,11 @@ std::vector<unsigned char> read_file(const std::string& path) {
 }
 
 ElemType parse_safetensors_dtype(const std::string& where, const std::string& s) {
-  for (ElemType t :
-       {ElemType::f16, ElemType::bf16, ElemType::f32, ElemType::f64, ElemType::i32, ElemType::i64})
+  for (ElemType t : {ElemType::f16, ElemType::bf16, ElemType::f32, ElemType::f64, ElemType::i32,
+                     ElemType::i64, ElemType::f8_e4m3, ElemType::f8_e5m2, ElemType::u8})
     if (s == safetensors_name(t)) return t;
-  throw TraceError(where + ": dtype '" + s + "' is not supported (F16, BF16, F32, F64, I32, I64)");
+  throw TraceError(where + ": dtype '" + s +
+                   "' is not supported (F16, BF16, F32, F64, I32, I64, F8_E4M3, F8_E5M2, U8)");
 }
 
 std::int64_t json_int(const std::string& where, const nlohmann::json& v, const char* what) {
@@ -354,9 +371,10 @@ ElemType parse_npy_descr(const std::string& where, std::string d) {
   if (d == "<f8") return ElemType::f64;
   if (d == "<i4") return ElemType::i32;
   if (d == "<i8") return ElemType::i64;
-  throw TraceError(
-      where + ": .npy dtype '" + d +
-      "' is not supported (little-endian <f2, <u2 as bfloat16 bits, <f4, <f8, <i4, <i8)");
+  if (d == "|u1" || d == "<u1") return ElemType::u8;  // fp8 codes (kv_format names the format)
+  throw TraceError(where + ": .npy dtype '" + d +
+                   "' is not supported (little-endian <f2, <u2 as bfloat16 bits, <f4, <f8, <i4, "
+                   "<i8, |u1 as fp8 codes)");
 }
 
 }  // namespace
@@ -508,11 +526,6 @@ std::vector<unsigned char> encoded(DType t, const std::vector<double>& v) {
 void write_trace_point(const std::string& path, const AttentionInputs& in, const RecordedOutputs& o,
                        const std::map<std::string, std::string>& metadata, bool npy) {
   const Problem& p = in.problem;
-  // An fp8 cache's tensors (codes and scales) have no place in a trace yet; its k and v hold
-  // fp64 dequantized values, which written as the input format would be garbage.
-  if (p.kv_fp8)
-    throw std::invalid_argument("trace: fp8 KV caches (" + std::string(to_string(*p.kv_fp8)) +
-                                ") cannot be written to a trace yet");
   // A latent (MLA) cache is one tensor of wider rows than the output's: the trace format holds
   // K and V caches of q's width.
   if (p.latent)
@@ -547,8 +560,28 @@ void write_trace_point(const std::string& path, const AttentionInputs& in, const
       cache = {L, in.layout.layer_elems() / (std::int64_t(l.page_size) * H * D), l.page_size, H, D};
       break;
   }
-  w.tensor("k_cache", in_t, cache, in.k.data());
-  w.tensor("v_cache", in_t, cache, in.v.data());
+  if (p.kv_fp8) {
+    // An fp8 cache: its codes (F8_E4M3 or F8_E5M2 where safetensors names the format, else U8)
+    // and its fp32 scales, [1] a tensor, [kv_heads] a KV head, or one a cache row (the cache's
+    // shape without head_dim); kv_format and kv_scale name them.
+    const Fp8Format f = *p.kv_fp8;
+    const attnscope_trace::DType code_t = f == Fp8Format::e4m3   ? attnscope_trace::DType::F8_E4M3
+                                          : f == Fp8Format::e5m2 ? attnscope_trace::DType::F8_E5M2
+                                                                 : attnscope_trace::DType::U8;
+    w.metadata("kv_format", std::string(to_string(f)))
+        .metadata("kv_scale", std::string(to_string(p.kv_scale)));
+    w.tensor("k_cache", code_t, cache, in.k_cache.data());
+    w.tensor("v_cache", code_t, cache, in.v_cache.data());
+    const std::vector<std::int64_t> scales =
+        p.kv_scale == KvScale::tensor ? std::vector<std::int64_t>{1}
+        : p.kv_scale == KvScale::head ? std::vector<std::int64_t>{H}
+                                      : std::vector<std::int64_t>(cache.begin(), cache.end() - 1);
+    w.tensor("k_scale", attnscope_trace::DType::F32, scales, in.k_scale.data());
+    w.tensor("v_scale", attnscope_trace::DType::F32, scales, in.v_scale.data());
+  } else {
+    w.tensor("k_cache", in_t, cache, in.k.data());
+    w.tensor("v_cache", in_t, cache, in.v.data());
+  }
   if (l.kind == KvLayoutKind::paged)
     w.tensor("block_table", attnscope_trace::DType::I32, {B, in.layout.addressing().pages_per_seq},
              in.layout.block_table().data());

@@ -131,14 +131,14 @@ SummationOrder order_or_sequential(const TraceFile& t, const std::string& key) {
 }
 
 AttentionInputs build_inputs(TraceFile& t, Context& c) {
-  static const std::set<std::string> known = {"q",        "k_cache", "v_cache", "block_table",
-                                              "scores",   "probs",   "out",     "lse",
-                                              "key_mask", "seq_lens"};
+  static const std::set<std::string> known = {"q",       "k_cache",     "v_cache",  "k_scale",
+                                              "v_scale", "block_table", "scores",   "probs",
+                                              "out",     "lse",         "key_mask", "seq_lens"};
   for (const auto& kv : t.tensors)
     if (!known.count(kv.first))
       throw TraceError(t.path + ": unknown tensor '" + kv.first +
-                       "' (a trace holds q, k_cache, v_cache, block_table, key_mask, seq_lens, "
-                       "scores, probs, out, lse)");
+                       "' (a trace holds q, k_cache, v_cache, k_scale, v_scale, block_table, "
+                       "key_mask, seq_lens, scores, probs, out, lse)");
   Tensor& q = t.require("q");
   if (q.shape.size() != 4)
     throw TraceError(t.path + ": tensor 'q' has shape " + q.shape_string() +
@@ -162,9 +162,42 @@ AttentionInputs build_inputs(TraceFile& t, Context& c) {
            : kind == KvLayoutKind::bshd ? "[layers, batch, seq_capacity, kv_heads, head_dim]"
                                         : "[layers, num_pages, page_size, kv_heads, head_dim]") +
           " for " + std::string(to_string(kind)) + ")");
-    if (input_dtype(t, *x) != in)
+    if (!x->is_code() && input_dtype(t, *x) != in)
       throw TraceError(t.path + ": tensor '" + x->name + "' is " + safetensors_name(x->type) +
                        " but q is " + safetensors_name(q.type) + " (one input format)");
+  }
+  if (k.is_code() != v.is_code() || (k.is_code() && k.type != v.type))
+    throw TraceError(t.path + ": k_cache is " + safetensors_name(k.type) + " and v_cache " +
+                     safetensors_name(v.type) + " (one cache format)");
+  // An fp8 cache: its codes' format from the dtype (F8_E4M3, F8_E5M2) or the metadata
+  // kv_format (required for U8), the two agreeing where both are given.
+  std::optional<Fp8Format> fp8;
+  if (k.is_code()) {
+    if (t.metadata.count("kv_format")) {
+      try {
+        fp8 = parse_fp8_format(t.meta("kv_format"));
+      } catch (const std::invalid_argument&) {
+        throw TraceError(t.path + ": metadata 'kv_format' = '" + t.meta("kv_format") +
+                         "': expected e4m3, e5m2 or e4m3fnuz");
+      }
+    }
+    const std::optional<Fp8Format> named = k.type == ElemType::f8_e4m3 ? Fp8Format::e4m3
+                                           : k.type == ElemType::f8_e5m2
+                                               ? Fp8Format::e5m2
+                                               : std::optional<Fp8Format>();
+    if (!fp8 && !named)
+      throw TraceError(t.path +
+                       ": k_cache holds U8 codes but the metadata names no kv_format "
+                       "(e4m3, e5m2 or e4m3fnuz)");
+    if (fp8 && named && *fp8 != *named)
+      throw TraceError(t.path + ": k_cache is " + safetensors_name(k.type) +
+                       " but metadata 'kv_format' is '" + t.meta("kv_format") + "'");
+    if (!fp8) fp8 = named;
+    if (in == DType::fp32)
+      throw TraceError(t.path + ": q of an fp8 cache is F16 or BF16 (got F32)");
+  } else if (t.find("k_scale") || t.find("v_scale")) {
+    throw TraceError(t.path + ": k_scale or v_scale is given but the cache holds " +
+                     safetensors_name(k.type) + " values, not fp8 codes");
   }
   if (k.shape != v.shape)
     throw TraceError(t.path + ": k_cache " + k.shape_string() + " and v_cache " + v.shape_string() +
@@ -212,6 +245,44 @@ AttentionInputs build_inputs(TraceFile& t, Context& c) {
   }
   p.input = in;
   p.output = t.find("out") ? output_dtype(t, *t.find("out")) : in;
+  if (fp8) {
+    // The scales' granularity from their shape: [] or [1] a tensor, [kv_heads] a KV head, the
+    // cache's shape without head_dim a row (token); the metadata kv_scale, if given, agrees.
+    p.kv_fp8 = fp8;
+    const Tensor& ks = t.require("k_scale");
+    const Tensor& vs = t.require("v_scale");
+    for (const Tensor* x : {&ks, &vs})
+      if (x->type != ElemType::f32)
+        throw TraceError(t.path + ": tensor '" + x->name + "' is " + safetensors_name(x->type) +
+                         "; expected F32");
+    if (ks.shape != vs.shape)
+      throw TraceError(t.path + ": k_scale " + ks.shape_string() + " and v_scale " +
+                       vs.shape_string() + " differ in shape");
+    const std::vector<std::int64_t> rows(k.shape.begin(), k.shape.end() - 1);
+    const bool one = ks.shape.empty() || ks.shape == std::vector<std::int64_t>{1};
+    std::optional<KvScale> by_shape;
+    if (one) by_shape = KvScale::tensor;
+    if (ks.shape == std::vector<std::int64_t>{heads} && !one) by_shape = KvScale::head;
+    if (ks.shape == rows) by_shape = KvScale::token;
+    std::optional<KvScale> named;
+    if (t.metadata.count("kv_scale")) {
+      try {
+        named = parse_kv_scale(t.meta("kv_scale"));
+      } catch (const std::invalid_argument&) {
+        throw TraceError(t.path + ": metadata 'kv_scale' = '" + t.meta("kv_scale") +
+                         "': expected tensor, head or token");
+      }
+    }
+    // One scale with one KV head is a tensor's or a head's alike.
+    const bool agree =
+        named && (named == by_shape || (one && heads == 1 && *named == KvScale::head));
+    if (!by_shape || (named && !agree))
+      throw TraceError(t.path + ": k_scale has shape " + ks.shape_string() +
+                       (named ? " but metadata 'kv_scale' is '" + t.meta("kv_scale") + "'" : "") +
+                       "; expected [1] (a tensor), [" + std::to_string(heads) +
+                       "] (a KV head) or the cache's shape without head_dim (a token)");
+    p.kv_scale = named ? *named : *by_shape;
+  }
   try {
     p.validate();
   } catch (const std::invalid_argument& e) {
@@ -264,8 +335,8 @@ AttentionInputs build_inputs(TraceFile& t, Context& c) {
       *layout,
       DataSpec{},
       HostTensor(in, {p.batch, p.q_len, p.q_heads, p.head_dim}, std::move(q.bytes)),
-      HostTensor(in, {storage}, std::move(k.bytes)),
-      HostTensor(in, {storage}, std::move(v.bytes)),
+      HostTensor(),
+      HostTensor(),
       {},
       {},
       {},
@@ -274,6 +345,33 @@ AttentionInputs build_inputs(TraceFile& t, Context& c) {
       {},
       {},
       {}};
+  if (fp8) {
+    // Codes and scales as the inputs of an fp8 problem hold them; k and v each element's value,
+    // code x scale, exactly (fp64), which the references attend. NaN codes are NaN, e5m2's
+    // infinities infinite.
+    Tensor& ks = t.require("k_scale");
+    Tensor& vs = t.require("v_scale");
+    const std::int64_t scales = ks.numel();
+    const DType code_t = fp8_dtype(*fp8);
+    inputs.k_cache = HostTensor(code_t, {storage}, std::move(k.bytes));
+    inputs.v_cache = HostTensor(code_t, {storage}, std::move(v.bytes));
+    inputs.k_scale = HostTensor(DType::fp32, {scales}, std::move(ks.bytes));
+    inputs.v_scale = HostTensor(DType::fp32, {scales}, std::move(vs.bytes));
+    inputs.k = HostTensor(DType::fp64, {storage});
+    inputs.v = HostTensor(DType::fp64, {storage});
+    const KvAddressing a = layout->addressing();
+    for (std::int64_t i = 0; i < storage; ++i) {
+      const int h = p.kv_scale == KvScale::head
+                        ? static_cast<int>(i / p.head_dim * p.head_dim / a.stride_head % p.kv_heads)
+                        : 0;
+      const std::int64_t si = kv_scale_index(p, h, i / p.head_dim * p.head_dim);
+      inputs.k.set(i, inputs.k_cache.get(i) * inputs.k_scale.get(si));
+      inputs.v.set(i, inputs.v_cache.get(i) * inputs.v_scale.get(si));
+    }
+  } else {
+    inputs.k = HostTensor(in, {storage}, std::move(k.bytes));
+    inputs.v = HostTensor(in, {storage}, std::move(v.bytes));
+  }
 
   // A key mask ([batch, seq_len], 1 = attend, 0 = masked) and the lengths of a ragged batch
   // ([batch]), integers, both optional.
@@ -340,12 +438,17 @@ AttentionInputs build_inputs(TraceFile& t, Context& c) {
 
   // Budgets: the declared orders, else sequential (the deepest). An online softmax may round
   // each step twice (rescale, then add), so the sum and the values get twice the depth.
+  // An fp8 cache's scales add up to two roundings to each chain (cache_read.hpp: one under fp32
+  // accumulation, two under fp16, as an engine may apply them).
   const double lambda = bounds::kDefaultLambda;
-  c.f_qk = {p.accum, summation_depth(order_or_sequential(t, "dot_order"), p.head_dim), c.scores_fmt,
-            lambda};
-  c.f_sm = {p.accum, 2 * summation_depth(order_or_sequential(t, "softmax_order"), p.window),
+  const std::int64_t fp8_extra = p.kv_fp8 ? 2 : 0;
+  c.f_qk = {p.accum, summation_depth(order_or_sequential(t, "dot_order"), p.head_dim) + fp8_extra,
+            c.scores_fmt, lambda};
+  c.f_sm = {p.accum,
+            2 * summation_depth(order_or_sequential(t, "softmax_order"), p.window) + fp8_extra,
             c.probs_fmt, lambda};
-  c.f_pv = {p.accum, 2 * summation_depth(order_or_sequential(t, "values_order"), p.window),
+  c.f_pv = {p.accum,
+            2 * summation_depth(order_or_sequential(t, "values_order"), p.window) + fp8_extra,
             c.out_fmt, lambda};
   return inputs;
 }
@@ -828,7 +931,10 @@ std::string format_point(const PointReport& r) {
   s << " (" << who << ")\n  batch " << p.batch << ", q_heads " << p.q_heads << ", kv_heads "
     << p.kv_heads << ", q_len " << p.q_len << ", seq_len " << p.seq_len << ", window " << p.window
     << ", head_dim " << p.head_dim << ", " << to_string(p.input) << " " << to_string(r.layout.kind)
-    << " cache of " << r.layout.layers << " layers, accumulation " << to_string(p.accum) << "\n";
+    << " cache of " << r.layout.layers << " layers";
+  if (p.kv_fp8)
+    s << " in " << to_string(*p.kv_fp8) << " (scales per " << to_string(p.kv_scale) << ")";
+  s << ", accumulation " << to_string(p.accum) << "\n";
   s << "  " << std::left << std::setw(36) << "stage" << std::setw(12) << "mae" << std::setw(12)
     << "max_diff" << std::setw(12) << "budget" << std::setw(14) << "error/budget"
     << "worst element\n";

@@ -21,8 +21,9 @@ class TraceError : public std::runtime_error {
 };
 
 // Element types a trace may hold. In the .npy form numpy has no bfloat16: uint16 arrays ('<u2')
-// are read as bfloat16 bits.
-enum class ElemType { f16, bf16, f32, f64, i32, i64 };
+// are read as bfloat16 bits. fp8 caches' codes: F8_E4M3, F8_E5M2 (OCP), or U8 (uint8, '|u1' in
+// .npy) with the format in the metadata (kv_format).
+enum class ElemType { f16, bf16, f32, f64, i32, i64, f8_e4m3, f8_e5m2, u8 };
 const char* safetensors_name(ElemType t);  // "F16", "BF16", ...
 int elem_size(ElemType t);
 
@@ -36,7 +37,13 @@ struct Tensor {
   // Element i as a double (exact for every type but i64 beyond 2^53).
   double get(std::int64_t i) const;
   std::string shape_string() const;  // "[2, 8, 128]"
-  bool is_float() const { return type != ElemType::i32 && type != ElemType::i64; }
+  bool is_float() const {
+    return type != ElemType::i32 && type != ElemType::i64 && type != ElemType::u8;
+  }
+  // fp8 codes: F8_E4M3, F8_E5M2, or U8 (an fp8 cache's codes of the format kv_format names).
+  bool is_code() const {
+    return type == ElemType::f8_e4m3 || type == ElemType::f8_e5m2 || type == ElemType::u8;
+  }
 };
 
 struct TraceFile {

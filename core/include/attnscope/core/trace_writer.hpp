@@ -24,7 +24,9 @@
 namespace attnscope_trace {
 
 // BF16 is written to .npy as uint16 (numpy has no bfloat16); attnscope reads '<u2' as bfloat16.
-enum class DType { F16, BF16, F32, F64, I32, I64 };
+// An fp8 cache's codes are F8_E4M3 or F8_E5M2 (OCP) or U8 (any format; metadata kv_format names
+// it); numpy has no fp8, so .npy holds all three as uint8 ('|u1') and kv_format is required.
+enum class DType { F16, BF16, F32, F64, I32, I64, F8_E4M3, F8_E5M2, U8 };
 
 inline const char* dtype_name(DType t) {
   switch (t) {
@@ -40,6 +42,12 @@ inline const char* dtype_name(DType t) {
       return "I32";
     case DType::I64:
       return "I64";
+    case DType::F8_E4M3:
+      return "F8_E4M3";
+    case DType::F8_E5M2:
+      return "F8_E5M2";
+    case DType::U8:
+      return "U8";
   }
   return "?";
 }
@@ -57,10 +65,15 @@ inline const char* npy_descr(DType t) {
       return "<i4";
     case DType::I64:
       return "<i8";
+    case DType::F8_E4M3:
+    case DType::F8_E5M2:
+    case DType::U8:
+      return "|u1";
   }
   return "?";
 }
 inline std::size_t dtype_size(DType t) {
+  if (t == DType::F8_E4M3 || t == DType::F8_E5M2 || t == DType::U8) return 1;
   return t == DType::F16 || t == DType::BF16 ? 2 : t == DType::F32 || t == DType::I32 ? 4 : 8;
 }
 
