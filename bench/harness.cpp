@@ -225,15 +225,20 @@ void Harness::measure_peak() {
   src.fill_async(0x3c, stream());
   dst.fill_async(0, stream());
   gpu::EventTimer timer(stream());
-  for (int i = 0; i < kWarm; ++i) dst.copy_from_async(src, stream());
-  std::vector<double> ms;
-  for (int i = 0; i < peak_reps_; ++i) {
-    timer.start();
-    dst.copy_from_async(src, stream());
-    timer.stop();
-    ms.push_back(timer.elapsed_ms());
-  }
-  peak_gbps_ = 2.0 * double(peak_copy_bytes_) / (median(ms) * 1e-3) / 1e9;
+  // The median time of peak_reps_ runs of `launch`, after kWarm untimed ones.
+  auto median_ms = [&](const auto& launch) {
+    for (int i = 0; i < kWarm; ++i) launch();
+    std::vector<double> ms;
+    for (int i = 0; i < peak_reps_; ++i) {
+      timer.start();
+      launch();
+      timer.stop();
+      ms.push_back(timer.elapsed_ms());
+    }
+    return median(ms);
+  };
+  peak_gbps_ = 2.0 * double(peak_copy_bytes_) /
+               (median_ms([&] { dst.copy_from_async(src, stream()); }) * 1e-3) / 1e9;
 
   // Streaming reads of the same buffer: the ceiling of a kernel that mostly reads (decode
   // attention reads K and V and writes little). The probe is tried in every shape
@@ -241,15 +246,8 @@ void Harness::measure_peak() {
   gpu::DeviceBuffer sink(16);
   const double read_bytes = double(peak_copy_bytes_ / 16 * 16);
   for (const gpu::ReadShape& shape : gpu::read_shapes()) {
-    for (int i = 0; i < kWarm; ++i) gpu::read_async(src, sink, stream(), shape);
-    ms.clear();
-    for (int i = 0; i < peak_reps_; ++i) {
-      timer.start();
-      gpu::read_async(src, sink, stream(), shape);
-      timer.stop();
-      ms.push_back(timer.elapsed_ms());
-    }
-    const double gbps = read_bytes / (median(ms) * 1e-3) / 1e9;
+    const double gbps =
+        read_bytes / (median_ms([&] { gpu::read_async(src, sink, stream(), shape); }) * 1e-3) / 1e9;
     if (gbps > peak_read_gbps_) {
       peak_read_gbps_ = gbps;
       peak_read_shape_ = std::to_string(shape.loads) + " loads in flight a thread, " +
@@ -262,22 +260,14 @@ void Harness::measure_peak() {
   // Tensor-core throughput: the probe at 1 to 4 blocks of 8 warps a multiprocessor, the best
   // median; the ceiling of a compute-bound path such as latent (MLA) decode with many heads.
   if (gpu::mma_probe_available()) {
-    constexpr int kIters = 2048;
     for (int per_sm : {1, 2, 4}) {
       const int blocks = device_.multiprocessors * per_sm;
-      for (int i = 0; i < kWarm; ++i) gpu::mma_probe_async(sink, blocks, kIters, stream());
-      ms.clear();
-      for (int i = 0; i < peak_reps_; ++i) {
-        timer.start();
-        gpu::mma_probe_async(sink, blocks, kIters, stream());
-        timer.stop();
-        ms.push_back(timer.elapsed_ms());
-      }
-      const double flops = gpu::mma_probe_flops(blocks, kIters) / (median(ms) * 1e-3);
+      const double flops =
+          gpu::mma_probe_flops(blocks, kMmaProbeIters) /
+          (median_ms([&] { gpu::mma_probe_async(sink, blocks, kMmaProbeIters, stream()); }) * 1e-3);
       if (flops > peak_mma_flops_) {
         peak_mma_flops_ = flops;
         mma_probe_blocks_ = blocks;
-        mma_probe_iters_ = kIters;
       }
     }
   }
@@ -328,8 +318,7 @@ void Harness::add_context() const {
         "best of 1, 2 and 4 blocks of 256 threads a multiprocessor, each the median of " +
             std::to_string(peak_reps_) + " runs of " + std::to_string(gpu::kMmaProbeChains) +
             " independent mma.sync.m16n8k16 (fp16 operands, fp32 accumulation) a warp, " +
-            std::to_string(mma_probe_iters_) +
-            " rounds; best: " + std::to_string(mma_probe_blocks_) +
+            std::to_string(kMmaProbeIters) + " rounds; best: " + std::to_string(mma_probe_blocks_) +
             " blocks. pct_of_mma_peak: a path's declared FLOPs per second over it");
   }
   benchmark::AddCustomContext("l2_mode", options_.hot ? "hot" : "cold");

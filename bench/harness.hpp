@@ -138,7 +138,8 @@ class Harness {
   std::string peak_read_shape_;
   int read_shapes_tried_ = 0;
   double peak_mma_flops_ = 0.0;
-  int mma_probe_blocks_ = 0, mma_probe_iters_ = 0;
+  int mma_probe_blocks_ = 0;
+  static constexpr int kMmaProbeIters = 2048;  // rounds of the tensor-core probe a warp
   std::size_t peak_copy_bytes_ = 0;
   int peak_reps_ = 0;
   std::string problem_key_;

@@ -128,9 +128,10 @@ inline bool decode_uses_mma(const Problem& p) {
   return p.head_dim == 128 || (p.head_dim == 64 && !p.kv_fp8);
 }
 
-// The latent (MLA) decode kernel (decode_mla.hpp): NVIDIA matrix instructions, fp16 q and cache,
-// fp32 accumulation. A block holds 16 x mla_query_tiles queries (of the one latent head), two
-// warps for each 16, and streams tiles of kMlaKeys positions, kMlaStages in flight.
+// The latent (MLA) decode kernel (decode_mla.hpp): NVIDIA matrix instructions, fp16 or bf16 q
+// and cache (or fp16 q and an fp8 cache), fp32 accumulation. A block holds 16 x mla_query_tiles
+// queries (of the one latent head), two warps for each 16, and streams tiles of kMlaKeys positions,
+// kMlaStages in flight.
 inline constexpr int kMlaKeys = 32;
 inline constexpr int kMlaStages = 2;
 // Tiles of 16 queries a block: the fewest that hold a row of the latent head's queries (heads x
