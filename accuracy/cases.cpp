@@ -299,9 +299,12 @@ std::vector<AccuracyCase> variants(const Target& t, Sweep sweep) {
       // heads (a tensor-parallel shard) and 128 (the whole model); two query positions
       // (multi-token prediction) with masked keys; a ragged, paged and poisoned batch at q_len 4;
       // heavy-tailed data; a NaN inside the window (in the latent row, so in every score of its
-      // key); bf16; fp8 latent caches of each format; and split counts other than the path's own.
-      // The single-pass paths only: no unfused stage reads a latent cache yet.
-      if (acc == Accum::fp32 && (t.path == Path::fused || t.path == Path::split_kv)) {
+      // key); bf16; fp8 latent caches of each format (the single-pass paths: the unfused stages
+      // read no fp8 cache); split counts other than the path's own; and, unfused, the scale
+      // applied in softmax.
+      if (acc == Accum::fp32 &&
+          (t.path == Path::fused || t.path == Path::split_kv || t.path == Path::unfused)) {
+        const bool single_pass = t.path != Path::unfused;
         auto mla = [&](int heads) {
           AccuracyCase c = base(t, acc, w);
           c.problem.q_heads = heads;
@@ -360,7 +363,7 @@ std::vector<AccuracyCase> variants(const Target& t, Sweep sweep) {
           cases.push_back(c);
         }
         // fp8 latent caches, one scale per tensor or KV head: every format.
-        {
+        if (single_pass) {
           AccuracyCase c = mla(16);
           c.problem.kv_fp8 = Fp8Format::e4m3;
           c.problem.kv_scale = KvScale::tensor;
@@ -385,6 +388,11 @@ std::vector<AccuracyCase> variants(const Target& t, Sweep sweep) {
             c.splits = s;
             cases.push_back(c);
           }
+        if (!single_pass) {
+          AccuracyCase c = mla(16);
+          c.scale_in_softmax = true;
+          cases.push_back(c);
+        }
       }
       // Split invariance: attnscope's split paths at split counts other than their own choice,
       // each held to the budget of its own order (the split count is part of the order).

@@ -175,12 +175,16 @@ CaseResult run_case(const AccuracyCase& c, const gpu::DeviceInfo& device, const 
     const KernelOrder qk_o = qk.order(p, ctx), sm_o = sm.order(p, ctx), pv_o = pv.order(p, ctx);
     const bool sis = c.path == Path::unfused && c.scale_in_softmax;
     const double logit_scale = sis ? scale : 1.0;
-    const bounds::StageFormats f_qk{p.accum, depth_of(qk_o.dot, p.head_dim), DType::fp32, lambda};
+    // A stage's declared extra roundings and possibly truncating instructions (the latent
+    // kernel's passes) deepen its chains as the single-pass paths' do.
+    const bounds::StageFormats f_qk{p.accum, budget_depth(depth_of(qk_o.dot, p.head_dim), qk_o),
+                                    DType::fp32, lambda};
     // The fp32 softmax keeps a running (max, sum) with rescaling: each step may round twice.
     const std::int64_t sm_depth =
         depth_of(sm_o.values, p.window) * (p.accum == Accum::fp32 ? 2 : 1);
     const bounds::StageFormats f_sm{p.accum, sm_depth, DType::fp32, lambda};
-    const bounds::StageFormats f_pv{p.accum, depth_of(pv_o.values, p.window), p.output, lambda};
+    const bounds::StageFormats f_pv{p.accum, budget_depth(depth_of(pv_o.values, p.window), pv_o),
+                                    p.output, lambda};
 
     dp.poison_outputs();
     dp.run(qk, sis);

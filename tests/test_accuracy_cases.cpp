@@ -65,8 +65,12 @@ TEST(AccuracyCases, DefaultSetCoversEveryWindowPathAndAccumulation) {
   for (const AccuracyCase& c : cases) {
     if (!c.problem.latent) continue;
     ++latent;
-    EXPECT_TRUE(c.path == Path::fused || c.path == Path::split_kv) << c.name();
+    EXPECT_TRUE(c.path == Path::fused || c.path == Path::split_kv || c.path == Path::unfused)
+        << c.name();
     EXPECT_EQ(c.problem.accum, Accum::fp32) << c.name();
+    if (c.path == Path::unfused) {
+      EXPECT_FALSE(c.problem.kv_fp8) << c.name();
+    }
     EXPECT_NE(c.name().find("_d576v512_latent_"), std::string::npos) << c.name();
   }
   for (const LeftOut& l : left_out) {
@@ -75,9 +79,10 @@ TEST(AccuracyCases, DefaultSetCoversEveryWindowPathAndAccumulation) {
     latent_left += l.cases;
   }
   // 10 a single-pass path (16 and 128 heads, q_len 2 masked, ragged paged poisoned, heavy-tailed,
-  // NaN, bf16, an fp8 cache of each format) and 2 split counts.
-  EXPECT_EQ(latent + latent_left, 24);
-  EXPECT_EQ(latent, gpu::detail::kMmaDecodePlatform ? 24 : 0);
+  // NaN, bf16, an fp8 cache of each format) and 2 split counts; unfused, the same but the fp8
+  // caches, and the scale applied in softmax.
+  EXPECT_EQ(latent + latent_left, 34);
+  EXPECT_EQ(latent, gpu::detail::kMmaDecodePlatform ? 34 : 0);
   // The window sweep and the shape variants (GQA groups 1, 7, 8 and 16 among them), the split
   // paths of attnscope at 1, 3 and 16 splits (window 1000, both accumulations: split invariance,
   // each count held to its own order's budget), two poisoned-cache cases, three masked cases,
@@ -85,8 +90,8 @@ TEST(AccuracyCases, DefaultSetCoversEveryWindowPathAndAccumulation) {
   // path and accumulation; on fused and split_kv, 13 fp8-cache cases a path and accumulation
   // (3 formats x 3 scale granularities, one paged and poisoned, one heavy-tailed, one NaN, one of
   // group 8).
-  // On fused and split_kv at fp32 accumulation, 12 latent (MLA) cases (above).
-  EXPECT_EQ(cases.size() + std::size_t(latent_left), 312u);
+  // At fp32 accumulation, 12 latent (MLA) cases on fused and split_kv, 10 unfused (above).
+  EXPECT_EQ(cases.size() + std::size_t(latent_left), 322u);
   int poisoned = 0, masked = 0, fully = 0, padded = 0, negative = 0, overflow = 0, ragged = 0;
   for (const AccuracyCase& c : cases) {
     poisoned += c.data.poison_outside ? 1 : 0;
@@ -103,7 +108,7 @@ TEST(AccuracyCases, DefaultSetCoversEveryWindowPathAndAccumulation) {
       EXPECT_FALSE(c.expect_fp16_overflow) << c.name();
     }
   }
-  EXPECT_EQ(poisoned, gpu::detail::kMmaDecodePlatform ? 27 : 25);
+  EXPECT_EQ(poisoned, gpu::detail::kMmaDecodePlatform ? 28 : 25);
   // Every fp8 format x scale granularity x accumulation on both single-pass paths, and no fp8
   // case elsewhere.
   std::set<std::tuple<int, int, int, int>> fp8_seen;
@@ -131,11 +136,11 @@ TEST(AccuracyCases, DefaultSetCoversEveryWindowPathAndAccumulation) {
   }
   EXPECT_EQ(past_2_31, 3);  // one a path
   EXPECT_EQ(past_65535, 3);
-  // Where the latent kernel is built, its cases add a ragged one and two masked ones (q_len 2,
-  // fp16 and e4m3fnuz) a single-pass path.
-  const int latent_paths = gpu::detail::kMmaDecodePlatform ? 2 : 0;
+  // Where the latent kernel is built, its cases add a ragged one a path (fused, split_kv,
+  // unfused) and masked ones at q_len 2: fp16 and e4m3fnuz a single-pass path, fp16 unfused.
+  const int latent_paths = gpu::detail::kMmaDecodePlatform ? 3 : 0;
   EXPECT_EQ(ragged, 18 + latent_paths);
-  EXPECT_EQ(masked, 18 + 2 * latent_paths);
+  EXPECT_EQ(masked, 18 + (gpu::detail::kMmaDecodePlatform ? 5 : 0));
   EXPECT_EQ(fully, 6);
   EXPECT_EQ(padded, 6);
   EXPECT_EQ(negative, 6);
@@ -146,7 +151,10 @@ TEST(AccuracyCases, DefaultSetCoversEveryWindowPathAndAccumulation) {
     if (c.splits > 0) {
       ++split_cases;
       split_counts.insert(c.splits);
-      EXPECT_TRUE(c.path == Path::fused || c.path == Path::split_kv) << c.name();
+      // attnscope's unfused path on a latent cache too: its pv's split count.
+      EXPECT_TRUE(c.path == Path::fused || c.path == Path::split_kv ||
+                  (c.path == Path::unfused && c.problem.latent))
+          << c.name();
     }
   EXPECT_EQ(split_cases, 12 + 2 * latent_paths);  // and splits 1 and 3 on a latent cache
   EXPECT_EQ(split_counts, (std::set<int>{1, 3, 16}));

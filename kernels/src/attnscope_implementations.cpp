@@ -59,9 +59,6 @@ int elem_bytes(const Problem& p) {
 
 }  // namespace
 
-int pv_splits(const Problem& p, const LaunchContext& c) {
-  return splits_for(p, c, kPvMinSplitLen, "attnscope.pv");
-}
 namespace {
 int decode_splits(const Problem& p, const LaunchContext& c, const char* who) {
   if (c.splits > 0) return static_cast<int>(std::min<std::int64_t>(c.splits, span_of(p)));
@@ -73,6 +70,13 @@ int decode_splits(const Problem& p, const LaunchContext& c, const char* who) {
   return decode_auto_splits(p, c.multiprocessors);
 }
 }  // namespace
+
+// A latent cache's pv runs the latent decode kernel's blocks (stage_mla.hip): its splits as
+// split_kv's.
+int pv_splits(const Problem& p, const LaunchContext& c) {
+  if (p.latent) return decode_splits(p, c, "attnscope.pv");
+  return splits_for(p, c, kPvMinSplitLen, "attnscope.pv");
+}
 
 int split_kv_splits(const Problem& p, const LaunchContext& c) {
   return decode_splits(p, c, "attnscope.split_kv");
@@ -107,6 +111,12 @@ std::size_t fused_workspace_bytes(const Problem& p, const LaunchContext& c) {
 // packed fp16 arithmetic), then an ascending butterfly over the lanes of a row.
 KernelOrder qk_order(const Problem& p) {
   KernelOrder o;
+  if (p.latent) {
+    // The latent kernel's scores pass: the dot as in its attention (decode_order).
+    o.dot = SummationOrder::mma_of(2, 16);
+    o.truncating = true;
+    return o;
+  }
   o.dot = SummationOrder::warp_tree_of(row_lanes(p.head_dim, elem_bytes(p)), row_vec(elem_bytes(p)),
                                        p.accum == Accum::fp16 ? 2 : 1);
   return o;
@@ -125,6 +135,14 @@ KernelOrder pv_order(const Problem& p, const LaunchContext& c) {
   KernelOrder o;
   o.splits = pv_splits(p, c);
   o.device_dependent = c.splits <= 0;
+  if (p.latent) {
+    // The latent kernel's values pass: the weighted sum as in its attention (decode_order), each
+    // probability entering as two values of the operands' format; splits added in order.
+    o.values = SummationOrder::mma_of(1, 8, (span_of(p) + o.splits - 1) / o.splits);
+    o.extra_roundings = p.input == DType::bf16 ? 8 + 256 : 12;
+    o.truncating = true;
+    return o;
+  }
   o.values = SummationOrder::warp_tree_of(row_groups(kPvThreads, p.head_dim, elem_bytes(p)), 1, 1,
                                           (span_of(p) + o.splits - 1) / o.splits);
   return o;
@@ -201,7 +219,8 @@ std::string grid_support(Path path, const Problem& p) {
 // What every stage kernel of attnscope supports: every problem and layout the model allows
 // within the grid limits, but fp16 accumulation for fp16 inputs only.
 std::string attnscope_support(Path path, const Problem& p, const KvLayoutSpec& layout) {
-  if (p.latent && (path == Path::fused || path == Path::split_kv)) {
+  // softmax reads no cache; qk and pv on a latent cache are the latent kernel's passes.
+  if (p.latent && path != Path::softmax) {
     const std::string why = mla_support(p);
     if (!why.empty()) return why;
   }
@@ -242,14 +261,17 @@ Implementation own(Path path, std::function<void(const StageArgs&)> launch) {
 std::vector<Implementation> attnscope_implementations() {
   std::vector<Implementation> v;
   Implementation qk = own(Path::qk, launch_qk);
+  qk.takes_latent_cache = true;
   qk.summation_order = [](const Problem& p, const LaunchContext&) { return qk_order(p); };
   v.push_back(std::move(qk));
 
   Implementation sm = own(Path::softmax, launch_softmax);
+  sm.takes_latent_cache = true;  // scores only: what the cache held does not matter to it
   sm.summation_order = [](const Problem& p, const LaunchContext&) { return softmax_order(p); };
   v.push_back(std::move(sm));
 
   Implementation pv = own(Path::pv, launch_pv);
+  pv.takes_latent_cache = true;
   pv.summation_order = pv_order;
   pv.workspace_bytes = pv_workspace_bytes;
   v.push_back(std::move(pv));

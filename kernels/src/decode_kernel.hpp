@@ -157,12 +157,21 @@ __device__ __forceinline__ bool decode_block_indices(const KernelParams& p, int*
 // or a split before its sequence's start), uniformly over the block.
 struct DecodeBlock {
   int split, b, tile, kvh, q0, nq, first;
-  __device__ bool place(const KernelParams& p, int* scratch, int qt) {
+  // every_split: a block for a split before its sequence's start has work too (the latent
+  // stage passes, which write every split's scores or partial).
+  __device__ bool place(const KernelParams& p, int* scratch, int qt, bool every_split = false) {
     if (!decode_block_indices(p, scratch, split, b, tile, kvh)) return false;
     q0 = tile * qt;
     nq = min(qt, p.group * p.q_len - q0);
     first = first_split(p, b);
-    return split >= first;
+    return every_split || split >= first;
+  }
+  // The row [b, h, t] of query i < nq in scores and probabilities ([batch, q_heads, q_len,
+  // window]), in elements.
+  __device__ std::int64_t score_row(const KernelParams& p, int i) const {
+    const int qi = q0 + i;
+    const int t = qi / p.group, h = query_head<Fault::none>(kvh, qi % p.group, p.group, p.kv_heads);
+    return ((std::int64_t(b) * p.q_heads + h) * p.q_len + t) * p.window;
   }
   // The output row (b, t, h) of query i < nq.
   __device__ int out_row(const KernelParams& p, int i) const {

@@ -32,6 +32,12 @@
 // matrix-instruction kernel shares this; positions no query of the block attends are not read.
 // The block ends as the other decode kernels do (finish_decode_block, one state a query): out and
 // lse, or the split's partial, merged by split_kv's combine or in the launch.
+//
+// The same kernel runs the unfused stages on a latent cache (MlaPass): `scores` is qk (S as
+// above, scaled, written for each query's window, -inf where a key is masked or before the
+// sequence's start); `values` is pv (the probabilities read from memory take the place of p, as
+// the same hi and lo operands, and the weighted sum is the output, or the split's partial that
+// pv_combine adds in split order).
 #pragma once
 
 #include "decode_kernel.hpp"
@@ -76,11 +82,16 @@ struct MlaGeom {
   __device__ static int chunk_low(int n, int r) { return n * ROW + ((r ^ (n & 7)) << 4); }
 };
 
-template <int MT, bool kSeparate, class C>
+// What a launch computes: attention (fused, split_kv), or one unfused stage.
+enum class MlaPass { attention, scores, values };
+
+template <int MT, bool kSeparate, class C, MlaPass kPass = MlaPass::attention>
 __global__ __launch_bounds__(MlaGeom<MT, C>::THREADS,
                              MlaGeom<MT, C>::BLOCKS_PER_SM) void decode_mla_kernel(KernelParams p) {
 #if ATTNSCOPE_MMA
   using G = MlaGeom<MT, C>;
+  constexpr bool kScores = kPass == MlaPass::scores, kValues = kPass == MlaPass::values;
+  static_assert(kPass == MlaPass::attention || !G::kFp8, "the unfused stages read no fp8 cache");
   using Pol = AccPolicy<std::conditional_t<G::kBf16, Bf16, __half>, Accum::fp32, G::DV>;
   constexpr int QT = G::QT, KEYS = G::KEYS, STAGES = G::STAGES, NT = G::NT, KT = G::KT;
   constexpr float kUp = 32768.0f, kDown = 1.0f / 32768.0f;  // 2^15: p's binary16 halves
@@ -92,7 +103,7 @@ __global__ __launch_bounds__(MlaGeom<MT, C>::THREADS,
   const int g = lane / 4, q4 = lane % 4, l8 = lane % 8;
 
   DecodeBlock blk;
-  if (!blk.place(p, reinterpret_cast<int*>(smem), QT)) return;
+  if (!blk.place(p, reinterpret_cast<int*>(smem), QT, kPass != MlaPass::attention)) return;
   const int split = blk.split, b = blk.b, tile = blk.tile, kvh = blk.kvh, nq = blk.nq;
   const int first = blk.first;
   auto out_row_of = [&](int i) { return blk.out_row(p, i); };
@@ -103,11 +114,17 @@ __global__ __launch_bounds__(MlaGeom<MT, C>::THREADS,
 
   const std::int64_t shift = seq_shift(p, b);
   std::int64_t c0, c1;
-  split_run(p, split, shift, KEYS, c0, c1);
+  if constexpr (kScores) {
+    // Every position of the split gets its score, -inf before the sequence's start.
+    c0 = p.span_start + std::int64_t(split) * p.split_len;
+    c1 = min(c0 + p.split_len, p.span_start + p.span);
+  } else {
+    split_run(p, split, shift, KEYS, c0, c1);
+  }
   const int ntiles = c1 > c0 ? static_cast<int>((c1 - c0 + KEYS - 1) / KEYS) : 0;
 
-  // q's rows, in the first copy group.
-  for (int x = tid; x < QT * G::CH; x += G::THREADS) {
+  // q's rows, in the first copy group (pv reads none).
+  for (int x = tid; x < (kValues ? 0 : QT * G::CH); x += G::THREADS) {
     const int i = x / G::CH, c = x % G::CH;
     const int row = out_row_of(i < nq ? i : 0);
     AsyncCopy::copy16(sm + G::Q_AT + G::chunk_low(i, c % 8) + 128 * (c / 8),
@@ -139,8 +156,11 @@ __global__ __launch_bounds__(MlaGeom<MT, C>::THREADS,
       const char* src = static_cast<const char*>(p.k) +
                         (ok ? p.kv.offset(b, kvh, pos + shift) * 2 : 0) + clane * 16;
 #pragma unroll
-      for (int j = 0; j < G::CPT; ++j)
+      for (int j = 0; j < G::CPT; ++j) {
+        // pv reads V's 512 channels only (chunks 64 on: the rotary ones).
+        if (kValues && G::LPR * j >= G::DV * 2 / 16) continue;
         AsyncCopy::copy16(dst + cdst[j % G::COFS] + 128 * (j / G::COFS), src + 16 * G::LPR * j, ok);
+      }
     }
   };
 #pragma unroll
@@ -204,9 +224,39 @@ __global__ __launch_bounds__(MlaGeom<MT, C>::THREADS,
     }
   };
 
-  float o[NT][4];
+  // The stage passes' rows of scores or probabilities, for this lane's two queries (nullptr past
+  // nq: nothing written, p read as 0).
+  float* prow[2] = {nullptr, nullptr};
+  if constexpr (kPass != MlaPass::attention) {
 #pragma unroll
-  for (int n = 0; n < NT; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+    for (int r = 0; r < 2; ++r) {
+      const int i = 16 * mt + g + 8 * r;
+      if (i < nq) prow[r] = (kScores ? p.scores : p.probs) + blk.score_row(p, i);
+    }
+  }
+  // values: tile t's probabilities for this lane's two queries and positions 16 half + 8 j +
+  // 2 q4 + e, [j][r][e], loaded a tile ahead (0 outside the query's window, the split or the
+  // mask: such a position's V row is zeros, or is another query's and enters with p = 0).
+  float pr[2][2][2] = {};
+  auto load_probs = [&](int t, float(&x)[2][2][2]) {
+#pragma unroll
+    for (int j = 0; j < 2; ++j)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const std::int64_t pos = c0 + std::int64_t(t) * KEYS + 16 * half + 8 * j + 2 * q4 + e;
+        const bool key_in = t < ntiles && pos < c1 && key_attended<Fault::none>(p, b, shift, pos);
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          const bool in = key_in && prow[r] != nullptr && pos >= key_lo[r] && pos < key_hi[r];
+          x[j][r][e] = in ? __ldg(prow[r] + (pos - key_lo[r])) : 0.0f;
+        }
+      }
+  };
+  if constexpr (kValues) load_probs(0, pr);
+
+  float o[kScores ? 1 : NT][4];
+#pragma unroll
+  for (int n = 0; n < (kScores ? 1 : NT); ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
 
   for (int t = 0; t < ntiles; ++t) {
@@ -240,133 +290,198 @@ __global__ __launch_bounds__(MlaGeom<MT, C>::THREADS,
       st = ht;
     }
 
-    // S for the warp's 16 positions of the tile (16 half .. 16 half + 15, n-tiles 2 half and
-    // 2 half + 1): 36 steps of 16 channels, each one q fragment and one K fragment; step k adds
-    // into accumulator set k % 2 (four independent chains), the two sets added at the end.
-    float sc[2][2][4] = {};
+    if constexpr (kValues) {
+      // pv: the probabilities as the a operands, exactly as attention's weights (x 2^15, hi and
+      // lo halves), stored for the pair; the next tile's loads go out first.
+      float cur[2][2][2];
 #pragma unroll
-    for (int k = 0; k < G::DQ / 16; ++k) {
-      unsigned qa[4], kb[4];
-      ldmatrix_x4(qa, qs + qofs[k % 4] + 128 * (k / 4));
-      ldmatrix_x4(kb, st + 16 * half * G::ROW + kofs[k % 4] + 128 * (k / 4));
-      mma(sc[k % 2][0], qa, kb[0], kb[1]);
-      mma(sc[k % 2][1], qa, kb[2], kb[3]);
-    }
-    float s[2][4];
+      for (int j = 0; j < 2; ++j)
 #pragma unroll
-    for (int j = 0; j < 2; ++j)
+        for (int r = 0; r < 2; ++r) cur[j][r][0] = pr[j][r][0], cur[j][r][1] = pr[j][r][1];
+      if (t + 1 < ntiles) load_probs(t + 1, pr);
 #pragma unroll
-      for (int e = 0; e < 4; ++e) s[j][e] = sc[0][j][e] + sc[1][j][e];
-    // Scores; positions outside a row's window or not attended: -inf. s[j][2 r + e] is row
-    // g + 8 r, position 16 half + 8 j + 2 q4 + e of the tile.
-    float tmax[2] = {-INFINITY, -INFINITY};
+      for (int j = 0; j < 2; ++j) {
+        unsigned hl[4];
 #pragma unroll
-    for (int j = 0; j < 2; ++j)
+        for (int r = 0; r < 2; ++r)
+          split_weights(cur[j][r][0] * kUp, cur[j][r][1] * kUp, hl[r], hl[2 + r]);
+        pfrag[(2 * half + j) * kWarpSize + lane] = make_uint4(hl[0], hl[1], hl[2], hl[3]);
+      }
+      pair_sync();
+    } else {
+      // S for the warp's 16 positions of the tile (16 half .. 16 half + 15, n-tiles 2 half and
+      // 2 half + 1): 36 steps of 16 channels, each one q fragment and one K fragment; step k adds
+      // into accumulator set k % 2 (four independent chains), the two sets added at the end.
+      float sc[2][2][4] = {};
 #pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const std::int64_t pos = c0 + std::int64_t(t) * KEYS + 16 * half + 8 * j + 2 * q4 + e;
-        const bool key_in = pos < c1 && key_attended<Fault::none>(p, b, shift, pos);
+      for (int k = 0; k < G::DQ / 16; ++k) {
+        unsigned qa[4], kb[4];
+        ldmatrix_x4(qa, qs + qofs[k % 4] + 128 * (k / 4));
+        ldmatrix_x4(kb, st + 16 * half * G::ROW + kofs[k % 4] + 128 * (k / 4));
+        mma(sc[k % 2][0], qa, kb[0], kb[1]);
+        mma(sc[k % 2][1], qa, kb[2], kb[3]);
+      }
+      float s[2][4];
+#pragma unroll
+      for (int j = 0; j < 2; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) s[j][e] = sc[0][j][e] + sc[1][j][e];
+      if constexpr (kScores) {
+        // qk: each query's scores over its window (j = pos - window start), -inf for a key the
+        // mask leaves out or one before the sequence's start.
+#pragma unroll
+        for (int j = 0; j < 2; ++j)
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            const std::int64_t pos = c0 + std::int64_t(t) * KEYS + 16 * half + 8 * j + 2 * q4 + e;
+            if (pos >= c1) continue;
+            const bool key_in = key_attended<Fault::none>(p, b, shift, pos);
+#pragma unroll
+            for (int r = 0; r < 2; ++r)
+              if (prow[r] != nullptr && pos >= key_lo[r] && pos < key_hi[r])
+                prow[r][pos - key_lo[r]] =
+                    key_in ? __fmul_rn(s[j][2 * r + e], score_mul) : -INFINITY;
+          }
+      } else {
+        // Scores; positions outside a row's window or not attended: -inf. s[j][2 r + e] is row
+        // g + 8 r, position 16 half + 8 j + 2 q4 + e of the tile.
+        float tmax[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+        for (int j = 0; j < 2; ++j)
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            const std::int64_t pos = c0 + std::int64_t(t) * KEYS + 16 * half + 8 * j + 2 * q4 + e;
+            const bool key_in = pos < c1 && key_attended<Fault::none>(p, b, shift, pos);
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+              const bool in = key_in && pos >= key_lo[r] && pos < key_hi[r];
+              float& x = s[j][2 * r + e];
+              x = in ? __fmul_rn(x, score_mul) : -INFINITY;
+              tmax[r] = fmaxf(tmax[r], x);
+            }
+          }
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
-          const bool in = key_in && pos >= key_lo[r] && pos < key_hi[r];
-          float& x = s[j][2 * r + e];
-          x = in ? __fmul_rn(x, score_mul) : -INFINITY;
-          tmax[r] = fmaxf(tmax[r], x);
+          tmax[r] = fmaxf(tmax[r], shfl_xor(tmax[r], 1));
+          tmax[r] = fmaxf(tmax[r], shfl_xor(tmax[r], 2));
         }
-      }
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      tmax[r] = fmaxf(tmax[r], shfl_xor(tmax[r], 1));
-      tmax[r] = fmaxf(tmax[r], shfl_xor(tmax[r], 2));
-    }
-    // The pair's maxima meet in shared memory: both warps take the same running max.
-    if (q4 == 0) {
-      pmax[half * 16 + g] = tmax[0];
-      pmax[half * 16 + g + 8] = tmax[1];
-    }
-    pair_sync();
-    float alpha[2];
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      const float mn = fmaxf(m[r], fmaxf(pmax[g + 8 * r], pmax[16 + g + 8 * r]));
-      alpha[r] = m[r] == -INFINITY ? 0.0f : expf(m[r] - mn);  // l and o are 0 before any key
-      m[r] = mn;
-    }
-    // p = exp(s - m) (0 where s is -inf) as binary16 halves of p x 2^15: for positions
-    // 8 j' .. 8 j' + 7 of the tile (j' = 2 half + j), the a operand {hi row g, hi row g + 8,
-    // lo row g, lo row g + 8}, stored for both warps of the pair.
-    float tsum[2] = {0.0f, 0.0f};
-#pragma unroll
-    for (int j = 0; j < 2; ++j) {
-      unsigned hl[4];
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        float pv[2];
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const float x = s[j][2 * r + e];
-          pv[e] = x == -INFINITY ? 0.0f : expf(x - m[r]);
+        // The pair's maxima meet in shared memory: both warps take the same running max.
+        if (q4 == 0) {
+          pmax[half * 16 + g] = tmax[0];
+          pmax[half * 16 + g + 8] = tmax[1];
         }
-        tsum[r] += pv[0] + pv[1];
-        split_weights(pv[0] * kUp, pv[1] * kUp, hl[r], hl[2 + r]);
-      }
-      pfrag[(2 * half + j) * kWarpSize + lane] = make_uint4(hl[0], hl[1], hl[2], hl[3]);
-    }
+        pair_sync();
+        float alpha[2];
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      tsum[r] += shfl_xor(tsum[r], 1);
-      tsum[r] += shfl_xor(tsum[r], 2);
-      l[r] = l[r] * alpha[r] + tsum[r];  // this warp's positions only: the pair's l's add up
-    }
-    if (!warp_all(alpha[0] == 1.0f && alpha[1] == 1.0f)) {
+        for (int r = 0; r < 2; ++r) {
+          const float mn = fmaxf(m[r], fmaxf(pmax[g + 8 * r], pmax[16 + g + 8 * r]));
+          alpha[r] = m[r] == -INFINITY ? 0.0f : expf(m[r] - mn);  // l and o are 0 before any key
+          m[r] = mn;
+        }
+        // p = exp(s - m) (0 where s is -inf) as binary16 halves of p x 2^15: for positions
+        // 8 j' .. 8 j' + 7 of the tile (j' = 2 half + j), the a operand {hi row g, hi row g + 8,
+        // lo row g, lo row g + 8}, stored for both warps of the pair.
+        float tsum[2] = {0.0f, 0.0f};
 #pragma unroll
-      for (int n = 0; n < NT; ++n) {
-        o[n][0] *= alpha[0];
-        o[n][1] *= alpha[0];
-        o[n][2] *= alpha[1];
-        o[n][3] *= alpha[1];
+        for (int j = 0; j < 2; ++j) {
+          unsigned hl[4];
+#pragma unroll
+          for (int r = 0; r < 2; ++r) {
+            float pv[2];
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              const float x = s[j][2 * r + e];
+              pv[e] = x == -INFINITY ? 0.0f : expf(x - m[r]);
+            }
+            tsum[r] += pv[0] + pv[1];
+            split_weights(pv[0] * kUp, pv[1] * kUp, hl[r], hl[2 + r]);
+          }
+          pfrag[(2 * half + j) * kWarpSize + lane] = make_uint4(hl[0], hl[1], hl[2], hl[3]);
+        }
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          tsum[r] += shfl_xor(tsum[r], 1);
+          tsum[r] += shfl_xor(tsum[r], 2);
+          l[r] = l[r] * alpha[r] + tsum[r];  // this warp's positions only: the pair's l's add up
+        }
+        if (!warp_all(alpha[0] == 1.0f && alpha[1] == 1.0f)) {
+#pragma unroll
+          for (int n = 0; n < NT; ++n) {
+            o[n][0] *= alpha[0];
+            o[n][1] *= alpha[0];
+            o[n][2] *= alpha[1];
+            o[n][3] *= alpha[1];
+          }
+        }
+        pair_sync();  // the pair's weights
       }
     }
-    pair_sync();  // the pair's weights
     // O += P V: 8 positions a step, the warp's 32 output tiles, V's columns by ldmatrix.trans.
+    if constexpr (!kScores) {
 #pragma unroll
-    for (int j = 0; j < KT; ++j) {
-      const uint4 a4 = pfrag[j * kWarpSize + lane];
-      const unsigned a[4] = {a4.x, a4.y, a4.z, a4.w};
+      for (int j = 0; j < KT; ++j) {
+        const uint4 a4 = pfrag[j * kWarpSize + lane];
+        const unsigned a[4] = {a4.x, a4.y, a4.z, a4.w};
 #pragma unroll
-      for (int c = 0; c < NT / 4; ++c) {
-        unsigned v[4];
-        ldmatrix_x4_trans(v, st + 8 * j * G::ROW + vofs[c % 2] + 128 * (c / 2));
+        for (int c = 0; c < NT / 4; ++c) {
+          unsigned v[4];
+          ldmatrix_x4_trans(v, st + 8 * j * G::ROW + vofs[c % 2] + 128 * (c / 2));
 #pragma unroll
-        for (int i = 0; i < 4; ++i) mma(o[4 * c + i], a, v[i], v[i]);
+          for (int i = 0; i < 4; ++i) mma(o[(4 * c + i) % (kScores ? 1 : NT)], a, v[i], v[i]);
+        }
       }
     }
   }
   AsyncCopy::wait<0>();
-  __syncthreads();  // every warp is done with the tiles: their memory becomes the merge scratch
-
-  const MergeScratch<QT, 1, G::DV> ms(reinterpret_cast<float*>(smem));
-  float* const pl_end = reinterpret_cast<float*>(sm + G::X_AT);  // [half][QT]: the warps' l's
+  if constexpr (kScores) {
+    (void)m, (void)l;
+  } else if constexpr (kValues) {
+    // pv: the sum (x 2^-15), to out, or to the split's partial [row, split, 512].
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int i = 16 * mt + g + 8 * r;
-    if (i < nq) {
+    for (int r = 0; r < 2; ++r) {
+      const int i = 16 * mt + g + 8 * r;
+      if (i >= nq) continue;
+      const std::int64_t row = out_row_of(i);
 #pragma unroll
       for (int n = 0; n < NT; ++n) {
         const int d = 256 * half + 8 * n + 2 * q4;
-        ms.acc[i * G::DV + d] = o[n][2 * r] * kDown;
-        ms.acc[i * G::DV + d + 1] = o[n][2 * r + 1] * kDown;
+        const float x0 = o[n][2 * r] * kDown, x1 = o[n][2 * r + 1] * kDown;
+        if (p.splits == 1) {
+          store_output(p.out, row * G::DV + d, x0, p.output);
+          store_output(p.out, row * G::DV + d + 1, x1, p.output);
+        } else {
+          float* w = static_cast<float*>(p.workspace) + (row * p.splits + split) * G::DV + d;
+          *reinterpret_cast<float2*>(w) = make_float2(x0, x1);
+        }
       }
-      if (q4 == 0) pl_end[half * QT + i] = l[r];
-      if (q4 == 0 && half == 0) ms.m[i] = m[r];
     }
+    (void)m, (void)l;
+  } else {
+    __syncthreads();  // every warp is done with the tiles: their memory becomes the merge scratch
+
+    const MergeScratch<QT, 1, G::DV> ms(reinterpret_cast<float*>(smem));
+    float* const pl_end = reinterpret_cast<float*>(sm + G::X_AT);  // [half][QT]: the warps' l's
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int i = 16 * mt + g + 8 * r;
+      if (i < nq) {
+#pragma unroll
+        for (int n = 0; n < NT; ++n) {
+          const int d = 256 * half + 8 * n + 2 * q4;
+          ms.acc[i * G::DV + d] = o[n][2 * r] * kDown;
+          ms.acc[i * G::DV + d + 1] = o[n][2 * r + 1] * kDown;
+        }
+        if (q4 == 0) pl_end[half * QT + i] = l[r];
+        if (q4 == 0 && half == 0) ms.m[i] = m[r];
+      }
+    }
+    __syncthreads();
+    if (tid < nq) ms.l[tid] = pl_end[tid] + pl_end[QT + tid];  // the pair's positions
+    __syncthreads();
+    finish_decode_block<Pol, 1, QT, G::DV, kSeparate, Fault::none, G::THREADS>(
+        p, ms, reinterpret_cast<unsigned*>(sm + G::SMEM - 16), nq, b, split, first, tile, kvh,
+        out_row_of, G::kFp8, v_scale);
   }
-  __syncthreads();
-  if (tid < nq) ms.l[tid] = pl_end[tid] + pl_end[QT + tid];  // the pair's positions
-  __syncthreads();
-  finish_decode_block<Pol, 1, QT, G::DV, kSeparate, Fault::none, G::THREADS>(
-      p, ms, reinterpret_cast<unsigned*>(sm + G::SMEM - 16), nq, b, split, first, tile, kvh,
-      out_row_of, G::kFp8, v_scale);
 #else
   (void)p;
 #endif

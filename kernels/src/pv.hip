@@ -4,6 +4,7 @@
 namespace attnscope::gpu::detail {
 
 void launch_pv(const StageArgs& a) {
+  if (a.problem.latent) return launch_pv_mla(a);
   dispatch(a.problem, LaunchPv<Fault::none>{a});
 }
 

@@ -4,6 +4,7 @@
 namespace attnscope::gpu::detail {
 
 void launch_qk(const StageArgs& a) {
+  if (a.problem.latent) return launch_qk_mla(a);
   dispatch(a.problem, LaunchQk<Fault::none>{a});
 }
 

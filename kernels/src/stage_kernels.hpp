@@ -32,6 +32,9 @@ void launch_softmax(const StageArgs& a);
 void launch_pv(const StageArgs& a);
 void launch_fused(const StageArgs& a);
 void launch_split_kv(const StageArgs& a);
+// qk and pv on a latent (MLA) cache: the latent decode kernel's stage passes (stage_mla.hip).
+void launch_qk_mla(const StageArgs& a);
+void launch_pv_mla(const StageArgs& a);
 
 // Window splits: the requested count (at most one per position), else enough to fill the device.
 // Throws std::invalid_argument when the count must be chosen and the context names no device.
