@@ -119,7 +119,9 @@ std::vector<AccuracyCase> variants(const Target& t, Sweep sweep) {
                                                  ? std::vector<std::int64_t>{17, 1000, 32768}
                                                  : std::vector<std::int64_t>{1000};
     for (std::int64_t w : around) {
-      for (int d : {64, 256}) {
+      // head_dim 96 (Phi-3's) and 192 split a row over 4 and 8 lanes in fp16, and take tiles of
+      // 2 queries in the lane kernels.
+      for (int d : {64, 96, 192, 256}) {
         AccuracyCase c = base(t, acc, w);
         c.problem.head_dim = d;
         cases.push_back(c);

@@ -83,7 +83,8 @@ TEST(AccuracyCases, DefaultSetCoversEveryWindowPathAndAccumulation) {
   // caches, and the scale applied in softmax.
   EXPECT_EQ(latent + latent_left, 34);
   EXPECT_EQ(latent, gpu::detail::kMmaDecodePlatform ? 34 : 0);
-  // The window sweep and the shape variants (GQA groups 1, 7, 8 and 16 among them), the split
+  // The window sweep and the shape variants (head_dim 64, 96, 192 and 256, GQA groups 1, 7, 8 and
+  // 16 among them), the split
   // paths of attnscope at 1, 3 and 16 splits (window 1000, both accumulations: split invariance,
   // each count held to its own order's budget), two poisoned-cache cases, three masked cases,
   // three ragged batches (one poisoned), one NaN inside the window and one of logits near -6e4 a
@@ -91,7 +92,7 @@ TEST(AccuracyCases, DefaultSetCoversEveryWindowPathAndAccumulation) {
   // (3 formats x 3 scale granularities, one paged and poisoned, one heavy-tailed, one NaN, one of
   // group 8).
   // At fp32 accumulation, 12 latent (MLA) cases on fused and split_kv, 10 unfused (above).
-  EXPECT_EQ(cases.size() + std::size_t(latent_left), 322u);
+  EXPECT_EQ(cases.size() + std::size_t(latent_left), 334u);
   int poisoned = 0, masked = 0, fully = 0, padded = 0, negative = 0, overflow = 0, ragged = 0;
   for (const AccuracyCase& c : cases) {
     poisoned += c.data.poison_outside ? 1 : 0;
@@ -406,6 +407,40 @@ TEST(KernelOrders, DecodeSplitHeuristic) {
   EXPECT_EQ(gpu::detail::decode_auto_splits(p, 132), 2);
 }
 
+// head_dim 96 and 192: a row's 16-byte words split evenly over a power of two of lanes (4 and 8
+// in fp16, 8 and 16 in fp32), query tiles within the lanes and 64 floats a lane, and the dot's
+// declared tree over those lanes.
+TEST(KernelOrders, HeadDims96And192SplitOverWholeLanes) {
+  using gpu::detail::lane_query_cap;
+  using gpu::detail::row_lanes;
+  EXPECT_EQ(row_lanes(96, 2), 4);
+  EXPECT_EQ(row_lanes(192, 2), 8);
+  EXPECT_EQ(row_lanes(96, 4), 8);
+  EXPECT_EQ(row_lanes(192, 4), 16);
+  EXPECT_EQ(row_lanes(64, 2), 8);  // unchanged: 8 words, 8 lanes
+  EXPECT_EQ(row_lanes(128, 2), 16);
+  EXPECT_EQ(row_lanes(256, 2), 16);
+  EXPECT_EQ(lane_query_cap(96, 2), 2);
+  EXPECT_EQ(lane_query_cap(192, 2), 2);
+  EXPECT_EQ(lane_query_cap(96, 4), 4);
+  EXPECT_EQ(lane_query_cap(128, 2), 8);
+  EXPECT_EQ(lane_query_cap(256, 2), 4);
+  Problem p;
+  p.q_heads = 32;
+  p.kv_heads = 4;
+  p.seq_len = p.window = 1000;
+  p.head_dim = 96;
+  EXPECT_NO_THROW(p.validate());
+  EXPECT_EQ(gpu::detail::query_tile(p), 2);
+  EXPECT_EQ(gpu::detail::decode_query_tile(p), 2);
+  const KernelOrder o = gpu::detail::qk_order(p);
+  ASSERT_TRUE(o.dot.has_value());
+  EXPECT_EQ(o.dot->lanes, 4);
+  EXPECT_EQ(summation_depth(*o.dot, 96), 24 + 2);  // 24 elements a lane, then 2 tree levels
+  p.input = p.output = DType::fp32;
+  EXPECT_EQ(gpu::detail::query_tile(p), 4);
+}
+
 // Grid limits are checked before any launch: more KV heads than y's 65535 is unsupported, with
 // the reason; batches whose blocks pass z's 65535 are carried on x (fold_grid) and supported.
 TEST(KernelOrders, GridLimitsAreSupportReasons) {
@@ -579,7 +614,7 @@ TEST(Registry, EngineImplementationGetsCasesOnItsOwnLayout) {
     EXPECT_EQ(c.data.ragged_min_len, 0) << c.name();
   }
   // The fused path's cases of the default set (the split-count cases are attnscope's own).
-  EXPECT_EQ(std::size_t(left) + cases.size(), 110u);
+  EXPECT_EQ(std::size_t(left) + cases.size(), 114u);
 
   const gpu::Implementation& reg = gpu::implementation("testengine.decode");
   EXPECT_FALSE(reg.declares_order());

@@ -63,13 +63,14 @@ def make_shapes(set_name):
     out = [shape(**DEBUG)]
     out += [shape(**llama(b, w)) for b in (1, 16, 64) for w in (1024, 4096, 32768, 131072)]
     out += [shape(**mha(b, w)) for b in (1, 8) for w in (4096, 8192)]
+    out.append(shape(**mha(16, 4096), head_dim=96))  # Phi-3-mini
     out += [mla(128, 64, 4096), mla(128, 16, 32768), mla(128, 1, 32768), mla(16, 64, 4096)]
     if set_name != "full":
         return out
     for base in (llama(1, 4096), llama(16, 32768)):
         out.append(shape(**base, accum="fp16"))
         out.append(shape(**base, input="bf16"))
-        out += [shape(**base, head_dim=d) for d in (64, 256)]
+        out += [shape(**base, head_dim=d) for d in (64, 96, 192, 256)]
         out += [shape(**base, layout=k) for k in ("bshd", "paged")]
         out += [shape(**{**base, "kv_heads": kvh}) for kvh in (32, 16, 4)]
     out += [shape(**llama(1, w), accum="fp16") for w in (1024, 32768, 131072)]

@@ -9,7 +9,7 @@
 namespace attnscope {
 
 bool is_supported_head_dim(int d) {
-  return d == 64 || d == 128 || d == 256;
+  return d == 64 || d == 96 || d == 128 || d == 192 || d == 256;
 }
 
 double Problem::effective_scale() const {
@@ -88,7 +88,7 @@ void Problem::validate() const {
   } else {
     if (!is_supported_head_dim(head_dim))
       fail("unsupported head_dim " + std::to_string(head_dim) +
-           " (supported: 64, 128, 256; 576 with a latent cache)");
+           " (supported: 64, 96, 128, 192, 256; 576 with a latent cache)");
     if (value_dim() != head_dim)
       fail("v_dim " + std::to_string(value_dim()) + " differs from head_dim " +
            std::to_string(head_dim) + ": only a latent (MLA) cache has V rows of another width");

@@ -33,6 +33,12 @@ DecodeShape llama70b(int batch, std::int64_t window) {
 DecodeShape mha(int batch, std::int64_t window) {
   return shape(batch, 32, 32, window);
 }
+// Phi-3-mini decode: 32 query heads, each its own KV head, head_dim 96 (3072 / 32).
+DecodeShape phi3(int batch, std::int64_t window) {
+  DecodeShape s = shape(batch, 32, 32, window);
+  s.head_dim = 96;
+  return s;
+}
 
 }  // namespace
 
@@ -57,6 +63,7 @@ std::vector<DecodeShape> bench_shapes(const std::string& set) {
     for (std::int64_t window : {4096, 8192}) s.push_back(mha(batch, window));
   for (int batch : {1, 16})
     for (std::int64_t window : {4096, 32768}) s.push_back(llama70b(batch, window));
+  s.push_back(phi3(16, 4096));
   // A serving batch: 64 sequences of 256 to 32K positions (long-tailed: log-uniform), paged.
   DecodeShape serving = llama(64, 32768);
   serving.layout = KvLayoutKind::paged;
@@ -111,7 +118,7 @@ std::vector<DecodeShape> bench_shapes(const std::string& set) {
     v = base;
     v.input = DType::bf16;
     s.push_back(v);
-    for (int d : {64, 256}) {
+    for (int d : {64, 96, 192, 256}) {
       v = base;
       v.head_dim = d;
       s.push_back(v);

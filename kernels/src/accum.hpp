@@ -215,8 +215,14 @@ void dispatch(const Problem& p, F&& f) {
       case 64:
         f.template operator()<T, A, 64>();
         return;
+      case 96:
+        f.template operator()<T, A, 96>();
+        return;
       case 128:
         f.template operator()<T, A, 128>();
+        return;
+      case 192:
+        f.template operator()<T, A, 192>();
         return;
       case 256:
         f.template operator()<T, A, 256>();
@@ -248,17 +254,22 @@ void dispatch(const Problem& p, F&& f) {
   }
 }
 
-// Runs launch.template run<QT>() with the query tile query_tile(p) chooses (4 or 8).
-template <int D, class L>
+// Runs launch.template run<QT>() with the query tile query_tile(p) chooses (8, 4 or 2; only
+// those within lane_query_cap are instantiated).
+template <class T, int D, class L>
 void with_query_tile(const Problem& p, const L& launch) {
-  if constexpr (D == 256) {
-    launch.template run<4>();
-  } else {
-    if (query_tile(p) == 4)
-      launch.template run<4>();
-    else
+  constexpr int cap = lane_query_cap(D, static_cast<int>(sizeof(T)));
+  const int qt = query_tile(p);
+  if constexpr (cap >= 8) {
+    if (qt == 8) {
       launch.template run<8>();
+      return;
+    }
   }
+  if constexpr (cap >= 4)
+    launch.template run<4>();
+  else
+    launch.template run<2>();
 }
 
 }  // namespace attnscope::gpu::detail

@@ -25,9 +25,14 @@ inline constexpr int kPvStageBytes = 8192;
 constexpr int row_vec(int elem_bytes) {
   return 16 / elem_bytes;
 }
-// Lanes holding one row of head_dim elements (at most 16, so a warp of 32 or 64 holds whole rows).
+// Lanes holding one row of head_dim elements: the most, up to 16 (so a warp of 32 or 64 holds
+// whole rows), a power of two, whose 16-byte words split the row evenly (head_dim 96 in fp16: 4
+// lanes of 3 words each).
 constexpr int row_lanes(int head_dim, int elem_bytes) {
-  return head_dim / row_vec(elem_bytes) < 16 ? head_dim / row_vec(elem_bytes) : 16;
+  const int words = head_dim / row_vec(elem_bytes);
+  int lanes = 16;
+  while (lanes > 1 && words % lanes != 0) lanes /= 2;
+  return lanes;
 }
 // Row-groups of a block: positions r, r + rows, ... go to row-group r.
 constexpr int row_groups(int threads, int head_dim, int elem_bytes) {
@@ -59,10 +64,24 @@ constexpr int qk_blocks_per_sm(int qt, int head_dim, int elem_bytes) {
   return lane_query_floats(qt, head_dim, elem_bytes) <= 32 ? 3 : 2;
 }
 
-// Queries per tile (4 or 8): every query of a KV head shares one pass over its K/V rows, and
-// each takes registers, so small groups (Llama's 4) and head_dim 256 use tiles of 4.
+// The most queries a tile of the lane kernels holds (8, 4 or 2): at most the lanes of a row
+// (each keeps one score of a tile after the reduce-scatter of tile_dot.hpp), and a lane's share
+// of their rows within 64 floats: 8 at head_dim 64 and 128, 4 at 256, 2 at 96 and 192 in fp16
+// and bf16 (rows of 24 elements a lane; tiles of 4 there spill qk's and pv's registers and pass
+// the decode kernel's 48 KiB of static shared memory).
+constexpr int lane_query_cap(int head_dim, int elem_bytes) {
+  const int lanes = row_lanes(head_dim, elem_bytes), per_lane = head_dim / lanes;
+  int qt = 8;
+  while (qt > 1 && (qt > lanes || qt * per_lane > 64)) qt /= 2;
+  return qt;
+}
+
+// Queries per tile: every query of a KV head shares one pass over its K/V rows, and each takes
+// registers, so small groups (Llama's 4) use tiles of 4, and no tile passes lane_query_cap.
 inline int query_tile(const Problem& p) {
-  return p.head_dim == 256 || p.group() * p.q_len <= 4 ? 4 : 8;
+  const int want = p.group() * p.q_len <= 4 ? 4 : 8;
+  const int cap = lane_query_cap(p.head_dim, static_cast<int>(size_of(p.input)));
+  return want < cap ? want : cap;
 }
 
 // softmax reads 4 scores a thread at a time where every row is 16-byte aligned.
@@ -171,7 +190,7 @@ inline int decode_query_tile(const Problem& p) {
   if (p.latent) return 16 * mla_query_tiles(p);
   if (decode_uses_mma(p)) return kMmaQueries;
   const std::int64_t n = std::int64_t(p.group()) * p.q_len;
-  const int most = p.head_dim == 256 ? 4 : 8;
+  const int most = lane_query_cap(p.head_dim, static_cast<int>(size_of(p.input)));
   const int qt = n <= 1 ? 1 : n <= 2 ? 2 : n <= 4 ? 4 : 8;
   return qt < most ? qt : most;
 }

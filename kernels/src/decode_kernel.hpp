@@ -701,24 +701,29 @@ template <bool kSeparate, class C>
 void launch_decode_mla_c(const StageArgs& a);
 void launch_decode_mla(const StageArgs& a, bool separate);
 
-// Runs launch.template run<QT>() with the query tile decode_query_tile(p) chooses.
-template <int D, class L>
+// Runs launch.template run<QT>() with the query tile decode_query_tile(p) chooses (at most
+// lane_query_cap: only those are instantiated).
+template <class T, int D, class L>
 void with_decode_query_tile(const Problem& p, const L& launch) {
-  switch (decode_query_tile(p)) {
-    case 1:
-      launch.template run<1>();
-      return;
-    case 2:
+  constexpr int cap = lane_query_cap(D, static_cast<int>(sizeof(T)));
+  const int qt = decode_query_tile(p);
+  if (qt == 1) {
+    launch.template run<1>();
+    return;
+  }
+  if constexpr (cap <= 2) {
+    launch.template run<2>();
+  } else {
+    if (qt == 2) {
       launch.template run<2>();
-      return;
-    case 4:
-      launch.template run<4>();
-      return;
-    default:
-      if constexpr (D == 256)
-        launch.template run<4>();
-      else
+    } else if constexpr (cap >= 8) {
+      if (qt == 8)
         launch.template run<8>();
+      else
+        launch.template run<4>();
+    } else {
+      launch.template run<4>();
+    }
   }
 }
 
@@ -739,7 +744,7 @@ struct LaunchDecode {
                      std::string(F == Fault::none ? "instance for it" : "planted faults"));
     }
     if constexpr (std::is_void_v<C> || sizeof(T) == 2)
-      with_decode_query_tile<D>(a.problem, DecodeLaunch<T, CC, A, D, kSeparate, F>{a});
+      with_decode_query_tile<T, D>(a.problem, DecodeLaunch<T, CC, A, D, kSeparate, F>{a});
     else
       throw GpuError("an fp8 KV cache is read with fp16 or bf16 queries");
   }

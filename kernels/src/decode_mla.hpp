@@ -259,6 +259,16 @@ __global__ __launch_bounds__(MlaGeom<MT, C>::THREADS,
   for (int n = 0; n < (kScores ? 1 : NT); ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
 
+  // qk: q's fragments stay in registers (144 a lane, which attention's accumulators take), so a
+  // step of the dot reads only K from shared memory.
+  unsigned qreg[kScores ? G::DQ / 16 : 1][4];
+  if constexpr (kScores) {
+    AsyncCopy::wait<STAGES - 2>();  // q came with tile 0
+    __syncthreads();
+#pragma unroll
+    for (int k = 0; k < G::DQ / 16; ++k) ldmatrix_x4(qreg[k], qs + qofs[k % 4] + 128 * (k / 4));
+  }
+
   for (int t = 0; t < ntiles; ++t) {
     // Tile t has landed, and every warp is done with tile t - 1: its stage takes tile
     // t + STAGES - 1.
@@ -316,7 +326,12 @@ __global__ __launch_bounds__(MlaGeom<MT, C>::THREADS,
 #pragma unroll
       for (int k = 0; k < G::DQ / 16; ++k) {
         unsigned qa[4], kb[4];
-        ldmatrix_x4(qa, qs + qofs[k % 4] + 128 * (k / 4));
+        if constexpr (kScores) {
+#pragma unroll
+          for (int i = 0; i < 4; ++i) qa[i] = qreg[k][i];
+        } else {
+          ldmatrix_x4(qa, qs + qofs[k % 4] + 128 * (k / 4));
+        }
         ldmatrix_x4(kb, st + 16 * half * G::ROW + kofs[k % 4] + 128 * (k / 4));
         mma(sc[k % 2][0], qa, kb[0], kb[1]);
         mma(sc[k % 2][1], qa, kb[2], kb[3]);

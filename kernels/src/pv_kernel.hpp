@@ -253,7 +253,7 @@ struct LaunchPv {
   const StageArgs& a;
   template <class T, Accum A, int D>
   void operator()() const {
-    with_query_tile<D>(a.problem, PvLaunch<T, A, D, F>{a});
+    with_query_tile<T, D>(a.problem, PvLaunch<T, A, D, F>{a});
   }
 };
 

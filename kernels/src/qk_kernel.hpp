@@ -156,7 +156,7 @@ struct LaunchQk {
   const StageArgs& a;
   template <class T, Accum A, int D>
   void operator()() const {
-    with_query_tile<D>(a.problem, QkLaunch<T, A, D, F>{a});
+    with_query_tile<T, D>(a.problem, QkLaunch<T, A, D, F>{a});
   }
 };
 

@@ -30,8 +30,7 @@ void launch_mla_stage_tile(const StageArgs& a, int splits) {
     check_workspace(a, std::size_t(rows) * splits * G::DV * sizeof(float), who);
   }
   p.grid_x = splits;
-  const Grid3 g =
-      fold_grid(splits, p.kv_heads, std::int64_t(p.batch) * p.q_tiles, who, G::THREADS);
+  const Grid3 g = fold_grid(splits, p.kv_heads, std::int64_t(p.batch) * p.q_tiles, who, G::THREADS);
   hipStream_t st = static_cast<hipStream_t>(a.stream);
   kernel<<<dim3(g.x, g.y, g.z), G::THREADS, G::SMEM, st>>>(p);
   ATTNSCOPE_CHECK_LAUNCH();
