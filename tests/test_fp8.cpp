@@ -221,6 +221,7 @@ TEST(Fp8, FormatNamesRoundTrip) {
 #include "attnscope/core/inputs.hpp"
 #include "attnscope/core/trace.hpp"
 #include "attnscope/reference/fp8_cost.hpp"
+#include "attnscope/reference/stages.hpp"
 
 namespace {
 
@@ -347,6 +348,14 @@ TEST(Fp8Cache, CostPredictionMatchesTheMeasurement) {
         if (dist == attnscope::Distribution::normal) {
           EXPECT_LT(c.predicted_relative_sd, 0.05);
         }
+        // The reference it measured against, handed out for a kernel's output: FP64 attention
+        // over the values before quantization, element for element.
+        AttentionInputs orig = in;
+        orig.k = in.k_orig;
+        orig.v = in.v_orig;
+        const std::vector<double> exact = attnscope::ref::attention<double>(orig).out;
+        ASSERT_EQ(c.exact_out.size(), exact.size());
+        for (std::size_t i = 0; i < exact.size(); ++i) ASSERT_EQ(c.exact_out[i], exact[i]) << i;
       }
 }
 

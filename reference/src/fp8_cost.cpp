@@ -57,6 +57,7 @@ Fp8Cost fp8_cost(const AttentionInputs& in, int samples, std::uint64_t seed) {
     ref2 += exact.out[i] * exact.out[i];
   }
   c.measured_rel_l2 = ref2 > 0.0 ? std::sqrt(err2 / ref2) : std::sqrt(err2);
+  c.exact_out = exact.out;
 
   const KvAddressing a = in.layout.addressing();
   const int D = p.head_dim, DV = p.value_dim(), G = p.group();

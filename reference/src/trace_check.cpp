@@ -359,14 +359,17 @@ AttentionInputs build_inputs(TraceFile& t, Context& c) {
     inputs.v_scale = HostTensor(DType::fp32, {scales}, std::move(vs.bytes));
     inputs.k = HostTensor(DType::fp64, {storage});
     inputs.v = HostTensor(DType::fp64, {storage});
+    // Storage is whole rows of head_dim elements, each under one scale.
     const KvAddressing a = layout->addressing();
-    for (std::int64_t i = 0; i < storage; ++i) {
-      const int h = p.kv_scale == KvScale::head
-                        ? static_cast<int>(i / p.head_dim * p.head_dim / a.stride_head % p.kv_heads)
-                        : 0;
-      const std::int64_t si = kv_scale_index(p, h, i / p.head_dim * p.head_dim);
-      inputs.k.set(i, inputs.k_cache.get(i) * inputs.k_scale.get(si));
-      inputs.v.set(i, inputs.v_cache.get(i) * inputs.v_scale.get(si));
+    for (std::int64_t r0 = 0; r0 < storage; r0 += p.head_dim) {
+      const int h =
+          p.kv_scale == KvScale::head ? static_cast<int>(r0 / a.stride_head % p.kv_heads) : 0;
+      const std::int64_t si = kv_scale_index(p, h, r0);
+      const double k_sc = inputs.k_scale.get(si), v_sc = inputs.v_scale.get(si);
+      for (std::int64_t i = r0; i < r0 + p.head_dim; ++i) {
+        inputs.k.set(i, inputs.k_cache.get(i) * k_sc);
+        inputs.v.set(i, inputs.v_cache.get(i) * v_sc);
+      }
     }
   } else {
     inputs.k = HostTensor(in, {storage}, std::move(k.bytes));

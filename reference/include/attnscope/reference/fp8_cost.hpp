@@ -13,6 +13,8 @@
 // and predicted rel_l2 = sqrt(sum Var / sum out^2).
 #pragma once
 
+#include <vector>
+
 #include "attnscope/core/inputs.hpp"
 
 namespace attnscope::ref {
@@ -33,6 +35,9 @@ struct Fp8Cost {
   // score errors are small, below it where they are not.
   double linear_rel_l2 = 0.0;
   int samples = 0;
+  // FP64 attention's output over the values before quantization ([batch, q_len, q_heads,
+  // v_dim]): the reference measured_rel_l2 is taken against, for a kernel's output too.
+  std::vector<double> exact_out;
 };
 
 // Throws std::invalid_argument unless `in` holds a quantized cache (problem.kv_fp8) and
