@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cctype>
+#include <cmath>
 #include <set>
 
 #include "attnscope/kernels/registry.hpp"
@@ -405,6 +406,60 @@ TEST(KernelOrders, DecodeSplitHeuristic) {
   p.batch = 8;
   EXPECT_EQ(gpu::detail::decode_query_tile(p), 1);
   EXPECT_EQ(gpu::detail::decode_auto_splits(p, 132), 2);
+}
+
+// The unfused stages on a latent (MLA) cache: qk and pv declare the latent kernel's orders (the
+// dot of its attention; the weighted sum in instructions of 8 positions, each probability as two
+// halves of the operands' format, split as split_kv splits), softmax takes the problem as it is,
+// and qk and pv say why they refuse where the latent kernel is not built, or the cache is fp8.
+TEST(KernelOrders, LatentStagesDeclareTheLatentKernelsOrders) {
+  Problem p;
+  p.batch = 64;
+  p.q_heads = 128;
+  p.kv_heads = 1;
+  p.head_dim = Problem::kMlaQkDim;
+  p.v_dim = Problem::kMlaVDim;
+  p.latent = true;
+  p.scale = 1.0 / std::sqrt(192.0);
+  p.seq_len = p.window = 4096;
+  ASSERT_NO_THROW(p.validate());
+  const KernelOrder qk = gpu::detail::qk_order(p);
+  EXPECT_EQ(qk.dot, SummationOrder::mma_of(2, 16));
+  EXPECT_EQ(qk.dot, gpu::detail::decode_order(p, 1).dot);
+  EXPECT_TRUE(qk.truncating);
+  EXPECT_EQ(qk.extra_roundings, 0);
+  gpu::LaunchContext c;
+  c.multiprocessors = 132;
+  const KernelOrder pv = gpu::detail::pv_order(p, c);
+  EXPECT_EQ(pv.splits, gpu::detail::decode_auto_splits(p, 132));
+  EXPECT_EQ(pv.values, SummationOrder::mma_of(1, 8, (p.window + pv.splits - 1) / pv.splits));
+  EXPECT_EQ(pv.values, gpu::detail::decode_order(p, pv.splits).values);
+  EXPECT_EQ(pv.extra_roundings, 12);
+  EXPECT_TRUE(pv.truncating);
+  EXPECT_TRUE(pv.device_dependent);
+  Problem b = p;
+  b.input = b.output = DType::bf16;
+  EXPECT_EQ(gpu::detail::pv_order(b, c).extra_roundings, 8 + 256);
+  // Three splits: partials of the 512 output columns a row.
+  c.splits = 3;
+  EXPECT_EQ(gpu::detail::pv_order(p, c).values->chunk, (4096 + 2) / 3);
+  EXPECT_EQ(gpu::detail::pv_workspace_bytes(p, c), std::size_t(64) * 128 * 3 * 512 * sizeof(float));
+  for (Path stage : {Path::qk, Path::softmax, Path::pv}) {
+    const gpu::Implementation& i = *gpu::family_stage("attnscope", stage);
+    EXPECT_TRUE(i.takes_latent_cache) << i.name;
+    const std::string why = i.why_unsupported(p, KvLayoutSpec{});
+    if (stage == Path::softmax || gpu::detail::kMmaDecodePlatform)
+      EXPECT_EQ(why, "") << i.name;
+    else
+      EXPECT_NE(why.find("latent (MLA) decode kernel uses NVIDIA's matrix"), std::string::npos)
+          << why;
+  }
+  Problem f = p;
+  f.kv_fp8 = Fp8Format::e4m3;
+  EXPECT_NE(gpu::family_stage("attnscope", Path::qk)
+                ->why_unsupported(f, KvLayoutSpec{})
+                .find("does not read fp8 KV caches"),
+            std::string::npos);
 }
 
 // head_dim 96 and 192: a row's 16-byte words split evenly over a power of two of lanes (4 and 8
