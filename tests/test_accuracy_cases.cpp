@@ -288,8 +288,9 @@ TEST(KernelOrders, DeclaredOrdersFollowTheKernelGeometry) {
   }
 }
 
-// Where a KV head has 8 or more queries, fp16 q and cache and fp32 accumulation at head_dim 64 or
-// 128, a CUDA build runs (and declares) the matrix-instruction kernel; elsewhere the lane kernel.
+// Where a KV head has 8 or more queries (4 on an fp8 cache), fp16 q and cache and fp32 accumulation
+// at head_dim 64 or 128, a CUDA build runs (and declares) the matrix-instruction kernel; elsewhere
+// the lane kernel.
 TEST(KernelOrders, MatrixInstructionDecodeWhereItRuns) {
   Problem p;
   p.q_heads = 64;
@@ -319,9 +320,13 @@ TEST(KernelOrders, MatrixInstructionDecodeWhereItRuns) {
   q.kv_scale = KvScale::token;  // per-token scales take the lane kernel
   EXPECT_FALSE(gpu::detail::decode_uses_mma(q));
   q.kv_scale = KvScale::tensor;
-  q.q_heads = 32;
+  q.q_heads = 32;  // an fp8 cache takes it from 4 queries, fp16 from 8
+  EXPECT_EQ(gpu::detail::decode_uses_mma(q), platform);
+  q.q_heads = 16;
   EXPECT_FALSE(gpu::detail::decode_uses_mma(q));
   q.kv_fp8.reset();
+  q.q_heads = 32;
+  EXPECT_FALSE(gpu::detail::decode_uses_mma(q));
   q.q_len = 2;
   q.seq_len = q.window + 1;
   EXPECT_EQ(gpu::detail::decode_uses_mma(q), platform);

@@ -57,7 +57,8 @@ struct CacheRead<T, Fp8Code<F>> {
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         const unsigned word = i < 2 ? w[c].x : w[c].y;
-        const float2 x = __half22float2(fp8x2_to_half2<F>(i % 2 == 0 ? word : word >> 16));
+        const float2 x = __half22float2(
+            half2_of_bits(i % 2 == 0 ? fp8x2_bits<F>(word) : fp8x2_bits<F, true>(word)));
         if constexpr (std::is_same_v<typename Pol::Scalar, float>) {
           f.x[c * 8 + 2 * i] = x.x;
           f.x[c * 8 + 2 * i + 1] = x.y;

@@ -130,20 +130,28 @@ inline constexpr bool kMmaDecodePlatform = true;
 inline constexpr bool kMmaDecodePlatform = false;
 #endif
 inline constexpr int kMmaQueries = 16;
+// From 8 queries on an fp16 cache; from 4 on an fp8 one, whose lane kernel converts every code
+// on the CUDA cores (H200, Llama-3-8B decode b16 x 32K, e4m3 per tensor: 339 us here against
+// 507 us lane by lane; fp16 from 4 queries measured 515 against 525 us, not yet taken).
 inline constexpr int kMmaMinQueries = 8;
+inline constexpr int kMmaMinQueriesFp8 = 4;
 inline constexpr int kMmaKeys = 64;
 inline constexpr int kMmaStages = 3;
 inline constexpr int kMmaStagesFp8 = 4;  // an fp8 tile is half the bytes: more in flight
-inline constexpr int kMmaBlocksPerSm = 2;
+// Resident blocks a multiprocessor (the kernel's launch bounds): two on an fp16 cache (three
+// stages of 32 KiB of K and V each), three on an fp8 one (four of 16 KiB; about 168 registers a
+// thread).
+constexpr int mma_blocks_per_sm(bool fp8) {
+  return fp8 ? 3 : 2;
+}
 // An fp8 cache takes it at head_dim 128, with one scale per tensor or KV head (a per-token V
-// scale folded into the weights could carry them past binary16's range). From 4 queries it was
-// tried too: on an H200 the lane kernel was faster there (Llama-3-8B b16 x 32K, e4m3: 531 us
-// against 697 us).
+// scale folded into the weights could carry them past binary16's range).
 inline bool decode_uses_mma(const Problem& p) {
   if (p.latent) return false;  // the latent kernel's (decode_mla.hpp)
   if (!kMmaDecodePlatform || p.input != DType::fp16 || p.accum != Accum::fp32) return false;
   if (p.kv_fp8 && p.kv_scale == KvScale::token) return false;
-  if (std::int64_t(p.group()) * p.q_len < kMmaMinQueries) return false;
+  const int least = p.kv_fp8 ? kMmaMinQueriesFp8 : kMmaMinQueries;
+  if (std::int64_t(p.group()) * p.q_len < least) return false;
   return p.head_dim == 128 || (p.head_dim == 64 && !p.kv_fp8);
 }
 
@@ -238,7 +246,7 @@ struct DecodeLaunchModel {
     const int eb = static_cast<int>(size_of(p.input));
     const bool mma = decode_uses_mma(p);
     slots = std::int64_t(multiprocessors) * (p.latent ? mla_blocks_per_sm(mla_query_tiles(p))
-                                             : mma    ? kMmaBlocksPerSm
+                                             : mma    ? mma_blocks_per_sm(p.kv_fp8.has_value())
                                                       : decode_blocks_per_sm(qt, p.head_dim, eb));
     span = span_of(p);
     keys = p.latent ? kMlaKeys : mma ? kMmaKeys : decode_tile_positions(qt, p.head_dim, eb);

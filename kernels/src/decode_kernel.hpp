@@ -185,6 +185,13 @@ struct DecodeBlock {
     hi = p.seq_len - p.q_len + t + 1;
     lo = hi - p.window;
   }
+  // The positions [lo, hi) inside every one of its queries' windows (empty where lo >= hi):
+  // windows end later for later query positions and have one length.
+  __device__ void common_window(const KernelParams& p, std::int64_t& lo, std::int64_t& hi) const {
+    const int t_first = q0 / p.group, t_last = (q0 + nq - 1) / p.group;
+    hi = p.seq_len - p.q_len + t_first + 1;
+    lo = p.seq_len - p.q_len + t_last + 1 - p.window;
+  }
 };
 
 // The positions [c0, c1) a block of split `split` streams, in tiles of `keys`. A shorter sequence

@@ -288,8 +288,8 @@ __global__ __launch_bounds__(MlaGeom<MT, C>::THREADS,
         unsigned h[8];
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
-          h[2 * i] = bits_of_half2(fp8x2_to_half2<G::CR::kFormat>(words[i]));
-          h[2 * i + 1] = bits_of_half2(fp8x2_to_half2<G::CR::kFormat>(words[i] >> 16));
+          h[2 * i] = fp8x2_bits<G::CR::kFormat>(words[i]);
+          h[2 * i + 1] = fp8x2_bits<G::CR::kFormat, true>(words[i]);
         }
         *reinterpret_cast<uint4*>(ht + G::chunk_low(row, (2 * c) % 8) + 128 * (2 * c / 8)) =
             make_uint4(h[0], h[1], h[2], h[3]);

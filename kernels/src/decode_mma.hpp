@@ -1,17 +1,21 @@
 // fused and split_kv with matrix instructions (config.hpp's decode_uses_mma): where a KV head has
-// many queries (a GQA group of 8 or more, or several query positions), the lane-by-lane dots and
-// weighted sums of decode_kernel.hpp cost more instructions than the bytes they read; as matrix
-// products on the tensor cores they do not.
+// many queries (a GQA group of 8 or more, 4 on an fp8 cache, or several query positions), the
+// lane-by-lane dots and weighted sums of decode_kernel.hpp cost more instructions than the bytes
+// they read; as matrix products on the tensor cores they do not.
 //
 // A block holds kMmaQueries = 16 queries of a KV head (the instructions' rows; rows past the
-// row's queries repeat its first and are never written) and streams its part of the window in
-// tiles of kMmaKeys = 64 positions, RowStream's row-groups copying them (cp.async) into shared
-// memory, each warp's 16 positions there as its own rows. Per tile each warp, on its 16 positions:
+// row's queries repeat its first and are never written; q in shared memory, read by ldmatrix)
+// and streams its part of the window in tiles of kMmaKeys = 64 positions: each warp copies
+// (cp.async) its own 16 consecutive positions of K and V into shared memory (WarpRows: a row's
+// address, page and mask byte looked up a tile ahead, one lane a row). Per tile each warp, on its
+// 16 positions:
 //  - S = q K^T (16 x 16, fp32) by mma.m16n8k16 over head_dim in steps of 16 dimensions. The
 //    dimensions of a step are taken in a lane-friendly order (any order of a dot's terms is the
 //    dot's): lane l's four of step s are 16 s + 4 (l % 4) + {0, 1, 2, 3}, for q and K alike, so
 //    a lane reads K with one 8-byte load; rows are stored with their 16-byte chunks XOR-swizzled
 //    by the row, so a warp's loads are free of bank conflicts;
+//  - scores outside a query's window, the split, the sequence or the mask are -inf; a warp's 16
+//    positions that every query of the block attends, with no mask given, skip the tests;
 //  - the online softmax per query: the tile's max over the warp's positions, alpha =
 //    exp(m_old - m_new) rescaling l and the output, p = exp(s - m_new) in fp32; l adds the tile's
 //    p's summed by a tree (the lane's four, then over the quad);
@@ -23,8 +27,9 @@
 // output scaled back by 2^-15.
 //
 // An fp8 cache (one scale per tensor or KV head) is read as codes and converted exactly to
-// binary16 (fp8x2_to_half2): K four codes a lane and step (one 4-byte load), V by ldmatrix.trans
-// on code pairs, each pair split into its even and odd dimensions, which go to two output tiles.
+// binary16 (fp8x2_bits, the half of a word taken by the conversion itself): K four codes a lane
+// and step (one 4-byte load), V by ldmatrix.trans on code pairs, each word permuted once into its
+// even and odd dimensions' pairs, which go to two output tiles.
 // The K scale joins the score's multiplier and the V scale multiplies the output.
 #pragma once
 
@@ -37,53 +42,108 @@ namespace attnscope::gpu::detail {
 // C: the cache's elements, __half or an fp8 code (cache_read.hpp).
 template <int D, class C = __half>
 struct MmaGeom {
-  using S = RowSplit<__half, D>;
   using CR = CacheRead<__half, C>;
-  static constexpr int EB = CR::EB;          // bytes of a cache element
-  using Word = typename CR::Word;            // a lane's copy: 8 elements (16 or 8 bytes)
-  static constexpr int L = S::LPR;           // lanes of a row-group (RowStream)
-  static constexpr int R = kDecThreads / L;  // row-groups
+  static constexpr int EB = CR::EB;                      // bytes of a cache element
   static constexpr int WARPS = kDecThreads / kWarpSize;  // 4
-  static constexpr int RPW = kWarpSize / L;              // row-groups a warp
-  static constexpr int TK = 16 / RPW;                    // rows a row-group per tile
-  static constexpr int KEYS = R * TK;                    // positions a tile
+  static constexpr int KEYS = WARPS * 16;                // positions a tile: 16 a warp
   static constexpr int ROW_BYTES = D * EB;
-  static constexpr int CHUNKS = ROW_BYTES / 16;  // 16-byte chunks of a row
+  static constexpr int CHUNKS = ROW_BYTES / 16;   // 16-byte chunks of a row
+  static constexpr int RPP = kWarpSize / CHUNKS;  // rows a warp copies in one pass
+  static constexpr int PASSES = 16 / RPP;         // passes over a warp's 16 rows of K (and V)
   static constexpr int STAGE_BYTES = WARPS * 2 * 16 * ROW_BYTES;
   static constexpr int STAGES = CR::kFp8 ? kMmaStagesFp8 : kMmaStages;
   static constexpr int STREAM_BYTES = STAGES * STAGE_BYTES;
+  // q's 16 rows after the stream, each padded by 16 bytes (ldmatrix's 8 rows then meet 32
+  // different banks), its dimensions in the A operand's order (below).
+  static constexpr int Q_ROW = D * 2 + 16;
+  static constexpr int Q_AT = STREAM_BYTES;
+  static constexpr int Q_BYTES = kMmaQueries * Q_ROW;
   static constexpr int SCRATCH_BYTES = MergeScratch<kMmaQueries, WARPS, D>::FLOATS * 4;
   static constexpr int SMEM_BYTES =
-      (STREAM_BYTES > SCRATCH_BYTES + 16 ? STREAM_BYTES : SCRATCH_BYTES + 16);
-  static_assert(KEYS == kMmaKeys && WARPS * 16 == KEYS, "a warp takes 16 positions a tile");
-  static_assert(S::VEC == 8 && D / 8 == S::NCH * L, "a lane's copy is 8 elements");
-  static_assert(CHUNKS >= 8, "rows are swizzled over 8 chunks");
+      (Q_AT + Q_BYTES > SCRATCH_BYTES + 16 ? Q_AT + Q_BYTES : SCRATCH_BYTES + 16);
+  static constexpr int BLOCKS_PER_SM = mma_blocks_per_sm(CR::kFp8);
+  static_assert(KEYS == kMmaKeys, "a warp takes 16 positions a tile");
+  static_assert(CHUNKS >= 8 && kWarpSize % CHUNKS == 0 && 16 % RPP == 0,
+                "rows are swizzled over 8 chunks and copied in whole passes");
   // Byte offset of warp w's row n (of K: kv 0, V: kv 1) in a stage, and of its 16-byte chunk c,
   // chunks XOR-swizzled by the row.
   __device__ static int row(int w, int kv, int n) { return ((w * 2 + kv) * 16 + n) * ROW_BYTES; }
   __device__ static int chunk(int w, int kv, int n, int c) {
     return row(w, kv, n) + ((c ^ (n & 7)) << 4);
   }
-  // The Word of a lane's copy ch (elements 8 ch .. 8 ch + 7 of the row).
-  __device__ static int word(int w, int kv, int n, int ch) {
-    constexpr int PER = 16 / static_cast<int>(sizeof(Word));  // copies a chunk
-    return (chunk(w, kv, n, ch / PER) + (ch % PER) * static_cast<int>(sizeof(Word))) /
-           static_cast<int>(sizeof(Word));
+};
+
+// Where a warp's rows of K and V are read from: its 16 consecutive positions of each tile. Lane l
+// holds row l % 16 of the tile to be queued next: looked up a tile ahead (the block-table entry
+// of a paged cache and the key mask's byte are loaded then, and used at the next queue), handed
+// to the copying lanes by a shuffle. A row outside the split, before a ragged sequence's start
+// or masked out is not read: its copy writes zeros (its p is 0, but 0 x a NaN the cache may hold
+// there would be NaN).
+template <int EB>
+struct WarpRows {
+  std::int64_t pos;    // the lane's row, in the longest sequence's positions
+  std::int64_t c1;     // the split's end
+  std::int64_t shift;  // seq_shift: a sequence position is pos + shift
+  std::int64_t base;   // bytes to (b, kvh, position 0); paged: to the layer's and head's part
+  std::int64_t row_bytes, page_bytes;
+  const std::int32_t* table_row;  // paged: the sequence's block-table row; else null
+  const std::uint8_t* mask_row;   // the sequence's key-mask row, or null
+  int page_size;
+  int page;           // paged: the looked-up page of `pos`
+  std::uint8_t keep;  // the looked-up mask byte of `pos`
+  __device__ WarpRows(const KernelParams& p, int b, int kvh, std::int64_t first_pos,
+                      std::int64_t c1_, std::int64_t shift_)
+      : pos(first_pos), c1(c1_), shift(shift_), page(0), keep(1) {
+    const KvAddressing& kv = p.kv;
+    row_bytes = kv.stride_seq * EB;
+    page_size = kv.page_size;
+    mask_row = p.key_mask == nullptr ? nullptr : p.key_mask + std::int64_t(b) * p.seq_len;
+    if (kv.block_table == nullptr) {
+      base = kv.offset(b, kvh, 0) * EB;
+      page_bytes = 0;
+      table_row = nullptr;
+    } else {
+      base = (kv.layer_offset + std::int64_t(kvh) * kv.stride_head) * EB;
+      page_bytes = kv.stride_page * EB;
+      table_row = kv.block_table + std::int64_t(b) * kv.pages_per_seq;
+    }
+    look_up();
+  }
+  __device__ __forceinline__ bool in_sequence() const { return pos < c1 && pos + shift >= 0; }
+  // Issues the loads of the lane's row (no load for a row that is not read).
+  __device__ __forceinline__ void look_up() {
+    if (in_sequence()) {
+      const std::int64_t own = pos + shift;
+      if (table_row != nullptr) page = table_row[own / page_size];
+      if (mask_row != nullptr) keep = mask_row[own];
+    }
+  }
+  // The lane's row's byte offset in the cache, negative where it is not read; then steps to the
+  // row `keys` positions on and looks it up.
+  __device__ __forceinline__ std::int64_t take(int keys) {
+    const std::int64_t own = pos + shift;
+    std::int64_t off = -1;
+    if (in_sequence() && keep != 0)
+      off = table_row == nullptr
+                ? base + own * row_bytes
+                : base + std::int64_t(page) * page_bytes + (own % page_size) * row_bytes;
+    pos += keys;
+    look_up();
+    return off;
   }
 };
 
 template <int D, bool kSeparate, class C>
-__global__ __launch_bounds__(kDecThreads, kMmaBlocksPerSm) void decode_mma_kernel(KernelParams p) {
+__global__ __launch_bounds__(kDecThreads,
+                             MmaGeom<D, C>::BLOCKS_PER_SM) void decode_mma_kernel(KernelParams p) {
 #if ATTNSCOPE_MMA
   using G = MmaGeom<D, C>;
   using CR = typename G::CR;
-  using Word = typename G::Word;
   using Pol = AccPolicy<__half, Accum::fp32, D>;
-  constexpr int QT = kMmaQueries, R = G::R, L = G::L, TK = G::TK, W = G::WARPS;
+  constexpr int QT = kMmaQueries, W = G::WARPS;
   constexpr float kUp = 32768.0f, kDown = 1.0f / 32768.0f;  // 2^15: p's binary16 halves
   extern __shared__ uint4 smem[];
   const int tid = static_cast<int>(threadIdx.x);
-  const int lir = tid % L, rg = tid / L;
   const int warp = tid / kWarpSize, lane = tid % kWarpSize;
   const int g = lane / 4, q4 = lane % 4;  // fragment row and column pair
 
@@ -92,27 +152,26 @@ __global__ __launch_bounds__(kDecThreads, kMmaBlocksPerSm) void decode_mma_kerne
   const int split = blk.split, b = blk.b, tile = blk.tile, kvh = blk.kvh, nq = blk.nq;
   const int first = blk.first;
   auto out_row_of = [&](int i) { return blk.out_row(p, i); };
-  // The query of each of this lane's two rows (g, g + 8; past nq the block's first), its window.
-  int qrow[2];
+  // The window of each of this lane's two rows (g, g + 8; past nq the block's first query's).
   std::int64_t key_lo[2], key_hi[2];
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int i = g + 8 * r;
-    qrow[r] = out_row_of(i < nq ? i : 0);
-    blk.window(p, i, key_lo[r], key_hi[r]);
-  }
-  // q as the A operand of each step of 16 dimensions, in the lane order above.
+  for (int r = 0; r < 2; ++r) blk.window(p, g + 8 * r, key_lo[r], key_hi[r]);
+  // q as the A operand of each step of 16 dimensions, in the lane order above: in shared memory,
+  // row i's step s holds dimensions 16 s + 4 j, + 1 at columns 2 j, + 1 and 16 s + 4 j + 2, + 3 at
+  // columns 2 j + 8, + 9 (j = 0 .. 3), so that ldmatrix hands each lane its a's.
   constexpr int STEPS = D / 16;
-  unsigned qa[STEPS][4];
-#pragma unroll
-  for (int s = 0; s < STEPS; ++s)
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      const uint2 x = *reinterpret_cast<const uint2*>(static_cast<const __half*>(p.q) +
-                                                      std::int64_t(qrow[r]) * D + 16 * s + 4 * q4);
-      qa[s][r] = x.x;      // dimensions 4 q4, +1: a's columns 2 q4, +1
-      qa[s][2 + r] = x.y;  // dimensions 4 q4 + 2, +3: a's columns 2 q4 + 8, +9
-    }
+  char* const qs = reinterpret_cast<char*>(smem) + G::Q_AT;
+  for (int x = tid; x < QT * STEPS * 4; x += kDecThreads) {
+    const int i = x / (STEPS * 4), s = x / 4 % STEPS, j = x % 4;
+    const uint2 v = *reinterpret_cast<const uint2*>(static_cast<const __half*>(p.q) +
+                                                    std::int64_t(out_row_of(i < nq ? i : 0)) * D +
+                                                    16 * s + 4 * j);
+    *reinterpret_cast<unsigned*>(qs + i * G::Q_ROW + 32 * s + 4 * j) = v.x;
+    *reinterpret_cast<unsigned*>(qs + i * G::Q_ROW + 32 * s + 16 + 4 * j) = v.y;
+  }
+  // This lane's row of ldmatrix's four matrices (rows 0-7, 8-15 at columns 0-7, then at 8-15).
+  const char* const qrow_at = qs + (lane % 16) * G::Q_ROW + (lane / 16) * 16;
+  __syncthreads();
 
   float o[D / 8][4];
 #pragma unroll
@@ -122,7 +181,14 @@ __global__ __launch_bounds__(kDecThreads, kMmaBlocksPerSm) void decode_mma_kerne
   const std::int64_t shift = seq_shift(p, b);
   std::int64_t c0, c1;
   split_run(p, split, shift, G::KEYS, c0, c1);
-  RowStream<Fault::none, __half, D, R, TK, G::EB> rows(p.kv, b, kvh, c0, c1, rg, lir, shift);
+  const int ntiles = c1 > c0 ? static_cast<int>((c1 - c0 + G::KEYS - 1) / G::KEYS) : 0;
+  // Positions every query of the block attends where no key mask is given: a tile of a warp
+  // inside them needs no mask.
+  std::int64_t all_lo, all_hi;
+  blk.common_window(p, all_lo, all_hi);
+  all_lo = max(all_lo, -shift);
+  all_hi = min(all_hi, c1);
+  const bool maskless = p.key_mask == nullptr;
   const void* const src[2] = {p.k, p.v};
   char* const stages = reinterpret_cast<char*>(smem);
   // fp8 caches: one K and one V scale for the block, the score's multiplier fp32(scale x K scale)
@@ -133,69 +199,79 @@ __global__ __launch_bounds__(kDecThreads, kMmaBlocksPerSm) void decode_mma_kerne
     score_mul = __fmul_rn(p.scale, p.k_scale[kvh * p.scale_step]);
     v_scale = p.v_scale[kvh * p.scale_step];
   }
-  // Row-group rg's row j is row n = (rg % RPW) x TK + j of its warp.
-  const int n_base = (rg % G::RPW) * TK;
+  // The warp's rows of tile t are positions c0 + KEYS t + 16 warp + n, n = 0 .. 15.
+  WarpRows<G::EB> rows(p, b, kvh, c0 + 16 * warp + lane % 16, c1, shift);
+  const int crow = lane / G::CHUNKS, cchunk = lane % G::CHUNKS;
   auto queue = [&](int t) {
     // The stage was read by other lanes of this warp in the tile before.
     sync_warp();
-    // A masked position's row is not read (its p is 0, but 0 x a NaN a cache may hold there is
-    // NaN): zeros instead.
-    const std::int64_t pos0 = rows.pos0(t);
-    const int stage = t % G::STAGES;
-    rows.queue(
-        t, src, reinterpret_cast<Word*>(stages + stage * G::STAGE_BYTES),
-        [&](int j, int kv, int c) { return G::word(warp, kv, n_base + j, c * L + lir); },
-        [](int, std::int64_t, bool) {},
-        [&](int j) {
-          const std::int64_t pos = pos0 + std::int64_t(j) * R;
-          return p.key_mask == nullptr || (pos < c1 && key_attended<Fault::none>(p, b, shift, pos));
-        });
+    const std::int64_t mine = rows.take(G::KEYS);
+    char* const st = stages + (t % G::STAGES) * G::STAGE_BYTES;
+#pragma unroll
+    for (int pass = 0; pass < G::PASSES; ++pass) {
+      const int n = pass * G::RPP + crow;
+      const std::int64_t off = shfl_idx(mine, n);
+      const bool ok = off >= 0;
+#pragma unroll
+      for (int kv = 0; kv < 2; ++kv)
+        AsyncCopy::copy16(st + G::chunk(warp, kv, n, cchunk),
+                          static_cast<const char*>(src[kv]) + (ok ? off : 0) + cchunk * 16, ok);
+    }
   };
-  // The position of the warp's row n in tile t.
-  auto pos_of = [&](int t, int n) {
-    return c0 + std::int64_t(t) * G::KEYS + (n % TK) * R + warp * G::RPW + n / TK;
-  };
-  stream_tiles<G::STAGES>(rows.ntiles, queue, [&](int t) {
+  stream_tiles<G::STAGES>(ntiles, queue, [&](int t) {
     sync_warp();  // the warp's rows were copied by its lanes
     const char* st = stages + (t % G::STAGES) * G::STAGE_BYTES;
     // S for the warp's rows 0..7 (s[0]) and 8..15 (s[1]).
     float s[2][4];
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      s[h][0] = s[h][1] = s[h][2] = s[h][3] = 0.0f;
-      const int n = 8 * h + g;  // K's row this lane reads: b's column
+    for (int h = 0; h < 2; ++h) s[h][0] = s[h][1] = s[h][2] = s[h][3] = 0.0f;
 #pragma unroll
-      for (int k = 0; k < STEPS; ++k) {
+    for (int k = 0; k < STEPS; ++k) {
+      unsigned qa[4];
+      ldmatrix_x4(qa, qrow_at + 32 * k);
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int n = 8 * h + g;  // K's row this lane reads: b's column
         if constexpr (CR::kFp8) {
           // The step's 16 codes are chunk k; this lane's four at 4 q4.
           const unsigned kw =
               *reinterpret_cast<const unsigned*>(st + G::chunk(warp, 0, n, k) + 4 * q4);
-          mma_16x8x16(s[h], qa[k], bits_of_half2(fp8x2_to_half2<CR::kFormat>(kw)),
-                      bits_of_half2(fp8x2_to_half2<CR::kFormat>(kw >> 16)));
+          mma_16x8x16(s[h], qa, fp8x2_bits<CR::kFormat>(kw), fp8x2_bits<CR::kFormat, true>(kw));
         } else {
           const uint2 kw = *reinterpret_cast<const uint2*>(
               st + G::chunk(warp, 0, n, 2 * k + q4 / 2) + (q4 % 2) * 8);
-          mma_16x8x16(s[h], qa[k], kw.x, kw.y);
+          mma_16x8x16(s[h], qa, kw.x, kw.y);
         }
       }
     }
-    // Scores, and the positions outside a row's window or not attended: -inf.
+    // Scores, and the positions outside a row's window or not attended: -inf. A warp's 16
+    // positions that every query attends need no test.
     float tmax[2] = {-INFINITY, -INFINITY};
+    const std::int64_t wpos = c0 + std::int64_t(t) * G::KEYS + 16 * warp;
+    if (maskless && wpos >= all_lo && wpos + 16 <= all_hi) {
 #pragma unroll
-    for (int h = 0; h < 2; ++h)
+      for (int h = 0; h < 2; ++h)
 #pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const int n = 8 * h + 2 * q4 + e;
-        const std::int64_t pos = pos_of(t, n);
-        const bool key_in = pos < c1 && key_attended<Fault::none>(p, b, shift, pos);
-#pragma unroll
-        for (int r = 0; r < 2; ++r) {
-          const bool in = key_in && pos >= key_lo[r] && pos < key_hi[r];
-          float& x = s[h][2 * r + e];
-          x = in ? __fmul_rn(x, score_mul) : -INFINITY;
-          tmax[r] = fmaxf(tmax[r], x);
+        for (int x = 0; x < 4; ++x) {
+          s[h][x] = __fmul_rn(s[h][x], score_mul);
+          tmax[x / 2] = fmaxf(tmax[x / 2], s[h][x]);
         }
-      }
+    } else {
+#pragma unroll
+      for (int h = 0; h < 2; ++h)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const std::int64_t pos = wpos + 8 * h + 2 * q4 + e;
+          const bool key_in = pos < c1 && key_attended<Fault::none>(p, b, shift, pos);
+#pragma unroll
+          for (int r = 0; r < 2; ++r) {
+            const bool in = key_in && pos >= key_lo[r] && pos < key_hi[r];
+            float& x = s[h][2 * r + e];
+            x = in ? __fmul_rn(x, score_mul) : -INFINITY;
+            tmax[r] = fmaxf(tmax[r], x);
+          }
+        }
+    }
     float alpha[2];
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
@@ -255,11 +331,11 @@ __global__ __launch_bounds__(kDecThreads, kMmaBlocksPerSm) void decode_mma_kerne
           if constexpr (CR::kFp8) {
             // A chunk is 16 codes, read as 8 pairs: v[i] holds, for rows 2 q4 and 2 q4 + 1,
             // the codes of dimensions 16 cc + 2 g and + 1 (cc = 4 c + i). Output tile 2 cc
-            // takes the even dimensions, 2 cc + 1 the odd.
-            const unsigned even = __byte_perm(v[i], 0u, 0x0020);
-            const unsigned odd = __byte_perm(v[i], 0u, 0x0031);
-            const unsigned be = bits_of_half2(fp8x2_to_half2<CR::kFormat>(even));
-            const unsigned bo = bits_of_half2(fp8x2_to_half2<CR::kFormat>(odd));
+            // takes the even dimensions, 2 cc + 1 the odd: one permute puts the even pair in
+            // the low half and the odd pair in the high half.
+            const unsigned pairs = __byte_perm(v[i], 0u, 0x3120);
+            const unsigned be = fp8x2_bits<CR::kFormat>(pairs);
+            const unsigned bo = fp8x2_bits<CR::kFormat, true>(pairs);
             mma_16x8x16(o[2 * (4 * c + i)], a, be, be);
             mma_16x8x16(o[2 * (4 * c + i) + 1], a, bo, bo);
           } else {

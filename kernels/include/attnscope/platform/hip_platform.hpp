@@ -292,33 +292,50 @@ __device__ __forceinline__ float load_coherent(const float* p) {
 #define ATTNSCOPE_FP8_CVT 0
 #endif
 
+// A __half2's bits (the low half in the low 16 bits) and back, unchanged.
 __device__ __forceinline__ __half2 half2_of_bits(unsigned bits) {
-  return __halves2half2(__ushort_as_half(static_cast<unsigned short>(bits & 0xffffu)),
-                        __ushort_as_half(static_cast<unsigned short>(bits >> 16)));
+  __half2 h;
+  __builtin_memcpy(&h, &bits, sizeof(h));
+  return h;
 }
 __device__ __forceinline__ unsigned bits_of_half2(__half2 h) {
-  return static_cast<unsigned>(__half_as_ushort(__low2half(h))) |
-         (static_cast<unsigned>(__half_as_ushort(__high2half(h))) << 16);
+  unsigned bits;
+  __builtin_memcpy(&bits, &h, sizeof(bits));
+  return bits;
 }
 
+// The bits of the __half2 of the two codes in the low (kHigh: high) 16 bits of `word`.
 // kSoftware: the integer path even where the hardware converts (the self-check compares them).
-template <Fp8Format F, bool kSoftware = false>
-__device__ __forceinline__ __half2 fp8x2_to_half2(unsigned pair) {
+template <Fp8Format F, bool kHigh = false, bool kSoftware = false>
+__device__ __forceinline__ unsigned fp8x2_bits(unsigned word) {
 #if ATTNSCOPE_FP8_CVT
   if constexpr (!kSoftware && (F == Fp8Format::e4m3 || F == Fp8Format::e5m2)) {
+    // The half is taken as an operand of the conversion, not moved first.
     unsigned r;
-    const unsigned short a = static_cast<unsigned short>(pair & 0xffffu);
-    if constexpr (F == Fp8Format::e4m3)
-      asm("cvt.rn.f16x2.e4m3x2 %0, %1;" : "=r"(r) : "h"(a));
+    if constexpr (F == Fp8Format::e4m3 && kHigh)
+      asm("{.reg .b16 l, h;\n mov.b32 {l, h}, %1;\n cvt.rn.f16x2.e4m3x2 %0, h;\n}"
+          : "=r"(r)
+          : "r"(word));
+    else if constexpr (F == Fp8Format::e4m3)
+      asm("{.reg .b16 l, h;\n mov.b32 {l, h}, %1;\n cvt.rn.f16x2.e4m3x2 %0, l;\n}"
+          : "=r"(r)
+          : "r"(word));
+    else if constexpr (kHigh)
+      asm("{.reg .b16 l, h;\n mov.b32 {l, h}, %1;\n cvt.rn.f16x2.e5m2x2 %0, h;\n}"
+          : "=r"(r)
+          : "r"(word));
     else
-      asm("cvt.rn.f16x2.e5m2x2 %0, %1;" : "=r"(r) : "h"(a));
-    return half2_of_bits(r);
+      asm("{.reg .b16 l, h;\n mov.b32 {l, h}, %1;\n cvt.rn.f16x2.e5m2x2 %0, l;\n}"
+          : "=r"(r)
+          : "r"(word));
+    return r;
   }
 #endif
+  const unsigned pair = kHigh ? word >> 16 : word;
   // Each code in the low byte of its 16-bit half.
   const unsigned u = (pair & 0xffu) | ((pair & 0xff00u) << 8);
   if constexpr (F == Fp8Format::e5m2) {
-    return half2_of_bits(u << 8);
+    return u << 8;
   } else {
     const unsigned mag = u & 0x007f007fu;
     const unsigned placed = (mag << 7) | ((u & 0x00800080u) << 8);
@@ -330,8 +347,12 @@ __device__ __forceinline__ __half2 fp8x2_to_half2(unsigned pair) {
     constexpr unsigned kNan = F == Fp8Format::e4m3 ? 0x7fu : 0x80u;
     const unsigned nan =
         ((probe & 0xffffu) == kNan ? 0x7fffu : 0u) | ((probe >> 16) == kNan ? 0x7fff0000u : 0u);
-    return half2_of_bits(r | nan);
+    return r | nan;
   }
+}
+template <Fp8Format F, bool kSoftware = false>
+__device__ __forceinline__ __half2 fp8x2_to_half2(unsigned pair) {
+  return half2_of_bits(fp8x2_bits<F, false, kSoftware>(pair));
 }
 
 // Matrix instructions of one warp (NVIDIA compute capability 8.0 and later; elsewhere the
