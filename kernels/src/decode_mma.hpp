@@ -39,9 +39,11 @@ namespace attnscope::gpu::detail {
 
 #if defined(ATTNSCOPE_PLATFORM_CUDA)
 
-// C: the cache's elements, __half or an fp8 code (cache_read.hpp).
-template <int D, class C = __half>
+// C: the cache's elements, __half or an fp8 code (cache_read.hpp). kQShared: q in shared memory
+// (else in registers, where a block cannot have the memory: launch_decode_mma).
+template <int D, class C = __half, bool kQShared_ = true>
 struct MmaGeom {
+  static constexpr bool kQShared = kQShared_;
   using CR = CacheRead<__half, C>;
   static constexpr int EB = CR::EB;                      // bytes of a cache element
   static constexpr int WARPS = kDecThreads / kWarpSize;  // 4
@@ -57,7 +59,7 @@ struct MmaGeom {
   // different banks), its dimensions in the A operand's order (below).
   static constexpr int Q_ROW = D * 2 + 16;
   static constexpr int Q_AT = STREAM_BYTES;
-  static constexpr int Q_BYTES = kMmaQueries * Q_ROW;
+  static constexpr int Q_BYTES = kQShared ? kMmaQueries * Q_ROW : 0;
   static constexpr int SCRATCH_BYTES = MergeScratch<kMmaQueries, WARPS, D>::FLOATS * 4;
   static constexpr int SMEM_BYTES =
       (Q_AT + Q_BYTES > SCRATCH_BYTES + 16 ? Q_AT + Q_BYTES : SCRATCH_BYTES + 16);
@@ -133,11 +135,11 @@ struct WarpRows {
   }
 };
 
-template <int D, bool kSeparate, class C>
-__global__ __launch_bounds__(kDecThreads,
-                             MmaGeom<D, C>::BLOCKS_PER_SM) void decode_mma_kernel(KernelParams p) {
+template <int D, bool kSeparate, class C, bool kQShared>
+__global__ __launch_bounds__(
+    kDecThreads, MmaGeom<D, C, kQShared>::BLOCKS_PER_SM) void decode_mma_kernel(KernelParams p) {
 #if ATTNSCOPE_MMA
-  using G = MmaGeom<D, C>;
+  using G = MmaGeom<D, C, kQShared>;
   using CR = typename G::CR;
   using Pol = AccPolicy<__half, Accum::fp32, D>;
   constexpr int QT = kMmaQueries, W = G::WARPS;
@@ -158,16 +160,32 @@ __global__ __launch_bounds__(kDecThreads,
   for (int r = 0; r < 2; ++r) blk.window(p, g + 8 * r, key_lo[r], key_hi[r]);
   // q as the A operand of each step of 16 dimensions, in the lane order above: in shared memory,
   // row i's step s holds dimensions 16 s + 4 j, + 1 at columns 2 j, + 1 and 16 s + 4 j + 2, + 3 at
-  // columns 2 j + 8, + 9 (j = 0 .. 3), so that ldmatrix hands each lane its a's.
+  // columns 2 j + 8, + 9 (j = 0 .. 3), so that ldmatrix hands each lane its a's; in registers
+  // (qreg[s]), the lane's a's of each step.
   constexpr int STEPS = D / 16;
   char* const qs = reinterpret_cast<char*>(smem) + G::Q_AT;
-  for (int x = tid; x < QT * STEPS * 4; x += kDecThreads) {
-    const int i = x / (STEPS * 4), s = x / 4 % STEPS, j = x % 4;
-    const uint2 v = *reinterpret_cast<const uint2*>(static_cast<const __half*>(p.q) +
-                                                    std::int64_t(out_row_of(i < nq ? i : 0)) * D +
-                                                    16 * s + 4 * j);
-    *reinterpret_cast<unsigned*>(qs + i * G::Q_ROW + 32 * s + 4 * j) = v.x;
-    *reinterpret_cast<unsigned*>(qs + i * G::Q_ROW + 32 * s + 16 + 4 * j) = v.y;
+  unsigned qreg[kQShared ? 1 : STEPS][4];
+  if constexpr (kQShared) {
+    for (int x = tid; x < QT * STEPS * 4; x += kDecThreads) {
+      const int i = x / (STEPS * 4), s = x / 4 % STEPS, j = x % 4;
+      const uint2 v = *reinterpret_cast<const uint2*>(static_cast<const __half*>(p.q) +
+                                                      std::int64_t(out_row_of(i < nq ? i : 0)) * D +
+                                                      16 * s + 4 * j);
+      *reinterpret_cast<unsigned*>(qs + i * G::Q_ROW + 32 * s + 4 * j) = v.x;
+      *reinterpret_cast<unsigned*>(qs + i * G::Q_ROW + 32 * s + 16 + 4 * j) = v.y;
+    }
+  } else {
+#pragma unroll
+    for (int s = 0; s < STEPS; ++s)
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const int i = g + 8 * r;
+        const uint2 x = *reinterpret_cast<const uint2*>(
+            static_cast<const __half*>(p.q) + std::int64_t(out_row_of(i < nq ? i : 0)) * D +
+            16 * s + 4 * q4);
+        qreg[s][r] = x.x;      // dimensions 4 q4, +1: a's columns 2 q4, +1
+        qreg[s][2 + r] = x.y;  // dimensions 4 q4 + 2, +3: a's columns 2 q4 + 8, +9
+      }
   }
   // This lane's row of ldmatrix's four matrices (rows 0-7, 8-15 at columns 0-7, then at 8-15).
   const char* const qrow_at = qs + (lane % 16) * G::Q_ROW + (lane / 16) * 16;
@@ -228,7 +246,12 @@ __global__ __launch_bounds__(kDecThreads,
 #pragma unroll
     for (int k = 0; k < STEPS; ++k) {
       unsigned qa[4];
-      ldmatrix_x4(qa, qrow_at + 32 * k);
+      if constexpr (kQShared) {
+        ldmatrix_x4(qa, qrow_at + 32 * k);
+      } else {
+#pragma unroll
+        for (int x = 0; x < 4; ++x) qa[x] = qreg[k][x];
+      }
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         const int n = 8 * h + g;  // K's row this lane reads: b's column
@@ -377,10 +400,10 @@ __global__ __launch_bounds__(kDecThreads,
 #endif
 }
 
-template <int D, bool kSeparate, class C>
-void launch_decode_mma(const StageArgs& a) {
-  constexpr int bytes = MmaGeom<D, C>::SMEM_BYTES;
-  auto* kernel = decode_mma_kernel<D, kSeparate, C>;
+template <int D, bool kSeparate, class C, bool kQShared>
+void launch_decode_mma_with(const StageArgs& a) {
+  constexpr int bytes = MmaGeom<D, C, kQShared>::SMEM_BYTES;
+  auto* kernel = decode_mma_kernel<D, kSeparate, C, kQShared>;
   static const bool sized = [&] {
     ATTNSCOPE_CHECK(hipFuncSetAttributeMaxDynamicSharedMemory(kernel, bytes));
     return true;
@@ -390,6 +413,27 @@ void launch_decode_mma(const StageArgs& a) {
       a, kMmaQueries, [&](dim3 grid, const KernelParams& p, hipStream_t st) {
         kernel<<<grid, kDecThreads, bytes, st>>>(p);
       });
+}
+
+// q goes to shared memory where a block may have the memory: an fp16 cache at head_dim 128 takes
+// 100 KiB with it, past the 99 KiB a block gets on GPUs of compute capability 8.6, 8.9 and 12.x;
+// there q stays in registers (the same arithmetic, so the same results).
+template <int D, bool kSeparate, class C>
+void launch_decode_mma(const StageArgs& a) {
+  if constexpr (MmaGeom<D, C, true>::SMEM_BYTES <= 99 * 1024) {
+    launch_decode_mma_with<D, kSeparate, C, true>(a);
+  } else {
+    static const bool shared = [] {
+      int dev = 0, most = 0;
+      ATTNSCOPE_CHECK(hipGetDevice(&dev));
+      ATTNSCOPE_CHECK(hipDeviceGetAttribute(&most, hipDeviceAttributeSharedMemPerBlockOptin, dev));
+      return MmaGeom<D, C, true>::SMEM_BYTES <= most;
+    }();
+    if (shared)
+      launch_decode_mma_with<D, kSeparate, C, true>(a);
+    else
+      launch_decode_mma_with<D, kSeparate, C, false>(a);
+  }
 }
 
 #else

@@ -24,15 +24,16 @@ __global__ void selfcheck_kernel(float* out, int* compiled_warp) {
   if (t == 0) *compiled_warp = kWarpSize;
 }
 
-// Every code of format F, as the decode kernel converts it (fp8x2_to_half2) and by the integer
+// Every code of format F, as the decode kernels convert it (fp8x2_bits) and by the integer
 // path: thread i converts the pair (i, 255 - i) both ways; out[4 i ..] = default low, high,
 // integer low, high, as binary16 bits; out[1024] = 1 where the default path is the hardware's
-// conversion (as compiled for this device), else 0.
+// conversion (as compiled for this device), else 0. Even threads take the pair from a word's low
+// half, odd ones from its high half, so every code passes through both.
 template <Fp8Format F>
 __global__ void fp8_convert_kernel(unsigned short* out) {
   const unsigned i = threadIdx.x;
   const unsigned pair = i | ((255u - i) << 8);
-  const unsigned a = bits_of_half2(fp8x2_to_half2<F>(pair));
+  const unsigned a = i % 2 == 0 ? fp8x2_bits<F>(pair) : fp8x2_bits<F, true>(pair << 16);
   const unsigned b = bits_of_half2(fp8x2_to_half2<F, true>(pair));
   out[4 * i] = static_cast<unsigned short>(a & 0xffffu);
   out[4 * i + 1] = static_cast<unsigned short>(a >> 16);
