@@ -6,9 +6,9 @@
 // A block holds kMmaQueries = 16 queries of a KV head (the instructions' rows; rows past the
 // row's queries repeat its first and are never written; q in shared memory, read by ldmatrix)
 // and streams its part of the window in tiles of kMmaKeys = 64 positions: each warp copies
-// (cp.async) its own 16 consecutive positions of K and V into shared memory (WarpRows: a row's
-// address, page and mask byte looked up a tile ahead, one lane a row). Per tile each warp, on its
-// 16 positions:
+// (cp.async) its own 16 consecutive positions of K and V into shared memory (WarpRows: on a paged
+// cache a row's page, and a mask byte, looked up a tile ahead by one lane a row). Per tile each
+// warp, on its 16 positions:
 //  - S = q K^T (16 x 16, fp32) by mma.m16n8k16 over head_dim in steps of 16 dimensions. The
 //    dimensions of a step are taken in a lane-friendly order (any order of a dot's terms is the
 //    dot's): lane l's four of step s are 16 s + 4 (l % 4) + {0, 1, 2, 3}, for q and K alike, so
@@ -16,8 +16,9 @@
 //    by the row, so a warp's loads are free of bank conflicts;
 //  - scores outside a query's window, the split, the sequence or the mask are -inf; a warp's 16
 //    positions that every query of the block attends, with no mask given, skip the tests;
-//  - the online softmax per query: the tile's max over the warp's positions, alpha =
-//    exp(m_old - m_new) rescaling l and the output, p = exp(s - m_new) in fp32; l adds the tile's
+//  - the online softmax per query, in base 2 (the score's multiplier holds log2 e): the tile's
+//    max over the warp's positions, alpha = exp2f(m_old - m_new) rescaling l and the output,
+//    p = exp2f(s - m_new) in fp32 (exp2f is within 2 ulps, as the bounds assume); l adds the tile's
 //    p's summed by a tree (the lane's four, then over the quad);
 //  - O += P V: each p, scaled by 2^15, is carried as the sum of two binary16 values (hi = its
 //    rounding, lo = the rounding of the rest: relative error below 2^-21) and both enter one
@@ -32,6 +33,9 @@
 // even and odd dimensions' pairs, which go to two output tiles.
 // The K scale joins the score's multiplier and the V scale multiplies the output.
 #pragma once
+
+#include <cstdlib>
+#include <string>
 
 #include "decode_kernel.hpp"
 
@@ -75,63 +79,123 @@ struct MmaGeom {
   }
 };
 
-// Where a warp's rows of K and V are read from: its 16 consecutive positions of each tile. Lane l
-// holds row l % 16 of the tile to be queued next: looked up a tile ahead (the block-table entry
-// of a paged cache and the key mask's byte are loaded then, and used at the next queue), handed
-// to the copying lanes by a shuffle. A row outside the split, before a ragged sequence's start
-// or masked out is not read: its copy writes zeros (its p is 0, but 0 x a NaN the cache may hold
-// there would be NaN).
-template <int EB>
+// Where a warp's rows of K and V are read from, and their copies: the warp's 16 consecutive
+// positions of each tile, each row copied by G::CHUNKS lanes in G::PASSES passes (lane l copies
+// chunk l % CHUNKS of rows pass x RPP + l / CHUNKS). A row outside the split, before a ragged
+// sequence's start or masked out is not read: its copy writes zeros (its p is 0, but 0 x a NaN the
+// cache may hold there would be NaN).
+//  - Contiguous caches: each copying lane steps its own rows' byte offsets by a tile's positions.
+//  - Paged caches: lane l looks up row l % 16 of the tile to be queued next, a tile ahead (its
+//    block-table entry is loaded then and used at the next queue), stepping its page index and
+//    row within the page in 32 bits (tile_dot.hpp's RowStream does the same), and hands the row's
+//    offset to the copying lanes by a shuffle; "not read" is the offset's sign bit.
+//  - A key mask's byte for each row is loaded the same way, a tile ahead.
+template <class G>
 struct WarpRows {
-  std::int64_t pos;    // the lane's row, in the longest sequence's positions
-  std::int64_t c1;     // the split's end
-  std::int64_t shift;  // seq_shift: a sequence position is pos + shift
-  std::int64_t base;   // bytes to (b, kvh, position 0); paged: to the layer's and head's part
-  std::int64_t row_bytes, page_bytes;
+  static constexpr std::int64_t kNotRead = std::int64_t(-1) - 0x7fffffffffffffffLL;  // sign bit
+  // The lane's stage offsets of its chunks of K's rows in the first SW passes: the swizzle
+  // (n & 7) of row n = pass x RPP + crow repeats after SW passes (8 rows).
+  static constexpr int SW = 8 / G::RPP;
+  static_assert(8 % G::RPP == 0 && G::PASSES % SW == 0, "the swizzle repeats in whole passes");
+  int dst[SW];
+  int crow, cchunk;       // the lane's first copied row (pass 0) and its chunk
+  std::int64_t q_end;     // c1 + shift, at least 0: rows at sequence positions below it are read
+  std::int64_t next_q;    // the sequence position of the lane's first copied row of the next tile
+  std::int64_t next_off;  // contiguous: that row's byte offset in the cache, plus the chunk's
+  std::int64_t row_bytes;
   const std::int32_t* table_row;  // paged: the sequence's block-table row; else null
   const std::uint8_t* mask_row;   // the sequence's key-mask row, or null
-  int page_size;
-  int page;           // paged: the looked-up page of `pos`
-  std::uint8_t keep;  // the looked-up mask byte of `pos`
+  // The row this lane looks up (row lane % 16), for the tile to be queued next: its sequence
+  // position and (paged) its page's index in the table row, its row within the page, its page.
+  std::int64_t own_q;
+  std::int32_t own_index, own_row, own_page;
+  std::int32_t page_size, step_pages, step_rows;  // a tile's positions: whole pages, rows left
+  std::int64_t page_bytes, page_base;
+  std::uint8_t keep;  // the looked-up mask byte (1 without a mask)
+  // first_pos: the longest-sequence position of the warp's first row of the first tile.
   __device__ WarpRows(const KernelParams& p, int b, int kvh, std::int64_t first_pos,
-                      std::int64_t c1_, std::int64_t shift_)
-      : pos(first_pos), c1(c1_), shift(shift_), page(0), keep(1) {
+                      std::int64_t c1, std::int64_t shift, int warp, int lane)
+      : crow(lane / G::CHUNKS), cchunk(lane % G::CHUNKS), keep(1) {
+#pragma unroll
+    for (int x = 0; x < SW; ++x) dst[x] = G::chunk(warp, 0, x * G::RPP + crow, cchunk);
     const KvAddressing& kv = p.kv;
-    row_bytes = kv.stride_seq * EB;
-    page_size = kv.page_size;
+    constexpr int E = G::EB;
+    q_end = c1 + shift > 0 ? c1 + shift : 0;
+    next_q = first_pos + shift + crow;
+    own_q = first_pos + shift + lane % 16;
+    row_bytes = kv.stride_seq * E;
     mask_row = p.key_mask == nullptr ? nullptr : p.key_mask + std::int64_t(b) * p.seq_len;
+    table_row = nullptr;
+    next_off = 0;
     if (kv.block_table == nullptr) {
-      base = kv.offset(b, kvh, 0) * EB;
-      page_bytes = 0;
-      table_row = nullptr;
+      next_off = kv.offset(b, kvh, 0) * E + next_q * row_bytes + cchunk * 16;
     } else {
-      base = (kv.layer_offset + std::int64_t(kvh) * kv.stride_head) * EB;
-      page_bytes = kv.stride_page * EB;
+      page_size = kv.page_size;
+      step_pages = G::KEYS / page_size;
+      step_rows = G::KEYS % page_size;
+      page_bytes = kv.stride_page * E;
+      page_base = (kv.layer_offset + std::int64_t(kvh) * kv.stride_head) * E;
       table_row = kv.block_table + std::int64_t(b) * kv.pages_per_seq;
+      // Rows before the sequence start are never read; their index only has to step.
+      const std::int64_t index = own_q >= 0 ? own_q / page_size : -1 - (-1 - own_q) / page_size;
+      own_index = static_cast<std::int32_t>(index);
+      own_row = static_cast<std::int32_t>(own_q - index * page_size);
     }
     look_up();
   }
-  __device__ __forceinline__ bool in_sequence() const { return pos < c1 && pos + shift >= 0; }
-  // Issues the loads of the lane's row (no load for a row that is not read).
+  // Issues the loads of the looked-up row (none for a row that is not read).
   __device__ __forceinline__ void look_up() {
-    if (in_sequence()) {
-      const std::int64_t own = pos + shift;
-      if (table_row != nullptr) page = table_row[own / page_size];
-      if (mask_row != nullptr) keep = mask_row[own];
-    }
+    const bool read = static_cast<std::uint64_t>(own_q) < static_cast<std::uint64_t>(q_end);
+    if (table_row != nullptr) own_page = read ? table_row[own_index] : -1;
+    if (mask_row != nullptr) keep = read ? mask_row[own_q] : 0;
   }
-  // The lane's row's byte offset in the cache, negative where it is not read; then steps to the
-  // row `keys` positions on and looks it up.
-  __device__ __forceinline__ std::int64_t take(int keys) {
-    const std::int64_t own = pos + shift;
-    std::int64_t off = -1;
-    if (in_sequence() && keep != 0)
-      off = table_row == nullptr
-                ? base + own * row_bytes
-                : base + std::int64_t(page) * page_bytes + (own % page_size) * row_bytes;
-    pos += keys;
+  // Queues the warp's rows of the next tile into stage `st` (K's rows, then V's), then steps to
+  // the tile after it and looks its rows up.
+  __device__ __forceinline__ void queue(char* st, const void* const (&src)[2]) {
+    const bool paged = table_row != nullptr, masked = mask_row != nullptr;
+    auto copy = [&](int pass, std::int64_t off, bool ok) {
+      const int at = dst[pass % SW] + (pass / SW) * 8 * G::ROW_BYTES;
+#pragma unroll
+      for (int kv = 0; kv < 2; ++kv)
+        AsyncCopy::copy16(st + at + kv * 16 * G::ROW_BYTES, static_cast<const char*>(src[kv]) + off,
+                          ok);
+    };
+    if (paged) {
+      std::int64_t own_off = kNotRead;  // the looked-up row's byte offset
+      if (own_page >= 0 && keep != 0)
+        own_off = page_base + std::int64_t(own_page) * page_bytes + own_row * row_bytes;
+#pragma unroll
+      for (int pass = 0; pass < G::PASSES; ++pass) {
+        const std::int64_t off = shfl_idx(own_off, pass * G::RPP + crow);  // lane n looked it up
+        // The sign bit cleared: offset 0 where the row is not read.
+        copy(pass, (off & 0x7fffffffffffffffLL) + cchunk * 16, off >= 0);
+      }
+    } else {
+      // The passes whose rows are in the sequence and the split: lo <= pass x RPP < hi.
+      const int lo = static_cast<int>(next_q >= 0 ? 0 : next_q > -16 ? -next_q : 16);
+      const std::int64_t left = q_end - next_q;
+      const int hi = static_cast<int>(left >= 16 ? 16 : left > 0 ? left : 0);
+      const int kept = masked ? static_cast<int>(keep) : 1;
+#pragma unroll
+      for (int pass = 0; pass < G::PASSES; ++pass) {
+        const int r = pass * G::RPP;
+        // Every lane shuffles (where there is a mask), so the shuffle is taken by the whole warp.
+        const bool row_kept = !masked || shfl_idx(kept, r + crow) != 0;
+        copy(pass, next_off + r * row_bytes, r >= lo && r < hi && row_kept);
+      }
+      next_off += G::KEYS * row_bytes;
+    }
+    next_q += G::KEYS;
+    own_q += G::KEYS;
+    if (paged) {
+      own_index += step_pages;
+      own_row += step_rows;
+      if (own_row >= page_size) {
+        own_row -= page_size;
+        ++own_index;
+      }
+    }
     look_up();
-    return off;
   }
 };
 
@@ -212,29 +276,21 @@ __global__ __launch_bounds__(
   // fp8 caches: one K and one V scale for the block, the score's multiplier fp32(scale x K scale)
   // and the output's. (Per-token scales take the lane kernel: a V scale folded into p could
   // carry p x 2^15 past binary16's range.)
-  float score_mul = p.scale, v_scale = 1.0f;
+  // Scores are kept in base 2: x = s x fl(multiplier x log2 e), rounded once from double, and
+  // p = exp2f(x - m), m the running max of x (converted back to base e for the merge).
+  double mul = p.scale;
+  float v_scale = 1.0f;
   if constexpr (CR::kFp8) {
-    score_mul = __fmul_rn(p.scale, p.k_scale[kvh * p.scale_step]);
+    mul *= p.k_scale[kvh * p.scale_step];
     v_scale = p.v_scale[kvh * p.scale_step];
   }
+  const float score_mul = __double2float_rn(mul * 1.4426950408889634);
   // The warp's rows of tile t are positions c0 + KEYS t + 16 warp + n, n = 0 .. 15.
-  WarpRows<G::EB> rows(p, b, kvh, c0 + 16 * warp + lane % 16, c1, shift);
-  const int crow = lane / G::CHUNKS, cchunk = lane % G::CHUNKS;
+  WarpRows<G> rows(p, b, kvh, c0 + 16 * warp, c1, shift, warp, lane);
   auto queue = [&](int t) {
     // The stage was read by other lanes of this warp in the tile before.
     sync_warp();
-    const std::int64_t mine = rows.take(G::KEYS);
-    char* const st = stages + (t % G::STAGES) * G::STAGE_BYTES;
-#pragma unroll
-    for (int pass = 0; pass < G::PASSES; ++pass) {
-      const int n = pass * G::RPP + crow;
-      const std::int64_t off = shfl_idx(mine, n);
-      const bool ok = off >= 0;
-#pragma unroll
-      for (int kv = 0; kv < 2; ++kv)
-        AsyncCopy::copy16(st + G::chunk(warp, kv, n, cchunk),
-                          static_cast<const char*>(src[kv]) + (ok ? off : 0) + cchunk * 16, ok);
-    }
+    rows.queue(stages + (t % G::STAGES) * G::STAGE_BYTES, src);
   };
   stream_tiles<G::STAGES>(ntiles, queue, [&](int t) {
     sync_warp();  // the warp's rows were copied by its lanes
@@ -295,16 +351,19 @@ __global__ __launch_bounds__(
           }
         }
     }
-    float alpha[2];
+    float alpha[2], msub[2];
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       tmax[r] = fmaxf(tmax[r], shfl_xor(tmax[r], 1));
       tmax[r] = fmaxf(tmax[r], shfl_xor(tmax[r], 2));
+      // Before any attended key m is -inf (then l and o are 0: alpha 0); a row with none yet
+      // subtracts 0, so that exp2f(-inf - 0) gives 0 for its -inf scores.
       const float mn = fmaxf(m[r], tmax[r]);
-      alpha[r] = m[r] == -INFINITY ? 0.0f : expf(m[r] - mn);  // l and o are 0 before any key
+      msub[r] = mn == -INFINITY ? 0.0f : mn;
+      alpha[r] = exp2f(m[r] - msub[r]);
       m[r] = mn;
     }
-    // p = exp(s - m) (0 where s is -inf), each as binary16 halves of p x 2^15; the tile's sum.
+    // p = 2^(s - m) (0 where s is -inf), each as binary16 halves of p x 2^15; the tile's sum.
     unsigned hi[2][2], lo[2][2];  // [h][row r]: the pair of columns 2 q4, +1
     float tsum[2] = {0.0f, 0.0f};
 #pragma unroll
@@ -313,10 +372,7 @@ __global__ __launch_bounds__(
       for (int r = 0; r < 2; ++r) {
         float pv[2];
 #pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const float x = s[h][2 * r + e];
-          pv[e] = x == -INFINITY ? 0.0f : expf(x - m[r]);
-        }
+        for (int e = 0; e < 2; ++e) pv[e] = exp2f(s[h][2 * r + e] - msub[r]);  // 0 at -inf
         tsum[r] += pv[0] + pv[1];
         const __half2 ph = __floats2half2_rn(pv[0] * kUp, pv[1] * kUp);
         const float2 back = __half22float2(ph);
@@ -386,7 +442,7 @@ __global__ __launch_bounds__(
         ms.acc[(i * W + warp) * D + d1] = o[n][2 * r + 1] * kDown;
       }
       if (q4 == 0) {
-        ms.m[i * W + warp] = m[r];
+        ms.m[i * W + warp] = __double2float_rn(double(m[r]) * 0.6931471805599453);  // base e
         ms.l[i * W + warp] = l[r];
       }
     }
@@ -417,13 +473,17 @@ void launch_decode_mma_with(const StageArgs& a) {
 
 // q goes to shared memory where a block may have the memory: an fp16 cache at head_dim 128 takes
 // 100 KiB with it, past the 99 KiB a block gets on GPUs of compute capability 8.6, 8.9 and 12.x;
-// there q stays in registers (the same arithmetic, so the same results).
+// there q stays in registers (the same arithmetic, so the same results). The environment variable
+// ATTNSCOPE_MMA_Q_IN_REGISTERS=1 takes the registers everywhere, so that GPUs with the memory can
+// check that variant too.
 template <int D, bool kSeparate, class C>
 void launch_decode_mma(const StageArgs& a) {
   if constexpr (MmaGeom<D, C, true>::SMEM_BYTES <= 99 * 1024) {
     launch_decode_mma_with<D, kSeparate, C, true>(a);
   } else {
     static const bool shared = [] {
+      const char* forced = std::getenv("ATTNSCOPE_MMA_Q_IN_REGISTERS");
+      if (forced != nullptr && std::string(forced) == "1") return false;
       int dev = 0, most = 0;
       ATTNSCOPE_CHECK(hipGetDevice(&dev));
       ATTNSCOPE_CHECK(hipDeviceGetAttribute(&most, hipDeviceAttributeSharedMemPerBlockOptin, dev));
