@@ -17,8 +17,8 @@
 //  - scores outside a query's window, the split, the sequence or the mask are -inf; a warp's 16
 //    positions that every query of the block attends, with no mask given, skip the tests;
 //  - the online softmax per query, in base 2 (the score's multiplier holds log2 e): the tile's
-//    max over the warp's positions, alpha = exp2f(m_old - m_new) rescaling l and the output,
-//    p = exp2f(s - m_new) in fp32 (exp2f is within 2 ulps, as the bounds assume); l adds the tile's
+//    max over the warp's positions, alpha = 2^(m_old - m_new) rescaling l and the output,
+//    p = 2^(s - m_new) in fp32 (ex2_ftz: within 2 ulps, as the bounds assume); l adds the tile's
 //    p's summed by a tree (the lane's four, then over the quad);
 //  - O += P V: each p, scaled by 2^15, is carried as the sum of two binary16 values (hi = its
 //    rounding, lo = the rounding of the rest: relative error below 2^-21) and both enter one
@@ -42,6 +42,15 @@
 namespace attnscope::gpu::detail {
 
 #if defined(ATTNSCOPE_PLATFORM_CUDA)
+
+// 2^x by the special-function unit: exp2f without its fix-up for results below 2^-126, which
+// are 0 here. Equal to exp2f (within 2 ulps) elsewhere; a weight or rescale factor below 2^-126
+// changes l, whose largest term is 1, by less than 2^-126 a position.
+__device__ __forceinline__ float ex2_ftz(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
 
 // C: the cache's elements, __half or an fp8 code (cache_read.hpp). kQShared: q in shared memory
 // (else in registers, where a block cannot have the memory: launch_decode_mma).
@@ -175,13 +184,21 @@ struct WarpRows {
       const int lo = static_cast<int>(next_q >= 0 ? 0 : next_q > -16 ? -next_q : 16);
       const std::int64_t left = q_end - next_q;
       const int hi = static_cast<int>(left >= 16 ? 16 : left > 0 ? left : 0);
-      const int kept = masked ? static_cast<int>(keep) : 1;
+      const unsigned span = static_cast<unsigned>(hi > lo ? hi - lo : 0);
+      auto in = [&](int r) { return static_cast<unsigned>(r - lo) < span; };
+      if (masked) {
 #pragma unroll
-      for (int pass = 0; pass < G::PASSES; ++pass) {
-        const int r = pass * G::RPP;
-        // Every lane shuffles (where there is a mask), so the shuffle is taken by the whole warp.
-        const bool row_kept = !masked || shfl_idx(kept, r + crow) != 0;
-        copy(pass, next_off + r * row_bytes, r >= lo && r < hi && row_kept);
+        for (int pass = 0; pass < G::PASSES; ++pass) {
+          const int r = pass * G::RPP;
+          const int kept = shfl_idx(static_cast<int>(keep), r + crow);  // lane n looked it up
+          copy(pass, next_off + r * row_bytes, in(r) && kept != 0);
+        }
+      } else {
+#pragma unroll
+        for (int pass = 0; pass < G::PASSES; ++pass) {
+          const int r = pass * G::RPP;
+          copy(pass, next_off + r * row_bytes, in(r));
+        }
       }
       next_off += G::KEYS * row_bytes;
     }
@@ -277,7 +294,7 @@ __global__ __launch_bounds__(
   // and the output's. (Per-token scales take the lane kernel: a V scale folded into p could
   // carry p x 2^15 past binary16's range.)
   // Scores are kept in base 2: x = s x fl(multiplier x log2 e), rounded once from double, and
-  // p = exp2f(x - m), m the running max of x (converted back to base e for the merge).
+  // p = 2^(x - m), m the running max of x (converted back to base e for the merge).
   double mul = p.scale;
   float v_scale = 1.0f;
   if constexpr (CR::kFp8) {
@@ -357,10 +374,10 @@ __global__ __launch_bounds__(
       tmax[r] = fmaxf(tmax[r], shfl_xor(tmax[r], 1));
       tmax[r] = fmaxf(tmax[r], shfl_xor(tmax[r], 2));
       // Before any attended key m is -inf (then l and o are 0: alpha 0); a row with none yet
-      // subtracts 0, so that exp2f(-inf - 0) gives 0 for its -inf scores.
+      // subtracts 0, so that 2^(-inf - 0) gives 0 for its -inf scores.
       const float mn = fmaxf(m[r], tmax[r]);
       msub[r] = mn == -INFINITY ? 0.0f : mn;
-      alpha[r] = exp2f(m[r] - msub[r]);
+      alpha[r] = ex2_ftz(m[r] - msub[r]);
       m[r] = mn;
     }
     // p = 2^(s - m) (0 where s is -inf), each as binary16 halves of p x 2^15; the tile's sum.
@@ -372,7 +389,7 @@ __global__ __launch_bounds__(
       for (int r = 0; r < 2; ++r) {
         float pv[2];
 #pragma unroll
-        for (int e = 0; e < 2; ++e) pv[e] = exp2f(s[h][2 * r + e] - msub[r]);  // 0 at -inf
+        for (int e = 0; e < 2; ++e) pv[e] = ex2_ftz(s[h][2 * r + e] - msub[r]);  // 0 at -inf
         tsum[r] += pv[0] + pv[1];
         const __half2 ph = __floats2half2_rn(pv[0] * kUp, pv[1] * kUp);
         const float2 back = __half22float2(ph);
