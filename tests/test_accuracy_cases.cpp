@@ -240,10 +240,11 @@ TEST(AccuracyCases, TuneSweepCoversTheBenchmarkSplitCounts) {
 }
 
 // The budgets read each kernel's declared order: every part a path uses is present, valid, and
-// derived from the same geometry the kernels compile with.
+// derived from the same geometry the kernels compile with. Two queries a KV head: the lane
+// kernels (MatrixInstructionDecodeWhereItRuns checks the matrix-instruction kernel's order).
 TEST(KernelOrders, DeclaredOrdersFollowTheKernelGeometry) {
   Problem p;
-  p.q_heads = 8;
+  p.q_heads = 4;
   p.kv_heads = 2;
   p.seq_len = p.window = 1000;
   gpu::LaunchContext ctx;
@@ -288,7 +289,7 @@ TEST(KernelOrders, DeclaredOrdersFollowTheKernelGeometry) {
   }
 }
 
-// Where a KV head has 8 or more queries (4 on an fp8 cache), fp16 q and cache and fp32 accumulation
+// Where a KV head has 4 or more queries, fp16 q and cache (or an fp8 one) and fp32 accumulation
 // at head_dim 64 or 128, a CUDA build runs (and declares) the matrix-instruction kernel; elsewhere
 // the lane kernel.
 TEST(KernelOrders, MatrixInstructionDecodeWhereItRuns) {
@@ -310,7 +311,7 @@ TEST(KernelOrders, MatrixInstructionDecodeWhereItRuns) {
     EXPECT_EQ(o.dot->kind, OrderKind::warp_tree);
     EXPECT_FALSE(o.truncating);
   }
-  // Not for 4 queries, bf16, fp16 accumulation, head_dim 256, or an fp8 cache at head_dim 64.
+  // Not for 2 queries, bf16, fp16 accumulation, head_dim 256, or an fp8 cache at head_dim 64.
   Problem q = p;
   q.kv_fp8 = Fp8Format::e5m2;
   EXPECT_EQ(gpu::detail::decode_uses_mma(q), platform);
@@ -320,14 +321,16 @@ TEST(KernelOrders, MatrixInstructionDecodeWhereItRuns) {
   q.kv_scale = KvScale::token;  // per-token scales take the lane kernel
   EXPECT_FALSE(gpu::detail::decode_uses_mma(q));
   q.kv_scale = KvScale::tensor;
-  q.q_heads = 32;  // an fp8 cache takes it from 4 queries, fp16 from 8
+  q.q_heads = 32;  // from 4 queries a KV head, fp8 and fp16 caches alike
   EXPECT_EQ(gpu::detail::decode_uses_mma(q), platform);
   q.q_heads = 16;
   EXPECT_FALSE(gpu::detail::decode_uses_mma(q));
   q.kv_fp8.reset();
   q.q_heads = 32;
+  EXPECT_EQ(gpu::detail::decode_uses_mma(q), platform);
+  q.q_heads = 16;
   EXPECT_FALSE(gpu::detail::decode_uses_mma(q));
-  q.q_len = 2;
+  q.q_len = 2;  // 2 heads x 2 positions
   q.seq_len = q.window + 1;
   EXPECT_EQ(gpu::detail::decode_uses_mma(q), platform);
   for (int k = 0; k < 4; ++k) {
@@ -387,6 +390,8 @@ TEST(KernelOrders, DecodeSplitHeuristic) {
   p.q_heads = 32;
   p.kv_heads = 8;
   p.seq_len = p.window = 4096;
+  // bf16: the lane kernel (an fp16 cache at 4 queries a KV head takes the matrix-instruction one).
+  p.input = p.output = DType::bf16;
   // 8 blocks (one per KV head, all four query heads in each), tiles of 32 positions: 64 splits
   // of two tiles each fit a wave, but 32 splits of four tiles cost less once the merge of every
   // split is counted: (128 + 32) + 4 x 32 = 288 positions against (64 + 32) + 4 x 64 = 352.

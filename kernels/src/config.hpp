@@ -130,11 +130,11 @@ inline constexpr bool kMmaDecodePlatform = true;
 inline constexpr bool kMmaDecodePlatform = false;
 #endif
 inline constexpr int kMmaQueries = 16;
-// From 8 queries on an fp16 cache; from 4 on an fp8 one, whose lane kernel converts every code
-// on the CUDA cores (H200, Llama-3-8B decode b16 x 32K, e4m3 per tensor: 339 us here against
-// 507 us lane by lane; fp16 from 4 queries measured 515 against 525 us, not yet taken).
-inline constexpr int kMmaMinQueries = 8;
-inline constexpr int kMmaMinQueriesFp8 = 4;
+// From 4 queries a KV head. On the H200 (results/nvidia-h200/mma_ex2_fp16_from4), every group-4
+// fp16 shape of the default benchmark set ran faster this way than lane by lane: Llama-3-8B
+// decode b16 x 32K 501 against 528 us, b64 x 128K 8089 against 9261 us, b1 x 1K 12.7 against
+// 13.9 us; an fp8 cache's lane kernel also converts every code on the CUDA cores.
+inline constexpr int kMmaMinQueries = 4;
 inline constexpr int kMmaKeys = 64;
 inline constexpr int kMmaStages = 3;
 inline constexpr int kMmaStagesFp8 = 4;  // an fp8 tile is half the bytes: more in flight
@@ -150,8 +150,7 @@ inline bool decode_uses_mma(const Problem& p) {
   if (p.latent) return false;  // the latent kernel's (decode_mla.hpp)
   if (!kMmaDecodePlatform || p.input != DType::fp16 || p.accum != Accum::fp32) return false;
   if (p.kv_fp8 && p.kv_scale == KvScale::token) return false;
-  const int least = p.kv_fp8 ? kMmaMinQueriesFp8 : kMmaMinQueries;
-  if (std::int64_t(p.group()) * p.q_len < least) return false;
+  if (std::int64_t(p.group()) * p.q_len < kMmaMinQueries) return false;
   return p.head_dim == 128 || (p.head_dim == 64 && !p.kv_fp8);
 }
 

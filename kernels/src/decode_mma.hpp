@@ -1,5 +1,5 @@
 // fused and split_kv with matrix instructions (config.hpp's decode_uses_mma): where a KV head has
-// many queries (a GQA group of 8 or more, 4 on an fp8 cache, or several query positions), the
+// many queries (a GQA group of 4 or more, or several query positions), the
 // lane-by-lane dots and weighted sums of decode_kernel.hpp cost more instructions than the bytes
 // they read; as matrix products on the tensor cores they do not.
 //
