@@ -301,8 +301,14 @@ TEST(KernelOrders, MatrixInstructionDecodeWhereItRuns) {
   EXPECT_EQ(gpu::detail::decode_uses_mma(p), platform);
   const KernelOrder o = gpu::detail::decode_order(p, 2);
   if (platform) {
-    EXPECT_EQ(gpu::detail::decode_query_tile(p), 16);
+    // Up to 8 queries a KV head, 8 a block (the instructions' columns); more, 16 a block.
+    EXPECT_EQ(gpu::detail::decode_query_tile(p), 8);
     EXPECT_EQ(gpu::detail::decode_query_tiles(p), 1);
+    Problem wide = p;
+    wide.kv_heads = 4;
+    EXPECT_EQ(gpu::detail::decode_query_tile(wide), 16);
+    wide.kv_heads = 2;
+    EXPECT_EQ(gpu::detail::decode_query_tiles(wide), 2);
     EXPECT_EQ(o.dot, SummationOrder::mma_of(1, 16));
     EXPECT_EQ(o.values, SummationOrder::mma_of(4, 8, 2048));
     EXPECT_TRUE(o.truncating);

@@ -130,6 +130,8 @@ inline constexpr bool kMmaDecodePlatform = true;
 inline constexpr bool kMmaDecodePlatform = false;
 #endif
 inline constexpr int kMmaQueries = 16;
+// Up to 8 queries a KV head the block holds 8, as the instructions' columns (decode_mma8_kernel).
+inline constexpr int kMmaNarrowQueries = 8;
 // From 4 queries a KV head. On the H200 (results/nvidia-h200/mma_ex2_fp16_from4), every group-4
 // fp16 shape of the default benchmark set ran faster this way than lane by lane: Llama-3-8B
 // decode b16 x 32K 501 against 528 us, b64 x 128K 8089 against 9261 us, b1 x 1K 12.7 against
@@ -192,10 +194,12 @@ inline std::string mla_support(const Problem& p) {
 }
 
 // Queries per block: every query of a KV head's row (group x q_len) up to 8, 4 at head_dim 256;
-// kMmaQueries for the matrix-instruction kernel, 16 x mla_query_tiles for the latent one.
+// kMmaNarrowQueries or kMmaQueries for the matrix-instruction kernels, 16 x mla_query_tiles for
+// the latent one.
 inline int decode_query_tile(const Problem& p) {
   if (p.latent) return 16 * mla_query_tiles(p);
-  if (decode_uses_mma(p)) return kMmaQueries;
+  if (decode_uses_mma(p))
+    return std::int64_t(p.group()) * p.q_len <= kMmaNarrowQueries ? kMmaNarrowQueries : kMmaQueries;
   const std::int64_t n = std::int64_t(p.group()) * p.q_len;
   const int most = lane_query_cap(p.head_dim, static_cast<int>(size_of(p.input)));
   const int qt = n <= 1 ? 1 : n <= 2 ? 2 : n <= 4 ? 4 : 8;

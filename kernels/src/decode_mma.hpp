@@ -473,6 +473,249 @@ __global__ __launch_bounds__(
 #endif
 }
 
+// Up to kMmaNarrowQueries (8) queries a KV head (GQA groups 4 to 8 at one position), the block
+// holds 8 queries and the products are taken the other way round: S^T = K q^T with a warp's 16
+// positions as the instruction's 16 rows and the 8 queries as its 8 columns, and
+// O^T += V^T P^T with 16 dimensions as the rows. No row is a repeated query, so a warp-tile takes
+// half the instructions of the 16-query layout: head_dim / 16 products for S (K's codes converted
+// once, as before) and head_dim / 8 for O, 4 weights a lane instead of 8, 32 accumulators.
+//  - q is the B operand, in registers: lane (g, q4) holds query g's dimensions 16 s + 4 q4 +
+//    {0, 1, 2, 3} of each step s (the lane order of decode_mma_kernel; rows past nq repeat the
+//    first query and are never written).
+//  - A warp's S^T: lane (g, q4) holds positions g and g + 8 for queries 2 q4 and 2 q4 + 1; a
+//    query's max and sum run over the 8 lanes of its column (shuffles over g).
+//  - P^T as the B operand of O^T: each 8-position half's weights, as binary16 hi and lo parts of
+//    p x 2^15, are the 8 x 8 matrices of S^T's fragment; movmatrix transposes them into B's
+//    layout (k = positions: hi in k 0..7, lo in k 8..15, so V^T's 8 positions enter twice, as in
+//    decode_mma_kernel). The order of every sum is decode_mma_kernel's, so is the declared one.
+//  - V^T is the A operand: ldmatrix.trans on V's rows gives a lane positions 2 q4, 2 q4 + 1 of
+//    one dimension. fp16: output tile t's rows g, g + 8 are dimensions 16 t + g, 16 t + 8 + g.
+//    fp8: a word of code pairs, permuted once, holds that pair for an even and an odd dimension;
+//    tile t's rows are dimensions 32 (t / 2) + 2 g + t % 2 and that + 16.
+__device__ __forceinline__ unsigned movmatrix_trans(unsigned x) {
+  unsigned y;
+  asm volatile("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;\n" : "=r"(y) : "r"(x));
+  return y;
+}
+
+template <int D, bool kSeparate, class C>
+__global__ __launch_bounds__(
+    kDecThreads, MmaGeom<D, C, false>::BLOCKS_PER_SM) void decode_mma8_kernel(KernelParams p) {
+#if ATTNSCOPE_MMA
+  using G = MmaGeom<D, C, false>;
+  using CR = typename G::CR;
+  using Pol = AccPolicy<__half, Accum::fp32, D>;
+  constexpr int QT = kMmaNarrowQueries, W = G::WARPS, STEPS = D / 16, TILES = D / 16;
+  constexpr float kUp = 32768.0f, kDown = 1.0f / 32768.0f;  // 2^15: p's binary16 halves
+  static_assert(QT == 8, "the queries are the instruction's 8 columns");
+  extern __shared__ uint4 smem[];
+  const int tid = static_cast<int>(threadIdx.x);
+  const int warp = tid / kWarpSize, lane = tid % kWarpSize;
+  const int g = lane / 4, q4 = lane % 4;
+
+  DecodeBlock blk;
+  if (!blk.place(p, reinterpret_cast<int*>(smem), QT)) return;
+  const int split = blk.split, b = blk.b, tile = blk.tile, kvh = blk.kvh, nq = blk.nq;
+  const int first = blk.first;
+  auto out_row_of = [&](int i) { return blk.out_row(p, i); };
+  // The windows of this lane's two columns (queries 2 q4 and 2 q4 + 1).
+  std::int64_t key_lo[2], key_hi[2];
+#pragma unroll
+  for (int e = 0; e < 2; ++e) blk.window(p, 2 * q4 + e, key_lo[e], key_hi[e]);
+  unsigned qb[STEPS][2];
+  {
+    const __half* qrow =
+        static_cast<const __half*>(p.q) + std::int64_t(out_row_of(g < nq ? g : 0)) * D + 4 * q4;
+#pragma unroll
+    for (int k = 0; k < STEPS; ++k) {
+      const uint2 x = *reinterpret_cast<const uint2*>(qrow + 16 * k);
+      qb[k][0] = x.x;
+      qb[k][1] = x.y;
+    }
+  }
+
+  float o[TILES][4];
+#pragma unroll
+  for (int t = 0; t < TILES; ++t) o[t][0] = o[t][1] = o[t][2] = o[t][3] = 0.0f;
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+
+  const std::int64_t shift = seq_shift(p, b);
+  std::int64_t c0, c1;
+  split_run(p, split, shift, G::KEYS, c0, c1);
+  const int ntiles = c1 > c0 ? static_cast<int>((c1 - c0 + G::KEYS - 1) / G::KEYS) : 0;
+  std::int64_t all_lo, all_hi;
+  blk.common_window(p, all_lo, all_hi);
+  all_lo = max(all_lo, -shift);
+  all_hi = min(all_hi, c1);
+  const bool maskless = p.key_mask == nullptr;
+  const void* const src[2] = {p.k, p.v};
+  char* const stages = reinterpret_cast<char*>(smem);
+  // Scores in base 2, as decode_mma_kernel's.
+  double mul = p.scale;
+  float v_scale = 1.0f;
+  if constexpr (CR::kFp8) {
+    mul *= p.k_scale[kvh * p.scale_step];
+    v_scale = p.v_scale[kvh * p.scale_step];
+  }
+  const float score_mul = __double2float_rn(mul * 1.4426950408889634);
+  WarpRows<G> rows(p, b, kvh, c0 + 16 * warp, c1, shift, warp, lane);
+  auto queue = [&](int t) {
+    sync_warp();  // the stage was read by other lanes of this warp in the tile before
+    rows.queue(stages + (t % G::STAGES) * G::STAGE_BYTES, src);
+  };
+  stream_tiles<G::STAGES>(ntiles, queue, [&](int t) {
+    sync_warp();  // the warp's rows were copied by its lanes
+    const char* st = stages + (t % G::STAGES) * G::STAGE_BYTES;
+    // S^T: s[0], s[1] position g, s[2], s[3] position g + 8; queries 2 q4, 2 q4 + 1.
+    float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+    for (int k = 0; k < STEPS; ++k) {
+      unsigned a[4];
+      if constexpr (CR::kFp8) {
+        const unsigned k0 =
+            *reinterpret_cast<const unsigned*>(st + G::chunk(warp, 0, g, k) + 4 * q4);
+        const unsigned k1 =
+            *reinterpret_cast<const unsigned*>(st + G::chunk(warp, 0, g + 8, k) + 4 * q4);
+        a[0] = fp8x2_bits<CR::kFormat>(k0);
+        a[1] = fp8x2_bits<CR::kFormat>(k1);
+        a[2] = fp8x2_bits<CR::kFormat, true>(k0);
+        a[3] = fp8x2_bits<CR::kFormat, true>(k1);
+      } else {
+        const uint2 k0 = *reinterpret_cast<const uint2*>(st + G::chunk(warp, 0, g, 2 * k + q4 / 2) +
+                                                         (q4 % 2) * 8);
+        const uint2 k1 = *reinterpret_cast<const uint2*>(
+            st + G::chunk(warp, 0, g + 8, 2 * k + q4 / 2) + (q4 % 2) * 8);
+        a[0] = k0.x;
+        a[1] = k1.x;
+        a[2] = k0.y;
+        a[3] = k1.y;
+      }
+      mma_16x8x16(s, a, qb[k][0], qb[k][1]);
+    }
+    float tmax[2] = {-INFINITY, -INFINITY};
+    const std::int64_t wpos = c0 + std::int64_t(t) * G::KEYS + 16 * warp;
+    if (maskless && wpos >= all_lo && wpos + 16 <= all_hi) {
+#pragma unroll
+      for (int x = 0; x < 4; ++x) {
+        s[x] = __fmul_rn(s[x], score_mul);
+        tmax[x % 2] = fmaxf(tmax[x % 2], s[x]);
+      }
+    } else {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const std::int64_t pos = wpos + g + 8 * h;
+        const bool key_in = pos < c1 && key_attended<Fault::none>(p, b, shift, pos);
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const bool in = key_in && pos >= key_lo[e] && pos < key_hi[e];
+          float& x = s[2 * h + e];
+          x = in ? __fmul_rn(x, score_mul) : -INFINITY;
+          tmax[e] = fmaxf(tmax[e], x);
+        }
+      }
+    }
+    float alpha[2], msub[2];
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+#pragma unroll
+      for (int x = 4; x < 32; x *= 2) tmax[e] = fmaxf(tmax[e], shfl_xor(tmax[e], x));
+      const float mn = fmaxf(m[e], tmax[e]);
+      msub[e] = mn == -INFINITY ? 0.0f : mn;
+      alpha[e] = ex2_ftz(m[e] - msub[e]);
+      m[e] = mn;
+    }
+    // Weights, their hi and lo binary16 parts (x 2^15) transposed into P^T's B fragments.
+    unsigned bhi[2], blo[2];
+    float tsum[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      float pv[2];
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        pv[e] = ex2_ftz(s[2 * h + e] - msub[e]);  // 0 at -inf
+        tsum[e] += pv[e];
+      }
+      const __half2 ph = __floats2half2_rn(pv[0] * kUp, pv[1] * kUp);
+      const float2 back = __half22float2(ph);
+      const __half2 pl = __floats2half2_rn(pv[0] * kUp - back.x, pv[1] * kUp - back.y);
+      bhi[h] = movmatrix_trans(bits_of_half2(ph));
+      blo[h] = movmatrix_trans(bits_of_half2(pl));
+    }
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+#pragma unroll
+      for (int x = 4; x < 32; x *= 2) tsum[e] += shfl_xor(tsum[e], x);
+      l[e] = l[e] * alpha[e] + tsum[e];
+    }
+    if (!warp_all(alpha[0] == 1.0f && alpha[1] == 1.0f)) {
+#pragma unroll
+      for (int t2 = 0; t2 < TILES; ++t2) {
+        o[t2][0] *= alpha[0];
+        o[t2][1] *= alpha[1];
+        o[t2][2] *= alpha[0];
+        o[t2][3] *= alpha[1];
+      }
+    }
+    // O^T += V^T P^T, one 8-position half at a time.
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+#pragma unroll
+      for (int c = 0; c < G::CHUNKS / 4; ++c) {
+        // Matrix i: V's rows 8 h .. 8 h + 7, chunk 4 c + i.
+        unsigned v[4];
+        ldmatrix_x4_trans(v, st + G::chunk(warp, 1, 8 * h + lane % 8, 4 * c + lane / 8));
+        if constexpr (CR::kFp8) {
+#pragma unroll
+          for (int u = 0; u < 2; ++u) {
+            const unsigned p0 = __byte_perm(v[2 * u], 0u, 0x3120);
+            const unsigned p1 = __byte_perm(v[2 * u + 1], 0u, 0x3120);
+            const unsigned ev[4] = {fp8x2_bits<CR::kFormat>(p0), fp8x2_bits<CR::kFormat>(p1),
+                                    fp8x2_bits<CR::kFormat>(p0), fp8x2_bits<CR::kFormat>(p1)};
+            const unsigned od[4] = {
+                fp8x2_bits<CR::kFormat, true>(p0), fp8x2_bits<CR::kFormat, true>(p1),
+                fp8x2_bits<CR::kFormat, true>(p0), fp8x2_bits<CR::kFormat, true>(p1)};
+            mma_16x8x16(o[4 * c + 2 * u], ev, bhi[h], blo[h]);
+            mma_16x8x16(o[4 * c + 2 * u + 1], od, bhi[h], blo[h]);
+          }
+        } else {
+          const unsigned a0[4] = {v[0], v[1], v[0], v[1]};
+          const unsigned a1[4] = {v[2], v[3], v[2], v[3]};
+          mma_16x8x16(o[2 * c], a0, bhi[h], blo[h]);
+          mma_16x8x16(o[2 * c + 1], a1, bhi[h], blo[h]);
+        }
+      }
+    }
+  });
+  AsyncCopy::wait<0>();
+  __syncthreads();  // every warp is done with the tiles: their memory becomes the merge scratch
+
+  const MergeScratch<QT, W, D> ms(reinterpret_cast<float*>(smem));
+#pragma unroll
+  for (int e = 0; e < 2; ++e) {
+    const int i = 2 * q4 + e;
+    if (i < nq) {
+#pragma unroll
+      for (int t2 = 0; t2 < TILES; ++t2)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int d = CR::kFp8 ? 32 * (t2 / 2) + 16 * h + 2 * g + t2 % 2 : 16 * t2 + 8 * h + g;
+          ms.acc[(i * W + warp) * D + d] = o[t2][2 * h + e] * kDown;
+        }
+      if (g == 0) {
+        ms.m[i * W + warp] = __double2float_rn(double(m[e]) * 0.6931471805599453);  // base e
+        ms.l[i * W + warp] = l[e];
+      }
+    }
+  }
+  __syncthreads();
+  finish_decode_block<Pol, W, QT, D, kSeparate, Fault::none>(
+      p, ms, reinterpret_cast<unsigned*>(reinterpret_cast<char*>(smem) + G::SMEM_BYTES - 16), nq, b,
+      split, first, tile, kvh, out_row_of, CR::kFp8, v_scale);
+#else
+  (void)p;
+#endif
+}
+
 template <int D, bool kSeparate, class C, bool kQShared>
 void launch_decode_mma_with(const StageArgs& a) {
   constexpr int bytes = MmaGeom<D, C, kQShared>::SMEM_BYTES;
@@ -488,13 +731,33 @@ void launch_decode_mma_with(const StageArgs& a) {
       });
 }
 
-// q goes to shared memory where a block may have the memory: an fp16 cache at head_dim 128 takes
+template <int D, bool kSeparate, class C>
+void launch_decode_mma8(const StageArgs& a) {
+  constexpr int bytes = MmaGeom<D, C, false>::SMEM_BYTES;
+  auto* kernel = decode_mma8_kernel<D, kSeparate, C>;
+  static const bool sized = [&] {
+    ATTNSCOPE_CHECK(hipFuncSetAttributeMaxDynamicSharedMemory(kernel, bytes));
+    return true;
+  }();
+  (void)sized;
+  launch_decode_blocks<Fault::none, D, kSeparate>(
+      a, kMmaNarrowQueries, [&](dim3 grid, const KernelParams& p, hipStream_t st) {
+        kernel<<<grid, kDecThreads, bytes, st>>>(p);
+      });
+}
+
+// Up to 8 queries a KV head: decode_mma8_kernel. Otherwise decode_mma_kernel, whose q goes to
+// shared memory where a block may have the memory: an fp16 cache at head_dim 128 takes
 // 100 KiB with it, past the 99 KiB a block gets on GPUs of compute capability 8.6, 8.9 and 12.x;
 // there q stays in registers (the same arithmetic, so the same results). The environment variable
 // ATTNSCOPE_MMA_Q_IN_REGISTERS=1 takes the registers everywhere, so that GPUs with the memory can
 // check that variant too.
 template <int D, bool kSeparate, class C>
 void launch_decode_mma(const StageArgs& a) {
+  if (decode_query_tile(a.problem) == kMmaNarrowQueries) {
+    launch_decode_mma8<D, kSeparate, C>(a);
+    return;
+  }
   if constexpr (MmaGeom<D, C, true>::SMEM_BYTES <= 99 * 1024) {
     launch_decode_mma_with<D, kSeparate, C, true>(a);
   } else {
