@@ -1,14 +1,15 @@
 // fused and split_kv with matrix instructions (config.hpp's decode_uses_mma): where a KV head has
-// many queries (a GQA group of 4 or more, or several query positions), the
-// lane-by-lane dots and weighted sums of decode_kernel.hpp cost more instructions than the bytes
-// they read; as matrix products on the tensor cores they do not.
+// many queries (a GQA group of 4 or more, or several query positions), the lane-by-lane dots and
+// weighted sums of decode_kernel.hpp cost more instructions than the bytes they read; as matrix
+// products on the tensor cores they do not.
 //
-// A block holds kMmaQueries = 16 queries of a KV head (the instructions' rows; rows past the
-// row's queries repeat its first and are never written; q in shared memory, read by ldmatrix)
-// and streams its part of the window in tiles of kMmaKeys = 64 positions: each warp copies
-// (cp.async) its own 16 consecutive positions of K and V into shared memory (WarpRows: on a paged
-// cache a row's page, and a mask byte, looked up a tile ahead by one lane a row). Per tile each
-// warp, on its 16 positions:
+// decode_mma_kernel, from 9 queries a KV head (up to 8, decode_mma8_kernel below takes the
+// products the other way round, 8 queries a block): a block holds kMmaQueries = 16 queries of a KV
+// head (the instructions' rows; rows past the row's queries repeat its first and are never
+// written; q in shared memory, read by ldmatrix) and streams its part of the window in tiles of
+// kMmaKeys = 64 positions: each warp copies (cp.async) its own 16 consecutive positions of K and V
+// into shared memory (WarpRows: on a paged cache a row's page, and a mask byte, looked up a tile
+// ahead by one lane a row). Per tile each warp, on its 16 positions:
 //  - S = q K^T (16 x 16, fp32) by mma.m16n8k16 over head_dim in steps of 16 dimensions. The
 //    dimensions of a step are taken in a lane-friendly order (any order of a dot's terms is the
 //    dot's): lane l's four of step s are 16 s + 4 (l % 4) + {0, 1, 2, 3}, for q and K alike, so
@@ -216,6 +217,104 @@ struct WarpRows {
   }
 };
 
+// The positions [c0, c1) a block of split `split` streams (split_run).
+struct SplitSpan {
+  std::int64_t c0, c1;
+  __device__ SplitSpan(const KernelParams& p, int split, std::int64_t shift, int keys) {
+    split_run(p, split, shift, keys, c0, c1);
+  }
+};
+// What both matrix-instruction kernels set up before the stream, and their stream: the split's
+// positions [c0, c1), the positions every query of the block attends (where no key mask is given,
+// a warp's 16 positions inside them need no tests), the score's multiplier and the output's, and
+// the warp's rows (tile t: positions c0 + KEYS t + 16 warp + n, n = 0 .. 15).
+// fp8 caches: one K and one V scale for the block (per-token scales take the lane kernel: a V
+// scale folded into p could carry p x 2^15 past binary16's range). Scores are kept in base 2:
+// x = s x fl(scale x K scale x log2 e), rounded once from double, and p = 2^(x - m), m the running
+// max of x (converted back to base e for the merge, base_e).
+template <class G>
+struct MmaRun {
+  std::int64_t shift;
+  SplitSpan span;
+  std::int64_t all_lo, all_hi;
+  int ntiles;
+  bool maskless;
+  float score_mul, v_scale;
+  const void* src[2];
+  char* stages;
+  WarpRows<G> rows;
+  __device__ MmaRun(const KernelParams& p, const DecodeBlock& blk, int warp, int lane, void* smem)
+      : shift(seq_shift(p, blk.b)),
+        span(p, blk.split, shift, G::KEYS),
+        rows(p, blk.b, blk.kvh, span.c0 + 16 * warp, span.c1, shift, warp, lane) {
+    const std::int64_t c0 = span.c0, c1 = span.c1;
+    ntiles = c1 > c0 ? static_cast<int>((c1 - c0 + G::KEYS - 1) / G::KEYS) : 0;
+    blk.common_window(p, all_lo, all_hi);
+    all_lo = max(all_lo, -shift);
+    all_hi = min(all_hi, c1);
+    maskless = p.key_mask == nullptr;
+    src[0] = p.k;
+    src[1] = p.v;
+    stages = static_cast<char*>(smem);
+    double mul = p.scale;
+    v_scale = 1.0f;
+    if constexpr (G::CR::kFp8) {
+      mul *= p.k_scale[blk.kvh * p.scale_step];
+      v_scale = p.v_scale[blk.kvh * p.scale_step];
+    }
+    score_mul = __double2float_rn(mul * 1.4426950408889634);
+  }
+  __device__ char* stage(int t) const { return stages + (t % G::STAGES) * G::STAGE_BYTES; }
+  __device__ __forceinline__ void queue(int t) {
+    sync_warp();  // the stage was read by other lanes of this warp in the tile before
+    rows.queue(stage(t), src);
+  }
+  // Whether the warp's 16 positions of tile t need no window, sequence, split or mask tests.
+  __device__ __forceinline__ bool clean(std::int64_t wpos) const {
+    return maskless && wpos >= all_lo && wpos + 16 <= all_hi;
+  }
+  __device__ static float base_e(float m) {
+    return __double2float_rn(double(m) * 0.6931471805599453);
+  }
+};
+
+// The online max of one query: the tile's max over the warp (tmax) joins m; alpha rescales l and
+// the output. Before any attended key m is -inf (then l and o are 0: alpha 0); a row with none yet
+// subtracts 0 (msub), so that 2^(-inf - 0) gives 0 for its -inf scores.
+__device__ __forceinline__ void mma_online_max(float& m, float tmax, float& msub, float& alpha) {
+  const float mn = fmaxf(m, tmax);
+  msub = mn == -INFINITY ? 0.0f : mn;
+  alpha = ex2_ftz(m - msub);
+  m = mn;
+}
+
+// Two weights p0, p1 as the binary16 pairs hi (their roundings, x 2^15) and lo (the roundings of
+// the rest): hi + lo is each p x 2^15 within a relative 2^-21.
+__device__ __forceinline__ void weight_halves(float p0, float p1, unsigned& hi, unsigned& lo) {
+  constexpr float kUp = 32768.0f;
+  const __half2 ph = __floats2half2_rn(p0 * kUp, p1 * kUp);
+  const float2 back = __half22float2(ph);
+  const __half2 pl = __floats2half2_rn(p0 * kUp - back.x, p1 * kUp - back.y);
+  hi = bits_of_half2(ph);
+  lo = bits_of_half2(pl);
+}
+
+// Launches a matrix-instruction kernel's blocks of qt queries with `bytes` of dynamic shared
+// memory, which each kernel allows itself once (the static of its own launcher: every kernel here
+// has the same type).
+template <class K>
+bool allow_mma_shared_memory(K* kernel, int bytes) {
+  ATTNSCOPE_CHECK(hipFuncSetAttributeMaxDynamicSharedMemory(kernel, bytes));
+  return true;
+}
+template <int D, bool kSeparate, class K>
+void launch_mma_blocks(const StageArgs& a, K* kernel, int bytes, int qt) {
+  launch_decode_blocks<Fault::none, D, kSeparate>(
+      a, qt, [&](dim3 grid, const KernelParams& p, hipStream_t st) {
+        kernel<<<grid, kDecThreads, bytes, st>>>(p);
+      });
+}
+
 template <int D, bool kSeparate, class C, bool kQShared>
 __global__ __launch_bounds__(
     kDecThreads, MmaGeom<D, C, kQShared>::BLOCKS_PER_SM) void decode_mma_kernel(KernelParams p) {
@@ -224,7 +323,7 @@ __global__ __launch_bounds__(
   using CR = typename G::CR;
   using Pol = AccPolicy<__half, Accum::fp32, D>;
   constexpr int QT = kMmaQueries, W = G::WARPS;
-  constexpr float kUp = 32768.0f, kDown = 1.0f / 32768.0f;  // 2^15: p's binary16 halves
+  constexpr float kDown = 1.0f / 32768.0f;  // p x 2^15 in binary16 halves (weight_halves)
   extern __shared__ uint4 smem[];
   const int tid = static_cast<int>(threadIdx.x);
   const int warp = tid / kWarpSize, lane = tid % kWarpSize;
@@ -277,170 +376,134 @@ __global__ __launch_bounds__(
   for (int n = 0; n < D / 8; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
 
-  const std::int64_t shift = seq_shift(p, b);
-  std::int64_t c0, c1;
-  split_run(p, split, shift, G::KEYS, c0, c1);
-  const int ntiles = c1 > c0 ? static_cast<int>((c1 - c0 + G::KEYS - 1) / G::KEYS) : 0;
-  // Positions every query of the block attends where no key mask is given: a tile of a warp
-  // inside them needs no mask.
-  std::int64_t all_lo, all_hi;
-  blk.common_window(p, all_lo, all_hi);
-  all_lo = max(all_lo, -shift);
-  all_hi = min(all_hi, c1);
-  const bool maskless = p.key_mask == nullptr;
-  const void* const src[2] = {p.k, p.v};
-  char* const stages = reinterpret_cast<char*>(smem);
-  // fp8 caches: one K and one V scale for the block, the score's multiplier fp32(scale x K scale)
-  // and the output's. (Per-token scales take the lane kernel: a V scale folded into p could
-  // carry p x 2^15 past binary16's range.)
-  // Scores are kept in base 2: x = s x fl(multiplier x log2 e), rounded once from double, and
-  // p = 2^(x - m), m the running max of x (converted back to base e for the merge).
-  double mul = p.scale;
-  float v_scale = 1.0f;
-  if constexpr (CR::kFp8) {
-    mul *= p.k_scale[kvh * p.scale_step];
-    v_scale = p.v_scale[kvh * p.scale_step];
-  }
-  const float score_mul = __double2float_rn(mul * 1.4426950408889634);
-  // The warp's rows of tile t are positions c0 + KEYS t + 16 warp + n, n = 0 .. 15.
-  WarpRows<G> rows(p, b, kvh, c0 + 16 * warp, c1, shift, warp, lane);
-  auto queue = [&](int t) {
-    // The stage was read by other lanes of this warp in the tile before.
-    sync_warp();
-    rows.queue(stages + (t % G::STAGES) * G::STAGE_BYTES, src);
-  };
-  stream_tiles<G::STAGES>(ntiles, queue, [&](int t) {
-    sync_warp();  // the warp's rows were copied by its lanes
-    const char* st = stages + (t % G::STAGES) * G::STAGE_BYTES;
-    // S for the warp's rows 0..7 (s[0]) and 8..15 (s[1]).
-    float s[2][4];
+  MmaRun<G> run(p, blk, warp, lane, smem);
+  const std::int64_t shift = run.shift, c0 = run.span.c0, c1 = run.span.c1;
+  const float score_mul = run.score_mul;
+  stream_tiles<G::STAGES>(
+      run.ntiles, [&](int t) { run.queue(t); },
+      [&](int t) {
+        sync_warp();  // the warp's rows were copied by its lanes
+        const char* st = run.stage(t);
+        // S for the warp's rows 0..7 (s[0]) and 8..15 (s[1]).
+        float s[2][4];
 #pragma unroll
-    for (int h = 0; h < 2; ++h) s[h][0] = s[h][1] = s[h][2] = s[h][3] = 0.0f;
+        for (int h = 0; h < 2; ++h) s[h][0] = s[h][1] = s[h][2] = s[h][3] = 0.0f;
 #pragma unroll
-    for (int k = 0; k < STEPS; ++k) {
-      unsigned qa[4];
-      if constexpr (kQShared) {
-        ldmatrix_x4(qa, qrow_at + 32 * k);
-      } else {
+        for (int k = 0; k < STEPS; ++k) {
+          unsigned qa[4];
+          if constexpr (kQShared) {
+            ldmatrix_x4(qa, qrow_at + 32 * k);
+          } else {
 #pragma unroll
-        for (int x = 0; x < 4; ++x) qa[x] = qreg[k][x];
-      }
+            for (int x = 0; x < 4; ++x) qa[x] = qreg[k][x];
+          }
 #pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int n = 8 * h + g;  // K's row this lane reads: b's column
-        if constexpr (CR::kFp8) {
-          // The step's 16 codes are chunk k; this lane's four at 4 q4.
-          const unsigned kw =
-              *reinterpret_cast<const unsigned*>(st + G::chunk(warp, 0, n, k) + 4 * q4);
-          mma_16x8x16(s[h], qa, fp8x2_bits<CR::kFormat>(kw), fp8x2_bits<CR::kFormat, true>(kw));
+          for (int h = 0; h < 2; ++h) {
+            const int n = 8 * h + g;  // K's row this lane reads: b's column
+            if constexpr (CR::kFp8) {
+              // The step's 16 codes are chunk k; this lane's four at 4 q4.
+              const unsigned kw =
+                  *reinterpret_cast<const unsigned*>(st + G::chunk(warp, 0, n, k) + 4 * q4);
+              mma_16x8x16(s[h], qa, fp8x2_bits<CR::kFormat>(kw), fp8x2_bits<CR::kFormat, true>(kw));
+            } else {
+              const uint2 kw = *reinterpret_cast<const uint2*>(
+                  st + G::chunk(warp, 0, n, 2 * k + q4 / 2) + (q4 % 2) * 8);
+              mma_16x8x16(s[h], qa, kw.x, kw.y);
+            }
+          }
+        }
+        // Scores, and the positions outside a row's window or not attended: -inf. A warp's 16
+        // positions that every query attends need no test.
+        float tmax[2] = {-INFINITY, -INFINITY};
+        const std::int64_t wpos = c0 + std::int64_t(t) * G::KEYS + 16 * warp;
+        if (run.clean(wpos)) {
+#pragma unroll
+          for (int h = 0; h < 2; ++h)
+#pragma unroll
+            for (int x = 0; x < 4; ++x) {
+              s[h][x] = __fmul_rn(s[h][x], score_mul);
+              tmax[x / 2] = fmaxf(tmax[x / 2], s[h][x]);
+            }
         } else {
-          const uint2 kw = *reinterpret_cast<const uint2*>(
-              st + G::chunk(warp, 0, n, 2 * k + q4 / 2) + (q4 % 2) * 8);
-          mma_16x8x16(s[h], qa, kw.x, kw.y);
+#pragma unroll
+          for (int h = 0; h < 2; ++h)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              const std::int64_t pos = wpos + 8 * h + 2 * q4 + e;
+              const bool key_in = pos < c1 && key_attended<Fault::none>(p, b, shift, pos);
+#pragma unroll
+              for (int r = 0; r < 2; ++r) {
+                const bool in = key_in && pos >= key_lo[r] && pos < key_hi[r];
+                float& x = s[h][2 * r + e];
+                x = in ? __fmul_rn(x, score_mul) : -INFINITY;
+                tmax[r] = fmaxf(tmax[r], x);
+              }
+            }
         }
-      }
-    }
-    // Scores, and the positions outside a row's window or not attended: -inf. A warp's 16
-    // positions that every query attends need no test.
-    float tmax[2] = {-INFINITY, -INFINITY};
-    const std::int64_t wpos = c0 + std::int64_t(t) * G::KEYS + 16 * warp;
-    if (maskless && wpos >= all_lo && wpos + 16 <= all_hi) {
+        float alpha[2], msub[2];
 #pragma unroll
-      for (int h = 0; h < 2; ++h)
-#pragma unroll
-        for (int x = 0; x < 4; ++x) {
-          s[h][x] = __fmul_rn(s[h][x], score_mul);
-          tmax[x / 2] = fmaxf(tmax[x / 2], s[h][x]);
+        for (int r = 0; r < 2; ++r) {
+          tmax[r] = fmaxf(tmax[r], shfl_xor(tmax[r], 1));
+          tmax[r] = fmaxf(tmax[r], shfl_xor(tmax[r], 2));
+          mma_online_max(m[r], tmax[r], msub[r], alpha[r]);
         }
-    } else {
+        // p = 2^(s - m) (0 where s is -inf), each as binary16 halves of p x 2^15; the tile's sum.
+        unsigned hi[2][2], lo[2][2];  // [h][row r]: the pair of columns 2 q4, +1
+        float tsum[2] = {0.0f, 0.0f};
 #pragma unroll
-      for (int h = 0; h < 2; ++h)
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const std::int64_t pos = wpos + 8 * h + 2 * q4 + e;
-          const bool key_in = pos < c1 && key_attended<Fault::none>(p, b, shift, pos);
+        for (int h = 0; h < 2; ++h)
 #pragma unroll
           for (int r = 0; r < 2; ++r) {
-            const bool in = key_in && pos >= key_lo[r] && pos < key_hi[r];
-            float& x = s[h][2 * r + e];
-            x = in ? __fmul_rn(x, score_mul) : -INFINITY;
-            tmax[r] = fmaxf(tmax[r], x);
+            float pv[2];
+#pragma unroll
+            for (int e = 0; e < 2; ++e) pv[e] = ex2_ftz(s[h][2 * r + e] - msub[r]);  // 0 at -inf
+            tsum[r] += pv[0] + pv[1];
+            weight_halves(pv[0], pv[1], hi[h][r], lo[h][r]);
+          }
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          tsum[r] += shfl_xor(tsum[r], 1);
+          tsum[r] += shfl_xor(tsum[r], 2);
+          l[r] = l[r] * alpha[r] + tsum[r];
+        }
+        if (!warp_all(alpha[0] == 1.0f && alpha[1] == 1.0f)) {
+#pragma unroll
+          for (int n = 0; n < D / 8; ++n) {
+            o[n][0] *= alpha[0];
+            o[n][1] *= alpha[0];
+            o[n][2] *= alpha[1];
+            o[n][3] *= alpha[1];
           }
         }
-    }
-    float alpha[2], msub[2];
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      tmax[r] = fmaxf(tmax[r], shfl_xor(tmax[r], 1));
-      tmax[r] = fmaxf(tmax[r], shfl_xor(tmax[r], 2));
-      // Before any attended key m is -inf (then l and o are 0: alpha 0); a row with none yet
-      // subtracts 0, so that 2^(-inf - 0) gives 0 for its -inf scores.
-      const float mn = fmaxf(m[r], tmax[r]);
-      msub[r] = mn == -INFINITY ? 0.0f : mn;
-      alpha[r] = ex2_ftz(m[r] - msub[r]);
-      m[r] = mn;
-    }
-    // p = 2^(s - m) (0 where s is -inf), each as binary16 halves of p x 2^15; the tile's sum.
-    unsigned hi[2][2], lo[2][2];  // [h][row r]: the pair of columns 2 q4, +1
-    float tsum[2] = {0.0f, 0.0f};
-#pragma unroll
-    for (int h = 0; h < 2; ++h)
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        float pv[2];
-#pragma unroll
-        for (int e = 0; e < 2; ++e) pv[e] = ex2_ftz(s[h][2 * r + e] - msub[r]);  // 0 at -inf
-        tsum[r] += pv[0] + pv[1];
-        const __half2 ph = __floats2half2_rn(pv[0] * kUp, pv[1] * kUp);
-        const float2 back = __half22float2(ph);
-        const __half2 pl = __floats2half2_rn(pv[0] * kUp - back.x, pv[1] * kUp - back.y);
-        hi[h][r] = bits_of_half2(ph);
-        lo[h][r] = bits_of_half2(pl);
-      }
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      tsum[r] += shfl_xor(tsum[r], 1);
-      tsum[r] += shfl_xor(tsum[r], 2);
-      l[r] = l[r] * alpha[r] + tsum[r];
-    }
-    if (!warp_all(alpha[0] == 1.0f && alpha[1] == 1.0f)) {
-#pragma unroll
-      for (int n = 0; n < D / 8; ++n) {
-        o[n][0] *= alpha[0];
-        o[n][1] *= alpha[0];
-        o[n][2] *= alpha[1];
-        o[n][3] *= alpha[1];
-      }
-    }
     // O += P V, 8 positions a step: a = (hi | lo) of those positions, b = their V rows twice.
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const unsigned a[4] = {hi[h][0], hi[h][1], lo[h][0], lo[h][1]};
+        for (int h = 0; h < 2; ++h) {
+          const unsigned a[4] = {hi[h][0], hi[h][1], lo[h][0], lo[h][1]};
 #pragma unroll
-      for (int c = 0; c < G::CHUNKS / 4; ++c) {
-        // Matrix i: V's rows 8 h .. 8 h + 7, chunk 4 c + i.
-        const int n = 8 * h + lane % 8;
-        unsigned v[4];
-        ldmatrix_x4_trans(v, st + G::chunk(warp, 1, n, 4 * c + lane / 8));
+          for (int c = 0; c < G::CHUNKS / 4; ++c) {
+            // Matrix i: V's rows 8 h .. 8 h + 7, chunk 4 c + i.
+            const int n = 8 * h + lane % 8;
+            unsigned v[4];
+            ldmatrix_x4_trans(v, st + G::chunk(warp, 1, n, 4 * c + lane / 8));
 #pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          if constexpr (CR::kFp8) {
-            // A chunk is 16 codes, read as 8 pairs: v[i] holds, for rows 2 q4 and 2 q4 + 1,
-            // the codes of dimensions 16 cc + 2 g and + 1 (cc = 4 c + i). Output tile 2 cc
-            // takes the even dimensions, 2 cc + 1 the odd: one permute puts the even pair in
-            // the low half and the odd pair in the high half.
-            const unsigned pairs = __byte_perm(v[i], 0u, 0x3120);
-            const unsigned be = fp8x2_bits<CR::kFormat>(pairs);
-            const unsigned bo = fp8x2_bits<CR::kFormat, true>(pairs);
-            mma_16x8x16(o[2 * (4 * c + i)], a, be, be);
-            mma_16x8x16(o[2 * (4 * c + i) + 1], a, bo, bo);
-          } else {
-            mma_16x8x16(o[4 * c + i], a, v[i], v[i]);
+            for (int i = 0; i < 4; ++i) {
+              if constexpr (CR::kFp8) {
+                // A chunk is 16 codes, read as 8 pairs: v[i] holds, for rows 2 q4 and 2 q4 + 1,
+                // the codes of dimensions 16 cc + 2 g and + 1 (cc = 4 c + i). Output tile 2 cc
+                // takes the even dimensions, 2 cc + 1 the odd: one permute puts the even pair in
+                // the low half and the odd pair in the high half.
+                const unsigned pairs = __byte_perm(v[i], 0u, 0x3120);
+                const unsigned be = fp8x2_bits<CR::kFormat>(pairs);
+                const unsigned bo = fp8x2_bits<CR::kFormat, true>(pairs);
+                mma_16x8x16(o[2 * (4 * c + i)], a, be, be);
+                mma_16x8x16(o[2 * (4 * c + i) + 1], a, bo, bo);
+              } else {
+                mma_16x8x16(o[4 * c + i], a, v[i], v[i]);
+              }
+            }
           }
         }
-      }
-    }
-  });
+      });
   AsyncCopy::wait<0>();
   __syncthreads();  // every warp is done with the tiles: their memory becomes the merge scratch
 
@@ -459,7 +522,7 @@ __global__ __launch_bounds__(
         ms.acc[(i * W + warp) * D + d1] = o[n][2 * r + 1] * kDown;
       }
       if (q4 == 0) {
-        ms.m[i * W + warp] = __double2float_rn(double(m[r]) * 0.6931471805599453);  // base e
+        ms.m[i * W + warp] = MmaRun<G>::base_e(m[r]);
         ms.l[i * W + warp] = l[r];
       }
     }
@@ -467,7 +530,7 @@ __global__ __launch_bounds__(
   __syncthreads();
   finish_decode_block<Pol, W, QT, D, kSeparate, Fault::none>(
       p, ms, reinterpret_cast<unsigned*>(reinterpret_cast<char*>(smem) + G::SMEM_BYTES - 16), nq, b,
-      split, first, tile, kvh, out_row_of, CR::kFp8, v_scale);
+      split, first, tile, kvh, out_row_of, CR::kFp8, run.v_scale);
 #else
   (void)p;
 #endif
@@ -506,7 +569,7 @@ __global__ __launch_bounds__(
   using CR = typename G::CR;
   using Pol = AccPolicy<__half, Accum::fp32, D>;
   constexpr int QT = kMmaNarrowQueries, W = G::WARPS, STEPS = D / 16, TILES = D / 16;
-  constexpr float kUp = 32768.0f, kDown = 1.0f / 32768.0f;  // 2^15: p's binary16 halves
+  constexpr float kDown = 1.0f / 32768.0f;  // p x 2^15 in binary16 halves (weight_halves)
   static_assert(QT == 8, "the queries are the instruction's 8 columns");
   extern __shared__ uint4 smem[];
   const int tid = static_cast<int>(threadIdx.x);
@@ -539,153 +602,130 @@ __global__ __launch_bounds__(
   for (int t = 0; t < TILES; ++t) o[t][0] = o[t][1] = o[t][2] = o[t][3] = 0.0f;
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
 
-  const std::int64_t shift = seq_shift(p, b);
-  std::int64_t c0, c1;
-  split_run(p, split, shift, G::KEYS, c0, c1);
-  const int ntiles = c1 > c0 ? static_cast<int>((c1 - c0 + G::KEYS - 1) / G::KEYS) : 0;
-  std::int64_t all_lo, all_hi;
-  blk.common_window(p, all_lo, all_hi);
-  all_lo = max(all_lo, -shift);
-  all_hi = min(all_hi, c1);
-  const bool maskless = p.key_mask == nullptr;
-  const void* const src[2] = {p.k, p.v};
-  char* const stages = reinterpret_cast<char*>(smem);
-  // Scores in base 2, as decode_mma_kernel's.
-  double mul = p.scale;
-  float v_scale = 1.0f;
-  if constexpr (CR::kFp8) {
-    mul *= p.k_scale[kvh * p.scale_step];
-    v_scale = p.v_scale[kvh * p.scale_step];
-  }
-  const float score_mul = __double2float_rn(mul * 1.4426950408889634);
-  WarpRows<G> rows(p, b, kvh, c0 + 16 * warp, c1, shift, warp, lane);
-  auto queue = [&](int t) {
-    sync_warp();  // the stage was read by other lanes of this warp in the tile before
-    rows.queue(stages + (t % G::STAGES) * G::STAGE_BYTES, src);
-  };
-  stream_tiles<G::STAGES>(ntiles, queue, [&](int t) {
-    sync_warp();  // the warp's rows were copied by its lanes
-    const char* st = stages + (t % G::STAGES) * G::STAGE_BYTES;
-    // S^T: s[0], s[1] position g, s[2], s[3] position g + 8; queries 2 q4, 2 q4 + 1.
-    float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+  MmaRun<G> run(p, blk, warp, lane, smem);
+  const std::int64_t shift = run.shift, c0 = run.span.c0, c1 = run.span.c1;
+  const float score_mul = run.score_mul;
+  stream_tiles<G::STAGES>(
+      run.ntiles, [&](int t) { run.queue(t); },
+      [&](int t) {
+        sync_warp();  // the warp's rows were copied by its lanes
+        const char* st = run.stage(t);
+        // S^T: s[0], s[1] position g, s[2], s[3] position g + 8; queries 2 q4, 2 q4 + 1.
+        float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
-    for (int k = 0; k < STEPS; ++k) {
-      unsigned a[4];
-      if constexpr (CR::kFp8) {
-        const unsigned k0 =
-            *reinterpret_cast<const unsigned*>(st + G::chunk(warp, 0, g, k) + 4 * q4);
-        const unsigned k1 =
-            *reinterpret_cast<const unsigned*>(st + G::chunk(warp, 0, g + 8, k) + 4 * q4);
-        a[0] = fp8x2_bits<CR::kFormat>(k0);
-        a[1] = fp8x2_bits<CR::kFormat>(k1);
-        a[2] = fp8x2_bits<CR::kFormat, true>(k0);
-        a[3] = fp8x2_bits<CR::kFormat, true>(k1);
-      } else {
-        const uint2 k0 = *reinterpret_cast<const uint2*>(st + G::chunk(warp, 0, g, 2 * k + q4 / 2) +
-                                                         (q4 % 2) * 8);
-        const uint2 k1 = *reinterpret_cast<const uint2*>(
-            st + G::chunk(warp, 0, g + 8, 2 * k + q4 / 2) + (q4 % 2) * 8);
-        a[0] = k0.x;
-        a[1] = k1.x;
-        a[2] = k0.y;
-        a[3] = k1.y;
-      }
-      mma_16x8x16(s, a, qb[k][0], qb[k][1]);
-    }
-    float tmax[2] = {-INFINITY, -INFINITY};
-    const std::int64_t wpos = c0 + std::int64_t(t) * G::KEYS + 16 * warp;
-    if (maskless && wpos >= all_lo && wpos + 16 <= all_hi) {
-#pragma unroll
-      for (int x = 0; x < 4; ++x) {
-        s[x] = __fmul_rn(s[x], score_mul);
-        tmax[x % 2] = fmaxf(tmax[x % 2], s[x]);
-      }
-    } else {
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const std::int64_t pos = wpos + g + 8 * h;
-        const bool key_in = pos < c1 && key_attended<Fault::none>(p, b, shift, pos);
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const bool in = key_in && pos >= key_lo[e] && pos < key_hi[e];
-          float& x = s[2 * h + e];
-          x = in ? __fmul_rn(x, score_mul) : -INFINITY;
-          tmax[e] = fmaxf(tmax[e], x);
+        for (int k = 0; k < STEPS; ++k) {
+          unsigned a[4];
+          if constexpr (CR::kFp8) {
+            const unsigned k0 =
+                *reinterpret_cast<const unsigned*>(st + G::chunk(warp, 0, g, k) + 4 * q4);
+            const unsigned k1 =
+                *reinterpret_cast<const unsigned*>(st + G::chunk(warp, 0, g + 8, k) + 4 * q4);
+            a[0] = fp8x2_bits<CR::kFormat>(k0);
+            a[1] = fp8x2_bits<CR::kFormat>(k1);
+            a[2] = fp8x2_bits<CR::kFormat, true>(k0);
+            a[3] = fp8x2_bits<CR::kFormat, true>(k1);
+          } else {
+            const uint2 k0 = *reinterpret_cast<const uint2*>(
+                st + G::chunk(warp, 0, g, 2 * k + q4 / 2) + (q4 % 2) * 8);
+            const uint2 k1 = *reinterpret_cast<const uint2*>(
+                st + G::chunk(warp, 0, g + 8, 2 * k + q4 / 2) + (q4 % 2) * 8);
+            a[0] = k0.x;
+            a[1] = k1.x;
+            a[2] = k0.y;
+            a[3] = k1.y;
+          }
+          mma_16x8x16(s, a, qb[k][0], qb[k][1]);
         }
-      }
-    }
-    float alpha[2], msub[2];
+        float tmax[2] = {-INFINITY, -INFINITY};
+        const std::int64_t wpos = c0 + std::int64_t(t) * G::KEYS + 16 * warp;
+        if (run.clean(wpos)) {
 #pragma unroll
-    for (int e = 0; e < 2; ++e) {
-#pragma unroll
-      for (int x = 4; x < 32; x *= 2) tmax[e] = fmaxf(tmax[e], shfl_xor(tmax[e], x));
-      const float mn = fmaxf(m[e], tmax[e]);
-      msub[e] = mn == -INFINITY ? 0.0f : mn;
-      alpha[e] = ex2_ftz(m[e] - msub[e]);
-      m[e] = mn;
-    }
-    // Weights, their hi and lo binary16 parts (x 2^15) transposed into P^T's B fragments.
-    unsigned bhi[2], blo[2];
-    float tsum[2] = {0.0f, 0.0f};
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      float pv[2];
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        pv[e] = ex2_ftz(s[2 * h + e] - msub[e]);  // 0 at -inf
-        tsum[e] += pv[e];
-      }
-      const __half2 ph = __floats2half2_rn(pv[0] * kUp, pv[1] * kUp);
-      const float2 back = __half22float2(ph);
-      const __half2 pl = __floats2half2_rn(pv[0] * kUp - back.x, pv[1] * kUp - back.y);
-      bhi[h] = movmatrix_trans(bits_of_half2(ph));
-      blo[h] = movmatrix_trans(bits_of_half2(pl));
-    }
-#pragma unroll
-    for (int e = 0; e < 2; ++e) {
-#pragma unroll
-      for (int x = 4; x < 32; x *= 2) tsum[e] += shfl_xor(tsum[e], x);
-      l[e] = l[e] * alpha[e] + tsum[e];
-    }
-    if (!warp_all(alpha[0] == 1.0f && alpha[1] == 1.0f)) {
-#pragma unroll
-      for (int t2 = 0; t2 < TILES; ++t2) {
-        o[t2][0] *= alpha[0];
-        o[t2][1] *= alpha[1];
-        o[t2][2] *= alpha[0];
-        o[t2][3] *= alpha[1];
-      }
-    }
-    // O^T += V^T P^T, one 8-position half at a time.
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-#pragma unroll
-      for (int c = 0; c < G::CHUNKS / 4; ++c) {
-        // Matrix i: V's rows 8 h .. 8 h + 7, chunk 4 c + i.
-        unsigned v[4];
-        ldmatrix_x4_trans(v, st + G::chunk(warp, 1, 8 * h + lane % 8, 4 * c + lane / 8));
-        if constexpr (CR::kFp8) {
-#pragma unroll
-          for (int u = 0; u < 2; ++u) {
-            const unsigned p0 = __byte_perm(v[2 * u], 0u, 0x3120);
-            const unsigned p1 = __byte_perm(v[2 * u + 1], 0u, 0x3120);
-            const unsigned ev[4] = {fp8x2_bits<CR::kFormat>(p0), fp8x2_bits<CR::kFormat>(p1),
-                                    fp8x2_bits<CR::kFormat>(p0), fp8x2_bits<CR::kFormat>(p1)};
-            const unsigned od[4] = {
-                fp8x2_bits<CR::kFormat, true>(p0), fp8x2_bits<CR::kFormat, true>(p1),
-                fp8x2_bits<CR::kFormat, true>(p0), fp8x2_bits<CR::kFormat, true>(p1)};
-            mma_16x8x16(o[4 * c + 2 * u], ev, bhi[h], blo[h]);
-            mma_16x8x16(o[4 * c + 2 * u + 1], od, bhi[h], blo[h]);
+          for (int x = 0; x < 4; ++x) {
+            s[x] = __fmul_rn(s[x], score_mul);
+            tmax[x % 2] = fmaxf(tmax[x % 2], s[x]);
           }
         } else {
-          const unsigned a0[4] = {v[0], v[1], v[0], v[1]};
-          const unsigned a1[4] = {v[2], v[3], v[2], v[3]};
-          mma_16x8x16(o[2 * c], a0, bhi[h], blo[h]);
-          mma_16x8x16(o[2 * c + 1], a1, bhi[h], blo[h]);
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const std::int64_t pos = wpos + g + 8 * h;
+            const bool key_in = pos < c1 && key_attended<Fault::none>(p, b, shift, pos);
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              const bool in = key_in && pos >= key_lo[e] && pos < key_hi[e];
+              float& x = s[2 * h + e];
+              x = in ? __fmul_rn(x, score_mul) : -INFINITY;
+              tmax[e] = fmaxf(tmax[e], x);
+            }
+          }
         }
-      }
-    }
-  });
+        float alpha[2], msub[2];
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+#pragma unroll
+          for (int x = 4; x < 32; x *= 2) tmax[e] = fmaxf(tmax[e], shfl_xor(tmax[e], x));
+          mma_online_max(m[e], tmax[e], msub[e], alpha[e]);
+        }
+        // Weights, their hi and lo binary16 parts (x 2^15) transposed into P^T's B fragments.
+        unsigned bhi[2], blo[2];
+        float tsum[2] = {0.0f, 0.0f};
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          float pv[2];
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            pv[e] = ex2_ftz(s[2 * h + e] - msub[e]);  // 0 at -inf
+            tsum[e] += pv[e];
+          }
+          unsigned hi, lo;
+          weight_halves(pv[0], pv[1], hi, lo);
+          bhi[h] = movmatrix_trans(hi);
+          blo[h] = movmatrix_trans(lo);
+        }
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+#pragma unroll
+          for (int x = 4; x < 32; x *= 2) tsum[e] += shfl_xor(tsum[e], x);
+          l[e] = l[e] * alpha[e] + tsum[e];
+        }
+        if (!warp_all(alpha[0] == 1.0f && alpha[1] == 1.0f)) {
+#pragma unroll
+          for (int t2 = 0; t2 < TILES; ++t2) {
+            o[t2][0] *= alpha[0];
+            o[t2][1] *= alpha[1];
+            o[t2][2] *= alpha[0];
+            o[t2][3] *= alpha[1];
+          }
+        }
+    // O^T += V^T P^T, one 8-position half at a time.
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+#pragma unroll
+          for (int c = 0; c < G::CHUNKS / 4; ++c) {
+            // Matrix i: V's rows 8 h .. 8 h + 7, chunk 4 c + i.
+            unsigned v[4];
+            ldmatrix_x4_trans(v, st + G::chunk(warp, 1, 8 * h + lane % 8, 4 * c + lane / 8));
+            if constexpr (CR::kFp8) {
+#pragma unroll
+              for (int u = 0; u < 2; ++u) {
+                const unsigned p0 = __byte_perm(v[2 * u], 0u, 0x3120);
+                const unsigned p1 = __byte_perm(v[2 * u + 1], 0u, 0x3120);
+                const unsigned ev[4] = {fp8x2_bits<CR::kFormat>(p0), fp8x2_bits<CR::kFormat>(p1),
+                                        fp8x2_bits<CR::kFormat>(p0), fp8x2_bits<CR::kFormat>(p1)};
+                const unsigned od[4] = {
+                    fp8x2_bits<CR::kFormat, true>(p0), fp8x2_bits<CR::kFormat, true>(p1),
+                    fp8x2_bits<CR::kFormat, true>(p0), fp8x2_bits<CR::kFormat, true>(p1)};
+                mma_16x8x16(o[4 * c + 2 * u], ev, bhi[h], blo[h]);
+                mma_16x8x16(o[4 * c + 2 * u + 1], od, bhi[h], blo[h]);
+              }
+            } else {
+              const unsigned a0[4] = {v[0], v[1], v[0], v[1]};
+              const unsigned a1[4] = {v[2], v[3], v[2], v[3]};
+              mma_16x8x16(o[2 * c], a0, bhi[h], blo[h]);
+              mma_16x8x16(o[2 * c + 1], a1, bhi[h], blo[h]);
+            }
+          }
+        }
+      });
   AsyncCopy::wait<0>();
   __syncthreads();  // every warp is done with the tiles: their memory becomes the merge scratch
 
@@ -702,7 +742,7 @@ __global__ __launch_bounds__(
           ms.acc[(i * W + warp) * D + d] = o[t2][2 * h + e] * kDown;
         }
       if (g == 0) {
-        ms.m[i * W + warp] = __double2float_rn(double(m[e]) * 0.6931471805599453);  // base e
+        ms.m[i * W + warp] = MmaRun<G>::base_e(m[e]);
         ms.l[i * W + warp] = l[e];
       }
     }
@@ -710,7 +750,7 @@ __global__ __launch_bounds__(
   __syncthreads();
   finish_decode_block<Pol, W, QT, D, kSeparate, Fault::none>(
       p, ms, reinterpret_cast<unsigned*>(reinterpret_cast<char*>(smem) + G::SMEM_BYTES - 16), nq, b,
-      split, first, tile, kvh, out_row_of, CR::kFp8, v_scale);
+      split, first, tile, kvh, out_row_of, CR::kFp8, run.v_scale);
 #else
   (void)p;
 #endif
@@ -718,32 +758,20 @@ __global__ __launch_bounds__(
 
 template <int D, bool kSeparate, class C, bool kQShared>
 void launch_decode_mma_with(const StageArgs& a) {
-  constexpr int bytes = MmaGeom<D, C, kQShared>::SMEM_BYTES;
   auto* kernel = decode_mma_kernel<D, kSeparate, C, kQShared>;
-  static const bool sized = [&] {
-    ATTNSCOPE_CHECK(hipFuncSetAttributeMaxDynamicSharedMemory(kernel, bytes));
-    return true;
-  }();
-  (void)sized;
-  launch_decode_blocks<Fault::none, D, kSeparate>(
-      a, kMmaQueries, [&](dim3 grid, const KernelParams& p, hipStream_t st) {
-        kernel<<<grid, kDecThreads, bytes, st>>>(p);
-      });
+  constexpr int bytes = MmaGeom<D, C, kQShared>::SMEM_BYTES;
+  static const bool allowed = allow_mma_shared_memory(kernel, bytes);
+  (void)allowed;
+  launch_mma_blocks<D, kSeparate>(a, kernel, bytes, kMmaQueries);
 }
 
 template <int D, bool kSeparate, class C>
 void launch_decode_mma8(const StageArgs& a) {
-  constexpr int bytes = MmaGeom<D, C, false>::SMEM_BYTES;
   auto* kernel = decode_mma8_kernel<D, kSeparate, C>;
-  static const bool sized = [&] {
-    ATTNSCOPE_CHECK(hipFuncSetAttributeMaxDynamicSharedMemory(kernel, bytes));
-    return true;
-  }();
-  (void)sized;
-  launch_decode_blocks<Fault::none, D, kSeparate>(
-      a, kMmaNarrowQueries, [&](dim3 grid, const KernelParams& p, hipStream_t st) {
-        kernel<<<grid, kDecThreads, bytes, st>>>(p);
-      });
+  constexpr int bytes = MmaGeom<D, C, false>::SMEM_BYTES;
+  static const bool allowed = allow_mma_shared_memory(kernel, bytes);
+  (void)allowed;
+  launch_mma_blocks<D, kSeparate>(a, kernel, bytes, kMmaNarrowQueries);
 }
 
 // Up to 8 queries a KV head: decode_mma8_kernel. Otherwise decode_mma_kernel, whose q goes to
