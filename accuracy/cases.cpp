@@ -295,6 +295,14 @@ std::vector<AccuracyCase> variants(const Target& t, Sweep sweep) {
         c.problem.kv_scale = KvScale::head;
         c.problem.q_heads = 16;
         cases.push_back(c);
+        // Group 16 (16 queries a block there), heavy-tailed K and V under per-token scales, which
+        // then differ from token to token.
+        c = base(t, acc, w);
+        c.problem.kv_fp8 = Fp8Format::e4m3;
+        c.problem.kv_scale = KvScale::token;
+        c.data.dist = Distribution::heavy_tailed;
+        c.problem.q_heads = 32;
+        cases.push_back(c);
       }
       // Latent (MLA) caches, fp32 accumulation: DeepSeek-V3's decode attention (one 576-wide
       // latent row a position, V its first 512 channels, softmax scale 1/sqrt(192)) at 16 query

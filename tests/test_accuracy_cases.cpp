@@ -89,11 +89,11 @@ TEST(AccuracyCases, DefaultSetCoversEveryWindowPathAndAccumulation) {
   // paths of attnscope at 1, 3 and 16 splits (window 1000, both accumulations: split invariance,
   // each count held to its own order's budget), two poisoned-cache cases, three masked cases,
   // three ragged batches (one poisoned), one NaN inside the window and one of logits near -6e4 a
-  // path and accumulation; on fused and split_kv, 13 fp8-cache cases a path and accumulation
+  // path and accumulation; on fused and split_kv, 14 fp8-cache cases a path and accumulation
   // (3 formats x 3 scale granularities, one paged and poisoned, one heavy-tailed, one NaN, one of
-  // group 8).
+  // group 8, one of group 16 with per-token scales).
   // At fp32 accumulation, 12 latent (MLA) cases on fused and split_kv, 10 unfused (above).
-  EXPECT_EQ(cases.size() + std::size_t(latent_left), 334u);
+  EXPECT_EQ(cases.size() + std::size_t(latent_left), 338u);
   int poisoned = 0, masked = 0, fully = 0, padded = 0, negative = 0, overflow = 0, ragged = 0;
   for (const AccuracyCase& c : cases) {
     poisoned += c.data.poison_outside ? 1 : 0;
@@ -128,7 +128,7 @@ TEST(AccuracyCases, DefaultSetCoversEveryWindowPathAndAccumulation) {
     }
   // 13 a single-pass path and accumulation, and 3 latent ones a single-pass path (fp32; where the
   // latent kernel is built).
-  EXPECT_EQ(fp8_cases, gpu::detail::kMmaDecodePlatform ? 58 : 52);
+  EXPECT_EQ(fp8_cases, gpu::detail::kMmaDecodePlatform ? 62 : 56);
   EXPECT_EQ(fp8_seen.size(), 2u * 2u * 3u * 3u);
   int past_2_31 = 0, past_65535 = 0;
   for (const AccuracyCase& c : cases) {
@@ -324,8 +324,11 @@ TEST(KernelOrders, MatrixInstructionDecodeWhereItRuns) {
   if (platform) {
     EXPECT_EQ(gpu::detail::decode_order(q, 2).fp8_roundings, 1);
   }
-  q.kv_scale = KvScale::token;  // per-token scales take the lane kernel
-  EXPECT_FALSE(gpu::detail::decode_uses_mma(q));
+  q.kv_scale = KvScale::token;  // every scale granularity
+  EXPECT_EQ(gpu::detail::decode_uses_mma(q), platform);
+  if (platform) {
+    EXPECT_EQ(gpu::detail::decode_order(q, 2).fp8_roundings, 1);
+  }
   q.kv_scale = KvScale::tensor;
   q.q_heads = 32;  // from 4 queries a KV head, fp8 and fp16 caches alike
   EXPECT_EQ(gpu::detail::decode_uses_mma(q), platform);
@@ -685,7 +688,7 @@ TEST(Registry, EngineImplementationGetsCasesOnItsOwnLayout) {
     EXPECT_EQ(c.data.ragged_min_len, 0) << c.name();
   }
   // The fused path's cases of the default set (the split-count cases are attnscope's own).
-  EXPECT_EQ(std::size_t(left) + cases.size(), 114u);
+  EXPECT_EQ(std::size_t(left) + cases.size(), 116u);
 
   const gpu::Implementation& reg = gpu::implementation("testengine.decode");
   EXPECT_FALSE(reg.declares_order());

@@ -183,7 +183,9 @@ KernelOrder decode_order(const Problem& p, int splits) {
     o.values = SummationOrder::mma_of(kDecThreads / 32, 8, (span_of(p) + splits - 1) / splits);
     o.extra_roundings = 12;
     o.truncating = true;
-    o.fp8_roundings = p.kv_fp8 ? 1 : 0;  // the score multiplier; the V scale, once a weight
+    // The score multiplier, one rounding more per token (fl(fl(scale x log2 e) x K scale)); the
+    // V scale on the output, or per token once on a weight (fl(p x V scale x 2^-e)).
+    o.fp8_roundings = p.kv_fp8 ? 1 : 0;
     return o;
   }
   KernelOrder o = qk_order(p);

@@ -146,12 +146,10 @@ inline constexpr int kMmaStagesFp8 = 4;  // an fp8 tile is half the bytes: more 
 constexpr int mma_blocks_per_sm(bool fp8) {
   return fp8 ? 3 : 2;
 }
-// An fp8 cache takes it at head_dim 128, with one scale per tensor or KV head (a per-token V
-// scale folded into the weights could carry them past binary16's range).
+// An fp8 cache takes it at head_dim 128, with any scale granularity.
 inline bool decode_uses_mma(const Problem& p) {
   if (p.latent) return false;  // the latent kernel's (decode_mla.hpp)
   if (!kMmaDecodePlatform || p.input != DType::fp16 || p.accum != Accum::fp32) return false;
-  if (p.kv_fp8 && p.kv_scale == KvScale::token) return false;
   if (std::int64_t(p.group()) * p.q_len < kMmaMinQueries) return false;
   return p.head_dim == 128 || (p.head_dim == 64 && !p.kv_fp8);
 }

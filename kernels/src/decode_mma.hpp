@@ -28,11 +28,12 @@
 // The warps' states are merged as decode_kernel's row-groups are (finish_decode_block), with the
 // output scaled back by 2^-15.
 //
-// An fp8 cache (one scale per tensor or KV head) is read as codes and converted exactly to
+// An fp8 cache (one scale per tensor, KV head or token) is read as codes and converted exactly to
 // binary16 (fp8x2_bits, the half of a word taken by the conversion itself): K four codes a lane
 // and step (one 4-byte load), V by ldmatrix.trans on code pairs, each word permuted once into its
 // even and odd dimensions' pairs, which go to two output tiles.
-// The K scale joins the score's multiplier and the V scale multiplies the output.
+// The K scale joins the score's multiplier and the V scale multiplies the output; per-token scales
+// stream with their rows and multiply each key's score and weight (MmaRun, VScaleTop).
 #pragma once
 
 #include <cstdlib>
@@ -55,10 +56,13 @@ __device__ __forceinline__ float ex2_ftz(float x) {
 
 // C: the cache's elements, __half or an fp8 code (cache_read.hpp). kQShared: q in shared memory
 // (else in registers, where a block cannot have the memory: launch_decode_mma).
-template <int D, class C = __half, bool kQShared_ = true>
+// kToken: an fp8 cache with per-token scales, which each stage holds after its rows.
+template <int D, class C = __half, bool kQShared_ = true, bool kToken_ = false>
 struct MmaGeom {
   static constexpr bool kQShared = kQShared_;
+  static constexpr bool kToken = kToken_;
   using CR = CacheRead<__half, C>;
+  static_assert(!kToken || CR::kFp8, "per-token scales are an fp8 cache's");
   static constexpr int EB = CR::EB;                      // bytes of a cache element
   static constexpr int WARPS = kDecThreads / kWarpSize;  // 4
   static constexpr int KEYS = WARPS * 16;                // positions a tile: 16 a warp
@@ -66,7 +70,8 @@ struct MmaGeom {
   static constexpr int CHUNKS = ROW_BYTES / 16;   // 16-byte chunks of a row
   static constexpr int RPP = kWarpSize / CHUNKS;  // rows a warp copies in one pass
   static constexpr int PASSES = 16 / RPP;         // passes over a warp's 16 rows of K (and V)
-  static constexpr int STAGE_BYTES = WARPS * 2 * 16 * ROW_BYTES;
+  static constexpr int ROWS_BYTES = WARPS * 2 * 16 * ROW_BYTES;  // a stage's rows of K and V
+  static constexpr int STAGE_BYTES = ROWS_BYTES + (kToken ? WARPS * 2 * 16 * 4 : 0);
   static constexpr int STAGES = CR::kFp8 ? kMmaStagesFp8 : kMmaStages;
   static constexpr int STREAM_BYTES = STAGES * STAGE_BYTES;
   // q's 16 rows after the stream, each padded by 16 bytes (ldmatrix's 8 rows then meet 32
@@ -87,6 +92,10 @@ struct MmaGeom {
   __device__ static int chunk(int w, int kv, int n, int c) {
     return row(w, kv, n) + ((c ^ (n & 7)) << 4);
   }
+  // Byte offset of the per-token scale of warp w's row n (of K: kv 0, V: kv 1) in a stage.
+  __device__ static int scale(int w, int kv, int n) {
+    return ROWS_BYTES + ((w * 2 + kv) * 16 + n) * 4;
+  }
 };
 
 // Where a warp's rows of K and V are read from, and their copies: the warp's 16 consecutive
@@ -100,6 +109,8 @@ struct MmaGeom {
 //    row within the page in 32 bits (tile_dot.hpp's RowStream does the same), and hands the row's
 //    offset to the copying lanes by a shuffle; "not read" is the offset's sign bit.
 //  - A key mask's byte for each row is loaded the same way, a tile ahead.
+//  - Per-token scales (G::kToken): lane l copies the K (lanes 0-15) or V scale (16-31) of the row
+//    it looks up, row l % 16, into the stage after its rows (a zero where the row is not read).
 template <class G>
 struct WarpRows {
   static constexpr std::int64_t kNotRead = std::int64_t(-1) - 0x7fffffffffffffffLL;  // sign bit
@@ -122,6 +133,11 @@ struct WarpRows {
   std::int32_t page_size, step_pages, step_rows;  // a tile's positions: whole pages, rows left
   std::int64_t page_bytes, page_base;
   std::uint8_t keep;  // the looked-up mask byte (1 without a mask)
+  // Per-token scales: the tensor of the lane's scale (K's or V's), where the scale goes in a stage,
+  // and (contiguous caches) its row's byte offset less next_off.
+  const float* scale_src;
+  int scale_dst;
+  std::int64_t own_delta;
   // first_pos: the longest-sequence position of the warp's first row of the first tile.
   __device__ WarpRows(const KernelParams& p, int b, int kvh, std::int64_t first_pos,
                       std::int64_t c1, std::int64_t shift, int warp, int lane)
@@ -134,6 +150,9 @@ struct WarpRows {
     next_q = first_pos + shift + crow;
     own_q = first_pos + shift + lane % 16;
     row_bytes = kv.stride_seq * E;
+    scale_src = lane < 16 ? p.k_scale : p.v_scale;
+    scale_dst = G::scale(warp, lane / 16, lane % 16);
+    own_delta = (lane % 16 - crow) * row_bytes - cchunk * 16;
     mask_row = p.key_mask == nullptr ? nullptr : p.key_mask + std::int64_t(b) * p.seq_len;
     table_row = nullptr;
     next_off = 0;
@@ -163,6 +182,21 @@ struct WarpRows {
   // the tile after it and looks its rows up.
   __device__ __forceinline__ void queue(char* st, const void* const (&src)[2]) {
     const bool paged = table_row != nullptr, masked = mask_row != nullptr;
+    if constexpr (G::kToken) {
+      // The looked-up row's scale: the row's element offset / head_dim (an fp8 element is a byte).
+      std::int64_t off = 0;
+      bool ok;
+      if (paged) {
+        ok = own_page >= 0 && keep != 0;
+        if (ok) off = page_base + std::int64_t(own_page) * page_bytes + own_row * row_bytes;
+      } else {
+        ok = static_cast<std::uint64_t>(own_q) < static_cast<std::uint64_t>(q_end) && keep != 0;
+        if (ok) off = next_off + own_delta;
+      }
+      static_assert(G::EB == 1, "a row's scale index is its byte offset / head_dim");
+      AsyncCopy::copy4(st + scale_dst, scale_src + static_cast<std::uint64_t>(off) / G::ROW_BYTES,
+                       ok);
+    }
     auto copy = [&](int pass, std::int64_t off, bool ok) {
       const int at = dst[pass % SW] + (pass / SW) * 8 * G::ROW_BYTES;
 #pragma unroll
@@ -228,10 +262,10 @@ struct SplitSpan {
 // positions [c0, c1), the positions every query of the block attends (where no key mask is given,
 // a warp's 16 positions inside them need no tests), the score's multiplier and the output's, and
 // the warp's rows (tile t: positions c0 + KEYS t + 16 warp + n, n = 0 .. 15).
-// fp8 caches: one K and one V scale for the block (per-token scales take the lane kernel: a V
-// scale folded into p could carry p x 2^15 past binary16's range). Scores are kept in base 2:
-// x = s x fl(scale x K scale x log2 e), rounded once from double, and p = 2^(x - m), m the running
-// max of x (converted back to base e for the merge, base_e).
+// fp8 caches: one K and one V scale for the block, or per-token scales (G::kToken, below). Scores
+// are kept in base 2: x = s x fl(scale x K scale x log2 e), rounded once from double (per token:
+// s x fl(fl(scale x log2 e) x the key's K scale), key_mul), and p = 2^(x - m), m the running max
+// of x (converted back to base e for the merge, base_e).
 template <class G>
 struct MmaRun {
   std::int64_t shift;
@@ -258,11 +292,19 @@ struct MmaRun {
     stages = static_cast<char*>(smem);
     double mul = p.scale;
     v_scale = 1.0f;
-    if constexpr (G::CR::kFp8) {
+    if constexpr (G::CR::kFp8 && !G::kToken) {
       mul *= p.k_scale[blk.kvh * p.scale_step];
       v_scale = p.v_scale[blk.kvh * p.scale_step];
     }
     score_mul = __double2float_rn(mul * 1.4426950408889634);
+  }
+  // Per-token scales: the multiplier of the scores of the warp's row n of a stage, and that row's
+  // V scale.
+  __device__ float key_mul(const char* st, int warp, int n) const {
+    return __fmul_rn(score_mul, *reinterpret_cast<const float*>(st + G::scale(warp, 0, n)));
+  }
+  __device__ static float v_scale_of(const char* st, int warp, int n) {
+    return *reinterpret_cast<const float*>(st + G::scale(warp, 1, n));
   }
   __device__ char* stage(int t) const { return stages + (t % G::STAGES) * G::STAGE_BYTES; }
   __device__ __forceinline__ void queue(int t) {
@@ -287,6 +329,31 @@ __device__ __forceinline__ void mma_online_max(float& m, float tmax, float& msub
   alpha = ex2_ftz(m - msub);
   m = mn;
 }
+
+// Per-token V scales: a weight is p x the key's V scale, which would carry p x 2^15 past
+// binary16's range (weight_halves). The weights carry p x fl(V scale x 2^-e) instead, 2^e the
+// least power of two at or above every V scale of the warp's rows so far (at least 2^-126; V
+// scale x 2^-e is exact, at most 1), so a weight is at most p; when a tile raises e, the output is
+// rescaled by 2^(e_old - e_new) with alpha (a power of two: exact but below 2^-126), and at the
+// end multiplied by 2^e (`top`). A weight's binary16 halves keep it within a relative 2^-21
+// while it is at least 2^-18, that is while p x V scale is at least 2^-18 of 2^e (2^e is within a
+// factor 2 of the largest V scale so far); below, within 2^-40 x 2^e absolute.
+struct VScaleTop {
+  float top = 1.17549435e-38f;  // 2^-126
+  float inv = 8.50705917e+37f;  // 2^126
+  // The warp's largest V scale of a tile (NaNs left out) raises 2^e to the least power of two at
+  // or above it; returns the output's factor 2^(e_old - e_new), 1 where e stays.
+  __device__ __forceinline__ float raise(float vmax) {
+    if (!(vmax > top)) return 1.0f;
+    unsigned bits = __float_as_uint(vmax);
+    if ((bits & 0x7fffffu) != 0) bits = (bits & 0x7f800000u) + 0x800000u;
+    const float nt = __uint_as_float(bits);
+    const float f = __fmul_rn(top, __frcp_rn(nt));
+    top = nt;
+    inv = __frcp_rn(nt);
+    return f;
+  }
+};
 
 // Two weights p0, p1 as the binary16 pairs hi (their roundings, x 2^15) and lo (the roundings of
 // the rest): hi + lo is each p x 2^15 within a relative 2^-21.
@@ -315,11 +382,12 @@ void launch_mma_blocks(const StageArgs& a, K* kernel, int bytes, int qt) {
       });
 }
 
-template <int D, bool kSeparate, class C, bool kQShared>
+template <int D, bool kSeparate, class C, bool kQShared, bool kToken>
 __global__ __launch_bounds__(
-    kDecThreads, MmaGeom<D, C, kQShared>::BLOCKS_PER_SM) void decode_mma_kernel(KernelParams p) {
+    kDecThreads,
+    MmaGeom<D, C, kQShared, kToken>::BLOCKS_PER_SM) void decode_mma_kernel(KernelParams p) {
 #if ATTNSCOPE_MMA
-  using G = MmaGeom<D, C, kQShared>;
+  using G = MmaGeom<D, C, kQShared, kToken>;
   using CR = typename G::CR;
   using Pol = AccPolicy<__half, Accum::fp32, D>;
   constexpr int QT = kMmaQueries, W = G::WARPS;
@@ -375,6 +443,7 @@ __global__ __launch_bounds__(
 #pragma unroll
   for (int n = 0; n < D / 8; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+  VScaleTop vtop;
 
   MmaRun<G> run(p, blk, warp, lane, smem);
   const std::int64_t shift = run.shift, c0 = run.span.c0, c1 = run.span.c1;
@@ -382,8 +451,19 @@ __global__ __launch_bounds__(
   stream_tiles<G::STAGES>(
       run.ntiles, [&](int t) { run.queue(t); },
       [&](int t) {
-        sync_warp();  // the warp's rows were copied by its lanes
+        sync_warp();  // the warp's rows (and scales) were copied by its lanes
         const char* st = run.stage(t);
+        // The multiplier of the scores of the lane's columns 8 h + 2 q4 + e.
+        float kmul[2][2];
+#pragma unroll
+        for (int h = 0; h < 2; ++h)
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            if constexpr (kToken)
+              kmul[h][e] = run.key_mul(st, warp, 8 * h + 2 * q4 + e);
+            else
+              kmul[h][e] = score_mul;
+          }
         // S for the warp's rows 0..7 (s[0]) and 8..15 (s[1]).
         float s[2][4];
 #pragma unroll
@@ -421,7 +501,7 @@ __global__ __launch_bounds__(
           for (int h = 0; h < 2; ++h)
 #pragma unroll
             for (int x = 0; x < 4; ++x) {
-              s[h][x] = __fmul_rn(s[h][x], score_mul);
+              s[h][x] = __fmul_rn(s[h][x], kmul[h][x % 2]);
               tmax[x / 2] = fmaxf(tmax[x / 2], s[h][x]);
             }
         } else {
@@ -435,7 +515,7 @@ __global__ __launch_bounds__(
               for (int r = 0; r < 2; ++r) {
                 const bool in = key_in && pos >= key_lo[r] && pos < key_hi[r];
                 float& x = s[h][2 * r + e];
-                x = in ? __fmul_rn(x, score_mul) : -INFINITY;
+                x = in ? __fmul_rn(x, kmul[h][e]) : -INFINITY;
                 tmax[r] = fmaxf(tmax[r], x);
               }
             }
@@ -447,7 +527,31 @@ __global__ __launch_bounds__(
           tmax[r] = fmaxf(tmax[r], shfl_xor(tmax[r], 2));
           mma_online_max(m[r], tmax[r], msub[r], alpha[r]);
         }
-        // p = 2^(s - m) (0 where s is -inf), each as binary16 halves of p x 2^15; the tile's sum.
+        // Per-token V scales: each weight's factor fl(V scale x 2^-e) (VScaleTop), the output's
+        // factor for a raised e joining alpha.
+        float vmul[2][2] = {{1.0f, 1.0f}, {1.0f, 1.0f}};
+        float alpha_o[2] = {alpha[0], alpha[1]};
+        if constexpr (kToken) {
+          float vmax = 0.0f;
+#pragma unroll
+          for (int h = 0; h < 2; ++h)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              vmul[h][e] = MmaRun<G>::v_scale_of(st, warp, 8 * h + 2 * q4 + e);
+              vmax = fmaxf(vmax, vmul[h][e]);
+            }
+          vmax = fmaxf(vmax, shfl_xor(vmax, 1));
+          vmax = fmaxf(vmax, shfl_xor(vmax, 2));
+          const float f = vtop.raise(vmax);
+#pragma unroll
+          for (int r = 0; r < 2; ++r) alpha_o[r] = alpha[r] * f;
+#pragma unroll
+          for (int h = 0; h < 2; ++h)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) vmul[h][e] = __fmul_rn(vmul[h][e], vtop.inv);
+        }
+        // p = 2^(s - m) (0 where s is -inf), each weight (p, or per token p x vmul) as binary16
+        // halves of it x 2^15; the tile's sum of the p's.
         unsigned hi[2][2], lo[2][2];  // [h][row r]: the pair of columns 2 q4, +1
         float tsum[2] = {0.0f, 0.0f};
 #pragma unroll
@@ -458,7 +562,11 @@ __global__ __launch_bounds__(
 #pragma unroll
             for (int e = 0; e < 2; ++e) pv[e] = ex2_ftz(s[h][2 * r + e] - msub[r]);  // 0 at -inf
             tsum[r] += pv[0] + pv[1];
-            weight_halves(pv[0], pv[1], hi[h][r], lo[h][r]);
+            if constexpr (kToken)
+              weight_halves(__fmul_rn(pv[0], vmul[h][0]), __fmul_rn(pv[1], vmul[h][1]), hi[h][r],
+                            lo[h][r]);
+            else
+              weight_halves(pv[0], pv[1], hi[h][r], lo[h][r]);
           }
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
@@ -466,13 +574,13 @@ __global__ __launch_bounds__(
           tsum[r] += shfl_xor(tsum[r], 2);
           l[r] = l[r] * alpha[r] + tsum[r];
         }
-        if (!warp_all(alpha[0] == 1.0f && alpha[1] == 1.0f)) {
+        if (!warp_all(alpha_o[0] == 1.0f && alpha_o[1] == 1.0f)) {
 #pragma unroll
           for (int n = 0; n < D / 8; ++n) {
-            o[n][0] *= alpha[0];
-            o[n][1] *= alpha[0];
-            o[n][2] *= alpha[1];
-            o[n][3] *= alpha[1];
+            o[n][0] *= alpha_o[0];
+            o[n][1] *= alpha_o[0];
+            o[n][2] *= alpha_o[1];
+            o[n][3] *= alpha_o[1];
           }
         }
     // O += P V, 8 positions a step: a = (hi | lo) of those positions, b = their V rows twice.
@@ -508,6 +616,7 @@ __global__ __launch_bounds__(
   __syncthreads();  // every warp is done with the tiles: their memory becomes the merge scratch
 
   const MergeScratch<QT, W, D> ms(reinterpret_cast<float*>(smem));
+  const float down = kToken ? kDown * vtop.top : kDown;  // per token: x 2^e (VScaleTop)
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const int i = g + 8 * r;
@@ -518,8 +627,8 @@ __global__ __launch_bounds__(
         // 16 (n / 2) + 4 q4 + {0, 2} + n % 2.
         const int d0 = CR::kFp8 ? 16 * (n / 2) + 4 * q4 + n % 2 : 8 * n + 2 * q4;
         const int d1 = CR::kFp8 ? d0 + 2 : d0 + 1;
-        ms.acc[(i * W + warp) * D + d0] = o[n][2 * r] * kDown;
-        ms.acc[(i * W + warp) * D + d1] = o[n][2 * r + 1] * kDown;
+        ms.acc[(i * W + warp) * D + d0] = o[n][2 * r] * down;
+        ms.acc[(i * W + warp) * D + d1] = o[n][2 * r + 1] * down;
       }
       if (q4 == 0) {
         ms.m[i * W + warp] = MmaRun<G>::base_e(m[r]);
@@ -530,7 +639,7 @@ __global__ __launch_bounds__(
   __syncthreads();
   finish_decode_block<Pol, W, QT, D, kSeparate, Fault::none>(
       p, ms, reinterpret_cast<unsigned*>(reinterpret_cast<char*>(smem) + G::SMEM_BYTES - 16), nq, b,
-      split, first, tile, kvh, out_row_of, CR::kFp8, run.v_scale);
+      split, first, tile, kvh, out_row_of, CR::kFp8 && !kToken, run.v_scale);
 #else
   (void)p;
 #endif
@@ -561,11 +670,12 @@ __device__ __forceinline__ unsigned movmatrix_trans(unsigned x) {
   return y;
 }
 
-template <int D, bool kSeparate, class C>
+template <int D, bool kSeparate, class C, bool kToken>
 __global__ __launch_bounds__(
-    kDecThreads, MmaGeom<D, C, false>::BLOCKS_PER_SM) void decode_mma8_kernel(KernelParams p) {
+    kDecThreads,
+    MmaGeom<D, C, false, kToken>::BLOCKS_PER_SM) void decode_mma8_kernel(KernelParams p) {
 #if ATTNSCOPE_MMA
-  using G = MmaGeom<D, C, false>;
+  using G = MmaGeom<D, C, false, kToken>;
   using CR = typename G::CR;
   using Pol = AccPolicy<__half, Accum::fp32, D>;
   constexpr int QT = kMmaNarrowQueries, W = G::WARPS, STEPS = D / 16, TILES = D / 16;
@@ -601,6 +711,7 @@ __global__ __launch_bounds__(
 #pragma unroll
   for (int t = 0; t < TILES; ++t) o[t][0] = o[t][1] = o[t][2] = o[t][3] = 0.0f;
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+  VScaleTop vtop;
 
   MmaRun<G> run(p, blk, warp, lane, smem);
   const std::int64_t shift = run.shift, c0 = run.span.c0, c1 = run.span.c1;
@@ -608,8 +719,17 @@ __global__ __launch_bounds__(
   stream_tiles<G::STAGES>(
       run.ntiles, [&](int t) { run.queue(t); },
       [&](int t) {
-        sync_warp();  // the warp's rows were copied by its lanes
+        sync_warp();  // the warp's rows (and scales) were copied by its lanes
         const char* st = run.stage(t);
+        // The multiplier of the scores of the lane's positions g + 8 h.
+        float kmul[2];
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          if constexpr (kToken)
+            kmul[h] = run.key_mul(st, warp, g + 8 * h);
+          else
+            kmul[h] = score_mul;
+        }
         // S^T: s[0], s[1] position g, s[2], s[3] position g + 8; queries 2 q4, 2 q4 + 1.
         float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
@@ -641,7 +761,7 @@ __global__ __launch_bounds__(
         if (run.clean(wpos)) {
 #pragma unroll
           for (int x = 0; x < 4; ++x) {
-            s[x] = __fmul_rn(s[x], score_mul);
+            s[x] = __fmul_rn(s[x], kmul[x / 2]);
             tmax[x % 2] = fmaxf(tmax[x % 2], s[x]);
           }
         } else {
@@ -653,7 +773,7 @@ __global__ __launch_bounds__(
             for (int e = 0; e < 2; ++e) {
               const bool in = key_in && pos >= key_lo[e] && pos < key_hi[e];
               float& x = s[2 * h + e];
-              x = in ? __fmul_rn(x, score_mul) : -INFINITY;
+              x = in ? __fmul_rn(x, kmul[h]) : -INFINITY;
               tmax[e] = fmaxf(tmax[e], x);
             }
           }
@@ -665,7 +785,24 @@ __global__ __launch_bounds__(
           for (int x = 4; x < 32; x *= 2) tmax[e] = fmaxf(tmax[e], shfl_xor(tmax[e], x));
           mma_online_max(m[e], tmax[e], msub[e], alpha[e]);
         }
-        // Weights, their hi and lo binary16 parts (x 2^15) transposed into P^T's B fragments.
+        // Per-token V scales: each weight's factor fl(V scale x 2^-e) (VScaleTop), the output's
+        // factor for a raised e joining alpha.
+        float vmul[2] = {1.0f, 1.0f};
+        float alpha_o[2] = {alpha[0], alpha[1]};
+        if constexpr (kToken) {
+#pragma unroll
+          for (int h = 0; h < 2; ++h) vmul[h] = MmaRun<G>::v_scale_of(st, warp, g + 8 * h);
+          float vmax = fmaxf(vmul[0], vmul[1]);
+#pragma unroll
+          for (int x = 4; x < 32; x *= 2) vmax = fmaxf(vmax, shfl_xor(vmax, x));
+          const float f = vtop.raise(vmax);
+#pragma unroll
+          for (int e = 0; e < 2; ++e) alpha_o[e] = alpha[e] * f;
+#pragma unroll
+          for (int h = 0; h < 2; ++h) vmul[h] = __fmul_rn(vmul[h], vtop.inv);
+        }
+        // Weights (p, or per token p x vmul), their hi and lo binary16 parts (x 2^15) transposed
+        // into P^T's B fragments; the tile's sum of the p's.
         unsigned bhi[2], blo[2];
         float tsum[2] = {0.0f, 0.0f};
 #pragma unroll
@@ -677,7 +814,10 @@ __global__ __launch_bounds__(
             tsum[e] += pv[e];
           }
           unsigned hi, lo;
-          weight_halves(pv[0], pv[1], hi, lo);
+          if constexpr (kToken)
+            weight_halves(__fmul_rn(pv[0], vmul[h]), __fmul_rn(pv[1], vmul[h]), hi, lo);
+          else
+            weight_halves(pv[0], pv[1], hi, lo);
           bhi[h] = movmatrix_trans(hi);
           blo[h] = movmatrix_trans(lo);
         }
@@ -687,13 +827,13 @@ __global__ __launch_bounds__(
           for (int x = 4; x < 32; x *= 2) tsum[e] += shfl_xor(tsum[e], x);
           l[e] = l[e] * alpha[e] + tsum[e];
         }
-        if (!warp_all(alpha[0] == 1.0f && alpha[1] == 1.0f)) {
+        if (!warp_all(alpha_o[0] == 1.0f && alpha_o[1] == 1.0f)) {
 #pragma unroll
           for (int t2 = 0; t2 < TILES; ++t2) {
-            o[t2][0] *= alpha[0];
-            o[t2][1] *= alpha[1];
-            o[t2][2] *= alpha[0];
-            o[t2][3] *= alpha[1];
+            o[t2][0] *= alpha_o[0];
+            o[t2][1] *= alpha_o[1];
+            o[t2][2] *= alpha_o[0];
+            o[t2][3] *= alpha_o[1];
           }
         }
     // O^T += V^T P^T, one 8-position half at a time.
@@ -730,6 +870,7 @@ __global__ __launch_bounds__(
   __syncthreads();  // every warp is done with the tiles: their memory becomes the merge scratch
 
   const MergeScratch<QT, W, D> ms(reinterpret_cast<float*>(smem));
+  const float down = kToken ? kDown * vtop.top : kDown;  // per token: x 2^e (VScaleTop)
 #pragma unroll
   for (int e = 0; e < 2; ++e) {
     const int i = 2 * q4 + e;
@@ -739,7 +880,7 @@ __global__ __launch_bounds__(
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
           const int d = CR::kFp8 ? 32 * (t2 / 2) + 16 * h + 2 * g + t2 % 2 : 16 * t2 + 8 * h + g;
-          ms.acc[(i * W + warp) * D + d] = o[t2][2 * h + e] * kDown;
+          ms.acc[(i * W + warp) * D + d] = o[t2][2 * h + e] * down;
         }
       if (g == 0) {
         ms.m[i * W + warp] = MmaRun<G>::base_e(m[e]);
@@ -750,25 +891,25 @@ __global__ __launch_bounds__(
   __syncthreads();
   finish_decode_block<Pol, W, QT, D, kSeparate, Fault::none>(
       p, ms, reinterpret_cast<unsigned*>(reinterpret_cast<char*>(smem) + G::SMEM_BYTES - 16), nq, b,
-      split, first, tile, kvh, out_row_of, CR::kFp8, run.v_scale);
+      split, first, tile, kvh, out_row_of, CR::kFp8 && !kToken, run.v_scale);
 #else
   (void)p;
 #endif
 }
 
-template <int D, bool kSeparate, class C, bool kQShared>
+template <int D, bool kSeparate, class C, bool kQShared, bool kToken>
 void launch_decode_mma_with(const StageArgs& a) {
-  auto* kernel = decode_mma_kernel<D, kSeparate, C, kQShared>;
-  constexpr int bytes = MmaGeom<D, C, kQShared>::SMEM_BYTES;
+  auto* kernel = decode_mma_kernel<D, kSeparate, C, kQShared, kToken>;
+  constexpr int bytes = MmaGeom<D, C, kQShared, kToken>::SMEM_BYTES;
   static const bool allowed = allow_mma_shared_memory(kernel, bytes);
   (void)allowed;
   launch_mma_blocks<D, kSeparate>(a, kernel, bytes, kMmaQueries);
 }
 
-template <int D, bool kSeparate, class C>
+template <int D, bool kSeparate, class C, bool kToken>
 void launch_decode_mma8(const StageArgs& a) {
-  auto* kernel = decode_mma8_kernel<D, kSeparate, C>;
-  constexpr int bytes = MmaGeom<D, C, false>::SMEM_BYTES;
+  auto* kernel = decode_mma8_kernel<D, kSeparate, C, kToken>;
+  constexpr int bytes = MmaGeom<D, C, false, kToken>::SMEM_BYTES;
   static const bool allowed = allow_mma_shared_memory(kernel, bytes);
   (void)allowed;
   launch_mma_blocks<D, kSeparate>(a, kernel, bytes, kMmaNarrowQueries);
@@ -780,14 +921,15 @@ void launch_decode_mma8(const StageArgs& a) {
 // there q stays in registers (the same arithmetic, so the same results). The environment variable
 // ATTNSCOPE_MMA_Q_IN_REGISTERS=1 takes the registers everywhere, so that GPUs with the memory can
 // check that variant too.
-template <int D, bool kSeparate, class C>
-void launch_decode_mma(const StageArgs& a) {
+template <int D, bool kSeparate, class C, bool kToken>
+void launch_decode_mma_scaled(const StageArgs& a) {
   if (decode_query_tile(a.problem) == kMmaNarrowQueries) {
-    launch_decode_mma8<D, kSeparate, C>(a);
+    launch_decode_mma8<D, kSeparate, C, kToken>(a);
     return;
   }
-  if constexpr (MmaGeom<D, C, true>::SMEM_BYTES <= 99 * 1024) {
-    launch_decode_mma_with<D, kSeparate, C, true>(a);
+  using GS = MmaGeom<D, C, true, kToken>;
+  if constexpr (GS::SMEM_BYTES <= 99 * 1024) {
+    launch_decode_mma_with<D, kSeparate, C, true, kToken>(a);
   } else {
     static const bool shared = [] {
       const char* forced = std::getenv("ATTNSCOPE_MMA_Q_IN_REGISTERS");
@@ -795,13 +937,25 @@ void launch_decode_mma(const StageArgs& a) {
       int dev = 0, most = 0;
       ATTNSCOPE_CHECK(hipGetDevice(&dev));
       ATTNSCOPE_CHECK(hipDeviceGetAttribute(&most, hipDeviceAttributeSharedMemPerBlockOptin, dev));
-      return MmaGeom<D, C, true>::SMEM_BYTES <= most;
+      return GS::SMEM_BYTES <= most;
     }();
     if (shared)
-      launch_decode_mma_with<D, kSeparate, C, true>(a);
+      launch_decode_mma_with<D, kSeparate, C, true, kToken>(a);
     else
-      launch_decode_mma_with<D, kSeparate, C, false>(a);
+      launch_decode_mma_with<D, kSeparate, C, false, kToken>(a);
   }
+}
+
+// An fp8 cache with per-token scales takes the kernels' per-token variant (kToken).
+template <int D, bool kSeparate, class C>
+void launch_decode_mma(const StageArgs& a) {
+  if constexpr (CacheRead<__half, C>::kFp8) {
+    if (a.problem.kv_scale == KvScale::token) {
+      launch_decode_mma_scaled<D, kSeparate, C, true>(a);
+      return;
+    }
+  }
+  launch_decode_mma_scaled<D, kSeparate, C, false>(a);
 }
 
 #else
