@@ -309,7 +309,10 @@ TEST(KernelOrders, MatrixInstructionDecodeWhereItRuns) {
     EXPECT_EQ(gpu::detail::decode_query_tile(wide), 16);
     wide.kv_heads = 2;
     EXPECT_EQ(gpu::detail::decode_query_tiles(wide), 2);
-    EXPECT_EQ(o.dot, SummationOrder::mma_of(1, 16));
+    // The 8-query kernel's dot takes two accumulators (even and odd steps), the 16-query one's
+    // one.
+    EXPECT_EQ(o.dot, SummationOrder::mma_of(2, 16));
+    EXPECT_EQ(gpu::detail::decode_order(wide, 2).dot, SummationOrder::mma_of(1, 16));
     EXPECT_EQ(o.values, SummationOrder::mma_of(4, 8, 2048));
     EXPECT_TRUE(o.truncating);
     EXPECT_EQ(o.extra_roundings, 12);

@@ -177,8 +177,10 @@ KernelOrder decode_order(const Problem& p, int splits) {
     return o;
   }
   if (decode_uses_mma(p)) {
+    // The dot in steps of 16 dimensions into one accumulator, or (the 8-query kernel) the even
+    // steps into one and the odd into another, then added.
     KernelOrder o;
-    o.dot = SummationOrder::mma_of(1, 16);
+    o.dot = SummationOrder::mma_of(decode_query_tile(p) == kMmaNarrowQueries ? 2 : 1, 16);
     o.splits = splits;
     o.values = SummationOrder::mma_of(kDecThreads / 32, 8, (span_of(p) + splits - 1) / splits);
     o.extra_roundings = 12;

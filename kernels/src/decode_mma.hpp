@@ -92,6 +92,10 @@ struct MmaGeom {
   __device__ static int chunk(int w, int kv, int n, int c) {
     return row(w, kv, n) + ((c ^ (n & 7)) << 4);
   }
+  // chunk(w, kv, n, c0 ^ c1) = chunk(w, kv, n, c0) ^ (c1 << 4): the chunk's bits lie below the
+  // row's (ROW_BYTES = 16 CHUNKS), and so they do below a stage's start (a multiple of ROW_BYTES),
+  // so a lane computes its chunk once and reaches the others of its row by one XOR.
+  static_assert(STAGE_BYTES % ROW_BYTES == 0, "stages start at a multiple of a row's bytes");
   // Byte offset of the per-token scale of warp w's row n (of K: kv 0, V: kv 1) in a stage.
   __device__ static int scale(int w, int kv, int n) {
     return ROWS_BYTES + ((w * 2 + kv) * 16 + n) * 4;
@@ -307,6 +311,10 @@ struct MmaRun {
     return *reinterpret_cast<const float*>(st + G::scale(warp, 1, n));
   }
   __device__ char* stage(int t) const { return stages + (t % G::STAGES) * G::STAGE_BYTES; }
+  // Tile t's stage as an offset from the stream's start, and the bytes at `lane` (that offset
+  // plus a lane's G::chunk of c0) of chunk c0 ^ c1 (MmaGeom's XOR identity).
+  __device__ static int stage_at(int t) { return (t % G::STAGES) * G::STAGE_BYTES; }
+  __device__ const char* at(int lane, int c1) const { return stages + (lane ^ (c1 << 4)); }
   __device__ __forceinline__ void queue(int t) {
     sync_warp();  // the stage was read by other lanes of this warp in the tile before
     rows.queue(stage(t), src);
@@ -448,11 +456,19 @@ __global__ __launch_bounds__(
   MmaRun<G> run(p, blk, warp, lane, smem);
   const std::int64_t shift = run.shift, c0 = run.span.c0, c1 = run.span.c1;
   const float score_mul = run.score_mul;
+  // The lane's chunks in a stage (MmaRun::at): of K, row g's chunk 0 (fp8: its bytes 4 q4) or
+  // q4 / 2 (bytes 8 (q4 % 2)), row g + 8 past it; of V, row lane % 8's chunk lane / 8, row
+  // 8 + lane % 8 past it.
+  const int k_lane =
+      CR::kFp8 ? G::chunk(warp, 0, g, 0) + 4 * q4 : G::chunk(warp, 0, g, q4 / 2) + (q4 % 2) * 8;
+  const int v_lane = G::chunk(warp, 1, lane % 8, lane / 8);
+  constexpr int HALF = 8 * G::ROW_BYTES;  // rows n + 8 against rows n
   stream_tiles<G::STAGES>(
       run.ntiles, [&](int t) { run.queue(t); },
       [&](int t) {
         sync_warp();  // the warp's rows (and scales) were copied by its lanes
         const char* st = run.stage(t);
+        const int kt = MmaRun<G>::stage_at(t) + k_lane, vt = MmaRun<G>::stage_at(t) + v_lane;
         // The multiplier of the scores of the lane's columns 8 h + 2 q4 + e.
         float kmul[2][2];
 #pragma unroll
@@ -479,15 +495,14 @@ __global__ __launch_bounds__(
           }
 #pragma unroll
           for (int h = 0; h < 2; ++h) {
-            const int n = 8 * h + g;  // K's row this lane reads: b's column
+            // K's row 8 h + g (b's column). fp8: the step's 16 codes are chunk k, this lane's
+            // four at 4 q4; fp16: chunks 2 k and 2 k + 1.
+            const char* kp = run.at(kt, CR::kFp8 ? k : 2 * k) + h * HALF;
             if constexpr (CR::kFp8) {
-              // The step's 16 codes are chunk k; this lane's four at 4 q4.
-              const unsigned kw =
-                  *reinterpret_cast<const unsigned*>(st + G::chunk(warp, 0, n, k) + 4 * q4);
+              const unsigned kw = *reinterpret_cast<const unsigned*>(kp);
               mma_16x8x16(s[h], qa, fp8x2_bits<CR::kFormat>(kw), fp8x2_bits<CR::kFormat, true>(kw));
             } else {
-              const uint2 kw = *reinterpret_cast<const uint2*>(
-                  st + G::chunk(warp, 0, n, 2 * k + q4 / 2) + (q4 % 2) * 8);
+              const uint2 kw = *reinterpret_cast<const uint2*>(kp);
               mma_16x8x16(s[h], qa, kw.x, kw.y);
             }
           }
@@ -590,9 +605,8 @@ __global__ __launch_bounds__(
 #pragma unroll
           for (int c = 0; c < G::CHUNKS / 4; ++c) {
             // Matrix i: V's rows 8 h .. 8 h + 7, chunk 4 c + i.
-            const int n = 8 * h + lane % 8;
             unsigned v[4];
-            ldmatrix_x4_trans(v, st + G::chunk(warp, 1, n, 4 * c + lane / 8));
+            ldmatrix_x4_trans(v, run.at(vt, 4 * c) + h * HALF);
 #pragma unroll
             for (int i = 0; i < 4; ++i) {
               if constexpr (CR::kFp8) {
@@ -655,11 +669,14 @@ __global__ __launch_bounds__(
 //    {0, 1, 2, 3} of each step s (the lane order of decode_mma_kernel; rows past nq repeat the
 //    first query and are never written).
 //  - A warp's S^T: lane (g, q4) holds positions g and g + 8 for queries 2 q4 and 2 q4 + 1; a
-//    query's max and sum run over the 8 lanes of its column (shuffles over g).
+//    query's max and sum run over the 8 lanes of its column (shuffles over g). The steps of 16
+//    dimensions go to two accumulators, the even ones and the odd ones, added at the end (two
+//    independent chains of instructions where decode_mma_kernel's two row halves give it two):
+//    the dot's declared order is mma(lanes=2,vec=16) here, mma(lanes=1,vec=16) there.
 //  - P^T as the B operand of O^T: each 8-position half's weights, as binary16 hi and lo parts of
 //    p x 2^15, are the 8 x 8 matrices of S^T's fragment; movmatrix transposes them into B's
 //    layout (k = positions: hi in k 0..7, lo in k 8..15, so V^T's 8 positions enter twice, as in
-//    decode_mma_kernel). The order of every sum is decode_mma_kernel's, so is the declared one.
+//    decode_mma_kernel). The weighted sum's order is decode_mma_kernel's.
 //  - V^T is the A operand: ldmatrix.trans on V's rows gives a lane positions 2 q4, 2 q4 + 1 of
 //    one dimension. fp16: output tile t's rows g, g + 8 are dimensions 16 t + g, 16 t + 8 + g.
 //    fp8: a word of code pairs, permuted once, holds that pair for an even and an odd dimension;
@@ -716,11 +733,17 @@ __global__ __launch_bounds__(
   MmaRun<G> run(p, blk, warp, lane, smem);
   const std::int64_t shift = run.shift, c0 = run.span.c0, c1 = run.span.c1;
   const float score_mul = run.score_mul;
+  // The lane's chunks in a stage (MmaRun::at), as in decode_mma_kernel.
+  const int k_lane =
+      CR::kFp8 ? G::chunk(warp, 0, g, 0) + 4 * q4 : G::chunk(warp, 0, g, q4 / 2) + (q4 % 2) * 8;
+  const int v_lane = G::chunk(warp, 1, lane % 8, lane / 8);
+  constexpr int HALF = 8 * G::ROW_BYTES;  // rows n + 8 against rows n
   stream_tiles<G::STAGES>(
       run.ntiles, [&](int t) { run.queue(t); },
       [&](int t) {
         sync_warp();  // the warp's rows (and scales) were copied by its lanes
         const char* st = run.stage(t);
+        const int kt = MmaRun<G>::stage_at(t) + k_lane, vt = MmaRun<G>::stage_at(t) + v_lane;
         // The multiplier of the scores of the lane's positions g + 8 h.
         float kmul[2];
 #pragma unroll
@@ -731,31 +754,35 @@ __global__ __launch_bounds__(
             kmul[h] = score_mul;
         }
         // S^T: s[0], s[1] position g, s[2], s[3] position g + 8; queries 2 q4, 2 q4 + 1.
-        float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        // Two accumulators, the even steps' and the odd steps' (two independent chains of
+        // instructions), added at the end.
+        float s2[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
 #pragma unroll
         for (int k = 0; k < STEPS; ++k) {
           unsigned a[4];
+          // K's rows g and g + 8: fp8, chunk k (this lane's four codes at 4 q4); fp16, chunks
+          // 2 k and 2 k + 1.
+          const char* kp = run.at(kt, CR::kFp8 ? k : 2 * k);
           if constexpr (CR::kFp8) {
-            const unsigned k0 =
-                *reinterpret_cast<const unsigned*>(st + G::chunk(warp, 0, g, k) + 4 * q4);
-            const unsigned k1 =
-                *reinterpret_cast<const unsigned*>(st + G::chunk(warp, 0, g + 8, k) + 4 * q4);
+            const unsigned k0 = *reinterpret_cast<const unsigned*>(kp);
+            const unsigned k1 = *reinterpret_cast<const unsigned*>(kp + HALF);
             a[0] = fp8x2_bits<CR::kFormat>(k0);
             a[1] = fp8x2_bits<CR::kFormat>(k1);
             a[2] = fp8x2_bits<CR::kFormat, true>(k0);
             a[3] = fp8x2_bits<CR::kFormat, true>(k1);
           } else {
-            const uint2 k0 = *reinterpret_cast<const uint2*>(
-                st + G::chunk(warp, 0, g, 2 * k + q4 / 2) + (q4 % 2) * 8);
-            const uint2 k1 = *reinterpret_cast<const uint2*>(
-                st + G::chunk(warp, 0, g + 8, 2 * k + q4 / 2) + (q4 % 2) * 8);
+            const uint2 k0 = *reinterpret_cast<const uint2*>(kp);
+            const uint2 k1 = *reinterpret_cast<const uint2*>(kp + HALF);
             a[0] = k0.x;
             a[1] = k1.x;
             a[2] = k0.y;
             a[3] = k1.y;
           }
-          mma_16x8x16(s, a, qb[k][0], qb[k][1]);
+          mma_16x8x16(s2[k % 2], a, qb[k][0], qb[k][1]);
         }
+        float s[4];
+#pragma unroll
+        for (int x = 0; x < 4; ++x) s[x] = s2[0][x] + s2[1][x];
         float tmax[2] = {-INFINITY, -INFINITY};
         const std::int64_t wpos = c0 + std::int64_t(t) * G::KEYS + 16 * warp;
         if (run.clean(wpos)) {
@@ -843,7 +870,7 @@ __global__ __launch_bounds__(
           for (int c = 0; c < G::CHUNKS / 4; ++c) {
             // Matrix i: V's rows 8 h .. 8 h + 7, chunk 4 c + i.
             unsigned v[4];
-            ldmatrix_x4_trans(v, st + G::chunk(warp, 1, 8 * h + lane % 8, 4 * c + lane / 8));
+            ldmatrix_x4_trans(v, run.at(vt, 4 * c) + h * HALF);
             if constexpr (CR::kFp8) {
 #pragma unroll
               for (int u = 0; u < 2; ++u) {
