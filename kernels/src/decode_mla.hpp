@@ -201,10 +201,7 @@ __global__ __launch_bounds__(MlaGeom<MT, C>::THREADS,
 
   // The instruction of the operands' format.
   auto mma = [](float(&acc)[4], const unsigned(&x)[4], unsigned y0, unsigned y1) {
-    if constexpr (G::kBf16)
-      mma_16x8x16_bf16(acc, x, y0, y1);
-    else
-      mma_16x8x16(acc, x, y0, y1);
+    mma_16x8x16<G::kBf16>(acc, x, y0, y1);
   };
   // Two weights (already x 2^15) as the operands' format's hi and lo halves, packed in pairs:
   // hi the rounding of w, lo the rounding of w - hi (exact in fp32). binary16: relative error

@@ -311,24 +311,21 @@ template <Fp8Format F, bool kHigh = false, bool kSoftware = false>
 __device__ __forceinline__ unsigned fp8x2_bits(unsigned word) {
 #if ATTNSCOPE_FP8_CVT
   if constexpr (!kSoftware && (F == Fp8Format::e4m3 || F == Fp8Format::e5m2)) {
-    // The half is taken as an operand of the conversion, not moved first.
+    // The half is taken as an operand of the conversion (l or h), not moved first.
     unsigned r;
+#define ATTNSCOPE_FP8X2_CVT(FORMAT, HALF)                                                   \
+  asm("{.reg .b16 l, h;\n mov.b32 {l, h}, %1;\n cvt.rn.f16x2." FORMAT "x2 %0, " HALF ";\n}" \
+      : "=r"(r)                                                                             \
+      : "r"(word))
     if constexpr (F == Fp8Format::e4m3 && kHigh)
-      asm("{.reg .b16 l, h;\n mov.b32 {l, h}, %1;\n cvt.rn.f16x2.e4m3x2 %0, h;\n}"
-          : "=r"(r)
-          : "r"(word));
+      ATTNSCOPE_FP8X2_CVT("e4m3", "h");
     else if constexpr (F == Fp8Format::e4m3)
-      asm("{.reg .b16 l, h;\n mov.b32 {l, h}, %1;\n cvt.rn.f16x2.e4m3x2 %0, l;\n}"
-          : "=r"(r)
-          : "r"(word));
+      ATTNSCOPE_FP8X2_CVT("e4m3", "l");
     else if constexpr (kHigh)
-      asm("{.reg .b16 l, h;\n mov.b32 {l, h}, %1;\n cvt.rn.f16x2.e5m2x2 %0, h;\n}"
-          : "=r"(r)
-          : "r"(word));
+      ATTNSCOPE_FP8X2_CVT("e5m2", "h");
     else
-      asm("{.reg .b16 l, h;\n mov.b32 {l, h}, %1;\n cvt.rn.f16x2.e5m2x2 %0, l;\n}"
-          : "=r"(r)
-          : "r"(word));
+      ATTNSCOPE_FP8X2_CVT("e5m2", "l");
+#undef ATTNSCOPE_FP8X2_CVT
     return r;
   }
 #endif
@@ -364,35 +361,24 @@ __device__ __forceinline__ __half2 fp8x2_to_half2(unsigned pair) {
 #define ATTNSCOPE_MMA 0
 #endif
 
-// c (16 x 8, fp32) += a (16 x 16, binary16, row-major) x b (16 x 8, binary16, column-major), in
-// mma.m16n8k16's fragment layouts: lane l holds a's rows l / 4 and l / 4 + 8 and b's column
-// l / 4, at columns (of a; rows of b) 2 (l % 4) + {0, 1} and + 8; c's rows l / 4 and l / 4 + 8,
-// columns 2 (l % 4) + {0, 1}.
+// c (16 x 8, fp32) += a (16 x 16, binary16, or bfloat16 where kBf16, row-major) x b (16 x 8, of
+// the same format, column-major), in mma.m16n8k16's fragment layouts: lane l holds a's rows l / 4
+// and l / 4 + 8 and b's column l / 4, at columns (of a; rows of b) 2 (l % 4) + {0, 1} and + 8;
+// c's rows l / 4 and l / 4 + 8, columns 2 (l % 4) + {0, 1}.
+template <bool kBf16 = false>
 __device__ __forceinline__ void mma_16x8x16(float (&c)[4], const unsigned (&a)[4], unsigned b0,
                                             unsigned b1) {
 #if ATTNSCOPE_MMA
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-#else
-  (void)c;
-  (void)a;
-  (void)b0;
-  (void)b1;
-#endif
-}
-
-// The same with bfloat16 a and b.
-__device__ __forceinline__ void mma_16x8x16_bf16(float (&c)[4], const unsigned (&a)[4], unsigned b0,
-                                                 unsigned b1) {
-#if ATTNSCOPE_MMA
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#define ATTNSCOPE_MMA_16X8X16(TYPES)                                          \
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." TYPES                 \
+               ".f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n" \
+               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])               \
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1))
+  if constexpr (kBf16)
+    ATTNSCOPE_MMA_16X8X16("bf16.bf16");
+  else
+    ATTNSCOPE_MMA_16X8X16("f16.f16");
+#undef ATTNSCOPE_MMA_16X8X16
 #else
   (void)c;
   (void)a;
