@@ -326,6 +326,25 @@ struct MmaRun {
   __device__ static float base_e(float m) {
     return __double2float_rn(double(m) * 0.6931471805599453);
   }
+  // Query i's running max (back in base e) and sum of warp `warp` into the merge scratch (each
+  // kernel writes its output accumulators there in its own layout).
+  template <class MS>
+  __device__ static void put_state(const MS& ms, int i, int warp, float m, float l) {
+    ms.m[i * G::WARPS + warp] = base_e(m);
+    ms.l[i * G::WARPS + warp] = l;
+  }
+  // The block's end, once every warp's state is in the scratch: merged as the other decode
+  // kernels' row-groups are (finish_decode_block; fused's merge flag in the memory's last word),
+  // the V scale on the output where one scale serves the block.
+  template <class Pol, int QT, int D, bool kSeparate, class OutRow>
+  __device__ void finish(const KernelParams& p, const MergeScratch<QT, G::WARPS, D>& ms, void* smem,
+                         const DecodeBlock& blk, OutRow out_row_of) const {
+    __syncthreads();
+    finish_decode_block<Pol, G::WARPS, QT, D, kSeparate, Fault::none>(
+        p, ms, reinterpret_cast<unsigned*>(static_cast<char*>(smem) + G::SMEM_BYTES - 16), blk.nq,
+        blk.b, blk.split, blk.first, blk.tile, blk.kvh, out_row_of, G::CR::kFp8 && !G::kToken,
+        v_scale);
+  }
 };
 
 // The online max of one query: the tile's max over the warp (tmax) joins m; alpha rescales l and
@@ -407,8 +426,7 @@ __global__ __launch_bounds__(
 
   DecodeBlock blk;
   if (!blk.place(p, reinterpret_cast<int*>(smem), QT)) return;
-  const int split = blk.split, b = blk.b, tile = blk.tile, kvh = blk.kvh, nq = blk.nq;
-  const int first = blk.first;
+  const int b = blk.b, nq = blk.nq;
   auto out_row_of = [&](int i) { return blk.out_row(p, i); };
   // The window of each of this lane's two rows (g, g + 8; past nq the block's first query's).
   std::int64_t key_lo[2], key_hi[2];
@@ -644,16 +662,10 @@ __global__ __launch_bounds__(
         ms.acc[(i * W + warp) * D + d0] = o[n][2 * r] * down;
         ms.acc[(i * W + warp) * D + d1] = o[n][2 * r + 1] * down;
       }
-      if (q4 == 0) {
-        ms.m[i * W + warp] = MmaRun<G>::base_e(m[r]);
-        ms.l[i * W + warp] = l[r];
-      }
+      if (q4 == 0) MmaRun<G>::put_state(ms, i, warp, m[r], l[r]);
     }
   }
-  __syncthreads();
-  finish_decode_block<Pol, W, QT, D, kSeparate, Fault::none>(
-      p, ms, reinterpret_cast<unsigned*>(reinterpret_cast<char*>(smem) + G::SMEM_BYTES - 16), nq, b,
-      split, first, tile, kvh, out_row_of, CR::kFp8 && !kToken, run.v_scale);
+  run.template finish<Pol, QT, D, kSeparate>(p, ms, smem, blk, out_row_of);
 #else
   (void)p;
 #endif
@@ -705,8 +717,7 @@ __global__ __launch_bounds__(
 
   DecodeBlock blk;
   if (!blk.place(p, reinterpret_cast<int*>(smem), QT)) return;
-  const int split = blk.split, b = blk.b, tile = blk.tile, kvh = blk.kvh, nq = blk.nq;
-  const int first = blk.first;
+  const int b = blk.b, nq = blk.nq;
   auto out_row_of = [&](int i) { return blk.out_row(p, i); };
   // The windows of this lane's two columns (queries 2 q4 and 2 q4 + 1).
   std::int64_t key_lo[2], key_hi[2];
@@ -909,16 +920,10 @@ __global__ __launch_bounds__(
           const int d = CR::kFp8 ? 32 * (t2 / 2) + 16 * h + 2 * g + t2 % 2 : 16 * t2 + 8 * h + g;
           ms.acc[(i * W + warp) * D + d] = o[t2][2 * h + e] * down;
         }
-      if (g == 0) {
-        ms.m[i * W + warp] = MmaRun<G>::base_e(m[e]);
-        ms.l[i * W + warp] = l[e];
-      }
+      if (g == 0) MmaRun<G>::put_state(ms, i, warp, m[e], l[e]);
     }
   }
-  __syncthreads();
-  finish_decode_block<Pol, W, QT, D, kSeparate, Fault::none>(
-      p, ms, reinterpret_cast<unsigned*>(reinterpret_cast<char*>(smem) + G::SMEM_BYTES - 16), nq, b,
-      split, first, tile, kvh, out_row_of, CR::kFp8 && !kToken, run.v_scale);
+  run.template finish<Pol, QT, D, kSeparate>(p, ms, smem, blk, out_row_of);
 #else
   (void)p;
 #endif
