@@ -463,7 +463,10 @@ __global__ __launch_bounds__(
   }
   // This lane's row of ldmatrix's four matrices (rows 0-7, 8-15 at columns 0-7, then at 8-15).
   const char* const qrow_at = qs + (lane % 16) * G::Q_ROW + (lane / 16) * 16;
-  __syncthreads();
+  // q in shared memory was written by every thread. (place() ends with a barrier of its own where
+  // it used the memory, and each warp's stream writes its own rows only: q in registers needs
+  // none.)
+  if constexpr (kQShared) __syncthreads();
 
   float o[D / 8][4];
 #pragma unroll
