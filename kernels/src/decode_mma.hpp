@@ -278,6 +278,10 @@ struct MmaRun {
   int ntiles;
   bool maskless;
   float score_mul, v_scale;
+  // The lane's chunks in a stage (at), the same in both kernels' fragment layouts (lane = 4 g +
+  // q4): of K, row g's chunk 0 (fp8: its bytes 4 q4) or q4 / 2 (bytes 8 (q4 % 2)), row g + 8
+  // past it; of V, row lane % 8's chunk lane / 8, row 8 + lane % 8 past it.
+  int k_lane, v_lane;
   const void* src[2];
   char* stages;
   WarpRows<G> rows;
@@ -291,6 +295,10 @@ struct MmaRun {
     all_lo = max(all_lo, -shift);
     all_hi = min(all_hi, c1);
     maskless = p.key_mask == nullptr;
+    const int g = lane / 4, q4 = lane % 4;
+    k_lane = G::CR::kFp8 ? G::chunk(warp, 0, g, 0) + 4 * q4
+                         : G::chunk(warp, 0, g, q4 / 2) + (q4 % 2) * 8;
+    v_lane = G::chunk(warp, 1, lane % 8, lane / 8);
     src[0] = p.k;
     src[1] = p.v;
     stages = static_cast<char*>(smem);
@@ -314,6 +322,8 @@ struct MmaRun {
   // Tile t's stage as an offset from the stream's start, and the bytes at `lane` (that offset
   // plus a lane's G::chunk of c0) of chunk c0 ^ c1 (MmaGeom's XOR identity).
   __device__ static int stage_at(int t) { return (t % G::STAGES) * G::STAGE_BYTES; }
+  __device__ int k_at(int t) const { return stage_at(t) + k_lane; }
+  __device__ int v_at(int t) const { return stage_at(t) + v_lane; }
   __device__ const char* at(int lane, int c1) const { return stages + (lane ^ (c1 << 4)); }
   __device__ __forceinline__ void queue(int t) {
     sync_warp();  // the stage was read by other lanes of this warp in the tile before
@@ -477,19 +487,13 @@ __global__ __launch_bounds__(
   MmaRun<G> run(p, blk, warp, lane, smem);
   const std::int64_t shift = run.shift, c0 = run.span.c0, c1 = run.span.c1;
   const float score_mul = run.score_mul;
-  // The lane's chunks in a stage (MmaRun::at): of K, row g's chunk 0 (fp8: its bytes 4 q4) or
-  // q4 / 2 (bytes 8 (q4 % 2)), row g + 8 past it; of V, row lane % 8's chunk lane / 8, row
-  // 8 + lane % 8 past it.
-  const int k_lane =
-      CR::kFp8 ? G::chunk(warp, 0, g, 0) + 4 * q4 : G::chunk(warp, 0, g, q4 / 2) + (q4 % 2) * 8;
-  const int v_lane = G::chunk(warp, 1, lane % 8, lane / 8);
   constexpr int HALF = 8 * G::ROW_BYTES;  // rows n + 8 against rows n
   stream_tiles<G::STAGES>(
       run.ntiles, [&](int t) { run.queue(t); },
       [&](int t) {
         sync_warp();  // the warp's rows (and scales) were copied by its lanes
         const char* st = run.stage(t);
-        const int kt = MmaRun<G>::stage_at(t) + k_lane, vt = MmaRun<G>::stage_at(t) + v_lane;
+        const int kt = run.k_at(t), vt = run.v_at(t);
         // The multiplier of the scores of the lane's columns 8 h + 2 q4 + e.
         float kmul[2][2];
 #pragma unroll
@@ -747,17 +751,13 @@ __global__ __launch_bounds__(
   MmaRun<G> run(p, blk, warp, lane, smem);
   const std::int64_t shift = run.shift, c0 = run.span.c0, c1 = run.span.c1;
   const float score_mul = run.score_mul;
-  // The lane's chunks in a stage (MmaRun::at), as in decode_mma_kernel.
-  const int k_lane =
-      CR::kFp8 ? G::chunk(warp, 0, g, 0) + 4 * q4 : G::chunk(warp, 0, g, q4 / 2) + (q4 % 2) * 8;
-  const int v_lane = G::chunk(warp, 1, lane % 8, lane / 8);
   constexpr int HALF = 8 * G::ROW_BYTES;  // rows n + 8 against rows n
   stream_tiles<G::STAGES>(
       run.ntiles, [&](int t) { run.queue(t); },
       [&](int t) {
         sync_warp();  // the warp's rows (and scales) were copied by its lanes
         const char* st = run.stage(t);
-        const int kt = MmaRun<G>::stage_at(t) + k_lane, vt = MmaRun<G>::stage_at(t) + v_lane;
+        const int kt = run.k_at(t), vt = run.v_at(t);
         // The multiplier of the scores of the lane's positions g + 8 h.
         float kmul[2];
 #pragma unroll
