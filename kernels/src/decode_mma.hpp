@@ -752,161 +752,190 @@ __global__ __launch_bounds__(
   const std::int64_t shift = run.shift, c0 = run.span.c0, c1 = run.span.c1;
   const float score_mul = run.score_mul;
   constexpr int HALF = 8 * G::ROW_BYTES;  // rows n + 8 against rows n
-  stream_tiles<G::STAGES>(
-      run.ntiles, [&](int t) { run.queue(t); },
-      [&](int t) {
-        sync_warp();  // the warp's rows (and scales) were copied by its lanes
-        const char* st = run.stage(t);
-        const int kt = run.k_at(t), vt = run.v_at(t);
-        // The multiplier of the scores of the lane's positions g + 8 h.
-        float kmul[2];
+  // S^T of tile t: s[0], s[1] position g, s[2], s[3] position g + 8; queries 2 q4, 2 q4 + 1.
+  // Two accumulators, the even steps' and the odd steps' (two independent chains of
+  // instructions), added at the end.
+  auto dot = [&](int t, float(&s)[4]) {
+    const int kt = run.k_at(t);
+    float s2[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
 #pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          if constexpr (kToken)
-            kmul[h] = run.key_mul(st, warp, g + 8 * h);
-          else
-            kmul[h] = score_mul;
+    for (int k = 0; k < STEPS; ++k) {
+      unsigned a[4];
+      // K's rows g and g + 8: fp8, chunk k (this lane's four codes at 4 q4); fp16, chunks
+      // 2 k and 2 k + 1.
+      const char* kp = run.at(kt, CR::kFp8 ? k : 2 * k);
+      if constexpr (CR::kFp8) {
+        const unsigned k0 = *reinterpret_cast<const unsigned*>(kp);
+        const unsigned k1 = *reinterpret_cast<const unsigned*>(kp + HALF);
+        a[0] = fp8x2_bits<CR::kFormat>(k0);
+        a[1] = fp8x2_bits<CR::kFormat>(k1);
+        a[2] = fp8x2_bits<CR::kFormat, true>(k0);
+        a[3] = fp8x2_bits<CR::kFormat, true>(k1);
+      } else {
+        const uint2 k0 = *reinterpret_cast<const uint2*>(kp);
+        const uint2 k1 = *reinterpret_cast<const uint2*>(kp + HALF);
+        a[0] = k0.x;
+        a[1] = k1.x;
+        a[2] = k0.y;
+        a[3] = k1.y;
+      }
+      mma_16x8x16(s2[k % 2], a, qb[k][0], qb[k][1]);
+    }
+#pragma unroll
+    for (int x = 0; x < 4; ++x) s[x] = s2[0][x] + s2[1][x];
+  };
+  // The rest of tile t from its scores s: the softmax's step, the weights, O^T += V^T P^T.
+  auto rest = [&](int t, float(&s)[4]) {
+    const char* st = run.stage(t);
+    const int vt = run.v_at(t);
+    // The multiplier of the scores of the lane's positions g + 8 h.
+    float kmul[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      if constexpr (kToken)
+        kmul[h] = run.key_mul(st, warp, g + 8 * h);
+      else
+        kmul[h] = score_mul;
+    }
+    float tmax[2] = {-INFINITY, -INFINITY};
+    const std::int64_t wpos = c0 + std::int64_t(t) * G::KEYS + 16 * warp;
+    if (run.clean(wpos)) {
+#pragma unroll
+      for (int x = 0; x < 4; ++x) {
+        s[x] = __fmul_rn(s[x], kmul[x / 2]);
+        tmax[x % 2] = fmaxf(tmax[x % 2], s[x]);
+      }
+    } else {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const std::int64_t pos = wpos + g + 8 * h;
+        const bool key_in = pos < c1 && key_attended<Fault::none>(p, b, shift, pos);
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const bool in = key_in && pos >= key_lo[e] && pos < key_hi[e];
+          float& x = s[2 * h + e];
+          x = in ? __fmul_rn(x, kmul[h]) : -INFINITY;
+          tmax[e] = fmaxf(tmax[e], x);
         }
-        // S^T: s[0], s[1] position g, s[2], s[3] position g + 8; queries 2 q4, 2 q4 + 1.
-        // Two accumulators, the even steps' and the odd steps' (two independent chains of
-        // instructions), added at the end.
-        float s2[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
+      }
+    }
+    float alpha[2], msub[2];
 #pragma unroll
-        for (int k = 0; k < STEPS; ++k) {
-          unsigned a[4];
-          // K's rows g and g + 8: fp8, chunk k (this lane's four codes at 4 q4); fp16, chunks
-          // 2 k and 2 k + 1.
-          const char* kp = run.at(kt, CR::kFp8 ? k : 2 * k);
-          if constexpr (CR::kFp8) {
-            const unsigned k0 = *reinterpret_cast<const unsigned*>(kp);
-            const unsigned k1 = *reinterpret_cast<const unsigned*>(kp + HALF);
-            a[0] = fp8x2_bits<CR::kFormat>(k0);
-            a[1] = fp8x2_bits<CR::kFormat>(k1);
-            a[2] = fp8x2_bits<CR::kFormat, true>(k0);
-            a[3] = fp8x2_bits<CR::kFormat, true>(k1);
-          } else {
-            const uint2 k0 = *reinterpret_cast<const uint2*>(kp);
-            const uint2 k1 = *reinterpret_cast<const uint2*>(kp + HALF);
-            a[0] = k0.x;
-            a[1] = k1.x;
-            a[2] = k0.y;
-            a[3] = k1.y;
-          }
-          mma_16x8x16(s2[k % 2], a, qb[k][0], qb[k][1]);
-        }
-        float s[4];
+    for (int e = 0; e < 2; ++e) {
 #pragma unroll
-        for (int x = 0; x < 4; ++x) s[x] = s2[0][x] + s2[1][x];
-        float tmax[2] = {-INFINITY, -INFINITY};
-        const std::int64_t wpos = c0 + std::int64_t(t) * G::KEYS + 16 * warp;
-        if (run.clean(wpos)) {
+      for (int x = 4; x < 32; x *= 2) tmax[e] = fmaxf(tmax[e], shfl_xor(tmax[e], x));
+      mma_online_max(m[e], tmax[e], msub[e], alpha[e]);
+    }
+    // Per-token V scales: each weight's factor fl(V scale x 2^-e) (VScaleTop), the output's
+    // factor for a raised e joining alpha.
+    float vmul[2] = {1.0f, 1.0f};
+    float alpha_o[2] = {alpha[0], alpha[1]};
+    if constexpr (kToken) {
 #pragma unroll
-          for (int x = 0; x < 4; ++x) {
-            s[x] = __fmul_rn(s[x], kmul[x / 2]);
-            tmax[x % 2] = fmaxf(tmax[x % 2], s[x]);
+      for (int h = 0; h < 2; ++h) vmul[h] = MmaRun<G>::v_scale_of(st, warp, g + 8 * h);
+      float vmax = fmaxf(vmul[0], vmul[1]);
+#pragma unroll
+      for (int x = 4; x < 32; x *= 2) vmax = fmaxf(vmax, shfl_xor(vmax, x));
+      const float f = vtop.raise(vmax);
+#pragma unroll
+      for (int e = 0; e < 2; ++e) alpha_o[e] = alpha[e] * f;
+#pragma unroll
+      for (int h = 0; h < 2; ++h) vmul[h] = __fmul_rn(vmul[h], vtop.inv);
+    }
+    // Weights (p, or per token p x vmul), their hi and lo binary16 parts (x 2^15) transposed
+    // into P^T's B fragments; the tile's sum of the p's.
+    unsigned bhi[2], blo[2];
+    float tsum[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      float pv[2];
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        pv[e] = ex2_ftz(s[2 * h + e] - msub[e]);  // 0 at -inf
+        tsum[e] += pv[e];
+      }
+      unsigned hi, lo;
+      if constexpr (kToken)
+        weight_halves(__fmul_rn(pv[0], vmul[h]), __fmul_rn(pv[1], vmul[h]), hi, lo);
+      else
+        weight_halves(pv[0], pv[1], hi, lo);
+      bhi[h] = movmatrix_trans(hi);
+      blo[h] = movmatrix_trans(lo);
+    }
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+#pragma unroll
+      for (int x = 4; x < 32; x *= 2) tsum[e] += shfl_xor(tsum[e], x);
+      l[e] = l[e] * alpha[e] + tsum[e];
+    }
+    if (!warp_all(alpha_o[0] == 1.0f && alpha_o[1] == 1.0f)) {
+#pragma unroll
+      for (int t2 = 0; t2 < TILES; ++t2) {
+        o[t2][0] *= alpha_o[0];
+        o[t2][1] *= alpha_o[1];
+        o[t2][2] *= alpha_o[0];
+        o[t2][3] *= alpha_o[1];
+      }
+    }
+// O^T += V^T P^T, one 8-position half at a time.
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+#pragma unroll
+      for (int c = 0; c < G::CHUNKS / 4; ++c) {
+        // Matrix i: V's rows 8 h .. 8 h + 7, chunk 4 c + i.
+        unsigned v[4];
+        ldmatrix_x4_trans(v, run.at(vt, 4 * c) + h * HALF);
+        if constexpr (CR::kFp8) {
+#pragma unroll
+          for (int u = 0; u < 2; ++u) {
+            const unsigned p0 = __byte_perm(v[2 * u], 0u, 0x3120);
+            const unsigned p1 = __byte_perm(v[2 * u + 1], 0u, 0x3120);
+            const unsigned ev[4] = {fp8x2_bits<CR::kFormat>(p0), fp8x2_bits<CR::kFormat>(p1),
+                                    fp8x2_bits<CR::kFormat>(p0), fp8x2_bits<CR::kFormat>(p1)};
+            const unsigned od[4] = {
+                fp8x2_bits<CR::kFormat, true>(p0), fp8x2_bits<CR::kFormat, true>(p1),
+                fp8x2_bits<CR::kFormat, true>(p0), fp8x2_bits<CR::kFormat, true>(p1)};
+            mma_16x8x16(o[4 * c + 2 * u], ev, bhi[h], blo[h]);
+            mma_16x8x16(o[4 * c + 2 * u + 1], od, bhi[h], blo[h]);
           }
         } else {
-#pragma unroll
-          for (int h = 0; h < 2; ++h) {
-            const std::int64_t pos = wpos + g + 8 * h;
-            const bool key_in = pos < c1 && key_attended<Fault::none>(p, b, shift, pos);
-#pragma unroll
-            for (int e = 0; e < 2; ++e) {
-              const bool in = key_in && pos >= key_lo[e] && pos < key_hi[e];
-              float& x = s[2 * h + e];
-              x = in ? __fmul_rn(x, kmul[h]) : -INFINITY;
-              tmax[e] = fmaxf(tmax[e], x);
-            }
-          }
+          const unsigned a0[4] = {v[0], v[1], v[0], v[1]};
+          const unsigned a1[4] = {v[2], v[3], v[2], v[3]};
+          mma_16x8x16(o[2 * c], a0, bhi[h], blo[h]);
+          mma_16x8x16(o[2 * c + 1], a1, bhi[h], blo[h]);
         }
-        float alpha[2], msub[2];
+      }
+    }
+  };
+  // An fp8 tile is half the bytes of an fp16 one, and takes half the time to arrive: there the
+  // warp begins the next tile's dot before this tile's softmax and weighted sum, so that the
+  // instructions of two tiles overlap (each tile's arithmetic, and its order, as without).
+  if constexpr (CR::kFp8) {
+    float s_next[4];
+    stream_tiles_ahead<G::STAGES>(
+        run.ntiles, [&](int t) { run.queue(t); },
+        [&] {
+          sync_warp();  // the warp's rows (and scales) were copied by its lanes
+          dot(0, s_next);
+        },
+        [&](int t) {
+          sync_warp();
+          float s[4];
 #pragma unroll
-        for (int e = 0; e < 2; ++e) {
-#pragma unroll
-          for (int x = 4; x < 32; x *= 2) tmax[e] = fmaxf(tmax[e], shfl_xor(tmax[e], x));
-          mma_online_max(m[e], tmax[e], msub[e], alpha[e]);
-        }
-        // Per-token V scales: each weight's factor fl(V scale x 2^-e) (VScaleTop), the output's
-        // factor for a raised e joining alpha.
-        float vmul[2] = {1.0f, 1.0f};
-        float alpha_o[2] = {alpha[0], alpha[1]};
-        if constexpr (kToken) {
-#pragma unroll
-          for (int h = 0; h < 2; ++h) vmul[h] = MmaRun<G>::v_scale_of(st, warp, g + 8 * h);
-          float vmax = fmaxf(vmul[0], vmul[1]);
-#pragma unroll
-          for (int x = 4; x < 32; x *= 2) vmax = fmaxf(vmax, shfl_xor(vmax, x));
-          const float f = vtop.raise(vmax);
-#pragma unroll
-          for (int e = 0; e < 2; ++e) alpha_o[e] = alpha[e] * f;
-#pragma unroll
-          for (int h = 0; h < 2; ++h) vmul[h] = __fmul_rn(vmul[h], vtop.inv);
-        }
-        // Weights (p, or per token p x vmul), their hi and lo binary16 parts (x 2^15) transposed
-        // into P^T's B fragments; the tile's sum of the p's.
-        unsigned bhi[2], blo[2];
-        float tsum[2] = {0.0f, 0.0f};
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          float pv[2];
-#pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            pv[e] = ex2_ftz(s[2 * h + e] - msub[e]);  // 0 at -inf
-            tsum[e] += pv[e];
-          }
-          unsigned hi, lo;
-          if constexpr (kToken)
-            weight_halves(__fmul_rn(pv[0], vmul[h]), __fmul_rn(pv[1], vmul[h]), hi, lo);
-          else
-            weight_halves(pv[0], pv[1], hi, lo);
-          bhi[h] = movmatrix_trans(hi);
-          blo[h] = movmatrix_trans(lo);
-        }
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-#pragma unroll
-          for (int x = 4; x < 32; x *= 2) tsum[e] += shfl_xor(tsum[e], x);
-          l[e] = l[e] * alpha[e] + tsum[e];
-        }
-        if (!warp_all(alpha_o[0] == 1.0f && alpha_o[1] == 1.0f)) {
-#pragma unroll
-          for (int t2 = 0; t2 < TILES; ++t2) {
-            o[t2][0] *= alpha_o[0];
-            o[t2][1] *= alpha_o[1];
-            o[t2][2] *= alpha_o[0];
-            o[t2][3] *= alpha_o[1];
-          }
-        }
-    // O^T += V^T P^T, one 8-position half at a time.
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-#pragma unroll
-          for (int c = 0; c < G::CHUNKS / 4; ++c) {
-            // Matrix i: V's rows 8 h .. 8 h + 7, chunk 4 c + i.
-            unsigned v[4];
-            ldmatrix_x4_trans(v, run.at(vt, 4 * c) + h * HALF);
-            if constexpr (CR::kFp8) {
-#pragma unroll
-              for (int u = 0; u < 2; ++u) {
-                const unsigned p0 = __byte_perm(v[2 * u], 0u, 0x3120);
-                const unsigned p1 = __byte_perm(v[2 * u + 1], 0u, 0x3120);
-                const unsigned ev[4] = {fp8x2_bits<CR::kFormat>(p0), fp8x2_bits<CR::kFormat>(p1),
-                                        fp8x2_bits<CR::kFormat>(p0), fp8x2_bits<CR::kFormat>(p1)};
-                const unsigned od[4] = {
-                    fp8x2_bits<CR::kFormat, true>(p0), fp8x2_bits<CR::kFormat, true>(p1),
-                    fp8x2_bits<CR::kFormat, true>(p0), fp8x2_bits<CR::kFormat, true>(p1)};
-                mma_16x8x16(o[4 * c + 2 * u], ev, bhi[h], blo[h]);
-                mma_16x8x16(o[4 * c + 2 * u + 1], od, bhi[h], blo[h]);
-              }
-            } else {
-              const unsigned a0[4] = {v[0], v[1], v[0], v[1]};
-              const unsigned a1[4] = {v[2], v[3], v[2], v[3]};
-              mma_16x8x16(o[2 * c], a0, bhi[h], blo[h]);
-              mma_16x8x16(o[2 * c + 1], a1, bhi[h], blo[h]);
-            }
-          }
-        }
-      });
+          for (int x = 0; x < 4; ++x) s[x] = s_next[x];
+          dot(t + 1, s_next);
+          rest(t, s);
+        });
+  } else {
+    stream_tiles<G::STAGES>(
+        run.ntiles, [&](int t) { run.queue(t); },
+        [&](int t) {
+          sync_warp();  // the warp's rows (and scales) were copied by its lanes
+          float s[4];
+          dot(t, s);
+          rest(t, s);
+        });
+  }
   AsyncCopy::wait<0>();
   __syncthreads();  // every warp is done with the tiles: their memory becomes the merge scratch
 

@@ -208,6 +208,29 @@ __device__ __forceinline__ void stream_tiles(int ntiles, Queue&& queue, Body&& b
   }
 }
 
+// As stream_tiles, but one tile ahead: start() runs once tile 0 has landed, and body(t) once tile
+// t + 1 has too (past ntiles that tile is zeros), so that body(t) can begin tile t + 1's work
+// before it ends tile t's; STAGES - 2 tiles stay in flight meanwhile. Stage t % STAGES is queued
+// into again only after body(t) returns.
+template <int STAGES, class Queue, class Start, class Body>
+__device__ __forceinline__ void stream_tiles_ahead(int ntiles, Queue&& queue, Start&& start,
+                                                   Body&& body) {
+  static_assert(STAGES >= 3, "tiles t and t + 1 held, at least one more in flight");
+#pragma unroll
+  for (int t = 0; t < STAGES - 1; ++t) {
+    queue(t);
+    AsyncCopy::commit();
+  }
+  AsyncCopy::wait<STAGES - 2>();
+  start();
+  for (int t = 0; t < ntiles; ++t) {
+    queue(t + STAGES - 1);  // into the stage tile t - 1 used
+    AsyncCopy::commit();
+    AsyncCopy::wait<STAGES - 2>();
+    body(t);
+  }
+}
+
 // The lane's partial dots of the QT queries with TK rows of a stage (frag(j, k) reads the lane's
 // part of row j into k), reduce-scattered: part[0] is the complete score
 // scatter_owner<NV>(lane % NV) = j x QT + g.
