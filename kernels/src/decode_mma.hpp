@@ -390,6 +390,24 @@ struct VScaleTop {
     inv = __frcp_rn(nt);
     return f;
   }
+  // A tile's step, the same in both kernels: v holds the V scales of the lane's positions, the
+  // lanes at XOR distances LO, 2 LO, ... below HI the tile's others. Their largest raises 2^e
+  // (NaNs and the zeros of rows not read left out), alpha_o[r] becomes alpha[r] x the output's
+  // factor, and each v its weight's factor fl(V scale x 2^-e).
+  template <int LO, int HI, int N, int R>
+  __device__ __forceinline__ void step(float (&v)[N], const float (&alpha)[R],
+                                       float (&alpha_o)[R]) {
+    float vmax = 0.0f;
+#pragma unroll
+    for (int i = 0; i < N; ++i) vmax = fmaxf(vmax, v[i]);
+#pragma unroll
+    for (int x = LO; x < HI; x *= 2) vmax = fmaxf(vmax, shfl_xor(vmax, x));
+    const float f = raise(vmax);
+#pragma unroll
+    for (int r = 0; r < R; ++r) alpha_o[r] = alpha[r] * f;
+#pragma unroll
+    for (int i = 0; i < N; ++i) v[i] = __fmul_rn(v[i], inv);
+  }
 };
 
 // Two weights p0, p1 as the binary16 pairs hi (their roundings, x 2^15) and lo (the roundings of
@@ -569,26 +587,13 @@ __global__ __launch_bounds__(
         }
         // Per-token V scales: each weight's factor fl(V scale x 2^-e) (VScaleTop), the output's
         // factor for a raised e joining alpha.
-        float vmul[2][2] = {{1.0f, 1.0f}, {1.0f, 1.0f}};
+        float vmul[4] = {1.0f, 1.0f, 1.0f, 1.0f};  // [2 h + e]: column 8 h + 2 q4 + e
         float alpha_o[2] = {alpha[0], alpha[1]};
         if constexpr (kToken) {
-          float vmax = 0.0f;
 #pragma unroll
-          for (int h = 0; h < 2; ++h)
-#pragma unroll
-            for (int e = 0; e < 2; ++e) {
-              vmul[h][e] = MmaRun<G>::v_scale_of(st, warp, 8 * h + 2 * q4 + e);
-              vmax = fmaxf(vmax, vmul[h][e]);
-            }
-          vmax = fmaxf(vmax, shfl_xor(vmax, 1));
-          vmax = fmaxf(vmax, shfl_xor(vmax, 2));
-          const float f = vtop.raise(vmax);
-#pragma unroll
-          for (int r = 0; r < 2; ++r) alpha_o[r] = alpha[r] * f;
-#pragma unroll
-          for (int h = 0; h < 2; ++h)
-#pragma unroll
-            for (int e = 0; e < 2; ++e) vmul[h][e] = __fmul_rn(vmul[h][e], vtop.inv);
+          for (int x = 0; x < 4; ++x)
+            vmul[x] = MmaRun<G>::v_scale_of(st, warp, 8 * (x / 2) + 2 * q4 + x % 2);
+          vtop.step<1, 4>(vmul, alpha, alpha_o);  // the warp's 16 positions over the lanes q4
         }
         // p = 2^(s - m) (0 where s is -inf), each weight (p, or per token p x vmul) as binary16
         // halves of it x 2^15; the tile's sum of the p's.
@@ -603,8 +608,8 @@ __global__ __launch_bounds__(
             for (int e = 0; e < 2; ++e) pv[e] = ex2_ftz(s[h][2 * r + e] - msub[r]);  // 0 at -inf
             tsum[r] += pv[0] + pv[1];
             if constexpr (kToken)
-              weight_halves(__fmul_rn(pv[0], vmul[h][0]), __fmul_rn(pv[1], vmul[h][1]), hi[h][r],
-                            lo[h][r]);
+              weight_halves(__fmul_rn(pv[0], vmul[2 * h]), __fmul_rn(pv[1], vmul[2 * h + 1]),
+                            hi[h][r], lo[h][r]);
             else
               weight_halves(pv[0], pv[1], hi[h][r], lo[h][r]);
           }
@@ -833,14 +838,7 @@ __global__ __launch_bounds__(
     if constexpr (kToken) {
 #pragma unroll
       for (int h = 0; h < 2; ++h) vmul[h] = MmaRun<G>::v_scale_of(st, warp, g + 8 * h);
-      float vmax = fmaxf(vmul[0], vmul[1]);
-#pragma unroll
-      for (int x = 4; x < 32; x *= 2) vmax = fmaxf(vmax, shfl_xor(vmax, x));
-      const float f = vtop.raise(vmax);
-#pragma unroll
-      for (int e = 0; e < 2; ++e) alpha_o[e] = alpha[e] * f;
-#pragma unroll
-      for (int h = 0; h < 2; ++h) vmul[h] = __fmul_rn(vmul[h], vtop.inv);
+      vtop.step<4, 32>(vmul, alpha, alpha_o);  // positions g, g + 8 over the lanes g
     }
     // Weights (p, or per token p x vmul), their hi and lo binary16 parts (x 2^15) transposed
     // into P^T's B fragments; the tile's sum of the p's.
