@@ -33,7 +33,9 @@
 // and step (one 4-byte load), V by ldmatrix.trans on code pairs, each word permuted once into its
 // even and odd dimensions' pairs, which go to two output tiles.
 // The K scale joins the score's multiplier and the V scale multiplies the output; per-token scales
-// stream with their rows and multiply each key's score and weight (MmaRun, VScaleTop).
+// stream with their rows and multiply each key's score and weight (MmaRun, VScaleTop). On an fp8
+// cache the 8-query kernel runs one tile ahead: a tile's dot before the previous tile's softmax
+// and weighted sum (stream_tiles_ahead), each tile's arithmetic unchanged.
 #pragma once
 
 #include <cstdlib>
