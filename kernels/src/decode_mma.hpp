@@ -877,9 +877,8 @@ __global__ __launch_bounds__(
         o[t2][3] *= alpha_o[1];
       }
     }
-// O^T += V^T P^T, one 8-position half at a time.
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
+    for (int h = 0; h < 2; ++h) {  // O^T += V^T P^T, one 8-position half at a time
 #pragma unroll
       for (int c = 0; c < G::CHUNKS / 4; ++c) {
         // Matrix i: V's rows 8 h .. 8 h + 7, chunk 4 c + i.
