@@ -208,6 +208,10 @@ void Harness::init(const Options& options, bool measure) {
   const std::int64_t l2 = device_.l2_bytes > 0 ? device_.l2_bytes : 64 * kMiB;
   flush_ = gpu::DeviceBuffer(
       static_cast<std::size_t>(options_.flush_bytes > 0 ? options_.flush_bytes : 2 * l2));
+  flush_sink_ = gpu::DeviceBuffer(16);
+  // Written once, so that a read flush reads defined memory; the write-back of these lines
+  // happens in the first flush, before any timed region.
+  flush_.fill_async(0, stream());
   measure_peak();
 }
 
@@ -324,6 +328,7 @@ void Harness::add_context() const {
   benchmark::AddCustomContext("l2_mode", options_.hot ? "hot" : "cold");
   benchmark::AddCustomContext("l2_flush_bytes",
                               options_.hot ? "0" : std::to_string(flush_.bytes()));
+  benchmark::AddCustomContext("l2_flush", options_.hot ? "none" : flush_description());
   benchmark::AddCustomContext(
       "timing", "device events around the timed launches on one stream; " +
                     std::to_string(kWarmupMin) + " to " + std::to_string(kWarmupMax) +
@@ -353,14 +358,23 @@ std::string Harness::describe() const {
     s << "; copy bandwidth " << fixed(peak_gbps_, 1) << " GB/s (median of " << peak_reps_ << " x "
       << peak_copy_bytes_ / kMiB << " MiB device-to-device copies)";
   if (peak_read_gbps_ > 0.0) s << "; read bandwidth " << fixed(peak_read_gbps_, 1) << " GB/s";
-  s << "; L2 "
-    << (options_.hot ? "hot" : "cold (flush " + std::to_string(flush_.bytes() / kMiB) + " MiB)")
-    << "; set " << options_.set;
+  s << "; L2 " << (options_.hot ? "hot" : "cold (flush: " + flush_description() + ")") << "; set "
+    << options_.set;
   return s.str();
 }
 
 void Harness::flush_l2() {
-  flush_.fill_async(0, stream());
+  if (options_.flush_by_write)
+    flush_.fill_async(0, stream());
+  else
+    gpu::read_async(flush_, flush_sink_, stream(), gpu::ReadShape{});
+}
+
+std::string Harness::flush_description() const {
+  return std::to_string(flush_.bytes() / kMiB) + " MiB " +
+         (options_.flush_by_write ? "overwritten (L2 left dirty: its write-back falls in the timed "
+                                    "region)"
+                                  : "read (L2 left clean)");
 }
 
 gpu::DeviceProblem& Harness::problem(const Problem& p, const KvLayoutSpec& layout,

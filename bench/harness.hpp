@@ -68,7 +68,11 @@ struct Options {
   bool hot = false;              // keep L2 warm between iterations (no flush)
   std::string set = "default";   // quick, default or full
   std::int64_t flush_bytes = 0;  // 0: twice the L2 size
-  double timeout_s = 10.0;       // a timed run longer than this is taken for a hung kernel
+  // How the flush evicts L2: by reading the flush buffer (L2 left holding clean lines only) or by
+  // overwriting it (L2 left holding dirty lines, written back to memory inside the next timed
+  // region: memory traffic no benchmark declares, which the read peak's probe does not pay).
+  bool flush_by_write = false;
+  double timeout_s = 10.0;  // a timed run longer than this is taken for a hung kernel
   std::uint64_t seed = 20261126;
   gpu::NameFilter filter;  // implementations to time (--attnscope_impl); empty: all
   int splits = 0;          // window splits requested of every launch (--attnscope_splits); 0: own
@@ -113,8 +117,11 @@ class Harness {
   void mark_hung(const std::string& benchmark) { hung_in_ = benchmark; }
   const std::string& hung_in() const { return hung_in_; }
 
-  // Enqueues an overwrite of a buffer twice the L2 size (cold mode) on the stream.
+  // Enqueues the eviction of L2 (cold mode) on the stream: a read of a buffer twice the L2 size,
+  // or with Options::flush_by_write an overwrite of it.
   void flush_l2();
+  // The flush as the context and the log name it.
+  std::string flush_description() const;
   // The device-resident problem, made on first use and kept while consecutive benchmarks share
   // it (registration order groups them by shape). The previous one is freed first; throws
   // NotRunnable when the new one (plus `workspace_bytes`) does not fit in free device memory.
@@ -133,6 +140,7 @@ class Harness {
   std::unique_ptr<gpu::Stream> stream_;
   std::unique_ptr<gpu::StreamHold> hold_;
   gpu::DeviceBuffer flush_;
+  gpu::DeviceBuffer flush_sink_;  // the read flush's 16-byte result
   double peak_gbps_ = 0.0;
   double peak_read_gbps_ = 0.0;
   std::string peak_read_shape_;

@@ -13,6 +13,10 @@
 //   --attnscope_hot                     (ATTNSCOPE_BENCH_HOT=1) keep L2 warm between iterations
 //   --attnscope_flush_mib=N             (ATTNSCOPE_BENCH_FLUSH_MIB)  L2 flush size, 0 to 1048576;
 //                                       0: 2 x L2
+//   --attnscope_flush=read|write        (ATTNSCOPE_BENCH_FLUSH)  how the flush evicts L2: read
+//                                       (default) leaves it clean; write (a memset, as many
+//                                       harnesses flush) leaves dirty lines whose write-back
+//                                       lands in the timed region
 //   --attnscope_timeout_s=S             (ATTNSCOPE_BENCH_TIMEOUT_S)  a timed run longer than S
 //                                       (0.001 to 86400)
 //                                       seconds is a hung kernel: the rest skip, exit status 3
@@ -167,6 +171,12 @@ Options parse_options(int& argc, char** argv) {
   };
   o.hot = parse_switch(env_or("ATTNSCOPE_BENCH_HOT", "0"), "ATTNSCOPE_BENCH_HOT");
   o.flush_bytes = flush_mib(env_or("ATTNSCOPE_BENCH_FLUSH_MIB", "0"), "ATTNSCOPE_BENCH_FLUSH_MIB");
+  auto flush_mode = [](const std::string& v, const char* what) {
+    if (v == "write") return true;
+    if (v == "read") return false;
+    throw std::invalid_argument(std::string(what) + ": '" + v + "' is not one of read, write");
+  };
+  o.flush_by_write = flush_mode(env_or("ATTNSCOPE_BENCH_FLUSH", "read"), "ATTNSCOPE_BENCH_FLUSH");
   o.timeout_s = timeout_s(env_or("ATTNSCOPE_BENCH_TIMEOUT_S", "10"), "ATTNSCOPE_BENCH_TIMEOUT_S");
   o.filter = gpu::NameFilter(env_or("ATTNSCOPE_BENCH_IMPL", ""));
   auto splits = [](const std::string& v, const char* what) {
@@ -195,6 +205,8 @@ Options parse_options(int& argc, char** argv) {
       o.hot = parse_switch(a + std::strlen("--attnscope_hot="), "--attnscope_hot");
     } else if (starts_with(a, "--attnscope_flush_mib=")) {
       o.flush_bytes = flush_mib(a + std::strlen("--attnscope_flush_mib="), "--attnscope_flush_mib");
+    } else if (starts_with(a, "--attnscope_flush=")) {
+      o.flush_by_write = flush_mode(a + std::strlen("--attnscope_flush="), "--attnscope_flush");
     } else if (starts_with(a, "--attnscope_timeout_s=")) {
       o.timeout_s = timeout_s(a + std::strlen("--attnscope_timeout_s="), "--attnscope_timeout_s");
     } else if (starts_with(a, "--attnscope_page_size=")) {
@@ -235,6 +247,10 @@ void print_help() {
          "  --attnscope_set=quick|default|full|tune  (ATTNSCOPE_BENCH_SET)\n"
          "  --attnscope_hot                     (ATTNSCOPE_BENCH_HOT=1)\n"
          "  --attnscope_flush_mib=N             (ATTNSCOPE_BENCH_FLUSH_MIB)\n"
+         "  --attnscope_flush=read|write        (ATTNSCOPE_BENCH_FLUSH) evict L2 by reading the\n"
+         "                                      flush buffer (default: L2 left clean) or by\n"
+         "                                      overwriting it (dirty lines written back in the\n"
+         "                                      timed region)\n"
          "  --attnscope_timeout_s=S             (ATTNSCOPE_BENCH_TIMEOUT_S)\n"
          "  --attnscope_impl=GLOB[,GLOB...]     (ATTNSCOPE_BENCH_IMPL) implementations to time;\n"
          "                                      <family>.unfused names a family's unfused path\n"

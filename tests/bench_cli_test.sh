@@ -24,11 +24,14 @@ grep -q "/manual_time" "$out/quick.log" || fail "--log has no benchmark lines"
 # before any GPU work, naming the option.
 bb="$(dirname "$bin")/../bench/bench_attention"
 for bad in --attnscope_flush_mib=-5 --attnscope_flush_mib=1abc --attnscope_timeout_s=-1 \
-           --attnscope_timeout_s=abc --attnscope_timeout_s=0 --attnscope_hot=maybe --attnscope_set=bogus; do
+           --attnscope_timeout_s=abc --attnscope_timeout_s=0 --attnscope_hot=maybe --attnscope_set=bogus \
+           --attnscope_flush=clean; do
   "$bb" "$bad" > "$out/bad.txt" 2>&1; rc=$?
   [[ $rc == 2 ]] || fail "bench_attention $bad: exit $rc, expected 2"
   grep -q -- "${bad%%=*}" "$out/bad.txt" || grep -q -- "set" "$out/bad.txt" || fail "bench_attention $bad: the error does not name the option: $(cat "$out/bad.txt")"
 done
 ATTNSCOPE_BENCH_HOT=maybe "$bb" > "$out/bad.txt" 2>&1; [[ $? == 2 ]] || fail "ATTNSCOPE_BENCH_HOT=maybe should exit 2"
 grep -q ATTNSCOPE_BENCH_HOT "$out/bad.txt" || fail "ATTNSCOPE_BENCH_HOT=maybe: the error does not name it"
+ATTNSCOPE_BENCH_FLUSH=memset "$bb" > "$out/bad.txt" 2>&1; [[ $? == 2 ]] || fail "ATTNSCOPE_BENCH_FLUSH=memset should exit 2"
+grep -q "ATTNSCOPE_BENCH_FLUSH: 'memset' is not one of read, write" "$out/bad.txt" || fail "ATTNSCOPE_BENCH_FLUSH=memset: the error does not name it: $(cat "$out/bad.txt")"
 echo "bench_cli_test: ok ($n benchmarks)"

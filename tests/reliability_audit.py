@@ -129,6 +129,7 @@ def inputs(a, s):
         ("--attnscope_splits", "-1", "splits"), ("--attnscope_splits", "70000", "splits"),
         ("--attnscope_splits", "4x", "splits"), ("--attnscope_page_size", "0", "page_size"),
         ("--attnscope_page_size", "sixteen", "page_size"), ("--attnscope_pages", "random", "pages"),
+        ("--attnscope_flush", "memset", "read, write"), ("--attnscope_flush", "", "attnscope_flush"),
     ]:
         add(Input(f"bench{flag}={val or 'empty'}", "bench_attention", [bench, f"{flag}={val}"], exp))
     add(Input("bench --attnscope_bogus", "bench_attention", [bench, "--attnscope_bogus=1"],
@@ -146,6 +147,7 @@ def inputs(a, s):
         ("ATTNSCOPE_BENCH_SET", "bogus", "benchmark set"),
         ("ATTNSCOPE_BENCH_SPLITS", "many", "ATTNSCOPE_BENCH_SPLITS"),
         ("ATTNSCOPE_BENCH_PAGES", "shuffled", "ATTNSCOPE_BENCH_PAGES"),
+        ("ATTNSCOPE_BENCH_FLUSH", "dirty", "ATTNSCOPE_BENCH_FLUSH"),
     ]:
         add(Input(f"bench env {var}={val}", "bench_attention", [bench], exp, env={var: val}))
     # The host thread count, read where the references start their threads.

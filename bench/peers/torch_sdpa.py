@@ -171,12 +171,13 @@ class Timing:
 
     WARMUP_MIN, WARMUP_MAX, WARMUP_MS = 3, 50, 5.0
 
-    def __init__(self, torch, hot, flush_bytes, repetitions, min_time):
+    def __init__(self, torch, hot, flush_bytes, repetitions, min_time, flush_by_write=False):
         self.torch = torch
         self.hot = hot
+        self.flush_by_write = flush_by_write
         self.repetitions = repetitions
         self.min_time = min_time
-        self.flush = None if hot else torch.empty(flush_bytes, dtype=torch.uint8, device="cuda")
+        self.flush = None if hot else torch.zeros(flush_bytes, dtype=torch.uint8, device="cuda")
         self.start = torch.cuda.Event(enable_timing=True)
         self.stop = torch.cuda.Event(enable_timing=True)
         self.spin_cycles = 0
@@ -189,7 +190,12 @@ class Timing:
 
     def once(self, fn):
         if self.flush is not None:
-            self.flush.zero_()
+            # bench/harness.cpp's flush: a read leaves L2 clean; an overwrite leaves dirty lines
+            # whose write-back falls in the timed region.
+            if self.flush_by_write:
+                self.flush.zero_()
+            else:
+                self.flush.view(self.torch.int64).sum()
         self._hold()
         self.start.record()
         fn()
@@ -394,6 +400,9 @@ def main():
     ap.add_argument("--hot", action="store_true",
                     default=os.environ.get("ATTNSCOPE_BENCH_HOT", "0") == "1",
                     help="keep L2 warm between iterations")
+    ap.add_argument("--flush", choices=("read", "write"),
+                    default=os.environ.get("ATTNSCOPE_BENCH_FLUSH", "read"),
+                    help="evict L2 by reading the flush buffer (L2 left clean) or overwriting it")
     ap.add_argument("--no-errors", action="store_true", help="skip the FP64 reference")
     args = ap.parse_args()
 
@@ -409,7 +418,11 @@ def main():
     props = torch.cuda.get_device_properties(dev)
     l2 = int(getattr(props, "L2_cache_size", 0)) or (64 << 20)
     peak, peak_bytes, peak_reps = measure_peak(torch)
-    timing = Timing(torch, args.hot, 2 * l2, args.repetitions, args.min_time)
+    if args.flush not in ("read", "write"):
+        sys.exit(f"torch_sdpa: --flush (or ATTNSCOPE_BENCH_FLUSH) '{args.flush}' is not one of "
+                 "read, write")
+    timing = Timing(torch, args.hot, 2 * l2, args.repetitions, args.min_time,
+                    args.flush == "write")
 
     backends = []
     try:
@@ -535,6 +548,10 @@ def main():
                             "bytes timed with events; (read + write bytes) / time",
         "l2_mode": "hot" if args.hot else "cold",
         "l2_flush_bytes": "0" if args.hot else str(2 * l2),
+        "l2_flush": "none" if args.hot else (
+            f"{2 * l2 >> 20} MiB " + ("overwritten (L2 left dirty: its write-back falls in the "
+                                      "timed region)" if args.flush == "write"
+                                      else "read (L2 left clean)")),
         "bench_set": "from " + args.shapes_from if args.shapes_from else args.set,
         "timing": "CUDA events around the timed call; 3 to 50 warm-up calls (at least 5 ms); "
                   "stream held ahead of each timed region (torch.cuda._sleep)"

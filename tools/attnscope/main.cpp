@@ -122,6 +122,13 @@ int main(int argc, char** argv) {
   bench->add_flag("--hot", bench_opt.hot,
                   "Keep L2 warm between iterations (default: flushed before each)");
   bench
+      ->add_option("--flush", bench_opt.flush,
+                   "How L2 is flushed: read (a buffer twice its size read, L2 left clean) or "
+                   "write (overwritten, as a memset flush does: the dirty lines' write-back "
+                   "falls in the timed region)")
+      ->check(CLI::IsMember({"read", "write"}))
+      ->capture_default_str();
+  bench
       ->add_option("--repetitions", bench_opt.repetitions,
                    "Repetitions of each benchmark (default 10)")
       ->check(CLI::PositiveNumber);
@@ -157,6 +164,10 @@ int main(int argc, char** argv) {
   run->add_option("--gpus", run_opt.gpus, "GPUs for the accuracy gate: a count or 'all'")
       ->capture_default_str();
   run->add_flag("--no-peers", run_opt.no_peers, "Leave out the PyTorch peers");
+  run->add_option("--flush", run_opt.flush,
+                  "How the benchmarks and the peers flush L2: read (L2 left clean) or write")
+      ->check(CLI::IsMember({"read", "write"}))
+      ->capture_default_str();
   run->add_option("--python", run_opt.python, "The Python for the peers, reports and plots")
       ->capture_default_str()
       ->check(not_empty);

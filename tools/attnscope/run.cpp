@@ -92,6 +92,7 @@ int run_main_job(const RunOptions& opt) {
   BenchOptions bench;
   bench.set = opt.set;
   bench.repetitions = opt.repetitions;
+  bench.flush = opt.flush;
   bench.out = out + "/bench.json";
   bench.log = out + "/bench.log";
   bench.quiet = opt.quiet;
@@ -109,7 +110,8 @@ int run_main_job(const RunOptions& opt) {
     step("PyTorch peers on the same shapes -> " + out + "/peers.json");
     std::vector<std::string> peers = {opt.python,      source_file("bench/peers/torch_sdpa.py"),
                                       "--shapes-from", bench.out,
-                                      "--out",         out + "/peers.json"};
+                                      "--out",         out + "/peers.json",
+                                      "--flush",       opt.flush};
     if (opt.repetitions > 0) {
       peers.push_back("--repetitions");
       peers.push_back(std::to_string(opt.repetitions));
