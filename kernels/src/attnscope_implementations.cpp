@@ -154,11 +154,10 @@ KernelOrder pv_order(const Problem& p, const LaunchContext& c) {
 // element rounded to fp32 and to binary16 after its scale multiply.
 //
 // The matrix-instruction kernel (decode_mma.hpp): the dot in head_dim / 16 instructions of 16
-// terms each; the weighted sum over the 4 warps' accumulators, one instruction for each 8
-// positions, each p entering as two binary16 values (the instruction sums 16 products: 8
-// positions' two parts, or in the 8-query kernel 16 positions' hi parts and then their lo parts:
-// 8 roundings more in its chain, and 4 for the split's error of at most 2^-21 = 4 u), and the
-// instructions' rounding taken as possibly toward zero.
+// terms each; the weighted sum over the 4 warps' accumulators, 8 positions an instruction, each
+// p entering as two binary16 values (the instruction sums 16 products: 8 roundings more in its
+// chain, and 4 for the split's error of at most 2^-21 = 4 u), and the instructions' rounding
+// taken as possibly toward zero.
 KernelOrder decode_order(const Problem& p, int splits) {
   if (p.latent) {
     // The latent kernel (decode_mla.hpp): the dot over 576 channels in instructions of 16, the

@@ -58,20 +58,11 @@ __device__ __forceinline__ float ex2_ftz(float x) {
 
 // C: the cache's elements, __half or an fp8 code (cache_read.hpp). kQShared: q in shared memory
 // (else in registers, where a block cannot have the memory: launch_decode_mma).
-// kToken: an fp8 cache with per-token scales, which each tile's slot of V holds after its rows.
-// kAhead: the stream runs one tile ahead (stream_tiles_ahead), a tile's dot in the iteration
-// before its weighted sum.
-// The stream's memory is two rings of slots, one tile's rows of K (or of V) a slot: K's of STAGES
-// slots, V's of STAGES + kAhead. Tile t + LEAD is queued before tile t's work: into the K slot of
-// tile t + LEAD - STAGES, whose dot ran in an earlier iteration, and the V slot of tile t - 1,
-// whose weighted sum did. One tile ahead, a tile's K is done an iteration before its V, and the
-// extra V slot gives the stream a whole tile more in flight.
-template <int D, class C = __half, bool kQShared_ = true, bool kToken_ = false,
-          bool kAhead_ = false>
+// kToken: an fp8 cache with per-token scales, which each stage holds after its rows.
+template <int D, class C = __half, bool kQShared_ = true, bool kToken_ = false>
 struct MmaGeom {
   static constexpr bool kQShared = kQShared_;
   static constexpr bool kToken = kToken_;
-  static constexpr bool kAhead = kAhead_;
   using CR = CacheRead<__half, C>;
   static_assert(!kToken || CR::kFp8, "per-token scales are an fp8 cache's");
   static constexpr int EB = CR::EB;                      // bytes of a cache element
@@ -81,14 +72,10 @@ struct MmaGeom {
   static constexpr int CHUNKS = ROW_BYTES / 16;   // 16-byte chunks of a row
   static constexpr int RPP = kWarpSize / CHUNKS;  // rows a warp copies in one pass
   static constexpr int PASSES = 16 / RPP;         // passes over a warp's 16 rows of K (and V)
-  static constexpr int SLOT_BYTES = WARPS * 16 * ROW_BYTES;  // a tile's rows of K, or of V
-  static constexpr int STAGES = CR::kFp8 ? kMmaStagesFp8 : kMmaStages;  // K's slots
-  static constexpr int V_SLOTS = STAGES + (kAhead ? 1 : 0);
-  static constexpr int LEAD = STAGES - 1 + (kAhead ? 1 : 0);  // tiles queued ahead
-  // V's slot: the rows, then (per token) the K and V scales of the tile's rows.
-  static constexpr int V_SLOT_BYTES = SLOT_BYTES + (kToken ? WARPS * 2 * 16 * 4 : 0);
-  static constexpr int V_AT = STAGES * SLOT_BYTES;
-  static constexpr int STREAM_BYTES = V_AT + V_SLOTS * V_SLOT_BYTES;
+  static constexpr int ROWS_BYTES = WARPS * 2 * 16 * ROW_BYTES;  // a stage's rows of K and V
+  static constexpr int STAGE_BYTES = ROWS_BYTES + (kToken ? WARPS * 2 * 16 * 4 : 0);
+  static constexpr int STAGES = CR::kFp8 ? kMmaStagesFp8 : kMmaStages;
+  static constexpr int STREAM_BYTES = STAGES * STAGE_BYTES;
   // q's 16 rows after the stream, each padded by 16 bytes (ldmatrix's 8 rows then meet 32
   // different banks), its dimensions in the A operand's order (below).
   static constexpr int Q_ROW = D * 2 + 16;
@@ -101,18 +88,19 @@ struct MmaGeom {
   static_assert(KEYS == kMmaKeys, "a warp takes 16 positions a tile");
   static_assert(CHUNKS >= 8 && kWarpSize % CHUNKS == 0 && 16 % RPP == 0,
                 "rows are swizzled over 8 chunks and copied in whole passes");
-  // Byte offset of warp w's row n in a slot, and of its 16-byte chunk c, chunks XOR-swizzled by
-  // the row.
-  __device__ static int row(int w, int n) { return (w * 16 + n) * ROW_BYTES; }
-  __device__ static int chunk(int w, int n, int c) { return row(w, n) + ((c ^ (n & 7)) << 4); }
-  // chunk(w, n, c0 ^ c1) = chunk(w, n, c0) ^ (c1 << 4): the chunk's bits lie below the row's
-  // (ROW_BYTES = 16 CHUNKS), and so they do below a slot's start (a multiple of ROW_BYTES), so a
-  // lane computes its chunk once and reaches the others of its row by one XOR.
-  static_assert(SLOT_BYTES % ROW_BYTES == 0 && V_SLOT_BYTES % ROW_BYTES == 0,
-                "slots start at a multiple of a row's bytes");
-  // Byte offset of the per-token scale of warp w's row n (of K: kv 0, V: kv 1) in V's slot.
+  // Byte offset of warp w's row n (of K: kv 0, V: kv 1) in a stage, and of its 16-byte chunk c,
+  // chunks XOR-swizzled by the row.
+  __device__ static int row(int w, int kv, int n) { return ((w * 2 + kv) * 16 + n) * ROW_BYTES; }
+  __device__ static int chunk(int w, int kv, int n, int c) {
+    return row(w, kv, n) + ((c ^ (n & 7)) << 4);
+  }
+  // chunk(w, kv, n, c0 ^ c1) = chunk(w, kv, n, c0) ^ (c1 << 4): the chunk's bits lie below the
+  // row's (ROW_BYTES = 16 CHUNKS), and so they do below a stage's start (a multiple of ROW_BYTES),
+  // so a lane computes its chunk once and reaches the others of its row by one XOR.
+  static_assert(STAGE_BYTES % ROW_BYTES == 0, "stages start at a multiple of a row's bytes");
+  // Byte offset of the per-token scale of warp w's row n (of K: kv 0, V: kv 1) in a stage.
   __device__ static int scale(int w, int kv, int n) {
-    return SLOT_BYTES + ((w * 2 + kv) * 16 + n) * 4;
+    return ROWS_BYTES + ((w * 2 + kv) * 16 + n) * 4;
   }
 };
 
@@ -128,7 +116,7 @@ struct MmaGeom {
 //    offset to the copying lanes by a shuffle; "not read" is the offset's sign bit.
 //  - A key mask's byte for each row is loaded the same way, a tile ahead.
 //  - Per-token scales (G::kToken): lane l copies the K (lanes 0-15) or V scale (16-31) of the row
-//    it looks up, row l % 16, into V's slot after its rows (a zero where the row is not read).
+//    it looks up, row l % 16, into the stage after its rows (a zero where the row is not read).
 template <class G>
 struct WarpRows {
   static constexpr std::int64_t kNotRead = std::int64_t(-1) - 0x7fffffffffffffffLL;  // sign bit
@@ -161,7 +149,7 @@ struct WarpRows {
                       std::int64_t c1, std::int64_t shift, int warp, int lane)
       : crow(lane / G::CHUNKS), cchunk(lane % G::CHUNKS), keep(1) {
 #pragma unroll
-    for (int x = 0; x < SW; ++x) dst[x] = G::chunk(warp, x * G::RPP + crow, cchunk);
+    for (int x = 0; x < SW; ++x) dst[x] = G::chunk(warp, 0, x * G::RPP + crow, cchunk);
     const KvAddressing& kv = p.kv;
     constexpr int E = G::EB;
     q_end = c1 + shift > 0 ? c1 + shift : 0;
@@ -196,9 +184,9 @@ struct WarpRows {
     if (table_row != nullptr) own_page = read ? table_row[own_index] : -1;
     if (mask_row != nullptr) keep = read ? mask_row[own_q] : 0;
   }
-  // Queues the warp's rows of the next tile into its slots (st[0] K's, st[1] V's), then steps to
+  // Queues the warp's rows of the next tile into stage `st` (K's rows, then V's), then steps to
   // the tile after it and looks its rows up.
-  __device__ __forceinline__ void queue(char* const (&st)[2], const void* const (&src)[2]) {
+  __device__ __forceinline__ void queue(char* st, const void* const (&src)[2]) {
     const bool paged = table_row != nullptr, masked = mask_row != nullptr;
     if constexpr (G::kToken) {
       // The looked-up row's scale: the row's element offset / head_dim (an fp8 element is a byte).
@@ -212,14 +200,15 @@ struct WarpRows {
         if (ok) off = next_off + own_delta;
       }
       static_assert(G::EB == 1, "a row's scale index is its byte offset / head_dim");
-      AsyncCopy::copy4(st[1] + scale_dst,
-                       scale_src + static_cast<std::uint64_t>(off) / G::ROW_BYTES, ok);
+      AsyncCopy::copy4(st + scale_dst, scale_src + static_cast<std::uint64_t>(off) / G::ROW_BYTES,
+                       ok);
     }
     auto copy = [&](int pass, std::int64_t off, bool ok) {
       const int at = dst[pass % SW] + (pass / SW) * 8 * G::ROW_BYTES;
 #pragma unroll
       for (int kv = 0; kv < 2; ++kv)
-        AsyncCopy::copy16(st[kv] + at, static_cast<const char*>(src[kv]) + off, ok);
+        AsyncCopy::copy16(st + at + kv * 16 * G::ROW_BYTES, static_cast<const char*>(src[kv]) + off,
+                          ok);
     };
     if (paged) {
       std::int64_t own_off = kNotRead;  // the looked-up row's byte offset
@@ -291,7 +280,7 @@ struct MmaRun {
   int ntiles;
   bool maskless;
   float score_mul, v_scale;
-  // The lane's chunks in a slot (at), the same in both kernels' fragment layouts (lane = 4 g +
+  // The lane's chunks in a stage (at), the same in both kernels' fragment layouts (lane = 4 g +
   // q4): of K, row g's chunk 0 (fp8: its bytes 4 q4) or q4 / 2 (bytes 8 (q4 % 2)), row g + 8
   // past it; of V, row lane % 8's chunk lane / 8, row 8 + lane % 8 past it.
   int k_lane, v_lane;
@@ -309,8 +298,9 @@ struct MmaRun {
     all_hi = min(all_hi, c1);
     maskless = p.key_mask == nullptr;
     const int g = lane / 4, q4 = lane % 4;
-    k_lane = G::CR::kFp8 ? G::chunk(warp, g, 0) + 4 * q4 : G::chunk(warp, g, q4 / 2) + (q4 % 2) * 8;
-    v_lane = G::chunk(warp, lane % 8, lane / 8);
+    k_lane = G::CR::kFp8 ? G::chunk(warp, 0, g, 0) + 4 * q4
+                         : G::chunk(warp, 0, g, q4 / 2) + (q4 % 2) * 8;
+    v_lane = G::chunk(warp, 1, lane % 8, lane / 8);
     src[0] = p.k;
     src[1] = p.v;
     stages = static_cast<char*>(smem);
@@ -322,28 +312,24 @@ struct MmaRun {
     }
     score_mul = __double2float_rn(mul * 1.4426950408889634);
   }
-  // Per-token scales: the multiplier of the scores of the warp's row n of a tile (st: its V slot,
-  // scales(t)), and that row's V scale.
+  // Per-token scales: the multiplier of the scores of the warp's row n of a stage, and that row's
+  // V scale.
   __device__ float key_mul(const char* st, int warp, int n) const {
     return __fmul_rn(score_mul, *reinterpret_cast<const float*>(st + G::scale(warp, 0, n)));
   }
   __device__ static float v_scale_of(const char* st, int warp, int n) {
     return *reinterpret_cast<const float*>(st + G::scale(warp, 1, n));
   }
-  // Tile t's slots of K and V as offsets from the stream's start, the lane's chunks in them, and
-  // the bytes at `lane` (such an offset plus a lane's G::chunk of c0) of chunk c0 ^ c1 (MmaGeom's
-  // XOR identity).
-  __device__ static int k_slot(int t) { return (t % G::STAGES) * G::SLOT_BYTES; }
-  __device__ static int v_slot(int t) { return G::V_AT + (t % G::V_SLOTS) * G::V_SLOT_BYTES; }
-  __device__ int k_at(int t) const { return k_slot(t) + k_lane; }
-  __device__ int v_at(int t) const { return v_slot(t) + v_lane; }
+  __device__ char* stage(int t) const { return stages + (t % G::STAGES) * G::STAGE_BYTES; }
+  // Tile t's stage as an offset from the stream's start, and the bytes at `lane` (that offset
+  // plus a lane's G::chunk of c0) of chunk c0 ^ c1 (MmaGeom's XOR identity).
+  __device__ static int stage_at(int t) { return (t % G::STAGES) * G::STAGE_BYTES; }
+  __device__ int k_at(int t) const { return stage_at(t) + k_lane; }
+  __device__ int v_at(int t) const { return stage_at(t) + v_lane; }
   __device__ const char* at(int lane, int c1) const { return stages + (lane ^ (c1 << 4)); }
-  // Per-token scales: tile t's, in its V slot.
-  __device__ const char* scales(int t) const { return stages + v_slot(t); }
   __device__ __forceinline__ void queue(int t) {
-    sync_warp();  // the slots were read by other lanes of this warp in an earlier tile
-    char* const st[2] = {stages + k_slot(t), stages + v_slot(t)};
-    rows.queue(st, src);
+    sync_warp();  // the stage was read by other lanes of this warp in the tile before
+    rows.queue(stage(t), src);
   }
   // Whether the warp's 16 positions of tile t need no window, sequence, split or mask tests.
   __device__ __forceinline__ bool clean(std::int64_t wpos) const {
@@ -526,7 +512,7 @@ __global__ __launch_bounds__(
       run.ntiles, [&](int t) { run.queue(t); },
       [&](int t) {
         sync_warp();  // the warp's rows (and scales) were copied by its lanes
-        const char* st = run.scales(t);
+        const char* st = run.stage(t);
         const int kt = run.k_at(t), vt = run.v_at(t);
         // The multiplier of the scores of the lane's columns 8 h + 2 q4 + e.
         float kmul[2][2];
@@ -715,29 +701,24 @@ __global__ __launch_bounds__(
 //    the dot's declared order is mma(lanes=2,vec=16) here, mma(lanes=1,vec=16) there.
 //  - P^T as the B operand of O^T: each 8-position half's weights, as binary16 hi and lo parts of
 //    p x 2^15, are the 8 x 8 matrices of S^T's fragment; movmatrix transposes them into B's
-//    layout. k is the warp's 16 positions: one instruction takes the hi parts of all 16, the next
-//    (with the same A) their lo parts. (decode_mma_kernel's instructions take 8 positions' hi and
-//    lo; in both an instruction sums 16 products, and the chain of instructions is as long.)
-//  - V^T is the A operand: one ldmatrix.trans on V's 16 rows and two chunks gives a lane
-//    positions 2 q4, 2 q4 + 1 (and + 8) of one dimension of each chunk. fp16: output tile t's
-//    rows g, g + 8 are dimensions 16 t + g, 16 t + 8 + g. fp8: a word of code pairs, permuted
-//    once, holds that pair for an even and an odd dimension; tile t's rows are dimensions
-//    32 (t / 2) + 2 g + t % 2 and that + 16.
+//    layout (k = positions: hi in k 0..7, lo in k 8..15, so V^T's 8 positions enter twice, as in
+//    decode_mma_kernel). The weighted sum's order is decode_mma_kernel's.
+//  - V^T is the A operand: ldmatrix.trans on V's rows gives a lane positions 2 q4, 2 q4 + 1 of
+//    one dimension. fp16: output tile t's rows g, g + 8 are dimensions 16 t + g, 16 t + 8 + g.
+//    fp8: a word of code pairs, permuted once, holds that pair for an even and an odd dimension;
+//    tile t's rows are dimensions 32 (t / 2) + 2 g + t % 2 and that + 16.
 __device__ __forceinline__ unsigned movmatrix_trans(unsigned x) {
   unsigned y;
   asm volatile("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;\n" : "=r"(y) : "r"(x));
   return y;
 }
 
-// The 8-query kernel's geometry: q in registers; one tile ahead on an fp8 cache.
-template <int D, class C, bool kToken>
-using Mma8Geom = MmaGeom<D, C, false, kToken, CacheRead<__half, C>::kFp8>;
-
 template <int D, bool kSeparate, class C, bool kToken>
 __global__ __launch_bounds__(
-    kDecThreads, Mma8Geom<D, C, kToken>::BLOCKS_PER_SM) void decode_mma8_kernel(KernelParams p) {
+    kDecThreads,
+    MmaGeom<D, C, false, kToken>::BLOCKS_PER_SM) void decode_mma8_kernel(KernelParams p) {
 #if ATTNSCOPE_MMA
-  using G = Mma8Geom<D, C, kToken>;
+  using G = MmaGeom<D, C, false, kToken>;
   using CR = typename G::CR;
   using Pol = AccPolicy<__half, Accum::fp32, D>;
   constexpr int QT = kMmaNarrowQueries, W = G::WARPS, STEPS = D / 16, TILES = D / 16;
@@ -778,9 +759,6 @@ __global__ __launch_bounds__(
   const std::int64_t shift = run.shift, c0 = run.span.c0, c1 = run.span.c1;
   const float score_mul = run.score_mul;
   constexpr int HALF = 8 * G::ROW_BYTES;  // rows n + 8 against rows n
-  // The lane's row of V for ldmatrix's four matrices: rows 0-7 at chunks 0 and 1, then rows 8-15
-  // at the same chunks (the weighted sum's A operand, V^T over 16 positions).
-  const int v_lane = G::chunk(warp, lane % 8 + 8 * (lane / 16), (lane / 8) % 2);
   // S^T of tile t: s[0], s[1] position g, s[2], s[3] position g + 8; queries 2 q4, 2 q4 + 1.
   // Two accumulators, the even steps' and the odd steps' (two independent chains of
   // instructions), added at the end.
@@ -815,8 +793,8 @@ __global__ __launch_bounds__(
   };
   // The rest of tile t from its scores s: the softmax's step, the weights, O^T += V^T P^T.
   auto rest = [&](int t, float(&s)[4]) {
-    const char* st = run.scales(t);
-    const int vt = MmaRun<G>::v_slot(t) + v_lane;
+    const char* st = run.stage(t);
+    const int vt = run.v_at(t);
     // The multiplier of the scores of the lane's positions g + 8 h.
     float kmul[2];
 #pragma unroll
@@ -899,29 +877,32 @@ __global__ __launch_bounds__(
         o[t2][3] *= alpha_o[1];
       }
     }
-    // O^T += V^T P^T over the warp's 16 positions: the hi parts, then the lo parts, each output
-    // tile's A operand (V^T) taken once for both.
 #pragma unroll
-    for (int j = 0; j < G::CHUNKS / 2; ++j) {
-      // Matrix i: V's rows 8 (i / 2) .. + 7, chunk 2 j + i % 2.
-      unsigned v[4];
-      ldmatrix_x4_trans(v, run.at(vt, 2 * j));
-      if constexpr (CR::kFp8) {
-        // Each word's even-dimension pair in its low half, the odd one in its high half.
+    for (int h = 0; h < 2; ++h) {  // O^T += V^T P^T, one 8-position half at a time
 #pragma unroll
-        for (int i = 0; i < 4; ++i) v[i] = __byte_perm(v[i], 0u, 0x3120);
-        const unsigned ev[4] = {fp8x2_bits<CR::kFormat>(v[0]), fp8x2_bits<CR::kFormat>(v[1]),
-                                fp8x2_bits<CR::kFormat>(v[2]), fp8x2_bits<CR::kFormat>(v[3])};
-        mma_16x8x16(o[2 * j], ev, bhi[0], bhi[1]);
-        mma_16x8x16(o[2 * j], ev, blo[0], blo[1]);
-        const unsigned od[4] = {
-            fp8x2_bits<CR::kFormat, true>(v[0]), fp8x2_bits<CR::kFormat, true>(v[1]),
-            fp8x2_bits<CR::kFormat, true>(v[2]), fp8x2_bits<CR::kFormat, true>(v[3])};
-        mma_16x8x16(o[2 * j + 1], od, bhi[0], bhi[1]);
-        mma_16x8x16(o[2 * j + 1], od, blo[0], blo[1]);
-      } else {
-        mma_16x8x16(o[j], v, bhi[0], bhi[1]);
-        mma_16x8x16(o[j], v, blo[0], blo[1]);
+      for (int c = 0; c < G::CHUNKS / 4; ++c) {
+        // Matrix i: V's rows 8 h .. 8 h + 7, chunk 4 c + i.
+        unsigned v[4];
+        ldmatrix_x4_trans(v, run.at(vt, 4 * c) + h * HALF);
+        if constexpr (CR::kFp8) {
+#pragma unroll
+          for (int u = 0; u < 2; ++u) {
+            const unsigned p0 = __byte_perm(v[2 * u], 0u, 0x3120);
+            const unsigned p1 = __byte_perm(v[2 * u + 1], 0u, 0x3120);
+            const unsigned ev[4] = {fp8x2_bits<CR::kFormat>(p0), fp8x2_bits<CR::kFormat>(p1),
+                                    fp8x2_bits<CR::kFormat>(p0), fp8x2_bits<CR::kFormat>(p1)};
+            const unsigned od[4] = {
+                fp8x2_bits<CR::kFormat, true>(p0), fp8x2_bits<CR::kFormat, true>(p1),
+                fp8x2_bits<CR::kFormat, true>(p0), fp8x2_bits<CR::kFormat, true>(p1)};
+            mma_16x8x16(o[4 * c + 2 * u], ev, bhi[h], blo[h]);
+            mma_16x8x16(o[4 * c + 2 * u + 1], od, bhi[h], blo[h]);
+          }
+        } else {
+          const unsigned a0[4] = {v[0], v[1], v[0], v[1]};
+          const unsigned a1[4] = {v[2], v[3], v[2], v[3]};
+          mma_16x8x16(o[2 * c], a0, bhi[h], blo[h]);
+          mma_16x8x16(o[2 * c + 1], a1, bhi[h], blo[h]);
+        }
       }
     }
   };
@@ -930,7 +911,7 @@ __global__ __launch_bounds__(
   // instructions of two tiles overlap (each tile's arithmetic, and its order, as without).
   if constexpr (CR::kFp8) {
     float s_next[4];
-    stream_tiles_ahead<G::LEAD>(
+    stream_tiles_ahead<G::STAGES>(
         run.ntiles, [&](int t) { run.queue(t); },
         [&] {
           sync_warp();  // the warp's rows (and scales) were copied by its lanes
@@ -991,7 +972,7 @@ void launch_decode_mma_with(const StageArgs& a) {
 template <int D, bool kSeparate, class C, bool kToken>
 void launch_decode_mma8(const StageArgs& a) {
   auto* kernel = decode_mma8_kernel<D, kSeparate, C, kToken>;
-  constexpr int bytes = Mma8Geom<D, C, kToken>::SMEM_BYTES;
+  constexpr int bytes = MmaGeom<D, C, false, kToken>::SMEM_BYTES;
   static const bool allowed = allow_mma_shared_memory(kernel, bytes);
   (void)allowed;
   launch_mma_blocks<D, kSeparate>(a, kernel, bytes, kMmaNarrowQueries);

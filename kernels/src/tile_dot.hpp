@@ -189,20 +189,20 @@ __host__ __device__ constexpr int scatter_owner(int idx) {
   return r;
 }
 
-// Runs body(t) for tiles t = 0 .. ntiles - 1 of a stream that queues LEAD tiles ahead: queue(t)
-// queues tile t (called for t = 0, 1, 2, ... in order, past ntiles too, where it queues zeros),
-// each call's copies a group, queue(t + LEAD) just before body(t); body(t) runs once this thread's
-// copies of tiles t .. t + AHEAD have landed (AHEAD 0 or 1; with 1, start() runs first, once tile
-// 0 has), LEAD - AHEAD tiles staying in flight. Tile t + LEAD's memory must be free once body(t -
-// 1) has returned: a ring of LEAD + 1 stages without AHEAD.
-template <int LEAD, int AHEAD, class Queue, class Start, class Body>
+// Runs body(t) for tiles t = 0 .. ntiles - 1 of a stream with STAGES tiles in flight: queue(t)
+// queues tile t into stage t % STAGES (called for t = 0, 1, 2, ... in order, past ntiles too,
+// where it queues zeros), each call's copies a group; body(t) runs once this thread's copies of
+// tiles t .. t + AHEAD have landed (AHEAD 0 or 1; with 1, start() runs first, once tile 0 has,
+// and STAGES - 2 tiles stay in flight). Stage t % STAGES is queued into again only after body(t)
+// returns.
+template <int STAGES, int AHEAD, class Queue, class Start, class Body>
 __device__ __forceinline__ void stream_tiles_landed(int ntiles, Queue&& queue, Start&& start,
                                                     Body&& body) {
   static_assert(AHEAD == 0 || AHEAD == 1, "body(t) holds tile t, or tiles t and t + 1");
-  static_assert(LEAD - AHEAD >= 1, "at least one tile in flight");
-  constexpr int kPending = LEAD - AHEAD;  // copy groups left in flight at body(t)
+  static_assert(STAGES - 1 - AHEAD >= 1, "at least one tile in flight");
+  constexpr int kPending = STAGES - 1 - AHEAD;  // copy groups left in flight at body(t)
 #pragma unroll
-  for (int t = 0; t < LEAD; ++t) {
+  for (int t = 0; t < STAGES - 1; ++t) {
     queue(t);
     AsyncCopy::commit();
   }
@@ -211,28 +211,26 @@ __device__ __forceinline__ void stream_tiles_landed(int ntiles, Queue&& queue, S
     start();
   }
   for (int t = 0; t < ntiles; ++t) {
-    queue(t + LEAD);
+    queue(t + STAGES - 1);  // into the stage tile t - 1 used
     AsyncCopy::commit();
     AsyncCopy::wait<kPending>();
     body(t);
   }
 }
 
-// body(t) once tile t has landed, STAGES - 1 tiles queued ahead into a ring of STAGES stages
-// (tile t + STAGES - 1 into the stage tile t - 1 used).
+// body(t) once tile t has landed.
 template <int STAGES, class Queue, class Body>
 __device__ __forceinline__ void stream_tiles(int ntiles, Queue&& queue, Body&& body) {
-  stream_tiles_landed<STAGES - 1, 0>(
+  stream_tiles_landed<STAGES, 0>(
       ntiles, queue, [] {}, body);
 }
 
-// One tile ahead, LEAD tiles queued ahead: start() once tile 0 has landed, body(t) once tile t + 1
-// has too (past ntiles that tile is zeros), so that body(t) can begin tile t + 1's work before it
-// ends tile t's.
-template <int LEAD, class Queue, class Start, class Body>
+// One tile ahead: start() once tile 0 has landed, body(t) once tile t + 1 has too (past ntiles
+// that tile is zeros), so that body(t) can begin tile t + 1's work before it ends tile t's.
+template <int STAGES, class Queue, class Start, class Body>
 __device__ __forceinline__ void stream_tiles_ahead(int ntiles, Queue&& queue, Start&& start,
                                                    Body&& body) {
-  stream_tiles_landed<LEAD, 1>(ntiles, queue, start, body);
+  stream_tiles_landed<STAGES, 1>(ntiles, queue, start, body);
 }
 
 // The lane's partial dots of the QT queries with TK rows of a stage (frag(j, k) reads the lane's
