@@ -430,6 +430,28 @@ TEST(KernelOrders, DecodeSplitHeuristic) {
   EXPECT_EQ(gpu::detail::decode_auto_splits(p, 132), 2);
 }
 
+// An e4m3 cache on the matrix-instruction kernel (NVIDIA builds): splits chosen as if two blocks
+// fit a multiprocessor (264 slots on 132), not the three that do.
+TEST(KernelOrders, DecodeSplitHeuristicFp8MatrixKernel) {
+  Problem p;
+  p.q_heads = 32;
+  p.kv_heads = 8;
+  p.seq_len = p.window = 32768;
+  p.kv_fp8 = Fp8Format::e4m3;
+  if (!gpu::detail::decode_uses_mma(p)) GTEST_SKIP() << "no matrix-instruction decode kernel here";
+  // 128 blocks: 2 splits fill 256 of 264 slots; 3 would take a second wave.
+  p.batch = 16;
+  EXPECT_EQ(gpu::detail::decode_auto_splits(p, 132), 2);
+  // 8 blocks: 32 splits of 1024 positions, (1024 + 32) + 4 x 32 = 1184, beat 33 of 993 rounded
+  // to 1024, 1188; 34 take a second wave.
+  p.batch = 1;
+  EXPECT_EQ(gpu::detail::decode_auto_splits(p, 132), 32);
+  // fp16 keeps the two blocks that fit: 128 blocks, 2 splits.
+  p.kv_fp8.reset();
+  p.batch = 16;
+  EXPECT_EQ(gpu::detail::decode_auto_splits(p, 132), 2);
+}
+
 // The unfused stages on a latent (MLA) cache: qk and pv declare the latent kernel's orders (the
 // dot of its attention; the weighted sum in instructions of 8 positions, each probability as two
 // halves of the operands' format, split as split_kv splits), softmax takes the problem as it is,

@@ -257,10 +257,22 @@ struct DecodeLaunchModel {
   }
 };
 
+// An fp8 cache on the matrix-instruction kernels: three blocks a multiprocessor fit, but grids of
+// about two a multiprocessor ran faster on the H200 (results/nvidia-h200/fp8_splits/: Llama-3-8B
+// b16 x 32K at 2 splits against 3, 2-4% faster; b1 x 32K at 32 against 47, 8%), so the split
+// count is chosen as if two fit.
+inline int decode_split_blocks_per_sm(const Problem& p, const DecodeLaunchModel& m,
+                                      int multiprocessors) {
+  if (!p.latent && decode_uses_mma(p) && p.kv_fp8.has_value()) return 2;
+  return static_cast<int>(m.slots / multiprocessors);
+}
+
 inline int decode_auto_splits(const Problem& p, int multiprocessors) {
   const DecodeLaunchModel m(p, multiprocessors);
   const std::int64_t blocks = std::int64_t(p.batch) * p.kv_heads * decode_query_tiles(p);
-  const std::int64_t slots = m.slots, span = m.span, keys = m.keys, most = m.most;
+  const std::int64_t slots =
+      std::int64_t(multiprocessors) * decode_split_blocks_per_sm(p, m, multiprocessors);
+  const std::int64_t span = m.span, keys = m.keys, most = m.most;
   // No split where the grid already fills most of a wave.
   if (blocks * 5 >= slots * 4) return 1;
   std::int64_t best = 1;
