@@ -439,6 +439,7 @@ TEST(KernelOrders, DecodeSplitHeuristicFp8MatrixKernel) {
   p.seq_len = p.window = 32768;
   p.kv_fp8 = Fp8Format::e4m3;
   if (!gpu::detail::decode_uses_mma(p)) GTEST_SKIP() << "no matrix-instruction decode kernel here";
+  EXPECT_EQ(gpu::detail::mma_blocks_per_sm(true), 3);  // resident; the model counts 2
   // 128 blocks: 2 splits fill 256 of 264 slots; 3 would take a second wave.
   p.batch = 16;
   EXPECT_EQ(gpu::detail::decode_auto_splits(p, 132), 2);

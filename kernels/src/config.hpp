@@ -260,7 +260,8 @@ struct DecodeLaunchModel {
 // An fp8 cache on the matrix-instruction kernels: three blocks a multiprocessor fit, but grids of
 // about two a multiprocessor ran faster on the H200 (results/nvidia-h200/fp8_splits/: Llama-3-8B
 // b16 x 32K at 2 splits against 3, 2-4% faster; b1 x 32K at 32 against 47, 8%), so the split
-// count is chosen as if two fit.
+// count is chosen as if two fit. (The ragged model, decode_auto_splits_ragged, keeps the resident
+// count: it was fitted on its own sweep, and no fp8 ragged sweep says otherwise yet.)
 inline int decode_split_blocks_per_sm(const Problem& p, const DecodeLaunchModel& m,
                                       int multiprocessors) {
   if (!p.latent && decode_uses_mma(p) && p.kv_fp8.has_value()) return 2;

@@ -35,7 +35,7 @@ std::vector<std::string> bench_args(const BenchOptions& opt) {
   std::vector<std::string> a = {binary, "--attnscope_set=" + opt.set};
   if (!opt.filter.empty()) a.push_back("--benchmark_filter=" + opt.filter);
   if (opt.hot) a.push_back("--attnscope_hot");
-  a.push_back("--attnscope_flush=" + opt.flush);
+  if (!opt.flush.empty()) a.push_back("--attnscope_flush=" + opt.flush);
   if (opt.repetitions > 0)
     a.push_back("--benchmark_repetitions=" + std::to_string(opt.repetitions));
   for (const auto& e : opt.extra) a.push_back(e);

@@ -78,7 +78,7 @@ struct BenchOptions {
   std::string set = "default";     // quick, default, full or tune
   std::string filter;              // regular expression on benchmark names; empty: all
   bool hot = false;                // keep L2 warm
-  std::string flush = "read";      // how a cold run evicts L2: read or write
+  std::string flush;               // how a cold run evicts L2: read, write; empty: its default
   int repetitions = 0;             // 0: the suite's default
   std::string out;                 // Google Benchmark JSON; empty: none
   std::string log;                 // a copy of the console output; empty: none
@@ -96,7 +96,7 @@ struct RunOptions {
   std::string sweep = "default";  // accuracy cases
   std::string set = "default";    // benchmark shapes
   int repetitions = 0;            // benchmarks and peers; 0: their defaults
-  std::string flush = "read";     // benchmarks and peers: how L2 is evicted
+  std::string flush;              // benchmarks and peers: how L2 is evicted; empty: default
   std::string gpus = "1";         // the gate's GPUs
   bool no_peers = false;
   std::string python = "python3";

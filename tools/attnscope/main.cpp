@@ -119,15 +119,16 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   bench->add_option("--filter", bench_opt.filter,
                     "Regular expression on benchmark names (a leading - excludes)");
-  bench->add_flag("--hot", bench_opt.hot,
-                  "Keep L2 warm between iterations (default: flushed before each)");
+  CLI::Option* bench_hot = bench->add_flag(
+      "--hot", bench_opt.hot, "Keep L2 warm between iterations (default: flushed before each)");
   bench
       ->add_option("--flush", bench_opt.flush,
-                   "How L2 is flushed: read (a buffer twice its size read, L2 left clean) or "
-                   "write (overwritten, as a memset flush does: the dirty lines' write-back "
-                   "falls in the timed region)")
+                   "How L2 is flushed: read (a buffer twice its size read, L2 left clean; the "
+                   "default) or write (overwritten, as a memset flush does: the dirty lines' "
+                   "write-back falls in the timed region). Default: ATTNSCOPE_BENCH_FLUSH, else "
+                   "read")
       ->check(CLI::IsMember({"read", "write"}))
-      ->capture_default_str();
+      ->excludes(bench_hot);
   bench
       ->add_option("--repetitions", bench_opt.repetitions,
                    "Repetitions of each benchmark (default 10)")
@@ -165,9 +166,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   run->add_flag("--no-peers", run_opt.no_peers, "Leave out the PyTorch peers");
   run->add_option("--flush", run_opt.flush,
-                  "How the benchmarks and the peers flush L2: read (L2 left clean) or write")
-      ->check(CLI::IsMember({"read", "write"}))
-      ->capture_default_str();
+                  "How the benchmarks and the peers flush L2: read (L2 left clean) or write. "
+                  "Default: ATTNSCOPE_BENCH_FLUSH, else read")
+      ->check(CLI::IsMember({"read", "write"}));
   run->add_option("--python", run_opt.python, "The Python for the peers, reports and plots")
       ->capture_default_str()
       ->check(not_empty);

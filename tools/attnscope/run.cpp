@@ -110,8 +110,11 @@ int run_main_job(const RunOptions& opt) {
     step("PyTorch peers on the same shapes -> " + out + "/peers.json");
     std::vector<std::string> peers = {opt.python,      source_file("bench/peers/torch_sdpa.py"),
                                       "--shapes-from", bench.out,
-                                      "--out",         out + "/peers.json",
-                                      "--flush",       opt.flush};
+                                      "--out",         out + "/peers.json"};
+    if (!opt.flush.empty()) {
+      peers.push_back("--flush");
+      peers.push_back(opt.flush);
+    }
     if (opt.repetitions > 0) {
       peers.push_back("--repetitions");
       peers.push_back(std::to_string(opt.repetitions));
