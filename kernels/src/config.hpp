@@ -237,11 +237,18 @@ constexpr int decode_tile_positions(int qt, int head_dim, int elem_bytes) {
 inline constexpr std::int64_t kDecodeBlockCost = 32;
 inline constexpr std::int64_t kDecodeMergeCost = 4;
 // What both split heuristics model a launch with.
+// dense_slots: the blocks decode_auto_splits fills, the resident ones but for an fp8 cache on the
+// matrix-instruction kernels: three blocks a multiprocessor fit there, but grids of about two a
+// multiprocessor ran faster on the H200 (results/nvidia-h200/fp8_splits/: Llama-3-8B b16 x 32K at
+// 2 splits against 3, 2-4% faster; b1 x 32K at 32 against 47, 8%), so that count is chosen as if
+// two fit. The ragged model keeps the resident count: on the fp8 serving batch it picks within 2%
+// of the best count swept.
 struct DecodeLaunchModel {
-  std::int64_t slots;  // resident blocks on the device
-  std::int64_t span;   // positions of the longest sequence some query attends
-  std::int64_t keys;   // positions a block streams per tile
-  std::int64_t most;   // the most splits tried
+  std::int64_t slots;        // resident blocks on the device
+  std::int64_t dense_slots;  // the slots decode_auto_splits fills
+  std::int64_t span;         // positions of the longest sequence some query attends
+  std::int64_t keys;         // positions a block streams per tile
+  std::int64_t most;         // the most splits tried
   DecodeLaunchModel(const Problem& p, int multiprocessors) {
     const int qt = decode_query_tile(p);
     const int eb = static_cast<int>(size_of(p.input));
@@ -249,6 +256,8 @@ struct DecodeLaunchModel {
     slots = std::int64_t(multiprocessors) * (p.latent ? mla_blocks_per_sm(mla_query_tiles(p))
                                              : mma    ? mma_blocks_per_sm(p.kv_fp8.has_value())
                                                       : decode_blocks_per_sm(qt, p.head_dim, eb));
+    dense_slots =
+        !p.latent && mma && p.kv_fp8.has_value() ? std::int64_t(multiprocessors) * 2 : slots;
     span = span_of(p);
     keys = p.latent ? kMlaKeys : mma ? kMmaKeys : decode_tile_positions(qt, p.head_dim, eb);
     most = span / kDecodeMinSplitLen;
@@ -257,23 +266,10 @@ struct DecodeLaunchModel {
   }
 };
 
-// An fp8 cache on the matrix-instruction kernels: three blocks a multiprocessor fit, but grids of
-// about two a multiprocessor ran faster on the H200 (results/nvidia-h200/fp8_splits/: Llama-3-8B
-// b16 x 32K at 2 splits against 3, 2-4% faster; b1 x 32K at 32 against 47, 8%), so the split
-// count is chosen as if two fit. (The ragged model, decode_auto_splits_ragged, keeps the resident
-// count: it was fitted on its own sweep, and no fp8 ragged sweep says otherwise yet.)
-inline int decode_split_blocks_per_sm(const Problem& p, const DecodeLaunchModel& m,
-                                      int multiprocessors) {
-  if (!p.latent && decode_uses_mma(p) && p.kv_fp8.has_value()) return 2;
-  return static_cast<int>(m.slots / multiprocessors);
-}
-
 inline int decode_auto_splits(const Problem& p, int multiprocessors) {
   const DecodeLaunchModel m(p, multiprocessors);
   const std::int64_t blocks = std::int64_t(p.batch) * p.kv_heads * decode_query_tiles(p);
-  const std::int64_t slots =
-      std::int64_t(multiprocessors) * decode_split_blocks_per_sm(p, m, multiprocessors);
-  const std::int64_t span = m.span, keys = m.keys, most = m.most;
+  const std::int64_t slots = m.dense_slots, span = m.span, keys = m.keys, most = m.most;
   // No split where the grid already fills most of a wave.
   if (blocks * 5 >= slots * 4) return 1;
   std::int64_t best = 1;
