@@ -138,9 +138,20 @@ std::vector<DecodeShape> bench_shapes(const std::string& set) {
     v.kv_heads = 4;
     s.push_back(v);
   }
-  // The serving batch in a contiguous cache: the cost of the page lookups beside the paged one.
+  // The fp8 serving batch with one scale for the tensor, and the long Llama-3-8B shape paged with
+  // per-token fp8 scales (beside the fp16 one above): what the pages and the raggedness each cost
+  // an fp8 cache.
+  s.push_back(fp8(serving, KvScale::tensor));
+  {
+    DecodeShape v = fp8(llama(16, 32768), KvScale::token);
+    v.layout = KvLayoutKind::paged;
+    s.push_back(v);
+  }
+  // The serving batch in a contiguous cache: the cost of the page lookups beside the paged one,
+  // fp16 and fp8.
   serving.layout = KvLayoutKind::bhsd;
   s.push_back(serving);
+  s.push_back(fp8(serving, KvScale::token));
   // The other fp8 formats and the per-head scales on the long Llama-3-8B shape, and fp16
   // accumulation over an fp8 cache.
   for (Fp8Format f : {Fp8Format::e5m2, Fp8Format::e4m3fnuz}) {

@@ -8,8 +8,8 @@
 // head (the instructions' rows; rows past the row's queries repeat its first and are never
 // written; q in shared memory, read by ldmatrix) and streams its part of the window in tiles of
 // kMmaKeys = 64 positions: each warp copies (cp.async) its own 16 consecutive positions of K and V
-// into shared memory (WarpRows: on a paged cache a row's page, and a mask byte, looked up a tile
-// ahead by one lane a row). Per tile each warp, on its 16 positions:
+// into shared memory (WarpRows: on a paged cache a row's page, copied STAGES tiles ahead, and a
+// mask byte, loaded a tile ahead, by one lane a row). Per tile each warp, on its 16 positions:
 //  - S = q K^T (16 x 16, fp32) by mma.m16n8k16 over head_dim in steps of 16 dimensions. The
 //    dimensions of a step are taken in a lane-friendly order (any order of a dot's terms is the
 //    dot's): lane l's four of step s are 16 s + 4 (l % 4) + {0, 1, 2, 3}, for q and K alike, so
@@ -82,8 +82,14 @@ struct MmaGeom {
   static constexpr int Q_AT = STREAM_BYTES;
   static constexpr int Q_BYTES = kQShared ? kMmaQueries * Q_ROW : 0;
   static constexpr int SCRATCH_BYTES = MergeScratch<kMmaQueries, WARPS, D>::FLOATS * 4;
+  // Paged caches: each warp's ring of the page indices of its rows (WarpRows), RING slots of 16,
+  // after q; the merge flag (the last 16 bytes) after it.
+  static constexpr int RING = STAGES + 1;
+  static constexpr int RING_AT = Q_AT + Q_BYTES;
+  static constexpr int RING_BYTES = WARPS * RING * 16 * 4;
   static constexpr int SMEM_BYTES =
-      (Q_AT + Q_BYTES > SCRATCH_BYTES + 16 ? Q_AT + Q_BYTES : SCRATCH_BYTES + 16);
+      (RING_AT + RING_BYTES + 16 > SCRATCH_BYTES + 16 ? RING_AT + RING_BYTES + 16
+                                                      : SCRATCH_BYTES + 16);
   static constexpr int BLOCKS_PER_SM = mma_blocks_per_sm(CR::kFp8);
   static_assert(KEYS == kMmaKeys, "a warp takes 16 positions a tile");
   static_assert(CHUNKS >= 8 && kWarpSize % CHUNKS == 0 && 16 % RPP == 0,
@@ -110,11 +116,14 @@ struct MmaGeom {
 // sequence's start or masked out is not read: its copy writes zeros (its p is 0, but 0 x a NaN the
 // cache may hold there would be NaN).
 //  - Contiguous caches: each copying lane steps its own rows' byte offsets by a tile's positions.
-//  - Paged caches: lane l looks up row l % 16 of the tile to be queued next, a tile ahead (its
-//    block-table entry is loaded then and used at the next queue), stepping its page index and
-//    row within the page in 32 bits (tile_dot.hpp's RowStream does the same), and hands the row's
-//    offset to the copying lanes by a shuffle; "not read" is the offset's sign bit.
-//  - A key mask's byte for each row is loaded the same way, a tile ahead.
+//  - Paged caches: lane l looks up row l % 16 of the tile to be queued next and hands the row's
+//    offset to the copying lanes by a shuffle ("not read" is the offset's sign bit). The row's
+//    block-table entry is copied into shared memory (cp.async, lanes 0-15, with the tile's rows)
+//    G::STAGES tiles before the tile is queued, into the warp's ring of G::RING slots, so that
+//    the table's latency hides behind the copies of the tiles between (a load one tile ahead
+//    left an fp8 tile, which passes in half an fp16 tile's time, waiting on it). Lanes step the
+//    page index and row within the page in 32 bits (tile_dot.hpp's RowStream does the same).
+//  - A key mask's byte for each row is loaded one tile ahead.
 //  - Per-token scales (G::kToken): lane l copies the K (lanes 0-15) or V scale (16-31) of the row
 //    it looks up, row l % 16, into the stage after its rows (a zero where the row is not read).
 template <class G>
@@ -124,6 +133,10 @@ struct WarpRows {
   // (n & 7) of row n = pass x RPP + crow repeats after SW passes (8 rows).
   static constexpr int SW = 8 / G::RPP;
   static_assert(8 % G::RPP == 0 && G::PASSES % SW == 0, "the swizzle repeats in whole passes");
+  // Paged caches: a row's table entry is copied LA tiles before its tile is queued; the ring's
+  // slot for tile n is n % RING, so the entry of tile n + LA goes to the slot tile n - 1 used.
+  static constexpr int LA = G::STAGES, RING = G::RING;
+  static_assert(RING == LA + 1, "the entry copied at a queue takes the previous tile's slot");
   int dst[SW];
   int crow, cchunk;       // the lane's first copied row (pass 0) and its chunk
   std::int64_t q_end;     // c1 + shift, at least 0: rows at sequence positions below it are read
@@ -133,32 +146,37 @@ struct WarpRows {
   const std::int32_t* table_row;  // paged: the sequence's block-table row; else null
   const std::uint8_t* mask_row;   // the sequence's key-mask row, or null
   // The row this lane looks up (row lane % 16), for the tile to be queued next: its sequence
-  // position and (paged) its page's index in the table row, its row within the page, its page.
-  std::int64_t own_q;
-  std::int32_t own_index, own_row, own_page;
+  // position and (paged) its page's index in the table row, its row within the page; and the
+  // same for the tile LA after it, whose table entry is copied next.
+  std::int64_t own_q, ahead_q;
+  std::int32_t own_index, own_row, ahead_index, ahead_row;
   std::int32_t page_size, step_pages, step_rows;  // a tile's positions: whole pages, rows left
   std::int64_t page_bytes, page_base;
-  std::uint8_t keep;  // the looked-up mask byte (1 without a mask)
+  std::int32_t* ring;  // paged: the warp's ring of table entries, RING slots of 16 rows
+  int slot;            // the ring's slot of the tile to be queued next
+  int lane16;          // lane % 16: the row this lane looks up
+  std::uint8_t keep;   // the looked-up mask byte (1 without a mask)
   // Per-token scales: the tensor of the lane's scale (K's or V's), where the scale goes in a stage,
   // and (contiguous caches) its row's byte offset less next_off.
   const float* scale_src;
   int scale_dst;
   std::int64_t own_delta;
-  // first_pos: the longest-sequence position of the warp's first row of the first tile.
+  // first_pos: the longest-sequence position of the warp's first row of the first tile. smem: the
+  // block's dynamic shared memory (the ring is at G::RING_AT).
   __device__ WarpRows(const KernelParams& p, int b, int kvh, std::int64_t first_pos,
-                      std::int64_t c1, std::int64_t shift, int warp, int lane)
-      : crow(lane / G::CHUNKS), cchunk(lane % G::CHUNKS), keep(1) {
+                      std::int64_t c1, std::int64_t shift, int warp, int lane, void* smem)
+      : crow(lane / G::CHUNKS), cchunk(lane % G::CHUNKS), lane16(lane % 16), keep(1) {
 #pragma unroll
     for (int x = 0; x < SW; ++x) dst[x] = G::chunk(warp, 0, x * G::RPP + crow, cchunk);
     const KvAddressing& kv = p.kv;
     constexpr int E = G::EB;
     q_end = c1 + shift > 0 ? c1 + shift : 0;
     next_q = first_pos + shift + crow;
-    own_q = first_pos + shift + lane % 16;
+    own_q = first_pos + shift + lane16;
     row_bytes = kv.stride_seq * E;
     scale_src = lane < 16 ? p.k_scale : p.v_scale;
-    scale_dst = G::scale(warp, lane / 16, lane % 16);
-    own_delta = (lane % 16 - crow) * row_bytes - cchunk * 16;
+    scale_dst = G::scale(warp, lane / 16, lane16);
+    own_delta = (lane16 - crow) * row_bytes - cchunk * 16;
     mask_row = p.key_mask == nullptr ? nullptr : p.key_mask + std::int64_t(b) * p.seq_len;
     table_row = nullptr;
     next_off = 0;
@@ -171,23 +189,69 @@ struct WarpRows {
       page_bytes = kv.stride_page * E;
       page_base = (kv.layer_offset + std::int64_t(kvh) * kv.stride_head) * E;
       table_row = kv.block_table + std::int64_t(b) * kv.pages_per_seq;
-      // Rows before the sequence start are never read; their index only has to step.
-      const std::int64_t index = own_q >= 0 ? own_q / page_size : -1 - (-1 - own_q) / page_size;
-      own_index = static_cast<std::int32_t>(index);
-      own_row = static_cast<std::int32_t>(own_q - index * page_size);
+      ring =
+          reinterpret_cast<std::int32_t*>(static_cast<char*>(smem) + G::RING_AT) + warp * RING * 16;
+      slot = 0;
+      locate(own_q, own_index, own_row);
+      // The entries of the first LA tiles, into slots 0 .. LA - 1, waited for here (a group of
+      // their own, before the stream's); then the ahead cursor at tile LA.
+      ahead_q = own_q;
+      ahead_index = own_index;
+      ahead_row = own_row;
+#pragma unroll 1
+      for (int n = 0; n < LA; ++n) {
+        copy_entry(n);
+        step(ahead_q, ahead_index, ahead_row);
+      }
+      AsyncCopy::commit();
+      AsyncCopy::wait<0>();
+      sync_warp();  // lanes 16-31 read the entries lanes 0-15 copied
     }
     look_up();
   }
-  // Issues the loads of the looked-up row (none for a row that is not read).
+  // Page index and row within the page of sequence position q (rows before the sequence start
+  // are never read; their index only has to step).
+  __device__ __forceinline__ void locate(std::int64_t q, std::int32_t& index,
+                                         std::int32_t& row) const {
+    const std::int64_t i = q >= 0 ? q / page_size : -1 - (-1 - q) / page_size;
+    index = static_cast<std::int32_t>(i);
+    row = static_cast<std::int32_t>(q - i * page_size);
+  }
+  // A cursor one tile on.
+  __device__ __forceinline__ void step(std::int64_t& q, std::int32_t& index,
+                                       std::int32_t& row) const {
+    q += G::KEYS;
+    index += step_pages;
+    row += step_rows;
+    if (row >= page_size) {
+      row -= page_size;
+      ++index;
+    }
+  }
+  // Lanes 0-15 copy the table entry of the ahead cursor's row into the ring's slot `at` (zero
+  // where the row is not read: queue() tests the row again).
+  __device__ __forceinline__ void copy_entry(int at) const {
+    if (static_cast<int>(threadIdx.x) % kWarpSize < 16) {
+      const bool read = static_cast<std::uint64_t>(ahead_q) < static_cast<std::uint64_t>(q_end);
+      AsyncCopy::copy4(ring + at * 16 + lane16, table_row + (read ? ahead_index : 0), read);
+    }
+  }
+  // Loads the looked-up row's mask byte (0 for a row that is not read).
   __device__ __forceinline__ void look_up() {
     const bool read = static_cast<std::uint64_t>(own_q) < static_cast<std::uint64_t>(q_end);
-    if (table_row != nullptr) own_page = read ? table_row[own_index] : -1;
     if (mask_row != nullptr) keep = read ? mask_row[own_q] : 0;
   }
   // Queues the warp's rows of the next tile into stage `st` (K's rows, then V's), then steps to
   // the tile after it and looks its rows up.
   __device__ __forceinline__ void queue(char* st, const void* const (&src)[2]) {
     const bool paged = table_row != nullptr, masked = mask_row != nullptr;
+    // Paged: the looked-up row's page, from the ring (-1 where the row is not read).
+    std::int32_t own_page = -1;
+    if (paged) {
+      const bool read = static_cast<std::uint64_t>(own_q) < static_cast<std::uint64_t>(q_end);
+      const std::int32_t entry = ring[slot * 16 + lane16];
+      own_page = read ? entry : -1;
+    }
     if constexpr (G::kToken) {
       // The looked-up row's scale: the row's element offset / head_dim (an fp8 element is a byte).
       std::int64_t off = 0;
@@ -220,6 +284,11 @@ struct WarpRows {
         // The sign bit cleared: offset 0 where the row is not read.
         copy(pass, (off & 0x7fffffffffffffffLL) + cchunk * 16, off >= 0);
       }
+      // The entry of the tile LA on, into the slot of the tile before this one (read at its
+      // queue, before this queue's warp barrier).
+      copy_entry(slot == 0 ? RING - 1 : slot - 1);
+      step(ahead_q, ahead_index, ahead_row);
+      slot = slot == RING - 1 ? 0 : slot + 1;
     } else {
       // The passes whose rows are in the sequence and the split: lo <= pass x RPP < hi.
       const int lo = static_cast<int>(next_q >= 0 ? 0 : next_q > -16 ? -next_q : 16);
@@ -244,14 +313,10 @@ struct WarpRows {
       next_off += G::KEYS * row_bytes;
     }
     next_q += G::KEYS;
-    own_q += G::KEYS;
     if (paged) {
-      own_index += step_pages;
-      own_row += step_rows;
-      if (own_row >= page_size) {
-        own_row -= page_size;
-        ++own_index;
-      }
+      step(own_q, own_index, own_row);
+    } else {
+      own_q += G::KEYS;
     }
     look_up();
   }
@@ -290,7 +355,7 @@ struct MmaRun {
   __device__ MmaRun(const KernelParams& p, const DecodeBlock& blk, int warp, int lane, void* smem)
       : shift(seq_shift(p, blk.b)),
         span(p, blk.split, shift, G::KEYS),
-        rows(p, blk.b, blk.kvh, span.c0 + 16 * warp, span.c1, shift, warp, lane) {
+        rows(p, blk.b, blk.kvh, span.c0 + 16 * warp, span.c1, shift, warp, lane, smem) {
     const std::int64_t c0 = span.c0, c1 = span.c1;
     ntiles = c1 > c0 ? static_cast<int>((c1 - c0 + G::KEYS - 1) / G::KEYS) : 0;
     blk.common_window(p, all_lo, all_hi);
