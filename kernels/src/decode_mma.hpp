@@ -29,13 +29,13 @@
 // output scaled back by 2^-15.
 //
 // An fp8 cache (one scale per tensor, KV head or token) is read as codes and converted exactly to
-// binary16 (fp8x2_bits, the half of a word taken by the conversion itself): K four codes a lane
-// and step (one 4-byte load), V by ldmatrix.trans on code pairs, each word permuted once into its
-// even and odd dimensions' pairs, which go to two output tiles.
-// The K scale joins the score's multiplier and the V scale multiplies the output; per-token scales
-// stream with their rows and multiply each key's score and weight (MmaRun, VScaleTop). On an fp8
-// cache the 8-query kernel runs one tile ahead: a tile's dot before the previous tile's softmax
-// and weighted sum (stream_tiles_ahead), each tile's arithmetic unchanged.
+// binary16 (fp8x4_bits_warp, each half of a word taken by the conversion itself): K four codes a
+// lane and step (one 4-byte load), V by ldmatrix.trans on code pairs, each word permuted once into
+// its even and odd dimensions' pairs, which go to two output tiles. The K scale joins the score's
+// multiplier and the V scale multiplies the output; per-token scales stream with their rows and
+// multiply each key's score and weight (MmaRun, VScaleTop). On an fp8 cache the 8-query kernel runs
+// one tile ahead: a tile's dot before the previous tile's softmax and weighted sum
+// (stream_tiles_ahead), each tile's arithmetic unchanged.
 #pragma once
 
 #include <cstdlib>
@@ -610,7 +610,9 @@ __global__ __launch_bounds__(
             const char* kp = run.at(kt, CR::kFp8 ? k : 2 * k) + h * HALF;
             if constexpr (CR::kFp8) {
               const unsigned kw = *reinterpret_cast<const unsigned*>(kp);
-              mma_16x8x16(s[h], qa, fp8x2_bits<CR::kFormat>(kw), fp8x2_bits<CR::kFormat, true>(kw));
+              unsigned b0, b1;
+              fp8x4_bits_warp<CR::kFormat>(kw, b0, b1);
+              mma_16x8x16(s[h], qa, b0, b1);
             } else {
               const uint2 kw = *reinterpret_cast<const uint2*>(kp);
               mma_16x8x16(s[h], qa, kw.x, kw.y);
@@ -712,8 +714,8 @@ __global__ __launch_bounds__(
                 // takes the even dimensions, 2 cc + 1 the odd: one permute puts the even pair in
                 // the low half and the odd pair in the high half.
                 const unsigned pairs = __byte_perm(v[i], 0u, 0x3120);
-                const unsigned be = fp8x2_bits<CR::kFormat>(pairs);
-                const unsigned bo = fp8x2_bits<CR::kFormat, true>(pairs);
+                unsigned be, bo;
+                fp8x4_bits_warp<CR::kFormat>(pairs, be, bo);
                 mma_16x8x16(o[2 * (4 * c + i)], a, be, be);
                 mma_16x8x16(o[2 * (4 * c + i) + 1], a, bo, bo);
               } else {
@@ -839,10 +841,8 @@ __global__ __launch_bounds__(
       if constexpr (CR::kFp8) {
         const unsigned k0 = *reinterpret_cast<const unsigned*>(kp);
         const unsigned k1 = *reinterpret_cast<const unsigned*>(kp + HALF);
-        a[0] = fp8x2_bits<CR::kFormat>(k0);
-        a[1] = fp8x2_bits<CR::kFormat>(k1);
-        a[2] = fp8x2_bits<CR::kFormat, true>(k0);
-        a[3] = fp8x2_bits<CR::kFormat, true>(k1);
+        fp8x4_bits_warp<CR::kFormat>(k0, a[0], a[2]);
+        fp8x4_bits_warp<CR::kFormat>(k1, a[1], a[3]);
       } else {
         const uint2 k0 = *reinterpret_cast<const uint2*>(kp);
         const uint2 k1 = *reinterpret_cast<const uint2*>(kp + HALF);
@@ -954,11 +954,11 @@ __global__ __launch_bounds__(
           for (int u = 0; u < 2; ++u) {
             const unsigned p0 = __byte_perm(v[2 * u], 0u, 0x3120);
             const unsigned p1 = __byte_perm(v[2 * u + 1], 0u, 0x3120);
-            const unsigned ev[4] = {fp8x2_bits<CR::kFormat>(p0), fp8x2_bits<CR::kFormat>(p1),
-                                    fp8x2_bits<CR::kFormat>(p0), fp8x2_bits<CR::kFormat>(p1)};
-            const unsigned od[4] = {
-                fp8x2_bits<CR::kFormat, true>(p0), fp8x2_bits<CR::kFormat, true>(p1),
-                fp8x2_bits<CR::kFormat, true>(p0), fp8x2_bits<CR::kFormat, true>(p1)};
+            unsigned e0, o0, e1, o1;
+            fp8x4_bits_warp<CR::kFormat>(p0, e0, o0);
+            fp8x4_bits_warp<CR::kFormat>(p1, e1, o1);
+            const unsigned ev[4] = {e0, e1, e0, e1};
+            const unsigned od[4] = {o0, o1, o0, o1};
             mma_16x8x16(o[4 * c + 2 * u], ev, bhi[h], blo[h]);
             mma_16x8x16(o[4 * c + 2 * u + 1], od, bhi[h], blo[h]);
           }

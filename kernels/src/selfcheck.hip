@@ -42,6 +42,60 @@ __global__ void fp8_convert_kernel(unsigned short* out) {
   if (i == 0) out[1024] = ATTNSCOPE_FP8_CVT && F != Fp8Format::e4m3fnuz ? 1 : 0;
 }
 
+// The matrix-instruction kernels' path (fp8x4_bits_warp, which a warp takes together): thread i
+// converts a word of four codes c, c = i (`clean` false: the warps holding e4m3fnuz's codes 0x7f,
+// 0x80 and 0xff take its integer path, the others its first), or c = 0 where i is one of those
+// three (`clean`: every warp takes the first path); out[4 i ..] = the four binary16 bits.
+template <Fp8Format F>
+__global__ void fp8_warp_kernel(unsigned short* out, bool clean) {
+  const unsigned i = threadIdx.x;
+  const unsigned c = clean && (i == 0x7fu || i == 0x80u || i == 0xffu) ? 0u : i;
+  unsigned lo, hi;
+  fp8x4_bits_warp<F>(c * 0x01010101u, lo, hi);
+  out[4 * i] = static_cast<unsigned short>(lo & 0xffffu);
+  out[4 * i + 1] = static_cast<unsigned short>(lo >> 16);
+  out[4 * i + 2] = static_cast<unsigned short>(hi & 0xffffu);
+  out[4 * i + 3] = static_cast<unsigned short>(hi >> 16);
+}
+
+// Throws unless binary16 bits `got` are the value of code `code` of F, exactly (the sign of zero
+// included; NaN for NaN codes).
+template <Fp8Format F>
+void expect_code(unsigned code, unsigned short got, const char* path) {
+  const float want = fp8_to_float(static_cast<std::uint8_t>(code), F);
+  const float v = half_to_float(got);
+  const bool ok =
+      std::isnan(want) ? std::isnan(v) : v == want && std::signbit(v) == std::signbit(want);
+  if (!ok) {
+    std::ostringstream s;
+    s << "self-check: fp8 " << to_string(F) << " code 0x" << std::hex << code << std::dec
+      << " converted " << path << " to binary16 0x" << std::hex << got << std::dec << " (" << v
+      << "), expected " << want;
+    throw GpuError(s.str());
+  }
+}
+
+// Every code of F through fp8x4_bits_warp, in warps with and without e4m3fnuz's three codes.
+template <Fp8Format F>
+void check_warp_path(int& checked) {
+  DeviceBuffer out(sizeof(unsigned short) * 4 * 256);
+  std::vector<unsigned short> h(4 * 256);
+  for (bool clean : {false, true}) {
+    out.poison();
+    fp8_warp_kernel<F><<<1, 256>>>(out.as<unsigned short>(), clean);
+    ATTNSCOPE_CHECK_LAUNCH();
+    synchronize();
+    out.download(h.data(), h.size() * sizeof(unsigned short));
+    for (unsigned i = 0; i < 256; ++i) {
+      const unsigned c = clean && (i == 0x7fu || i == 0x80u || i == 0xffu) ? 0u : i;
+      for (int k = 0; k < 4; ++k) {
+        expect_code<F>(c, h[4 * i + k], "by the matrix-instruction kernels' path");
+        ++checked;
+      }
+    }
+  }
+}
+
 // Returns whether the kernels' path converted F in hardware.
 template <Fp8Format F>
 bool check_format(int& checked) {
@@ -55,21 +109,9 @@ bool check_format(int& checked) {
   for (unsigned i = 0; i < 256; ++i)
     for (int k = 0; k < 2; ++k) {
       const unsigned code = k == 0 ? i : 255u - i;
-      const float want = fp8_to_float(static_cast<std::uint8_t>(code), F);
       for (int path = 0; path < 2; ++path) {
-        const unsigned short got = h[4 * i + 2 * path + k];
-        const float v = half_to_float(got);
-        // Exact, the sign of zero included; NaN for NaN codes.
-        const bool ok =
-            std::isnan(want) ? std::isnan(v) : v == want && std::signbit(v) == std::signbit(want);
-        if (!ok) {
-          std::ostringstream s;
-          s << "self-check: fp8 " << to_string(F) << " code 0x" << std::hex << code << std::dec
-            << " converted " << (path == 0 ? "by the kernels' path" : "by the integer path")
-            << " to binary16 0x" << std::hex << got << std::dec << " (" << v << "), expected "
-            << want;
-          throw GpuError(s.str());
-        }
+        expect_code<F>(code, h[4 * i + 2 * path + k],
+                       path == 0 ? "by the kernels' path" : "by the integer path");
         ++checked;
       }
     }
@@ -83,11 +125,16 @@ std::string check_fp8_conversions() {
   const bool hw = check_format<Fp8Format::e4m3>(checked);
   const bool hw2 = check_format<Fp8Format::e5m2>(checked);
   check_format<Fp8Format::e4m3fnuz>(checked);
+  check_warp_path<Fp8Format::e4m3>(checked);
+  check_warp_path<Fp8Format::e5m2>(checked);
+  check_warp_path<Fp8Format::e4m3fnuz>(checked);
   std::ostringstream s;
   s << "fp8 to binary16 exact for all 256 codes of e4m3, e5m2 and e4m3fnuz, by the kernels' path ("
     << (hw && hw2 ? "the hardware's conversion for e4m3 and e5m2, integer operations for e4m3fnuz"
                   : "integer operations")
-    << ") and the integer path (" << checked << " conversions)";
+    << "), the integer path, and the matrix-instruction kernels' path (e4m3fnuz: the hardware's "
+       "e4m3 conversion halved, where the hardware converts e4m3; "
+    << checked << " conversions)";
   return s.str();
 }
 

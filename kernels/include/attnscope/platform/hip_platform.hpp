@@ -353,6 +353,33 @@ __device__ __forceinline__ __half2 fp8x2_to_half2(unsigned pair) {
   return half2_of_bits(fp8x2_bits<F, false, kSoftware>(pair));
 }
 
+// Both halves of `word` (four codes), as fp8x2_bits<F> and fp8x2_bits<F, true> give them; every
+// lane of the warp calls it. e4m3fnuz where the hardware converts e4m3: a code other than 0x7f,
+// 0xff (e4m3fnuz's +-240, e4m3's NaNs) and 0x80 (e4m3fnuz's NaN, e4m3's -0) has half its value as
+// an e4m3 code (the same fields, bias 8 against 7), so the conversion's result times 0.5 is its
+// value, exactly (the least nonzero magnitude, 2^-10, is a binary16 normal). A warp whose words
+// hold one of those three codes in any lane takes the integer path.
+template <Fp8Format F>
+__device__ __forceinline__ void fp8x4_bits_warp(unsigned word, unsigned& lo, unsigned& hi) {
+#if ATTNSCOPE_FP8_CVT
+  if constexpr (F == Fp8Format::e4m3fnuz) {
+    // Bytes 0x7f and 0xff: their low 7 bits + 1 carry into bit 7 (no byte carries into the next).
+    const unsigned top = ((word & 0x7f7f7f7fu) + 0x01010101u) & 0x80808080u;
+    // Bytes 0x80: a zero byte of word ^ 0x80808080 (nonzero here if and only if one is).
+    const unsigned z = word ^ 0x80808080u;
+    const unsigned nan = (z - 0x01010101u) & ~z & 0x80808080u;
+    if (warp_all((top | nan) == 0u)) {
+      const __half2 half = __float2half2_rn(0.5f);
+      lo = bits_of_half2(__hmul2(half2_of_bits(fp8x2_bits<Fp8Format::e4m3>(word)), half));
+      hi = bits_of_half2(__hmul2(half2_of_bits(fp8x2_bits<Fp8Format::e4m3, true>(word)), half));
+      return;
+    }
+  }
+#endif
+  lo = fp8x2_bits<F>(word);
+  hi = fp8x2_bits<F, true>(word);
+}
+
 // Matrix instructions of one warp (NVIDIA compute capability 8.0 and later; elsewhere the
 // kernels that use them are not launched, config.hpp's kMmaDecodePlatform).
 #if defined(ATTNSCOPE_PLATFORM_CUDA) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
