@@ -88,8 +88,7 @@ struct MmaGeom {
   static constexpr int RING_AT = Q_AT + Q_BYTES;
   static constexpr int RING_BYTES = WARPS * RING * 16 * 4;
   static constexpr int SMEM_BYTES =
-      (RING_AT + RING_BYTES + 16 > SCRATCH_BYTES + 16 ? RING_AT + RING_BYTES + 16
-                                                      : SCRATCH_BYTES + 16);
+      (RING_AT + RING_BYTES > SCRATCH_BYTES ? RING_AT + RING_BYTES : SCRATCH_BYTES) + 16;
   static constexpr int BLOCKS_PER_SM = mma_blocks_per_sm(CR::kFp8);
   static_assert(KEYS == kMmaKeys, "a warp takes 16 positions a tile");
   static_assert(CHUNKS >= 8 && kWarpSize % CHUNKS == 0 && 16 % RPP == 0,

@@ -42,6 +42,11 @@ __global__ void fp8_convert_kernel(unsigned short* out) {
   if (i == 0) out[1024] = ATTNSCOPE_FP8_CVT && F != Fp8Format::e4m3fnuz ? 1 : 0;
 }
 
+// The code thread i of fp8_warp_kernel converts, and check_warp_path expects.
+__host__ __device__ constexpr unsigned warp_path_code(unsigned i, bool clean) {
+  return clean && (i == 0x7fu || i == 0x80u || i == 0xffu) ? 0u : i;
+}
+
 // The matrix-instruction kernels' path (fp8x4_bits_warp, which a warp takes together): thread i
 // converts a word of four codes c, c = i (`clean` false: the warps holding e4m3fnuz's codes 0x7f,
 // 0x80 and 0xff take its integer path, the others its first), or c = 0 where i is one of those
@@ -49,7 +54,7 @@ __global__ void fp8_convert_kernel(unsigned short* out) {
 template <Fp8Format F>
 __global__ void fp8_warp_kernel(unsigned short* out, bool clean) {
   const unsigned i = threadIdx.x;
-  const unsigned c = clean && (i == 0x7fu || i == 0x80u || i == 0xffu) ? 0u : i;
+  const unsigned c = warp_path_code(i, clean);
   unsigned lo, hi;
   fp8x4_bits_warp<F>(c * 0x01010101u, lo, hi);
   out[4 * i] = static_cast<unsigned short>(lo & 0xffffu);
@@ -87,7 +92,7 @@ void check_warp_path(int& checked) {
     synchronize();
     out.download(h.data(), h.size() * sizeof(unsigned short));
     for (unsigned i = 0; i < 256; ++i) {
-      const unsigned c = clean && (i == 0x7fu || i == 0x80u || i == 0xffu) ? 0u : i;
+      const unsigned c = warp_path_code(i, clean);
       for (int k = 0; k < 4; ++k) {
         expect_code<F>(c, h[4 * i + k], "by the matrix-instruction kernels' path");
         ++checked;
