@@ -89,6 +89,21 @@ AccuracyCase base(const Target& t, Accum acc, std::int64_t window) {
   return c;
 }
 
+// c on a paged cache of `page` rows a page (5 spare pages), layer 1 of 2, poisoned (NaN and Inf in
+// every slot no query attends), at q_len 4 so that the first query's window starts after the
+// others' span begins.
+AccuracyCase paged_poisoned(AccuracyCase c, int page) {
+  c.data.poison_outside = true;
+  c.problem.q_len = 4;
+  c.problem.seq_len = c.problem.window + 4 + 9;
+  c.layout.kind = KvLayoutKind::paged;
+  c.layout.page_size = page;
+  c.layout.spare_pages = 5;
+  c.layout.layers = 2;
+  c.layout.layer = 1;
+  return c;
+}
+
 std::vector<AccuracyCase> variants(const Target& t, Sweep sweep) {
   std::vector<AccuracyCase> cases;
   const std::vector<std::int64_t> windows = {1, 2, 17, 64, 256, 1000, 4096, 32768, 131072};
@@ -126,6 +141,22 @@ std::vector<AccuracyCase> variants(const Target& t, Sweep sweep) {
         c.problem.head_dim = d;
         cases.push_back(c);
       }
+      // head_dim 96 and 192 on the matrix-instruction kernels (fp32 accumulation, the single-pass
+      // paths), whose rows there are 12 and 24 chunks of 16 bytes (copied in groups of 8, the
+      // last of 96's half used): a paged, poisoned cache at q_len 4 (16 queries a block), and
+      // masked keys at q_len 1 (8 a block).
+      if (acc == Accum::fp32 && (t.path == Path::fused || t.path == Path::split_kv))
+        for (int d : {96, 192}) {
+          AccuracyCase c = paged_poisoned(base(t, acc, w), 7);
+          c.problem.head_dim = d;
+          cases.push_back(c);
+          c = base(t, acc, w);
+          c.problem.head_dim = d;
+          c.problem.batch = 3;
+          c.problem.seq_len = w + 5;
+          c.data.mask_fraction = 0.3;
+          cases.push_back(c);
+        }
       if (acc == Accum::fp32) {
         for (DType in : {DType::bf16, DType::fp32}) {
           AccuracyCase c = base(t, acc, w);
@@ -267,17 +298,9 @@ std::vector<AccuracyCase> variants(const Target& t, Sweep sweep) {
           cases.push_back(c);
         }
       if (fp8_path) {
-        AccuracyCase c = base(t, acc, w);
+        AccuracyCase c = paged_poisoned(base(t, acc, w), 16);
         c.problem.kv_fp8 = Fp8Format::e4m3;
         c.problem.kv_scale = KvScale::token;
-        c.data.poison_outside = true;
-        c.problem.q_len = 4;
-        c.problem.seq_len = w + 4 + 9;
-        c.layout.kind = KvLayoutKind::paged;
-        c.layout.page_size = 16;
-        c.layout.spare_pages = 5;
-        c.layout.layers = 2;
-        c.layout.layer = 1;
         cases.push_back(c);
         c = base(t, acc, w);
         c.problem.kv_fp8 = Fp8Format::e5m2;

@@ -92,8 +92,9 @@ TEST(AccuracyCases, DefaultSetCoversEveryWindowPathAndAccumulation) {
   // path and accumulation; on fused and split_kv, 14 fp8-cache cases a path and accumulation
   // (3 formats x 3 scale granularities, one paged and poisoned, one heavy-tailed, one NaN, one of
   // group 8, one of group 16 with per-token scales).
-  // At fp32 accumulation, 12 latent (MLA) cases on fused and split_kv, 10 unfused (above).
-  EXPECT_EQ(cases.size() + std::size_t(latent_left), 338u);
+  // At fp32 accumulation, 12 latent (MLA) cases on fused and split_kv, 10 unfused (above), and
+  // on fused and split_kv 4 at head_dim 96 and 192 (two paged and poisoned, two masked).
+  EXPECT_EQ(cases.size() + std::size_t(latent_left), 346u);
   int poisoned = 0, masked = 0, fully = 0, padded = 0, negative = 0, overflow = 0, ragged = 0;
   for (const AccuracyCase& c : cases) {
     poisoned += c.data.poison_outside ? 1 : 0;
@@ -110,7 +111,7 @@ TEST(AccuracyCases, DefaultSetCoversEveryWindowPathAndAccumulation) {
       EXPECT_FALSE(c.expect_fp16_overflow) << c.name();
     }
   }
-  EXPECT_EQ(poisoned, gpu::detail::kMmaDecodePlatform ? 28 : 25);
+  EXPECT_EQ(poisoned, gpu::detail::kMmaDecodePlatform ? 32 : 29);
   // Every fp8 format x scale granularity x accumulation on both single-pass paths, and no fp8
   // case elsewhere.
   std::set<std::tuple<int, int, int, int>> fp8_seen;
@@ -142,7 +143,7 @@ TEST(AccuracyCases, DefaultSetCoversEveryWindowPathAndAccumulation) {
   // unfused) and masked ones at q_len 2: fp16 and e4m3fnuz a single-pass path, fp16 unfused.
   const int latent_paths = gpu::detail::kMmaDecodePlatform ? 3 : 0;
   EXPECT_EQ(ragged, 18 + latent_paths);
-  EXPECT_EQ(masked, 18 + (gpu::detail::kMmaDecodePlatform ? 5 : 0));
+  EXPECT_EQ(masked, 22 + (gpu::detail::kMmaDecodePlatform ? 5 : 0));
   EXPECT_EQ(fully, 6);
   EXPECT_EQ(padded, 6);
   EXPECT_EQ(negative, 6);
@@ -290,8 +291,8 @@ TEST(KernelOrders, DeclaredOrdersFollowTheKernelGeometry) {
 }
 
 // Where a KV head has 4 or more queries, fp16 q and cache (or an fp8 one) and fp32 accumulation
-// at head_dim 64 or 128, a CUDA build runs (and declares) the matrix-instruction kernel; elsewhere
-// the lane kernel.
+// at head_dim 64, 96, 128 or 192 (an fp8 cache: 128 only), a CUDA build runs (and declares) the
+// matrix-instruction kernel; elsewhere the lane kernel.
 TEST(KernelOrders, MatrixInstructionDecodeWhereItRuns) {
   Problem p;
   p.q_heads = 64;
@@ -320,7 +321,14 @@ TEST(KernelOrders, MatrixInstructionDecodeWhereItRuns) {
     EXPECT_EQ(o.dot->kind, OrderKind::warp_tree);
     EXPECT_FALSE(o.truncating);
   }
-  // Not for 2 queries, bf16, fp16 accumulation, head_dim 256, or an fp8 cache at head_dim 64.
+  // fp16 caches at head_dim 64, 96 and 192 too.
+  for (int d : {64, 96, 192}) {
+    Problem q = p;
+    q.head_dim = d;
+    EXPECT_EQ(gpu::detail::decode_uses_mma(q), platform) << d;
+  }
+  // Not for 2 queries, bf16, fp16 accumulation, head_dim 256, or an fp8 cache at head_dim 64, 96
+  // or 192.
   Problem q = p;
   q.kv_fp8 = Fp8Format::e5m2;
   EXPECT_EQ(gpu::detail::decode_uses_mma(q), platform);
@@ -345,14 +353,14 @@ TEST(KernelOrders, MatrixInstructionDecodeWhereItRuns) {
   q.q_len = 2;  // 2 heads x 2 positions
   q.seq_len = q.window + 1;
   EXPECT_EQ(gpu::detail::decode_uses_mma(q), platform);
-  for (int k = 0; k < 4; ++k) {
+  for (int k = 0; k < 6; ++k) {
     q = p;
     if (k == 0) q.input = q.output = DType::bf16;
     if (k == 1) q.accum = Accum::fp16;
     if (k == 2) q.head_dim = 256;
-    if (k == 3) {
+    if (k >= 3) {
       q.kv_fp8 = Fp8Format::e4m3;
-      q.head_dim = 64;
+      q.head_dim = k == 3 ? 64 : k == 4 ? 96 : 192;
     }
     EXPECT_FALSE(gpu::detail::decode_uses_mma(q)) << k;
   }
@@ -714,7 +722,7 @@ TEST(Registry, EngineImplementationGetsCasesOnItsOwnLayout) {
     EXPECT_EQ(c.data.ragged_min_len, 0) << c.name();
   }
   // The fused path's cases of the default set (the split-count cases are attnscope's own).
-  EXPECT_EQ(std::size_t(left) + cases.size(), 116u);
+  EXPECT_EQ(std::size_t(left) + cases.size(), 120u);
 
   const gpu::Implementation& reg = gpu::implementation("testengine.decode");
   EXPECT_FALSE(reg.declares_order());

@@ -122,8 +122,8 @@ inline constexpr int kDecStageBytes = 16384;  // K and V bytes of one tile, at m
 // The matrix-instruction decode kernel (decode_mma.hpp), where a KV head's row of queries is
 // large enough (kMmaMinQueries) that the dots and the weighted sum are better done as matrix
 // products than lane by lane: on NVIDIA GPUs (mma.sync, compute capability 8.0 and later), fp16
-// q and cache, fp32 accumulation, head_dim 64 and 128. A block holds kMmaQueries queries (the
-// instructions' 16 rows) and its 4 warps take 16 positions each of every tile of kMmaKeys.
+// q and cache, fp32 accumulation, head_dim 64, 96, 128 and 192. A block holds kMmaQueries queries
+// (the instructions' 16 rows) and its 4 warps take 16 positions each of every tile of kMmaKeys.
 #if defined(ATTNSCOPE_PLATFORM_CUDA)
 inline constexpr bool kMmaDecodePlatform = true;
 #else
@@ -140,18 +140,23 @@ inline constexpr int kMmaMinQueries = 4;
 inline constexpr int kMmaKeys = 64;
 inline constexpr int kMmaStages = 3;
 inline constexpr int kMmaStagesFp8 = 4;  // an fp8 tile is half the bytes: more in flight
+// The most bytes of a block's stages: three fp16 tiles at head_dim 128 (at 192, two).
+inline constexpr int kMmaStreamBytes = 3 * 32768;
 // Resident blocks a multiprocessor (the kernel's launch bounds): two on an fp16 cache (three
 // stages of 32 KiB of K and V each), three on an fp8 one (four of 16 KiB; about 168 registers a
 // thread).
 constexpr int mma_blocks_per_sm(bool fp8) {
   return fp8 ? 3 : 2;
 }
-// An fp8 cache takes it at head_dim 128, with any scale granularity.
+// An fp8 cache takes it at head_dim 128, with any scale granularity. (At 96 an fp8 row is 6
+// chunks of 16 bytes, which V's reads, 4 chunks at a time, do not cover; at 192 a block would need
+// more than a third of a multiprocessor's shared memory for the fp8 kernel's stages.)
 inline bool decode_uses_mma(const Problem& p) {
   if (p.latent) return false;  // the latent kernel's (decode_mla.hpp)
   if (!kMmaDecodePlatform || p.input != DType::fp16 || p.accum != Accum::fp32) return false;
   if (std::int64_t(p.group()) * p.q_len < kMmaMinQueries) return false;
-  return p.head_dim == 128 || (p.head_dim == 64 && !p.kv_fp8);
+  if (p.head_dim == 128) return true;
+  return (p.head_dim == 64 || p.head_dim == 96 || p.head_dim == 192) && !p.kv_fp8;
 }
 
 // The latent (MLA) decode kernel (decode_mla.hpp): NVIDIA matrix instructions, fp16 or bf16 q

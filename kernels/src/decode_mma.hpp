@@ -9,12 +9,14 @@
 // written; q in shared memory, read by ldmatrix) and streams its part of the window in tiles of
 // kMmaKeys = 64 positions: each warp copies (cp.async) its own 16 consecutive positions of K and V
 // into shared memory (WarpRows: on a paged cache a row's page, copied STAGES tiles ahead, and a
-// mask byte, loaded a tile ahead, by one lane a row). Per tile each warp, on its 16 positions:
+// mask byte, loaded a tile ahead, by one lane a row). A row there is whole groups of 8 chunks of
+// 16 bytes: head_dim 64 and 128 in fp16 (8 and 16 chunks), 192 (24, three groups), 96 (12, in two
+// groups, 4 chunks unused). Per tile each warp, on its 16 positions:
 //  - S = q K^T (16 x 16, fp32) by mma.m16n8k16 over head_dim in steps of 16 dimensions. The
 //    dimensions of a step are taken in a lane-friendly order (any order of a dot's terms is the
 //    dot's): lane l's four of step s are 16 s + 4 (l % 4) + {0, 1, 2, 3}, for q and K alike, so
 //    a lane reads K with one 8-byte load; rows are stored with their 16-byte chunks XOR-swizzled
-//    by the row, so a warp's loads are free of bank conflicts;
+//    by the row within their group of 8, so a warp's loads are free of bank conflicts;
 //  - scores outside a query's window, the split, the sequence or the mask are -inf; a warp's 16
 //    positions that every query of the block attends, with no mask given, skip the tests;
 //  - the online softmax per query, in base 2 (the score's multiplier holds log2 e): the tile's
@@ -68,13 +70,24 @@ struct MmaGeom {
   static constexpr int EB = CR::EB;                      // bytes of a cache element
   static constexpr int WARPS = kDecThreads / kWarpSize;  // 4
   static constexpr int KEYS = WARPS * 16;                // positions a tile: 16 a warp
-  static constexpr int ROW_BYTES = D * EB;
-  static constexpr int CHUNKS = ROW_BYTES / 16;   // 16-byte chunks of a row
-  static constexpr int RPP = kWarpSize / CHUNKS;  // rows a warp copies in one pass
-  static constexpr int PASSES = 16 / RPP;         // passes over a warp's 16 rows of K (and V)
-  static constexpr int ROWS_BYTES = WARPS * 2 * 16 * ROW_BYTES;  // a stage's rows of K and V
+  static constexpr int ROW_BYTES = D * EB;               // a row in the cache
+  static constexpr int CHUNKS = ROW_BYTES / 16;          // its 16-byte chunks
+  // A row in shared memory: whole groups of 8 chunks (UNITS of them), the chunks past CHUNKS
+  // unused (head_dim 96 in fp16: 12 chunks in 16). Rows are swizzled within each group.
+  static constexpr int UNITS = CHUNKS <= 8 ? 1 : CHUNKS <= 16 ? 2 : (CHUNKS + 7) / 8;
+  static constexpr int SCHUNKS = 8 * UNITS;
+  static constexpr int SROW = 16 * SCHUNKS;
+  static constexpr bool kPow2Row = (UNITS & (UNITS - 1)) == 0;
+  // A warp copies 4 groups (32 lanes x 16 bytes) a pass, 16 rows in PASSES.
+  static constexpr int PASSES = 4 * UNITS;
+  static constexpr int ROWS_BYTES = WARPS * 2 * 16 * SROW;  // a stage's rows of K and V
   static constexpr int STAGE_BYTES = ROWS_BYTES + (kToken ? WARPS * 2 * 16 * 4 : 0);
-  static constexpr int STAGES = CR::kFp8 ? kMmaStagesFp8 : kMmaStages;
+  // Up to kMmaStages (fp8: kMmaStagesFp8) stages, within the 96 KiB of head_dim 128's fp16
+  // stream (head_dim 192: two stages of 48 KiB, so that two blocks still fit a multiprocessor).
+  static constexpr int STAGES_WANTED = CR::kFp8 ? kMmaStagesFp8 : kMmaStages;
+  static constexpr int STAGES = STAGES_WANTED * STAGE_BYTES <= kMmaStreamBytes
+                                    ? STAGES_WANTED
+                                    : kMmaStreamBytes / STAGE_BYTES;
   static constexpr int STREAM_BYTES = STAGES * STAGE_BYTES;
   // q's 16 rows after the stream, each padded by 16 bytes (ldmatrix's 8 rows then meet 32
   // different banks), its dimensions in the A operand's order (below).
@@ -91,18 +104,25 @@ struct MmaGeom {
       (RING_AT + RING_BYTES > SCRATCH_BYTES ? RING_AT + RING_BYTES : SCRATCH_BYTES) + 16;
   static constexpr int BLOCKS_PER_SM = mma_blocks_per_sm(CR::kFp8);
   static_assert(KEYS == kMmaKeys, "a warp takes 16 positions a tile");
-  static_assert(CHUNKS >= 8 && kWarpSize % CHUNKS == 0 && 16 % RPP == 0,
-                "rows are swizzled over 8 chunks and copied in whole passes");
+  static_assert(CHUNKS % 4 == 0 && STAGES >= 2,
+                "V's chunks are read 4 at a time, and at least one tile is in flight");
   // Byte offset of warp w's row n (of K: kv 0, V: kv 1) in a stage, and of its 16-byte chunk c,
-  // chunks XOR-swizzled by the row.
-  __device__ static int row(int w, int kv, int n) { return ((w * 2 + kv) * 16 + n) * ROW_BYTES; }
+  // chunks XOR-swizzled by the row within their group of 8.
+  __device__ static int row(int w, int kv, int n) { return ((w * 2 + kv) * 16 + n) * SROW; }
   __device__ static int chunk(int w, int kv, int n, int c) {
     return row(w, kv, n) + ((c ^ (n & 7)) << 4);
   }
-  // chunk(w, kv, n, c0 ^ c1) = chunk(w, kv, n, c0) ^ (c1 << 4): the chunk's bits lie below the
-  // row's (ROW_BYTES = 16 CHUNKS), and so they do below a stage's start (a multiple of ROW_BYTES),
-  // so a lane computes its chunk once and reaches the others of its row by one XOR.
-  static_assert(STAGE_BYTES % ROW_BYTES == 0, "stages start at a multiple of a row's bytes");
+  // For c0 < 8: chunk(w, kv, n, c0 ^ c1) = (chunk(w, kv, n, c0) ^ ((c1 % 8) << 4)) + (c1 / 8) 128:
+  // rows and stages start at multiples of 128 bytes, below which lie a group's chunks. So a lane
+  // computes one chunk of its row and reaches the others from it (where a row is a power of two
+  // of groups, by one XOR: the groups' bits lie below the row's).
+  static_assert(STAGE_BYTES % 128 == 0, "stages start at a multiple of 128 bytes");
+  __device__ static int other(int at, int c1) {
+    if constexpr (kPow2Row)
+      return at ^ (c1 << 4);
+    else
+      return (at ^ ((c1 % 8) << 4)) + (c1 / 8) * 128;
+  }
   // Byte offset of the per-token scale of warp w's row n (of K: kv 0, V: kv 1) in a stage.
   __device__ static int scale(int w, int kv, int n) {
     return ROWS_BYTES + ((w * 2 + kv) * 16 + n) * 4;
@@ -110,8 +130,9 @@ struct MmaGeom {
 };
 
 // Where a warp's rows of K and V are read from, and their copies: the warp's 16 consecutive
-// positions of each tile, each row copied by G::CHUNKS lanes in G::PASSES passes (lane l copies
-// chunk l % CHUNKS of rows pass x RPP + l / CHUNKS). A row outside the split, before a ragged
+// positions of each tile, copied in G::PASSES passes of 4 groups of 8 chunks: in pass x, lane l
+// copies chunk l % 8 of group u = 4 x + l / 8, which is group u % UNITS of row u / UNITS (chunks
+// past the row's CHUNKS are not copied). A row outside the split, before a ragged
 // sequence's start or masked out is not read: its copy writes zeros (its p is 0, but 0 x a NaN the
 // cache may hold there would be NaN).
 //  - Contiguous caches: each copying lane steps its own rows' byte offsets by a tile's positions.
@@ -129,16 +150,16 @@ template <class G>
 struct WarpRows {
   static constexpr std::int64_t kNotRead = std::int64_t(-1) - 0x7fffffffffffffffLL;  // sign bit
   // The lane's stage offsets of its chunks of K's rows in the first SW passes: the swizzle
-  // (n & 7) of row n = pass x RPP + crow repeats after SW passes (8 rows).
-  static constexpr int SW = 8 / G::RPP;
-  static_assert(8 % G::RPP == 0 && G::PASSES % SW == 0, "the swizzle repeats in whole passes");
+  // (n & 7) of a lane's row n and its group repeat after SW passes (8 rows).
+  static constexpr int SW = 2 * G::UNITS;
+  static_assert(G::PASSES % SW == 0, "the swizzle repeats in whole passes");
   // Paged caches: a row's table entry is copied LA tiles before its tile is queued; the ring's
   // slot for tile n is n % RING, so the entry of tile n + LA goes to the slot tile n - 1 used.
   static constexpr int LA = G::STAGES, RING = G::RING;
   static_assert(RING == LA + 1, "the entry copied at a queue takes the previous tile's slot");
   int dst[SW];
-  int crow, cchunk;       // the lane's first copied row (pass 0) and its chunk
-  std::int64_t q_end;     // c1 + shift, at least 0: rows at sequence positions below it are read
+  int lgroup, crow, cchunk;  // lane / 8; the lane's row and chunk in pass 0
+  std::int64_t q_end;        // c1 + shift, at least 0: rows at sequence positions below it are read
   std::int64_t next_q;    // the sequence position of the lane's first copied row of the next tile
   std::int64_t next_off;  // contiguous: that row's byte offset in the cache, plus the chunk's
   std::int64_t row_bytes;
@@ -164,9 +185,13 @@ struct WarpRows {
   // block's dynamic shared memory (the ring is at G::RING_AT).
   __device__ WarpRows(const KernelParams& p, int b, int kvh, std::int64_t first_pos,
                       std::int64_t c1, std::int64_t shift, int warp, int lane, void* smem)
-      : crow(lane / G::CHUNKS), cchunk(lane % G::CHUNKS), lane16(lane % 16), keep(1) {
+      : lgroup(lane / 8),
+        crow(lane / G::SCHUNKS),
+        cchunk(lane % G::SCHUNKS),
+        lane16(lane % 16),
+        keep(1) {
 #pragma unroll
-    for (int x = 0; x < SW; ++x) dst[x] = G::chunk(warp, 0, x * G::RPP + crow, cchunk);
+    for (int x = 0; x < SW; ++x) dst[x] = G::chunk(warp, 0, pass_row(x), pass_chunk(x));
     const KvAddressing& kv = p.kv;
     constexpr int E = G::EB;
     q_end = c1 + shift > 0 ? c1 + shift : 0;
@@ -207,6 +232,27 @@ struct WarpRows {
       sync_warp();  // lanes 16-31 read the entries lanes 0-15 copied
     }
     look_up();
+  }
+  // The lane's row of the warp's 16 and its chunk in pass x: group 4 x + lane / 8. Where a row
+  // is a power of two of groups, the row steps by 4 / UNITS a pass and the chunk stays.
+  __device__ __forceinline__ int pass_row(int x) const {
+    if constexpr (G::kPow2Row)
+      return x * (4 / G::UNITS) + crow;
+    else
+      return (4 * x + lgroup) / G::UNITS;
+  }
+  __device__ __forceinline__ int pass_chunk(int x) const {
+    if constexpr (G::kPow2Row)
+      return cchunk;
+    else
+      return 8 * ((4 * x + lgroup) % G::UNITS) + cchunk % 8;
+  }
+  // Whether the lane's chunk of pass x is one of the row's (not past CHUNKS).
+  __device__ __forceinline__ bool copies(int x) const {
+    if constexpr (G::SCHUNKS == G::CHUNKS)
+      return true;
+    else
+      return pass_chunk(x) < G::CHUNKS;
   }
   // Page index and row within the page of sequence position q (rows before the sequence start
   // are never read; their index only has to step).
@@ -267,21 +313,23 @@ struct WarpRows {
                        ok);
     }
     auto copy = [&](int pass, std::int64_t off, bool ok) {
-      const int at = dst[pass % SW] + (pass / SW) * 8 * G::ROW_BYTES;
+      if (!copies(pass)) return;
+      const int at = dst[pass % SW] + (pass / SW) * 8 * G::SROW;
 #pragma unroll
       for (int kv = 0; kv < 2; ++kv)
-        AsyncCopy::copy16(st + at + kv * 16 * G::ROW_BYTES, static_cast<const char*>(src[kv]) + off,
-                          ok);
+        AsyncCopy::copy16(st + at + kv * 16 * G::SROW, static_cast<const char*>(src[kv]) + off, ok);
     };
+    // The lane's chunk of pass x against its chunk of pass 0, in bytes.
+    auto chunk_step = [&](int pass) { return (pass_chunk(pass) - cchunk) * 16; };
     if (paged) {
       std::int64_t own_off = kNotRead;  // the looked-up row's byte offset
       if (own_page >= 0 && keep != 0)
         own_off = page_base + std::int64_t(own_page) * page_bytes + own_row * row_bytes;
 #pragma unroll
       for (int pass = 0; pass < G::PASSES; ++pass) {
-        const std::int64_t off = shfl_idx(own_off, pass * G::RPP + crow);  // lane n looked it up
+        const std::int64_t off = shfl_idx(own_off, pass_row(pass));  // lane n looked it up
         // The sign bit cleared: offset 0 where the row is not read.
-        copy(pass, (off & 0x7fffffffffffffffLL) + cchunk * 16, off >= 0);
+        copy(pass, (off & 0x7fffffffffffffffLL) + pass_chunk(pass) * 16, off >= 0);
       }
       // The entry of the tile LA on, into the slot of the tile before this one (read at its
       // queue, before this queue's warp barrier).
@@ -289,7 +337,8 @@ struct WarpRows {
       step(ahead_q, ahead_index, ahead_row);
       slot = slot == RING - 1 ? 0 : slot + 1;
     } else {
-      // The passes whose rows are in the sequence and the split: lo <= pass x RPP < hi.
+      // The rows (of the lane's rows, counted from its row of pass 0) in the sequence and the
+      // split: lo <= r < hi.
       const int lo = static_cast<int>(next_q >= 0 ? 0 : next_q > -16 ? -next_q : 16);
       const std::int64_t left = q_end - next_q;
       const int hi = static_cast<int>(left >= 16 ? 16 : left > 0 ? left : 0);
@@ -298,15 +347,15 @@ struct WarpRows {
       if (masked) {
 #pragma unroll
         for (int pass = 0; pass < G::PASSES; ++pass) {
-          const int r = pass * G::RPP;
-          const int kept = shfl_idx(static_cast<int>(keep), r + crow);  // lane n looked it up
-          copy(pass, next_off + r * row_bytes, in(r) && kept != 0);
+          const int r = pass_row(pass) - crow;
+          const int kept = shfl_idx(static_cast<int>(keep), pass_row(pass));  // lane n looked it up
+          copy(pass, next_off + r * row_bytes + chunk_step(pass), in(r) && kept != 0);
         }
       } else {
 #pragma unroll
         for (int pass = 0; pass < G::PASSES; ++pass) {
-          const int r = pass * G::RPP;
-          copy(pass, next_off + r * row_bytes, in(r));
+          const int r = pass_row(pass) - crow;
+          copy(pass, next_off + r * row_bytes + chunk_step(pass), in(r));
         }
       }
       next_off += G::KEYS * row_bytes;
@@ -390,7 +439,7 @@ struct MmaRun {
   __device__ static int stage_at(int t) { return (t % G::STAGES) * G::STAGE_BYTES; }
   __device__ int k_at(int t) const { return stage_at(t) + k_lane; }
   __device__ int v_at(int t) const { return stage_at(t) + v_lane; }
-  __device__ const char* at(int lane, int c1) const { return stages + (lane ^ (c1 << 4)); }
+  __device__ const char* at(int lane, int c1) const { return stages + G::other(lane, c1); }
   __device__ __forceinline__ void queue(int t) {
     sync_warp();  // the stage was read by other lanes of this warp in the tile before
     rows.queue(stage(t), src);
@@ -571,7 +620,7 @@ __global__ __launch_bounds__(
   MmaRun<G> run(p, blk, warp, lane, smem);
   const std::int64_t shift = run.shift, c0 = run.span.c0, c1 = run.span.c1;
   const float score_mul = run.score_mul;
-  constexpr int HALF = 8 * G::ROW_BYTES;  // rows n + 8 against rows n
+  constexpr int HALF = 8 * G::SROW;  // rows n + 8 against rows n
   stream_tiles<G::STAGES>(
       run.ntiles, [&](int t) { run.queue(t); },
       [&](int t) {
@@ -824,7 +873,7 @@ __global__ __launch_bounds__(
   MmaRun<G> run(p, blk, warp, lane, smem);
   const std::int64_t shift = run.shift, c0 = run.span.c0, c1 = run.span.c1;
   const float score_mul = run.score_mul;
-  constexpr int HALF = 8 * G::ROW_BYTES;  // rows n + 8 against rows n
+  constexpr int HALF = 8 * G::SROW;  // rows n + 8 against rows n
   // S^T of tile t: s[0], s[1] position g, s[2], s[3] position g + 8; queries 2 q4, 2 q4 + 1.
   // Two accumulators, the even steps' and the odd steps' (two independent chains of
   // instructions), added at the end.
