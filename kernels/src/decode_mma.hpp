@@ -9,14 +9,14 @@
 // written; q in shared memory, read by ldmatrix) and streams its part of the window in tiles of
 // kMmaKeys = 64 positions: each warp copies (cp.async) its own 16 consecutive positions of K and V
 // into shared memory (WarpRows: on a paged cache a row's page, copied STAGES tiles ahead, and a
-// mask byte, loaded a tile ahead, by one lane a row). A row there is whole groups of 8 chunks of
-// 16 bytes: head_dim 64 and 128 in fp16 (8 and 16 chunks), 192 (24, three groups), 96 (12, in two
-// groups, 4 chunks unused). Per tile each warp, on its 16 positions:
+// mask byte, loaded a tile ahead, by one lane a row). A row there is its chunks of 16 bytes in
+// groups of 8 (head_dim 64, 128 and 192 in fp16: 1, 2 and 3 groups) or 4 (96: 3 groups), each
+// group XOR-swizzled by the row. Per tile each warp, on its 16 positions:
 //  - S = q K^T (16 x 16, fp32) by mma.m16n8k16 over head_dim in steps of 16 dimensions. The
 //    dimensions of a step are taken in a lane-friendly order (any order of a dot's terms is the
 //    dot's): lane l's four of step s are 16 s + 4 (l % 4) + {0, 1, 2, 3}, for q and K alike, so
-//    a lane reads K with one 8-byte load; rows are stored with their 16-byte chunks XOR-swizzled
-//    by the row within their group of 8, so a warp's loads are free of bank conflicts;
+//    a lane reads K with one 8-byte load; the swizzle keeps a warp's loads free of bank
+//    conflicts;
 //  - scores outside a query's window, the split, the sequence or the mask are -inf; a warp's 16
 //    positions that every query of the block attends, with no mask given, skip the tests;
 //  - the online softmax per query, in base 2 (the score's multiplier holds log2 e): the tile's
@@ -72,15 +72,15 @@ struct MmaGeom {
   static constexpr int KEYS = WARPS * 16;                // positions a tile: 16 a warp
   static constexpr int ROW_BYTES = D * EB;               // a row in the cache
   static constexpr int CHUNKS = ROW_BYTES / 16;          // its 16-byte chunks
-  // A row in shared memory: whole groups of 8 chunks (UNITS of them), the chunks past CHUNKS
-  // unused (head_dim 96 in fp16: 12 chunks in 16). Rows are swizzled within each group.
-  static constexpr int UNITS = CHUNKS <= 8 ? 1 : CHUNKS <= 16 ? 2 : (CHUNKS + 7) / 8;
-  static constexpr int SCHUNKS = 8 * UNITS;
-  static constexpr int SROW = 16 * SCHUNKS;
-  static constexpr bool kPow2Row = (UNITS & (UNITS - 1)) == 0;
-  // A warp copies 4 groups (32 lanes x 16 bytes) a pass, 16 rows in PASSES.
-  static constexpr int PASSES = 4 * UNITS;
-  static constexpr int ROWS_BYTES = WARPS * 2 * 16 * SROW;  // a stage's rows of K and V
+  // A row's chunks in shared memory are swizzled within groups of GROUP: 8 where a row holds
+  // whole groups of 8 (head_dim 64, 128 and 192 in fp16: 1, 2 and 3 groups), else 4 (96 in fp16:
+  // 3 groups of 4).
+  static constexpr int GROUP = CHUNKS % 8 == 0 ? 8 : 4;
+  static constexpr int UNITS = CHUNKS / GROUP;  // groups a row
+  static constexpr bool kPow2Row = GROUP == 8 && (UNITS & (UNITS - 1)) == 0;
+  // A warp copies 32 chunks (32 / GROUP groups) a pass, its 16 rows in PASSES.
+  static constexpr int PASSES = CHUNKS / 2;
+  static constexpr int ROWS_BYTES = WARPS * 2 * 16 * ROW_BYTES;  // a stage's rows of K and V
   static constexpr int STAGE_BYTES = ROWS_BYTES + (kToken ? WARPS * 2 * 16 * 4 : 0);
   // Up to kMmaStages (fp8: kMmaStagesFp8) stages, within the 96 KiB of head_dim 128's fp16
   // stream (head_dim 192: two stages of 48 KiB, so that two blocks still fit a multiprocessor).
@@ -107,21 +107,28 @@ struct MmaGeom {
   static_assert(CHUNKS % 4 == 0 && STAGES >= 2,
                 "V's chunks are read 4 at a time, and at least one tile is in flight");
   // Byte offset of warp w's row n (of K: kv 0, V: kv 1) in a stage, and of its 16-byte chunk c,
-  // chunks XOR-swizzled by the row within their group of 8.
-  __device__ static int row(int w, int kv, int n) { return ((w * 2 + kv) * 16 + n) * SROW; }
+  // chunks XOR-swizzled within their group by the row's swizzle: n % 8 in groups of 8, (n / 2) % 4
+  // in groups of 4. Either way the 8 rows n .. n + 7 (n a multiple of 8) put a chunk in 8
+  // different 16-byte columns of the 128-byte bank window (groups of 4: the row's 16 x CHUNKS
+  // bytes, an odd multiple of 64, alternate the window's halves), so ldmatrix's 8 rows, and a
+  // warp's loads from 8 rows, are free of bank conflicts.
+  __device__ static int swizzle(int n) { return GROUP == 8 ? (n & 7) : ((n >> 1) & 3); }
+  __device__ static int row(int w, int kv, int n) { return ((w * 2 + kv) * 16 + n) * ROW_BYTES; }
   __device__ static int chunk(int w, int kv, int n, int c) {
-    return row(w, kv, n) + ((c ^ (n & 7)) << 4);
+    return row(w, kv, n) + ((c ^ swizzle(n)) << 4);
   }
-  // For c0 < 8: chunk(w, kv, n, c0 ^ c1) = (chunk(w, kv, n, c0) ^ ((c1 % 8) << 4)) + (c1 / 8) 128:
-  // rows and stages start at multiples of 128 bytes, below which lie a group's chunks. So a lane
-  // computes one chunk of its row and reaches the others from it (where a row is a power of two
-  // of groups, by one XOR: the groups' bits lie below the row's).
-  static_assert(STAGE_BYTES % 128 == 0, "stages start at a multiple of 128 bytes");
+  // For c0 < GROUP: chunk(w, kv, n, c0 ^ c1) = (chunk(w, kv, n, c0) ^ ((c1 % GROUP) << 4)) +
+  // (c1 / GROUP) x 16 GROUP: rows and stages start at multiples of a group's bytes, below which
+  // lie its chunks. So a lane computes one chunk of its row and reaches the others from it
+  // (where a row is a power of two of 128-byte groups, by one XOR: their bits lie below the
+  // row's).
+  static_assert(ROW_BYTES % (16 * GROUP) == 0 && STAGE_BYTES % (16 * GROUP) == 0,
+                "rows and stages start at a multiple of a group's bytes");
   __device__ static int other(int at, int c1) {
     if constexpr (kPow2Row)
       return at ^ (c1 << 4);
     else
-      return (at ^ ((c1 % 8) << 4)) + (c1 / 8) * 128;
+      return (at ^ ((c1 % GROUP) << 4)) + (c1 / GROUP) * 16 * GROUP;
   }
   // Byte offset of the per-token scale of warp w's row n (of K: kv 0, V: kv 1) in a stage.
   __device__ static int scale(int w, int kv, int n) {
@@ -130,9 +137,9 @@ struct MmaGeom {
 };
 
 // Where a warp's rows of K and V are read from, and their copies: the warp's 16 consecutive
-// positions of each tile, copied in G::PASSES passes of 4 groups of 8 chunks: in pass x, lane l
-// copies chunk l % 8 of group u = 4 x + l / 8, which is group u % UNITS of row u / UNITS (chunks
-// past the row's CHUNKS are not copied). A row outside the split, before a ragged
+// positions of each tile, copied in G::PASSES passes of 32 chunks: in pass x, lane l copies chunk
+// l % GROUP of the warp's group u = (32 / GROUP) x + l / GROUP, which is group u % UNITS of row
+// u / UNITS. A row outside the split, before a ragged
 // sequence's start or masked out is not read: its copy writes zeros (its p is 0, but 0 x a NaN the
 // cache may hold there would be NaN).
 //  - Contiguous caches: each copying lane steps its own rows' byte offsets by a tile's positions.
@@ -151,14 +158,14 @@ struct WarpRows {
   static constexpr std::int64_t kNotRead = std::int64_t(-1) - 0x7fffffffffffffffLL;  // sign bit
   // The lane's stage offsets of its chunks of K's rows in the first SW passes: the swizzle
   // (n & 7) of a lane's row n and its group repeat after SW passes (8 rows).
-  static constexpr int SW = 2 * G::UNITS;
+  static constexpr int SW = G::PASSES / 2;
   static_assert(G::PASSES % SW == 0, "the swizzle repeats in whole passes");
   // Paged caches: a row's table entry is copied LA tiles before its tile is queued; the ring's
   // slot for tile n is n % RING, so the entry of tile n + LA goes to the slot tile n - 1 used.
   static constexpr int LA = G::STAGES, RING = G::RING;
   static_assert(RING == LA + 1, "the entry copied at a queue takes the previous tile's slot");
   int dst[SW];
-  int lgroup, crow, cchunk;  // lane / 8; the lane's row and chunk in pass 0
+  int lgroup, crow, cchunk;  // lane / GROUP; the lane's row and chunk in pass 0
   std::int64_t q_end;        // c1 + shift, at least 0: rows at sequence positions below it are read
   std::int64_t next_q;    // the sequence position of the lane's first copied row of the next tile
   std::int64_t next_off;  // contiguous: that row's byte offset in the cache, plus the chunk's
@@ -185,9 +192,9 @@ struct WarpRows {
   // block's dynamic shared memory (the ring is at G::RING_AT).
   __device__ WarpRows(const KernelParams& p, int b, int kvh, std::int64_t first_pos,
                       std::int64_t c1, std::int64_t shift, int warp, int lane, void* smem)
-      : lgroup(lane / 8),
-        crow(lane / G::SCHUNKS),
-        cchunk(lane % G::SCHUNKS),
+      : lgroup(lane / G::GROUP),
+        crow(lane / G::CHUNKS),
+        cchunk(lane % G::CHUNKS),
         lane16(lane % 16),
         keep(1) {
 #pragma unroll
@@ -233,26 +240,21 @@ struct WarpRows {
     }
     look_up();
   }
-  // The lane's row of the warp's 16 and its chunk in pass x: group 4 x + lane / 8. Where a row
-  // is a power of two of groups, the row steps by 4 / UNITS a pass and the chunk stays.
+  // The lane's row of the warp's 16 and its chunk in pass x: group (32 / GROUP) x + lane /
+  // GROUP. Where a row is a power of two of 128-byte groups, the row steps by 32 / CHUNKS a pass
+  // and the chunk stays.
+  static constexpr int UPP = kWarpSize / G::GROUP;  // groups a pass
   __device__ __forceinline__ int pass_row(int x) const {
     if constexpr (G::kPow2Row)
-      return x * (4 / G::UNITS) + crow;
+      return x * (kWarpSize / G::CHUNKS) + crow;
     else
-      return (4 * x + lgroup) / G::UNITS;
+      return (UPP * x + lgroup) / G::UNITS;
   }
   __device__ __forceinline__ int pass_chunk(int x) const {
     if constexpr (G::kPow2Row)
       return cchunk;
     else
-      return 8 * ((4 * x + lgroup) % G::UNITS) + cchunk % 8;
-  }
-  // Whether the lane's chunk of pass x is one of the row's (not past CHUNKS).
-  __device__ __forceinline__ bool copies(int x) const {
-    if constexpr (G::SCHUNKS == G::CHUNKS)
-      return true;
-    else
-      return pass_chunk(x) < G::CHUNKS;
+      return G::GROUP * ((UPP * x + lgroup) % G::UNITS) + cchunk % G::GROUP;
   }
   // Page index and row within the page of sequence position q (rows before the sequence start
   // are never read; their index only has to step).
@@ -313,11 +315,11 @@ struct WarpRows {
                        ok);
     }
     auto copy = [&](int pass, std::int64_t off, bool ok) {
-      if (!copies(pass)) return;
-      const int at = dst[pass % SW] + (pass / SW) * 8 * G::SROW;
+      const int at = dst[pass % SW] + (pass / SW) * 8 * G::ROW_BYTES;
 #pragma unroll
       for (int kv = 0; kv < 2; ++kv)
-        AsyncCopy::copy16(st + at + kv * 16 * G::SROW, static_cast<const char*>(src[kv]) + off, ok);
+        AsyncCopy::copy16(st + at + kv * 16 * G::ROW_BYTES, static_cast<const char*>(src[kv]) + off,
+                          ok);
     };
     // The lane's chunk of pass x against its chunk of pass 0, in bytes.
     auto chunk_step = [&](int pass) { return (pass_chunk(pass) - cchunk) * 16; };
@@ -620,7 +622,7 @@ __global__ __launch_bounds__(
   MmaRun<G> run(p, blk, warp, lane, smem);
   const std::int64_t shift = run.shift, c0 = run.span.c0, c1 = run.span.c1;
   const float score_mul = run.score_mul;
-  constexpr int HALF = 8 * G::SROW;  // rows n + 8 against rows n
+  constexpr int HALF = 8 * G::ROW_BYTES;  // rows n + 8 against rows n
   stream_tiles<G::STAGES>(
       run.ntiles, [&](int t) { run.queue(t); },
       [&](int t) {
@@ -873,7 +875,7 @@ __global__ __launch_bounds__(
   MmaRun<G> run(p, blk, warp, lane, smem);
   const std::int64_t shift = run.shift, c0 = run.span.c0, c1 = run.span.c1;
   const float score_mul = run.score_mul;
-  constexpr int HALF = 8 * G::SROW;  // rows n + 8 against rows n
+  constexpr int HALF = 8 * G::ROW_BYTES;  // rows n + 8 against rows n
   // S^T of tile t: s[0], s[1] position g, s[2], s[3] position g + 8; queries 2 q4, 2 q4 + 1.
   // Two accumulators, the even steps' and the odd steps' (two independent chains of
   // instructions), added at the end.
