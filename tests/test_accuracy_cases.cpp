@@ -540,7 +540,13 @@ TEST(KernelOrders, HeadDims96And192SplitOverWholeLanes) {
   p.head_dim = 96;
   EXPECT_NO_THROW(p.validate());
   EXPECT_EQ(gpu::detail::query_tile(p), 2);
-  EXPECT_EQ(gpu::detail::decode_query_tile(p), 2);
+  // The decode kernel: where the matrix-instruction kernels are built, they take fp16 at fp32
+  // accumulation (8 queries a block at group 8); the lane kernel, 2 queries a tile.
+  EXPECT_EQ(gpu::detail::decode_query_tile(p), gpu::detail::kMmaDecodePlatform ? 8 : 2);
+  Problem lane = p;
+  lane.accum = Accum::fp16;
+  EXPECT_FALSE(gpu::detail::decode_uses_mma(lane));
+  EXPECT_EQ(gpu::detail::decode_query_tile(lane), 2);
   const KernelOrder o = gpu::detail::qk_order(p);
   ASSERT_TRUE(o.dot.has_value());
   EXPECT_EQ(o.dot->lanes, 4);
