@@ -142,9 +142,9 @@ std::vector<AccuracyCase> variants(const Target& t, Sweep sweep) {
         cases.push_back(c);
       }
       // head_dim 96 and 192 on the matrix-instruction kernels (fp32 accumulation, the single-pass
-      // paths), whose rows there are 12 and 24 chunks of 16 bytes (copied in groups of 8, the
-      // last of 96's half used): a paged, poisoned cache at q_len 4 (16 queries a block), and
-      // masked keys at q_len 1 (8 a block).
+      // paths), whose rows there are 12 and 24 chunks of 16 bytes (in groups of 4 and of 8): a
+      // paged, poisoned cache at q_len 4 (16 queries a block), and masked keys at q_len 1 (8 a
+      // block).
       if (acc == Accum::fp32 && (t.path == Path::fused || t.path == Path::split_kv))
         for (int d : {96, 192}) {
           AccuracyCase c = paged_poisoned(base(t, acc, w), 7);

@@ -124,6 +124,8 @@ struct MmaGeom {
   // row's).
   static_assert(ROW_BYTES % (16 * GROUP) == 0 && STAGE_BYTES % (16 * GROUP) == 0,
                 "rows and stages start at a multiple of a group's bytes");
+  static_assert(!kPow2Row || STAGE_BYTES % ROW_BYTES == 0,
+                "one XOR reaches a row's chunks where stages start at a multiple of a row");
   __device__ static int other(int at, int c1) {
     if constexpr (kPow2Row)
       return at ^ (c1 << 4);
@@ -156,8 +158,8 @@ struct MmaGeom {
 template <class G>
 struct WarpRows {
   static constexpr std::int64_t kNotRead = std::int64_t(-1) - 0x7fffffffffffffffLL;  // sign bit
-  // The lane's stage offsets of its chunks of K's rows in the first SW passes: the swizzle
-  // (n & 7) of a lane's row n and its group repeat after SW passes (8 rows).
+  // The lane's stage offsets of its chunks of K's rows in the first SW passes: the swizzle of a
+  // lane's row n (G::swizzle, periodic in 8 rows) and its group repeat after SW passes (8 rows).
   static constexpr int SW = G::PASSES / 2;
   static_assert(G::PASSES % SW == 0, "the swizzle repeats in whole passes");
   // Paged caches: a row's table entry is copied LA tiles before its tile is queued; the ring's
