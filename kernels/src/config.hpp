@@ -148,15 +148,19 @@ inline constexpr int kMmaStreamBytes = 3 * 32768;
 constexpr int mma_blocks_per_sm(bool fp8) {
   return fp8 ? 3 : 2;
 }
-// An fp8 cache takes it at head_dim 128, with any scale granularity. (At 96 an fp8 row is 6
-// chunks of 16 bytes, which V's reads, 4 chunks at a time, do not cover; at 192 a block would need
-// more than a third of a multiprocessor's shared memory for the fp8 kernel's stages.)
+// The head_dims it is built for: 128 with any cache; 64, 96 and 192 with an fp16 one. (At 96 an
+// fp8 row is 6 chunks of 16 bytes, which V's reads, 4 chunks at a time, do not cover; at 192 a
+// block would need more than a third of a multiprocessor's shared memory for the fp8 kernel's
+// stages.)
+constexpr bool mma_decode_head_dim(int head_dim, bool fp8_cache) {
+  return head_dim == 128 || (!fp8_cache && (head_dim == 64 || head_dim == 96 || head_dim == 192));
+}
+// An fp8 cache takes it with any scale granularity.
 inline bool decode_uses_mma(const Problem& p) {
   if (p.latent) return false;  // the latent kernel's (decode_mla.hpp)
   if (!kMmaDecodePlatform || p.input != DType::fp16 || p.accum != Accum::fp32) return false;
   if (std::int64_t(p.group()) * p.q_len < kMmaMinQueries) return false;
-  if (p.head_dim == 128) return true;
-  return (p.head_dim == 64 || p.head_dim == 96 || p.head_dim == 192) && !p.kv_fp8;
+  return mma_decode_head_dim(p.head_dim, p.kv_fp8.has_value());
 }
 
 // The latent (MLA) decode kernel (decode_mla.hpp): NVIDIA matrix instructions, fp16 or bf16 q

@@ -743,7 +743,7 @@ struct LaunchDecode {
     using CC = std::conditional_t<std::is_void_v<C>, T, C>;
     if (decode_uses_mma(a.problem)) {
       if constexpr (F == Fault::none && std::is_same_v<T, __half> && A == Accum::fp32 &&
-                    (D == 128 || ((D == 64 || D == 96 || D == 192) && std::is_void_v<C>))) {
+                    mma_decode_head_dim(D, !std::is_void_v<C>)) {
         launch_decode_mma<D, kSeparate, CC>(a);
         return;
       }
