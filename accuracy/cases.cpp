@@ -157,6 +157,42 @@ std::vector<AccuracyCase> variants(const Target& t, Sweep sweep) {
           c.data.mask_fraction = 0.3;
           cases.push_back(c);
         }
+      // One to three queries a KV head on the matrix-instruction kernels (fp32 accumulation, the
+      // single-pass paths: 8 queries a block, the columns past a head's queries unused): MHA at
+      // head_dim 96 (Phi-3's) on a paged, poisoned cache at q_len 1; MHA in a ragged batch with
+      // masked keys; three query positions of one head at head_dim 192; group 3 at head_dim 64;
+      // group 2 on a heavy-tailed e4m3fnuz cache with per-token scales.
+      if (acc == Accum::fp32 && (t.path == Path::fused || t.path == Path::split_kv)) {
+        AccuracyCase c = paged_poisoned(base(t, acc, w), 7);
+        c.problem.q_heads = c.problem.kv_heads;
+        c.problem.head_dim = 96;
+        c.problem.q_len = 1;
+        c.problem.seq_len = w + 9;
+        cases.push_back(c);
+        c = base(t, acc, w);
+        c.problem.q_heads = c.problem.kv_heads;
+        c.problem.batch = 3;
+        c.problem.seq_len = w + 5;
+        c.data.ragged_min_len = 16;
+        c.data.mask_fraction = 0.3;
+        cases.push_back(c);
+        c = base(t, acc, w);
+        c.problem.q_heads = c.problem.kv_heads;
+        c.problem.head_dim = 192;
+        c.problem.q_len = 3;
+        c.problem.seq_len = w + 3 + 4;
+        cases.push_back(c);
+        c = base(t, acc, w);
+        c.problem.q_heads = 3 * c.problem.kv_heads;
+        c.problem.head_dim = 64;
+        cases.push_back(c);
+        c = base(t, acc, w);
+        c.problem.q_heads = 2 * c.problem.kv_heads;
+        c.problem.kv_fp8 = Fp8Format::e4m3fnuz;
+        c.problem.kv_scale = KvScale::token;
+        c.data.dist = Distribution::heavy_tailed;
+        cases.push_back(c);
+      }
       if (acc == Accum::fp32) {
         for (DType in : {DType::bf16, DType::fp32}) {
           AccuracyCase c = base(t, acc, w);

@@ -93,8 +93,9 @@ TEST(AccuracyCases, DefaultSetCoversEveryWindowPathAndAccumulation) {
   // (3 formats x 3 scale granularities, one paged and poisoned, one heavy-tailed, one NaN, one of
   // group 8, one of group 16 with per-token scales).
   // At fp32 accumulation, 12 latent (MLA) cases on fused and split_kv, 10 unfused (above), and
-  // on fused and split_kv 4 at head_dim 96 and 192 (two paged and poisoned, two masked).
-  EXPECT_EQ(cases.size() + std::size_t(latent_left), 346u);
+  // on fused and split_kv 4 at head_dim 96 and 192 (two paged and poisoned, two masked) and 5 of
+  // one to three queries a KV head (one paged and poisoned, one ragged and masked, one fp8).
+  EXPECT_EQ(cases.size() + std::size_t(latent_left), 356u);
   int poisoned = 0, masked = 0, fully = 0, padded = 0, negative = 0, overflow = 0, ragged = 0;
   for (const AccuracyCase& c : cases) {
     poisoned += c.data.poison_outside ? 1 : 0;
@@ -111,7 +112,7 @@ TEST(AccuracyCases, DefaultSetCoversEveryWindowPathAndAccumulation) {
       EXPECT_FALSE(c.expect_fp16_overflow) << c.name();
     }
   }
-  EXPECT_EQ(poisoned, gpu::detail::kMmaDecodePlatform ? 32 : 29);
+  EXPECT_EQ(poisoned, gpu::detail::kMmaDecodePlatform ? 34 : 31);
   // Every fp8 format x scale granularity x accumulation on both single-pass paths, and no fp8
   // case elsewhere.
   std::set<std::tuple<int, int, int, int>> fp8_seen;
@@ -127,9 +128,9 @@ TEST(AccuracyCases, DefaultSetCoversEveryWindowPathAndAccumulation) {
                 std::string::npos)
           << c.name();
     }
-  // 13 a single-pass path and accumulation, and 3 latent ones a single-pass path (fp32; where the
-  // latent kernel is built).
-  EXPECT_EQ(fp8_cases, gpu::detail::kMmaDecodePlatform ? 62 : 56);
+  // 13 a single-pass path and accumulation, one more at fp32 (group 2), and 3 latent ones a
+  // single-pass path (fp32; where the latent kernel is built).
+  EXPECT_EQ(fp8_cases, gpu::detail::kMmaDecodePlatform ? 64 : 58);
   EXPECT_EQ(fp8_seen.size(), 2u * 2u * 3u * 3u);
   int past_2_31 = 0, past_65535 = 0;
   for (const AccuracyCase& c : cases) {
@@ -142,8 +143,8 @@ TEST(AccuracyCases, DefaultSetCoversEveryWindowPathAndAccumulation) {
   // Where the latent kernel is built, its cases add a ragged one a path (fused, split_kv,
   // unfused) and masked ones at q_len 2: fp16 and e4m3fnuz a single-pass path, fp16 unfused.
   const int latent_paths = gpu::detail::kMmaDecodePlatform ? 3 : 0;
-  EXPECT_EQ(ragged, 18 + latent_paths);
-  EXPECT_EQ(masked, 22 + (gpu::detail::kMmaDecodePlatform ? 5 : 0));
+  EXPECT_EQ(ragged, 20 + latent_paths);
+  EXPECT_EQ(masked, 24 + (gpu::detail::kMmaDecodePlatform ? 5 : 0));
   EXPECT_EQ(fully, 6);
   EXPECT_EQ(padded, 6);
   EXPECT_EQ(negative, 6);
@@ -241,8 +242,8 @@ TEST(AccuracyCases, TuneSweepCoversTheBenchmarkSplitCounts) {
 }
 
 // The budgets read each kernel's declared order: every part a path uses is present, valid, and
-// derived from the same geometry the kernels compile with. Two queries a KV head: the lane
-// kernels (MatrixInstructionDecodeWhereItRuns checks the matrix-instruction kernel's order).
+// derived from the same geometry the kernels compile with: the lane kernels (fused and split_kv
+// on the matrix-instruction kernel, where it runs, are MatrixInstructionDecodeWhereItRuns's).
 TEST(KernelOrders, DeclaredOrdersFollowTheKernelGeometry) {
   Problem p;
   p.q_heads = 4;
@@ -262,6 +263,7 @@ TEST(KernelOrders, DeclaredOrdersFollowTheKernelGeometry) {
         const int lanes = gpu::detail::row_lanes(d, bytes);
         for (const gpu::Implementation* impl : gpu::implementations()) {
           if (impl->family != "attnscope") continue;
+          if (is_single_pass(impl->path) && gpu::detail::decode_uses_mma(p)) continue;
           SCOPED_TRACE(impl->name);
           ASSERT_TRUE(impl->declares_order());
           const KernelOrder o = impl->order(p, ctx);
@@ -290,9 +292,9 @@ TEST(KernelOrders, DeclaredOrdersFollowTheKernelGeometry) {
   }
 }
 
-// Where a KV head has 4 or more queries, fp16 q and cache (or an fp8 one) and fp32 accumulation
-// at head_dim 64, 96, 128 or 192 (an fp8 cache: 128 only), a CUDA build runs (and declares) the
-// matrix-instruction kernel; elsewhere the lane kernel.
+// Where q and cache are fp16 (or the cache fp8) with fp32 accumulation at head_dim 64, 96, 128 or
+// 192 (an fp8 cache: 128 only), a CUDA build runs (and declares) the matrix-instruction kernel at
+// every count of queries a KV head; elsewhere the lane kernel.
 TEST(KernelOrders, MatrixInstructionDecodeWhereItRuns) {
   Problem p;
   p.q_heads = 64;
@@ -327,8 +329,7 @@ TEST(KernelOrders, MatrixInstructionDecodeWhereItRuns) {
     q.head_dim = d;
     EXPECT_EQ(gpu::detail::decode_uses_mma(q), platform) << d;
   }
-  // Not for 2 queries, bf16, fp16 accumulation, head_dim 256, or an fp8 cache at head_dim 64, 96
-  // or 192.
+  // Not for bf16, fp16 accumulation, head_dim 256, or an fp8 cache at head_dim 64, 96 or 192.
   Problem q = p;
   q.kv_fp8 = Fp8Format::e5m2;
   EXPECT_EQ(gpu::detail::decode_uses_mma(q), platform);
@@ -341,16 +342,22 @@ TEST(KernelOrders, MatrixInstructionDecodeWhereItRuns) {
     EXPECT_EQ(gpu::detail::decode_order(q, 2).fp8_roundings, 1);
   }
   q.kv_scale = KvScale::tensor;
-  q.q_heads = 32;  // from 4 queries a KV head, fp8 and fp16 caches alike
-  EXPECT_EQ(gpu::detail::decode_uses_mma(q), platform);
-  q.q_heads = 16;
-  EXPECT_FALSE(gpu::detail::decode_uses_mma(q));
+  // Every group down to one query a KV head (MHA), fp8 and fp16 caches alike, 8 queries a block.
+  for (int heads : {8, 16, 24, 32}) {
+    for (bool fp8 : {true, false}) {
+      Problem g = q;
+      g.q_heads = heads;
+      if (!fp8) g.kv_fp8.reset();
+      EXPECT_EQ(gpu::detail::decode_uses_mma(g), platform) << heads << " " << fp8;
+      if (platform) {
+        EXPECT_EQ(gpu::detail::decode_query_tile(g), 8);
+        EXPECT_EQ(gpu::detail::decode_query_tiles(g), 1);
+      }
+    }
+  }
   q.kv_fp8.reset();
-  q.q_heads = 32;
-  EXPECT_EQ(gpu::detail::decode_uses_mma(q), platform);
-  q.q_heads = 16;
-  EXPECT_FALSE(gpu::detail::decode_uses_mma(q));
-  q.q_len = 2;  // 2 heads x 2 positions
+  q.q_heads = 8;
+  q.q_len = 2;  // 1 head x 2 positions
   q.seq_len = q.window + 1;
   EXPECT_EQ(gpu::detail::decode_uses_mma(q), platform);
   for (int k = 0; k < 6; ++k) {
@@ -410,7 +417,7 @@ TEST(KernelOrders, DecodeSplitHeuristic) {
   p.q_heads = 32;
   p.kv_heads = 8;
   p.seq_len = p.window = 4096;
-  // bf16: the lane kernel (an fp16 cache at 4 queries a KV head takes the matrix-instruction one).
+  // bf16: the lane kernel (an fp16 cache takes the matrix-instruction one where it is built).
   p.input = p.output = DType::bf16;
   // 8 blocks (one per KV head, all four query heads in each), tiles of 32 positions: 64 splits
   // of two tiles each fit a wave, but 32 splits of four tiles cost less once the merge of every
@@ -640,8 +647,9 @@ TEST(KernelOrders, PagesPast2GiBAreSupportReasons) {
 
 TEST(Registry, Fp8CachesAddTheirScalesRoundingsToTheDecodeOrder) {
   Problem p;
-  p.q_heads = 4;  // 2 queries a KV head: the lane kernel for either cache
+  p.q_heads = 4;
   p.kv_heads = 2;
+  p.input = p.output = DType::bf16;  // bf16 q: the lane kernel for either cache
   p.seq_len = p.window = 1000;
   const KernelOrder plain = gpu::detail::decode_order(p, 4);
   EXPECT_EQ(plain.fp8_roundings, 0);
@@ -728,7 +736,7 @@ TEST(Registry, EngineImplementationGetsCasesOnItsOwnLayout) {
     EXPECT_EQ(c.data.ragged_min_len, 0) << c.name();
   }
   // The fused path's cases of the default set (the split-count cases are attnscope's own).
-  EXPECT_EQ(std::size_t(left) + cases.size(), 120u);
+  EXPECT_EQ(std::size_t(left) + cases.size(), 125u);
 
   const gpu::Implementation& reg = gpu::implementation("testengine.decode");
   EXPECT_FALSE(reg.declares_order());

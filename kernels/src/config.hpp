@@ -119,24 +119,23 @@ inline constexpr int kDecStages = 3;
 inline constexpr int kDecStagesFp8 = 5;
 inline constexpr int kDecStageBytes = 16384;  // K and V bytes of one tile, at most
 
-// The matrix-instruction decode kernel (decode_mma.hpp), where a KV head's row of queries is
-// large enough (kMmaMinQueries) that the dots and the weighted sum are better done as matrix
-// products than lane by lane: on NVIDIA GPUs (mma.sync, compute capability 8.0 and later), fp16
-// q and cache, fp32 accumulation, head_dim 64, 96, 128 and 192. A block holds kMmaQueries queries
-// (the instructions' 16 rows) and its 4 warps take 16 positions each of every tile of kMmaKeys.
+// The matrix-instruction decode kernel (decode_mma.hpp): the dots and the weighted sum done as
+// matrix products rather than lane by lane, on NVIDIA GPUs (mma.sync, compute capability 8.0 and
+// later), fp16 q and cache, fp32 accumulation, head_dim 64, 96, 128 and 192, at every count of
+// queries a KV head. A block holds kMmaNarrowQueries or kMmaQueries queries (the instructions'
+// columns or rows) and its 4 warps take 16 positions each of every tile of kMmaKeys.
 #if defined(ATTNSCOPE_PLATFORM_CUDA)
 inline constexpr bool kMmaDecodePlatform = true;
 #else
 inline constexpr bool kMmaDecodePlatform = false;
 #endif
 inline constexpr int kMmaQueries = 16;
-// Up to 8 queries a KV head the block holds 8, as the instructions' columns (decode_mma8_kernel).
+// Up to 8 queries a KV head the block holds 8, as the instructions' columns (decode_mma8_kernel),
+// down to one (MHA): the kernel streams the same bytes as the lane kernel and its dots cost
+// nothing next to them. On the H200 (results/nvidia-h200/mma_group1_fnuz_tile), with one or two
+// queries a KV head it ran faster than the lane kernel on every shape timed: Phi-3-mini (MHA,
+// head_dim 96) b16 x 4K 209.3 against 241.4 us, 32 heads MHA b8 x 8K 237.5 against 246.1 us.
 inline constexpr int kMmaNarrowQueries = 8;
-// From 4 queries a KV head. On the H200 (results/nvidia-h200/mma_ex2_fp16_from4), every group-4
-// fp16 shape of the default benchmark set ran faster this way than lane by lane: Llama-3-8B
-// decode b16 x 32K 501 against 528 us, b64 x 128K 8089 against 9261 us, b1 x 1K 12.7 against
-// 13.9 us; an fp8 cache's lane kernel also converts every code on the CUDA cores.
-inline constexpr int kMmaMinQueries = 4;
 inline constexpr int kMmaKeys = 64;
 inline constexpr int kMmaStages = 3;
 inline constexpr int kMmaStagesFp8 = 4;  // an fp8 tile is half the bytes: more in flight
@@ -159,7 +158,6 @@ constexpr bool mma_decode_head_dim(int head_dim, bool fp8_cache) {
 inline bool decode_uses_mma(const Problem& p) {
   if (p.latent) return false;  // the latent kernel's (decode_mla.hpp)
   if (!kMmaDecodePlatform || p.input != DType::fp16 || p.accum != Accum::fp32) return false;
-  if (std::int64_t(p.group()) * p.q_len < kMmaMinQueries) return false;
   return mma_decode_head_dim(p.head_dim, p.kv_fp8.has_value());
 }
 

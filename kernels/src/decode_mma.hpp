@@ -1,7 +1,8 @@
-// fused and split_kv with matrix instructions (config.hpp's decode_uses_mma): where a KV head has
-// many queries (a GQA group of 4 or more, or several query positions), the lane-by-lane dots and
-// weighted sums of decode_kernel.hpp cost more instructions than the bytes they read; as matrix
-// products on the tensor cores they do not.
+// fused and split_kv with matrix instructions (config.hpp's decode_uses_mma): the lane-by-lane dots
+// and weighted sums of decode_kernel.hpp cost more instructions than the bytes they read where a KV
+// head has several queries (a GQA group, or several query positions); as matrix products on the
+// tensor cores they do not, and with one query a KV head (MHA) the 8-query kernel below still
+// streams the window faster than the lane kernel.
 //
 // decode_mma_kernel, from 9 queries a KV head (up to 8, decode_mma8_kernel below takes the
 // products the other way round, 8 queries a block): a block holds kMmaQueries = 16 queries of a KV
@@ -31,12 +32,15 @@
 // output scaled back by 2^-15.
 //
 // An fp8 cache (one scale per tensor, KV head or token) is read as codes and converted exactly to
-// binary16 (fp8x4_bits_warp, each half of a word taken by the conversion itself): K four codes a
+// binary16 (fp8x4_bits_tile, each half of a word taken by the conversion itself): K four codes a
 // lane and step (one 4-byte load), V by ldmatrix.trans on code pairs, each word permuted once into
-// its even and odd dimensions' pairs, which go to two output tiles. The K scale joins the score's
-// multiplier and the V scale multiplies the output; per-token scales stream with their rows and
-// multiply each key's score and weight (MmaRun, VScaleTop). On an fp8 cache the 8-query kernel runs
-// one tile ahead: a tile's dot before the previous tile's softmax and weighted sum
+// its even and odd dimensions' pairs, which go to two output tiles. A warp reads all its words of
+// a tile's K (then of its V) before it converts any, and votes once whether the hardware's
+// conversion serves them all (fp8_tile_plain: e4m3fnuz, whose codes convert to twice their
+// values, the factor folded into the score's multiplier and the output's). The K scale joins the
+// score's multiplier and the V scale multiplies the output; per-token scales stream with their rows
+// and multiply each key's score and weight (MmaRun, VScaleTop). On an fp8 cache the 8-query kernel
+// runs one tile ahead: a tile's dot before the previous tile's softmax and weighted sum
 // (stream_tiles_ahead), each tile's arithmetic unchanged.
 #pragma once
 
@@ -58,6 +62,16 @@ __device__ __forceinline__ float ex2_ftz(float x) {
   return y;
 }
 
+// The factor of the values the kernels convert an fp8 cache's codes to (fp8_tile_scale); 1 for
+// an fp16 cache.
+template <class CR>
+constexpr float mma_tile_scale() {
+  if constexpr (CR::kFp8)
+    return fp8_tile_scale<CR::kFormat>;
+  else
+    return 1.0f;
+}
+
 // C: the cache's elements, __half or an fp8 code (cache_read.hpp). kQShared: q in shared memory
 // (else in registers, where a block cannot have the memory: launch_decode_mma).
 // kToken: an fp8 cache with per-token scales, which each stage holds after its rows.
@@ -67,6 +81,7 @@ struct MmaGeom {
   static constexpr bool kToken = kToken_;
   using CR = CacheRead<__half, C>;
   static_assert(!kToken || CR::kFp8, "per-token scales are an fp8 cache's");
+  static constexpr float TILE_SCALE = mma_tile_scale<CR>();
   static constexpr int EB = CR::EB;                      // bytes of a cache element
   static constexpr int WARPS = kDecThreads / kWarpSize;  // 4
   static constexpr int KEYS = WARPS * 16;                // positions a tile: 16 a warp
@@ -427,7 +442,9 @@ struct MmaRun {
       mul *= p.k_scale[blk.kvh * p.scale_step];
       v_scale = p.v_scale[blk.kvh * p.scale_step];
     }
-    score_mul = __double2float_rn(mul * 1.4426950408889634);
+    // Codes converted to fp8_tile_scale times their values (e4m3fnuz: twice) give scores that
+    // many times theirs: the multiplier takes its inverse (a power of two: exact).
+    score_mul = __double2float_rn(mul * 1.4426950408889634) * (1.0f / G::TILE_SCALE);
   }
   // Per-token scales: the multiplier of the scores of the warp's row n of a stage, and that row's
   // V scale.
@@ -444,6 +461,30 @@ struct MmaRun {
   __device__ int k_at(int t) const { return stage_at(t) + k_lane; }
   __device__ int v_at(int t) const { return stage_at(t) + v_lane; }
   __device__ const char* at(int lane, int c1) const { return stages + G::other(lane, c1); }
+  // An fp8 cache's V words of a tile, all read before any is converted (fp8_tile_plain): matrix
+  // i of vw[h][c] is V's rows 8 h .. 8 h + 7, chunk 4 c + i (ldmatrix.trans: for rows 2 q4 and
+  // 2 q4 + 1, the codes of dimensions 16 cc + 2 g and + 1, cc = 4 c + i), permuted so that the
+  // even dimensions' pair is the low half and the odd dimensions' the high half.
+  static constexpr int V_CHUNK_GROUPS = G::CHUNKS / 4;
+  __device__ void v_words(int vt, unsigned (&vw)[2][V_CHUNK_GROUPS][4]) const {
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
+#pragma unroll
+      for (int c = 0; c < V_CHUNK_GROUPS; ++c) {
+        ldmatrix_x4_trans(vw[h][c], at(vt, 4 * c) + h * 8 * G::ROW_BYTES);
+#pragma unroll
+        for (int i = 0; i < 4; ++i) vw[h][c][i] = __byte_perm(vw[h][c][i], 0u, 0x3120);
+      }
+  }
+  // f(std::true_type) where every lane's words w of the warp's tile take the hardware's
+  // conversion (fp8_tile_plain), else f(std::false_type): fp8x4_bits_tile's kPlain.
+  template <int N, class F>
+  __device__ static void convert_with(const unsigned (&w)[N], F&& f) {
+    if (fp8_tile_plain<G::CR::kFormat>(w))
+      f(std::true_type{});
+    else
+      f(std::false_type{});
+  }
   __device__ __forceinline__ void queue(int t) {
     sync_warp();  // the stage was read by other lanes of this warp in the tile before
     rows.queue(stage(t), src);
@@ -646,27 +687,46 @@ __global__ __launch_bounds__(
         float s[2][4];
 #pragma unroll
         for (int h = 0; h < 2; ++h) s[h][0] = s[h][1] = s[h][2] = s[h][3] = 0.0f;
-#pragma unroll
-        for (int k = 0; k < STEPS; ++k) {
-          unsigned qa[4];
+        auto q_step = [&](int k, unsigned(&qa)[4]) {
           if constexpr (kQShared) {
             ldmatrix_x4(qa, qrow_at + 32 * k);
           } else {
 #pragma unroll
             for (int x = 0; x < 4; ++x) qa[x] = qreg[k][x];
           }
+        };
+        if constexpr (CR::kFp8) {
+          // K's row 8 h + g (b's column): the step's 16 codes are chunk k, this lane's four at
+          // 4 q4; all of the tile's read before any is converted (fp8_tile_plain).
+          unsigned kw[STEPS * 2];
 #pragma unroll
-          for (int h = 0; h < 2; ++h) {
-            // K's row 8 h + g (b's column). fp8: the step's 16 codes are chunk k, this lane's
-            // four at 4 q4; fp16: chunks 2 k and 2 k + 1.
-            const char* kp = run.at(kt, CR::kFp8 ? k : 2 * k) + h * HALF;
-            if constexpr (CR::kFp8) {
-              const unsigned kw = *reinterpret_cast<const unsigned*>(kp);
-              unsigned b0, b1;
-              fp8x4_bits_warp<CR::kFormat>(kw, b0, b1);
-              mma_16x8x16(s[h], qa, b0, b1);
-            } else {
-              const uint2 kw = *reinterpret_cast<const uint2*>(kp);
+          for (int k = 0; k < STEPS; ++k)
+#pragma unroll
+            for (int h = 0; h < 2; ++h)
+              kw[2 * k + h] = *reinterpret_cast<const unsigned*>(run.at(kt, k) + h * HALF);
+          auto steps = [&](auto plain) {
+#pragma unroll
+            for (int k = 0; k < STEPS; ++k) {
+              unsigned qa[4];
+              q_step(k, qa);
+#pragma unroll
+              for (int h = 0; h < 2; ++h) {
+                unsigned b0, b1;
+                fp8x4_bits_tile<CR::kFormat, decltype(plain)::value>(kw[2 * k + h], b0, b1);
+                mma_16x8x16(s[h], qa, b0, b1);
+              }
+            }
+          };
+          MmaRun<G>::convert_with(kw, steps);
+        } else {
+#pragma unroll
+          for (int k = 0; k < STEPS; ++k) {
+            unsigned qa[4];
+            q_step(k, qa);
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+              // K's row 8 h + g (b's column), chunks 2 k and 2 k + 1.
+              const uint2 kw = *reinterpret_cast<const uint2*>(run.at(kt, 2 * k) + h * HALF);
               mma_16x8x16(s[h], qa, kw.x, kw.y);
             }
           }
@@ -749,30 +809,40 @@ __global__ __launch_bounds__(
             o[n][3] *= alpha_o[1];
           }
         }
-    // O += P V, 8 positions a step: a = (hi | lo) of those positions, b = their V rows twice.
+        // O += P V, 8 positions a step: a = (hi | lo) of those positions, b = their V rows twice.
+        // Matrix i of (h, c): V's rows 8 h .. 8 h + 7, chunk 4 c + i.
+        if constexpr (CR::kFp8) {
+          // A chunk is 16 codes, read as 8 pairs (MmaRun::v_words). Output tile 2 cc takes the
+          // even dimensions, 2 cc + 1 the odd.
+          constexpr int CV = MmaRun<G>::V_CHUNK_GROUPS;
+          unsigned vw[2][CV][4];
+          run.v_words(vt, vw);
+          auto products = [&](auto plain) {
 #pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const unsigned a[4] = {hi[h][0], hi[h][1], lo[h][0], lo[h][1]};
+            for (int h = 0; h < 2; ++h) {
+              const unsigned a[4] = {hi[h][0], hi[h][1], lo[h][0], lo[h][1]};
 #pragma unroll
-          for (int c = 0; c < G::CHUNKS / 4; ++c) {
-            // Matrix i: V's rows 8 h .. 8 h + 7, chunk 4 c + i.
-            unsigned v[4];
-            ldmatrix_x4_trans(v, run.at(vt, 4 * c) + h * HALF);
+              for (int c = 0; c < CV; ++c)
 #pragma unroll
-            for (int i = 0; i < 4; ++i) {
-              if constexpr (CR::kFp8) {
-                // A chunk is 16 codes, read as 8 pairs: v[i] holds, for rows 2 q4 and 2 q4 + 1,
-                // the codes of dimensions 16 cc + 2 g and + 1 (cc = 4 c + i). Output tile 2 cc
-                // takes the even dimensions, 2 cc + 1 the odd: one permute puts the even pair in
-                // the low half and the odd pair in the high half.
-                const unsigned pairs = __byte_perm(v[i], 0u, 0x3120);
-                unsigned be, bo;
-                fp8x4_bits_warp<CR::kFormat>(pairs, be, bo);
-                mma_16x8x16(o[2 * (4 * c + i)], a, be, be);
-                mma_16x8x16(o[2 * (4 * c + i) + 1], a, bo, bo);
-              } else {
-                mma_16x8x16(o[4 * c + i], a, v[i], v[i]);
-              }
+                for (int i = 0; i < 4; ++i) {
+                  unsigned be, bo;
+                  fp8x4_bits_tile<CR::kFormat, decltype(plain)::value>(vw[h][c][i], be, bo);
+                  mma_16x8x16(o[2 * (4 * c + i)], a, be, be);
+                  mma_16x8x16(o[2 * (4 * c + i) + 1], a, bo, bo);
+                }
+            }
+          };
+          MmaRun<G>::convert_with(reinterpret_cast<const unsigned(&)[8 * CV]>(vw), products);
+        } else {
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const unsigned a[4] = {hi[h][0], hi[h][1], lo[h][0], lo[h][1]};
+#pragma unroll
+            for (int c = 0; c < G::CHUNKS / 4; ++c) {
+              unsigned v[4];
+              ldmatrix_x4_trans(v, run.at(vt, 4 * c) + h * HALF);
+#pragma unroll
+              for (int i = 0; i < 4; ++i) mma_16x8x16(o[4 * c + i], a, v[i], v[i]);
             }
           }
         }
@@ -781,7 +851,9 @@ __global__ __launch_bounds__(
   __syncthreads();  // every warp is done with the tiles: their memory becomes the merge scratch
 
   const MergeScratch<QT, W, D> ms(reinterpret_cast<float*>(smem));
-  const float down = kToken ? kDown * vtop.top : kDown;  // per token: x 2^e (VScaleTop)
+  // Per token: x 2^e (VScaleTop). Values of V converted to G::TILE_SCALE times theirs: / that
+  // (a power of two: exact).
+  const float down = (kToken ? kDown * vtop.top : kDown) * (1.0f / G::TILE_SCALE);
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const int i = g + 8 * r;
@@ -804,7 +876,7 @@ __global__ __launch_bounds__(
 #endif
 }
 
-// Up to kMmaNarrowQueries (8) queries a KV head (GQA groups 4 to 8 at one position), the block
+// Up to kMmaNarrowQueries (8) queries a KV head (GQA groups 1 to 8 at one position), the block
 // holds 8 queries and the products are taken the other way round: S^T = K q^T with a warp's 16
 // positions as the instruction's 16 rows and the 8 queries as its 8 columns, and
 // O^T += V^T P^T with 16 dimensions as the rows. No row is a repeated query, so a warp-tile takes
@@ -884,26 +956,36 @@ __global__ __launch_bounds__(
   auto dot = [&](int t, float(&s)[4]) {
     const int kt = run.k_at(t);
     float s2[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
+    if constexpr (CR::kFp8) {
+      // K's rows g and g + 8, chunk k of each: this lane's four codes at 4 q4, all of the tile's
+      // read before any is converted (fp8_tile_plain).
+      unsigned kw[2 * STEPS];
 #pragma unroll
-    for (int k = 0; k < STEPS; ++k) {
-      unsigned a[4];
-      // K's rows g and g + 8: fp8, chunk k (this lane's four codes at 4 q4); fp16, chunks
-      // 2 k and 2 k + 1.
-      const char* kp = run.at(kt, CR::kFp8 ? k : 2 * k);
-      if constexpr (CR::kFp8) {
-        const unsigned k0 = *reinterpret_cast<const unsigned*>(kp);
-        const unsigned k1 = *reinterpret_cast<const unsigned*>(kp + HALF);
-        fp8x4_bits_warp<CR::kFormat>(k0, a[0], a[2]);
-        fp8x4_bits_warp<CR::kFormat>(k1, a[1], a[3]);
-      } else {
+      for (int k = 0; k < STEPS; ++k) {
+        const char* kp = run.at(kt, k);
+        kw[2 * k] = *reinterpret_cast<const unsigned*>(kp);
+        kw[2 * k + 1] = *reinterpret_cast<const unsigned*>(kp + HALF);
+      }
+      auto steps = [&](auto plain) {
+#pragma unroll
+        for (int k = 0; k < STEPS; ++k) {
+          unsigned a[4];
+          fp8x4_bits_tile<CR::kFormat, decltype(plain)::value>(kw[2 * k], a[0], a[2]);
+          fp8x4_bits_tile<CR::kFormat, decltype(plain)::value>(kw[2 * k + 1], a[1], a[3]);
+          mma_16x8x16(s2[k % 2], a, qb[k][0], qb[k][1]);
+        }
+      };
+      MmaRun<G>::convert_with(kw, steps);
+    } else {
+#pragma unroll
+      for (int k = 0; k < STEPS; ++k) {
+        // K's rows g and g + 8, chunks 2 k and 2 k + 1.
+        const char* kp = run.at(kt, 2 * k);
         const uint2 k0 = *reinterpret_cast<const uint2*>(kp);
         const uint2 k1 = *reinterpret_cast<const uint2*>(kp + HALF);
-        a[0] = k0.x;
-        a[1] = k1.x;
-        a[2] = k0.y;
-        a[3] = k1.y;
+        const unsigned a[4] = {k0.x, k1.x, k0.y, k1.y};
+        mma_16x8x16(s2[k % 2], a, qb[k][0], qb[k][1]);
       }
-      mma_16x8x16(s2[k % 2], a, qb[k][0], qb[k][1]);
     }
 #pragma unroll
     for (int x = 0; x < 4; ++x) s[x] = s2[0][x] + s2[1][x];
@@ -994,33 +1076,41 @@ __global__ __launch_bounds__(
         o[t2][3] *= alpha_o[1];
       }
     }
+    // O^T += V^T P^T, one 8-position half at a time. Matrix i of (h, c): V's rows 8 h .. 8 h + 7,
+    // chunk 4 c + i.
+    if constexpr (CR::kFp8) {
+      constexpr int CV = MmaRun<G>::V_CHUNK_GROUPS;
+      unsigned vw[2][CV][4];
+      run.v_words(vt, vw);
+      auto products = [&](auto plain) {
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {  // O^T += V^T P^T, one 8-position half at a time
+        for (int h = 0; h < 2; ++h)
 #pragma unroll
-      for (int c = 0; c < G::CHUNKS / 4; ++c) {
-        // Matrix i: V's rows 8 h .. 8 h + 7, chunk 4 c + i.
-        unsigned v[4];
-        ldmatrix_x4_trans(v, run.at(vt, 4 * c) + h * HALF);
-        if constexpr (CR::kFp8) {
+          for (int c = 0; c < CV; ++c)
 #pragma unroll
-          for (int u = 0; u < 2; ++u) {
-            const unsigned p0 = __byte_perm(v[2 * u], 0u, 0x3120);
-            const unsigned p1 = __byte_perm(v[2 * u + 1], 0u, 0x3120);
-            unsigned e0, o0, e1, o1;
-            fp8x4_bits_warp<CR::kFormat>(p0, e0, o0);
-            fp8x4_bits_warp<CR::kFormat>(p1, e1, o1);
-            const unsigned ev[4] = {e0, e1, e0, e1};
-            const unsigned od[4] = {o0, o1, o0, o1};
-            mma_16x8x16(o[4 * c + 2 * u], ev, bhi[h], blo[h]);
-            mma_16x8x16(o[4 * c + 2 * u + 1], od, bhi[h], blo[h]);
-          }
-        } else {
+            for (int u = 0; u < 2; ++u) {
+              unsigned e0, o0, e1, o1;
+              fp8x4_bits_tile<CR::kFormat, decltype(plain)::value>(vw[h][c][2 * u], e0, o0);
+              fp8x4_bits_tile<CR::kFormat, decltype(plain)::value>(vw[h][c][2 * u + 1], e1, o1);
+              const unsigned ev[4] = {e0, e1, e0, e1};
+              const unsigned od[4] = {o0, o1, o0, o1};
+              mma_16x8x16(o[4 * c + 2 * u], ev, bhi[h], blo[h]);
+              mma_16x8x16(o[4 * c + 2 * u + 1], od, bhi[h], blo[h]);
+            }
+      };
+      MmaRun<G>::convert_with(reinterpret_cast<const unsigned(&)[8 * CV]>(vw), products);
+    } else {
+#pragma unroll
+      for (int h = 0; h < 2; ++h)
+#pragma unroll
+        for (int c = 0; c < G::CHUNKS / 4; ++c) {
+          unsigned v[4];
+          ldmatrix_x4_trans(v, run.at(vt, 4 * c) + h * HALF);
           const unsigned a0[4] = {v[0], v[1], v[0], v[1]};
           const unsigned a1[4] = {v[2], v[3], v[2], v[3]};
           mma_16x8x16(o[2 * c], a0, bhi[h], blo[h]);
           mma_16x8x16(o[2 * c + 1], a1, bhi[h], blo[h]);
         }
-      }
     }
   };
   // An fp8 tile is half the bytes of an fp16 one, and takes half the time to arrive: there the
@@ -1056,7 +1146,9 @@ __global__ __launch_bounds__(
   __syncthreads();  // every warp is done with the tiles: their memory becomes the merge scratch
 
   const MergeScratch<QT, W, D> ms(reinterpret_cast<float*>(smem));
-  const float down = kToken ? kDown * vtop.top : kDown;  // per token: x 2^e (VScaleTop)
+  // Per token: x 2^e (VScaleTop). Values of V converted to G::TILE_SCALE times theirs: / that
+  // (a power of two: exact).
+  const float down = (kToken ? kDown * vtop.top : kDown) * (1.0f / G::TILE_SCALE);
 #pragma unroll
   for (int e = 0; e < 2; ++e) {
     const int i = 2 * q4 + e;

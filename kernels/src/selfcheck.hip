@@ -42,32 +42,39 @@ __global__ void fp8_convert_kernel(unsigned short* out) {
   if (i == 0) out[1024] = ATTNSCOPE_FP8_CVT && F != Fp8Format::e4m3fnuz ? 1 : 0;
 }
 
-// The code thread i of fp8_warp_kernel converts, and check_warp_path expects.
-__host__ __device__ constexpr unsigned warp_path_code(unsigned i, bool clean) {
+// The code thread i of fp8_tile_kernel converts, and check_tile_path expects: i, or 0 in place of
+// e4m3fnuz's codes 0x7f, 0x80 and 0xff (`clean`).
+__host__ __device__ constexpr unsigned tile_path_code(unsigned i, bool clean) {
   return clean && (i == 0x7fu || i == 0x80u || i == 0xffu) ? 0u : i;
 }
 
-// The matrix-instruction kernels' path (fp8x4_bits_warp, which a warp takes together): thread i
-// converts a word of four codes c, c = i (`clean` false: the warps holding e4m3fnuz's codes 0x7f,
-// 0x80 and 0xff take its integer path, the others its first), or c = 0 where i is one of those
-// three (`clean`: every warp takes the first path); out[4 i ..] = the four binary16 bits.
+// The matrix-instruction kernels' path (fp8_tile_plain over a warp's words of a tile, then
+// fp8x4_bits_tile): thread i holds a tile of two words, the first four codes c =
+// tile_path_code(i, mode != 0), the second 0 or (mode 2, lane 5 of each warp) four codes 0xff;
+// out[4 i ..] = the first word's four binary16 bits. Mode 0: the warps holding e4m3fnuz's three
+// codes take its integer path, the others the hardware's e4m3 conversion; 1: every warp the
+// latter; 2: every warp the former, for a code in another word of another lane.
 template <Fp8Format F>
-__global__ void fp8_warp_kernel(unsigned short* out, bool clean) {
+__global__ void fp8_tile_kernel(unsigned short* out, int mode) {
   const unsigned i = threadIdx.x;
-  const unsigned c = warp_path_code(i, clean);
+  const unsigned tile[2] = {tile_path_code(i, mode != 0) * 0x01010101u,
+                            mode == 2 && i % kWarpSize == 5 ? 0xffffffffu : 0u};
   unsigned lo, hi;
-  fp8x4_bits_warp<F>(c * 0x01010101u, lo, hi);
+  if (fp8_tile_plain<F>(tile))
+    fp8x4_bits_tile<F, true>(tile[0], lo, hi);
+  else
+    fp8x4_bits_tile<F, false>(tile[0], lo, hi);
   out[4 * i] = static_cast<unsigned short>(lo & 0xffffu);
   out[4 * i + 1] = static_cast<unsigned short>(lo >> 16);
   out[4 * i + 2] = static_cast<unsigned short>(hi & 0xffffu);
   out[4 * i + 3] = static_cast<unsigned short>(hi >> 16);
 }
 
-// Throws unless binary16 bits `got` are the value of code `code` of F, exactly (the sign of zero
-// included; NaN for NaN codes).
+// Throws unless binary16 bits `got` are `factor` times the value of code `code` of F, exactly
+// (the sign of zero included; NaN for NaN codes).
 template <Fp8Format F>
-void expect_code(unsigned code, unsigned short got, const char* path) {
-  const float want = fp8_to_float(static_cast<std::uint8_t>(code), F);
+void expect_code(unsigned code, unsigned short got, const char* path, float factor = 1.0f) {
+  const float want = fp8_to_float(static_cast<std::uint8_t>(code), F) * factor;
   const float v = half_to_float(got);
   const bool ok =
       std::isnan(want) ? std::isnan(v) : v == want && std::signbit(v) == std::signbit(want);
@@ -80,21 +87,23 @@ void expect_code(unsigned code, unsigned short got, const char* path) {
   }
 }
 
-// Every code of F through fp8x4_bits_warp, in warps with and without e4m3fnuz's three codes.
+// Every code of F through the matrix-instruction kernels' path, in the three modes of
+// fp8_tile_kernel: fp8_tile_scale<F> times its value.
 template <Fp8Format F>
-void check_warp_path(int& checked) {
+void check_tile_path(int& checked) {
   DeviceBuffer out(sizeof(unsigned short) * 4 * 256);
   std::vector<unsigned short> h(4 * 256);
-  for (bool clean : {false, true}) {
+  for (int mode : {0, 1, 2}) {
     out.poison();
-    fp8_warp_kernel<F><<<1, 256>>>(out.as<unsigned short>(), clean);
+    fp8_tile_kernel<F><<<1, 256>>>(out.as<unsigned short>(), mode);
     ATTNSCOPE_CHECK_LAUNCH();
     synchronize();
     out.download(h.data(), h.size() * sizeof(unsigned short));
     for (unsigned i = 0; i < 256; ++i) {
-      const unsigned c = warp_path_code(i, clean);
+      const unsigned c = tile_path_code(i, mode != 0);
       for (int k = 0; k < 4; ++k) {
-        expect_code<F>(c, h[4 * i + k], "by the matrix-instruction kernels' path");
+        expect_code<F>(c, h[4 * i + k], "by the matrix-instruction kernels' path",
+                       fp8_tile_scale<F>);
         ++checked;
       }
     }
@@ -130,15 +139,16 @@ std::string check_fp8_conversions() {
   const bool hw = check_format<Fp8Format::e4m3>(checked);
   const bool hw2 = check_format<Fp8Format::e5m2>(checked);
   check_format<Fp8Format::e4m3fnuz>(checked);
-  check_warp_path<Fp8Format::e4m3>(checked);
-  check_warp_path<Fp8Format::e5m2>(checked);
-  check_warp_path<Fp8Format::e4m3fnuz>(checked);
+  check_tile_path<Fp8Format::e4m3>(checked);
+  check_tile_path<Fp8Format::e5m2>(checked);
+  check_tile_path<Fp8Format::e4m3fnuz>(checked);
   std::ostringstream s;
   s << "fp8 to binary16 exact for all 256 codes of e4m3, e5m2 and e4m3fnuz, by the kernels' path ("
     << (hw && hw2 ? "the hardware's conversion for e4m3 and e5m2, integer operations for e4m3fnuz"
                   : "integer operations")
-    << "), the integer path, and the matrix-instruction kernels' path (e4m3fnuz: the hardware's "
-       "e4m3 conversion halved, where the hardware converts e4m3; "
+    << "), the integer path, and the matrix-instruction kernels' path (e4m3fnuz at twice its "
+       "value: e4m3's conversion for a warp's tile without 0x7f, 0xff and 0x80, else the integer "
+       "path doubled; "
     << checked << " conversions)";
   return s.str();
 }

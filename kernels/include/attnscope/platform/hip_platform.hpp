@@ -353,31 +353,56 @@ __device__ __forceinline__ __half2 fp8x2_to_half2(unsigned pair) {
   return half2_of_bits(fp8x2_bits<F, false, kSoftware>(pair));
 }
 
-// Both halves of `word` (four codes), as fp8x2_bits<F> and fp8x2_bits<F, true> give them; every
-// lane of the warp calls it. e4m3fnuz where the hardware converts e4m3: a code other than 0x7f,
-// 0xff (e4m3fnuz's +-240, e4m3's NaNs) and 0x80 (e4m3fnuz's NaN, e4m3's -0) has half its value as
-// an e4m3 code (the same fields, bias 8 against 7), so the conversion's result times 0.5 is its
-// value, exactly (the least nonzero magnitude, 2^-10, is a binary16 normal). A warp whose words
-// hold one of those three codes in any lane takes the integer path.
+// The matrix-instruction kernels convert a warp's codes of a tile together: fp8_tile_plain over
+// all of the lane's words of the tile (K's, or V's), one vote for the warp, then fp8x4_bits_tile
+// on each word, which gives its four codes' values times fp8_tile_scale<F> as fp8x2_bits's two
+// pairs (lo: the word's low half, hi: its high half). The kernels fold 1 / fp8_tile_scale<F> into
+// the score multiplier and the output's factor (powers of two: the results are the same bit for
+// bit). For e4m3 and e5m2 that is the value itself. e4m3fnuz: a code other than 0x7f, 0xff
+// (e4m3fnuz's +-240, e4m3's NaNs) and 0x80 (e4m3fnuz's NaN, e4m3's -0) has twice its value as an
+// e4m3 code (the same fields, bias 7 against 8), which the hardware converts; a warp that holds
+// one of the three codes in a word of the tile takes the integer path for all of them, doubled
+// (exact: at most 480, at least 2^-9 in magnitude).
 template <Fp8Format F>
-__device__ __forceinline__ void fp8x4_bits_warp(unsigned word, unsigned& lo, unsigned& hi) {
-#if ATTNSCOPE_FP8_CVT
-  if constexpr (F == Fp8Format::e4m3fnuz) {
-    // Bytes 0x7f and 0xff: their low 7 bits + 1 carry into bit 7 (no byte carries into the next).
-    const unsigned top = ((word & 0x7f7f7f7fu) + 0x01010101u) & 0x80808080u;
-    // Bytes 0x80: a zero byte of word ^ 0x80808080 (nonzero here if and only if one is).
-    const unsigned z = word ^ 0x80808080u;
-    const unsigned nan = (z - 0x01010101u) & ~z & 0x80808080u;
-    if (warp_all((top | nan) == 0u)) {
-      const __half2 half = __float2half2_rn(0.5f);
-      lo = bits_of_half2(__hmul2(half2_of_bits(fp8x2_bits<Fp8Format::e4m3>(word)), half));
-      hi = bits_of_half2(__hmul2(half2_of_bits(fp8x2_bits<Fp8Format::e4m3, true>(word)), half));
-      return;
-    }
+inline constexpr float fp8_tile_scale = F == Fp8Format::e4m3fnuz ? 2.0f : 1.0f;
+
+// Bit 7 of each byte of the result is set where that byte of `word` is 0x7f, 0xff or 0x80 (the
+// other bits are not meaningful): its low 7 bits l all ones (l + 1 reaches bit 7) or all zeros
+// with the sign set (0x80 - l keeps bit 7 only for l = 0). No byte carries or borrows into the
+// next.
+__device__ __forceinline__ unsigned fnuz_special_bytes(unsigned word) {
+  const unsigned low = word & 0x7f7f7f7fu;
+  return (low + 0x01010101u) | ((0x80808080u - low) & word);
+}
+
+// Whether fp8x4_bits_tile<F, true> serves every word `words` of every lane of the warp (every
+// lane calls it; the answer is the warp's).
+template <Fp8Format F, int N>
+__device__ __forceinline__ bool fp8_tile_plain(const unsigned (&words)[N]) {
+  if constexpr (F != Fp8Format::e4m3fnuz) {
+    (void)words;
+    return true;
+  } else {
+    unsigned any = 0u;
+#pragma unroll
+    for (int i = 0; i < N; ++i) any |= fnuz_special_bytes(words[i]);
+    return warp_all((any & 0x80808080u) == 0u);
   }
-#endif
-  lo = fp8x2_bits<F>(word);
-  hi = fp8x2_bits<F, true>(word);
+}
+
+template <Fp8Format F, bool kPlain>
+__device__ __forceinline__ void fp8x4_bits_tile(unsigned word, unsigned& lo, unsigned& hi) {
+  if constexpr (F != Fp8Format::e4m3fnuz) {
+    lo = fp8x2_bits<F>(word);
+    hi = fp8x2_bits<F, true>(word);
+  } else if constexpr (kPlain) {
+    lo = fp8x2_bits<Fp8Format::e4m3>(word);
+    hi = fp8x2_bits<Fp8Format::e4m3, true>(word);
+  } else {
+    const __half2 two = __float2half2_rn(2.0f);
+    lo = bits_of_half2(__hmul2(half2_of_bits(fp8x2_bits<F>(word)), two));
+    hi = bits_of_half2(__hmul2(half2_of_bits(fp8x2_bits<F, true>(word)), two));
+  }
 }
 
 // Matrix instructions of one warp (NVIDIA compute capability 8.0 and later; elsewhere the
