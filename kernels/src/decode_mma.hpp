@@ -72,6 +72,16 @@ constexpr float mma_tile_scale() {
     return 1.0f;
 }
 
+// Whether the cache's codes take the hardware's conversion only where a warp's tile holds none
+// of the codes it does not serve (e4m3fnuz; fp8_tile_vote).
+template <class CR>
+constexpr bool mma_checks_tiles() {
+  if constexpr (CR::kFp8)
+    return CR::kFormat == Fp8Format::e4m3fnuz;
+  else
+    return false;
+}
+
 // C: the cache's elements, __half or an fp8 code (cache_read.hpp). kQShared: q in shared memory
 // (else in registers, where a block cannot have the memory: launch_decode_mma).
 // kToken: an fp8 cache with per-token scales, which each stage holds after its rows.
@@ -82,6 +92,7 @@ struct MmaGeom {
   using CR = CacheRead<__half, C>;
   static_assert(!kToken || CR::kFp8, "per-token scales are an fp8 cache's");
   static constexpr float TILE_SCALE = mma_tile_scale<CR>();
+  static constexpr bool CHECKS_TILES = mma_checks_tiles<CR>();
   static constexpr int EB = CR::EB;                      // bytes of a cache element
   static constexpr int WARPS = kDecThreads / kWarpSize;  // 4
   static constexpr int KEYS = WARPS * 16;                // positions a tile: 16 a warp
@@ -695,7 +706,33 @@ __global__ __launch_bounds__(
             for (int x = 0; x < 4; ++x) qa[x] = qreg[k][x];
           }
         };
-        if constexpr (CR::kFp8) {
+        // Checked tiles (G::CHECKS_TILES): K's codes by the hardware's conversion, checked beside
+        // the products and voted on after them, the scores taken again by the integer path where
+        // it did not serve.
+        if constexpr (G::CHECKS_TILES) {
+          auto steps = [&](auto plain) {
+            unsigned special = 0u;
+#pragma unroll
+            for (int k = 0; k < STEPS; ++k) {
+              unsigned qa[4];
+              q_step(k, qa);
+#pragma unroll
+              for (int h = 0; h < 2; ++h) {
+                const unsigned kw = *reinterpret_cast<const unsigned*>(run.at(kt, k) + h * HALF);
+                special |= fp8_special_bits<CR::kFormat>(kw);
+                unsigned b0, b1;
+                fp8x4_bits_tile<CR::kFormat, decltype(plain)::value>(kw, b0, b1);
+                mma_16x8x16(s[h], qa, b0, b1);
+              }
+            }
+            return special;
+          };
+          if (!fp8_tile_vote<CR::kFormat>(steps(std::true_type{}))) {
+#pragma unroll
+            for (int h = 0; h < 2; ++h) s[h][0] = s[h][1] = s[h][2] = s[h][3] = 0.0f;
+            steps(std::false_type{});
+          }
+        } else if constexpr (CR::kFp8) {
           // K's row 8 h + g (b's column): the step's 16 codes are chunk k, this lane's four at
           // 4 q4; all of the tile's read before any is converted (fp8_tile_plain).
           unsigned kw[STEPS * 2];
@@ -953,10 +990,28 @@ __global__ __launch_bounds__(
   // S^T of tile t: s[0], s[1] position g, s[2], s[3] position g + 8; queries 2 q4, 2 q4 + 1.
   // Two accumulators, the even steps' and the odd steps' (two independent chains of
   // instructions), added at the end.
-  auto dot = [&](int t, float(&s)[4]) {
+  // Where the cache's tiles are checked (G::CHECKS_TILES), K's codes are converted as `plain`
+  // says (fp8x4_bits_tile's kPlain) and the lane's fp8_special_bits of them returned: the caller
+  // votes on them before it uses the scores, and takes them again by the integer path where the
+  // hardware's conversion did not serve every code. The check is off the path from the words to
+  // the products, and the vote is taken a tile later. Returns 0 for other caches.
+  auto dot = [&](int t, float(&s)[4], auto plain) -> unsigned {
     const int kt = run.k_at(t);
     float s2[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
-    if constexpr (CR::kFp8) {
+    unsigned special = 0u;
+    if constexpr (G::CHECKS_TILES) {
+#pragma unroll
+      for (int k = 0; k < STEPS; ++k) {
+        const char* kp = run.at(kt, k);
+        const unsigned k0 = *reinterpret_cast<const unsigned*>(kp);
+        const unsigned k1 = *reinterpret_cast<const unsigned*>(kp + HALF);
+        special |= fp8_special_bits<CR::kFormat>(k0) | fp8_special_bits<CR::kFormat>(k1);
+        unsigned a[4];
+        fp8x4_bits_tile<CR::kFormat, decltype(plain)::value>(k0, a[0], a[2]);
+        fp8x4_bits_tile<CR::kFormat, decltype(plain)::value>(k1, a[1], a[3]);
+        mma_16x8x16(s2[k % 2], a, qb[k][0], qb[k][1]);
+      }
+    } else if constexpr (CR::kFp8) {
       // K's rows g and g + 8, chunk k of each: this lane's four codes at 4 q4, all of the tile's
       // read before any is converted (fp8_tile_plain).
       unsigned kw[2 * STEPS];
@@ -989,11 +1044,25 @@ __global__ __launch_bounds__(
     }
 #pragma unroll
     for (int x = 0; x < 4; ++x) s[x] = s2[0][x] + s2[1][x];
+    return special;
   };
   // The rest of tile t from its scores s: the softmax's step, the weights, O^T += V^T P^T.
   auto rest = [&](int t, float(&s)[4]) {
     const char* st = run.stage(t);
     const int vt = run.v_at(t);
+    // Checked tiles: V's words read and checked first, their vote taken at the products.
+    constexpr int CV = MmaRun<G>::V_CHUNK_GROUPS;
+    unsigned vw[2][CV][4];
+    unsigned vspecial = 0u;
+    if constexpr (G::CHECKS_TILES) {
+      run.v_words(vt, vw);
+#pragma unroll
+      for (int h = 0; h < 2; ++h)
+#pragma unroll
+        for (int c = 0; c < CV; ++c)
+#pragma unroll
+          for (int i = 0; i < 4; ++i) vspecial |= fp8_special_bits<CR::kFormat>(vw[h][c][i]);
+    }
     // The multiplier of the scores of the lane's positions g + 8 h.
     float kmul[2];
 #pragma unroll
@@ -1079,9 +1148,7 @@ __global__ __launch_bounds__(
     // O^T += V^T P^T, one 8-position half at a time. Matrix i of (h, c): V's rows 8 h .. 8 h + 7,
     // chunk 4 c + i.
     if constexpr (CR::kFp8) {
-      constexpr int CV = MmaRun<G>::V_CHUNK_GROUPS;
-      unsigned vw[2][CV][4];
-      run.v_words(vt, vw);
+      if constexpr (!G::CHECKS_TILES) run.v_words(vt, vw);
       auto products = [&](auto plain) {
 #pragma unroll
         for (int h = 0; h < 2; ++h)
@@ -1098,7 +1165,14 @@ __global__ __launch_bounds__(
               mma_16x8x16(o[4 * c + 2 * u + 1], od, bhi[h], blo[h]);
             }
       };
-      MmaRun<G>::convert_with(reinterpret_cast<const unsigned(&)[8 * CV]>(vw), products);
+      if constexpr (G::CHECKS_TILES) {
+        if (fp8_tile_vote<CR::kFormat>(vspecial))
+          products(std::true_type{});
+        else
+          products(std::false_type{});
+      } else {
+        MmaRun<G>::convert_with(reinterpret_cast<const unsigned(&)[8 * CV]>(vw), products);
+      }
     } else {
 #pragma unroll
       for (int h = 0; h < 2; ++h)
@@ -1118,18 +1192,23 @@ __global__ __launch_bounds__(
   // instructions of two tiles overlap (each tile's arithmetic, and its order, as without).
   if constexpr (CR::kFp8) {
     float s_next[4];
+    unsigned special = 0u;  // tile t + 1's K check (dot)
     stream_tiles_ahead<G::STAGES>(
         run.ntiles, [&](int t) { run.queue(t); },
         [&] {
           sync_warp();  // the warp's rows (and scales) were copied by its lanes
-          dot(0, s_next);
+          special = dot(0, s_next, std::true_type{});
         },
         [&](int t) {
           sync_warp();
+          // Tile t's scores again by the integer path where its K check says so (its stage is
+          // not queued into before the next tile).
+          if constexpr (G::CHECKS_TILES)
+            if (!fp8_tile_vote<CR::kFormat>(special)) dot(t, s_next, std::false_type{});
           float s[4];
 #pragma unroll
           for (int x = 0; x < 4; ++x) s[x] = s_next[x];
-          dot(t + 1, s_next);
+          special = dot(t + 1, s_next, std::true_type{});
           rest(t, s);
         });
   } else {
@@ -1138,7 +1217,7 @@ __global__ __launch_bounds__(
         [&](int t) {
           sync_warp();  // the warp's rows (and scales) were copied by its lanes
           float s[4];
-          dot(t, s);
+          dot(t, s, std::true_type{});
           rest(t, s);
         });
   }

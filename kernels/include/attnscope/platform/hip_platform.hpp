@@ -375,19 +375,35 @@ __device__ __forceinline__ unsigned fnuz_special_bytes(unsigned word) {
   return (low + 0x01010101u) | ((0x80808080u - low) & word);
 }
 
-// Whether fp8x4_bits_tile<F, true> serves every word `words` of every lane of the warp (every
-// lane calls it; the answer is the warp's).
-template <Fp8Format F, int N>
-__device__ __forceinline__ bool fp8_tile_plain(const unsigned (&words)[N]) {
+// What fp8_tile_vote takes of a word, ORed over a lane's words of the tile: fnuz_special_bytes
+// for e4m3fnuz, 0 for the other formats.
+template <Fp8Format F>
+__device__ __forceinline__ unsigned fp8_special_bits(unsigned word) {
   if constexpr (F != Fp8Format::e4m3fnuz) {
-    (void)words;
+    (void)word;
+    return 0u;
+  } else {
+    return fnuz_special_bytes(word);
+  }
+}
+// Whether fp8x4_bits_tile<F, true> serves every word of every lane of the warp, from each lane's
+// OR of fp8_special_bits over its words (every lane calls it; the answer is the warp's).
+template <Fp8Format F>
+__device__ __forceinline__ bool fp8_tile_vote(unsigned special) {
+  if constexpr (F != Fp8Format::e4m3fnuz) {
+    (void)special;
     return true;
   } else {
-    unsigned any = 0u;
-#pragma unroll
-    for (int i = 0; i < N; ++i) any |= fnuz_special_bytes(words[i]);
-    return warp_all((any & 0x80808080u) == 0u);
+    return warp_all((special & 0x80808080u) == 0u);
   }
+}
+// The same, from the lane's words.
+template <Fp8Format F, int N>
+__device__ __forceinline__ bool fp8_tile_plain(const unsigned (&words)[N]) {
+  unsigned special = 0u;
+#pragma unroll
+  for (int i = 0; i < N; ++i) special |= fp8_special_bits<F>(words[i]);
+  return fp8_tile_vote<F>(special);
 }
 
 template <Fp8Format F, bool kPlain>
