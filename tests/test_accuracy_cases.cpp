@@ -128,7 +128,7 @@ TEST(AccuracyCases, DefaultSetCoversEveryWindowPathAndAccumulation) {
                 std::string::npos)
           << c.name();
     }
-  // 13 a single-pass path and accumulation, two more at fp32 (e4m3fnuz at groups 2 and 16), and
+  // 14 a single-pass path and accumulation, two more at fp32 (e4m3fnuz at groups 2 and 16), and
   // 3 latent ones a single-pass path (fp32; where the latent kernel is built).
   EXPECT_EQ(fp8_cases, gpu::detail::kMmaDecodePlatform ? 66 : 60);
   EXPECT_EQ(fp8_seen.size(), 2u * 2u * 3u * 3u);

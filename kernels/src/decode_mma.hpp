@@ -34,14 +34,16 @@
 // An fp8 cache (one scale per tensor, KV head or token) is read as codes and converted exactly to
 // binary16 (fp8x4_bits_tile, each half of a word taken by the conversion itself): K four codes a
 // lane and step (one 4-byte load), V by ldmatrix.trans on code pairs, each word permuted once into
-// its even and odd dimensions' pairs, which go to two output tiles. A warp reads all its words of
-// a tile's K (then of its V) before it converts any, and votes once whether the hardware's
-// conversion serves them all (fp8_tile_plain: e4m3fnuz, whose codes convert to twice their
-// values, the factor folded into the score's multiplier and the output's). The K scale joins the
-// score's multiplier and the V scale multiplies the output; per-token scales stream with their rows
-// and multiply each key's score and weight (MmaRun, VScaleTop). On an fp8 cache the 8-query kernel
-// runs one tile ahead: a tile's dot before the previous tile's softmax and weighted sum
-// (stream_tiles_ahead), each tile's arithmetic unchanged.
+// its even and odd dimensions' pairs, which go to two output tiles. e4m3fnuz codes convert to
+// twice their values (the factor folded into the score's multiplier and the output's), by the
+// hardware's e4m3 conversion where a warp's tile holds none of the codes it does not serve, else
+// by the integer path (fp8_tile_vote, G::CHECKS_TILES): K is converted as it is read, checked
+// beside the products and voted on before its scores are used (a tile later on the 8-query
+// kernel), the scores taken again where the vote says so; V is read and checked first, voted on
+// at the products. The K scale joins the score's multiplier and the V scale multiplies the output;
+// per-token scales stream with their rows and multiply each key's score and weight (MmaRun,
+// VScaleTop). On an fp8 cache the 8-query kernel runs one tile ahead: a tile's dot before the
+// previous tile's softmax and weighted sum (stream_tiles_ahead), each tile's arithmetic unchanged.
 #pragma once
 
 #include <cstdlib>
@@ -73,11 +75,11 @@ constexpr float mma_tile_scale() {
 }
 
 // Whether the cache's codes take the hardware's conversion only where a warp's tile holds none
-// of the codes it does not serve (e4m3fnuz; fp8_tile_vote).
+// of the codes it does not serve (e4m3fnuz where the hardware converts e4m3; fp8_tile_vote).
 template <class CR>
 constexpr bool mma_checks_tiles() {
   if constexpr (CR::kFp8)
-    return CR::kFormat == Fp8Format::e4m3fnuz;
+    return kFp8TileChecked<CR::kFormat>;
   else
     return false;
 }

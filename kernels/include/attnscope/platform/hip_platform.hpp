@@ -353,16 +353,19 @@ __device__ __forceinline__ __half2 fp8x2_to_half2(unsigned pair) {
   return half2_of_bits(fp8x2_bits<F, false, kSoftware>(pair));
 }
 
-// The matrix-instruction kernels convert a warp's codes of a tile together: fp8_tile_plain over
-// all of the lane's words of the tile (K's, or V's), one vote for the warp, then fp8x4_bits_tile
-// on each word, which gives its four codes' values times fp8_tile_scale<F> as fp8x2_bits's two
-// pairs (lo: the word's low half, hi: its high half). The kernels fold 1 / fp8_tile_scale<F> into
-// the score multiplier and the output's factor (powers of two: the results are the same bit for
-// bit). For e4m3 and e5m2 that is the value itself. e4m3fnuz: a code other than 0x7f, 0xff
-// (e4m3fnuz's +-240, e4m3's NaNs) and 0x80 (e4m3fnuz's NaN, e4m3's -0) has twice its value as an
-// e4m3 code (the same fields, bias 7 against 8), which the hardware converts; a warp that holds
-// one of the three codes in a word of the tile takes the integer path for all of them, doubled
-// (exact: at most 480, at least 2^-9 in magnitude).
+// The matrix-instruction kernels convert fp8 codes by fp8x4_bits_tile, which gives a word's four
+// codes' values times fp8_tile_scale<F> as fp8x2_bits's two pairs (lo: the word's low half, hi:
+// its high half). The kernels fold 1 / fp8_tile_scale<F> into the score multiplier and the
+// output's factor (powers of two: the same results bit for bit, outside fp32's subnormal range).
+// For e4m3 and e5m2 that is the value itself. e4m3fnuz: a code other than 0x7f, 0xff (e4m3fnuz's
+// +-240, e4m3's NaNs) and 0x80 (e4m3fnuz's NaN, e4m3's -0) has twice its value as an e4m3 code
+// (the same fields, bias 7 against 8). Where the hardware converts e4m3 (kFp8TileChecked), the
+// kernels check a warp's words of a tile for the three codes (fp8_special_bits, ORed over a
+// lane's words) and vote once (fp8_tile_vote): a clean tile takes the hardware's e4m3 conversion
+// (kPlain), any other the integer path, doubled (exact: at most 480, at least 2^-9 in
+// magnitude). Elsewhere every tile takes the integer path, unchecked.
+template <Fp8Format F>
+inline constexpr bool kFp8TileChecked = F == Fp8Format::e4m3fnuz&& ATTNSCOPE_FP8_CVT;
 template <Fp8Format F>
 inline constexpr float fp8_tile_scale = F == Fp8Format::e4m3fnuz ? 2.0f : 1.0f;
 
@@ -379,7 +382,7 @@ __device__ __forceinline__ unsigned fnuz_special_bytes(unsigned word) {
 // for e4m3fnuz, 0 for the other formats.
 template <Fp8Format F>
 __device__ __forceinline__ unsigned fp8_special_bits(unsigned word) {
-  if constexpr (F != Fp8Format::e4m3fnuz) {
+  if constexpr (!kFp8TileChecked<F>) {
     (void)word;
     return 0u;
   } else {
@@ -393,6 +396,9 @@ __device__ __forceinline__ bool fp8_tile_vote(unsigned special) {
   if constexpr (F != Fp8Format::e4m3fnuz) {
     (void)special;
     return true;
+  } else if constexpr (!kFp8TileChecked<F>) {
+    (void)special;
+    return false;
   } else {
     return warp_all((special & 0x80808080u) == 0u);
   }
