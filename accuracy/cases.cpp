@@ -231,20 +231,14 @@ std::vector<AccuracyCase> variants(const Target& t, Sweep sweep) {
       // Poisoned caches: NaN and Inf in every slot no query attends (positions before the
       // window, other layers, tail capacity; spare pages and the last page's tail), and q_len 4
       // so that the first query's window starts after the others' span begins.
-      for (KvLayoutKind kind : {KvLayoutKind::bhsd, KvLayoutKind::paged}) {
-        AccuracyCase c = base(t, acc, w);
-        c.data.poison_outside = true;
-        c.problem.q_len = 4;
-        c.problem.seq_len = w + 4 + 9;
-        c.layout.kind = kind;
-        if (kind == KvLayoutKind::paged) {
-          c.layout.page_size = 7;
-          c.layout.spare_pages = 5;
-        } else {
-          c.layout.seq_capacity = c.problem.seq_len + 29;
-        }
-        c.layout.layers = 2;
-        c.layout.layer = 1;
+      {
+        AccuracyCase c = paged_poisoned(base(t, acc, w), 7);
+        AccuracyCase contiguous = c;
+        contiguous.layout = base(t, acc, w).layout;
+        contiguous.layout.seq_capacity = c.problem.seq_len + 29;
+        contiguous.layout.layers = 2;
+        contiguous.layout.layer = 1;
+        cases.push_back(contiguous);
         cases.push_back(c);
       }
       // Key masks: random masking, left padding, and sequences with every key masked (their

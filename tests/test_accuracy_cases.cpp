@@ -352,6 +352,13 @@ TEST(KernelOrders, MatrixInstructionDecodeWhereItRuns) {
       if (platform) {
         EXPECT_EQ(gpu::detail::decode_query_tile(g), 8);
         EXPECT_EQ(gpu::detail::decode_query_tiles(g), 1);
+        // The 8-query kernel's order, as at group 8 above, whatever the columns used.
+        const KernelOrder og = gpu::detail::decode_order(g, 2);
+        EXPECT_EQ(og.dot, SummationOrder::mma_of(2, 16));
+        EXPECT_EQ(og.values, SummationOrder::mma_of(4, 8, 2048));
+        EXPECT_TRUE(og.truncating);
+        EXPECT_EQ(og.extra_roundings, 12);
+        EXPECT_EQ(og.fp8_roundings, fp8 ? 1 : 0);
       }
     }
   }
