@@ -356,15 +356,16 @@ std::vector<AccuracyCase> variants(const Target& t, Sweep sweep) {
         c.data.dist = Distribution::heavy_tailed;
         c.problem.q_heads = 32;
         cases.push_back(c);
-        // Group 16 on an e4m3fnuz cache (fp32 accumulation: the 16-query kernel's checked tiles,
-        // whose K is converted again where a tile holds +-240), one scale per KV head.
-        if (acc == Accum::fp32) {
-          c = base(t, acc, w);
-          c.problem.kv_fp8 = Fp8Format::e4m3fnuz;
-          c.problem.kv_scale = KvScale::head;
-          c.problem.q_heads = 32;
-          cases.push_back(c);
-        }
+        // Group 16 on an e4m3fnuz cache (fp32 accumulation: the 16-query kernel's integer
+        // conversion), one scale per KV head and one a token (+-240 in every row).
+        if (acc == Accum::fp32)
+          for (KvScale sc : {KvScale::head, KvScale::token}) {
+            c = base(t, acc, w);
+            c.problem.kv_fp8 = Fp8Format::e4m3fnuz;
+            c.problem.kv_scale = sc;
+            c.problem.q_heads = 32;
+            cases.push_back(c);
+          }
       }
       // Latent (MLA) caches, fp32 accumulation: DeepSeek-V3's decode attention (one 576-wide
       // latent row a position, V its first 512 channels, softmax scale 1/sqrt(192)) at 16 query

@@ -159,6 +159,13 @@ std::vector<DecodeShape> bench_shapes(const std::string& set) {
     v.kv_fp8 = f;
     s.push_back(v);
   }
+  // e4m3fnuz (MI300's format, which NVIDIA's hardware does not convert whole) where its path
+  // differs: per-token scales (every tile holds +-240) and one sequence (many splits).
+  for (KvScale sc : {KvScale::token, KvScale::tensor}) {
+    DecodeShape v = fp8(llama(sc == KvScale::token ? 16 : 1, 32768), sc);
+    v.kv_fp8 = Fp8Format::e4m3fnuz;
+    s.push_back(v);
+  }
   s.push_back(fp8(llama(16, 32768), KvScale::head));
   {
     DecodeShape v = fp8(llama(16, 32768), KvScale::tensor);

@@ -35,15 +35,13 @@
 // binary16 (fp8x4_bits_tile, each half of a word taken by the conversion itself): K four codes a
 // lane and step (one 4-byte load), V by ldmatrix.trans on code pairs, each word permuted once into
 // its even and odd dimensions' pairs, which go to two output tiles. e4m3fnuz codes convert to
-// twice their values (the factor folded into the score's multiplier and the output's), by the
-// hardware's e4m3 conversion where a warp's tile holds none of the codes it does not serve, else
-// by the integer path (fp8_tile_vote, G::CHECKS_TILES): K is converted as it is read, checked
-// beside the products and voted on before its scores are used (a tile later on the 8-query
-// kernel), the scores taken again where the vote says so; V is read and checked first, voted on
-// at the products. The K scale joins the score's multiplier and the V scale multiplies the output;
-// per-token scales stream with their rows and multiply each key's score and weight (MmaRun,
-// VScaleTop). On an fp8 cache the 8-query kernel runs one tile ahead: a tile's dot before the
-// previous tile's softmax and weighted sum (stream_tiles_ahead), each tile's arithmetic unchanged.
+// 2^-7 times their values by integer operations (the factor folded into the score's multiplier
+// and the output's), where a warp's tile holds no NaN code, else with NaN in its place
+// (fp8_tile_vote): a tile's words are read and voted on before they are converted. The K scale
+// joins the score's multiplier and the V scale multiplies the output; per-token scales stream
+// with their rows and multiply each key's score and weight (MmaRun, VScaleTop). On an fp8 cache the
+// 8-query kernel runs one tile ahead: a tile's dot before the previous tile's softmax and weighted
+// sum (stream_tiles_ahead), each tile's arithmetic unchanged.
 #pragma once
 
 #include <cstdlib>
@@ -64,24 +62,13 @@ __device__ __forceinline__ float ex2_ftz(float x) {
   return y;
 }
 
-// The factor of the values the kernels convert an fp8 cache's codes to (fp8_tile_scale); 1 for
-// an fp16 cache.
+// How the kernels convert the cache's codes (Fp8Tiles; plain for an fp16 cache).
 template <class CR>
-constexpr float mma_tile_scale() {
+constexpr Fp8Tiles mma_tiles() {
   if constexpr (CR::kFp8)
-    return fp8_tile_scale<CR::kFormat>;
+    return kFp8Tiles<CR::kFormat>;
   else
-    return 1.0f;
-}
-
-// Whether the cache's codes take the hardware's conversion only where a warp's tile holds none
-// of the codes it does not serve (e4m3fnuz where the hardware converts e4m3; fp8_tile_vote).
-template <class CR>
-constexpr bool mma_checks_tiles() {
-  if constexpr (CR::kFp8)
-    return kFp8TileChecked<CR::kFormat>;
-  else
-    return false;
+    return Fp8Tiles::plain;
 }
 
 // C: the cache's elements, __half or an fp8 code (cache_read.hpp). kQShared: q in shared memory
@@ -93,8 +80,8 @@ struct MmaGeom {
   static constexpr bool kToken = kToken_;
   using CR = CacheRead<__half, C>;
   static_assert(!kToken || CR::kFp8, "per-token scales are an fp8 cache's");
-  static constexpr float TILE_SCALE = mma_tile_scale<CR>();
-  static constexpr bool CHECKS_TILES = mma_checks_tiles<CR>();
+  static constexpr Fp8Tiles TILES = mma_tiles<CR>();
+  static constexpr float TILE_SCALE = fp8_tile_scale<TILES>;
   static constexpr int EB = CR::EB;                      // bytes of a cache element
   static constexpr int WARPS = kDecThreads / kWarpSize;  // 4
   static constexpr int KEYS = WARPS * 16;                // positions a tile: 16 a warp
@@ -489,11 +476,11 @@ struct MmaRun {
         for (int i = 0; i < 4; ++i) vw[h][c][i] = __byte_perm(vw[h][c][i], 0u, 0x3120);
       }
   }
-  // f(std::true_type) where every lane's words w of the warp's tile take the hardware's
-  // conversion (fp8_tile_plain), else f(std::false_type): fp8x4_bits_tile's kPlain.
+  // f(std::true_type) where every lane's words w of the warp's tile take fp8x4_bits_tile's kPlain
+  // (fp8_tile_plain), else f(std::false_type).
   template <int N, class F>
   __device__ static void convert_with(const unsigned (&w)[N], F&& f) {
-    if (fp8_tile_plain<G::CR::kFormat>(w))
+    if (fp8_tile_plain<G::TILES>(w))
       f(std::true_type{});
     else
       f(std::false_type{});
@@ -708,33 +695,7 @@ __global__ __launch_bounds__(
             for (int x = 0; x < 4; ++x) qa[x] = qreg[k][x];
           }
         };
-        // Checked tiles (G::CHECKS_TILES): K's codes by the hardware's conversion, checked beside
-        // the products and voted on after them, the scores taken again by the integer path where
-        // it did not serve.
-        if constexpr (G::CHECKS_TILES) {
-          auto steps = [&](auto plain) {
-            unsigned special = 0u;
-#pragma unroll
-            for (int k = 0; k < STEPS; ++k) {
-              unsigned qa[4];
-              q_step(k, qa);
-#pragma unroll
-              for (int h = 0; h < 2; ++h) {
-                const unsigned kw = *reinterpret_cast<const unsigned*>(run.at(kt, k) + h * HALF);
-                special |= fp8_special_bits<CR::kFormat>(kw);
-                unsigned b0, b1;
-                fp8x4_bits_tile<CR::kFormat, decltype(plain)::value>(kw, b0, b1);
-                mma_16x8x16(s[h], qa, b0, b1);
-              }
-            }
-            return special;
-          };
-          if (!fp8_tile_vote<CR::kFormat>(steps(std::true_type{}))) {
-#pragma unroll
-            for (int h = 0; h < 2; ++h) s[h][0] = s[h][1] = s[h][2] = s[h][3] = 0.0f;
-            steps(std::false_type{});
-          }
-        } else if constexpr (CR::kFp8) {
+        if constexpr (CR::kFp8) {
           // K's row 8 h + g (b's column): the step's 16 codes are chunk k, this lane's four at
           // 4 q4; all of the tile's read before any is converted (fp8_tile_plain).
           unsigned kw[STEPS * 2];
@@ -751,7 +712,8 @@ __global__ __launch_bounds__(
 #pragma unroll
               for (int h = 0; h < 2; ++h) {
                 unsigned b0, b1;
-                fp8x4_bits_tile<CR::kFormat, decltype(plain)::value>(kw[2 * k + h], b0, b1);
+                fp8x4_bits_tile<CR::kFormat, G::TILES, decltype(plain)::value>(kw[2 * k + h], b0,
+                                                                               b1);
                 mma_16x8x16(s[h], qa, b0, b1);
               }
             }
@@ -865,7 +827,8 @@ __global__ __launch_bounds__(
 #pragma unroll
                 for (int i = 0; i < 4; ++i) {
                   unsigned be, bo;
-                  fp8x4_bits_tile<CR::kFormat, decltype(plain)::value>(vw[h][c][i], be, bo);
+                  fp8x4_bits_tile<CR::kFormat, G::TILES, decltype(plain)::value>(vw[h][c][i], be,
+                                                                                 bo);
                   mma_16x8x16(o[2 * (4 * c + i)], a, be, be);
                   mma_16x8x16(o[2 * (4 * c + i) + 1], a, bo, bo);
                 }
@@ -992,28 +955,10 @@ __global__ __launch_bounds__(
   // S^T of tile t: s[0], s[1] position g, s[2], s[3] position g + 8; queries 2 q4, 2 q4 + 1.
   // Two accumulators, the even steps' and the odd steps' (two independent chains of
   // instructions), added at the end.
-  // Where the cache's tiles are checked (G::CHECKS_TILES), K's codes are converted as `plain`
-  // says (fp8x4_bits_tile's kPlain) and the lane's fp8_special_bits of them returned: the caller
-  // votes on them before it uses the scores, and takes them again by the integer path where the
-  // hardware's conversion did not serve every code. The check is off the path from the words to
-  // the products, and the vote is taken a tile later. Returns 0 for other caches.
-  auto dot = [&](int t, float(&s)[4], auto plain) -> unsigned {
+  auto dot = [&](int t, float(&s)[4]) {
     const int kt = run.k_at(t);
     float s2[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
-    unsigned special = 0u;
-    if constexpr (G::CHECKS_TILES) {
-#pragma unroll
-      for (int k = 0; k < STEPS; ++k) {
-        const char* kp = run.at(kt, k);
-        const unsigned k0 = *reinterpret_cast<const unsigned*>(kp);
-        const unsigned k1 = *reinterpret_cast<const unsigned*>(kp + HALF);
-        special |= fp8_special_bits<CR::kFormat>(k0) | fp8_special_bits<CR::kFormat>(k1);
-        unsigned a[4];
-        fp8x4_bits_tile<CR::kFormat, decltype(plain)::value>(k0, a[0], a[2]);
-        fp8x4_bits_tile<CR::kFormat, decltype(plain)::value>(k1, a[1], a[3]);
-        mma_16x8x16(s2[k % 2], a, qb[k][0], qb[k][1]);
-      }
-    } else if constexpr (CR::kFp8) {
+    if constexpr (CR::kFp8) {
       // K's rows g and g + 8, chunk k of each: this lane's four codes at 4 q4, all of the tile's
       // read before any is converted (fp8_tile_plain).
       unsigned kw[2 * STEPS];
@@ -1027,8 +972,8 @@ __global__ __launch_bounds__(
 #pragma unroll
         for (int k = 0; k < STEPS; ++k) {
           unsigned a[4];
-          fp8x4_bits_tile<CR::kFormat, decltype(plain)::value>(kw[2 * k], a[0], a[2]);
-          fp8x4_bits_tile<CR::kFormat, decltype(plain)::value>(kw[2 * k + 1], a[1], a[3]);
+          fp8x4_bits_tile<CR::kFormat, G::TILES, decltype(plain)::value>(kw[2 * k], a[0], a[2]);
+          fp8x4_bits_tile<CR::kFormat, G::TILES, decltype(plain)::value>(kw[2 * k + 1], a[1], a[3]);
           mma_16x8x16(s2[k % 2], a, qb[k][0], qb[k][1]);
         }
       };
@@ -1046,25 +991,12 @@ __global__ __launch_bounds__(
     }
 #pragma unroll
     for (int x = 0; x < 4; ++x) s[x] = s2[0][x] + s2[1][x];
-    return special;
   };
   // The rest of tile t from its scores s: the softmax's step, the weights, O^T += V^T P^T.
   auto rest = [&](int t, float(&s)[4]) {
     const char* st = run.stage(t);
     const int vt = run.v_at(t);
-    // Checked tiles: V's words read and checked first, their vote taken at the products.
     constexpr int CV = MmaRun<G>::V_CHUNK_GROUPS;
-    unsigned vw[2][CV][4];
-    unsigned vspecial = 0u;
-    if constexpr (G::CHECKS_TILES) {
-      run.v_words(vt, vw);
-#pragma unroll
-      for (int h = 0; h < 2; ++h)
-#pragma unroll
-        for (int c = 0; c < CV; ++c)
-#pragma unroll
-          for (int i = 0; i < 4; ++i) vspecial |= fp8_special_bits<CR::kFormat>(vw[h][c][i]);
-    }
     // The multiplier of the scores of the lane's positions g + 8 h.
     float kmul[2];
 #pragma unroll
@@ -1150,7 +1082,8 @@ __global__ __launch_bounds__(
     // O^T += V^T P^T, one 8-position half at a time. Matrix i of (h, c): V's rows 8 h .. 8 h + 7,
     // chunk 4 c + i.
     if constexpr (CR::kFp8) {
-      if constexpr (!G::CHECKS_TILES) run.v_words(vt, vw);
+      unsigned vw[2][CV][4];
+      run.v_words(vt, vw);
       auto products = [&](auto plain) {
 #pragma unroll
         for (int h = 0; h < 2; ++h)
@@ -1159,22 +1092,17 @@ __global__ __launch_bounds__(
 #pragma unroll
             for (int u = 0; u < 2; ++u) {
               unsigned e0, o0, e1, o1;
-              fp8x4_bits_tile<CR::kFormat, decltype(plain)::value>(vw[h][c][2 * u], e0, o0);
-              fp8x4_bits_tile<CR::kFormat, decltype(plain)::value>(vw[h][c][2 * u + 1], e1, o1);
+              fp8x4_bits_tile<CR::kFormat, G::TILES, decltype(plain)::value>(vw[h][c][2 * u], e0,
+                                                                             o0);
+              fp8x4_bits_tile<CR::kFormat, G::TILES, decltype(plain)::value>(vw[h][c][2 * u + 1],
+                                                                             e1, o1);
               const unsigned ev[4] = {e0, e1, e0, e1};
               const unsigned od[4] = {o0, o1, o0, o1};
               mma_16x8x16(o[4 * c + 2 * u], ev, bhi[h], blo[h]);
               mma_16x8x16(o[4 * c + 2 * u + 1], od, bhi[h], blo[h]);
             }
       };
-      if constexpr (G::CHECKS_TILES) {
-        if (fp8_tile_vote<CR::kFormat>(vspecial))
-          products(std::true_type{});
-        else
-          products(std::false_type{});
-      } else {
-        MmaRun<G>::convert_with(reinterpret_cast<const unsigned(&)[8 * CV]>(vw), products);
-      }
+      MmaRun<G>::convert_with(reinterpret_cast<const unsigned(&)[8 * CV]>(vw), products);
     } else {
 #pragma unroll
       for (int h = 0; h < 2; ++h)
@@ -1194,23 +1122,18 @@ __global__ __launch_bounds__(
   // instructions of two tiles overlap (each tile's arithmetic, and its order, as without).
   if constexpr (CR::kFp8) {
     float s_next[4];
-    unsigned special = 0u;  // tile t + 1's K check (dot)
     stream_tiles_ahead<G::STAGES>(
         run.ntiles, [&](int t) { run.queue(t); },
         [&] {
           sync_warp();  // the warp's rows (and scales) were copied by its lanes
-          special = dot(0, s_next, std::true_type{});
+          dot(0, s_next);
         },
         [&](int t) {
           sync_warp();
-          // Tile t's scores again by the integer path where its K check says so (its stage is
-          // not queued into before the next tile).
-          if constexpr (G::CHECKS_TILES)
-            if (!fp8_tile_vote<CR::kFormat>(special)) dot(t, s_next, std::false_type{});
           float s[4];
 #pragma unroll
           for (int x = 0; x < 4; ++x) s[x] = s_next[x];
-          special = dot(t + 1, s_next, std::true_type{});
+          dot(t + 1, s_next);
           rest(t, s);
         });
   } else {
@@ -1219,7 +1142,7 @@ __global__ __launch_bounds__(
         [&](int t) {
           sync_warp();  // the warp's rows (and scales) were copied by its lanes
           float s[4];
-          dot(t, s, std::true_type{});
+          dot(t, s);
           rest(t, s);
         });
   }

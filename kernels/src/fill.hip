@@ -30,15 +30,24 @@ __device__ __forceinline__ float normal_at(std::uint64_t key, std::uint64_t i) {
   return sqrtf(-2.0f * logf(u1)) * cospif(2.0f * u2);
 }
 
-__global__ void fill_normal_kernel(void* data, std::int64_t n, DType type, std::uint64_t key) {
+__global__ void fill_normal_kernel(void* data, std::int64_t n, DType type, std::uint64_t key,
+                                   std::int64_t row) {
   const std::int64_t stride = std::int64_t(gridDim.x) * blockDim.x;
   if (is_fp8(type)) {
-    // The codes of N(0, 1) values under the scale fp8_fill_scale: x / scale, rounded, saturating.
+    // The codes of N(0, 1) values under the scale fp8_fill_scale: x / scale, rounded, saturating;
+    // where rows are given, one element of each (at a position hashed from the row) the format's
+    // largest magnitude with its value's sign.
     const Fp8Format f = fp8_format_of(type);
+    const float top = static_cast<float>(fp8_max(f));
     const float inv = static_cast<float>(fp8_max(f) / kFp8FillAmax);
-    for (std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
-      static_cast<std::uint8_t*>(data)[i] =
-          float_to_fp8(normal_at(key, static_cast<std::uint64_t>(i)) * inv, f, true);
+    for (std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
+      float x = normal_at(key, static_cast<std::uint64_t>(i)) * inv;
+      if (row > 0 &&
+          static_cast<std::uint64_t>(i % row) ==
+              mix64(key ^ static_cast<std::uint64_t>(i / row)) % static_cast<std::uint64_t>(row))
+        x = copysignf(top, x);
+      static_cast<std::uint8_t*>(data)[i] = float_to_fp8(x, f, true);
+    }
     return;
   }
   for (std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
@@ -179,12 +188,16 @@ void mma_probe_async(DeviceBuffer& sink, int blocks, int iters, void* stream) {
   ATTNSCOPE_CHECK_LAUNCH();
 }
 
-void fill_normal(void* data, std::int64_t elems, DType type, std::uint64_t seed, void* stream) {
+void fill_normal(void* data, std::int64_t elems, DType type, std::uint64_t seed, void* stream,
+                 std::int64_t top_row) {
   if (elems <= 0) return;
+  if (top_row < 0 || (top_row > 0 && elems % top_row != 0))
+    throw GpuError("fill_normal: top_row (" + std::to_string(top_row) +
+                   ") must be 0 or divide the " + std::to_string(elems) + " elements");
   // Distinct seeds give unrelated sequences: the seed is hashed before the counter is added.
   const std::uint64_t key = mix64(seed ^ 0x5bd1e9955bd1e995ull);
   fill_normal_kernel<<<grid_for(elems), kFillThreads, 0, static_cast<hipStream_t>(stream)>>>(
-      data, elems, type, key);
+      data, elems, type, key, is_fp8(type) ? top_row : 0);
   ATTNSCOPE_CHECK_LAUNCH();
 }
 

@@ -73,7 +73,7 @@ void EventTimer::stop() {
 float EventTimer::elapsed_ms(double) const {
   no_backend();
 }
-void fill_normal(void*, std::int64_t, DType, std::uint64_t, void*) {
+void fill_normal(void*, std::int64_t, DType, std::uint64_t, void*, std::int64_t) {
   no_backend();
 }
 std::int64_t count_nan(const void*, std::int64_t, DType, void*) {

@@ -43,27 +43,27 @@ __global__ void fp8_convert_kernel(unsigned short* out) {
 }
 
 // The code thread i of fp8_tile_kernel converts, and check_tile_path expects: i, or 0 in place of
-// e4m3fnuz's codes 0x7f, 0x80 and 0xff (`clean`).
+// e4m3fnuz's NaN, 0x80 (`clean`).
 __host__ __device__ constexpr unsigned tile_path_code(unsigned i, bool clean) {
-  return clean && (i == 0x7fu || i == 0x80u || i == 0xffu) ? 0u : i;
+  return clean && i == 0x80u ? 0u : i;
 }
 
-// The matrix-instruction kernels' path (fp8_tile_plain over a warp's words of a tile, then
-// fp8x4_bits_tile): thread i holds a tile of two words, the first four codes c =
-// tile_path_code(i, mode != 0), the second 0 or (mode 2, lane 5 of each warp) four codes 0xff;
-// out[4 i ..] = the first word's four binary16 bits. Mode 0: the warps holding e4m3fnuz's three
-// codes take its integer path, the others the hardware's e4m3 conversion; 1: every warp the
-// latter; 2: every warp the former, for a code in another word of another lane.
-template <Fp8Format F>
+// The matrix-instruction kernels' path in way M (fp8_tile_plain over a warp's words of a tile,
+// then fp8x4_bits_tile): thread i holds a tile of two words, the first four codes c =
+// tile_path_code(i, mode != 0), the second 0 or (mode 2, lane 5 of each warp) four codes 0x80;
+// out[4 i ..] = the first word's four binary16 bits. Mode 0: the warps holding the codes M checks
+// for take its other path, the others kPlain; 1: every warp kPlain; 2: every warp the other path,
+// for a code in another word of another lane (e4m3fnuz's; plain has one path).
+template <Fp8Format F, Fp8Tiles M>
 __global__ void fp8_tile_kernel(unsigned short* out, int mode) {
   const unsigned i = threadIdx.x;
   const unsigned tile[2] = {tile_path_code(i, mode != 0) * 0x01010101u,
-                            mode == 2 && i % kWarpSize == 5 ? 0xffffffffu : 0u};
+                            mode == 2 && i % kWarpSize == 5 ? 0x80808080u : 0u};
   unsigned lo, hi;
-  if (fp8_tile_plain<F>(tile))
-    fp8x4_bits_tile<F, true>(tile[0], lo, hi);
+  if (fp8_tile_plain<M>(tile))
+    fp8x4_bits_tile<F, M, true>(tile[0], lo, hi);
   else
-    fp8x4_bits_tile<F, false>(tile[0], lo, hi);
+    fp8x4_bits_tile<F, M, false>(tile[0], lo, hi);
   out[4 * i] = static_cast<unsigned short>(lo & 0xffffu);
   out[4 * i + 1] = static_cast<unsigned short>(lo >> 16);
   out[4 * i + 2] = static_cast<unsigned short>(hi & 0xffffu);
@@ -87,15 +87,15 @@ void expect_code(unsigned code, unsigned short got, const char* path, float fact
   }
 }
 
-// Every code of F through the matrix-instruction kernels' path, in the three modes of
-// fp8_tile_kernel: fp8_tile_scale<F> times its value.
-template <Fp8Format F>
+// Every code of F through the matrix-instruction kernels' path in way M, in the three modes of
+// fp8_tile_kernel: fp8_tile_scale<M> times its value.
+template <Fp8Format F, Fp8Tiles M>
 void check_tile_path(int& checked) {
   DeviceBuffer out(sizeof(unsigned short) * 4 * 256);
   std::vector<unsigned short> h(4 * 256);
   for (int mode : {0, 1, 2}) {
     out.poison();
-    fp8_tile_kernel<F><<<1, 256>>>(out.as<unsigned short>(), mode);
+    fp8_tile_kernel<F, M><<<1, 256>>>(out.as<unsigned short>(), mode);
     ATTNSCOPE_CHECK_LAUNCH();
     synchronize();
     out.download(h.data(), h.size() * sizeof(unsigned short));
@@ -103,7 +103,7 @@ void check_tile_path(int& checked) {
       const unsigned c = tile_path_code(i, mode != 0);
       for (int k = 0; k < 4; ++k) {
         expect_code<F>(c, h[4 * i + k], "by the matrix-instruction kernels' path",
-                       fp8_tile_scale<F>);
+                       fp8_tile_scale<M>);
         ++checked;
       }
     }
@@ -139,16 +139,15 @@ std::string check_fp8_conversions() {
   const bool hw = check_format<Fp8Format::e4m3>(checked);
   const bool hw2 = check_format<Fp8Format::e5m2>(checked);
   check_format<Fp8Format::e4m3fnuz>(checked);
-  check_tile_path<Fp8Format::e4m3>(checked);
-  check_tile_path<Fp8Format::e5m2>(checked);
-  check_tile_path<Fp8Format::e4m3fnuz>(checked);
+  check_tile_path<Fp8Format::e4m3, Fp8Tiles::plain>(checked);
+  check_tile_path<Fp8Format::e5m2, Fp8Tiles::plain>(checked);
+  check_tile_path<Fp8Format::e4m3fnuz, Fp8Tiles::integer>(checked);
   std::ostringstream s;
   s << "fp8 to binary16 exact for all 256 codes of e4m3, e5m2 and e4m3fnuz, by the kernels' path ("
     << (hw && hw2 ? "the hardware's conversion for e4m3 and e5m2, integer operations for e4m3fnuz"
                   : "integer operations")
-    << "), the integer path, and the matrix-instruction kernels' path (e4m3fnuz at twice its "
-       "value: e4m3's conversion for a warp's tile without 0x7f, 0xff and 0x80, else the integer "
-       "path doubled; "
+    << "), the integer path, and the matrix-instruction kernels' path (e4m3fnuz by integer "
+       "operations at 2^-7 times its value, with NaN where a warp's tile holds 0x80; "
     << checked << " conversions)";
   return s.str();
 }

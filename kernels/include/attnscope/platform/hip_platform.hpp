@@ -339,13 +339,13 @@ __device__ __forceinline__ unsigned fp8x2_bits(unsigned word) {
     const unsigned placed = (mag << 7) | ((u & 0x00800080u) << 8);
     constexpr float kRescale = F == Fp8Format::e4m3 ? 256.0f : 128.0f;
     const unsigned r = bits_of_half2(__hmul2(half2_of_bits(placed), __float2half2_rn(kRescale)));
-    // NaN codes: e4m3's S.1111.111, e4m3fnuz's 1.0000.000 (its only NaN, where zero's sign
-    // would be).
-    const unsigned probe = F == Fp8Format::e4m3 ? mag : u;
-    constexpr unsigned kNan = F == Fp8Format::e4m3 ? 0x7fu : 0x80u;
-    const unsigned nan =
-        ((probe & 0xffffu) == kNan ? 0x7fffu : 0u) | ((probe >> 16) == kNan ? 0x7fff0000u : 0u);
-    return r | nan;
+    // NaN codes: e4m3's S.1111.111 (a half's mag + 1 reaches bit 7 for mag 0x7f only) and
+    // e4m3fnuz's 1.0000.000, its only NaN, where zero's sign would be (0x80 - mag keeps bit 7 for
+    // mag 0 only). Neither carries or borrows into the other half. Bit 7 of a half times 0xff is
+    // 0x7f80: ORed into the value, an exponent of all ones and a mantissa not zero, a NaN.
+    const unsigned nan_bit = F == Fp8Format::e4m3 ? (mag + 0x00010001u) & 0x00800080u
+                                                  : (0x00800080u - mag) & u & 0x00800080u;
+    return r | nan_bit * 0xffu;
   }
 }
 template <Fp8Format F, bool kSoftware = false>
@@ -354,76 +354,93 @@ __device__ __forceinline__ __half2 fp8x2_to_half2(unsigned pair) {
 }
 
 // The matrix-instruction kernels convert fp8 codes by fp8x4_bits_tile, which gives a word's four
-// codes' values times fp8_tile_scale<F> as fp8x2_bits's two pairs (lo: the word's low half, hi:
-// its high half). The kernels fold 1 / fp8_tile_scale<F> into the score multiplier and the
-// output's factor (powers of two: the same results bit for bit, outside fp32's subnormal range).
-// For e4m3 and e5m2 that is the value itself. e4m3fnuz: a code other than 0x7f, 0xff (e4m3fnuz's
-// +-240, e4m3's NaNs) and 0x80 (e4m3fnuz's NaN, e4m3's -0) has twice its value as an e4m3 code
-// (the same fields, bias 7 against 8). Where the hardware converts e4m3 (kFp8TileChecked), the
-// kernels check a warp's words of a tile for the three codes (fp8_special_bits, ORed over a
-// lane's words) and vote once (fp8_tile_vote): a clean tile takes the hardware's e4m3 conversion
-// (kPlain), any other the integer path, doubled (exact: at most 480, at least 2^-9 in
-// magnitude). Elsewhere every tile takes the integer path, unchecked.
+// codes' values times fp8_tile_scale<M> as fp8x2_bits's two pairs (lo: the word's low half, hi:
+// its high half), in one of two ways (Fp8Tiles M). The kernels fold 1 / fp8_tile_scale<M> into
+// the score multiplier and the output's factor (powers of two: the same results bit for bit,
+// outside fp32's subnormal range).
+// - plain: e4m3 and e5m2, by fp8x2_bits (the hardware's conversion where there is one).
+// - integer: e4m3fnuz. Its sign, exponent and mantissa fields placed in binary16's give 2^-7
+//   times its value, exactly (fnuz_x2_bits), but for 0x80, its NaN, which gives -0. The kernels
+//   check a warp's words of a tile for that code (fp8_special_bits, ORed over a lane's words) and
+//   vote once (fp8_tile_vote): a tile that holds it takes the same path with NaN in its place.
+//   The hardware's e4m3 conversion serves e4m3fnuz's other codes but 0x7f and 0xff (+-240,
+//   e4m3's NaNs) at twice their values; checking for those three codes and taking it where a
+//   tile holds none ran slower on an H200 than these four integer operations a pair (and per-token
+//   scales put +-240 in every row).
+enum class Fp8Tiles { plain, integer };
 template <Fp8Format F>
-inline constexpr bool kFp8TileChecked = F == Fp8Format::e4m3fnuz&& ATTNSCOPE_FP8_CVT;
-template <Fp8Format F>
-inline constexpr float fp8_tile_scale = F == Fp8Format::e4m3fnuz ? 2.0f : 1.0f;
+inline constexpr Fp8Tiles kFp8Tiles =
+    F == Fp8Format::e4m3fnuz ? Fp8Tiles::integer : Fp8Tiles::plain;
+template <Fp8Tiles M>
+inline constexpr float fp8_tile_scale = M == Fp8Tiles::integer ? 0.0078125f : 1.0f;  // 2^-7
 
-// Bit 7 of each byte of the result is set where that byte of `word` is 0x7f, 0xff or 0x80 (the
-// other bits are not meaningful): its low 7 bits l all ones (l + 1 reaches bit 7) or all zeros
-// with the sign set (0x80 - l keeps bit 7 only for l = 0). No byte carries or borrows into the
-// next.
-__device__ __forceinline__ unsigned fnuz_special_bytes(unsigned word) {
-  const unsigned low = word & 0x7f7f7f7fu;
-  return (low + 0x01010101u) | ((0x80808080u - low) & word);
+// Bit 7 of each byte of the result is set where that byte of `word` is 0x80 (the other bits are
+// not meaningful): its low 7 bits l all zeros with the sign set (0x80 - l keeps bit 7 only for
+// l = 0). No byte borrows from the next.
+__device__ __forceinline__ unsigned fnuz_nan_bytes(unsigned word) {
+  return (0x80808080u - (word & 0x7f7f7f7fu)) & word;
 }
 
-// What fp8_tile_vote takes of a word, ORed over a lane's words of the tile: fnuz_special_bytes
-// for e4m3fnuz, 0 for the other formats.
-template <Fp8Format F>
-__device__ __forceinline__ unsigned fp8_special_bits(unsigned word) {
-  if constexpr (!kFp8TileChecked<F>) {
-    (void)word;
-    return 0u;
+// e4m3fnuz's two codes in the low (kHigh: high) 16 bits of `word` as a __half2's bits at 2^-7
+// times their values, exactly: h holds each code in its half's upper byte (sign at bit 15,
+// exponent and mantissa at bits 8..14); subtracting the 7 low bits of h / 2 moves exponent and
+// mantissa down one bit, to binary16's bits 7..13 (e4m3fnuz's bias 8 against binary16's 15; its
+// subnormals are binary16's). Code 0x80 gives -0, or (kNan) a NaN.
+template <bool kHigh, bool kNan>
+__device__ __forceinline__ unsigned fnuz_x2_bits(unsigned word) {
+  const unsigned h = __byte_perm(word, 0u, kHigh ? 0x3424u : 0x1404u);
+  const unsigned placed = h - ((h >> 1) & 0x3f803f80u);
+  if constexpr (!kNan) {
+    return placed;
   } else {
-    return fnuz_special_bytes(word);
+    // Bit 15 of a half where its code is 0x80; that bit minus bit 9 is 0x7e00, which ORed into
+    // -0 (0x8000) gives a NaN.
+    const unsigned nan =
+        __byte_perm(fnuz_nan_bytes(word) & 0x80808080u, 0u, kHigh ? 0x3424u : 0x1404u);
+    return placed | (nan - (nan >> 6));
   }
 }
-// Whether fp8x4_bits_tile<F, true> serves every word of every lane of the warp, from each lane's
-// OR of fp8_special_bits over its words (every lane calls it; the answer is the warp's).
-template <Fp8Format F>
+
+// What fp8_tile_vote takes of a word, ORed over a lane's words of the tile: fnuz_nan_bytes
+// (integer), 0 (plain).
+template <Fp8Tiles M>
+__device__ __forceinline__ unsigned fp8_special_bits(unsigned word) {
+  if constexpr (M == Fp8Tiles::integer) {
+    return fnuz_nan_bytes(word);
+  } else {
+    (void)word;
+    return 0u;
+  }
+}
+// Whether fp8x4_bits_tile<F, M, true> serves every word of every lane of the warp, from each
+// lane's OR of fp8_special_bits over its words (every lane calls it; the answer is the warp's).
+template <Fp8Tiles M>
 __device__ __forceinline__ bool fp8_tile_vote(unsigned special) {
-  if constexpr (F != Fp8Format::e4m3fnuz) {
+  if constexpr (M == Fp8Tiles::plain) {
     (void)special;
     return true;
-  } else if constexpr (!kFp8TileChecked<F>) {
-    (void)special;
-    return false;
   } else {
     return warp_all((special & 0x80808080u) == 0u);
   }
 }
 // The same, from the lane's words.
-template <Fp8Format F, int N>
+template <Fp8Tiles M, int N>
 __device__ __forceinline__ bool fp8_tile_plain(const unsigned (&words)[N]) {
   unsigned special = 0u;
 #pragma unroll
-  for (int i = 0; i < N; ++i) special |= fp8_special_bits<F>(words[i]);
-  return fp8_tile_vote<F>(special);
+  for (int i = 0; i < N; ++i) special |= fp8_special_bits<M>(words[i]);
+  return fp8_tile_vote<M>(special);
 }
 
-template <Fp8Format F, bool kPlain>
+template <Fp8Format F, Fp8Tiles M, bool kPlain>
 __device__ __forceinline__ void fp8x4_bits_tile(unsigned word, unsigned& lo, unsigned& hi) {
-  if constexpr (F != Fp8Format::e4m3fnuz) {
+  static_assert(M == kFp8Tiles<F>, "the format's own way");
+  if constexpr (M == Fp8Tiles::plain) {
     lo = fp8x2_bits<F>(word);
     hi = fp8x2_bits<F, true>(word);
-  } else if constexpr (kPlain) {
-    lo = fp8x2_bits<Fp8Format::e4m3>(word);
-    hi = fp8x2_bits<Fp8Format::e4m3, true>(word);
   } else {
-    const __half2 two = __float2half2_rn(2.0f);
-    lo = bits_of_half2(__hmul2(half2_of_bits(fp8x2_bits<F>(word)), two));
-    hi = bits_of_half2(__hmul2(half2_of_bits(fp8x2_bits<F, true>(word)), two));
+    lo = fnuz_x2_bits<false, !kPlain>(word);
+    hi = fnuz_x2_bits<true, !kPlain>(word);
   }
 }
 
