@@ -2,6 +2,11 @@
 // unfused path as its three stages.
 #include <gtest/gtest.h>
 
+#include <set>
+#include <string>
+#include <vector>
+
+#include "attnscope/core/shapes.hpp"
 #include "harness.hpp"
 
 namespace attnscope::bench {
@@ -97,6 +102,23 @@ TEST(BenchTraffic, PrefillQueriesWidenTheKeySpan) {
   // Positions some query attends: window + q_len - 1.
   const double kv = 2.0 * 8 * (4096 + 3) * 128 * 2;
   EXPECT_DOUBLE_EQ(traffic(Path::qk, p).read_bytes(), 2.0 * 4 * 32 * 128 * 2 + kv);
+}
+
+// Each set names each of its shapes once (a shape twice would time it twice under one name).
+TEST(BenchShapes, EachShapeOnceInEverySet) {
+  for (const char* set : {"quick", "default", "full"}) {
+    std::set<std::string> names;
+    const std::vector<DecodeShape> shapes = bench_shapes(set);
+    for (const DecodeShape& v : shapes) {
+      BenchCase c;
+      c.impl = "attnscope.fused";
+      c.problem = v.problem();
+      c.layout = v.layout_spec();
+      c.ragged_min = v.ragged_min;
+      EXPECT_TRUE(names.insert(c.name(false)).second) << set << ": " << c.name(false);
+    }
+    EXPECT_EQ(names.size(), shapes.size()) << set;
+  }
 }
 
 }  // namespace

@@ -40,6 +40,14 @@ DecodeShape phi3(int batch, std::int64_t window) {
   return s;
 }
 
+bool same_shape(const DecodeShape& a, const DecodeShape& b) {
+  return a.batch == b.batch && a.q_heads == b.q_heads && a.kv_heads == b.kv_heads &&
+         a.window == b.window && a.head_dim == b.head_dim && a.input == b.input &&
+         a.accum == b.accum && a.layout == b.layout && a.ragged_min == b.ragged_min &&
+         a.kv_fp8 == b.kv_fp8 && a.kv_scale == b.kv_scale && a.latent == b.latent &&
+         a.page_size == b.page_size;
+}
+
 }  // namespace
 
 std::vector<std::int64_t> DecodeShape::seq_lens() const {
@@ -172,13 +180,26 @@ std::vector<DecodeShape> bench_shapes(const std::string& set) {
     v.accum = Accum::fp16;
     s.push_back(v);
   }
+  // bf16 q (as most models serve) with an e4m3 cache, beside the bf16 cache above.
+  {
+    DecodeShape v = fp8(llama(16, 32768), KvScale::tensor);
+    v.input = DType::bf16;
+    s.push_back(v);
+  }
   // fp16 accumulation along the window sweep, where its error and its speed both change.
   for (std::int64_t window : {1024, 32768, 131072}) {
     DecodeShape v = llama(1, window);
     v.accum = Accum::fp16;
     s.push_back(v);
   }
-  return s;
+  // The full set's variations meet the default set's shapes (MHA at batch 1 x 4K): each once.
+  std::vector<DecodeShape> once;
+  for (const DecodeShape& v : s) {
+    bool seen = false;
+    for (const DecodeShape& u : once) seen = seen || same_shape(u, v);
+    if (!seen) once.push_back(v);
+  }
+  return once;
 }
 
 std::vector<int> tuning_splits(const Problem& p, std::int64_t min_len) {
