@@ -143,8 +143,9 @@ std::vector<AccuracyCase> variants(const Target& t, Sweep sweep) {
       }
       // head_dim 96 and 192 on the matrix-instruction kernels (fp32 accumulation, the single-pass
       // paths), whose rows there are 12 and 24 chunks of 16 bytes (in groups of 4 and of 8): a
-      // paged, poisoned cache at q_len 4 (16 queries a block), and masked keys at q_len 1 (8 a
-      // block).
+      // paged, poisoned cache at q_len 4 (16 queries a block), masked keys at q_len 1 (8 a
+      // block), and a ragged batch of four sequences from [16, seq_len] (96: in 7-position pages,
+      // poisoned past each sequence's end; 192: bhsd).
       if (acc == Accum::fp32 && (t.path == Path::fused || t.path == Path::split_kv))
         for (int d : {96, 192}) {
           AccuracyCase c = paged_poisoned(base(t, acc, w), 7);
@@ -155,6 +156,13 @@ std::vector<AccuracyCase> variants(const Target& t, Sweep sweep) {
           c.problem.batch = 3;
           c.problem.seq_len = w + 5;
           c.data.mask_fraction = 0.3;
+          cases.push_back(c);
+          c = d == 96 ? paged_poisoned(base(t, acc, w), 7) : base(t, acc, w);
+          c.problem.head_dim = d;
+          c.problem.batch = 4;
+          c.problem.q_len = 1;
+          c.problem.seq_len = w + 3;
+          c.data.ragged_min_len = 16;
           cases.push_back(c);
         }
       // One to three queries a KV head on the matrix-instruction kernels (fp32 accumulation, the

@@ -94,9 +94,10 @@ TEST(AccuracyCases, DefaultSetCoversEveryWindowPathAndAccumulation) {
   // group 8, one of group 16 with per-token scales) and at fp32 two more (e4m3fnuz, group 16,
   // one scale per KV head and one a token).
   // At fp32 accumulation, 12 latent (MLA) cases on fused and split_kv, 10 unfused (above), and
-  // on fused and split_kv 4 at head_dim 96 and 192 (two paged and poisoned, two masked) and 5 of
-  // one to three queries a KV head (one paged and poisoned, one ragged and masked, one fp8).
-  EXPECT_EQ(cases.size() + std::size_t(latent_left), 360u);
+  // on fused and split_kv 6 at head_dim 96 and 192 (two paged and poisoned, two masked, two
+  // ragged, one of them paged and poisoned) and 5 of one to three queries a KV head (one paged
+  // and poisoned, one ragged and masked, one fp8).
+  EXPECT_EQ(cases.size() + std::size_t(latent_left), 364u);
   int poisoned = 0, masked = 0, fully = 0, padded = 0, negative = 0, overflow = 0, ragged = 0;
   for (const AccuracyCase& c : cases) {
     poisoned += c.data.poison_outside ? 1 : 0;
@@ -113,7 +114,7 @@ TEST(AccuracyCases, DefaultSetCoversEveryWindowPathAndAccumulation) {
       EXPECT_FALSE(c.expect_fp16_overflow) << c.name();
     }
   }
-  EXPECT_EQ(poisoned, gpu::detail::kMmaDecodePlatform ? 34 : 31);
+  EXPECT_EQ(poisoned, gpu::detail::kMmaDecodePlatform ? 36 : 33);
   // Every fp8 format x scale granularity x accumulation on both single-pass paths, and no fp8
   // case elsewhere.
   std::set<std::tuple<int, int, int, int>> fp8_seen;
@@ -144,7 +145,7 @@ TEST(AccuracyCases, DefaultSetCoversEveryWindowPathAndAccumulation) {
   // Where the latent kernel is built, its cases add a ragged one a path (fused, split_kv,
   // unfused) and masked ones at q_len 2: fp16 and e4m3fnuz a single-pass path, fp16 unfused.
   const int latent_paths = gpu::detail::kMmaDecodePlatform ? 3 : 0;
-  EXPECT_EQ(ragged, 20 + latent_paths);
+  EXPECT_EQ(ragged, 24 + latent_paths);
   EXPECT_EQ(masked, 24 + (gpu::detail::kMmaDecodePlatform ? 5 : 0));
   EXPECT_EQ(fully, 6);
   EXPECT_EQ(padded, 6);
@@ -744,7 +745,7 @@ TEST(Registry, EngineImplementationGetsCasesOnItsOwnLayout) {
     EXPECT_EQ(c.data.ragged_min_len, 0) << c.name();
   }
   // The fused path's cases of the default set (the split-count cases are attnscope's own).
-  EXPECT_EQ(std::size_t(left) + cases.size(), 127u);
+  EXPECT_EQ(std::size_t(left) + cases.size(), 129u);
 
   const gpu::Implementation& reg = gpu::implementation("testengine.decode");
   EXPECT_FALSE(reg.declares_order());
