@@ -324,8 +324,8 @@ std::vector<AccuracyCase> variants(const Target& t, Sweep sweep) {
       // fp8 KV caches: every format and scale granularity; then per-token scales on a paged,
       // poisoned cache at q_len 4 (NaN codes and NaN scales in every slot no query attends),
       // heavy-tailed K under one scale per head (its outlier channels set the scale), a NaN
-      // inside the window, and group 8. The single-pass paths read fp8 caches; the unfused stages
-      // do not.
+      // inside the window (e4m3 and e4m3fnuz), and group 8. The single-pass paths read fp8 caches;
+      // the unfused stages do not.
       const bool fp8_path = t.path == Path::fused || t.path == Path::split_kv;
       for (Fp8Format f : {Fp8Format::e4m3, Fp8Format::e5m2, Fp8Format::e4m3fnuz})
         for (KvScale sc : {KvScale::tensor, KvScale::head, KvScale::token}) {
@@ -350,6 +350,10 @@ std::vector<AccuracyCase> variants(const Target& t, Sweep sweep) {
         c.problem.kv_scale = KvScale::tensor;
         c.data.nan_in_window = true;
         cases.push_back(c);
+        // The same NaN in an e4m3fnuz cache: its one NaN code, 0x80, which the matrix-instruction
+        // kernels' integer conversion serves only where the warp's vote finds it.
+        c.problem.kv_fp8 = Fp8Format::e4m3fnuz;
+        cases.push_back(c);
         // Group 8 (the matrix-instruction kernel where it runs), one scale per KV head.
         c = base(t, acc, w);
         c.problem.kv_fp8 = Fp8Format::e5m2;
@@ -365,13 +369,15 @@ std::vector<AccuracyCase> variants(const Target& t, Sweep sweep) {
         c.problem.q_heads = 32;
         cases.push_back(c);
         // Group 16 on an e4m3fnuz cache (fp32 accumulation: the 16-query kernel's integer
-        // conversion), one scale per KV head and one a token (+-240 in every row).
+        // conversion), one scale per KV head and one a token (+-240 in every row), and one for
+        // the tensor with a NaN inside the window.
         if (acc == Accum::fp32)
-          for (KvScale sc : {KvScale::head, KvScale::token}) {
+          for (KvScale sc : {KvScale::head, KvScale::token, KvScale::tensor}) {
             c = base(t, acc, w);
             c.problem.kv_fp8 = Fp8Format::e4m3fnuz;
             c.problem.kv_scale = sc;
             c.problem.q_heads = 32;
+            c.data.nan_in_window = sc == KvScale::tensor;
             cases.push_back(c);
           }
       }

@@ -167,8 +167,8 @@ std::vector<DecodeShape> bench_shapes(const std::string& set) {
     v.kv_fp8 = f;
     s.push_back(v);
   }
-  // e4m3fnuz (MI300's format, which NVIDIA's hardware does not convert whole) where its path
-  // differs: per-token scales (every tile holds +-240) and one sequence (many splits).
+  // e4m3fnuz (MI300's format, which NVIDIA's hardware does not convert: integer operations)
+  // with per-token scales, and at one sequence (many splits).
   for (KvScale sc : {KvScale::token, KvScale::tensor}) {
     DecodeShape v = fp8(llama(sc == KvScale::token ? 16 : 1, 32768), sc);
     v.kv_fp8 = Fp8Format::e4m3fnuz;

@@ -442,7 +442,7 @@ struct MmaRun {
       mul *= p.k_scale[blk.kvh * p.scale_step];
       v_scale = p.v_scale[blk.kvh * p.scale_step];
     }
-    // Codes converted to fp8_tile_scale times their values (e4m3fnuz: twice) give scores that
+    // Codes converted to fp8_tile_scale times their values (e4m3fnuz: 2^-7) give scores that
     // many times theirs: the multiplier takes its inverse (a power of two: exact).
     score_mul = __double2float_rn(mul * 1.4426950408889634) * (1.0f / G::TILE_SCALE);
   }

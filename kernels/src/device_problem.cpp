@@ -93,7 +93,7 @@ DeviceProblem::DeviceProblem(const Problem& p, const KvLayoutSpec& layout_spec, 
   // One seed per tensor, so q, K and V are unrelated sequences.
   fill_normal(q_.data(), p.q_elems(), p.input, seed ^ 0x1u);
   // Per-token fp8 scales: each cache row holds the format's largest magnitude, as an engine's
-  // quantization leaves it (what e4m3fnuz's tiles take depends on it).
+  // quantization leaves it.
   const std::int64_t top_row = p.kv_fp8 && p.kv_scale == KvScale::token ? p.head_dim : 0;
   fill_normal(k_.data(), layout.storage_elems(), p.kv_dtype(), seed ^ 0x2u, nullptr, top_row);
   if (!p.latent)

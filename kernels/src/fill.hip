@@ -191,13 +191,13 @@ void mma_probe_async(DeviceBuffer& sink, int blocks, int iters, void* stream) {
 void fill_normal(void* data, std::int64_t elems, DType type, std::uint64_t seed, void* stream,
                  std::int64_t top_row) {
   if (elems <= 0) return;
-  if (top_row < 0 || (top_row > 0 && elems % top_row != 0))
+  if (is_fp8(type) && (top_row < 0 || (top_row > 0 && elems % top_row != 0)))
     throw GpuError("fill_normal: top_row (" + std::to_string(top_row) +
                    ") must be 0 or divide the " + std::to_string(elems) + " elements");
   // Distinct seeds give unrelated sequences: the seed is hashed before the counter is added.
   const std::uint64_t key = mix64(seed ^ 0x5bd1e9955bd1e995ull);
   fill_normal_kernel<<<grid_for(elems), kFillThreads, 0, static_cast<hipStream_t>(stream)>>>(
-      data, elems, type, key, is_fp8(type) ? top_row : 0);
+      data, elems, type, key, is_fp8(type) ? top_row : std::int64_t(0));
   ATTNSCOPE_CHECK_LAUNCH();
 }
 

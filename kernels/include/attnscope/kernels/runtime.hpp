@@ -127,8 +127,9 @@ class EventTimer {
 // An fp8 type stores the codes of those values under the scale kFp8FillAmax / the format's
 // largest value (fp8_fill_scale): a cache quantized as engines do, for data whose largest
 // magnitude is about kFp8FillAmax (values past it saturate). top_row > 0 (fp8 only; it divides
-// elems): one element of each row of top_row elements holds the format's largest magnitude, as
-// a cache quantized with a scale per row (per token) holds, its row's largest value mapped there.
+// elems): one element of each row of top_row elements, at a position hashed from the row, holds
+// the format's largest magnitude (others may too, saturated), as a cache quantized with a scale
+// per row (per token) holds at least once, its row's largest value mapped there.
 void fill_normal(void* data, std::int64_t elems, DType type, std::uint64_t seed,
                  void* stream = nullptr, std::int64_t top_row = 0);
 inline constexpr double kFp8FillAmax = 4.0;
