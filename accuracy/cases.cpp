@@ -33,7 +33,7 @@ std::string AccuracyCase::name() const {
   if (data.left_padding) s << "_leftpad";
   if (data.fully_masked > 0) s << "_fullymasked" << data.fully_masked;
   if (data.ragged_min_len > 0) s << "_ragged" << data.ragged_min_len;
-  if (data.nan_in_window) s << "_naninwindow";
+  if (data.nan_in_window) s << (data.nan_in_key ? "_naninkey" : "_naninwindow");
   if (expect_fp16_overflow) s << "_expect_overflow";
   s << suffix;
   return s.str();
@@ -288,11 +288,16 @@ std::vector<AccuracyCase> variants(const Target& t, Sweep sweep) {
         cases.push_back(c);
       }
       // NaN inside the window (one V element every query of sequence 0 attends): it must reach
-      // exactly the outputs the reference gives NaN (a NaN lost fails the case).
+      // exactly the outputs the reference gives NaN (a NaN lost fails the case). On the
+      // single-pass paths, the same NaN in K too (every score of its key).
       {
         AccuracyCase c = base(t, acc, w);
         c.data.nan_in_window = true;
         cases.push_back(c);
+        if (t.path == Path::fused || t.path == Path::split_kv) {
+          c.data.nan_in_key = true;
+          cases.push_back(c);
+        }
       }
       // Every logit near -6e4: with fp32 accumulation exact to the end; with fp16 accumulation
       // past binary16's range, which the gate must name.
@@ -351,9 +356,14 @@ std::vector<AccuracyCase> variants(const Target& t, Sweep sweep) {
         c.data.nan_in_window = true;
         cases.push_back(c);
         // The same NaN in an e4m3fnuz cache: its one NaN code, 0x80, which the matrix-instruction
-        // kernels' integer conversion serves only where the warp's vote finds it.
+        // kernels' integer conversion serves only where the warp's vote finds it. Then each in K.
         c.problem.kv_fp8 = Fp8Format::e4m3fnuz;
         cases.push_back(c);
+        for (Fp8Format f : {Fp8Format::e4m3, Fp8Format::e4m3fnuz}) {
+          c.problem.kv_fp8 = f;
+          c.data.nan_in_key = true;
+          cases.push_back(c);
+        }
         // Group 8 (the matrix-instruction kernel where it runs), one scale per KV head.
         c = base(t, acc, w);
         c.problem.kv_fp8 = Fp8Format::e5m2;
@@ -370,14 +380,15 @@ std::vector<AccuracyCase> variants(const Target& t, Sweep sweep) {
         cases.push_back(c);
         // Group 16 on an e4m3fnuz cache (fp32 accumulation: the 16-query kernel's integer
         // conversion), one scale per KV head and one a token (+-240 in every row), and one for
-        // the tensor with a NaN inside the window.
+        // the tensor with a NaN inside the window, in V and in K.
         if (acc == Accum::fp32)
-          for (KvScale sc : {KvScale::head, KvScale::token, KvScale::tensor}) {
+          for (int i = 0; i < 4; ++i) {
             c = base(t, acc, w);
             c.problem.kv_fp8 = Fp8Format::e4m3fnuz;
-            c.problem.kv_scale = sc;
+            c.problem.kv_scale = i == 0 ? KvScale::head : i == 1 ? KvScale::token : KvScale::tensor;
             c.problem.q_heads = 32;
-            c.data.nan_in_window = sc == KvScale::tensor;
+            c.data.nan_in_window = i >= 2;
+            c.data.nan_in_key = i == 3;
             cases.push_back(c);
           }
       }

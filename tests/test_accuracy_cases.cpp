@@ -89,15 +89,16 @@ TEST(AccuracyCases, DefaultSetCoversEveryWindowPathAndAccumulation) {
   // paths of attnscope at 1, 3 and 16 splits (window 1000, both accumulations: split invariance,
   // each count held to its own order's budget), two poisoned-cache cases, three masked cases,
   // three ragged batches (one poisoned), one NaN inside the window and one of logits near -6e4 a
-  // path and accumulation; on fused and split_kv, 15 fp8-cache cases a path and accumulation
-  // (3 formats x 3 scale granularities, one paged and poisoned, one heavy-tailed, two NaN (e4m3,
-  // e4m3fnuz), one of group 8, one of group 16 with per-token scales) and at fp32 three more
-  // (e4m3fnuz, group 16, one scale per KV head, one a token, one for the tensor with a NaN).
+  // path and accumulation (on fused and split_kv the NaN in K too); on fused and split_kv, 17
+  // fp8-cache cases a path and accumulation (3 formats x 3 scale granularities, one paged and
+  // poisoned, one heavy-tailed, four NaN (e4m3 and e4m3fnuz, in V and in K), one of group 8, one
+  // of group 16 with per-token scales) and at fp32 four more (e4m3fnuz, group 16, one scale per
+  // KV head, one a token, two for the tensor with a NaN in V and in K).
   // At fp32 accumulation, 12 latent (MLA) cases on fused and split_kv, 10 unfused (above), and
   // on fused and split_kv 6 at head_dim 96 and 192 (two paged and poisoned, two masked, two
   // ragged, one of them paged and poisoned) and 5 of one to three queries a KV head (one paged
   // and poisoned, one ragged and masked, one fp8).
-  EXPECT_EQ(cases.size() + std::size_t(latent_left), 370u);
+  EXPECT_EQ(cases.size() + std::size_t(latent_left), 384u);
   int poisoned = 0, masked = 0, fully = 0, padded = 0, negative = 0, overflow = 0, ragged = 0;
   for (const AccuracyCase& c : cases) {
     poisoned += c.data.poison_outside ? 1 : 0;
@@ -130,9 +131,9 @@ TEST(AccuracyCases, DefaultSetCoversEveryWindowPathAndAccumulation) {
                 std::string::npos)
           << c.name();
     }
-  // 15 a single-pass path and accumulation, four more at fp32 (e4m3fnuz at group 2 and three
+  // 17 a single-pass path and accumulation, five more at fp32 (e4m3fnuz at group 2 and four
   // times at 16), and 3 latent ones a single-pass path (fp32; where the latent kernel is built).
-  EXPECT_EQ(fp8_cases, gpu::detail::kMmaDecodePlatform ? 74 : 68);
+  EXPECT_EQ(fp8_cases, gpu::detail::kMmaDecodePlatform ? 84 : 78);
   EXPECT_EQ(fp8_seen.size(), 2u * 2u * 3u * 3u);
   int past_2_31 = 0, past_65535 = 0;
   for (const AccuracyCase& c : cases) {
@@ -745,7 +746,7 @@ TEST(Registry, EngineImplementationGetsCasesOnItsOwnLayout) {
     EXPECT_EQ(c.data.ragged_min_len, 0) << c.name();
   }
   // The fused path's cases of the default set (the split-count cases are attnscope's own).
-  EXPECT_EQ(std::size_t(left) + cases.size(), 132u);
+  EXPECT_EQ(std::size_t(left) + cases.size(), 139u);
 
   const gpu::Implementation& reg = gpu::implementation("testengine.decode");
   EXPECT_FALSE(reg.declares_order());

@@ -1069,4 +1069,34 @@ TEST(NanInWindow, ReachesExactlyItsOutputsAndALostNanFails) {
           .pass);
 }
 
+// The NaN in K (nan_in_key): every channel and the log-sum-exp of every query head of KV head 0
+// in sequence 0 are NaN, and nothing else; nan_in_key alone is refused.
+TEST(NanInWindow, InKeyReachesEveryOutputOfItsHeadsAndTheirLse) {
+  const Problem p = make_problem(2, 4, 2, 3, 50, 40);
+  DataSpec d;
+  d.nan_in_window = true;
+  d.nan_in_key = true;
+  const AttentionInputs in = attnscope::make_inputs(p, KvLayoutSpec{}, d);
+  std::vector<double> out, lse;
+  ref::attention_output<double>(in, out, lse);
+  std::int64_t nans = 0;
+  for (int b = 0; b < p.batch; ++b)
+    for (int t = 0; t < p.q_len; ++t)
+      for (int h = 0; h < p.q_heads; ++h) {
+        const bool want = b == 0 && h / p.group() == 0;
+        for (int dd = 0; dd < p.head_dim; ++dd) {
+          const double x = out[std::size_t(in.q_offset(b, t, h) + dd)];
+          ASSERT_EQ(std::isnan(x), want) << b << " " << t << " " << h << " " << dd;
+          nans += want ? 1 : 0;
+        }
+      }
+  EXPECT_EQ(nans, std::int64_t(p.q_len) * p.group() * p.head_dim);
+  std::int64_t lse_nans = 0;
+  for (double x : lse) lse_nans += std::isnan(x) ? 1 : 0;
+  EXPECT_EQ(lse_nans, std::int64_t(p.q_len) * p.group());
+  DataSpec alone;
+  alone.nan_in_key = true;
+  EXPECT_THROW(attnscope::make_inputs(p, KvLayoutSpec{}, alone), std::invalid_argument);
+}
+
 }  // namespace

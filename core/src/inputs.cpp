@@ -300,11 +300,14 @@ AttentionInputs make_inputs(const Problem& p, const KvLayoutSpec& layout_spec,
       },
       256);
 
+  if (data.nan_in_key && !data.nan_in_window)
+    throw std::invalid_argument("nan_in_key places the NaN of nan_in_window, which is not set");
   if (data.nan_in_window) {
     if (data.fully_masked > 0)
       throw std::invalid_argument("nan_in_window: sequence 0 is fully masked, nothing reads it");
     const std::int64_t own = in.seq_len_of(0) - p.q_len;
-    (p.latent ? in.k : in.v).set(a.offset(0, 0, own), std::numeric_limits<double>::quiet_NaN());
+    (p.latent || data.nan_in_key ? in.k : in.v)
+        .set(a.offset(0, 0, own), std::numeric_limits<double>::quiet_NaN());
   }
   // A latent cache is one tensor: V is K's memory (its first v_dim channels of each row).
   if (p.latent) in.v = in.k;

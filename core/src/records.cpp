@@ -49,10 +49,11 @@ nlohmann::json to_json(const KvLayoutSpec& l) {
 }
 
 nlohmann::json to_json(const DataSpec& d) {
-  return {{"distribution", to_string(d.dist)}, {"seed", d.seed},
-          {"mask_fraction", d.mask_fraction},  {"left_padding", d.left_padding},
-          {"fully_masked", d.fully_masked},    {"ragged_min_len", d.ragged_min_len},
-          {"poison_outside", d.poison_outside}};
+  return {{"distribution", to_string(d.dist)},  {"seed", d.seed},
+          {"mask_fraction", d.mask_fraction},   {"left_padding", d.left_padding},
+          {"fully_masked", d.fully_masked},     {"ragged_min_len", d.ragged_min_len},
+          {"poison_outside", d.poison_outside}, {"nan_in_window", d.nan_in_window},
+          {"nan_in_key", d.nan_in_key}};
 }
 
 void add_metrics(nlohmann::json& j, const Metrics& m, const std::string& prefix) {

@@ -47,6 +47,10 @@ struct DataSpec {
   // K: the NaN is in K too, so every score of that key, and every output element of sequence 0,
   // is NaN.
   bool nan_in_window = false;
+  // With nan_in_window: the NaN in K instead of V, at the same place. Every score of that key is
+  // NaN, so every output element and the log-sum-exp of every query head of KV head 0 in
+  // sequence 0 are NaN, and nothing else is.
+  bool nan_in_key = false;
   // Every cache slot no query attends (other layers, spare pages, tail capacity, positions past
   // seq_len in the last page, positions before the first query's window) holds NaN, +Inf or -Inf
   // in turn, in K and V: a kernel that reads one corrupts its output. The attended values are
