@@ -1034,15 +1034,30 @@ TEST(Ragged, EachSequenceMatchesItsOwnProblem) {
 
 namespace {
 
+// The problem and inputs of the NaN-inside-the-window tests (the NaN in V, or in K), with the
+// reference's output and log-sum-exp.
+DataSpec nan_spec(bool in_key) {
+  DataSpec d;
+  d.nan_in_window = true;
+  d.nan_in_key = in_key;
+  return d;
+}
+struct NanCase {
+  Problem p = make_problem(2, 4, 2, 3, 50, 40);
+  AttentionInputs in;
+  std::vector<double> out, lse;
+  explicit NanCase(bool in_key) : in(attnscope::make_inputs(p, KvLayoutSpec{}, nan_spec(in_key))) {
+    ref::attention_output<double>(in, out, lse);
+  }
+};
+
 // NaN inside the window reaches exactly channel 0 of every query head of KV head 0 in sequence 0
 // (the reference's output), and a result where it did not arrive fails the judge as a NaN lost.
 TEST(NanInWindow, ReachesExactlyItsOutputsAndALostNanFails) {
-  const Problem p = make_problem(2, 4, 2, 3, 50, 40);
-  DataSpec d;
-  d.nan_in_window = true;
-  const AttentionInputs in = attnscope::make_inputs(p, KvLayoutSpec{}, d);
-  std::vector<double> out, lse;
-  ref::attention_output<double>(in, out, lse);
+  const NanCase nc(false);
+  const Problem& p = nc.p;
+  const AttentionInputs& in = nc.in;
+  const std::vector<double>&out = nc.out, &lse = nc.lse;
   std::int64_t nans = 0;
   for (int b = 0; b < p.batch; ++b)
     for (int t = 0; t < p.q_len; ++t)
@@ -1072,13 +1087,10 @@ TEST(NanInWindow, ReachesExactlyItsOutputsAndALostNanFails) {
 // The NaN in K (nan_in_key): every channel and the log-sum-exp of every query head of KV head 0
 // in sequence 0 are NaN, and nothing else; nan_in_key alone is refused.
 TEST(NanInWindow, InKeyReachesEveryOutputOfItsHeadsAndTheirLse) {
-  const Problem p = make_problem(2, 4, 2, 3, 50, 40);
-  DataSpec d;
-  d.nan_in_window = true;
-  d.nan_in_key = true;
-  const AttentionInputs in = attnscope::make_inputs(p, KvLayoutSpec{}, d);
-  std::vector<double> out, lse;
-  ref::attention_output<double>(in, out, lse);
+  const NanCase nc(true);
+  const Problem& p = nc.p;
+  const AttentionInputs& in = nc.in;
+  const std::vector<double>&out = nc.out, &lse = nc.lse;
   std::int64_t nans = 0;
   for (int b = 0; b < p.batch; ++b)
     for (int t = 0; t < p.q_len; ++t)
