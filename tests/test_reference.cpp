@@ -1049,6 +1049,21 @@ struct NanCase {
   explicit NanCase(bool in_key) : in(attnscope::make_inputs(p, KvLayoutSpec{}, nan_spec(in_key))) {
     ref::attention_output<double>(in, out, lse);
   }
+  // Asserts that out is NaN exactly where want(b, h, channel) holds; returns how many are.
+  template <class Want>
+  std::int64_t nans_exactly_where(Want want) const {
+    std::int64_t nans = 0;
+    for (int b = 0; b < p.batch; ++b)
+      for (int t = 0; t < p.q_len; ++t)
+        for (int h = 0; h < p.q_heads; ++h)
+          for (int dd = 0; dd < p.head_dim; ++dd) {
+            const bool w = want(b, h, dd);
+            const double x = out[std::size_t(in.q_offset(b, t, h) + dd)];
+            EXPECT_EQ(std::isnan(x), w) << b << " " << t << " " << h << " " << dd;
+            nans += w ? 1 : 0;
+          }
+    return nans;
+  }
 };
 
 // NaN inside the window reaches exactly channel 0 of every query head of KV head 0 in sequence 0
@@ -1056,18 +1071,9 @@ struct NanCase {
 TEST(NanInWindow, ReachesExactlyItsOutputsAndALostNanFails) {
   const NanCase nc(false);
   const Problem& p = nc.p;
-  const AttentionInputs& in = nc.in;
   const std::vector<double>&out = nc.out, &lse = nc.lse;
-  std::int64_t nans = 0;
-  for (int b = 0; b < p.batch; ++b)
-    for (int t = 0; t < p.q_len; ++t)
-      for (int h = 0; h < p.q_heads; ++h)
-        for (int dd = 0; dd < p.head_dim; ++dd) {
-          const bool want = b == 0 && h / p.group() == 0 && dd == 0;
-          const double x = out[std::size_t(in.q_offset(b, t, h) + dd)];
-          ASSERT_EQ(std::isnan(x), want) << b << " " << t << " " << h << " " << dd;
-          nans += want ? 1 : 0;
-        }
+  const std::int64_t nans = nc.nans_exactly_where(
+      [&](int b, int h, int dd) { return b == 0 && h / p.group() == 0 && dd == 0; });
   for (double x : lse) ASSERT_TRUE(std::isfinite(x));  // V does not reach lse
   EXPECT_EQ(nans, p.q_len * p.group());
   // A result equal to the reference but finite where it is NaN: the NaN was lost.
@@ -1089,19 +1095,9 @@ TEST(NanInWindow, ReachesExactlyItsOutputsAndALostNanFails) {
 TEST(NanInWindow, InKeyReachesEveryOutputOfItsHeadsAndTheirLse) {
   const NanCase nc(true);
   const Problem& p = nc.p;
-  const AttentionInputs& in = nc.in;
-  const std::vector<double>&out = nc.out, &lse = nc.lse;
-  std::int64_t nans = 0;
-  for (int b = 0; b < p.batch; ++b)
-    for (int t = 0; t < p.q_len; ++t)
-      for (int h = 0; h < p.q_heads; ++h) {
-        const bool want = b == 0 && h / p.group() == 0;
-        for (int dd = 0; dd < p.head_dim; ++dd) {
-          const double x = out[std::size_t(in.q_offset(b, t, h) + dd)];
-          ASSERT_EQ(std::isnan(x), want) << b << " " << t << " " << h << " " << dd;
-          nans += want ? 1 : 0;
-        }
-      }
+  const std::vector<double>& lse = nc.lse;
+  const std::int64_t nans =
+      nc.nans_exactly_where([&](int b, int h, int) { return b == 0 && h / p.group() == 0; });
   EXPECT_EQ(nans, std::int64_t(p.q_len) * p.group() * p.head_dim);
   std::int64_t lse_nans = 0;
   for (double x : lse) lse_nans += std::isnan(x) ? 1 : 0;
