@@ -34,6 +34,7 @@ std::string AccuracyCase::name() const {
   if (data.fully_masked > 0) s << "_fullymasked" << data.fully_masked;
   if (data.ragged_min_len > 0) s << "_ragged" << data.ragged_min_len;
   if (data.nan_in_window) s << (data.nan_in_key ? "_naninkey" : "_naninwindow");
+  if (data.q_spread) s << "_qspread";
   if (expect_fp16_overflow) s << "_expect_overflow";
   s << suffix;
   return s.str();
@@ -391,6 +392,32 @@ std::vector<AccuracyCase> variants(const Target& t, Sweep sweep) {
             c.data.nan_in_key = i == 3;
             cases.push_back(c);
           }
+      }
+      // bf16 q with fp8 caches (fp32 accumulation): every format and scale granularity; group 16
+      // (16 queries a block) per token; and q spread over bf16's range (q_spread), heads of one KV
+      // head 2^6 apart and channels more than 2^31 below their row's largest, which the
+      // matrix-instruction kernels' conversion to binary16 rounds (QBf16), at groups 4 and 16.
+      if (fp8_path && acc == Accum::fp32) {
+        for (Fp8Format f : {Fp8Format::e4m3, Fp8Format::e5m2, Fp8Format::e4m3fnuz})
+          for (KvScale sc : {KvScale::tensor, KvScale::head, KvScale::token}) {
+            AccuracyCase c = base(t, acc, w);
+            c.problem.input = c.problem.output = DType::bf16;
+            c.problem.kv_fp8 = f;
+            c.problem.kv_scale = sc;
+            cases.push_back(c);
+            if (sc == KvScale::token) {
+              c.problem.q_heads = 32;
+              cases.push_back(c);
+            }
+          }
+        for (int heads : {8, 32}) {
+          AccuracyCase c = base(t, acc, w);
+          c.problem.input = c.problem.output = DType::bf16;
+          c.problem.kv_fp8 = Fp8Format::e4m3;
+          c.problem.q_heads = heads;
+          c.data.q_spread = true;
+          cases.push_back(c);
+        }
       }
       // Latent (MLA) caches, fp32 accumulation: DeepSeek-V3's decode attention (one 576-wide
       // latent row a position, V its first 512 channels, softmax scale 1/sqrt(192)) at 16 query

@@ -291,7 +291,7 @@ CaseResult run_case(const AccuracyCase& c, const gpu::DeviceInfo& device, const 
     // cache's scales add the roundings the implementation declares.
     const std::int64_t values_depth = budget_depth(2 * depth_of(order.values, p.window), order);
     const bounds::StageFormats f_qk{p.accum, budget_depth(depth_of(order.dot, p.head_dim), order),
-                                    DType::fp32, lambda};
+                                    DType::fp32, lambda, order.q_binary16_scaled};
     const bounds::StageFormats f_sm{p.accum, values_depth, DType::fp32, lambda};
     const bounds::StageFormats f_pv{p.accum, values_depth, p.output, lambda};
     dp.poison_outputs();

@@ -93,12 +93,13 @@ TEST(AccuracyCases, DefaultSetCoversEveryWindowPathAndAccumulation) {
   // fp8-cache cases a path and accumulation (3 formats x 3 scale granularities, one paged and
   // poisoned, one heavy-tailed, four NaN (e4m3 and e4m3fnuz, in V and in K), one of group 8, one
   // of group 16 with per-token scales) and at fp32 four more (e4m3fnuz, group 16, one scale per
-  // KV head, one a token, two for the tensor with a NaN in V and in K).
-  // At fp32 accumulation, 12 latent (MLA) cases on fused and split_kv, 10 unfused (above), and
-  // on fused and split_kv 6 at head_dim 96 and 192 (two paged and poisoned, two masked, two
+  // KV head, one a token, two for the tensor with a NaN in V and in K), and 14 of bf16 q (3
+  // formats x 3 scale granularities, three at group 16 per token, two of q spread over bf16's
+  // range). At fp32 accumulation, 12 latent (MLA) cases on fused and split_kv, 10 unfused (above),
+  // and on fused and split_kv 6 at head_dim 96 and 192 (two paged and poisoned, two masked, two
   // ragged, one of them paged and poisoned) and 5 of one to three queries a KV head (one paged
   // and poisoned, one ragged and masked, one fp8).
-  EXPECT_EQ(cases.size() + std::size_t(latent_left), 384u);
+  EXPECT_EQ(cases.size() + std::size_t(latent_left), 412u);
   int poisoned = 0, masked = 0, fully = 0, padded = 0, negative = 0, overflow = 0, ragged = 0;
   for (const AccuracyCase& c : cases) {
     poisoned += c.data.poison_outside ? 1 : 0;
@@ -131,10 +132,28 @@ TEST(AccuracyCases, DefaultSetCoversEveryWindowPathAndAccumulation) {
                 std::string::npos)
           << c.name();
     }
-  // 17 a single-pass path and accumulation, five more at fp32 (e4m3fnuz at group 2 and four
-  // times at 16), and 3 latent ones a single-pass path (fp32; where the latent kernel is built).
-  EXPECT_EQ(fp8_cases, gpu::detail::kMmaDecodePlatform ? 84 : 78);
+  // 17 a single-pass path and accumulation, 19 more at fp32 (e4m3fnuz at group 2 and four times
+  // at 16, 14 of bf16 q), and 3 latent ones a single-pass path (fp32; where the latent kernel is
+  // built).
+  EXPECT_EQ(fp8_cases, gpu::detail::kMmaDecodePlatform ? 112 : 106);
   EXPECT_EQ(fp8_seen.size(), 2u * 2u * 3u * 3u);
+  // bf16 q: every format x scale granularity on both single-pass paths (fp32 accumulation), q
+  // spread over bf16's range at groups 4 and 16.
+  std::set<std::tuple<int, int, int>> bf16_seen;
+  int spread = 0;
+  for (const AccuracyCase& c : cases) {
+    if (c.problem.kv_fp8 && !c.problem.latent && c.problem.input == DType::bf16) {
+      EXPECT_EQ(c.problem.accum, Accum::fp32) << c.name();
+      bf16_seen.insert({int(c.path), int(*c.problem.kv_fp8), int(c.problem.kv_scale)});
+    }
+    if (c.data.q_spread) {
+      ++spread;
+      EXPECT_EQ(c.problem.input, DType::bf16) << c.name();
+      EXPECT_NE(c.name().find("_qspread"), std::string::npos) << c.name();
+    }
+  }
+  EXPECT_EQ(bf16_seen.size(), 2u * 3u * 3u);
+  EXPECT_EQ(spread, 4);
   int past_2_31 = 0, past_65535 = 0;
   for (const AccuracyCase& c : cases) {
     const KvLayout l(c.problem, c.layout);
@@ -343,6 +362,22 @@ TEST(KernelOrders, MatrixInstructionDecodeWhereItRuns) {
   EXPECT_EQ(gpu::detail::decode_uses_mma(q), platform);
   if (platform) {
     EXPECT_EQ(gpu::detail::decode_order(q, 2).fp8_roundings, 1);
+    EXPECT_FALSE(gpu::detail::decode_order(q, 2).q_binary16_scaled);
+  }
+  // bf16 q with an fp8 cache of every format: q enters as binary16 under a power of two a query,
+  // which the order declares (the bf16 cache itself stays on the lane kernel, below).
+  for (Fp8Format f : {Fp8Format::e4m3, Fp8Format::e5m2, Fp8Format::e4m3fnuz}) {
+    Problem b = q;
+    b.kv_fp8 = f;
+    b.input = b.output = DType::bf16;
+    EXPECT_EQ(gpu::detail::decode_uses_mma(b), platform) << to_string(f);
+    if (platform) {
+      const KernelOrder ob = gpu::detail::decode_order(b, 2);
+      EXPECT_TRUE(ob.q_binary16_scaled);
+      EXPECT_EQ(ob.describe(),
+                "dot=" + ob.dot->name() + ";values=" + ob.values->name() +
+                    ";fp8_roundings=1;extra_roundings=12;truncating;q_binary16_scaled");
+    }
   }
   q.kv_scale = KvScale::tensor;
   // Every group down to one query a KV head (MHA), fp8 and fp16 caches alike, 8 queries a block.
@@ -746,7 +781,7 @@ TEST(Registry, EngineImplementationGetsCasesOnItsOwnLayout) {
     EXPECT_EQ(c.data.ragged_min_len, 0) << c.name();
   }
   // The fused path's cases of the default set (the split-count cases are attnscope's own).
-  EXPECT_EQ(std::size_t(left) + cases.size(), 139u);
+  EXPECT_EQ(std::size_t(left) + cases.size(), 153u);
 
   const gpu::Implementation& reg = gpu::implementation("testengine.decode");
   EXPECT_FALSE(reg.declares_order());

@@ -334,6 +334,109 @@ TEST(Bounds, QkModelWithinQkBounds) {
               << prob_r[a].mean() << "\n";
 }
 
+// The matrix-instruction kernels' bf16 q (KernelOrder::q_binary16_scaled): each query's row as
+// binary16 values of q x 2^e, the dot accumulated in binary32 at that scale, then x 2^-e and x the
+// scale. Emulated here (sequential order) on the given inputs.
+std::vector<double> scaled_binary16_qk(const AttentionInputs& in) {
+  const Problem& p = in.problem;
+  const int D = p.head_dim;
+  const float c = static_cast<float>(p.effective_scale());
+  const KvAddressing addr = in.layout.addressing();
+  std::vector<double> s(static_cast<std::size_t>(p.score_elems()), -kInf);
+  for (int b = 0; b < p.batch; ++b)
+    for (int h = 0; h < p.q_heads; ++h)
+      for (int t = 0; t < p.q_len; ++t) {
+        const std::int64_t qb = in.q_offset(b, t, h);
+        double top = 0.0;
+        for (int d = 0; d < D; ++d)
+          if (std::isfinite(in.q.get(qb + d))) top = std::max(top, std::fabs(in.q.get(qb + d)));
+        const int e = std::min(126, 142 - (top >= 0x1p-126 ? std::ilogb(top) + 127 : 0));
+        std::vector<float> q16(static_cast<std::size_t>(D));
+        for (int d = 0; d < D; ++d)
+          q16[static_cast<std::size_t>(d)] =
+              static_cast<float>(round_to(DType::fp16, std::ldexp(in.q.get(qb + d), e)));
+        const float down = std::ldexp(1.0f, -e);
+        for (std::int64_t j = 0; j < p.window; ++j) {
+          const std::int64_t pos = p.window_start(t) + j;
+          if (!in.attends(b, pos)) continue;
+          const std::int64_t kb = in.kv_offset(addr, b, h / p.group(), pos);
+          float dot = 0.0f;
+          for (int d = 0; d < D; ++d)
+            dot = std::fma(q16[static_cast<std::size_t>(d)], static_cast<float>(in.k.get(kb + d)),
+                           dot);
+          s[static_cast<std::size_t>(((std::int64_t(b) * p.q_heads + h) * p.q_len + t) * p.window +
+                                     j)] = (dot * down) * c;
+        }
+      }
+  return s;
+}
+
+// q rows of bfloat16 spread over its range (rows from 2^-130, subnormal, to 2^100) with channels
+// 2^-40 below their row's largest, which binary16 at the row's scale rounds: the emulated kernel
+// stays within the bound that takes the conversion. A row whose large channels meet zeros of K
+// makes the rounding the score's whole error: there the bound without the conversion fails and
+// the one with it holds.
+TEST(Bounds, ScaledBinary16QWithinQkBounds) {
+  Problem p = small_problem(64, 64);
+  p.q_heads = 8;
+  p.kv_heads = 2;
+  p.input = p.output = DType::bf16;
+  DataSpec data;
+  data.seed = 77;
+  AttentionInputs in = make_inputs(p, KvLayoutSpec{}, data);
+  const int D = p.head_dim;
+  const int row_exp[] = {-130, -100, -60, -20, 0, 20, 60, 100};
+  for (int b = 0; b < p.batch; ++b)
+    for (int t = 0; t < p.q_len; ++t)
+      for (int h = 0; h < p.q_heads; ++h) {
+        const std::int64_t qb = in.q_offset(b, t, h);
+        for (int d = 0; d < D; ++d) {
+          const double tiny = d % 5 == 4 ? 0x1p-40 : 1.0;
+          in.q.set(qb + d, std::ldexp(in.q.get(qb + d) * tiny, row_exp[h]));
+        }
+      }
+  bounds::StageFormats f{Accum::fp32, D, DType::fp32, bounds::kDefaultLambda, true};
+  const std::vector<double> got = scaled_binary16_qk(in);
+  const Scores ex = exact_scores(in, true);
+  const bounds::ElementBounds bnd = bounds::qk_bounds(in, f, true);
+  bounds::StageFormats plain = f;
+  plain.q_binary16_scaled = false;
+  const bounds::ElementBounds bnd_plain = bounds::qk_bounds(in, plain, true);
+  const double ref = bounds::gamma(D + 1, kULongDouble);
+  int wider = 0;  // scores whose bound the conversion widens
+  for (std::size_t e = 0; e < got.size(); ++e) {
+    if (ex.value[e] == -static_cast<LD>(kInf)) continue;
+    const double err = static_cast<double>(std::fabs(got[e] - ex.value[e]));
+    ASSERT_LE(err, bnd.deterministic[e] + ref * double(ex.mag[e])) << e;
+    ASSERT_LE(err, bnd.probabilistic[e] + ref * double(ex.mag[e])) << e;
+    wider += bnd.deterministic[e] > bnd_plain.deterministic[e];
+  }
+  EXPECT_GT(wider, 0);
+
+  // One query: channel 0 holds 1, the others 1.5 x 2^-40 (at the row's scale 2^15, 0.75 x 2^-24:
+  // binary16 gives 2^-24); K is 0 in channel 0 and 1 elsewhere. The score is all rounding.
+  Problem one = small_problem(4, 64);
+  one.q_heads = one.kv_heads = 1;
+  one.q_len = 1;
+  one.input = one.output = DType::bf16;
+  AttentionInputs in1 = make_inputs(one, KvLayoutSpec{}, data);
+  const KvAddressing addr = in1.layout.addressing();
+  for (int d = 0; d < D; ++d) in1.q.set(d, d == 0 ? 1.0 : 1.5 * 0x1p-40);
+  for (std::int64_t pos = 0; pos < one.seq_len; ++pos)
+    for (int d = 0; d < D; ++d) in1.k.set(in1.kv_offset(addr, 0, 0, pos) + d, d == 0 ? 0.0 : 1.0);
+  const std::vector<double> got1 = scaled_binary16_qk(in1);
+  const Scores ex1 = exact_scores(in1, true);
+  const bounds::ElementBounds with = bounds::qk_bounds(in1, f, true);
+  f.q_binary16_scaled = false;
+  const bounds::ElementBounds without = bounds::qk_bounds(in1, f, true);
+  for (std::size_t e = 0; e < got1.size(); ++e) {
+    const double err = static_cast<double>(std::fabs(got1[e] - ex1.value[e]));
+    EXPECT_NEAR(err / std::fabs(static_cast<double>(ex1.value[e])), 1.0 / 3.0, 1e-6) << e;
+    EXPECT_LE(err, with.deterministic[e]) << e;
+    EXPECT_GT(err, without.deterministic[e]) << e;
+  }
+}
+
 TEST(Bounds, PvModelWithinPvBounds) {
   std::cout << std::setprecision(3);
   for (std::size_t wi = 0; wi < std::size(kWindows); ++wi)

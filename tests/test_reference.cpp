@@ -1107,4 +1107,37 @@ TEST(NanInWindow, InKeyReachesEveryOutputOfItsHeadsAndTheirLse) {
   EXPECT_THROW(attnscope::make_inputs(p, KvLayoutSpec{}, alone), std::invalid_argument);
 }
 
+// q_spread: each element is the plain draw x 2^(6 ((h % 5) - 2)), channels d % 5 == 4 a further
+// 2^-40 down, exactly (bf16: a power of two changes no significant bit); binary16 inputs are
+// refused.
+TEST(QSpread, ScalesHeadsAndChannelsByPowersOfTwo) {
+  Problem p;
+  p.batch = 2;
+  p.q_heads = 8;
+  p.kv_heads = 2;
+  p.q_len = 2;
+  p.window = 16;
+  p.seq_len = 17;
+  p.head_dim = 64;
+  p.input = p.output = DType::bf16;
+  DataSpec plain;
+  DataSpec spread = plain;
+  spread.q_spread = true;
+  const AttentionInputs a = attnscope::make_inputs(p, KvLayoutSpec{}, plain);
+  const AttentionInputs b = attnscope::make_inputs(p, KvLayoutSpec{}, spread);
+  for (int bb = 0; bb < p.batch; ++bb)
+    for (int t = 0; t < p.q_len; ++t)
+      for (int h = 0; h < p.q_heads; ++h)
+        for (int d = 0; d < p.head_dim; ++d) {
+          const std::int64_t i = a.q_offset(bb, t, h) + d;
+          const int k = 6 * (h % 5 - 2) - (d % 5 == 4 ? 40 : 0);
+          ASSERT_EQ(b.q.get(i), std::ldexp(a.q.get(i), k))
+              << bb << " " << t << " " << h << " " << d;
+        }
+  EXPECT_EQ(a.k.to_double(), b.k.to_double());
+  EXPECT_EQ(a.v.to_double(), b.v.to_double());
+  p.input = p.output = DType::fp16;
+  EXPECT_THROW(attnscope::make_inputs(p, KvLayoutSpec{}, spread), std::invalid_argument);
+}
+
 }  // namespace

@@ -271,11 +271,17 @@ AttentionInputs make_inputs(const Problem& p, const KvLayoutSpec& layout_spec,
       },
       1 << 16);
 
+  if (data.q_spread && p.input != DType::bf16 && p.input != DType::fp32)
+    throw std::invalid_argument("q_spread needs bf16 or fp32 inputs (got " +
+                                std::string(to_string(p.input)) + ")");
   for (int b = 0; b < p.batch; ++b)
     for (int t = 0; t < p.q_len; ++t)
       for (int h = 0; h < p.q_heads; ++h)
-        for (int d = 0; d < p.head_dim; ++d)
-          in.q.set(in.q_offset(b, t, h) + d, generated_value(p, data, 0, b, h, t, d));
+        for (int d = 0; d < p.head_dim; ++d) {
+          double x = generated_value(p, data, 0, b, h, t, d);
+          if (data.q_spread) x = std::ldexp(x, 6 * (h % 5 - 2) - (d % 5 == 4 ? 40 : 0));
+          in.q.set(in.q_offset(b, t, h) + d, x);
+        }
 
   const KvAddressing a = in.layout.addressing();
   const std::int64_t rows = std::int64_t(p.batch) * p.kv_heads * p.seq_len;

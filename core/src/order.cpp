@@ -169,6 +169,7 @@ std::string KernelOrder::describe() const {
   if (fp8_roundings > 0) s += ";fp8_roundings=" + std::to_string(fp8_roundings);
   if (extra_roundings > 0) s += ";extra_roundings=" + std::to_string(extra_roundings);
   if (truncating) s += ";truncating";
+  if (q_binary16_scaled) s += ";q_binary16_scaled";
   return s;
 }
 

@@ -53,7 +53,7 @@ nlohmann::json to_json(const DataSpec& d) {
           {"mask_fraction", d.mask_fraction},   {"left_padding", d.left_padding},
           {"fully_masked", d.fully_masked},     {"ragged_min_len", d.ragged_min_len},
           {"poison_outside", d.poison_outside}, {"nan_in_window", d.nan_in_window},
-          {"nan_in_key", d.nan_in_key}};
+          {"nan_in_key", d.nan_in_key},         {"q_spread", d.q_spread}};
 }
 
 void add_metrics(nlohmann::json& j, const Metrics& m, const std::string& prefix) {

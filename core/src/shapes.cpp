@@ -180,9 +180,11 @@ std::vector<DecodeShape> bench_shapes(const std::string& set) {
     v.accum = Accum::fp16;
     s.push_back(v);
   }
-  // bf16 q (as most models serve) with an e4m3 cache, beside the bf16 cache above.
-  {
-    DecodeShape v = fp8(llama(16, 32768), KvScale::tensor);
+  // bf16 q (as most models serve) with an e4m3 cache, one scale for the tensor and one a token,
+  // and with an e4m3fnuz one, beside the bf16 cache above.
+  for (int i = 0; i < 3; ++i) {
+    DecodeShape v = fp8(llama(16, 32768), i == 1 ? KvScale::token : KvScale::tensor);
+    if (i == 2) v.kv_fp8 = Fp8Format::e4m3fnuz;
     v.input = DType::bf16;
     s.push_back(v);
   }

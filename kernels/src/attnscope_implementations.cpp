@@ -188,6 +188,7 @@ KernelOrder decode_order(const Problem& p, int splits) {
     // The score multiplier, one rounding more per token (fl(fl(scale x log2 e) x K scale)); the
     // V scale on the output, or per token once on a weight (fl(p x V scale x 2^-e)).
     o.fp8_roundings = p.kv_fp8 ? 1 : 0;
+    o.q_binary16_scaled = p.input == DType::bf16;  // bf16 q with an fp8 cache (QBf16)
     return o;
   }
   KernelOrder o = qk_order(p);

@@ -154,10 +154,12 @@ constexpr int mma_blocks_per_sm(bool fp8) {
 constexpr bool mma_decode_head_dim(int head_dim, bool fp8_cache) {
   return head_dim == 128 || (!fp8_cache && (head_dim == 64 || head_dim == 96 || head_dim == 192));
 }
-// An fp8 cache takes it with any scale granularity.
+// An fp8 cache takes it with any scale granularity, and with fp16 or bf16 q (bf16 q converted to
+// binary16 under a power of two a query: decode_mma.hpp's QBf16).
 inline bool decode_uses_mma(const Problem& p) {
   if (p.latent) return false;  // the latent kernel's (decode_mla.hpp)
-  if (!kMmaDecodePlatform || p.input != DType::fp16 || p.accum != Accum::fp32) return false;
+  if (!kMmaDecodePlatform || p.accum != Accum::fp32) return false;
+  if (p.input != DType::fp16 && !(p.input == DType::bf16 && p.kv_fp8)) return false;
   return mma_decode_head_dim(p.head_dim, p.kv_fp8.has_value());
 }
 

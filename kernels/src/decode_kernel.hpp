@@ -697,9 +697,10 @@ struct DecodeLaunch {
   }
 };
 
-// The matrix-instruction kernel (decode_mma.hpp, config.hpp's decode_uses_mma) at head_dim D:
-// instantiated in decode_mma.hip.
-template <int D, bool kSeparate, class C>
+// The matrix-instruction kernels (decode_mma.hpp, config.hpp's decode_uses_mma) at head_dim D on
+// a cache of C with q of Q (__half, or Bf16 with an fp8 cache): instantiated in decode_mma.hip
+// and decode_fp8_*.hip.
+template <int D, bool kSeparate, class C, class Q>
 void launch_decode_mma(const StageArgs& a);
 
 // The latent (MLA) decode kernel (decode_mla.hpp) on a cache of C (__half or an fp8 code):
@@ -742,9 +743,11 @@ struct LaunchDecode {
   void operator()() const {
     using CC = std::conditional_t<std::is_void_v<C>, T, C>;
     if (decode_uses_mma(a.problem)) {
-      if constexpr (F == Fault::none && std::is_same_v<T, __half> && A == Accum::fp32 &&
+      constexpr bool q_ok =
+          std::is_same_v<T, __half> || (std::is_same_v<T, Bf16> && !std::is_void_v<C>);
+      if constexpr (F == Fault::none && q_ok && A == Accum::fp32 &&
                     mma_decode_head_dim(D, !std::is_void_v<C>)) {
-        launch_decode_mma<D, kSeparate, CC>(a);
+        launch_decode_mma<D, kSeparate, CC, T>(a);
         return;
       }
       throw GpuError("this problem runs the matrix-instruction decode kernel, which has no " +

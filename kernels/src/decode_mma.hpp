@@ -581,6 +581,39 @@ __device__ __forceinline__ void weight_halves(float p0, float p1, unsigned& hi, 
   lo = bits_of_half2(pl);
 }
 
+// bf16 q (Q = Bf16, with an fp8 cache): each query's row is converted once to binary16 under a
+// power of two of its own, 2^e with e = min(126, 142 - E), E the biased exponent of the row's
+// largest finite |q|, which so lands in [2^15, 2^16) (a bfloat16 value there is at most 65280,
+// within binary16's range). Its scores are multiplied by 2^-e (exact while they stay normal) before
+// the score's multiplier. A bfloat16 element converts exactly unless its lowest bit falls below
+// binary16's 2^-24 after the scaling, that is where it is more than about 2^31 below its row's
+// largest; those round to nearest even, as the budget's bound takes them
+// (bounds::StageFormats::q_binary16_scaled). NaN and infinities stay what they are.
+struct QBf16 {
+  // m and the bits of |x| of the two elements of w where finite (bits of magnitudes order as the
+  // magnitudes do).
+  __device__ static unsigned abs_max(unsigned w, unsigned m) {
+    const unsigned a = w & 0x7fffu, b = w >> 16 & 0x7fffu;
+    m = a < 0x7f80u && a > m ? a : m;
+    return b < 0x7f80u && b > m ? b : m;
+  }
+  // e from the bits of a row's largest finite |q|: from 126 (a zero or subnormal largest) down to
+  // -112.
+  __device__ static int exponent(unsigned max_bits) {
+    const int e = 142 - static_cast<int>(max_bits >> 7);
+    return e < 126 ? e : 126;
+  }
+  __device__ static float up(int e) { return __int_as_float((127 + e) << 23); }
+  __device__ static float down(int e) { return __int_as_float((127 - e) << 23); }
+  // The two bfloat16 elements of w (low half first) x 2^e as a binary16 pair. The float product
+  // is exact unless below 2^-126, where binary16 rounds it to zero either way.
+  __device__ static unsigned convert(unsigned w, float up) {
+    const float lo = __fmul_rn(__uint_as_float(w << 16), up);
+    const float hi = __fmul_rn(__uint_as_float(w & 0xffff0000u), up);
+    return bits_of_half2(__floats2half2_rn(lo, hi));
+  }
+};
+
 // Launches a matrix-instruction kernel's blocks of qt queries with `bytes` of dynamic shared
 // memory, which each kernel allows itself once (the static of its own launcher: every kernel here
 // has the same type).
@@ -597,12 +630,16 @@ void launch_mma_blocks(const StageArgs& a, K* kernel, int bytes, int qt) {
       });
 }
 
-template <int D, bool kSeparate, class C, bool kQShared, bool kToken>
+// Q: q's elements, __half, or Bf16 with an fp8 cache (QBf16).
+template <int D, bool kSeparate, class C, class Q, bool kQShared, bool kToken>
 __global__ __launch_bounds__(
     kDecThreads,
     MmaGeom<D, C, kQShared, kToken>::BLOCKS_PER_SM) void decode_mma_kernel(KernelParams p) {
 #if ATTNSCOPE_MMA
+  constexpr bool kQBf16 = std::is_same_v<Q, Bf16>;
+  static_assert(kQBf16 || std::is_same_v<Q, __half>, "q is fp16 or bf16");
   using G = MmaGeom<D, C, kQShared, kToken>;
+  static_assert(!kQBf16 || G::CR::kFp8, "bf16 q is converted to binary16 for an fp8 cache only");
   using CR = typename G::CR;
   using Pol = AccPolicy<__half, Accum::fp32, D>;
   constexpr int QT = kMmaQueries, W = G::WARPS;
@@ -623,31 +660,66 @@ __global__ __launch_bounds__(
   // q as the A operand of each step of 16 dimensions, in the lane order above: in shared memory,
   // row i's step s holds dimensions 16 s + 4 j, + 1 at columns 2 j, + 1 and 16 s + 4 j + 2, + 3 at
   // columns 2 j + 8, + 9 (j = 0 .. 3), so that ldmatrix hands each lane its a's; in registers
-  // (qreg[s]), the lane's a's of each step.
+  // (qreg[s]), the lane's a's of each step. bf16 q is converted on the way (QBf16): in shared
+  // memory each row's e is found first (a warp a row) and kept in the row's padding; in registers
+  // the four lanes of a row (q4) hold all of it.
   constexpr int STEPS = D / 16;
   char* const qs = reinterpret_cast<char*>(smem) + G::Q_AT;
+  auto q_words = [&](int i) {  // query i's row as 4-byte words
+    return reinterpret_cast<const unsigned*>(static_cast<const char*>(p.q) +
+                                             std::int64_t(out_row_of(i < nq ? i : 0)) * D * 2);
+  };
+  auto row_e = [&](int i) { return *reinterpret_cast<const int*>(qs + i * G::Q_ROW + D * 2); };
   unsigned qreg[kQShared ? 1 : STEPS][4];
+  float qmul[2] = {1.0f, 1.0f};  // bf16 q: 2^-e of the lane's rows g, g + 8
   if constexpr (kQShared) {
+    if constexpr (kQBf16) {
+      for (int i = warp; i < QT; i += W) {
+        const unsigned* row = q_words(i);
+        unsigned mx = 0;
+        for (int x = lane; x < D / 2; x += kWarpSize) mx = QBf16::abs_max(row[x], mx);
+#pragma unroll
+        for (int x = 1; x < kWarpSize; x *= 2) mx = max(mx, shfl_xor(mx, x));
+        if (lane == 0) *reinterpret_cast<int*>(qs + i * G::Q_ROW + D * 2) = QBf16::exponent(mx);
+      }
+      __syncthreads();
+    }
     for (int x = tid; x < QT * STEPS * 4; x += kDecThreads) {
       const int i = x / (STEPS * 4), s = x / 4 % STEPS, j = x % 4;
-      const uint2 v = *reinterpret_cast<const uint2*>(static_cast<const __half*>(p.q) +
-                                                      std::int64_t(out_row_of(i < nq ? i : 0)) * D +
-                                                      16 * s + 4 * j);
+      uint2 v = *reinterpret_cast<const uint2*>(q_words(i) + 8 * s + 2 * j);
+      if constexpr (kQBf16) {
+        const float up = QBf16::up(row_e(i));
+        v = make_uint2(QBf16::convert(v.x, up), QBf16::convert(v.y, up));
+      }
       *reinterpret_cast<unsigned*>(qs + i * G::Q_ROW + 32 * s + 4 * j) = v.x;
       *reinterpret_cast<unsigned*>(qs + i * G::Q_ROW + 32 * s + 16 + 4 * j) = v.y;
     }
   } else {
+    unsigned mx[2] = {0u, 0u};
 #pragma unroll
     for (int s = 0; s < STEPS; ++s)
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
-        const int i = g + 8 * r;
-        const uint2 x = *reinterpret_cast<const uint2*>(
-            static_cast<const __half*>(p.q) + std::int64_t(out_row_of(i < nq ? i : 0)) * D +
-            16 * s + 4 * q4);
+        const uint2 x = *reinterpret_cast<const uint2*>(q_words(g + 8 * r) + 8 * s + 2 * q4);
         qreg[s][r] = x.x;      // dimensions 4 q4, +1: a's columns 2 q4, +1
         qreg[s][2 + r] = x.y;  // dimensions 4 q4 + 2, +3: a's columns 2 q4 + 8, +9
+        if constexpr (kQBf16) mx[r] = QBf16::abs_max(x.y, QBf16::abs_max(x.x, mx[r]));
       }
+    if constexpr (kQBf16) {
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+#pragma unroll
+        for (int x = 1; x < 4; x *= 2) mx[r] = max(mx[r], shfl_xor(mx[r], x));
+        const int e = QBf16::exponent(mx[r]);
+        qmul[r] = QBf16::down(e);
+        const float up = QBf16::up(e);
+#pragma unroll
+        for (int s = 0; s < STEPS; ++s) {
+          qreg[s][r] = QBf16::convert(qreg[s][r], up);
+          qreg[s][2 + r] = QBf16::convert(qreg[s][2 + r], up);
+        }
+      }
+    }
   }
   // This lane's row of ldmatrix's four matrices (rows 0-7, 8-15 at columns 0-7, then at 8-15).
   const char* const qrow_at = qs + (lane % 16) * G::Q_ROW + (lane / 16) * 16;
@@ -655,6 +727,15 @@ __global__ __launch_bounds__(
   // it used the memory, and each warp's stream writes its own rows only: q in registers needs
   // none.)
   if constexpr (kQShared) __syncthreads();
+  if constexpr (kQShared && kQBf16) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) qmul[r] = QBf16::down(row_e(g + 8 * r));
+  }
+  // A score of the lane's row r: x 2^-e (bf16 q), then x the key's multiplier.
+  auto scaled = [&](float x, int r, float km) {
+    if constexpr (kQBf16) x = __fmul_rn(x, qmul[r]);
+    return __fmul_rn(x, km);
+  };
 
   float o[D / 8][4];
 #pragma unroll
@@ -741,7 +822,7 @@ __global__ __launch_bounds__(
           for (int h = 0; h < 2; ++h)
 #pragma unroll
             for (int x = 0; x < 4; ++x) {
-              s[h][x] = __fmul_rn(s[h][x], kmul[h][x % 2]);
+              s[h][x] = scaled(s[h][x], x / 2, kmul[h][x % 2]);
               tmax[x / 2] = fmaxf(tmax[x / 2], s[h][x]);
             }
         } else {
@@ -755,7 +836,7 @@ __global__ __launch_bounds__(
               for (int r = 0; r < 2; ++r) {
                 const bool in = key_in && pos >= key_lo[r] && pos < key_hi[r];
                 float& x = s[h][2 * r + e];
-                x = in ? __fmul_rn(x, kmul[h][e]) : -INFINITY;
+                x = in ? scaled(x, r, kmul[h][e]) : -INFINITY;
                 tmax[r] = fmaxf(tmax[r], x);
               }
             }
@@ -906,12 +987,15 @@ __device__ __forceinline__ unsigned movmatrix_trans(unsigned x) {
   return y;
 }
 
-template <int D, bool kSeparate, class C, bool kToken>
+template <int D, bool kSeparate, class C, class Q, bool kToken>
 __global__ __launch_bounds__(
     kDecThreads,
     MmaGeom<D, C, false, kToken>::BLOCKS_PER_SM) void decode_mma8_kernel(KernelParams p) {
 #if ATTNSCOPE_MMA
+  constexpr bool kQBf16 = std::is_same_v<Q, Bf16>;
+  static_assert(kQBf16 || std::is_same_v<Q, __half>, "q is fp16 or bf16");
   using G = MmaGeom<D, C, false, kToken>;
+  static_assert(!kQBf16 || G::CR::kFp8, "bf16 q is converted to binary16 for an fp8 cache only");
   using CR = typename G::CR;
   using Pol = AccPolicy<__half, Accum::fp32, D>;
   constexpr int QT = kMmaNarrowQueries, W = G::WARPS, STEPS = D / 16, TILES = D / 16;
@@ -930,17 +1014,40 @@ __global__ __launch_bounds__(
   std::int64_t key_lo[2], key_hi[2];
 #pragma unroll
   for (int e = 0; e < 2; ++e) blk.window(p, 2 * q4 + e, key_lo[e], key_hi[e]);
+  // bf16 q (QBf16): query g's row is held by the lanes q4 of its g; the 2^-e of the lane's
+  // columns (queries 2 q4, 2 q4 + 1) come from lanes 8 q4 and 8 q4 + 4.
   unsigned qb[STEPS][2];
+  float qmul[2] = {1.0f, 1.0f};
   {
-    const __half* qrow =
-        static_cast<const __half*>(p.q) + std::int64_t(out_row_of(g < nq ? g : 0)) * D + 4 * q4;
+    const unsigned* qrow = reinterpret_cast<const unsigned*>(
+        static_cast<const char*>(p.q) + std::int64_t(out_row_of(g < nq ? g : 0)) * D * 2);
+    unsigned mx = 0;
 #pragma unroll
     for (int k = 0; k < STEPS; ++k) {
-      const uint2 x = *reinterpret_cast<const uint2*>(qrow + 16 * k);
+      const uint2 x = *reinterpret_cast<const uint2*>(qrow + 8 * k + 2 * q4);
       qb[k][0] = x.x;
       qb[k][1] = x.y;
+      if constexpr (kQBf16) mx = QBf16::abs_max(x.y, QBf16::abs_max(x.x, mx));
+    }
+    if constexpr (kQBf16) {
+#pragma unroll
+      for (int x = 1; x < 4; x *= 2) mx = max(mx, shfl_xor(mx, x));
+      const int e = QBf16::exponent(mx);
+      const float up = QBf16::up(e);
+#pragma unroll
+      for (int k = 0; k < STEPS; ++k) {
+        qb[k][0] = QBf16::convert(qb[k][0], up);
+        qb[k][1] = QBf16::convert(qb[k][1], up);
+      }
+#pragma unroll
+      for (int c = 0; c < 2; ++c) qmul[c] = QBf16::down(shfl_idx(e, 4 * (2 * q4 + c)));
     }
   }
+  // A score of the lane's column (query 2 q4 + c): x 2^-e (bf16 q), then x the key's multiplier.
+  auto scaled = [&](float x, int c, float km) {
+    if constexpr (kQBf16) x = __fmul_rn(x, qmul[c]);
+    return __fmul_rn(x, km);
+  };
 
   float o[TILES][4];
 #pragma unroll
@@ -1011,7 +1118,7 @@ __global__ __launch_bounds__(
     if (run.clean(wpos)) {
 #pragma unroll
       for (int x = 0; x < 4; ++x) {
-        s[x] = __fmul_rn(s[x], kmul[x / 2]);
+        s[x] = scaled(s[x], x % 2, kmul[x / 2]);
         tmax[x % 2] = fmaxf(tmax[x % 2], s[x]);
       }
     } else {
@@ -1023,7 +1130,7 @@ __global__ __launch_bounds__(
         for (int e = 0; e < 2; ++e) {
           const bool in = key_in && pos >= key_lo[e] && pos < key_hi[e];
           float& x = s[2 * h + e];
-          x = in ? __fmul_rn(x, kmul[h]) : -INFINITY;
+          x = in ? scaled(x, e, kmul[h]) : -INFINITY;
           tmax[e] = fmaxf(tmax[e], x);
         }
       }
@@ -1173,18 +1280,18 @@ __global__ __launch_bounds__(
 #endif
 }
 
-template <int D, bool kSeparate, class C, bool kQShared, bool kToken>
+template <int D, bool kSeparate, class C, class Q, bool kQShared, bool kToken>
 void launch_decode_mma_with(const StageArgs& a) {
-  auto* kernel = decode_mma_kernel<D, kSeparate, C, kQShared, kToken>;
+  auto* kernel = decode_mma_kernel<D, kSeparate, C, Q, kQShared, kToken>;
   constexpr int bytes = MmaGeom<D, C, kQShared, kToken>::SMEM_BYTES;
   static const bool allowed = allow_mma_shared_memory(kernel, bytes);
   (void)allowed;
   launch_mma_blocks<D, kSeparate>(a, kernel, bytes, kMmaQueries);
 }
 
-template <int D, bool kSeparate, class C, bool kToken>
+template <int D, bool kSeparate, class C, class Q, bool kToken>
 void launch_decode_mma8(const StageArgs& a) {
-  auto* kernel = decode_mma8_kernel<D, kSeparate, C, kToken>;
+  auto* kernel = decode_mma8_kernel<D, kSeparate, C, Q, kToken>;
   constexpr int bytes = MmaGeom<D, C, false, kToken>::SMEM_BYTES;
   static const bool allowed = allow_mma_shared_memory(kernel, bytes);
   (void)allowed;
@@ -1197,15 +1304,15 @@ void launch_decode_mma8(const StageArgs& a) {
 // there q stays in registers (the same arithmetic, so the same results). The environment variable
 // ATTNSCOPE_MMA_Q_IN_REGISTERS=1 takes the registers everywhere, so that GPUs with the memory can
 // check that variant too.
-template <int D, bool kSeparate, class C, bool kToken>
+template <int D, bool kSeparate, class C, class Q, bool kToken>
 void launch_decode_mma_scaled(const StageArgs& a) {
   if (decode_query_tile(a.problem) == kMmaNarrowQueries) {
-    launch_decode_mma8<D, kSeparate, C, kToken>(a);
+    launch_decode_mma8<D, kSeparate, C, Q, kToken>(a);
     return;
   }
   using GS = MmaGeom<D, C, true, kToken>;
   if constexpr (GS::SMEM_BYTES <= 99 * 1024) {
-    launch_decode_mma_with<D, kSeparate, C, true, kToken>(a);
+    launch_decode_mma_with<D, kSeparate, C, Q, true, kToken>(a);
   } else {
     static const bool shared = [] {
       const char* forced = std::getenv("ATTNSCOPE_MMA_Q_IN_REGISTERS");
@@ -1216,29 +1323,29 @@ void launch_decode_mma_scaled(const StageArgs& a) {
       return GS::SMEM_BYTES <= most;
     }();
     if (shared)
-      launch_decode_mma_with<D, kSeparate, C, true, kToken>(a);
+      launch_decode_mma_with<D, kSeparate, C, Q, true, kToken>(a);
     else
-      launch_decode_mma_with<D, kSeparate, C, false, kToken>(a);
+      launch_decode_mma_with<D, kSeparate, C, Q, false, kToken>(a);
   }
 }
 
 // An fp8 cache with per-token scales takes the kernels' per-token variant (kToken).
-template <int D, bool kSeparate, class C>
+template <int D, bool kSeparate, class C, class Q>
 void launch_decode_mma(const StageArgs& a) {
   if constexpr (CacheRead<__half, C>::kFp8) {
     if (a.problem.kv_scale == KvScale::token) {
-      launch_decode_mma_scaled<D, kSeparate, C, true>(a);
+      launch_decode_mma_scaled<D, kSeparate, C, Q, true>(a);
       return;
     }
   }
-  launch_decode_mma_scaled<D, kSeparate, C, false>(a);
+  launch_decode_mma_scaled<D, kSeparate, C, Q, false>(a);
 }
 
 #else
 
 // ROCm: no matrix-instruction decode kernel (an MFMA one is not written); decode_uses_mma is false
 // there, so this is never called.
-template <int D, bool kSeparate, class C>
+template <int D, bool kSeparate, class C, class Q>
 void launch_decode_mma(const StageArgs&) {
   throw GpuError("the matrix-instruction decode kernel is built for NVIDIA GPUs only");
 }

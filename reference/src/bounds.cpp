@@ -369,11 +369,28 @@ ElementBounds qk_bounds(const AttentionInputs& in, const StageFormats& f, bool a
   const KvAddressing addr = in.layout.addressing();
   const bool k_exact = exact_in(p.input, acc_t);  // K converts to the accumulation format exactly
 
-  // q in double and in the accumulation format: [batch, q_len, q_heads, head_dim]
+  // q in double and in the accumulation format: [batch, q_len, q_heads, head_dim]. Where q enters
+  // as binary16 under a power of two a query (f.q_binary16_scaled), q_acc is that value scaled
+  // back, and row_down[row] its 2^-e, by which the dot's underflow is scaled.
   std::vector<double> q(static_cast<std::size_t>(p.q_elems())), q_acc(q.size());
   for (std::size_t i = 0; i < q.size(); ++i) {
     q[i] = in.q.get(static_cast<int64_t>(i));
     q_acc[i] = round_to(acc_t, q[i]);
+  }
+  std::vector<double> row_down(q.size() / static_cast<std::size_t>(D), 1.0);
+  if (f.q_binary16_scaled) {
+    for (std::size_t row = 0; row < row_down.size(); ++row) {
+      const double* qr = q.data() + row * static_cast<std::size_t>(D);
+      double top = 0.0;
+      for (int d = 0; d < D; ++d)
+        if (std::isfinite(qr[d])) top = std::max(top, std::fabs(qr[d]));
+      const int E = top >= 0x1p-126 ? std::ilogb(top) + 127 : 0;
+      const int e = std::min(126, 142 - E);
+      row_down[row] = std::ldexp(1.0, -e);
+      for (int d = 0; d < D; ++d)
+        q_acc[row * static_cast<std::size_t>(D) + static_cast<std::size_t>(d)] =
+            std::ldexp(round_to(DType::fp16, std::ldexp(qr[d], e)), -e);
+    }
   }
 
   ElementBounds r;
@@ -399,9 +416,14 @@ ElementBounds qk_bounds(const AttentionInputs& in, const StageFormats& f, bool a
             conv += std::fabs(prod_acc - prod);
           }
           const double s = c * dot;
+          // Scaled q: the underflow of the sum at its scale, and of the multiply by 2^-e.
+          const double under =
+              f.q_binary16_scaled
+                  ? double(D) * eta * row_down[qb / static_cast<std::size_t>(D)] + eta
+                  : double(D) * eta;
           for (int v = 0; v < 2; ++v) {
             const double g = v == 0 ? g_det : g_prob;
-            double err = conv + times(g, mag) + double(D) * eta * (1.0 + g);
+            double err = conv + times(g, mag) + under * (1.0 + g);
             if (apply_scale) {
               // fl(dot^ * c~): the dot's error scaled by |c~|, the scale's conversion error
               // and one rounded multiply, both relative to the score itself.

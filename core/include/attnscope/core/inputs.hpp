@@ -51,6 +51,11 @@ struct DataSpec {
   // NaN, so every output element and the log-sum-exp of every query head of KV head 0 in
   // sequence 0 are NaN, and nothing else is.
   bool nan_in_key = false;
+  // q spread over bfloat16's range, as a kernel that rescales q must take it: query head h's q
+  // x 2^(6 ((h % 5) - 2)) (2^-12 to 2^12, so that the heads of a KV head differ), and channels
+  // d % 5 == 4 a further 2^-40 down (more than 2^31 below their row's largest). bf16 and fp32
+  // inputs only: binary16 holds neither end.
+  bool q_spread = false;
   // Every cache slot no query attends (other layers, spare pages, tail capacity, positions past
   // seq_len in the last page, positions before the first query's window) holds NaN, +Inf or -Inf
   // in turn, in K and V: a kernel that reads one corrupts its output. The attended values are

@@ -78,8 +78,12 @@ struct KernelOrder {
   // The accumulation may round toward zero (matrix instructions whose rounding the hardware does
   // not specify as to nearest): the budgets take the unit roundoff twice over.
   bool truncating = false;
+  // q enters the dot as binary16 under a power of two of its own query (bf16 q on the matrix-
+  // instruction kernels): elements more than about 2^31 below their row's largest round to
+  // nearest, and the dot is taken at that scale (bounds::StageFormats::q_binary16_scaled).
+  bool q_binary16_scaled = false;
   // "dot=...;values=..." (the parts present; ";fp8_roundings=2", ";extra_roundings=8",
-  // ";truncating")
+  // ";truncating", ";q_binary16_scaled")
   std::string describe() const;
 };
 

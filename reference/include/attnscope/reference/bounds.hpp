@@ -34,6 +34,11 @@ struct StageFormats {
   std::int64_t depth = 0;      // rounding chain length (model::summation_depth); 0: window
   DType output = DType::fp32;  // format the stage's result is stored in
   double lambda = kDefaultLambda;
+  // qk only (KernelOrder::q_binary16_scaled): each query's row enters the dot as binary16 values
+  // of q x 2^e, e = min(126, 142 - E) with E the biased exponent of the row's largest finite |q|
+  // (0 where it is zero or subnormal), rounded to nearest even; the dot is accumulated at that
+  // scale and multiplied by 2^-e (exact unless the result is subnormal) before the scale.
+  bool q_binary16_scaled = false;
 };
 
 // QK scores ([batch, q_heads, q_len, window]): gamma_depth(u_acc) * |scale| * sum |q_i k_i|,
