@@ -8,6 +8,10 @@ namespace attnscope::gpu::detail {
 
 template void launch_decode_mma<128, false, Fp8Code<Fp8Format::e5m2>, __half>(const StageArgs&);
 template void launch_decode_mma<128, true, Fp8Code<Fp8Format::e5m2>, __half>(const StageArgs&);
+// bf16 q's (decode_fp8_bf16q.hip), which LaunchDecode below calls.
+extern template void launch_decode_mma<128, false, Fp8Code<Fp8Format::e5m2>, Bf16>(
+    const StageArgs&);
+extern template void launch_decode_mma<128, true, Fp8Code<Fp8Format::e5m2>, Bf16>(const StageArgs&);
 template void launch_decode_mla_c<false, Fp8Code<Fp8Format::e5m2>>(const StageArgs&);
 template void launch_decode_mla_c<true, Fp8Code<Fp8Format::e5m2>>(const StageArgs&);
 
