@@ -1,5 +1,6 @@
 // The platform self-check: proves that a build runs kernels, that the compiled warp width
 // matches the device's, and that half arithmetic and warp shuffles work.
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 #include <vector>
@@ -132,6 +133,69 @@ bool check_format(int& checked) {
   return h[1024] == 1;
 }
 
+// bf16 q's conversion to binary16 (QBf16) at the powers of two bf16_q_exp: thread i converts the
+// word of codes i (low half) and 0xffff - i (high half) at each, out[(x * 65536 + i) * 2 ..] =
+// the two binary16 bits; e_out[i] = the exponent a row whose only element is code i gets.
+constexpr int kBf16ExpCount = 6;
+__host__ __device__ constexpr int bf16_q_exp(int x) {
+  constexpr int e[kBf16ExpCount] = {-112, -40, 0, 15, 40, 126};
+  return e[x];
+}
+__global__ void bf16_q_kernel(unsigned short* out, int* e_out) {
+  const unsigned i = blockIdx.x * blockDim.x + threadIdx.x;
+  const unsigned word = i | ((0xffffu - i) << 16);
+#pragma unroll
+  for (int x = 0; x < kBf16ExpCount; ++x) {
+    const unsigned h = QBf16::convert(word, QBf16::up(bf16_q_exp(x)));
+    out[(x * 65536u + i) * 2] = static_cast<unsigned short>(h & 0xffffu);
+    out[(x * 65536u + i) * 2 + 1] = static_cast<unsigned short>(h >> 16);
+  }
+  e_out[i] = QBf16::exponent(QBf16::abs_max(i, 0u));
+}
+
+// Every bfloat16 code through bf16_q_kernel: each conversion is binary16's rounding to nearest
+// even of code x 2^e (NaN for NaN), and each exponent min(126, 142 - E) for a finite code of
+// biased exponent E (126 for infinities and NaN, which a row's largest leaves out).
+void check_bf16_q(int& checked) {
+  DeviceBuffer out(sizeof(unsigned short) * 2 * 65536 * kBf16ExpCount), eb(sizeof(int) * 65536);
+  out.poison();
+  eb.poison();
+  bf16_q_kernel<<<256, 256>>>(out.as<unsigned short>(), eb.as<int>());
+  ATTNSCOPE_CHECK_LAUNCH();
+  synchronize();
+  std::vector<unsigned short> h(2 * 65536 * kBf16ExpCount);
+  std::vector<int> e(65536);
+  out.download(h.data(), h.size() * sizeof(unsigned short));
+  eb.download(e.data(), e.size() * sizeof(int));
+  for (unsigned i = 0; i < 65536; ++i) {
+    for (int x = 0; x < kBf16ExpCount; ++x)
+      for (int k = 0; k < 2; ++k) {
+        const unsigned code = k == 0 ? i : 0xffffu - i;
+        const double v =
+            std::ldexp(double(bf16_to_float(static_cast<std::uint16_t>(code))), bf16_q_exp(x));
+        const std::uint16_t want = double_to_half(v);
+        const unsigned short got = h[(x * 65536u + i) * 2 + k];
+        const bool ok = std::isnan(v) ? std::isnan(half_to_float(got)) : got == want;
+        if (!ok) {
+          std::ostringstream s;
+          s << "self-check: bf16 code 0x" << std::hex << code << " x 2^" << std::dec
+            << bf16_q_exp(x) << " converted to binary16 0x" << std::hex << got << ", expected 0x"
+            << want;
+          throw GpuError(s.str());
+        }
+        ++checked;
+      }
+    const unsigned E = (i >> 7) & 0xffu;
+    const int want_e = E == 0xffu ? 126 : std::min(126, 142 - static_cast<int>(E));
+    if (e[i] != want_e) {
+      std::ostringstream s;
+      s << "self-check: a bf16 q row of code 0x" << std::hex << i << std::dec << " got exponent "
+        << e[i] << ", expected " << want_e;
+      throw GpuError(s.str());
+    }
+  }
+}
+
 }  // namespace
 
 std::string check_fp8_conversions() {
@@ -142,13 +206,19 @@ std::string check_fp8_conversions() {
   check_tile_path<Fp8Format::e4m3, Fp8Tiles::plain>(checked);
   check_tile_path<Fp8Format::e5m2, Fp8Tiles::plain>(checked);
   check_tile_path<Fp8Format::e4m3fnuz, Fp8Tiles::integer>(checked);
+  int bf16_checked = 0;
+  check_bf16_q(bf16_checked);
   std::ostringstream s;
   s << "fp8 to binary16 exact for all 256 codes of e4m3, e5m2 and e4m3fnuz, by the kernels' path ("
     << (hw && hw2 ? "the hardware's conversion for e4m3 and e5m2, integer operations for e4m3fnuz"
                   : "integer operations")
     << "), the integer path, and the matrix-instruction kernels' path (e4m3fnuz by integer "
        "operations at 2^-7 times its value, with NaN where a warp's tile holds 0x80; "
-    << checked << " conversions)";
+    << checked
+    << " conversions); bf16 q to binary16 under a power of two (the "
+       "matrix-instruction kernels') rounded to nearest even for all 65536 codes at 2^-112 .. "
+       "2^126, and each code's row exponent ("
+    << bf16_checked << " conversions)";
   return s.str();
 }
 

@@ -412,6 +412,41 @@ __device__ __forceinline__ unsigned fp8_special_bits(unsigned word) {
     return 0u;
   }
 }
+
+// bf16 q on the matrix-instruction kernels (decode_mma.hpp, with an fp8 cache): each query's row
+// is converted once to binary16 under a power of two of its own, 2^e with e = min(126, 142 - E),
+// E the biased exponent of the row's largest finite |q|, which so lands in [2^15, 2^16) (a
+// bfloat16 value there is at most 65280, within binary16's range). Its scores are multiplied by
+// 2^-e (exact while they stay normal) before the score's multiplier. A bfloat16 element converts
+// exactly unless its lowest bit falls below binary16's 2^-24 after the scaling, that is where it
+// is more than about 2^31 below its row's largest; those round to nearest even, as the budget's
+// bound takes them (bounds::StageFormats::q_binary16_scaled). NaN and infinities stay what they
+// are. The self-check converts every bfloat16 code this way.
+struct QBf16 {
+  // m and the bits of |x| of the two elements of w where finite (bits of magnitudes order as the
+  // magnitudes do).
+  __device__ static unsigned abs_max(unsigned w, unsigned m) {
+    const unsigned a = w & 0x7fffu, b = w >> 16 & 0x7fffu;
+    m = a < 0x7f80u && a > m ? a : m;
+    return b < 0x7f80u && b > m ? b : m;
+  }
+  // e from the bits of a row's largest finite |q|: from 126 (a zero or subnormal largest) down to
+  // -112.
+  __device__ static int exponent(unsigned max_bits) {
+    const int e = 142 - static_cast<int>(max_bits >> 7);
+    return e < 126 ? e : 126;
+  }
+  __device__ static float up(int e) { return __int_as_float((127 + e) << 23); }
+  __device__ static float down(int e) { return __int_as_float((127 - e) << 23); }
+  // The two bfloat16 elements of w (low half first) x 2^e as a binary16 pair. The float product
+  // is exact unless below 2^-126, where binary16 rounds it to zero either way.
+  __device__ static unsigned convert(unsigned w, float up) {
+    const float lo = __fmul_rn(__uint_as_float(w << 16), up);
+    const float hi = __fmul_rn(__uint_as_float(w & 0xffff0000u), up);
+    return bits_of_half2(__floats2half2_rn(lo, hi));
+  }
+};
+
 // Whether fp8x4_bits_tile<F, M, true> serves every word of every lane of the warp, from each
 // lane's OR of fp8_special_bits over its words (every lane calls it; the answer is the warp's).
 template <Fp8Tiles M>
