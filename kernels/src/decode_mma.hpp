@@ -760,8 +760,7 @@ __global__ __launch_bounds__(
 #pragma unroll
               for (int h = 0; h < 2; ++h) {
                 unsigned b0, b1;
-                fp8x4_bits_tile<CR::kFormat, G::TILES, decltype(plain)::value>(kw[2 * k + h], b0,
-                                                                               b1);
+                fp8x4_bits_tile<CR::kFormat, decltype(plain)::value>(kw[2 * k + h], b0, b1);
                 mma_16x8x16(s[h], qa, b0, b1);
               }
             }
@@ -875,8 +874,7 @@ __global__ __launch_bounds__(
 #pragma unroll
                 for (int i = 0; i < 4; ++i) {
                   unsigned be, bo;
-                  fp8x4_bits_tile<CR::kFormat, G::TILES, decltype(plain)::value>(vw[h][c][i], be,
-                                                                                 bo);
+                  fp8x4_bits_tile<CR::kFormat, decltype(plain)::value>(vw[h][c][i], be, bo);
                   mma_16x8x16(o[2 * (4 * c + i)], a, be, be);
                   mma_16x8x16(o[2 * (4 * c + i) + 1], a, bo, bo);
                 }
@@ -965,7 +963,7 @@ __global__ __launch_bounds__(
   static_assert(!kQBf16 || G::CR::kFp8, "bf16 q is converted to binary16 for an fp8 cache only");
   using CR = typename G::CR;
   using Pol = AccPolicy<__half, Accum::fp32, D>;
-  constexpr int QT = kMmaNarrowQueries, W = G::WARPS, STEPS = D / 16, TILES = D / 16;
+  constexpr int QT = kMmaNarrowQueries, W = G::WARPS, STEPS = D / 16, OUT_TILES = D / 16;
   constexpr float kDown = 1.0f / 32768.0f;  // p x 2^15 in binary16 halves (weight_halves)
   static_assert(QT == 8, "the queries are the instruction's 8 columns");
   extern __shared__ uint4 smem[];
@@ -1016,9 +1014,9 @@ __global__ __launch_bounds__(
     return __fmul_rn(x, km);
   };
 
-  float o[TILES][4];
+  float o[OUT_TILES][4];
 #pragma unroll
-  for (int t = 0; t < TILES; ++t) o[t][0] = o[t][1] = o[t][2] = o[t][3] = 0.0f;
+  for (int t = 0; t < OUT_TILES; ++t) o[t][0] = o[t][1] = o[t][2] = o[t][3] = 0.0f;
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
   VScaleTop vtop;
 
@@ -1046,8 +1044,8 @@ __global__ __launch_bounds__(
 #pragma unroll
         for (int k = 0; k < STEPS; ++k) {
           unsigned a[4];
-          fp8x4_bits_tile<CR::kFormat, G::TILES, decltype(plain)::value>(kw[2 * k], a[0], a[2]);
-          fp8x4_bits_tile<CR::kFormat, G::TILES, decltype(plain)::value>(kw[2 * k + 1], a[1], a[3]);
+          fp8x4_bits_tile<CR::kFormat, decltype(plain)::value>(kw[2 * k], a[0], a[2]);
+          fp8x4_bits_tile<CR::kFormat, decltype(plain)::value>(kw[2 * k + 1], a[1], a[3]);
           mma_16x8x16(s2[k % 2], a, qb[k][0], qb[k][1]);
         }
       };
@@ -1146,7 +1144,7 @@ __global__ __launch_bounds__(
     }
     if (!warp_all(alpha_o[0] == 1.0f && alpha_o[1] == 1.0f)) {
 #pragma unroll
-      for (int t2 = 0; t2 < TILES; ++t2) {
+      for (int t2 = 0; t2 < OUT_TILES; ++t2) {
         o[t2][0] *= alpha_o[0];
         o[t2][1] *= alpha_o[1];
         o[t2][2] *= alpha_o[0];
@@ -1166,10 +1164,8 @@ __global__ __launch_bounds__(
 #pragma unroll
             for (int u = 0; u < 2; ++u) {
               unsigned e0, o0, e1, o1;
-              fp8x4_bits_tile<CR::kFormat, G::TILES, decltype(plain)::value>(vw[h][c][2 * u], e0,
-                                                                             o0);
-              fp8x4_bits_tile<CR::kFormat, G::TILES, decltype(plain)::value>(vw[h][c][2 * u + 1],
-                                                                             e1, o1);
+              fp8x4_bits_tile<CR::kFormat, decltype(plain)::value>(vw[h][c][2 * u], e0, o0);
+              fp8x4_bits_tile<CR::kFormat, decltype(plain)::value>(vw[h][c][2 * u + 1], e1, o1);
               const unsigned ev[4] = {e0, e1, e0, e1};
               const unsigned od[4] = {o0, o1, o0, o1};
               mma_16x8x16(o[4 * c + 2 * u], ev, bhi[h], blo[h]);
@@ -1232,7 +1228,7 @@ __global__ __launch_bounds__(
     const int i = 2 * q4 + e;
     if (i < nq) {
 #pragma unroll
-      for (int t2 = 0; t2 < TILES; ++t2)
+      for (int t2 = 0; t2 < OUT_TILES; ++t2)
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
           const int d = CR::kFp8 ? 32 * (t2 / 2) + 16 * h + 2 * g + t2 % 2 : 16 * t2 + 8 * h + g;

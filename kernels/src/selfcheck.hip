@@ -49,22 +49,23 @@ __host__ __device__ constexpr unsigned tile_path_code(unsigned i, bool clean) {
   return clean && i == 0x80u ? 0u : i;
 }
 
-// The matrix-instruction kernels' path in way M (fp8_tile_plain over a warp's words of a tile,
-// then fp8x4_bits_tile): thread i holds a tile of two words, the first four codes c =
-// tile_path_code(i, mode != 0), the second 0 or (mode 2, lane 5 of each warp) four codes 0x80;
-// out[4 i ..] = the first word's four binary16 bits. Mode 0: the warps holding the codes M checks
-// for take its other path, the others kPlain; 1: every warp kPlain; 2: every warp the other path,
-// for a code in another word of another lane (e4m3fnuz's; plain has one path).
-template <Fp8Format F, Fp8Tiles M>
+// The matrix-instruction kernels' path in F's way M = kFp8Tiles<F> (fp8_tile_plain over a
+// warp's words of a tile, then fp8x4_bits_tile): thread i holds a tile of two words, the first four
+// codes c = tile_path_code(i, mode != 0), the second 0 or (mode 2, lane 5 of each warp) four codes
+// 0x80; out[4 i ..] = the first word's four binary16 bits. Mode 0: the warps holding the codes M
+// checks for take its other path, the others kPlain; 1: every warp kPlain; 2: every warp the other
+// path, for a code in another word of another lane (e4m3fnuz's; plain has one path).
+template <Fp8Format F>
 __global__ void fp8_tile_kernel(unsigned short* out, int mode) {
+  constexpr Fp8Tiles M = kFp8Tiles<F>;
   const unsigned i = threadIdx.x;
   const unsigned tile[2] = {tile_path_code(i, mode != 0) * 0x01010101u,
                             mode == 2 && i % kWarpSize == 5 ? 0x80808080u : 0u};
   unsigned lo, hi;
   if (fp8_tile_plain<M>(tile))
-    fp8x4_bits_tile<F, M, true>(tile[0], lo, hi);
+    fp8x4_bits_tile<F, true>(tile[0], lo, hi);
   else
-    fp8x4_bits_tile<F, M, false>(tile[0], lo, hi);
+    fp8x4_bits_tile<F, false>(tile[0], lo, hi);
   out[4 * i] = static_cast<unsigned short>(lo & 0xffffu);
   out[4 * i + 1] = static_cast<unsigned short>(lo >> 16);
   out[4 * i + 2] = static_cast<unsigned short>(hi & 0xffffu);
@@ -88,15 +89,15 @@ void expect_code(unsigned code, unsigned short got, const char* path, float fact
   }
 }
 
-// Every code of F through the matrix-instruction kernels' path in way M, in the three modes of
-// fp8_tile_kernel: fp8_tile_scale<M> times its value.
-template <Fp8Format F, Fp8Tiles M>
+// Every code of F through the matrix-instruction kernels' path in F's way, in the three modes of
+// fp8_tile_kernel: fp8_tile_scale<kFp8Tiles<F>> times its value.
+template <Fp8Format F>
 void check_tile_path(int& checked) {
   DeviceBuffer out(sizeof(unsigned short) * 4 * 256);
   std::vector<unsigned short> h(4 * 256);
   for (int mode : {0, 1, 2}) {
     out.poison();
-    fp8_tile_kernel<F, M><<<1, 256>>>(out.as<unsigned short>(), mode);
+    fp8_tile_kernel<F><<<1, 256>>>(out.as<unsigned short>(), mode);
     ATTNSCOPE_CHECK_LAUNCH();
     synchronize();
     out.download(h.data(), h.size() * sizeof(unsigned short));
@@ -104,7 +105,7 @@ void check_tile_path(int& checked) {
       const unsigned c = tile_path_code(i, mode != 0);
       for (int k = 0; k < 4; ++k) {
         expect_code<F>(c, h[4 * i + k], "by the matrix-instruction kernels' path",
-                       fp8_tile_scale<M>);
+                       fp8_tile_scale<kFp8Tiles<F>>);
         ++checked;
       }
     }
@@ -203,9 +204,9 @@ std::string check_fp8_conversions() {
   const bool hw = check_format<Fp8Format::e4m3>(checked);
   const bool hw2 = check_format<Fp8Format::e5m2>(checked);
   check_format<Fp8Format::e4m3fnuz>(checked);
-  check_tile_path<Fp8Format::e4m3, Fp8Tiles::plain>(checked);
-  check_tile_path<Fp8Format::e5m2, Fp8Tiles::plain>(checked);
-  check_tile_path<Fp8Format::e4m3fnuz, Fp8Tiles::integer>(checked);
+  check_tile_path<Fp8Format::e4m3>(checked);
+  check_tile_path<Fp8Format::e5m2>(checked);
+  check_tile_path<Fp8Format::e4m3fnuz>(checked);
   int bf16_checked = 0;
   check_bf16_q(bf16_checked);
   std::ostringstream s;

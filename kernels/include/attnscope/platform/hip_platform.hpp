@@ -447,8 +447,9 @@ struct QBf16 {
   }
 };
 
-// Whether fp8x4_bits_tile<F, M, true> serves every word of every lane of the warp, from each
-// lane's OR of fp8_special_bits over its words (every lane calls it; the answer is the warp's).
+// Whether fp8x4_bits_tile<F, true> (M = kFp8Tiles<F>) serves every word of every lane of the warp,
+// from each lane's OR of fp8_special_bits over its words (every lane calls it; the answer is the
+// warp's).
 template <Fp8Tiles M>
 __device__ __forceinline__ bool fp8_tile_vote(unsigned special) {
   if constexpr (M == Fp8Tiles::plain) {
@@ -467,10 +468,10 @@ __device__ __forceinline__ bool fp8_tile_plain(const unsigned (&words)[N]) {
   return fp8_tile_vote<M>(special);
 }
 
-template <Fp8Format F, Fp8Tiles M, bool kPlain>
+// The conversion in F's way (kFp8Tiles<F>); kPlain: the tile holds no code that way checks for.
+template <Fp8Format F, bool kPlain>
 __device__ __forceinline__ void fp8x4_bits_tile(unsigned word, unsigned& lo, unsigned& hi) {
-  static_assert(M == kFp8Tiles<F>, "the format's own way");
-  if constexpr (M == Fp8Tiles::plain) {
+  if constexpr (kFp8Tiles<F> == Fp8Tiles::plain) {
     lo = fp8x2_bits<F>(word);
     hi = fp8x2_bits<F, true>(word);
   } else {
