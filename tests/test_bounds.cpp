@@ -335,8 +335,8 @@ TEST(Bounds, QkModelWithinQkBounds) {
 }
 
 // The matrix-instruction kernels' bf16 q (KernelOrder::q_binary16_scaled): each query's row as
-// binary16 values of q x 2^e, the dot accumulated in binary32 at that scale, then x 2^-e and x the
-// scale. Emulated here (sequential order) on the given inputs.
+// binary16 values of q x 2^e, the dot accumulated in binary32 at that scale, then x the scale and
+// x 2^-e. Emulated here (sequential order) on the given inputs.
 std::vector<double> scaled_binary16_qk(const AttentionInputs& in) {
   const Problem& p = in.problem;
   const int D = p.head_dim;
@@ -365,7 +365,7 @@ std::vector<double> scaled_binary16_qk(const AttentionInputs& in) {
             dot = std::fma(q16[static_cast<std::size_t>(d)], static_cast<float>(in.k.get(kb + d)),
                            dot);
           s[static_cast<std::size_t>(((std::int64_t(b) * p.q_heads + h) * p.q_len + t) * p.window +
-                                     j)] = (dot * down) * c;
+                                     j)] = (dot * c) * down;
         }
       }
   return s;

@@ -698,10 +698,10 @@ __global__ __launch_bounds__(
 #pragma unroll
     for (int r = 0; r < 2; ++r) qmul[r] = QBf16::down(row_e(g + 8 * r));
   }
-  // A score of the lane's row r: x 2^-e (bf16 q), then x the key's multiplier.
+  // A score of the lane's row r: x the key's multiplier, then (bf16 q) x 2^-e (QBf16).
   auto scaled = [&](float x, int r, float km) {
-    if constexpr (kQBf16) x = __fmul_rn(x, qmul[r]);
-    return __fmul_rn(x, km);
+    x = __fmul_rn(x, km);
+    return kQBf16 ? __fmul_rn(x, qmul[r]) : x;
   };
 
   float o[D / 8][4];
@@ -1008,10 +1008,11 @@ __global__ __launch_bounds__(
       for (int c = 0; c < 2; ++c) qmul[c] = QBf16::down(shfl_idx(e, 4 * (2 * q4 + c)));
     }
   }
-  // A score of the lane's column (query 2 q4 + c): x 2^-e (bf16 q), then x the key's multiplier.
+  // A score of the lane's column (query 2 q4 + c): x the key's multiplier, then (bf16 q) x 2^-e
+  // (QBf16).
   auto scaled = [&](float x, int c, float km) {
-    if constexpr (kQBf16) x = __fmul_rn(x, qmul[c]);
-    return __fmul_rn(x, km);
+    x = __fmul_rn(x, km);
+    return kQBf16 ? __fmul_rn(x, qmul[c]) : x;
   };
 
   float o[OUT_TILES][4];

@@ -416,20 +416,21 @@ ElementBounds qk_bounds(const AttentionInputs& in, const StageFormats& f, bool a
             conv += std::fabs(prod_acc - prod);
           }
           const double s = c * dot;
-          // Scaled q: the underflow of the sum at its scale, and of the multiply by 2^-e.
-          const double under =
-              f.q_binary16_scaled
-                  ? double(D) * eta * row_down[qb / static_cast<std::size_t>(D)] + eta
-                  : double(D) * eta;
+          // Scaled q: the sum's underflow is at the row's scale 2^e.
+          const double down =
+              f.q_binary16_scaled ? row_down[qb / static_cast<std::size_t>(D)] : 1.0;
           for (int v = 0; v < 2; ++v) {
             const double g = v == 0 ? g_det : g_prob;
-            double err = conv + times(g, mag) + under * (1.0 + g);
+            double err = conv + times(g, mag) + double(D) * eta * down * (1.0 + g);
             if (apply_scale) {
               // fl(dot^ * c~): the dot's error scaled by |c~|, the scale's conversion error
               // and one rounded multiply, both relative to the score itself.
               err = (std::fabs(c_acc) * err + std::fabs(c_acc - c) * std::fabs(dot)) * (1.0 + u) +
                     u * std::fabs(s) + eta;
             }
+            // Scaled q: that multiply is taken at the row's scale (its underflow, eta there, is
+            // eta x 2^-e here), then x 2^-e, exact unless the result is subnormal.
+            if (f.q_binary16_scaled) err += (apply_scale ? eta * (down - 1.0) : 0.0) + eta;
             err = with_output(err, s, out);
             (v == 0 ? r.deterministic : r.probabilistic)[static_cast<std::size_t>(e)] = err;
           }

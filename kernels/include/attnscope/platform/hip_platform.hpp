@@ -417,7 +417,9 @@ __device__ __forceinline__ unsigned fp8_special_bits(unsigned word) {
 // is converted once to binary16 under a power of two of its own, 2^e with e = min(126, 142 - E),
 // E the biased exponent of the row's largest finite |q|, which so lands in [2^15, 2^16) (a
 // bfloat16 value there is at most 65280, within binary16's range). Its scores are multiplied by
-// 2^-e (exact while they stay normal) before the score's multiplier. A bfloat16 element converts
+// the score's multiplier, then by 2^-e: exact unless the result is subnormal, and the product
+// before it is 2^e times the score, which (dots of binary16 values and codes below 2^16, at most
+// 2^40) leaves binary32's range only for a multiplier above 2^88. A bfloat16 element converts
 // exactly unless its lowest bit falls below binary16's 2^-24 after the scaling, that is where it
 // is more than about 2^31 below its row's largest; those round to nearest even, as the budget's
 // bound takes them (bounds::StageFormats::q_binary16_scaled). NaN and infinities stay what they

@@ -36,8 +36,8 @@ struct StageFormats {
   double lambda = kDefaultLambda;
   // qk only (KernelOrder::q_binary16_scaled): each query's row enters the dot as binary16 values
   // of q x 2^e, e = min(126, 142 - E) with E the biased exponent of the row's largest finite |q|
-  // (0 where it is zero or subnormal), rounded to nearest even; the dot is accumulated at that
-  // scale and multiplied by 2^-e (exact unless the result is subnormal) before the scale.
+  // (0 where it is zero or subnormal), rounded to nearest even; the dot is accumulated and
+  // multiplied by the scale at that scale, then by 2^-e (exact unless the result is subnormal).
   bool q_binary16_scaled = false;
 };
 
