@@ -694,7 +694,10 @@ TEST(Registry, Fp8CachesAddTheirScalesRoundingsToTheDecodeOrder) {
   Problem p;
   p.q_heads = 4;
   p.kv_heads = 2;
-  p.input = p.output = DType::bf16;  // bf16 q: the lane kernel for either cache
+  // bf16 q at head_dim 64: the lane kernel for either cache on every platform (with an fp8 cache
+  // at 128 the matrix-instruction kernels take bf16 q where they are built).
+  p.input = p.output = DType::bf16;
+  p.head_dim = 64;
   p.seq_len = p.window = 1000;
   const KernelOrder plain = gpu::detail::decode_order(p, 4);
   EXPECT_EQ(plain.fp8_roundings, 0);
