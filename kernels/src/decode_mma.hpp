@@ -33,10 +33,12 @@
 //
 // An fp8 cache (one scale per tensor, KV head or token) is read as codes and converted exactly to
 // binary16 (fp8x4_bits_tile, each half of a word taken by the conversion itself): K four codes a
-// lane and step (one 4-byte load), V by ldmatrix.trans on code pairs, each word permuted once into
-// its even and odd dimensions' pairs, which go to two output tiles. e4m3fnuz codes convert to
-// 2^-7 times their values by integer operations (the factor folded into the score's multiplier
-// and the output's), where a warp's tile holds no NaN code, else with NaN in its place
+// lane and step (one 4-byte load), V by ldmatrix.trans on code pairs, each word's even and odd
+// dimensions' pairs going to two output tiles (the word permuted once to that end where the
+// conversion pairs its halves). e4m3fnuz codes convert to 2^-7 times their values by integer
+// operations, pairing a word's codes 0, 2 and 1, 3 (q's dimensions ordered to match, q_pairs;
+// the factor folded into the score's multiplier and the output's), where a warp's tile holds no
+// NaN code, else with NaN in its place
 // (fp8_tile_vote): a tile's words are read and voted on before they are converted. The K scale
 // joins the score's multiplier and the V scale multiplies the output; per-token scales stream
 // with their rows and multiply each key's score and weight (MmaRun, VScaleTop). On an fp8 cache the
@@ -71,6 +73,27 @@ constexpr Fp8Tiles mma_tiles() {
     return Fp8Tiles::plain;
 }
 
+// Whether fp8x4_bits_tile pairs a word's codes 0, 2 and 1, 3 (kFp8Interleaved; false for an
+// fp16 cache).
+template <class CR>
+constexpr bool mma_interleaved() {
+  if constexpr (CR::kFp8)
+    return kFp8Interleaved<CR::kFormat>;
+  else
+    return false;
+}
+
+// q's four elements of dimensions 4 j .. 4 j + 3 (v.x: the first two, v.y: the last two) in the
+// order fp8x4_bits_tile gives K's codes: unchanged, or (kInterleaved) dimensions 4 j, + 2 in x
+// and 4 j + 1, + 3 in y.
+template <bool kInterleaved>
+__device__ __forceinline__ uint2 q_pairs(uint2 v) {
+  if constexpr (kInterleaved)
+    return make_uint2(__byte_perm(v.x, v.y, 0x5410), __byte_perm(v.x, v.y, 0x7632));
+  else
+    return v;
+}
+
 // C: the cache's elements, __half or an fp8 code (cache_read.hpp). kQShared: q in shared memory
 // (else in registers, where a block cannot have the memory: launch_decode_mma).
 // kToken: an fp8 cache with per-token scales, which each stage holds after its rows.
@@ -81,6 +104,7 @@ struct MmaGeom {
   using CR = CacheRead<__half, C>;
   static_assert(!kToken || CR::kFp8, "per-token scales are an fp8 cache's");
   static constexpr Fp8Tiles TILES = mma_tiles<CR>();
+  static constexpr bool kInterleaved = mma_interleaved<CR>();
   static constexpr float TILE_SCALE = fp8_tile_scale<TILES>;
   static constexpr int EB = CR::EB;                      // bytes of a cache element
   static constexpr int WARPS = kDecThreads / kWarpSize;  // 4
@@ -463,8 +487,9 @@ struct MmaRun {
   __device__ const char* at(int lane, int c1) const { return stages + G::other(lane, c1); }
   // An fp8 cache's V words of a tile, all read before any is converted (fp8_tile_plain): matrix
   // i of vw[h][c] is V's rows 8 h .. 8 h + 7, chunk 4 c + i (ldmatrix.trans: for rows 2 q4 and
-  // 2 q4 + 1, the codes of dimensions 16 cc + 2 g and + 1, cc = 4 c + i), permuted so that the
-  // even dimensions' pair is the low half and the odd dimensions' the high half.
+  // 2 q4 + 1, the codes of dimensions 16 cc + 2 g and + 1, cc = 4 c + i), so that
+  // fp8x4_bits_tile's lo is the even dimensions' pair and hi the odd dimensions': permuted to
+  // that end where it pairs a word's halves (codes 0, 2 and 1, 3 already are those pairs).
   static constexpr int V_CHUNK_GROUPS = G::CHUNKS / 4;
   __device__ void v_words(int vt, unsigned (&vw)[2][V_CHUNK_GROUPS][4]) const {
 #pragma unroll
@@ -473,7 +498,8 @@ struct MmaRun {
       for (int c = 0; c < V_CHUNK_GROUPS; ++c) {
         ldmatrix_x4_trans(vw[h][c], at(vt, 4 * c) + h * 8 * G::ROW_BYTES);
 #pragma unroll
-        for (int i = 0; i < 4; ++i) vw[h][c][i] = __byte_perm(vw[h][c][i], 0u, 0x3120);
+        for (int i = 0; i < 4; ++i)
+          if constexpr (!G::kInterleaved) vw[h][c][i] = __byte_perm(vw[h][c][i], 0u, 0x3120);
       }
   }
   // f(std::true_type) where every lane's words w of the warp's tile take fp8x4_bits_tile's kPlain
@@ -626,7 +652,8 @@ __global__ __launch_bounds__(
   for (int r = 0; r < 2; ++r) blk.window(p, g + 8 * r, key_lo[r], key_hi[r]);
   // q as the A operand of each step of 16 dimensions, in the lane order above: in shared memory,
   // row i's step s holds dimensions 16 s + 4 j, + 1 at columns 2 j, + 1 and 16 s + 4 j + 2, + 3 at
-  // columns 2 j + 8, + 9 (j = 0 .. 3), so that ldmatrix hands each lane its a's; in registers
+  // columns 2 j + 8, + 9 (j = 0 .. 3; where fp8x4_bits_tile interleaves, 16 s + 4 j, + 2 and
+  // 16 s + 4 j + 1, + 3: q_pairs), so that ldmatrix hands each lane its a's; in registers
   // (qreg[s]), the lane's a's of each step. bf16 q is converted on the way (QBf16): in shared
   // memory each row's e is found first (a warp a row) and kept in the row's padding; in registers
   // the four lanes of a row (q4) hold all of it.
@@ -658,6 +685,7 @@ __global__ __launch_bounds__(
         const float up = QBf16::up(row_e(i));
         v = make_uint2(QBf16::convert(v.x, up), QBf16::convert(v.y, up));
       }
+      v = q_pairs<G::kInterleaved>(v);
       *reinterpret_cast<unsigned*>(qs + i * G::Q_ROW + 32 * s + 4 * j) = v.x;
       *reinterpret_cast<unsigned*>(qs + i * G::Q_ROW + 32 * s + 16 + 4 * j) = v.y;
     }
@@ -667,7 +695,8 @@ __global__ __launch_bounds__(
     for (int s = 0; s < STEPS; ++s)
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
-        const uint2 x = *reinterpret_cast<const uint2*>(q_words(g + 8 * r) + 8 * s + 2 * q4);
+        const uint2 x = q_pairs<G::kInterleaved>(
+            *reinterpret_cast<const uint2*>(q_words(g + 8 * r) + 8 * s + 2 * q4));
         qreg[s][r] = x.x;      // dimensions 4 q4, +1: a's columns 2 q4, +1
         qreg[s][2 + r] = x.y;  // dimensions 4 q4 + 2, +3: a's columns 2 q4 + 8, +9
         if constexpr (kQBf16) mx[r] = QBf16::abs_max(x.y, QBf16::abs_max(x.x, mx[r]));
@@ -979,8 +1008,10 @@ __global__ __launch_bounds__(
   std::int64_t key_lo[2], key_hi[2];
 #pragma unroll
   for (int e = 0; e < 2; ++e) blk.window(p, 2 * q4 + e, key_lo[e], key_hi[e]);
-  // bf16 q (QBf16): query g's row is held by the lanes q4 of its g; the 2^-e of the lane's
-  // columns (queries 2 q4, 2 q4 + 1) come from lanes 8 q4 and 8 q4 + 4.
+  // q as the B operand of each step (qb[k]: query g's dimensions 16 k + 4 q4 .. + 3 in
+  // fp8x4_bits_tile's order of K's codes, q_pairs). bf16 q (QBf16): query g's row is held by the
+  // lanes q4 of its g; the 2^-e of the lane's columns (queries 2 q4, 2 q4 + 1) come from lanes
+  // 8 q4 and 8 q4 + 4.
   unsigned qb[STEPS][2];
   float qmul[2] = {1.0f, 1.0f};
   {
@@ -989,7 +1020,8 @@ __global__ __launch_bounds__(
     unsigned mx = 0;
 #pragma unroll
     for (int k = 0; k < STEPS; ++k) {
-      const uint2 x = *reinterpret_cast<const uint2*>(qrow + 8 * k + 2 * q4);
+      const uint2 x =
+          q_pairs<G::kInterleaved>(*reinterpret_cast<const uint2*>(qrow + 8 * k + 2 * q4));
       qb[k][0] = x.x;
       qb[k][1] = x.y;
       if constexpr (kQBf16) mx = QBf16::abs_max(x.y, QBf16::abs_max(x.x, mx));

@@ -43,24 +43,32 @@ __global__ void fp8_convert_kernel(unsigned short* out) {
   if (i == 0) out[1024] = ATTNSCOPE_FP8_CVT && F != Fp8Format::e4m3fnuz ? 1 : 0;
 }
 
-// The code thread i of fp8_tile_kernel converts, and check_tile_path expects: i, or 0 in place of
+// A code as fp8_tile_kernel converts it, and check_tile_path expects: i, or 0 in place of
 // e4m3fnuz's NaN, 0x80 (`clean`).
 __host__ __device__ constexpr unsigned tile_path_code(unsigned i, bool clean) {
   return clean && i == 0x80u ? 0u : i;
 }
 
+// Code k (0 .. 3) of thread i's first word in fp8_tile_kernel: four different codes a word, so
+// that the pairs fp8x4_bits_tile forms are seen.
+__host__ __device__ constexpr unsigned tile_word_code(unsigned i, int k, bool clean) {
+  return tile_path_code((i + 64u * static_cast<unsigned>(k)) & 0xffu, clean);
+}
+
 // The matrix-instruction kernels' path in F's way M = kFp8Tiles<F> (fp8_tile_plain over a
-// warp's words of a tile, then fp8x4_bits_tile): thread i holds a tile of two words, the first four
-// codes c = tile_path_code(i, mode != 0), the second 0 or (mode 2, lane 5 of each warp) four codes
-// 0x80; out[4 i ..] = the first word's four binary16 bits. Mode 0: the warps holding the codes M
-// checks for take its other path, the others kPlain; 1: every warp kPlain; 2: every warp the other
-// path, for a code in another word of another lane (e4m3fnuz's; plain has one path).
+// warp's words of a tile, then fp8x4_bits_tile): thread i holds a tile of two words, the first the
+// four codes tile_word_code(i, k, mode != 0), the second 0 or (mode 2, lane 5 of each warp) four
+// codes 0x80; out[4 i ..] = lo's and hi's binary16 bits, low half first. Mode 0: the warps
+// holding a code M checks for take its other path, the others kPlain; 1: every warp kPlain; 2:
+// every warp the other path, for a code in another word of another lane (e4m3fnuz's; plain has
+// one path).
 template <Fp8Format F>
 __global__ void fp8_tile_kernel(unsigned short* out, int mode) {
   constexpr Fp8Tiles M = kFp8Tiles<F>;
   const unsigned i = threadIdx.x;
-  const unsigned tile[2] = {tile_path_code(i, mode != 0) * 0x01010101u,
-                            mode == 2 && i % kWarpSize == 5 ? 0x80808080u : 0u};
+  unsigned word = 0;
+  for (int k = 0; k < 4; ++k) word |= tile_word_code(i, k, mode != 0) << (8 * k);
+  const unsigned tile[2] = {word, mode == 2 && i % kWarpSize == 5 ? 0x80808080u : 0u};
   unsigned lo, hi;
   if (fp8_tile_plain<M>(tile))
     fp8x4_bits_tile<F, true>(tile[0], lo, hi);
@@ -101,14 +109,16 @@ void check_tile_path(int& checked) {
     ATTNSCOPE_CHECK_LAUNCH();
     synchronize();
     out.download(h.data(), h.size() * sizeof(unsigned short));
-    for (unsigned i = 0; i < 256; ++i) {
-      const unsigned c = tile_path_code(i, mode != 0);
+    // Output k holds the word's code k, or (kFp8Interleaved: lo codes 0, 2, hi 1, 3) its code
+    // 0, 2, 1, 3.
+    constexpr int kCode[2][4] = {{0, 1, 2, 3}, {0, 2, 1, 3}};
+    for (unsigned i = 0; i < 256; ++i)
       for (int k = 0; k < 4; ++k) {
+        const unsigned c = tile_word_code(i, kCode[kFp8Interleaved<F> ? 1 : 0][k], mode != 0);
         expect_code<F>(c, h[4 * i + k], "by the matrix-instruction kernels' path",
                        fp8_tile_scale<kFp8Tiles<F>>);
         ++checked;
       }
-    }
   }
 }
 

@@ -365,8 +365,8 @@ __device__ __forceinline__ __half2 fp8x2_to_half2(unsigned pair) {
 //   vote once (fp8_tile_vote): a tile that holds it takes the same path with NaN in its place.
 //   The hardware's e4m3 conversion serves e4m3fnuz's other codes but 0x7f and 0xff (+-240,
 //   e4m3's NaNs) at twice their values; checking for those three codes and taking it where a
-//   tile holds none ran slower on an H200 than these four integer operations a pair (and per-token
-//   scales put +-240 in every row).
+//   tile holds none ran slower on an H200 than the integer operations (and per-token scales put
+//   +-240 in every row).
 enum class Fp8Tiles { plain, integer };
 template <Fp8Format F>
 inline constexpr Fp8Tiles kFp8Tiles =
@@ -381,22 +381,24 @@ __device__ __forceinline__ unsigned fnuz_nan_bytes(unsigned word) {
   return (0x80808080u - (word & 0x7f7f7f7fu)) & word;
 }
 
-// e4m3fnuz's two codes in the low (kHigh: high) 16 bits of `word` as a __half2's bits at 2^-7
-// times their values, exactly: h holds each code in its half's upper byte (sign at bit 15,
-// exponent and mantissa at bits 8..14); subtracting the 7 low bits of h / 2 moves exponent and
-// mantissa down one bit, to binary16's bits 7..13 (e4m3fnuz's bias 8 against binary16's 15; its
-// subnormals are binary16's). Code 0x80 gives -0, or (kNan) a NaN.
-template <bool kHigh, bool kNan>
+// e4m3fnuz's codes 0 and 2 (kOdd: 1 and 3) of `word` as a __half2's bits at 2^-7 times their
+// values, exactly (code 0 or 1 in the low half): the code's sign goes to binary16's bit 15, its
+// exponent and mantissa to bits 7..13 (e4m3fnuz's bias 8 against binary16's 15; its subnormals
+// are binary16's). Codes 1 and 3 sit in their halves' upper bytes, where the sign already is and
+// the 7 low bits move down one; codes 0 and 2 in the lower bytes, where both move up (x 2^8 and
+// x 2^7: multiplies, which the compiler may give the FMA pipe, the rest being the ALU's). Code
+// 0x80 gives -0, or (kNan) a NaN.
+template <bool kOdd, bool kNan>
 __device__ __forceinline__ unsigned fnuz_x2_bits(unsigned word) {
-  const unsigned h = __byte_perm(word, 0u, kHigh ? 0x3424u : 0x1404u);
-  const unsigned placed = h - ((h >> 1) & 0x3f803f80u);
+  const unsigned placed = kOdd ? (word & 0x80008000u) + ((word & 0x7f007f00u) >> 1)
+                               : (word & 0x00800080u) * 256u + (word & 0x007f007fu) * 128u;
   if constexpr (!kNan) {
     return placed;
   } else {
     // Bit 15 of a half where its code is 0x80; that bit minus bit 9 is 0x7e00, which ORed into
     // -0 (0x8000) gives a NaN.
-    const unsigned nan =
-        __byte_perm(fnuz_nan_bytes(word) & 0x80808080u, 0u, kHigh ? 0x3424u : 0x1404u);
+    const unsigned bits = fnuz_nan_bytes(word);
+    const unsigned nan = kOdd ? bits & 0x80008000u : (bits & 0x00800080u) * 256u;
     return placed | (nan - (nan >> 6));
   }
 }
@@ -470,7 +472,15 @@ __device__ __forceinline__ bool fp8_tile_plain(const unsigned (&words)[N]) {
   return fp8_tile_vote<M>(special);
 }
 
-// The conversion in F's way (kFp8Tiles<F>); kPlain: the tile holds no code that way checks for.
+// Which of a word's four codes fp8x4_bits_tile pairs: plain, codes 0, 1 (lo) and 2, 3 (hi), the
+// halves the hardware converts; integer (kFp8Interleaved), codes 0, 2 (lo) and 1, 3 (hi), which
+// take the fewest integer operations (fnuz_x2_bits). The kernels order q's dimensions, and V's
+// codes, to match.
+template <Fp8Format F>
+inline constexpr bool kFp8Interleaved = kFp8Tiles<F> == Fp8Tiles::integer;
+
+// The conversion in F's way (kFp8Tiles<F>), its pairs as kFp8Interleaved<F> says; kPlain: the
+// tile holds no code that way checks for.
 template <Fp8Format F, bool kPlain>
 __device__ __forceinline__ void fp8x4_bits_tile(unsigned word, unsigned& lo, unsigned& hi) {
   if constexpr (kFp8Tiles<F> == Fp8Tiles::plain) {
