@@ -491,7 +491,8 @@ TEST(KernelOrders, DecodeSplitHeuristic) {
 }
 
 // An e4m3 cache on the matrix-instruction kernel (NVIDIA builds): splits chosen as if two blocks
-// fit a multiprocessor (264 slots on 132), not the three that do.
+// fit a multiprocessor (264 slots on 132), not the three that do; e4m3fnuz fills the three where
+// its splits stay long.
 TEST(KernelOrders, DecodeSplitHeuristicFp8MatrixKernel) {
   Problem p;
   p.q_heads = 32;
@@ -507,6 +508,17 @@ TEST(KernelOrders, DecodeSplitHeuristicFp8MatrixKernel) {
   // to 1024, 1188; 34 take a second wave.
   p.batch = 1;
   EXPECT_EQ(gpu::detail::decode_auto_splits(p, 132), 32);
+  // e4m3fnuz fills the three where the splits stay long: 128 blocks, 3 splits of 10923
+  // positions fill 384 of 396 slots; 8 blocks keep 32 (49 would hold 669 positions).
+  p.kv_fp8 = Fp8Format::e4m3fnuz;
+  EXPECT_EQ(gpu::detail::decode_auto_splits(p, 132), 32);
+  p.batch = 16;
+  EXPECT_EQ(gpu::detail::decode_auto_splits(p, 132), 3);
+  // 4 KV heads at b16: 64 blocks, 4 splits (two blocks a multiprocessor) of 8192 positions;
+  // filling the three (6 splits) would leave 5462.
+  p.kv_heads = 4;
+  EXPECT_EQ(gpu::detail::decode_auto_splits(p, 132), 4);
+  p.kv_heads = 8;
   // fp16 keeps the two blocks that fit: 128 blocks, 2 splits.
   p.kv_fp8.reset();
   p.batch = 16;

@@ -250,14 +250,20 @@ inline constexpr std::int64_t kDecodeMergeCost = 4;
 // matrix-instruction kernels: three blocks a multiprocessor fit there, but grids of about two a
 // multiprocessor ran faster on the H200 (results/nvidia-h200/fp8_splits/: Llama-3-8B b16 x 32K at
 // 2 splits against 3, 2-4% faster; b1 x 32K at 32 against 47, 8%), so that count is chosen as if
-// two fit. The ragged model keeps the resident count: on the fp8 serving batch it picks within 2%
-// of the best count swept.
+// two fit. fill_long: e4m3fnuz, converted by integer operations, whose warps have more
+// instructions a tile to hide, takes the splits that fill all resident slots in one wave where
+// they stay long (kFillLongSplit positions or more): on the H200 (results/nvidia-h200/fnuz_pairs/)
+// Llama-3-8B b16 x 32K ran 6% faster at 3 splits (10923 positions) than at 2, and b1 x 32K 5%
+// slower at 47 (697) than at 32. The ragged model keeps the resident count: on the fp8 serving
+// batch it picks within 2% of the best count swept.
+inline constexpr std::int64_t kFillLongSplit = 8192;
 struct DecodeLaunchModel {
   std::int64_t slots;        // resident blocks on the device
   std::int64_t dense_slots;  // the slots decode_auto_splits fills
   std::int64_t span;         // positions of the longest sequence some query attends
   std::int64_t keys;         // positions a block streams per tile
   std::int64_t most;         // the most splits tried
+  bool fill_long;            // fill every resident slot where the splits stay long (above)
   DecodeLaunchModel(const Problem& p, int multiprocessors) {
     const int qt = decode_query_tile(p);
     const int eb = static_cast<int>(size_of(p.input));
@@ -267,6 +273,7 @@ struct DecodeLaunchModel {
                                                       : decode_blocks_per_sm(qt, p.head_dim, eb));
     dense_slots =
         !p.latent && mma && p.kv_fp8.has_value() ? std::int64_t(multiprocessors) * 2 : slots;
+    fill_long = !p.latent && mma && p.kv_fp8 == Fp8Format::e4m3fnuz;
     span = span_of(p);
     keys = p.latent ? kMlaKeys : mma ? kMmaKeys : decode_tile_positions(qt, p.head_dim, eb);
     most = span / kDecodeMinSplitLen;
@@ -291,6 +298,10 @@ inline int decode_auto_splits(const Problem& p, int multiprocessors) {
       best = s;
       best_cost = cost;
     }
+  }
+  if (m.fill_long) {
+    const std::int64_t fill = std::min(m.slots / blocks, most);
+    if (fill > best && (span + fill - 1) / fill >= kFillLongSplit) best = fill;
   }
   return static_cast<int>(best);
 }

@@ -416,9 +416,8 @@ ElementBounds qk_bounds(const AttentionInputs& in, const StageFormats& f, bool a
             conv += std::fabs(prod_acc - prod);
           }
           const double s = c * dot;
-          // Scaled q: the sum's underflow is at the row's scale 2^e.
-          const double down =
-              f.q_binary16_scaled ? row_down[qb / static_cast<std::size_t>(D)] : 1.0;
+          // Scaled q: the sum's underflow is at the row's scale 2^e (row_down is 1 elsewhere).
+          const double down = row_down[qb / static_cast<std::size_t>(D)];
           for (int v = 0; v < 2; ++v) {
             const double g = v == 0 ? g_det : g_prob;
             double err = conv + times(g, mag) + double(D) * eta * down * (1.0 + g);
